@@ -1,0 +1,47 @@
+"""Root Typer app: global options and the registration of every command group."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from closeguard import __version__
+from closeguard.cli import catalog as catalog_cmd
+
+app = typer.Typer(
+    name="closeguard",
+    help=(
+        "Put AI agents and sales-ops workflows to work on Close CRM, behind a guard.\n\n"
+        "Runs against Close when CLOSE_API_KEY is set, else against the embedded simulator."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"closeguard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """closeguard: typed Close tools, a guard, workflows and a Close simulator."""
+
+
+app.command("catalog")(catalog_cmd.catalog)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,496 @@
+"""The endpoint catalog: the single source of truth for every Close method closeguard knows.
+
+Each ``Endpoint`` says what a method is (name, HTTP method, path template under
+``/api/v1``), what it acts on (``resource``), how dangerous it is (``access``), what it takes
+and returns (pydantic models), how it pages and which webhook events it fires. The typed
+client, the LangChain tools, the guard's classification, the simulator's routes and the
+docs are all generated from ``ENDPOINTS``; adding a method is one entry here.
+
+``classify(method, path, body, params)`` maps any concrete request to its endpoint and
+access level, looking at arguments where they change the risk (an email with
+``status: outbox`` sends mail for real, so it is destructive; a draft is a write).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+
+from closeguard.tools import models as m
+from closeguard.tools.errors import UnknownEndpoint
+from closeguard.tools.models import Access
+
+HTTPMethod = Literal["GET", "POST", "PUT", "DELETE"]
+Paging = Literal["offset", "cursor", "search"]
+Escalation = Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[Access, str] | None]
+
+API_PREFIX = "/api/v1"
+ACCESS_RANK: dict[str, int] = {"read": 0, "write": 1, "destructive": 2}
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One Close method."""
+
+    name: str
+    method: HTTPMethod
+    path: str
+    resource: str
+    access: Access
+    summary: str
+    result_model: type[BaseModel]
+    query_model: type[BaseModel] | None = None
+    body_model: type[BaseModel] | None = None
+    item_model: type[BaseModel] | None = None
+    events: tuple[str, ...] = ()
+    paging: Paging | None = None
+    max_limit: int | None = None
+    max_skip: int | None = None
+    escalate: Escalation | None = field(default=None, compare=False, repr=False)
+    in_guide: bool = False
+
+    @property
+    def event(self) -> str | None:
+        """The main webhook event this method fires, if any."""
+        return self.events[0] if self.events else None
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(_PARAM.findall(self.path))
+
+    @property
+    def rate_group(self) -> str:
+        """The rate-limit group: the path's first segment, split into reads and writes."""
+        root = self.path.strip("/").split("/")[0]
+        return f"{root}:{'read' if self.method == 'GET' or self.paging == 'search' else 'write'}"
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        pieces = _PARAM.split(self.path)
+        regex = "".join(
+            f"(?P<{piece}>[^/]+)" if i % 2 else re.escape(piece) for i, piece in enumerate(pieces)
+        )
+        return re.compile(f"^{regex}$")
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """Path parameters if ``path`` (relative to ``/api/v1``) fits this template."""
+        found = self.pattern.match(path)
+        return found.groupdict() if found else None
+
+    def format_path(self, **params: str) -> str:
+        return self.path.format(**params)
+
+    def classify(
+        self, body: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None
+    ) -> tuple[Access, str | None]:
+        """Access level of one concrete call, and why it was raised above the default."""
+        if self.escalate is not None:
+            raised = self.escalate(body or {}, params or {})
+            if raised is not None and ACCESS_RANK[raised[0]] > ACCESS_RANK[self.access]:
+                return raised
+        return self.access, None
+
+
+@dataclass(frozen=True)
+class Call:
+    """A concrete request resolved against the catalog."""
+
+    endpoint: Endpoint
+    access: Access
+    path_params: Mapping[str, str]
+    body: Mapping[str, Any]
+    params: Mapping[str, Any]
+    reason: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    @property
+    def resource(self) -> str:
+        return self.endpoint.resource
+
+
+# -- escalation rules ----------------------------------------------------------------------
+
+SENDING_EMAIL_STATUSES = frozenset({"outbox", "scheduled"})
+
+
+def _email_sends(body: Mapping[str, Any], _params: Mapping[str, Any]) -> tuple[Access, str] | None:
+    status = body.get("status")
+    if isinstance(status, str) and status in SENDING_EMAIL_STATUSES:
+        return "destructive", f"email status '{status}' sends the email"
+    return None
+
+
+# -- the catalog ---------------------------------------------------------------------------
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def _crud(
+    resource: str,
+    root: str,
+    *,
+    label: str,
+    model: type[BaseModel],
+    create: type[BaseModel] | None,
+    update: type[BaseModel] | None,
+    list_params: type[BaseModel] = m.ListParams,
+    events_prefix: str | None = None,
+    max_limit: int = 100,
+    max_skip: int = 250_000,
+    guide: Iterable[str] = (),
+    escalate: Escalation | None = None,
+    delete_access: Access = "destructive",
+    write_access: Access = "write",
+) -> list[Endpoint]:
+    """list / create / get / update / delete for one resource rooted at ``root``."""
+    guide_set = set(guide)
+    ev = events_prefix or resource
+    out = [
+        Endpoint(
+            name=f"{resource}.list",
+            method="GET",
+            path=f"/{root}/",
+            resource=resource,
+            access="read",
+            summary=f"List {label}s, a page at a time.",
+            result_model=m.Page,
+            query_model=list_params,
+            item_model=model,
+            paging="offset",
+            max_limit=max_limit,
+            max_skip=max_skip,
+            in_guide="list" in guide_set,
+        ),
+        Endpoint(
+            name=f"{resource}.get",
+            method="GET",
+            path=f"/{root}/{{id}}/",
+            resource=resource,
+            access="read",
+            summary=f"Get one {label} by id.",
+            result_model=model,
+            query_model=m.GetParams,
+            in_guide="get" in guide_set,
+        ),
+    ]
+    if create is not None:
+        out.append(
+            Endpoint(
+                name=f"{resource}.create",
+                method="POST",
+                path=f"/{root}/",
+                resource=resource,
+                access=write_access,
+                summary=f"Create {_a(label)}.",
+                result_model=model,
+                body_model=create,
+                events=(f"{ev}.created",) if events_prefix != "" else (),
+                escalate=escalate,
+                in_guide="create" in guide_set,
+            )
+        )
+    if update is not None:
+        out.append(
+            Endpoint(
+                name=f"{resource}.update",
+                method="PUT",
+                path=f"/{root}/{{id}}/",
+                resource=resource,
+                access=write_access,
+                summary=f"Update {_a(label)}; only the fields sent change.",
+                result_model=model,
+                body_model=update,
+                events=(f"{ev}.updated",) if events_prefix != "" else (),
+                escalate=escalate,
+                in_guide="update" in guide_set,
+            )
+        )
+    out.append(
+        Endpoint(
+            name=f"{resource}.delete",
+            method="DELETE",
+            path=f"/{root}/{{id}}/",
+            resource=resource,
+            access=delete_access,
+            summary=f"Delete {_a(label)}. Irreversible.",
+            result_model=m.Empty,
+            events=(f"{ev}.deleted",) if events_prefix != "" else (),
+            in_guide="delete" in guide_set,
+        )
+    )
+    return out
+
+
+def _build() -> tuple[Endpoint, ...]:
+    eps: list[Endpoint] = []
+    all5 = ("list", "create", "get", "update", "delete")
+
+    eps += _crud(
+        "lead", "lead", label="lead", model=m.Lead, create=m.LeadCreate, update=m.LeadUpdate,
+        list_params=m.LeadListParams, max_limit=200, guide=all5,
+    )
+    eps.append(
+        Endpoint(
+            name="lead.merge",
+            method="POST",
+            path="/lead/merge/",
+            resource="lead",
+            access="destructive",
+            summary="Merge the source lead into the destination; the source disappears.",
+            result_model=m.Lead,
+            body_model=m.LeadMerge,
+            events=("lead.merged",),
+            in_guide=True,
+        )
+    )
+    eps += _crud(
+        "contact", "contact", label="contact", model=m.Contact, create=m.ContactCreate,
+        update=m.ContactUpdate, list_params=m.ContactListParams, guide=all5,
+    )
+    eps += _crud(
+        "opportunity", "opportunity", label="opportunity", model=m.Opportunity,
+        create=m.OpportunityCreate, update=m.OpportunityUpdate,
+        list_params=m.OpportunityListParams, guide=all5,
+    )
+    eps.append(
+        Endpoint(
+            name="activity.list",
+            method="GET",
+            path="/activity/",
+            resource="activity",
+            access="read",
+            summary="List activities of every type (notes, calls, emails, status changes…).",
+            result_model=m.Page,
+            query_model=m.ActivityListParams,
+            item_model=m.Activity,
+            paging="offset",
+            max_limit=100,
+            max_skip=250_000,
+            in_guide=True,
+        )
+    )
+    typed_activities: tuple[tuple[str, str, type[BaseModel], type[BaseModel], type[BaseModel]], ...]
+    typed_activities = (
+        ("note", "note", m.NoteActivity, m.NoteCreate, m.NoteUpdate),
+        ("call", "call", m.CallActivity, m.CallCreate, m.CallUpdate),
+        ("email", "email", m.EmailActivity, m.EmailCreate, m.EmailUpdate),
+    )
+    for kind, label, model, create, update in typed_activities:
+        group = _crud(
+            f"activity.{kind}", f"activity/{kind}", label=f"{label} activity", model=model,
+            create=create, update=update, list_params=m.ActivityListParams,
+            guide=("create",), escalate=_email_sends if kind == "email" else None,
+        )
+        if kind == "email":
+            group = [
+                _with_events(ep, ("activity.email.created", "activity.email.sent"))
+                if ep.name.endswith(".create")
+                else _with_events(ep, ("activity.email.updated", "activity.email.sent"))
+                if ep.name.endswith(".update")
+                else ep
+                for ep in group
+            ]
+        eps += group
+
+    tasks = _crud(
+        "task", "task", label="task", model=m.Task, create=m.TaskCreate, update=m.TaskUpdate,
+        list_params=m.TaskListParams, guide=("list", "create", "update", "delete"),
+    )
+    eps += [
+        _with_events(ep, ("task.updated", "task.completed")) if ep.name == "task.update" else ep
+        for ep in tasks
+    ]
+    eps.append(
+        Endpoint(
+            name="task.bulk_update",
+            method="PUT",
+            path="/task/",
+            resource="task",
+            access="destructive",
+            summary="Apply the same change to every task matching the filter (query params).",
+            result_model=m.Page,
+            query_model=m.TaskBulkFilter,
+            body_model=m.TaskUpdate,
+            events=("task.updated", "task.completed"),
+            in_guide=True,
+        )
+    )
+
+    for obj in ("lead", "contact", "opportunity", "activity"):
+        eps += _crud(
+            f"custom_field.{obj}", f"custom_field/{obj}", label=f"{obj} custom field",
+            model=m.CustomField, create=m.CustomFieldCreate, update=m.CustomFieldUpdate,
+            events_prefix="", write_access="destructive",
+            guide=("list", "create") if obj == "lead" else (),
+        )
+
+    eps += [
+        Endpoint(
+            name="status.lead.list", method="GET", path="/status/lead/", resource="status",
+            access="read", summary="List the organization's lead statuses.",
+            result_model=m.Page, item_model=m.LeadStatus,
+        ),
+        Endpoint(
+            name="status.opportunity.list", method="GET", path="/status/opportunity/",
+            resource="status", access="read",
+            summary="List opportunity statuses (each active, won or lost, in a pipeline).",
+            result_model=m.Page, item_model=m.OpportunityStatus,
+        ),
+        Endpoint(
+            name="pipeline.list", method="GET", path="/pipeline/", resource="pipeline",
+            access="read", summary="List pipelines with their opportunity statuses.",
+            result_model=m.Page, item_model=m.Pipeline,
+        ),
+        Endpoint(
+            name="user.me", method="GET", path="/me/", resource="user", access="read",
+            summary="The user the credential belongs to.", result_model=m.User,
+            query_model=m.GetParams, in_guide=True,
+        ),
+        Endpoint(
+            name="user.list", method="GET", path="/user/", resource="user", access="read",
+            summary="List the users of the organization.", result_model=m.Page,
+            query_model=m.ListParams, item_model=m.User, paging="offset", max_limit=100,
+            max_skip=250_000, in_guide=True,
+        ),
+        Endpoint(
+            name="user.get", method="GET", path="/user/{id}/", resource="user", access="read",
+            summary="Get one user by id.", result_model=m.User, query_model=m.GetParams,
+        ),
+        Endpoint(
+            name="organization.get", method="GET", path="/organization/{id}/",
+            resource="organization", access="read", summary="Get the organization.",
+            result_model=m.Organization, query_model=m.GetParams,
+        ),
+        Endpoint(
+            name="organization.update", method="PUT", path="/organization/{id}/",
+            resource="organization", access="destructive",
+            summary="Update the organization's settings (affects every member).",
+            result_model=m.Organization, body_model=m.OrganizationUpdate, in_guide=True,
+        ),
+    ]
+
+    hooks = _crud(
+        "webhook", "webhook", label="webhook subscription", model=m.WebhookSubscription,
+        create=m.WebhookCreate, update=m.WebhookUpdate, events_prefix="",
+        write_access="destructive", guide=("list", "create", "delete"),
+    )
+    eps += hooks
+    eps += [
+        Endpoint(
+            name="event.list", method="GET", path="/event/", resource="event", access="read",
+            summary="Read the Event Log (30 days), newest first, by cursor.",
+            result_model=m.EventPage, query_model=m.EventListParams, item_model=m.Event,
+            paging="cursor", max_limit=50, in_guide=True,
+        ),
+        Endpoint(
+            name="event.get", method="GET", path="/event/{id}/", resource="event",
+            access="read", summary="Get one Event Log entry by id.", result_model=m.Event,
+        ),
+        Endpoint(
+            name="data.search", method="POST", path="/data/search/", resource="lead",
+            access="read",
+            summary="Advanced Filtering: search leads or contacts with a query object.",
+            result_model=m.SearchPage, body_model=m.SearchBody, item_model=m.Lead,
+            paging="search", max_limit=200,
+        ),
+    ]
+    return tuple(eps)
+
+
+def _with_events(ep: Endpoint, events: tuple[str, ...]) -> Endpoint:
+    return replace(ep, events=events)
+
+
+ENDPOINTS: tuple[Endpoint, ...] = _build()
+BY_NAME: dict[str, Endpoint] = {ep.name: ep for ep in ENDPOINTS}
+RESOURCES: tuple[str, ...] = tuple(dict.fromkeys(ep.resource for ep in ENDPOINTS))
+
+# Literal paths first, so /lead/merge/ is not read as /lead/{id}/.
+_MATCH_ORDER: tuple[Endpoint, ...] = tuple(sorted(ENDPOINTS, key=lambda e: len(e.path_params)))
+
+
+def endpoint(name: str) -> Endpoint:
+    """The endpoint called ``name`` (``lead.merge``); ``KeyError`` names close matches."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        import difflib
+
+        near = difflib.get_close_matches(name, BY_NAME, n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        raise KeyError(f"no endpoint named {name!r}{hint}") from None
+
+
+def resource_ancestors(resource: str) -> tuple[str, ...]:
+    """``activity.email`` -> (``activity.email``, ``activity``): a grant on a parent covers it."""
+    parts = resource.split(".")
+    return tuple(".".join(parts[:i]) for i in range(len(parts), 0, -1))
+
+
+def relative_path(path_or_url: str) -> str:
+    """Strip scheme, host, query and the ``/api/v1`` prefix; ensure the trailing slash."""
+    path = urlsplit(path_or_url).path or "/"
+    if path.startswith(API_PREFIX):
+        path = path[len(API_PREFIX) :] or "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    if not path.endswith("/"):
+        path += "/"
+    return path
+
+
+def allowed_methods(path: str) -> tuple[str, ...]:
+    """Methods the catalog knows for a relative path (for 405 ``Allow``)."""
+    rel = relative_path(path)
+    found = {ep.method for ep in ENDPOINTS if ep.match(rel) is not None}
+    return tuple(sorted(found))
+
+
+def find_endpoint(method: str, path: str) -> tuple[Endpoint, dict[str, str]]:
+    """The endpoint and path parameters for a request; ``UnknownEndpoint`` when none fits."""
+    rel = relative_path(path)
+    verb = method.upper()
+    for ep in _MATCH_ORDER:
+        if ep.method != verb:
+            continue
+        params = ep.match(rel)
+        if params is not None:
+            return ep, params
+    raise UnknownEndpoint(verb, rel, allowed_methods(rel))
+
+
+def classify(
+    method: str,
+    path: str,
+    body: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Call:
+    """Resolve a concrete request to its endpoint and access level, arguments included."""
+    ep, path_params = find_endpoint(method, path)
+    body_map: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
+    access, reason = ep.classify(body_map, params or {})
+    return Call(
+        endpoint=ep,
+        access=access,
+        path_params=path_params,
+        body=body_map,
+        params=dict(params or {}),
+        reason=reason,
+    )
+
+
+def access_allows(granted: Access, wanted: Access) -> bool:
+    """``destructive`` implies ``write`` implies ``read``."""
+    return ACCESS_RANK[granted] >= ACCESS_RANK[wanted]

@@ -1,0 +1,176 @@
+"""The one exception tree of closeguard.
+
+::
+
+    CloseguardError
+    ├── CloseAPIError              Close answered with an error status (.status_code, .response)
+    │   ├── BadRequest             400, with Close's ``errors`` and ``field-errors``
+    │   ├── Unauthorized           401
+    │   ├── PaymentRequired        402
+    │   ├── Forbidden              403
+    │   ├── NotFound               404
+    │   ├── MethodNotAllowed       405
+    │   ├── UnsupportedMediaType   415
+    │   ├── RateLimited            429 after retries ran out (.retry_after)
+    │   └── ServerError            5xx
+    ├── TransportError             no answer at all: connection refused, timeout (.request_sent)
+    ├── UnknownEndpoint            a request that matches no catalog endpoint
+    ├── PolicyViolation            the guard denied a call (.decision, .rule)
+    ├── ApprovalRequired           the guard wants a human yes first (.approval_id)
+    └── ConfigError                bad policy / workflow / config file (.file, .line)
+
+Foreign exceptions are converted where they enter (``raise X(...) from exc``). Messages name
+the request method and path, never a credential.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class CloseguardError(Exception):
+    """Root of every error closeguard raises on purpose."""
+
+
+class CloseAPIError(CloseguardError):
+    """Close (or the simulator) answered with an error status."""
+
+    def __init__(self, message: str, *, response: httpx.Response) -> None:
+        super().__init__(message)
+        self.response = response
+        self.status_code = response.status_code
+        self.method = response.request.method
+        self.path = response.request.url.path
+
+    @property
+    def body(self) -> Any:
+        """The decoded JSON body, or the text when it is not JSON."""
+        try:
+            return self.response.json()
+        except ValueError:
+            return self.response.text
+
+
+class BadRequest(CloseAPIError):
+    """400: Close rejected the input; see ``errors`` and ``field_errors``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        errors: list[Any] | None = None,
+        field_errors: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, response=response)
+        self.errors = errors or []
+        self.field_errors = field_errors or {}
+
+
+class Unauthorized(CloseAPIError):
+    """401: missing, unknown or expired credential."""
+
+
+class PaymentRequired(CloseAPIError):
+    """402: a plan limit was reached."""
+
+
+class Forbidden(CloseAPIError):
+    """403: not allowed for this user or organization."""
+
+
+class NotFound(CloseAPIError):
+    """404: unknown path, or an object that does not exist or is not visible."""
+
+
+class MethodNotAllowed(CloseAPIError):
+    """405: the path exists but not with this method."""
+
+
+class UnsupportedMediaType(CloseAPIError):
+    """415: the body was not JSON."""
+
+
+class RateLimited(CloseAPIError):
+    """429 that survived every retry."""
+
+    def __init__(self, message: str, *, response: httpx.Response, retry_after: float) -> None:
+        super().__init__(message, response=response)
+        self.retry_after = retry_after
+
+
+class ServerError(CloseAPIError):
+    """5xx from Close."""
+
+
+class TransportError(CloseguardError):
+    """The request got no HTTP answer (refused, timed out, connection dropped)."""
+
+    def __init__(self, message: str, *, method: str, path: str, request_sent: bool) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.request_sent = request_sent
+
+
+class UnknownEndpoint(CloseguardError):
+    """A method and path that no catalog endpoint describes."""
+
+    def __init__(self, method: str, path: str, allowed: tuple[str, ...] = ()) -> None:
+        hint = f" (this path accepts {', '.join(allowed)})" if allowed else ""
+        super().__init__(f"{method} {path} is not a Close endpoint in the catalog{hint}")
+        self.method = method
+        self.path = path
+        self.allowed = allowed
+
+
+class PolicyViolation(CloseguardError):
+    """The guard denied a call. ``decision`` is the guard's Decision, ``rule`` what denied it."""
+
+    def __init__(self, message: str, *, decision: Any = None, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+        self.rule = rule
+
+
+class ApprovalRequired(CloseguardError):
+    """The call needs a human yes; ``approval_id`` names the pending approval."""
+
+    def __init__(self, message: str, *, approval_id: str, decision: Any = None) -> None:
+        super().__init__(message)
+        self.approval_id = approval_id
+        self.decision = decision
+
+
+class ConfigError(CloseguardError):
+    """A policy, workflow or config file is wrong; ``file`` and ``line`` say where."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        where = ""
+        if file is not None:
+            where = f"{file}:{line}: " if line is not None else f"{file}: "
+        super().__init__(f"{where}{message}")
+        self.file = file
+        self.line = line
+        self.reason = message
+
+
+STATUS_ERRORS: dict[int, type[CloseAPIError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    402: PaymentRequired,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    415: UnsupportedMediaType,
+    429: RateLimited,
+}
+
+
+def error_class_for(status_code: int) -> type[CloseAPIError]:
+    """The exception class for an HTTP error status."""
+    if status_code >= 500:
+        return ServerError
+    return STATUS_ERRORS.get(status_code, CloseAPIError)
