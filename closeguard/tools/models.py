@@ -38,12 +38,22 @@ class CloseObject(BaseModel):
 
 
 class Arguments(BaseModel):
-    """Base of create/update arguments: unknown fields are refused, ``custom.cf_…`` allowed."""
+    """Base of create/update arguments: unknown fields are refused (a typo must not pass)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body to send: only fields that were set, by Close's names."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class CustomizableArguments(Arguments):
+    """Arguments of objects that carry custom fields: ``custom.cf_…`` keys are allowed too."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     @model_validator(mode="after")
-    def _only_custom_extras(self) -> Arguments:
+    def _only_custom_extras(self) -> CustomizableArguments:
         bad = [k for k in (self.model_extra or {}) if not CUSTOM_FIELD_KEY.match(k)]
         if bad:
             raise ValueError(
@@ -51,10 +61,6 @@ class Arguments(BaseModel):
                 "'custom.cf_<id>'"
             )
         return self
-
-    def to_body(self) -> dict[str, Any]:
-        """The JSON body to send: only fields that were set, by Close's names."""
-        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 # -- nested values -------------------------------------------------------------------------
@@ -386,7 +392,7 @@ class EventListParams(BaseModel):
 # -- bodies --------------------------------------------------------------------------------
 
 
-class ContactFields(Arguments):
+class ContactFields(CustomizableArguments):
     name: str | None = None
     title: str | None = None
     emails: list[EmailAddress] | None = None
@@ -398,7 +404,7 @@ class NestedContact(ContactFields):
     """A contact created inside a lead create."""
 
 
-class LeadCreate(Arguments):
+class LeadCreate(CustomizableArguments):
     name: str | None = None
     status_id: str | None = None
     description: str | None = None
@@ -407,7 +413,7 @@ class LeadCreate(Arguments):
     addresses: list[Address] | None = None
 
 
-class LeadUpdate(Arguments):
+class LeadUpdate(CustomizableArguments):
     name: str | None = None
     status_id: str | None = None
     description: str | None = None
@@ -428,7 +434,7 @@ class ContactUpdate(ContactFields):
     pass
 
 
-class OpportunityFields(Arguments):
+class OpportunityFields(CustomizableArguments):
     contact_id: str | None = None
     user_id: str | None = None
     status_id: str | None = None
@@ -448,7 +454,7 @@ class OpportunityUpdate(OpportunityFields):
     pass
 
 
-class NoteFields(Arguments):
+class NoteFields(CustomizableArguments):
     note: str | None = None
     note_html: str | None = None
     contact_id: str | None = None
@@ -462,7 +468,7 @@ class NoteUpdate(NoteFields):
     pass
 
 
-class CallFields(Arguments):
+class CallFields(CustomizableArguments):
     contact_id: str | None = None
     direction: Literal["inbound", "outbound"] | None = None
     duration: int | None = Field(default=None, ge=0)
@@ -479,7 +485,7 @@ class CallUpdate(CallFields):
     pass
 
 
-class EmailFields(Arguments):
+class EmailFields(CustomizableArguments):
     contact_id: str | None = None
     to: list[str] | None = None
     cc: list[str] | None = None

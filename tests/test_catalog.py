@@ -1,0 +1,178 @@
+"""The catalog covers Close's methods and classifies concrete requests precisely."""
+
+from __future__ import annotations
+
+import pytest
+
+from closeguard.tools.catalog import (
+    BY_NAME,
+    ENDPOINTS,
+    RESOURCES,
+    access_allows,
+    allowed_methods,
+    classify,
+    endpoint,
+    find_endpoint,
+    relative_path,
+    resource_ancestors,
+)
+from closeguard.tools.errors import UnknownEndpoint
+
+# The 34 methods of Close's API guide, by method and path (kept here so the test stands alone).
+GUIDE_METHODS = {
+    ("GET", "/lead/"), ("POST", "/lead/"), ("GET", "/lead/{id}/"), ("PUT", "/lead/{id}/"),
+    ("DELETE", "/lead/{id}/"), ("POST", "/lead/merge/"),
+    ("GET", "/contact/"), ("POST", "/contact/"), ("GET", "/contact/{id}/"),
+    ("PUT", "/contact/{id}/"), ("DELETE", "/contact/{id}/"),
+    ("GET", "/opportunity/"), ("POST", "/opportunity/"), ("GET", "/opportunity/{id}/"),
+    ("PUT", "/opportunity/{id}/"), ("DELETE", "/opportunity/{id}/"),
+    ("GET", "/activity/"), ("POST", "/activity/note/"), ("POST", "/activity/call/"),
+    ("POST", "/activity/email/"),
+    ("GET", "/task/"), ("POST", "/task/"), ("PUT", "/task/"), ("PUT", "/task/{id}/"),
+    ("DELETE", "/task/{id}/"),
+    ("GET", "/custom_field/lead/"), ("POST", "/custom_field/lead/"),
+    ("GET", "/me/"), ("GET", "/user/"), ("PUT", "/organization/{id}/"),
+    ("GET", "/webhook/"), ("POST", "/webhook/"), ("DELETE", "/webhook/{id}/"), ("GET", "/event/"),
+}  # fmt: skip
+
+PRODUCT_METHODS = {
+    ("GET", "/task/{id}/"), ("GET", "/status/lead/"), ("GET", "/status/opportunity/"),
+    ("GET", "/pipeline/"), ("GET", "/user/{id}/"), ("GET", "/organization/{id}/"),
+    ("GET", "/webhook/{id}/"), ("PUT", "/webhook/{id}/"), ("GET", "/event/{id}/"),
+    ("POST", "/data/search/"),
+} | {
+    (method, f"/activity/{kind}/{suffix}")
+    for kind in ("note", "call", "email")
+    for method, suffix in (("GET", ""), ("GET", "{id}/"), ("PUT", "{id}/"), ("DELETE", "{id}/"))
+} | {
+    (method, f"/custom_field/{obj}/{suffix}")
+    for obj in ("lead", "contact", "opportunity", "activity")
+    for method, suffix in (
+        ("GET", ""), ("POST", ""), ("GET", "{id}/"), ("PUT", "{id}/"), ("DELETE", "{id}/")
+    )
+}  # fmt: skip
+
+
+def test_guide_has_34_methods_and_catalog_covers_them() -> None:
+    assert len(GUIDE_METHODS) == 34
+    have = {(ep.method, ep.path) for ep in ENDPOINTS}
+    assert GUIDE_METHODS <= have, GUIDE_METHODS - have
+    assert {(ep.method, ep.path) for ep in ENDPOINTS if ep.in_guide} == GUIDE_METHODS
+
+
+def test_catalog_covers_product_methods_and_nothing_twice() -> None:
+    have = [(ep.method, ep.path) for ep in ENDPOINTS]
+    assert len(have) == len(set(have))
+    assert PRODUCT_METHODS <= set(have), PRODUCT_METHODS - set(have)
+    assert len(BY_NAME) == len(ENDPOINTS)
+
+
+@pytest.mark.parametrize("ep", ENDPOINTS, ids=lambda e: e.name)
+def test_every_endpoint_is_complete(ep: object) -> None:
+    from closeguard.tools.catalog import Endpoint
+
+    assert isinstance(ep, Endpoint)
+    assert ep.path.startswith("/") and ep.path.endswith("/")
+    assert ep.resource in RESOURCES
+    assert ep.summary
+    if ep.method == "GET":
+        assert ep.access == "read"
+        assert ep.body_model is None
+    if ep.method == "DELETE":
+        assert ep.access == "destructive"
+    if ep.method in ("POST", "PUT") and ep.name != "data.search":
+        assert ep.body_model is not None
+        assert ep.access in ("write", "destructive")
+    if ep.paging is not None:
+        assert ep.max_limit and ep.item_model is not None
+    concrete = ep.format_path(**{p: "x_1" for p in ep.path_params})
+    found, params = find_endpoint(ep.method, concrete)
+    assert found is ep
+    assert params == {p: "x_1" for p in ep.path_params}
+
+
+@pytest.mark.parametrize(
+    ("name", "access"),
+    [
+        ("lead.create", "write"),
+        ("lead.update", "write"),
+        ("lead.delete", "destructive"),
+        ("lead.merge", "destructive"),
+        ("task.bulk_update", "destructive"),
+        ("organization.update", "destructive"),
+        ("custom_field.lead.create", "destructive"),
+        ("custom_field.contact.update", "destructive"),
+        ("webhook.create", "destructive"),
+        ("webhook.update", "destructive"),
+        ("webhook.delete", "destructive"),
+        ("activity.email.create", "write"),
+        ("data.search", "read"),
+        ("event.list", "read"),
+    ],
+)
+def test_default_access_levels_follow_design(name: str, access: str) -> None:
+    assert endpoint(name).access == access
+
+
+def test_literal_paths_win_over_templates() -> None:
+    ep, params = find_endpoint("POST", "/lead/merge/")
+    assert ep.name == "lead.merge" and params == {}
+    assert find_endpoint("PUT", "/lead/lead_abc/")[0].name == "lead.update"
+    assert find_endpoint("PUT", "/task/")[0].name == "task.bulk_update"
+    assert find_endpoint("PUT", "/task/task_1/")[0].name == "task.update"
+    assert find_endpoint("GET", "/me/")[0].name == "user.me"
+
+
+def test_classify_accepts_urls_prefixes_and_missing_slash() -> None:
+    assert relative_path("https://api.close.com/api/v1/lead/lead_1?x=1") == "/lead/lead_1/"
+    call = classify("get", "https://api.close.com/api/v1/lead/lead_1")
+    assert call.name == "lead.get" and call.path_params == {"id": "lead_1"}
+    assert call.access == "read"
+
+
+@pytest.mark.parametrize(
+    ("status", "access"),
+    [
+        ("outbox", "destructive"),
+        ("scheduled", "destructive"),
+        ("draft", "write"),
+        ("inbox", "write"),
+        (None, "write"),
+    ],
+)
+def test_email_status_decides_access(status: str | None, access: str) -> None:
+    body = {"lead_id": "lead_1", "subject": "hi"}
+    if status is not None:
+        body["status"] = status
+    for method, path in (("POST", "/activity/email/"), ("PUT", "/activity/email/acti_1/")):
+        call = classify(method, path, body)
+        assert call.access == access
+        assert (call.reason is not None) == (access == "destructive")
+
+
+def test_unknown_endpoint_names_allowed_methods() -> None:
+    with pytest.raises(UnknownEndpoint) as err:
+        classify("PATCH", "/lead/lead_1/")
+    assert err.value.allowed == ("DELETE", "GET", "PUT")
+    with pytest.raises(UnknownEndpoint):
+        classify("GET", "/nothing/here/")
+    assert allowed_methods("/nothing/") == ()
+
+
+def test_endpoint_lookup_suggests_close_names() -> None:
+    with pytest.raises(KeyError, match=r"lead\.merge"):
+        endpoint("lead.merg")
+
+
+def test_resource_hierarchy_and_access_order() -> None:
+    assert resource_ancestors("activity.email") == ("activity.email", "activity")
+    assert resource_ancestors("lead") == ("lead",)
+    assert access_allows("destructive", "write") and access_allows("write", "read")
+    assert not access_allows("read", "write") and not access_allows("write", "destructive")
+
+
+def test_webhook_events_recorded() -> None:
+    assert endpoint("lead.merge").event == "lead.merged"
+    assert endpoint("task.update").events == ("task.updated", "task.completed")
+    assert "activity.email.sent" in endpoint("activity.email.create").events
+    assert endpoint("lead.get").event is None
