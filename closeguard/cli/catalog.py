@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from closeguard.tools.catalog import ENDPOINTS
+from closeguard.tools.catalog import ENDPOINTS, RESOURCES
 
 ACCESS_STYLE = {"read": "green", "write": "yellow", "destructive": "bold red"}
 
@@ -28,6 +28,11 @@ def catalog(
         for ep in ENDPOINTS
         if resource is None or ep.resource == resource or ep.resource.startswith(f"{resource}.")
     ]
+    if not rows:
+        typer.echo(
+            f"No endpoints on resource {resource!r}. Resources: {', '.join(RESOURCES)}", err=True
+        )
+        raise typer.Exit(1)
     if as_json:
         payload = [
             {
@@ -44,17 +49,20 @@ def catalog(
         ]
         typer.echo(json.dumps(payload, indent=2))
         return
-    table = Table(title=f"Close endpoints ({len(rows)})", show_lines=False)
+    table = Table(title=f"Close endpoints ({len(rows)}), paths under /api/v1", show_lines=False)
     for col in ("name", "method", "path", "resource", "access", "event"):
-        table.add_column(col, no_wrap=col in ("name", "path"))
+        table.add_column(col, no_wrap=col != "event", min_width=22 if col == "event" else None)
     for ep in rows:
         style = ACCESS_STYLE[ep.access]
         table.add_row(
             ep.name,
             ep.method,
-            f"/api/v1{ep.path}",
+            ep.path,
             ep.resource,
             f"[{style}]{ep.access}[/]",
-            ", ".join(ep.events) or "-",
+            "\n".join(ep.events) or "-",
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 150)
+    console.print(table)

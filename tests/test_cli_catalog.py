@@ -1,0 +1,41 @@
+"""``closeguard --help``, ``--version`` and ``catalog``."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from closeguard import __version__
+from closeguard.cli import app
+from closeguard.tools.catalog import ENDPOINTS
+
+runner = CliRunner()
+
+
+def test_help_and_version() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "catalog" in result.output
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_catalog_json_lists_every_endpoint_with_access() -> None:
+    result = runner.invoke(app, ["catalog", "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    assert [r["name"] for r in rows] == [ep.name for ep in ENDPOINTS]
+    for row, ep in zip(rows, ENDPOINTS, strict=True):
+        assert set(row) >= {"name", "method", "path", "resource", "access", "event"}
+        assert row["access"] == ep.access and row["path"] == f"/api/v1{ep.path}"
+        assert row["event"] == ep.event
+
+
+def test_catalog_table_and_resource_filter() -> None:
+    result = runner.invoke(app, ["catalog", "--resource", "activity"])
+    assert result.exit_code == 0
+    assert "activity.email.create" in result.output and "lead.merge" not in result.output
+    result = runner.invoke(app, ["catalog", "--resource", "nope"])
+    assert result.exit_code == 1
+    assert "Resources:" in result.output
