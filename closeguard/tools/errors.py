@@ -14,6 +14,8 @@
     │   ├── RateLimited            429 after retries ran out (.retry_after)
     │   └── ServerError            5xx
     ├── TransportError             no answer at all: connection refused, timeout (.request_sent)
+    ├── InvalidArguments           arguments refused before sending (also a ValueError; .errors)
+    ├── PagingLimitExceeded        a list would page past Close's ``_skip`` maximum
     ├── UnknownEndpoint            a request that matches no catalog endpoint
     ├── PolicyViolation            the guard denied a call (.decision, .rule)
     ├── ApprovalRequired           the guard wants a human yes first (.approval_id)
@@ -113,6 +115,29 @@ class TransportError(CloseguardError):
         self.method = method
         self.path = path
         self.request_sent = request_sent
+
+
+class InvalidArguments(CloseguardError, ValueError):
+    """Arguments refused before anything was sent (a misspelt field, a wrong type).
+
+    Also a ``ValueError`` so callers validating input can catch it as such; ``errors`` holds
+    pydantic's error list and ``__cause__`` the original ``ValidationError``.
+    """
+
+    def __init__(self, message: str, *, operation: str, errors: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.errors = errors or []
+
+
+class PagingLimitExceeded(CloseguardError):
+    """Walking a list would need a ``_skip`` past Close's maximum; narrow the query instead."""
+
+    def __init__(self, message: str, *, operation: str, skip: int, max_skip: int) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.skip = skip
+        self.max_skip = max_skip
 
 
 class UnknownEndpoint(CloseguardError):
