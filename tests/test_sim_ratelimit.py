@@ -1,0 +1,179 @@
+"""Rate limits on fake time: header on every response, per-key and per-org limits, 429 shape."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from closeguard.simulator.clock import FakeClock
+from closeguard.simulator.ratelimit import (
+    DEFAULT_GROUP,
+    RateLimiter,
+    RateLimitMiddleware,
+    RateLimits,
+    credential_id,
+    rate_group_for,
+)
+
+HEADER = re.compile(r"^limit=(\d+), remaining=(\d+), reset=(\d+(?:\.\d+)?)$")
+
+
+async def tiny_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers 401 without credentials, 404 for /missing, else 200 JSON."""
+    headers = dict(scope["headers"])
+    status = 200
+    if b"authorization" not in headers:
+        status = 401
+    elif scope["path"].endswith("/missing/"):
+        status = 404
+    body = json.dumps({"path": scope["path"]}).encode()
+    await send(
+        {"type": "http.response.start", "status": status,
+         "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def client_for(app: Any, key: str | None = "api_key_one") -> httpx.AsyncClient:
+    auth = httpx.BasicAuth(key, "") if key else None
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://sim/api/v1", auth=auth
+    )
+
+
+def parse(header: str) -> tuple[int, int, float]:
+    found = HEADER.match(header)
+    assert found, header
+    return int(found[1]), int(found[2]), float(found[3])
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(start=1_700_000_000.563)
+
+
+def test_groups_come_from_the_catalog() -> None:
+    assert rate_group_for("GET", "/api/v1/lead/lead_abc/") == "lead:read"
+    assert rate_group_for("POST", "/api/v1/lead/") == "lead:write"
+    assert rate_group_for("POST", "/api/v1/data/search/") == "data:read"
+    assert rate_group_for("GET", "/api/v1/nothing/here/") == DEFAULT_GROUP
+
+
+def test_limits_resolution() -> None:
+    limits = RateLimits(groups={"lead:read": 5})
+    assert limits.key_limit("lead:read") == 5
+    assert limits.key_limit("contact:read") == 40
+    assert limits.key_limit("contact:write") == 20
+    assert limits.org_limit("lead:read") == 15
+    assert RateLimits(rps=7).key_limit("lead:write") == 7
+    assert RateLimits(rps=7, window=2).key_limit("task:read") == 14
+
+
+async def test_header_on_every_response_with_decimal_reset(clock: FakeClock) -> None:
+    limiter = RateLimiter(RateLimits(rps=10), clock)
+    app = RateLimitMiddleware(tiny_app, limiter)
+    async with client_for(app) as client:
+        ok = await client.get("/lead/lead_1/")
+        missing = await client.get("/lead/missing/")
+    assert ok.status_code == 200 and missing.status_code == 404
+    assert parse(ok.headers["RateLimit"]) == (10, 9, pytest.approx(0.437))
+    assert ok.headers["RateLimit"].endswith("reset=0.437")
+    assert parse(missing.headers["RateLimit"])[:2] == (10, 8)
+
+
+async def test_no_credentials_pass_through_without_counting(clock: FakeClock) -> None:
+    limiter = RateLimiter(RateLimits(rps=1), clock)
+    app = RateLimitMiddleware(tiny_app, limiter)
+    async with client_for(app, key=None) as client:
+        answers = [await client.get("/lead/") for _ in range(3)]
+    assert [r.status_code for r in answers] == [401, 401, 401]
+    assert "RateLimit" not in answers[0].headers
+    assert sum(limiter.allowed.values()) == 0
+
+
+async def test_429_shape_and_window_reset(clock: FakeClock) -> None:
+    limiter = RateLimiter(RateLimits(groups={"lead:read": 3}), clock)
+    app = RateLimitMiddleware(tiny_app, limiter)
+    async with client_for(app) as client:
+        statuses = [(await client.get("/lead/")).status_code for _ in range(3)]
+        clock.advance(0.2)
+        refused = await client.get("/lead/")
+        other_group = await client.get("/contact/")
+        clock.advance(0.237)
+        after_reset = await client.get("/lead/")
+    assert statuses == [200, 200, 200]
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json() == {
+        "error": {"message": "API call count exceeded for this period", "rate_reset": 0.237}
+    }
+    assert parse(refused.headers["RateLimit"]) == (3, 0, pytest.approx(0.237))
+    assert other_group.status_code == 200
+    assert after_reset.status_code == 200
+    assert parse(after_reset.headers["RateLimit"]) == (3, 2, 1.0)
+    assert after_reset.headers["RateLimit"].endswith("reset=1")
+
+
+async def test_retry_after_rounds_up_on_long_windows(clock: FakeClock) -> None:
+    limiter = RateLimiter(RateLimits(rps=1, window=5), clock)
+    decisions = [limiter.hit("lead:read", "k", "o") for _ in range(6)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    refused = decisions[-1]
+    assert refused.reset == pytest.approx(4.437)
+    assert refused.retry_after == 5
+
+
+async def test_per_key_and_per_org_limits(clock: FakeClock) -> None:
+    limiter = RateLimiter(RateLimits(groups={"lead:read": 2}), clock)
+    app = RateLimitMiddleware(tiny_app, limiter)
+    results: dict[str, list[int]] = {}
+    for key in ("key_a", "key_b", "key_c", "key_d"):
+        async with client_for(app, key) as client:
+            results[key] = [(await client.get("/lead/")).status_code for _ in range(3)]
+    # Each key gets 2 per window; the organization 6: the fourth key finds it exhausted.
+    assert results["key_a"] == results["key_b"] == results["key_c"] == [200, 200, 429]
+    assert results["key_d"] == [429, 429, 429]
+    async with client_for(app, "key_d") as client:
+        refused = await client.get("/lead/")
+        assert parse(refused.headers["RateLimit"])[:2] == (6, 0)
+        clock.advance(1)
+        assert (await client.get("/lead/")).status_code == 200
+    assert limiter.rejected[credential_id_of("key_d")] == 4
+
+
+def credential_id_of(key: str) -> str:
+    token = base64.b64encode(f"{key}:".encode()).decode()
+    found = credential_id({"headers": [(b"authorization", f"Basic {token}".encode())]})
+    assert found is not None
+    return found
+
+
+def test_credential_is_hashed_never_kept() -> None:
+    kid = credential_id_of("api_secret_value")
+    assert "api_secret_value" not in kid
+    assert kid == credential_id_of("api_secret_value") != credential_id_of("other")
+    bearer = credential_id({"headers": [(b"authorization", b"Bearer tok_123")]})
+    assert bearer is not None and "tok_123" not in bearer
+    assert credential_id({"headers": []}) is None
+
+
+async def test_bearer_tokens_are_limited_too(clock: FakeClock) -> None:
+    limiter = RateLimiter(RateLimits(rps=1), clock)
+    app = RateLimitMiddleware(tiny_app, limiter)
+    headers = {"Authorization": "Bearer oauth_token"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://sim/api/v1"
+    ) as client:
+        first = await client.get("/me/", headers=headers)
+        second = await client.get("/me/", headers=headers)
+    assert (first.status_code, second.status_code) == (200, 429)
+
+
+async def test_disabled_limits_allow_everything(clock: FakeClock) -> None:
+    limiter = RateLimiter(RateLimits(rps=1, enabled=False), clock)
+    assert all(limiter.hit("lead:read", "k", "o").allowed for _ in range(50))
