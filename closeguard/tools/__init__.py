@@ -3,6 +3,7 @@
 This package is the bottom layer: it imports nothing else of closeguard.
 """
 
+from closeguard.tools._accessors import PageOf
 from closeguard.tools.catalog import (
     BY_NAME,
     ENDPOINTS,
@@ -13,13 +14,21 @@ from closeguard.tools.catalog import (
     endpoint,
     find_endpoint,
 )
+from closeguard.tools.client import (
+    CloseClient,
+    OAuthCredentials,
+    RetrySettings,
+    TransportGuard,
+)
 from closeguard.tools.errors import (
     BadRequest,
     CloseAPIError,
     CloseguardError,
     Forbidden,
+    InvalidArguments,
     MethodNotAllowed,
     NotFound,
+    PagingLimitExceeded,
     PaymentRequired,
     RateLimited,
     ServerError,
@@ -37,16 +46,23 @@ __all__ = [
     "BadRequest",
     "Call",
     "CloseAPIError",
+    "CloseClient",
     "CloseguardError",
     "Endpoint",
     "Forbidden",
+    "InvalidArguments",
     "MethodNotAllowed",
     "NotFound",
+    "OAuthCredentials",
+    "PageOf",
+    "PagingLimitExceeded",
     "PaymentRequired",
     "RateLimited",
+    "RetrySettings",
     "ServerError",
     "Settings",
     "TransportError",
+    "TransportGuard",
     "Unauthorized",
     "UnknownEndpoint",
     "UnsupportedMediaType",
