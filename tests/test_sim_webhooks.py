@@ -1,0 +1,386 @@
+"""Webhook delivery: Close's signature, filters, retries, delivery faults, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from closeguard.simulator.clock import FakeClock
+from closeguard.simulator.faults import FaultConfig, FaultInjector, WebhookFaults
+from closeguard.simulator.webhooks import (
+    RetryPolicy,
+    Subscription,
+    WebhookDispatcher,
+    match_extra_filter,
+    sign,
+    verify_signature,
+)
+
+KEY = "8f3c2a1b" * 8  # 64 hex chars, as Close issues them
+HOOKS = "http://hooks.test"
+
+
+def close_reference_signature(key_hex: str, timestamp: str, raw_body: str) -> str:
+    """Close's documented algorithm, written out independently of the code under test."""
+    return hmac.new(
+        bytes.fromhex(key_hex), (timestamp + raw_body).encode("utf-8"), hashlib.sha256
+    ).hexdigest()
+
+
+class Receiver:
+    """An in-process ASGI webhook endpoint answering statuses from a script (then 200)."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.statuses = list(statuses or [])
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.requests.append((headers, body))
+        status = self.statuses.pop(0) if self.statuses else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [json.loads(body)["event"]["id"] for _, body in self.requests]
+
+
+def subscription(
+    sub_id: str = "whsub_1", url: str = f"{HOOKS}/close", events: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return {
+        "id": sub_id,
+        "url": url,
+        "events": events or [{"object_type": "lead", "action": "created"}],
+        "signature_key": KEY,
+        "status": "active",
+    }
+
+
+def event(
+    n: int, object_type: str = "lead", action: str = "created", **data: Any
+) -> dict[str, Any]:
+    return {
+        "id": f"ev_{n:04d}",
+        "object_type": object_type,
+        "action": action,
+        "object_id": f"lead_{n}",
+        "lead_id": f"lead_{n}",
+        "changed_fields": list(data),
+        "data": {"id": f"lead_{n}", "name": f"Lead {n}", **data},
+        "previous_data": {},
+    }
+
+
+def dispatcher_with(
+    receiver: Receiver, clock: FakeClock, subs: list[dict[str, Any]] | None = None, **kwargs: Any
+) -> WebhookDispatcher:
+    dispatcher = WebhookDispatcher(clock, subscriptions=subs or [subscription()], **kwargs)
+    dispatcher.mount(HOOKS, receiver)
+    return dispatcher
+
+
+# -- signing -------------------------------------------------------------------------------
+
+
+def test_signature_matches_close_reference_and_hex_text_key_fails() -> None:
+    body = json.dumps({"subscription_id": "whsub_1", "event": {"id": "ev_1", "name": "Zoë"}})
+    ts = "1700000000"
+    ours = sign(KEY, ts, body.encode())
+    assert ours == close_reference_signature(KEY, ts, body)
+    wrong = hmac.new(KEY.encode(), (ts + body).encode(), hashlib.sha256).hexdigest()
+    assert ours != wrong
+    assert verify_signature(KEY, ts, body.encode(), ours, now=1_700_000_010)
+    assert not verify_signature(KEY, ts, body.encode(), wrong, now=1_700_000_010)
+
+
+def test_verify_rejects_stale_tampered_and_malformed() -> None:
+    body = b'{"event": {}}'
+    ts = "1700000000"
+    sig = sign(KEY, ts, body)
+    assert verify_signature(KEY, ts, body, sig, now=1_700_000_299)
+    assert not verify_signature(KEY, ts, body, sig, now=1_700_000_301)
+    assert not verify_signature(KEY, ts, body, sig, now=1_699_999_000)
+    assert verify_signature(KEY, ts, body, sig, tolerance=3600, now=1_700_001_000)
+    assert not verify_signature(KEY, ts, body + b" ", sig, now=1_700_000_000)
+    assert not verify_signature(KEY, "1700000001", body, sig, now=1_700_000_000)
+    assert not verify_signature("not-hex", ts, body, sig, now=1_700_000_000)
+    assert not verify_signature(KEY, "yesterday", body, sig, now=1_700_000_000)
+
+
+# -- filters -------------------------------------------------------------------------------
+
+
+def test_extra_filter_language() -> None:
+    ev = event(1, action="updated", status_id="stat_won")
+    ev["changed_fields"] = ["status_id", "name"]
+    status_is = {
+        "type": "field_accessor", "field": "data",
+        "filter": {"type": "field_accessor", "field": "status_id",
+                   "filter": {"type": "equals", "value": "stat_won"}},
+    }
+    changed = {"type": "field_accessor", "field": "changed_fields",
+               "filter": {"type": "contains", "value": "status_id"}}
+    assert match_extra_filter(status_is, ev)
+    assert match_extra_filter({"type": "and", "filters": [status_is, changed]}, ev)
+    assert not match_extra_filter({"type": "not", "filter": status_is}, ev)
+    assert match_extra_filter(
+        {"type": "or", "filters": [{"type": "not", "filter": changed}, status_is]}, ev
+    )
+    missing = {"type": "field_accessor", "field": "contact_id", "filter": {"type": "is_null"}}
+    assert match_extra_filter(missing, ev)
+    assert not match_extra_filter({**missing, "filter": {"type": "non_null"}}, ev)
+    name_has = {"type": "field_accessor", "field": "data",
+                "filter": {"type": "field_accessor", "field": "name",
+                           "filter": {"type": "contains", "value": "ead"}}}
+    assert match_extra_filter(name_has, ev)
+    assert match_extra_filter({"data.status_id": "stat_won", "lead_id": "lead_1"}, ev)
+    assert not match_extra_filter({"data.status_id": "stat_lost"}, ev)
+    with pytest.raises(ValueError):
+        match_extra_filter({"type": "regex"}, ev)
+
+
+async def test_subscriber_receives_only_matching_signed_events() -> None:
+    clock = FakeClock()
+    receiver = Receiver()
+    won_only = subscription(
+        "whsub_won", f"{HOOKS}/won",
+        [{"object_type": "lead", "action": "updated",
+          "extra_filter": {"data.status_id": "stat_won"}}],
+    )
+    paused = {**subscription("whsub_paused", f"{HOOKS}/paused"), "status": "paused"}
+    dispatcher = dispatcher_with(receiver, clock, [subscription(), won_only, paused])
+    dispatcher.publish(event(1))
+    dispatcher.publish(event(2, object_type="contact"))
+    dispatcher.publish(event(3, action="updated", status_id="stat_won"))
+    dispatcher.publish(event(4, action="updated", status_id="stat_lost"))
+    dispatcher.publish(event(5, action="deleted"))
+    await dispatcher.drain()
+    await dispatcher.aclose()
+    assert receiver.event_ids == ["ev_0001", "ev_0003"]
+    for headers, body in receiver.requests:
+        ts = headers["close-sig-timestamp"]
+        assert ts == str(int(clock.now()))
+        assert headers["close-sig-hash"] == close_reference_signature(KEY, ts, body.decode())
+        assert headers["content-type"] == "application/json"
+    first, second = (json.loads(body) for _, body in receiver.requests)
+    assert first["subscription_id"] == "whsub_1"
+    assert second["subscription_id"] == "whsub_won"
+    assert first["event"] == event(1)
+
+
+# -- retries -------------------------------------------------------------------------------
+
+
+async def test_retries_with_backoff_then_success() -> None:
+    clock = FakeClock()
+    start = clock.now()
+    receiver = Receiver([500, 503, 404])
+    dispatcher = dispatcher_with(receiver, clock, retry=RetryPolicy(base=10, factor=3))
+    (delivery,) = dispatcher.publish(event(1))
+    assert await dispatcher.run_due() == 1
+    assert await dispatcher.run_due() == 0  # the retry is not due yet
+    await dispatcher.drain()
+    await dispatcher.aclose()
+    assert [a.status for a in delivery.attempts] == [500, 503, 404, 200]
+    assert [a.at - start for a in delivery.attempts] == [0, 10, 40, 130]
+    assert delivery.state == "delivered"
+    stamps = [h["close-sig-timestamp"] for h, _ in receiver.requests]
+    assert len(set(stamps)) == 4, "every attempt is signed afresh"
+    assert dispatcher.stats["delivered"] == 1 and dispatcher.stats["failed_attempts"] == 3
+
+
+async def test_connection_errors_are_retried() -> None:
+    clock = FakeClock()
+
+    async def broken(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise ConnectionResetError("boom")
+
+    dispatcher = WebhookDispatcher(clock, subscriptions=[subscription()],
+                                   retry=RetryPolicy(max_attempts=2))
+    dispatcher.mount(HOOKS, broken)
+    (delivery,) = dispatcher.publish(event(1))
+    await dispatcher.drain()
+    await dispatcher.aclose()
+    assert [a.error for a in delivery.attempts] == ["ConnectionResetError"] * 2
+    assert (delivery.state, delivery.drop_reason) == ("dropped", "max_attempts")
+
+
+async def test_drop_after_max_attempts_and_after_max_age() -> None:
+    clock = FakeClock()
+    receiver = Receiver([500] * 100)
+    dispatcher = dispatcher_with(receiver, clock, retry=RetryPolicy(base=1, max_attempts=4))
+    (delivery,) = dispatcher.publish(event(1))
+    await dispatcher.drain()
+    assert len(delivery.attempts) == 4 and len(receiver.requests) == 4
+    assert (delivery.state, delivery.drop_reason) == ("dropped", "max_attempts")
+    assert dispatcher.stats["dropped"] == 1 and not dispatcher.pending
+
+    aged = dispatcher_with(Receiver([500] * 100), clock, retry=RetryPolicy())
+    (old,) = aged.publish(event(2))
+    await aged.drain()
+    await dispatcher.aclose()
+    await aged.aclose()
+    assert (old.state, old.drop_reason) == ("dropped", "max_age")
+    assert old.attempts[-1].at - old.created_at <= 72 * 3600
+    assert len(old.attempts) > 10
+
+
+# -- delivery faults -----------------------------------------------------------------------
+
+
+async def run_with_faults(seed: int, faults: WebhookFaults, n: int = 40) -> list[str]:
+    clock = FakeClock()
+    receiver = Receiver()
+    dispatcher = dispatcher_with(
+        receiver, clock, faults=FaultInjector(FaultConfig(webhooks=faults)), seed=seed
+    )
+    for i in range(n):
+        dispatcher.publish(event(i))
+        clock.advance(1)
+        await dispatcher.run_due()
+    await dispatcher.drain()
+    await dispatcher.aclose()
+    return receiver.event_ids
+
+
+async def test_delivery_faults_are_deterministic_by_seed() -> None:
+    faults = WebhookFaults(drop=0.15, duplicate=0.15, reorder=0.15, delay=0.1, delay_seconds=3)
+    first = await run_with_faults(11, faults)
+    assert first == await run_with_faults(11, faults)
+    assert first != await run_with_faults(12, faults)
+    sent = [f"ev_{i:04d}" for i in range(40)]
+    assert len(set(first)) < 40, "some were dropped"
+    assert len(first) > len(set(first)), "some were duplicated"
+    assert first != sorted(first), "some were reordered"
+    assert set(first) <= set(sent)
+
+
+async def test_each_delivery_fault_alone() -> None:
+    assert await run_with_faults(1, WebhookFaults(drop=1.0), n=5) == []
+    doubled = await run_with_faults(1, WebhookFaults(duplicate=1.0), n=3)
+    assert doubled == ["ev_0000", "ev_0000", "ev_0001", "ev_0001", "ev_0002", "ev_0002"]
+    clock = FakeClock()
+    receiver = Receiver()
+    dispatcher = dispatcher_with(
+        receiver, clock, faults=FaultConfig(webhooks=WebhookFaults(reorder=1.0)), seed=5
+    )
+    dispatcher.publish(event(1))
+    assert await dispatcher.run_due() == 0, "held back"
+    dispatcher.faults = None
+    dispatcher.publish(event(2))
+    await dispatcher.drain()
+    assert receiver.event_ids == ["ev_0002", "ev_0001"]
+    delayed = dispatcher_with(
+        Receiver(), clock, faults=FaultConfig(webhooks=WebhookFaults(delay=1.0, delay_seconds=60))
+    )
+    (late,) = delayed.publish(event(3))
+    await delayed.drain()
+    await dispatcher.aclose()
+    await delayed.aclose()
+    assert late.attempts[0].at - late.created_at == 60
+    assert late.faults == ("delayed",)
+
+
+async def test_subscriptions_source_is_read_at_publish_time() -> None:
+    clock = FakeClock()
+    receiver = Receiver()
+    subs: list[dict[str, Any]] = []
+    dispatcher = WebhookDispatcher(clock, subscriptions=lambda: subs)
+    dispatcher.mount(HOOKS, receiver)
+    assert dispatcher.publish(event(1)) == []
+    subs.append(subscription())
+    assert len(dispatcher.publish(event(2))) == 1
+    await dispatcher.drain()
+    await dispatcher.aclose()
+    assert receiver.event_ids == ["ev_0002"]
+    assert "signature_key" not in repr(Subscription.from_any(subs[0]))
+
+
+async def test_background_task_delivers_and_retries() -> None:
+    clock = FakeClock()
+    receiver = Receiver([500])
+    async with dispatcher_with(receiver, clock) as dispatcher:
+        dispatcher.publish(event(1))
+        for _ in range(200):
+            if dispatcher.stats["delivered"]:
+                break
+            await asyncio.sleep(0)
+    assert receiver.event_ids == ["ev_0001", "ev_0001"]
+    assert dispatcher.stats["delivered"] == 1
+
+
+# -- real sockets --------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free 127.0.0.1 port; yield its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+async def test_delivery_to_a_real_local_http_receiver() -> None:
+    receiver = Receiver([502])
+    async with served(receiver) as base:
+        dispatcher = WebhookDispatcher(
+            FakeClock(), subscriptions=[subscription(url=f"{base}/hook")]
+        )
+        (delivery,) = dispatcher.publish(event(7))
+        await dispatcher.drain()
+        await dispatcher.aclose()
+    assert [a.status for a in delivery.attempts] == [502, 200]
+    headers, body = receiver.requests[-1]
+    assert headers["close-sig-hash"] == close_reference_signature(
+        KEY, headers["close-sig-timestamp"], body.decode()
+    )
+
+
+async def test_unreachable_url_is_a_failed_attempt() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    dispatcher = WebhookDispatcher(
+        FakeClock(), subscriptions=[subscription(url=f"http://127.0.0.1:{port}/hook")],
+        retry=RetryPolicy(max_attempts=2),
+    )
+    (delivery,) = dispatcher.publish(event(1))
+    await dispatcher.drain()
+    await dispatcher.aclose()
+    assert [a.error for a in delivery.attempts] == ["ConnectError", "ConnectError"]
+    assert delivery.state == "dropped"
