@@ -3,4 +3,59 @@
 Owns policy files, call classification into decisions (allow, deny, needs approval),
 quotas, approvals and the hash-chained audit log, and ``GuardTransport``, the httpx
 transport wrapper that enforces them. Depends on ``tools`` (catalog) and ``store``.
+
+::
+
+    policy = Policy.load("sales-rep")                  # or a path to a YAML file
+    client = CloseClient(..., policy=policy, actor="rep-bot")
+    # or, with a store and the leads a workflow run was triggered for:
+    client = CloseClient(..., policy=policy.bind(store=s, triggered_leads={lead_id}),
+                         actor="followup", run_id=run.id)
 """
+
+from closeguard.guardrails.approvals import (
+    DEFAULT_TTL,
+    Approval,
+    ApprovalError,
+    Approvals,
+    call_hash,
+)
+from closeguard.guardrails.audit import AuditLog, AuditProblem, VerifyReport, row_hash
+from closeguard.guardrails.decision import Decision, Guard, RunContext
+from closeguard.guardrails.dryrun import DRY_RUN_HEADER, fake_result
+from closeguard.guardrails.policy import (
+    Counters,
+    FieldRule,
+    Limits,
+    Policy,
+    shipped_policies,
+)
+from closeguard.guardrails.quotas import Quotas
+from closeguard.guardrails.redact import redact
+from closeguard.guardrails.transport import Guarded, GuardTransport
+
+__all__ = [
+    "DEFAULT_TTL",
+    "DRY_RUN_HEADER",
+    "Approval",
+    "ApprovalError",
+    "Approvals",
+    "AuditLog",
+    "AuditProblem",
+    "Counters",
+    "Decision",
+    "FieldRule",
+    "Guard",
+    "GuardTransport",
+    "Guarded",
+    "Limits",
+    "Policy",
+    "Quotas",
+    "RunContext",
+    "VerifyReport",
+    "call_hash",
+    "fake_result",
+    "redact",
+    "row_hash",
+    "shipped_policies",
+]

@@ -1,5 +1,9 @@
 """Durable tables on SQLAlchemy Core: SQLite by default, PostgreSQL to scale out.
 
-Owns the schema and access for the audit log, approvals and, later, the workflow inbox,
-runs and effect journal. Depends on SQLAlchemy only.
+Owns the schema and access for the audit log, approvals and quota counters (and, later,
+the workflow inbox, runs and effect journal). Depends on SQLAlchemy only.
 """
+
+from closeguard.store._store import Store, Tables, default_store, normalize_url
+
+__all__ = ["Store", "Tables", "default_store", "normalize_url"]

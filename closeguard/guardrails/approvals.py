@@ -1,0 +1,214 @@
+"""Approvals: a human yes for one exact call, stored so any process can grant it.
+
+An approval is bound to the call's hash (endpoint + path parameters + canonical body and
+query), so approving "update opportunity X to 50%" does not approve "… to 90%". It expires
+(default 24 h) and is used up by the one call it was granted for. ``wait`` lets a workflow
+run or agent thread park until a person decides.
+
+States: ``pending`` -> ``approved`` -> ``consumed``, or ``pending`` -> ``rejected``;
+a pending or approved approval past its expiry reads as ``expired`` and cannot be used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import and_, select, update
+
+from closeguard.guardrails.redact import canonical_json, redact
+from closeguard.store import Store
+from closeguard.tools.catalog import Call
+from closeguard.tools.errors import CloseguardError
+
+__all__ = ["DEFAULT_TTL", "Approval", "ApprovalError", "Approvals", "Status", "call_hash"]
+
+DEFAULT_TTL = 24 * 3600.0
+Status = Literal["pending", "approved", "rejected", "consumed", "expired"]
+
+
+class ApprovalError(CloseguardError):
+    """An approval that does not exist or cannot change state any more."""
+
+
+def call_hash(endpoint: str, path_params: Mapping[str, Any], body: Mapping[str, Any],
+              params: Mapping[str, Any]) -> str:
+    """What an approval is bound to: the exact call, arguments included."""
+    payload = canonical_json({"endpoint": endpoint, "path": dict(path_params),
+                              "body": dict(body), "params": dict(params)})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def hash_call(call: Call) -> str:
+    return call_hash(call.endpoint.name, call.path_params, call.body, call.params)
+
+
+@dataclass(frozen=True)
+class Approval:
+    id: str
+    call_hash: str
+    status: Status
+    created: float
+    expires: float
+    endpoint: str
+    method: str
+    path: str
+    access: str | None
+    rule: str | None
+    reason: str | None
+    args: dict[str, Any]
+    policy: str | None = None
+    actor: str | None = None
+    run_id: str | None = None
+    decided_by: str | None = None
+    decided_at: float | None = None
+    note: str | None = None
+    consumed_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Approvals:
+    """Request, decide, wait for and use approvals stored in ``store``."""
+
+    def __init__(self, store: Store, *, ttl: float = DEFAULT_TTL,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.clock = clock
+        self._t = store.tables.approvals
+
+    def _from_row(self, row: Any) -> Approval:
+        data = dict(row._mapping)
+        status = data["status"]
+        if status in ("pending", "approved") and data["expires"] <= self.clock():
+            status = "expired"
+        data["status"] = status
+        data["args"] = json.loads(data["args"])
+        return Approval(**data)
+
+    def request(
+        self,
+        call: Call,
+        *,
+        method: str,
+        path: str,
+        rule: str | None = None,
+        reason: str | None = None,
+        policy: str | None = None,
+        actor: str | None = None,
+        run_id: str | None = None,
+        ttl: float | None = None,
+    ) -> Approval:
+        """A pending approval for ``call``; an open request for the same call is reused."""
+        digest = hash_call(call)
+        now = self.clock()
+        with self.store.engine.begin() as conn:
+            open_row = conn.execute(
+                select(self._t).where(and_(
+                    self._t.c.call_hash == digest, self._t.c.status == "pending",
+                    self._t.c.expires > now,
+                )).order_by(self._t.c.created).limit(1)
+            ).first()
+            if open_row is not None:
+                return self._from_row(open_row)
+            approval_id = f"appr_{secrets.token_hex(8)}"
+            conn.execute(self._t.insert().values(
+                id=approval_id, call_hash=digest, status="pending", created=now,
+                expires=now + (self.ttl if ttl is None else ttl), policy=policy, actor=actor,
+                run_id=run_id, endpoint=call.endpoint.name, method=method, path=path,
+                access=call.access, rule=rule, reason=reason,
+                args=canonical_json(redact({"body": dict(call.body),
+                                            "params": dict(call.params)})),
+            ))
+        found = self.get(approval_id)
+        assert found is not None
+        return found
+
+    def get(self, approval_id: str) -> Approval | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(self._t).where(self._t.c.id == approval_id)).first()
+        return self._from_row(row) if row else None
+
+    def list(self, status: Status | None = None, *, limit: int = 100) -> list[Approval]:
+        """Newest first; ``status`` filters on the effective state (expiry included)."""
+        query = select(self._t).order_by(self._t.c.created.desc())
+        now = self.clock()
+        if status in ("pending", "approved"):
+            query = query.where(and_(self._t.c.status == status, self._t.c.expires > now))
+        elif status == "expired":
+            query = query.where(and_(self._t.c.status.in_(("pending", "approved")),
+                                     self._t.c.expires <= now))
+        elif status is not None:
+            query = query.where(self._t.c.status == status)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit)).all()
+        return [self._from_row(r) for r in rows]
+
+    def _decide(self, approval_id: str, status: Status, by: str, note: str | None) -> Approval:
+        now = self.clock()
+        with self.store.engine.begin() as conn:
+            changed = conn.execute(
+                update(self._t).where(and_(
+                    self._t.c.id == approval_id, self._t.c.status == "pending",
+                    self._t.c.expires > now,
+                )).values(status=status, decided_by=by, decided_at=now, note=note)
+            ).rowcount
+        found = self.get(approval_id)
+        if found is None:
+            raise ApprovalError(f"no approval {approval_id!r}")
+        if not changed:
+            raise ApprovalError(f"approval {approval_id} is {found.status}, not pending")
+        return found
+
+    def approve(self, approval_id: str, *, by: str, note: str | None = None) -> Approval:
+        """Grant a pending approval: the exact call may now run once, until it expires."""
+        return self._decide(approval_id, "approved", by, note)
+
+    def reject(self, approval_id: str, *, by: str, note: str | None = None) -> Approval:
+        return self._decide(approval_id, "rejected", by, note)
+
+    def granted(self, digest: str) -> Approval | None:
+        """An approved, unexpired, unused approval for this call hash, if any."""
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                select(self._t).where(and_(
+                    self._t.c.call_hash == digest, self._t.c.status == "approved",
+                    self._t.c.expires > self.clock(),
+                )).order_by(self._t.c.created).limit(1)
+            ).first()
+        return self._from_row(row) if row else None
+
+    def consume(self, approval_id: str) -> bool:
+        """Use an approval up; False if it was used, revoked or expired meanwhile."""
+        now = self.clock()
+        with self.store.engine.begin() as conn:
+            return bool(conn.execute(
+                update(self._t).where(and_(
+                    self._t.c.id == approval_id, self._t.c.status == "approved",
+                    self._t.c.expires > now,
+                )).values(status="consumed", consumed_at=now)
+            ).rowcount)
+
+    async def wait(self, approval_id: str, *, timeout: float | None = None,  # noqa: ASYNC109
+                   poll: float = 1.0) -> Approval:
+        """Poll until a person decides (or it expires); ``TimeoutError`` after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            found = self.get(approval_id)
+            if found is None:
+                raise ApprovalError(f"no approval {approval_id!r}")
+            if found.status != "pending":
+                return found
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(f"approval {approval_id} still pending after {timeout}s")
+            delay = poll if deadline is None else max(0.0, min(poll, deadline - loop.time()))
+            await asyncio.sleep(delay)

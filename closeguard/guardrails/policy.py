@@ -1,0 +1,635 @@
+"""Policy files: who may call what, with which arguments, how often, and with whose yes.
+
+A policy is a YAML file, one per agent or workflow::
+
+    name: sales-rep
+    extends: read-only            # a shipped policy name or a file path (relative to this one)
+    mode: enforce                 # or dry_run: decide and log, never send a write
+    grants:                       # resource (or "*") -> read | write | destructive
+      lead: write
+      activity.email: write
+    deny: [lead.delete, custom_field]          # endpoint names, resources or access levels
+    approve: [opportunity.update, destructive]  # the same kinds of entries
+    constraints:                  # endpoint -> field -> rule
+      activity.email.create:
+        status: {in: [draft], required: true}
+      task.create:
+        lead_id: {scope: triggered}
+        text: {immutable: true}
+      opportunity.update:
+        confidence: {min: 0, max: 90}
+    limits:
+      per_run: {calls: 500, writes: 20, destructive: 0, per_endpoint: {task.create: 5}}
+      per_window: {window: 1h, writes: 100, per_endpoint: {task.create: 50}}
+
+Decision order for one call (see ``Guard``): ``deny`` entries, then ``grants``, then
+zero limits, then ``constraints``, then ``approve``; quotas are counted at the transport.
+
+- grants: the most specific grant wins: ``activity.email`` before ``activity`` before
+  ``"*"``. ``write`` implies ``read``; ``destructive`` implies both. Nothing granted means
+  denied.
+- deny / approve entries match an endpoint by its name, by its resource or any ancestor
+  (``activity`` matches ``activity.note.create``), or by access level at or above
+  (``write`` matches write and destructive calls).
+- constraint rules: ``in`` / ``in_list`` (allowed values), ``min`` / ``max`` (numbers),
+  ``immutable: true`` (the field may not be sent), ``scope: triggered`` (the value must be
+  one of the run's triggered lead ids; implies required), ``required: true``. A field that
+  is not sent passes ``in``/``min``/``max``. Fields are checked wherever the endpoint
+  defines them: body, query or path parameter (``id``).
+- limits: ``per_run`` counts per run id; ``per_window`` counts per policy name in fixed
+  windows (``window``: ``30s``, ``15m``, ``1h``, ``1d``) in the store. ``calls`` counts every
+  call, ``writes`` write and destructive calls, ``destructive`` destructive calls,
+  ``per_endpoint`` calls of that endpoint. A retried attempt of one logical call counts once.
+
+``extends`` merge rules (base first, then each child on top):
+``name``, ``description`` and ``mode``: the child's when it sets them. ``grants``: per
+resource, the child's level replaces the base's. ``deny`` and ``approve``: the union (a
+child cannot lift a base's deny). ``constraints``: per endpoint and field, the child's rule
+replaces the base's. ``limits``: per key, the child's number replaces the base's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from closeguard.guardrails._yaml import Lines, load_yaml
+from closeguard.tools.catalog import (
+    ACCESS_RANK,
+    BY_NAME,
+    RESOURCES,
+    Endpoint,
+    resource_ancestors,
+)
+from closeguard.tools.errors import ConfigError
+from closeguard.tools.models import Access
+
+if TYPE_CHECKING:
+    import httpx
+
+    from closeguard.guardrails.transport import Guarded
+    from closeguard.store import Store
+
+__all__ = [
+    "KNOWN_RESOURCES",
+    "Counters",
+    "FieldRule",
+    "Limits",
+    "Mode",
+    "Origin",
+    "Policy",
+    "shipped_policies",
+]
+
+Mode = Literal["enforce", "dry_run"]
+Location = Literal["body", "params", "path"]
+KNOWN_RESOURCES: frozenset[str] = frozenset(
+    a for r in RESOURCES for a in resource_ancestors(r)
+) | {"*"}
+TOP_KEYS = ("name", "description", "extends", "mode", "grants", "deny", "approve",
+            "constraints", "limits")
+RULE_KEYS = ("in", "in_list", "min", "max", "immutable", "scope", "required")
+COUNTER_KEYS = ("calls", "writes", "destructive", "per_endpoint")
+SCOPES = ("triggered",)
+_WINDOW = re.compile(r"^(\d+)\s*(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_NAME_OK = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a piece of policy was written."""
+
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """One argument rule on one field of one endpoint."""
+
+    endpoint: str
+    field: str
+    locations: tuple[Location, ...]
+    allowed: tuple[Any, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    immutable: bool = False
+    scope: str | None = None
+    required: bool = False
+    origin: Origin | None = dataclasses.field(default=None, compare=False)
+
+    @property
+    def rule(self) -> str:
+        return f"constraints.{self.endpoint}.{self.field}"
+
+    def describe(self) -> str:
+        parts = []
+        if self.allowed is not None:
+            parts.append(f"in {list(self.allowed)}")
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        if self.immutable:
+            parts.append("may not be sent")
+        if self.scope:
+            parts.append(f"scope {self.scope}")
+        if self.required:
+            parts.append("required")
+        return f"{self.field}: {', '.join(parts)}"
+
+
+@dataclass(frozen=True)
+class Counters:
+    calls: int | None = None
+    writes: int | None = None
+    destructive: int | None = None
+    per_endpoint: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return (self.calls is None and self.writes is None and self.destructive is None
+                and not self.per_endpoint)
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_run: Counters = field(default_factory=Counters)
+    per_window: Counters = field(default_factory=Counters)
+    window_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A loaded, validated, merged policy. Build with ``Policy.load`` or ``Policy.from_yaml``."""
+
+    name: str
+    grants: Mapping[str, Access] = field(default_factory=dict)
+    deny: tuple[str, ...] = ()
+    approve: tuple[str, ...] = ()
+    constraints: Mapping[str, tuple[FieldRule, ...]] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    mode: Mode = "enforce"
+    description: str = ""
+    file: str | None = None
+    extends: tuple[str, ...] = ()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, source: str | Path) -> Policy:
+        """Load a policy file, or a shipped policy by name (``read-only``, ``sales-rep``…)."""
+        text, label, base_dir = _read_source(source, None)
+        return _Loader().load(text, label, base_dir)
+
+    @classmethod
+    def from_yaml(cls, text: str, *, file: str = "<policy>", base_dir: Path | None = None
+                  ) -> Policy:
+        return _Loader().load(text, file, base_dir or Path.cwd())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, file: str = "<policy>") -> Policy:
+        import yaml
+
+        return cls.from_yaml(yaml.safe_dump(dict(data), sort_keys=False), file=file)
+
+    # -- enforcement -----------------------------------------------------------------------
+
+    def bind(
+        self,
+        *,
+        store: Store | None = None,
+        triggered_leads: frozenset[str] | set[str] | list[str] | None = None,
+        approval_ttl: float | None = None,
+    ) -> Guarded:
+        """A guard hook for ``CloseClient(policy=...)`` with a store and run context."""
+        from closeguard.guardrails.transport import Guarded
+
+        return Guarded(self, store=store, triggered_leads=triggered_leads,
+                       approval_ttl=approval_ttl)
+
+    def wrap(
+        self, transport: httpx.AsyncBaseTransport, *, actor: str | None, run_id: str | None
+    ) -> httpx.AsyncBaseTransport:
+        """``TransportGuard`` protocol: enforce this policy on every request of a client."""
+        return self.bind().wrap(transport, actor=actor, run_id=run_id)
+
+
+def shipped_policies() -> dict[str, str]:
+    """Shipped policy names and their one-line descriptions."""
+    out = {}
+    root = importlib_resources.files("closeguard.guardrails") / "policies"
+    for item in sorted(root.iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".yaml"):
+            text = item.read_text(encoding="utf-8")
+            desc = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
+                         if ln.startswith("description:")), "")
+            out[item.name.removesuffix(".yaml")] = desc
+    return out
+
+
+def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, str, Path | None]:
+    """Text, label and the folder relative ``extends`` resolve against."""
+    raw = str(source)
+    looks_like_file = isinstance(source, Path) or raw.endswith((".yaml", ".yml")) or "/" in raw
+    if looks_like_file:
+        path = Path(raw).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        if path.is_file():
+            return path.read_text(encoding="utf-8"), str(path), path.parent
+        shipped_name = Path(raw).name.removesuffix(".yaml").removesuffix(".yml")
+        if "/" in raw or shipped_name not in shipped_policies():
+            raise ConfigError(f"policy file {raw!r} not found")
+        raw = shipped_name
+    item = importlib_resources.files("closeguard.guardrails") / "policies" / f"{raw}.yaml"
+    if not _NAME_OK.match(raw) or not item.is_file():
+        names = ", ".join(shipped_policies())
+        raise ConfigError(f"no policy file or shipped policy named {raw!r} (shipped: {names})")
+    return item.read_text(encoding="utf-8"), f"<shipped>/{raw}.yaml", None
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Layer:
+    file: str
+    name: str | None = None
+    description: str | None = None
+    mode: Mode | None = None
+    extends: list[tuple[str, Origin]] = field(default_factory=list)
+    grants: dict[str, Access] = field(default_factory=dict)
+    deny: list[tuple[str, Origin]] = field(default_factory=list)
+    approve: list[tuple[str, Origin]] = field(default_factory=list)
+    constraints: dict[str, dict[str, FieldRule]] = field(default_factory=dict)
+    limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class _Loader:
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+
+    def load(self, text: str, label: str, base_dir: Path | None) -> Policy:
+        layers = self._layers(text, label, base_dir)
+        return _merge(layers)
+
+    def _layers(self, text: str, label: str, base_dir: Path | None) -> list[_Layer]:
+        if label in self.stack:
+            chain = " -> ".join([*self.stack, label])
+            raise ConfigError(f"extends cycle: {chain}", file=label)
+        self.stack.append(label)
+        data, lines = load_yaml(text, label)
+        layer = _parse_layer(data, lines)
+        out: list[_Layer] = []
+        for ref, origin in layer.extends:
+            try:
+                base_text, base_label, base_base = _read_source(ref, base_dir)
+            except ConfigError as exc:
+                raise ConfigError(f"extends: {exc.reason}", file=origin.file,
+                                  line=origin.line) from exc
+            out += self._layers(base_text, base_label, base_base)
+        self.stack.pop()
+        out.append(layer)
+        return out
+
+
+def _parse_layer(data: Any, lines: Lines) -> _Layer:
+    file = lines.file
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise lines.error((), "a policy file is a mapping (name:, grants:, ...)")
+    layer = _Layer(file=file)
+    for key in data:
+        if key not in TOP_KEYS:
+            raise lines.error((key,), _unknown("key", key, TOP_KEYS))
+    for key in ("name", "description"):
+        if key in data and not isinstance(data[key], str):
+            raise lines.error((key,), f"{key} must be a string")
+    layer.name = data.get("name")
+    layer.description = data.get("description")
+    if "mode" in data:
+        if data["mode"] not in ("enforce", "dry_run"):
+            raise lines.error(("mode",), f"mode must be enforce or dry_run, not {data['mode']!r}")
+        layer.mode = cast(Mode, data["mode"])
+    ext = data.get("extends")
+    if ext is not None:
+        refs = ext if isinstance(ext, list) else [ext]
+        for i, ref in enumerate(refs):
+            path = ("extends", i) if isinstance(ext, list) else ("extends",)
+            if not isinstance(ref, str):
+                raise lines.error(path, "extends takes a policy name or file path")
+            layer.extends.append((ref, Origin(file, lines.line(path))))
+    layer.grants = _parse_grants(data.get("grants"), lines)
+    layer.deny = _parse_entries("deny", data.get("deny"), lines)
+    layer.approve = _parse_entries("approve", data.get("approve"), lines)
+    layer.constraints = _parse_constraints(data.get("constraints"), lines)
+    layer.limits = _parse_limits(data.get("limits"), lines)
+    return layer
+
+
+def _unknown(kind: str, value: Any, known: Any) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(str(value), [str(k) for k in known], n=3)
+    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    return f"unknown {kind} {value!r}{hint}"
+
+
+def _parse_grants(raw: Any, lines: Lines) -> dict[str, Access]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise lines.error(("grants",), "grants maps resources to read, write or destructive")
+    out: dict[str, Access] = {}
+    for res, level in raw.items():
+        if res not in KNOWN_RESOURCES:
+            raise lines.error(("grants", res), _unknown("resource", res, KNOWN_RESOURCES))
+        if level not in ACCESS_RANK:
+            raise lines.error(
+                ("grants", res),
+                f"grants.{res}: level must be read, write or destructive, not {level!r}",
+            )
+        out[res] = cast(Access, level)
+    return out
+
+
+def _parse_entries(key: str, raw: Any, lines: Lines) -> list[tuple[str, Origin]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise lines.error((key,), f"{key} is a list of endpoint names, resources or levels")
+    out = []
+    known = set(BY_NAME) | KNOWN_RESOURCES | set(ACCESS_RANK)
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, str) or entry not in known:
+            raise lines.error((key, i), _unknown(f"{key} entry (endpoint, resource or level)",
+                                                 entry, known))
+        out.append((entry, Origin(lines.file, lines.line((key, i)))))
+    return out
+
+
+def _model_fields(model: type[BaseModel] | None) -> dict[str, Any]:
+    if model is None:
+        return {}
+    return {(f.alias or name): f.annotation for name, f in model.model_fields.items()}
+
+
+def endpoint_fields(ep: Endpoint) -> dict[str, list[tuple[Location, Any]]]:
+    """Every argument name of an endpoint (wire names) with where it goes and its type."""
+    out: dict[str, list[tuple[Location, Any]]] = {}
+    for loc, model in (("body", ep.body_model), ("params", ep.query_model)):
+        for name, ann in _model_fields(model).items():
+            out.setdefault(name, []).append((cast(Location, loc), ann))
+    for name in ep.path_params:
+        out.setdefault(name, []).append(("path", str))
+    return out
+
+
+def _accepts(annotation: Any, value: Any) -> bool:
+    try:
+        TypeAdapter(annotation).validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    return True
+
+
+def _parse_constraints(raw: Any, lines: Lines) -> dict[str, dict[str, FieldRule]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise lines.error(("constraints",), "constraints maps endpoint -> field -> rule")
+    out: dict[str, dict[str, FieldRule]] = {}
+    for ep_name, fields in raw.items():
+        path: tuple[str | int, ...] = ("constraints", ep_name)
+        if ep_name not in BY_NAME:
+            raise lines.error(path, _unknown("endpoint", ep_name, BY_NAME))
+        ep = BY_NAME[ep_name]
+        if not isinstance(fields, dict):
+            raise lines.error(path, f"constraints.{ep_name} maps field -> rule")
+        known = endpoint_fields(ep)
+        out[ep_name] = {}
+        for fname, rule in fields.items():
+            fpath = (*path, fname)
+            if fname not in known:
+                raise lines.error(fpath, _unknown(f"field of {ep_name}", fname, known)
+                                  + (f" ({ep_name} takes no arguments)" if not known else ""))
+            out[ep_name][fname] = _parse_rule(ep_name, fname, rule, known[fname], lines, fpath)
+    return out
+
+
+def _parse_rule(
+    ep_name: str,
+    fname: str,
+    rule: Any,
+    where: list[tuple[Location, Any]],
+    lines: Lines,
+    path: tuple[str | int, ...],
+) -> FieldRule:
+    label = f"constraints.{ep_name}.{fname}"
+    if not isinstance(rule, dict) or not rule:
+        raise lines.error(path, f"{label}: a rule is a mapping like {{in: [...]}} or {{max: 5}}")
+    for key in rule:
+        if key not in RULE_KEYS:
+            raise lines.error((*path, key), _unknown("rule", key, RULE_KEYS))
+    anns = [ann for _, ann in where]
+
+    def fits(value: Any) -> bool:
+        return all(_accepts(ann, value) for ann in anns)
+
+    allowed: tuple[Any, ...] | None = None
+    for key in ("in", "in_list"):
+        if key in rule:
+            values = rule[key]
+            if not isinstance(values, list):
+                raise lines.error((*path, key), f"{label}.{key} takes a list of values")
+            if not values:
+                raise lines.error((*path, key), f"{label}.{key} is empty: no value could pass")
+            for i, v in enumerate(values):
+                if not fits(v):
+                    raise lines.error((*path, key, i),
+                                      f"{label}.{key}: {v!r} is not a valid value for {fname}")
+            allowed = tuple(values) if allowed is None else tuple(
+                v for v in allowed if v in values)
+            if not allowed:
+                raise lines.error((*path, key), f"{label}: in and in_list share no value")
+    bounds: dict[str, float] = {}
+    for key in ("min", "max"):
+        if key in rule:
+            v = rule[key]
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise lines.error((*path, key), f"{label}.{key} must be a number")
+            if not fits(v):
+                raise lines.error((*path, key), f"{label}.{key}: {fname} is not a number field")
+            bounds[key] = float(v)
+    if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
+        raise lines.error((*path, "min"), f"{label}: min {bounds['min']:g} > max "
+                          f"{bounds['max']:g}, no value could pass")
+    if allowed is not None and bounds:
+        lo, hi = bounds.get("min", float("-inf")), bounds.get("max", float("inf"))
+        if not any(isinstance(v, int | float) and lo <= v <= hi for v in allowed):
+            raise lines.error(path, f"{label}: no value in the list is within min/max")
+    flags: dict[str, bool] = {}
+    for key in ("immutable", "required"):
+        if key in rule:
+            if not isinstance(rule[key], bool):
+                raise lines.error((*path, key), f"{label}.{key} must be true or false")
+            flags[key] = rule[key]
+    scope = rule.get("scope")
+    if "scope" in rule:
+        if scope not in SCOPES:
+            raise lines.error((*path, "scope"), _unknown("scope", scope, SCOPES))
+        if not fits("lead_x"):
+            raise lines.error((*path, "scope"), f"{label}: scope needs an id (string) field")
+    required = flags.get("required", False) or scope is not None
+    immutable = flags.get("immutable", False)
+    if immutable and (required or allowed is not None or bounds):
+        raise lines.error(path, f"{label}: immutable (may not be sent) contradicts the other "
+                          "rules, no call could pass")
+    return FieldRule(
+        endpoint=ep_name, field=fname, locations=tuple(loc for loc, _ in where),
+        allowed=allowed, min=bounds.get("min"), max=bounds.get("max"), immutable=immutable,
+        scope=scope, required=required, origin=Origin(lines.file, lines.line(path)),
+    )
+
+
+def _parse_counters(raw: Any, lines: Lines, path: tuple[str | int, ...],
+                    extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise lines.error(path, f"{'.'.join(map(str, path))} is a mapping of counters")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        kpath = (*path, key)
+        if key not in COUNTER_KEYS + extra:
+            raise lines.error(kpath, _unknown("limit", key, COUNTER_KEYS + extra))
+        if key == "window":
+            m = _WINDOW.match(str(value))
+            if not m or int(m.group(1)) <= 0:
+                raise lines.error(kpath, f"window must look like 30s, 15m, 1h or 1d, not "
+                                  f"{value!r}")
+            out[key] = int(m.group(1)) * _UNITS[m.group(2)]
+        elif key == "per_endpoint":
+            if not isinstance(value, dict):
+                raise lines.error(kpath, "per_endpoint maps endpoint names to counts")
+            per: dict[str, int] = {}
+            for name, n in value.items():
+                if name not in BY_NAME:
+                    raise lines.error((*kpath, name), _unknown("endpoint", name, BY_NAME))
+                if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                    raise lines.error((*kpath, name), f"limit for {name} must be a count >= 0")
+                per[name] = n
+            out[key] = per
+        else:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise lines.error(kpath, f"limit {key} must be a count >= 0")
+            out[key] = value
+    return out
+
+
+def _parse_limits(raw: Any, lines: Lines) -> dict[str, dict[str, Any]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise lines.error(("limits",), "limits has per_run and/or per_window")
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in raw.items():
+        if key not in ("per_run", "per_window"):
+            raise lines.error(("limits", key), _unknown("limits key", key,
+                                                        ("per_run", "per_window")))
+        out[key] = _parse_counters(value, lines, ("limits", key),
+                                   ("window",) if key == "per_window" else ())
+    return out
+
+
+def _counters(raw: Mapping[str, Any]) -> Counters:
+    return Counters(calls=raw.get("calls"), writes=raw.get("writes"),
+                    destructive=raw.get("destructive"),
+                    per_endpoint=dict(raw.get("per_endpoint", {})))
+
+
+def _merge(layers: list[_Layer]) -> Policy:
+    top = layers[-1]
+    name = next((ly.name for ly in reversed(layers) if ly.name), None)
+    if name is None:
+        name = Path(top.file).name.removesuffix(".yaml").removesuffix(".yml").strip("<>")
+    grants: dict[str, Access] = {}
+    deny: dict[str, Origin] = {}
+    approve: dict[str, Origin] = {}
+    constraints: dict[str, dict[str, FieldRule]] = {}
+    limits: dict[str, dict[str, Any]] = {"per_run": {}, "per_window": {}}
+    mode: Mode = "enforce"
+    description = ""
+    for ly in layers:
+        grants.update(ly.grants)
+        for entry, origin in ly.deny:
+            deny.setdefault(entry, origin)
+        for entry, origin in ly.approve:
+            approve.setdefault(entry, origin)
+        for ep, rules in ly.constraints.items():
+            constraints.setdefault(ep, {}).update(rules)
+        for key, counters in ly.limits.items():
+            for k, v in counters.items():
+                if k == "per_endpoint":
+                    limits[key].setdefault(k, {}).update(v)
+                else:
+                    limits[key][k] = v
+        mode = ly.mode or mode
+        description = ly.description or description
+    policy = Policy(
+        name=name,
+        grants=grants,
+        deny=tuple(deny),
+        approve=tuple(approve),
+        constraints={ep: tuple(rules.values()) for ep, rules in constraints.items()},
+        limits=Limits(per_run=_counters(limits["per_run"]),
+                      per_window=_counters(limits["per_window"]),
+                      window_seconds=int(limits["per_window"].get("window", 3600))),
+        mode=mode,
+        description=description,
+        file=top.file,
+        extends=tuple(ly.file for ly in layers[:-1]),
+    )
+    _cross_check(policy)
+    return policy
+
+
+def _cross_check(policy: Policy) -> None:
+    """Rules that only make sense on the merged policy: constraints on reachable endpoints."""
+    from closeguard.guardrails.decision import static_decisions
+
+    table = static_decisions(policy)
+    for ep_name, rules in policy.constraints.items():
+        ep = BY_NAME[ep_name]
+        levels = _possible_access(ep)
+        if all(table[(ep_name, lvl)].outcome == "deny" for lvl in levels):
+            why = table[(ep_name, levels[0])]
+            origin = rules[0].origin
+            raise ConfigError(
+                f"constraints.{ep_name}: the policy never allows {ep_name} ({why.rule}: "
+                f"{why.reason}), so this constraint can never apply",
+                file=origin.file if origin else policy.file,
+                line=origin.line if origin else None,
+            )
+
+
+def _possible_access(ep: Endpoint) -> tuple[Access, ...]:
+    if ep.escalate is None:
+        return (ep.access,)
+    return tuple(a for a in cast(tuple[Access, ...], tuple(ACCESS_RANK))
+                 if ACCESS_RANK[a] >= ACCESS_RANK[ep.access])
+
+
+def possible_access(ep: Endpoint) -> tuple[Access, ...]:
+    """The access levels a call of ``ep`` can classify as (escalation included)."""
+    return _possible_access(ep)
+
+

@@ -1,0 +1,230 @@
+"""Enforcement at the transport: nothing reaches Close without passing the guard.
+
+``GuardTransport`` wraps any ``httpx.AsyncBaseTransport``. For each request it classifies
+the call with the catalog (arguments included), decides, and then:
+
+- deny: audits the attempt and raises ``PolicyViolation`` before a byte leaves;
+- needs approval: uses a granted approval for exactly this call (consuming it), or creates
+  a pending one, audits it and raises ``ApprovalRequired`` with its id;
+- allow: charges quotas (once per logical call), sends, audits status and latency; in
+  ``dry_run`` mode a write is not sent: a fake response marked ``x-closeguard-dry-run``
+  comes back instead. Reads are sent in dry runs (they change nothing).
+
+Every attempt is audited (a 429 retry is a second row with the same ``call_id``).
+``Guarded`` (from ``Policy.bind``) is the ``TransportGuard`` hook ``CloseClient`` calls.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from closeguard.guardrails.approvals import Approvals, hash_call
+from closeguard.guardrails.audit import AuditLog
+from closeguard.guardrails.decision import Decision, Guard, RunContext
+from closeguard.guardrails.dryrun import DRY_RUN_HEADER, fake_result
+from closeguard.guardrails.policy import Policy
+from closeguard.guardrails.quotas import Quotas
+from closeguard.guardrails.redact import redact
+from closeguard.store import Store, default_store
+from closeguard.tools.catalog import Call, relative_path
+from closeguard.tools.errors import ApprovalRequired, PolicyViolation
+
+__all__ = ["GuardTransport", "Guarded"]
+
+EXTENSION = "closeguard"
+
+
+class Guarded:
+    """A policy bound to a store and run context; ``wrap`` is the client's guard hook."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        store: Store | None = None,
+        triggered_leads: Iterable[str] | None = None,
+        approval_ttl: float | None = None,
+        guard: Guard | None = None,
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.triggered_leads = None if triggered_leads is None else frozenset(triggered_leads)
+        self.approval_ttl = approval_ttl
+        self.guard = guard or Guard(policy)
+
+    def wrap(
+        self, transport: httpx.AsyncBaseTransport, *, actor: str | None, run_id: str | None
+    ) -> GuardTransport:
+        return GuardTransport(
+            transport, self.guard, actor=actor, run_id=run_id,
+            store=self.store or default_store(), triggered_leads=self.triggered_leads,
+            approval_ttl=self.approval_ttl,
+        )
+
+
+def _decode_body(content: bytes) -> Any:
+    if not content:
+        return {}
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return {"_unparsed_bytes": len(content)}
+
+
+class GuardTransport(httpx.AsyncBaseTransport):
+    """Classify, decide, enforce and audit every request, then pass it to ``inner``."""
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        guard: Guard | Policy,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        store: Store | None = None,
+        triggered_leads: Iterable[str] | None = None,
+        approval_ttl: float | None = None,
+        audit: AuditLog | None = None,
+        approvals: Approvals | None = None,
+    ) -> None:
+        self.inner = inner
+        self.guard = guard if isinstance(guard, Guard) else Guard(guard)
+        self.policy = self.guard.policy
+        self.store = store or default_store()
+        self.context = RunContext(
+            actor=actor, run_id=run_id,
+            triggered_leads=None if triggered_leads is None else frozenset(triggered_leads),
+        )
+        self.audit = audit or AuditLog(self.store)
+        self.approvals = approvals or Approvals(self.store)
+        self.approval_ttl = approval_ttl
+        self.quotas = Quotas(self.policy, self.store)
+        self._quota_run = run_id or f"transport-{uuid.uuid4().hex}"
+        self._approved: OrderedDict[str, str] = OrderedDict()
+        self.dry_run = self.policy.mode == "dry_run"
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        meta = request.extensions.get(EXTENSION)
+        meta = meta if isinstance(meta, Mapping) else {}
+        call_id = str(meta.get("call_id") or uuid.uuid4().hex)
+        attempt = int(meta.get("attempt") or 1)
+        raw_body = _decode_body(await request.aread())
+        params = dict(request.url.params)
+        path = relative_path(request.url.path)
+        decision, call = self.guard.check_request(
+            request.method, path, raw_body if isinstance(raw_body, Mapping) else None,
+            params, self.context,
+        )
+        row: dict[str, Any] = {
+            "actor": self.context.actor, "run_id": self.context.run_id, "call_id": call_id,
+            "attempt": attempt, "policy": self.policy.name, "endpoint": decision.endpoint,
+            "method": request.method, "path": path, "access": decision.access,
+            "rule": decision.rule, "reason": decision.reason,
+            "args": redact({"body": raw_body, "params": params}),
+        }
+        if call is None or decision.denied:
+            self._refuse(row, decision, started)
+        assert call is not None
+        approval_id: str | None = None
+        label = "allow"
+        faked = self.dry_run and call.access != "read"
+        if decision.needs_approval and not faked:
+            approval_id = self._approval_for(call, decision, row, path, started)
+            label = "approved"
+            row["approval_id"] = approval_id
+        over = self.quotas.charge(call_id=call_id, run_id=self._quota_run,
+                                  endpoint=call.endpoint.name, access=call.access,
+                                  dry_run=self.dry_run)
+        if over is not None:
+            limited = Decision("deny", over, f"{over} reached", decision.endpoint,
+                               decision.access)
+            row.update(rule=over, reason=limited.reason)
+            self._refuse(row, limited, started)
+        if approval_id is not None and self._approved.get(call_id) != approval_id:
+            if not self.approvals.consume(approval_id):
+                row.update(decision="deny", reason="approval was used, revoked or expired")
+                self._refuse(row, Decision("deny", decision.rule, row["reason"],
+                                           decision.endpoint, decision.access), started)
+            self._remember(call_id, approval_id)
+        if faked:
+            return self._fake(request, call, decision, row, started)
+        return await self._send(request, row, label, started)
+
+    def _refuse(self, row: dict[str, Any], decision: Decision, started: float) -> None:
+        row.update(decision="deny", rule=decision.rule, reason=decision.reason,
+                   latency_us=int((time.perf_counter() - started) * 1e6))
+        self.audit.append(row, flush=True)
+        raise PolicyViolation(
+            f"{row['method']} {row['path']} denied by policy {self.policy.name!r} "
+            f"({decision.rule}): {decision.reason}",
+            decision=decision, rule=decision.rule,
+        )
+
+    def _approval_for(self, call: Call, decision: Decision, row: dict[str, Any], path: str,
+                      started: float) -> str:
+        """The id of a granted approval for this exact call, or raise ApprovalRequired."""
+        call_id = row["call_id"]
+        if call_id in self._approved:
+            return self._approved[call_id]
+        granted = self.approvals.granted(hash_call(call))
+        if granted is not None:
+            return granted.id
+        pending = self.approvals.request(
+            call, method=row["method"], path=path, rule=decision.rule, reason=decision.reason,
+            policy=self.policy.name, actor=self.context.actor, run_id=self.context.run_id,
+            ttl=self.approval_ttl,
+        )
+        row.update(decision="approval_required", approval_id=pending.id,
+                   latency_us=int((time.perf_counter() - started) * 1e6))
+        self.audit.append(row, flush=True)
+        raise ApprovalRequired(
+            f"{row['method']} {path} ({call.endpoint.name}) needs approval "
+            f"({decision.rule}): approve it with `closeguard approvals approve {pending.id}`",
+            approval_id=pending.id, decision=decision,
+        )
+
+    def _remember(self, call_id: str, approval_id: str) -> None:
+        self._approved[call_id] = approval_id
+        if len(self._approved) > 1000:
+            self._approved.popitem(last=False)
+
+    def _fake(self, request: httpx.Request, call: Call, decision: Decision,
+              row: dict[str, Any], started: float) -> httpx.Response:
+        body = fake_result(call)
+        row.update(decision="dry_run", status_code=200,
+                   reason=decision.reason if decision.allowed
+                   else f"dry run; enforce mode would ask approval ({decision.reason})",
+                   latency_us=int((time.perf_counter() - started) * 1e6))
+        self.audit.append(row)
+        return httpx.Response(200, json=body, headers={DRY_RUN_HEADER: "true"},
+                              request=request)
+
+    async def _send(self, request: httpx.Request, row: dict[str, Any], label: str,
+                    started: float) -> httpx.Response:
+        try:
+            response = await self.inner.handle_async_request(request)
+        except Exception as exc:
+            row.update(decision=label, error=f"{type(exc).__name__}: {exc}"[:500],
+                       latency_us=int((time.perf_counter() - started) * 1e6))
+            self.audit.append(row)
+            raise
+        row.update(decision=label, status_code=response.status_code,
+                   latency_us=int((time.perf_counter() - started) * 1e6))
+        if response.status_code >= 400:
+            row["error"] = f"HTTP {response.status_code}"
+        self.audit.append(row)
+        return response
+
+    async def aclose(self) -> None:
+        try:
+            self.audit.flush()
+        finally:
+            await self.inner.aclose()
