@@ -7,7 +7,10 @@ from typing import Annotated
 import typer
 
 from closeguard import __version__
+from closeguard.cli import approvals as approvals_cmd
+from closeguard.cli import audit as audit_cmd
 from closeguard.cli import catalog as catalog_cmd
+from closeguard.cli import policy as policy_cmd
 
 app = typer.Typer(
     name="closeguard",
@@ -40,6 +43,9 @@ def root(
 
 
 app.command("catalog")(catalog_cmd.catalog)
+app.add_typer(policy_cmd.app, name="policy")
+app.add_typer(approvals_cmd.app, name="approvals")
+app.add_typer(audit_cmd.app, name="audit")
 
 
 def main() -> None:

@@ -1,0 +1,103 @@
+"""``closeguard policy``: validate a policy file and explain what it allows."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from closeguard.guardrails import Guard, Policy, shipped_policies
+from closeguard.guardrails.policy import possible_access
+from closeguard.tools.catalog import ENDPOINTS
+from closeguard.tools.errors import ConfigError
+
+app = typer.Typer(help="Check and explain guard policies.", no_args_is_help=True)
+
+OUTCOME_STYLE = {"allow": "green", "approve": "yellow", "deny": "red"}
+PolicyArg = Annotated[str, typer.Argument(help="A policy YAML file or a shipped policy name.")]
+
+
+def _load(source: str) -> Policy:
+    try:
+        return Policy.load(source)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command("check")
+def check(source: PolicyArg) -> None:
+    """Validate a policy: exit 0 if it loads, else print the line-numbered error, exit 1."""
+    policy = _load(source)
+    chain = f" (extends {', '.join(policy.extends)})" if policy.extends else ""
+    typer.echo(f"ok: policy {policy.name!r}, mode {policy.mode}{chain}")
+
+
+@app.command("list")
+def list_shipped() -> None:
+    """The policies shipped with closeguard."""
+    table = Table(title="Shipped policies")
+    table.add_column("name", no_wrap=True)
+    table.add_column("description")
+    for name, desc in shipped_policies().items():
+        table.add_row(name, desc)
+    Console().print(table)
+
+
+def explain_rows(policy: Policy) -> list[dict[str, Any]]:
+    """One row per endpoint and reachable access level: outcome, rule, reason, constraints."""
+    guard = Guard(policy)
+    rows = []
+    for ep in ENDPOINTS:
+        for access in possible_access(ep):
+            d = guard.static(ep.name, access)
+            rows.append({
+                "endpoint": ep.name, "method": ep.method, "path": f"/api/v1{ep.path}",
+                "access": access, "escalated": access != ep.access,
+                "outcome": d.outcome, "rule": d.rule, "reason": d.reason,
+                "constraints": [r.describe() for r in policy.constraints.get(ep.name, ())],
+                "limits": _limits_for(policy, ep.name, access),
+            })
+    return rows
+
+
+def _limits_for(policy: Policy, endpoint: str, access: str) -> list[str]:
+    out = []
+    for scope, c in (("per_run", policy.limits.per_run), ("per_window", policy.limits.per_window)):
+        suffix = f" per {policy.limits.window_seconds}s" if scope == "per_window" else " per run"
+        if c.calls is not None:
+            out.append(f"calls <= {c.calls}{suffix}")
+        if c.writes is not None and access != "read":
+            out.append(f"writes <= {c.writes}{suffix}")
+        if c.destructive is not None and access == "destructive":
+            out.append(f"destructive <= {c.destructive}{suffix}")
+        if endpoint in c.per_endpoint:
+            out.append(f"{endpoint} <= {c.per_endpoint[endpoint]}{suffix}")
+    return out
+
+
+@app.command("explain")
+def explain(
+    source: PolicyArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """For every catalog endpoint: allowed, denied (and why) or needs approval."""
+    policy = _load(source)
+    rows = explain_rows(policy)
+    if as_json:
+        typer.echo(json.dumps({"policy": policy.name, "mode": policy.mode, "endpoints": rows},
+                              indent=2))
+        return
+    table = Table(title=f"Policy {policy.name} ({policy.mode})")
+    for col in ("endpoint", "access", "decision", "rule", "why / constraints"):
+        table.add_column(col, no_wrap=col in ("endpoint", "rule"))
+    for r in rows:
+        style = OUTCOME_STYLE[r["outcome"]]
+        access = r["access"] + (" (by args)" if r["escalated"] else "")
+        notes = r["reason"] if r["outcome"] == "deny" else "; ".join(
+            r["constraints"] + r["limits"]) or r["reason"]
+        table.add_row(r["endpoint"], access, f"[{style}]{r['outcome']}[/]", r["rule"], notes)
+    Console(width=160).print(table)
