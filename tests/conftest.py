@@ -1,0 +1,59 @@
+"""Shared fixtures: fake time, and a CloseClient wired to an httpx.MockTransport handler."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from closeguard.tools.client import CloseClient
+
+TEST_API_KEY = "test_key_s3cr3t_do_not_print"
+TEST_BASE_URL = "https://api.close.test/api/v1"
+
+Handler = Callable[[httpx.Request], Any]
+
+
+class FakeTime:
+    """A monotonic clock that only moves when someone sleeps on it; records every sleep."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(seconds, 0.0)
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def make_client(fake_time: FakeTime) -> AsyncIterator[Callable[..., CloseClient]]:
+    """``make_client(handler, **kwargs)``: a client on fake time against a MockTransport."""
+    made: list[CloseClient] = []
+
+    def make(handler: Handler, **kwargs: Any) -> CloseClient:
+        kwargs.setdefault("base_url", TEST_BASE_URL)
+        if "oauth" not in kwargs:
+            kwargs.setdefault("api_key", TEST_API_KEY)
+        client = CloseClient(
+            transport=httpx.MockTransport(handler),
+            sleep=fake_time.sleep,
+            clock=fake_time.clock,
+            **kwargs,
+        )
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.aclose()
