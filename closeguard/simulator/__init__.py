@@ -2,5 +2,30 @@
 
 Owns the simulated state, routes per resource, the Event Log, signed webhook delivery,
 rate limits, faults, seeded worlds and the canonical state hash. Depends on ``tools``
-(catalog and models) only.
+(catalog and models) only. Start with ``Simulator`` (``closeguard.simulator.core``).
 """
+
+from closeguard.simulator.app import Backend, build_app
+from closeguard.simulator.core import BASE_URL, Simulator
+from closeguard.simulator.events import EventLog
+from closeguard.simulator.hashing import ObjectChange, StateDiff, diff, snapshot, state_hash
+from closeguard.simulator.state import OrgState
+from closeguard.simulator.world import WorldFileError, generate_world, load_world, save_world
+
+__all__ = [
+    "BASE_URL",
+    "Backend",
+    "EventLog",
+    "ObjectChange",
+    "OrgState",
+    "Simulator",
+    "StateDiff",
+    "WorldFileError",
+    "build_app",
+    "diff",
+    "generate_world",
+    "load_world",
+    "save_world",
+    "snapshot",
+    "state_hash",
+]
