@@ -177,3 +177,22 @@ async def test_bearer_tokens_are_limited_too(clock: FakeClock) -> None:
 async def test_disabled_limits_allow_everything(clock: FakeClock) -> None:
     limiter = RateLimiter(RateLimits(rps=1, enabled=False), clock)
     assert all(limiter.hit("lead:read", "k", "o").allowed for _ in range(50))
+
+
+async def test_simulator_rate_limits_per_key_and_client_paces(clock: FakeClock) -> None:
+    from closeguard.simulator.core import Simulator
+
+    sim = Simulator(seed=2, leads=3, clock=clock, rate_limits=RateLimits(rps=2),
+                    api_keys=["second_key"])
+    async with sim.http_client() as first:
+        answers = [await first.get("/lead/") for _ in range(3)]
+        unauthenticated = await first.get("/lead/", auth=None)
+        async with sim.http_client(auth=("second_key", "")) as second:
+            other = await second.get("/lead/")
+        bad_key = await first.get("/me/", auth=("no_such_key", ""))
+    assert [r.status_code for r in answers] == [200, 200, 429]
+    assert answers[2].json()["error"]["rate_reset"] == pytest.approx(0.437)
+    assert all("RateLimit" in r.headers for r in answers)
+    assert unauthenticated.status_code == 401 and "RateLimit" not in unauthenticated.headers
+    assert other.status_code == 200
+    assert bad_key.status_code == 401 and "RateLimit" in bad_key.headers

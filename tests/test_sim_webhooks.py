@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -384,3 +385,77 @@ async def test_unreachable_url_is_a_failed_attempt() -> None:
     await dispatcher.aclose()
     assert [a.error for a in delivery.attempts] == ["ConnectError", "ConnectError"]
     assert delivery.state == "dropped"
+
+
+# -- end to end through the simulator ------------------------------------------------------
+
+
+async def test_write_through_simulator_delivers_signed_event() -> None:
+    from closeguard.simulator.core import Simulator
+
+    clock = FakeClock()
+    sim = Simulator(seed=3, leads=2, clock=clock)
+    receiver = Receiver()
+    sim.webhooks.mount(HOOKS, receiver)
+    async with sim.http_client() as http:
+        created = await http.post(
+            "/webhook/",
+            json={"url": f"{HOOKS}/close",
+                  "events": [{"object_type": "lead", "action": "created"}]},
+        )
+        assert created.status_code == 200, created.text
+        sub = created.json()
+        lead = (await http.post("/lead/", json={"name": "Signed Co"})).json()
+        contact = await http.post("/contact/", json={"lead_id": lead["id"], "name": "Ann"})
+        assert contact.status_code == 200
+    await sim.webhooks.drain()
+    await sim.webhooks.aclose()
+    assert len(receiver.requests) == 1, "only lead.created is subscribed"
+    headers, body = receiver.requests[0]
+    ts = headers["close-sig-timestamp"]
+    assert headers["close-sig-hash"] == close_reference_signature(
+        sub["signature_key"], ts, body.decode()
+    )
+    assert verify_signature(sub["signature_key"], ts, body, headers["close-sig-hash"],
+                            now=clock.now())
+    payload = json.loads(body)
+    assert payload["subscription_id"] == sub["id"]
+    assert payload["event"]["object_type"] == "lead"
+    assert payload["event"]["action"] == "created"
+    assert payload["event"]["object_id"] == lead["id"]
+    assert payload["event"]["data"]["name"] == "Signed Co"
+
+
+async def test_served_simulator_delivers_to_real_receiver() -> None:
+    from closeguard.simulator.core import Simulator
+
+    sim = Simulator(seed=4, leads=1)
+    receiver = Receiver()
+    async with served(receiver) as hook_base, served(sim.app) as api_base:
+        sim.webhooks.start()
+        async with httpx.AsyncClient(
+            base_url=f"{api_base}/api/v1", auth=(sim.api_key, "")
+        ) as http:
+            sub = (
+                await http.post(
+                    "/webhook/",
+                    json={"url": f"{hook_base}/close",
+                          "events": [{"object_type": "lead", "action": "updated"}]},
+                )
+            ).json()
+            lead = (await http.post("/lead/", json={"name": "Before"})).json()
+            updated = await http.put(f"/lead/{lead['id']}/", json={"name": "After"})
+            assert updated.status_code == 200
+            for _ in range(500):
+                if receiver.requests:
+                    break
+                await asyncio.sleep(0.01)
+        await sim.webhooks.aclose()
+    assert len(receiver.requests) == 1
+    headers, body = receiver.requests[0]
+    assert verify_signature(
+        sub["signature_key"], headers["close-sig-timestamp"], body, headers["close-sig-hash"]
+    )
+    event_sent = json.loads(body)["event"]
+    assert (event_sent["action"], event_sent["data"]["name"]) == ("updated", "After")
+    assert "name" in event_sent["changed_fields"]
