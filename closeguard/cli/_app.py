@@ -11,6 +11,7 @@ from closeguard.cli import approvals as approvals_cmd
 from closeguard.cli import audit as audit_cmd
 from closeguard.cli import catalog as catalog_cmd
 from closeguard.cli import policy as policy_cmd
+from closeguard.cli import sim as sim_cmd
 
 app = typer.Typer(
     name="closeguard",
@@ -46,6 +47,7 @@ app.command("catalog")(catalog_cmd.catalog)
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(sim_cmd.app, name="sim")
 
 
 def main() -> None:
