@@ -321,6 +321,12 @@ class CloseClient:
             raise InvalidArguments(
                 f"{ep.name}: missing path parameter(s) {', '.join(missing)}", operation=ep.name
             )
+        odd = [p for p in ep.path_params if "/" in str(given[p]) or str(given[p]) in (".", "..")]
+        if odd:
+            raise InvalidArguments(
+                f"{ep.name}: path parameter(s) {', '.join(odd)} must be a Close id, not a path",
+                operation=ep.name,
+            )
         path = ep.format_path(**{p: quote(str(given[p]), safe="") for p in ep.path_params})
         response = await self._send(ep.method, path, params=params, json=json, endpoint=ep)
         return self._decode(response, ep.method, path)
