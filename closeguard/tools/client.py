@@ -356,7 +356,7 @@ class CloseClient:
                 response = await self._http.send(request)
             except CloseguardError:
                 raise
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 sent = not isinstance(exc, _NOT_SENT)
                 retryable = isinstance(exc, _NOT_SENT) or (is_read and isinstance(exc, _TRANSIENT))
                 failures += 1
@@ -442,7 +442,7 @@ class CloseClient:
             try:
                 response = await self._inner.handle_async_request(request)
                 await response.aread()
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 raise self._transport_error(
                     exc, "POST", token_path, not isinstance(exc, _NOT_SENT), 1, what="token refresh"
                 ) from exc
@@ -536,7 +536,7 @@ class CloseClient:
 
     def _transport_error(
         self,
-        exc: httpx.TransportError,
+        exc: httpx.RequestError,
         method: str,
         path: str,
         sent: bool,
