@@ -128,13 +128,28 @@ def static_decisions(policy: Policy) -> dict[tuple[str, Access], Decision]:
 _MISSING = object()
 
 
+def _from_query(text: str) -> Any:
+    """Query strings arrive as text: read numbers and booleans back for comparison."""
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
 def _value(call: Call, rule: FieldRule) -> Any:
     for loc in rule.locations:
         source: Mapping[str, Any] = (
             call.body if loc == "body" else call.params if loc == "params" else call.path_params
         )
         if rule.field in source:
-            return source[rule.field]
+            value = source[rule.field]
+            if loc == "params" and isinstance(value, str) and rule.typed:
+                return _from_query(value)
+            return value
     return _MISSING
 
 

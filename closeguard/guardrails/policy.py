@@ -130,6 +130,12 @@ class FieldRule:
     def rule(self) -> str:
         return f"constraints.{self.endpoint}.{self.field}"
 
+    @property
+    def typed(self) -> bool:
+        """Whether the rule compares numbers or booleans (query text must be converted)."""
+        return self.min is not None or self.max is not None or (
+            self.allowed is not None and any(not isinstance(v, str) for v in self.allowed))
+
     def describe(self) -> str:
         parts = []
         if self.allowed is not None:
