@@ -29,6 +29,7 @@ class OAuthServer:
         self.always_401 = always_401
         self.token_requests: list[dict[str, list[str]]] = []
         self.api_requests: list[httpx.Request] = []
+        self.auths: list[str] = []
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         if str(request.url) == DEFAULT_TOKEN_URL:
@@ -45,6 +46,7 @@ class OAuthServer:
                 },
             )
         self.api_requests.append(request)
+        self.auths.append(request.headers["authorization"])
         if self.always_401 or request.headers["authorization"] != f"Bearer {self.valid}":
             return httpx.Response(401, json={"error": "Unauthorized"})
         return httpx.Response(200, json={"id": "user_1", "email": "me@example.com"})
@@ -68,8 +70,7 @@ async def test_401_refreshes_once_stores_tokens_and_retries(make_client: Any) ->
             "client_secret": ["csecret_123"],
         }
     ]
-    auths = [r.headers["authorization"] for r in server.api_requests]
-    assert auths == ["Bearer old_access_123", "Bearer new_access_456"]
+    assert server.auths == ["Bearer old_access_123", "Bearer new_access_456"]
     assert client.oauth_credentials.access_token == "new_access_456"
     assert client.oauth_credentials.refresh_token == "refresh_789"
     assert saved == [client.oauth_credentials]
@@ -94,8 +95,10 @@ async def test_second_401_after_refresh_raises_without_looping(make_client: Any)
 async def test_failed_refresh_raises_unauthorized(make_client: Any) -> None:
     server = OAuthServer(refresh_works=False)
     client = make_client(server, oauth=CREDS)
-    with pytest.raises(Unauthorized, match="refresh failed"):
+    with pytest.raises(Unauthorized, match="refresh failed") as info:
         await client.users.me()
+    assert b"csecret_123" not in info.value.response.request.content
+    assert b"refresh_123" not in info.value.response.request.content
     assert len(server.api_requests) == 1
 
 

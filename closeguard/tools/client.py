@@ -366,6 +366,8 @@ class CloseClient:
                 raise self._transport_error(exc, method, path, sent, attempt) from exc
             finally:
                 self._pacer.release(group)
+                # Sent (or not): the credential must not live on in errors that hold it.
+                request.headers.pop("authorization", None)
             self._pacer.observe(group, response.headers)
             status = response.status_code
             if status == 429:
@@ -446,7 +448,8 @@ class CloseClient:
                 raise self._transport_error(
                     exc, "POST", token_path, not isinstance(exc, _NOT_SENT), 1, what="token refresh"
                 ) from exc
-            response.request = request
+            # The form carried the refresh token and client secret: keep neither around.
+            response.request = httpx.Request("POST", creds.token_url)
             payload = _json_or_none(response)
             token = payload.get("access_token") if isinstance(payload, dict) else None
             if response.status_code >= 400 or not isinstance(token, str) or not token:
