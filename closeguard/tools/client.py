@@ -127,6 +127,10 @@ class RetrySettings:
     default_rate_limit_wait: float = 1.0
     max_rate_limit_wait: float = 300.0
 
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.max_rate_limit_retries < 0:
+            raise ValueError("max_attempts must be >= 1 and max_rate_limit_retries >= 0")
+
     def backoff(self, failures: int) -> float:
         return float(min(self.backoff_max, self.backoff_base * 2 ** max(failures - 1, 0)))
 
@@ -175,17 +179,15 @@ class CloseClient:
     ) -> None:
         if (api_key is None and oauth is None) or base_url is None:
             settings = settings or Settings()
-        if api_key is None and oauth is None and settings is not None:
-            api_key, oauth = _credentials_from(settings)
+            if api_key is None and oauth is None:
+                api_key, oauth = _credentials_from(settings)
+            base_url = base_url or settings.close_base_url
         if not api_key and oauth is None:
             raise ConfigError(
                 "no Close credential: set CLOSE_API_KEY (or pass api_key= or oauth= to CloseClient)"
             )
         if oauth is not None and not oauth.access_token:
             raise ConfigError("OAuth credentials need an access_token")
-        if base_url is None:
-            assert settings is not None
-            base_url = settings.close_base_url
         self._api_key = api_key if oauth is None else None
         self._oauth = oauth
         self._on_token_refresh = on_token_refresh
