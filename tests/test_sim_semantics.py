@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -473,3 +474,34 @@ async def test_field_errors_name_the_fields(http: Any) -> None:
     assert set(r.json()["field-errors"]) == {"bogus", "status_id"}
     r = await http.post("/contact/", json={})
     assert "lead_id" in r.json()["field-errors"]
+
+
+async def test_webhook_dispatcher_is_wired_to_subscriptions(sim: Simulator, http: Any) -> None:
+    received: list[dict[str, Any]] = []
+
+    async def receiver(scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        received.append({"headers": dict(scope["headers"]), "body": json.loads(body)})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sim.webhooks.mount("http://hooks.test", receiver)
+    hook = (
+        await http.post(
+            "/webhook/",
+            json={
+                "url": "http://hooks.test/close",
+                "events": [{"object_type": "lead", "action": "created"}],
+            },
+        )
+    ).json()
+    lead = await new_lead(http, contacts=[{"name": "not delivered"}])
+    await sim.webhooks.drain()
+    assert [r["body"]["event"]["object_id"] for r in received] == [lead["id"]]
+    assert received[0]["body"]["subscription_id"] == hook["id"]
+    assert b"close-sig-hash" in received[0]["headers"]
