@@ -205,7 +205,8 @@ def prop_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 _counter = itertools.count()
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spec=policy_specs, batch=st.lists(calls(), min_size=1, max_size=4))
 def test_denied_calls_never_reach_the_backend(
     prop_store: Store, spec: dict[str, Any], batch: list[tuple[Any, ...]]

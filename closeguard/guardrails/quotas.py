@@ -2,7 +2,7 @@
 
 Per-run counters live in process memory, keyed by policy and run id (a run executes in one
 process). Per-window counters live in the store (``quota_counters``), so every worker on the
-same store shares them; the check and the increment are one conditional upsert, so two
+same store shares them; the check and the increment are one conditional upsert (``RETURNING`` tells whether it counted), so two
 workers cannot both take the last unit. A logical call is charged once, whatever the
 number of attempts (retries share ``call_id``).
 """
@@ -102,7 +102,7 @@ class Quotas:
             with self.store.engine.begin() as conn:
                 for name, limit in checks:
                     stmt = _upsert(self.store.dialect, table, prefix + name, start, limit)
-                    if conn.execute(stmt).rowcount == 0:
+                    if conn.execute(stmt).first() is None:
                         raise _Exceeded(f"limits.per_window.{name}")
         except _Exceeded as exc:
             return exc.rule
@@ -125,13 +125,15 @@ class Quotas:
 def _upsert(dialect: str, table: Table, key: str, start: int, limit: int) -> Executable:
     if limit <= 0:
         # An insert of a first row would pass; a zero limit never does.
-        return table.update().where(table.c.key == "\x00never")
+        return table.update().where(table.c.key == "\x00never").returning(table.c.key)
     index = [table.c.key, table.c.window_start]
     bump = {"count": table.c["count"] + 1}
     if dialect == "postgresql":
         pg = postgresql.insert(table).values(key=key, window_start=start, count=1)
-        return pg.on_conflict_do_update(index_elements=index, set_=bump,
-                                        where=table.c["count"] < limit)
+        return pg.on_conflict_do_update(
+            index_elements=index, set_=bump, where=table.c["count"] < limit
+        ).returning(table.c["count"])
     lite = sqlite.insert(table).values(key=key, window_start=start, count=1)
-    return lite.on_conflict_do_update(index_elements=index, set_=bump,
-                                      where=table.c["count"] < limit)
+    return lite.on_conflict_do_update(
+        index_elements=index, set_=bump, where=table.c["count"] < limit
+    ).returning(table.c["count"])
