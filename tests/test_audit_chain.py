@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def test_honest_log_verifies_and_batches_chain_across_flushes(store: Store) -> N
     rows = list(log.rows())
     assert [r["seq"] for r in rows] == list(range(1, 11))
     assert rows[0]["prev_hash"] == GENESIS
-    for prev, row in zip(rows, rows[1:], strict=False):
+    for prev, row in itertools.pairwise(rows):
         assert row["prev_hash"] == prev["hash"] == row_hash(prev["prev_hash"], prev)
     assert log.head() == (10, rows[-1]["hash"])
 

@@ -2,9 +2,9 @@
 
 Per-run counters live in process memory, keyed by policy and run id (a run executes in one
 process). Per-window counters live in the store (``quota_counters``), so every worker on the
-same store shares them; the check and the increment are one conditional upsert (``RETURNING`` tells whether it counted), so two
-workers cannot both take the last unit. A logical call is charged once, whatever the
-number of attempts (retries share ``call_id``).
+same store shares them; the check and the increment are one conditional upsert
+(``RETURNING`` tells whether it counted), so two workers cannot both take the last unit.
+A logical call is charged once, whatever the number of attempts (retries share ``call_id``).
 """
 
 from __future__ import annotations
