@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from closeguard.simulator import Simulator
 from closeguard.simulator.clock import FakeClock
+from closeguard.tools.catalog import ENDPOINTS
 
 ID_RE = re.compile(r"^lead_[0-9A-Za-z]{43}$")
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
@@ -505,3 +509,48 @@ async def test_webhook_dispatcher_is_wired_to_subscriptions(sim: Simulator, http
     assert [r["body"]["event"]["object_id"] for r in received] == [lead["id"]]
     assert received[0]["body"]["subscription_id"] == hook["id"]
     assert b"close-sig-hash" in received[0]["headers"]
+
+
+_WRITES = [ep for ep in ENDPOINTS if ep.method in ("POST", "PUT")]
+_KEYS = sorted(
+    {name for ep in _WRITES if ep.body_model for name in ep.body_model.model_fields}
+    | {"custom.cf_x", "queries", "type", "bogus", "email", "emails", "_limit", "cursor"}
+)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**6) | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(_KEYS), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ep_index=st.integers(0, len(_WRITES) - 1), body=_JSON, use_real_id=st.booleans())
+def test_random_bodies_never_500_nor_half_apply(
+    ep_index: int, body: Any, use_real_id: bool
+) -> None:
+    ep = _WRITES[ep_index]
+    sim = _FUZZ_SIM
+    obj_id = "nope"
+    if use_real_id and "{id}" in ep.path:
+        ids = [e["object_id"] for e in sim.events if e["object_type"].startswith(ep.resource)]
+        ids += list(sim.state["leads"]) if ep.resource == "lead" else []
+        obj_id = ids[-1] if ids else "nope"
+    path = ep.path.replace("{id}", obj_id)
+
+    async def send() -> httpx.Response:
+        async with sim.http_client() as http:
+            return await http.request(ep.method, path, json=body)
+
+    before, events = sim.state_hash(), len(sim.events)
+    response = asyncio.run(send())
+    assert response.status_code < 500, response.text
+    assert set(response.json()) >= (
+        {"error", "errors", "field-errors"} if response.status_code >= 400 else set()
+    )
+    if response.status_code >= 400:
+        assert sim.state_hash() == before and len(sim.events) == events
+
+
+_FUZZ_SIM = Simulator(seed=99, leads=4, clock=FakeClock())

@@ -1267,7 +1267,8 @@ class _Search:
             if value not in ("lead", "contact"):
                 raise bad_request({"query": f"Unsupported object_type {value!r}."})
             return str(value)
-        for child in node.get("queries") or []:
+        children = node.get("queries")
+        for child in children if isinstance(children, list) else []:
             found = self.object_type(child)
             if found:
                 return found
