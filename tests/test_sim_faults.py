@@ -165,13 +165,13 @@ async def test_drop_in_process_is_a_connection_error() -> None:
 
 
 @contextlib.asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
+async def served(app: Any, http: str = "auto") -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on a free 127.0.0.1 port; yield its base URL."""
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, http=http)
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(500):
@@ -187,10 +187,12 @@ async def served(app: Any) -> AsyncIterator[str]:
         sock.close()
 
 
-async def test_drop_when_served_closes_the_socket() -> None:
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+async def test_drop_when_served_closes_the_socket(http: str) -> None:
+    pytest.importorskip(http)
     injector = FaultInjector(FaultConfig.everywhere(drop=1.0))
     app = FaultMiddleware(ok_app, injector)
-    async with served(app) as base, httpx.AsyncClient(base_url=base) as client:
+    async with served(app, http) as base, httpx.AsyncClient(base_url=base) as client:
         with pytest.raises(httpx.RemoteProtocolError):
             await client.get("/api/v1/lead/", auth=("api_key", ""))
         injector.disable()
