@@ -193,6 +193,8 @@ class _Core:
             raise
         for event in ctx.pending:
             backend.log.append(event)
+        if ctx.pending:
+            backend.log.prune(ctx.now)
         for event in ctx.pending:
             for listener in list(backend.listeners):
                 try:
