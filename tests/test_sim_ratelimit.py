@@ -196,3 +196,27 @@ async def test_simulator_rate_limits_per_key_and_client_paces(clock: FakeClock) 
     assert unauthenticated.status_code == 401 and "RateLimit" not in unauthenticated.headers
     assert other.status_code == 200
     assert bad_key.status_code == 401 and "RateLimit" in bad_key.headers
+
+
+async def test_cached_child_index_follows_writes() -> None:
+    """Reads reuse a lead -> children index (the list hot path); every write refreshes it."""
+    from closeguard.simulator.core import Simulator
+
+    sim = Simulator(seed=9, leads=4, clock=FakeClock())
+    async with sim.http_client() as http:
+        source, destination = list(sim.state["leads"])[:2]
+
+        async def contacts_of(lead_id: str) -> set[str]:
+            one = (await http.get(f"/lead/{lead_id}/")).json()
+            listed = (await http.get("/lead/", params={"_limit": 200})).json()["data"]
+            in_list = next(lead for lead in listed if lead["id"] == lead_id)
+            assert {c["id"] for c in in_list["contacts"]} == {c["id"] for c in one["contacts"]}
+            return {c["id"] for c in one["contacts"]}
+
+        before_src, before_dst = await contacts_of(source), await contacts_of(destination)
+        added = (await http.post("/contact/", json={"lead_id": destination, "name": "New"})).json()
+        assert await contacts_of(destination) == before_dst | {added["id"]}
+        merged = await http.post("/lead/merge/", json={"source": source,
+                                                       "destination": destination})
+        assert merged.status_code == 200, merged.text
+        assert await contacts_of(destination) == before_dst | before_src | {added["id"]}

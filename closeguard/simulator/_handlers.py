@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from closeguard.simulator._context import (
@@ -92,9 +92,24 @@ def lookup(ctx: Ctx, kind: Kind, obj_id: str) -> Obj:
 
 
 def by_lead(ctx: Ctx, collection: str) -> dict[str, list[Obj]]:
+    """``collection`` grouped by ``lead_id``; cached across read-only requests.
+
+    Writes bump ``state.version`` after they run, so a read reuses the index built at the
+    current version (and size); a write always builds a fresh one.
+    """
+    state = ctx.state
+    objs = state[collection]
+    cacheable = ctx.endpoint.access == "read"
+    stamp = (state.version, len(objs))
+    if cacheable:
+        cached = state.derived.get(f"by_lead:{collection}")
+        if cached is not None and cached[0] == stamp:
+            return cast(dict[str, list[Obj]], cached[1])
     index: dict[str, list[Obj]] = defaultdict(list)
-    for obj in ctx.state[collection].values():
+    for obj in objs.values():
         index[str(obj.get("lead_id"))].append(obj)
+    if cacheable:
+        state.derived[f"by_lead:{collection}"] = (stamp, index)
     return index
 
 
@@ -102,6 +117,8 @@ def render_lead(ctx: Ctx, lead: Obj, index: dict[str, dict[str, list[Obj]]] | No
     def children(collection: str) -> list[Obj]:
         if index is not None:
             return index[collection].get(lead["id"], [])
+        if ctx.endpoint.access == "read":
+            return by_lead(ctx, collection).get(lead["id"], [])
         return [o for o in ctx.state[collection].values() if o.get("lead_id") == lead["id"]]
 
     return {

@@ -191,6 +191,9 @@ class _Core:
         except ApiError:
             state.ids.counter = counter_before
             raise
+        finally:
+            if endpoint.access != "read":
+                state.touch()
         for event in ctx.pending:
             backend.log.append(event)
         if ctx.pending:

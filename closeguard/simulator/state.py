@@ -105,6 +105,14 @@ class OrgState:
         default_factory=lambda: {name: {} for name in COLLECTIONS}
     )
     api_keys: dict[str, ApiKey] = field(default_factory=dict)
+    # Bumped after every write request; read-only requests reuse indexes built at a version.
+    version: int = field(default=0, compare=False)
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def touch(self) -> None:
+        """Mark the state changed (call after editing collections outside a request)."""
+        self.version += 1
+        self.derived.clear()
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.collections.items() if v)
