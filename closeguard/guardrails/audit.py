@@ -47,12 +47,14 @@ CHAINED = (
     "path", "access", "decision", "rule", "reason", "args", "status_code", "latency_us",
     "error", "approval_id", "prev_hash",
 )
+_CHAINED_SET = frozenset(CHAINED)
 _live: weakref.WeakSet[AuditLog] = weakref.WeakSet()
 
 
 def row_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
     """The chain hash of ``row`` (every chained column but ``hash``) after ``prev_hash``."""
-    body = canonical_json({k: row.get(k) for k in CHAINED})
+    chained = row if row.keys() == _CHAINED_SET else {k: row.get(k) for k in CHAINED}
+    body = canonical_json(chained)
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
@@ -87,7 +89,9 @@ class AuditLog:
         self.store = store
         self.batch_size = batch_size
         self.max_delay = max_delay
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[tuple[float, Mapping[str, Any]]] = []
+        self._sql: str | None = None
+        self._named = False
         self._oldest = 0.0
         self._lock = threading.Lock()
         _live.add(self)
@@ -95,15 +99,15 @@ class AuditLog:
     # -- writing ---------------------------------------------------------------------------
 
     def append(self, entry: Mapping[str, Any], *, flush: bool = False) -> None:
-        """Queue one row (fields as in ``CHAINED`` minus seq/prev_hash; ``args`` any JSON)."""
-        row = {k: entry.get(k) for k in CHAINED if k not in ("seq", "prev_hash")}
-        row["ts"] = row["ts"] or now_iso()
-        args = row["args"]
-        row["args"] = args if isinstance(args, str) else canonical_json(args or {})
+        """Queue one row (fields as in ``CHAINED`` minus seq/prev_hash; ``args`` any JSON).
+
+        Cheap on purpose: formatting, hashing and the insert happen in ``flush``.
+        """
+        item = (time.time(), entry)
         with self._lock:
             if not self._buffer:
                 self._oldest = time.monotonic()
-            self._buffer.append(row)
+            self._buffer.append(item)
             due = (
                 flush
                 or len(self._buffer) >= self.batch_size
@@ -112,12 +116,43 @@ class AuditLog:
         if due:
             self.flush()
 
+    @staticmethod
+    def _prepare(stamp: float, entry: Mapping[str, Any]) -> dict[str, Any]:
+        row = {k: entry.get(k) for k in CHAINED[1:-1]}
+        if not row["ts"]:
+            row["ts"] = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="microseconds")
+        args = row["args"]
+        row["args"] = args if isinstance(args, str) else canonical_json(args or {})
+        return row
+
+    def _insert_sql(self) -> str:
+        if self._sql is None:
+            dialect = self.store.engine.dialect
+            prep = dialect.identifier_preparer
+            cols = [*CHAINED, "hash"]
+            style = dialect.paramstyle
+            marks = {
+                "qmark": ["?"] * len(cols),
+                "format": ["%s"] * len(cols),
+                "numeric": [f":{i + 1}" for i in range(len(cols))],
+                "named": [f":{c}" for c in cols],
+                "pyformat": [f"%({c})s" for c in cols],
+            }[style]
+            self._named = style in ("named", "pyformat")
+            self._sql = (
+                f"INSERT INTO {prep.format_table(self.store.tables.audit)} "
+                f"({', '.join(prep.quote(c) for c in cols)}) VALUES ({', '.join(marks)})"
+            )
+        return self._sql
+
     def flush(self) -> int:
         """Write the buffered rows in one transaction; returns how many were written."""
         with self._lock:
-            rows, self._buffer = self._buffer, []
-        if not rows:
+            queued, self._buffer = self._buffer, []
+        if not queued:
             return 0
+        rows = [self._prepare(stamp, entry) for stamp, entry in queued]
+        sql = self._insert_sql()
         t = self.store.tables
         try:
             with self.store.engine.begin() as conn:
@@ -137,21 +172,21 @@ class AuditLog:
                     )
                 ).one()
                 seq, prev = int(head.seq), str(head.hash)
-                out = []
+                out: list[Any] = []
                 for row in rows:
                     seq += 1
-                    full = {**row, "seq": seq, "prev_hash": prev}
+                    full = {"seq": seq, **row, "prev_hash": prev}
                     prev = row_hash(prev, full)
                     full["hash"] = prev
-                    out.append(full)
-                conn.execute(t.audit.insert(), out)
+                    out.append(full if self._named else tuple(full.values()))
+                conn.exec_driver_sql(sql, out)
                 conn.execute(
                     update(t.audit_head).where(t.audit_head.c.id == 1)
                     .values(seq=seq, hash=prev, updated=now_iso())
                 )
         except Exception:
             with self._lock:
-                self._buffer[:0] = rows
+                self._buffer[:0] = queued
             raise
         return len(rows)
 

@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 SENSITIVE = ("key", "token", "secret", "password", "authorization", "signature")
 REDACTED = "[redacted]"
 MAX_TEXT = 200
@@ -20,26 +22,47 @@ MAX_TEXT = 200
 __all__ = ["MAX_TEXT", "REDACTED", "canonical_json", "redact"]
 
 
+_SENSITIVE_CACHE: dict[str, bool] = {}
+
+
 def _sensitive(key: str) -> bool:
-    low = key.lower()
-    return any(word in low for word in SENSITIVE)
+    found = _SENSITIVE_CACHE.get(key)
+    if found is None:
+        low = key.lower()
+        found = any(word in low for word in SENSITIVE)
+        if len(_SENSITIVE_CACHE) < 10_000:
+            _SENSITIVE_CACHE[key] = found
+    return found
 
 
 def redact(value: Any, *, max_text: int = MAX_TEXT) -> Any:
     """A copy of ``value`` with sensitive keys masked and long strings shortened."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str:
+        return value if len(value) <= max_text else (
+            f"{value[:max_text]}…[+{len(value) - max_text} chars]")
+    if kind in (int, float, bool) or value is None:
+        return value
+    if kind is dict or isinstance(value, Mapping):
         return {
             str(k): REDACTED if _sensitive(str(k)) else redact(v, max_text=max_text)
             for k, v in value.items()
         }
-    if isinstance(value, list | tuple):
+    if kind in (list, tuple):
         return [redact(v, max_text=max_text) for v in value]
-    if isinstance(value, str) and len(value) > max_text:
-        return f"{value[:max_text]}…[+{len(value) - max_text} chars]"
+    if isinstance(value, str):
+        return redact(str(value), max_text=max_text)
     return value
 
 
 def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 kept: the form that is hashed and compared."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
+    """Sorted keys, no spaces, UTF-8 kept: the form that is hashed and compared.
+
+    orjson when it can (it is several times faster on the audit hot path), the standard
+    library for what orjson refuses (non-string keys, integers beyond 64 bits).
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          default=str)

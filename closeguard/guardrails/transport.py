@@ -117,7 +117,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
         call_id = str(meta.get("call_id") or uuid.uuid4().hex)
         attempt = int(meta.get("attempt") or 1)
         raw_body = _decode_body(await request.aread())
-        params = dict(request.url.params)
+        params = dict(request.url.params) if request.url.query else {}
         path = relative_path(request.url.path)
         decision, call = self.guard.check_request(
             request.method, path, raw_body if isinstance(raw_body, Mapping) else None,
