@@ -24,6 +24,7 @@ from closeguard.simulator.webhooks import (
     match_extra_filter,
     sign,
     verify_signature,
+    with_dispatcher,
 )
 
 KEY = "8f3c2a1b" * 8  # 64 hex chars, as Close issues them
@@ -333,13 +334,13 @@ async def test_background_task_delivers_and_retries() -> None:
 
 
 @contextlib.asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
+async def served(app: Any, lifespan: str = "off") -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on a free 127.0.0.1 port; yield its base URL."""
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(500):
@@ -372,7 +373,7 @@ async def test_delivery_to_a_real_local_http_receiver() -> None:
 
 
 async def test_unreachable_url_is_a_failed_attempt() -> None:
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
@@ -431,26 +432,27 @@ async def test_served_simulator_delivers_to_real_receiver() -> None:
 
     sim = Simulator(seed=4, leads=1)
     receiver = Receiver()
-    async with served(receiver) as hook_base, served(sim.app) as api_base:
-        sim.webhooks.start()
-        async with httpx.AsyncClient(
-            base_url=f"{api_base}/api/v1", auth=(sim.api_key, "")
-        ) as http:
-            sub = (
-                await http.post(
-                    "/webhook/",
-                    json={"url": f"{hook_base}/close",
-                          "events": [{"object_type": "lead", "action": "updated"}]},
-                )
-            ).json()
-            lead = (await http.post("/lead/", json={"name": "Before"})).json()
-            updated = await http.put(f"/lead/{lead['id']}/", json={"name": "After"})
-            assert updated.status_code == 200
-            for _ in range(500):
-                if receiver.requests:
-                    break
-                await asyncio.sleep(0.01)
-        await sim.webhooks.aclose()
+    app = with_dispatcher(sim.app, sim.webhooks)
+    async with (
+        served(receiver) as hook_base,
+        served(app, lifespan="on") as api_base,
+        httpx.AsyncClient(base_url=f"{api_base}/api/v1", auth=(sim.api_key, "")) as http,
+    ):
+        sub = (
+            await http.post(
+                "/webhook/",
+                json={"url": f"{hook_base}/close",
+                      "events": [{"object_type": "lead", "action": "updated"}]},
+            )
+        ).json()
+        lead = (await http.post("/lead/", json={"name": "Before"})).json()
+        updated = await http.put(f"/lead/{lead['id']}/", json={"name": "After"})
+        assert updated.status_code == 200
+        for _ in range(500):
+            if receiver.requests:
+                break
+            await asyncio.sleep(0.01)
+    assert not sim.webhooks.running, "shutdown stopped the dispatcher"
     assert len(receiver.requests) == 1
     headers, body = receiver.requests[0]
     assert verify_signature(

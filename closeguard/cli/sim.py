@@ -9,6 +9,7 @@ import typer
 
 from closeguard.simulator import Simulator, WorldFileError
 from closeguard.simulator.ratelimit import RateLimits
+from closeguard.simulator.webhooks import with_dispatcher
 
 app = typer.Typer(help="Run the Close simulator or generate worlds for it.", no_args_is_help=True)
 
@@ -60,7 +61,8 @@ def serve(
         + (f", rate limit {rate_limit} rps" if rate_limit else "")
     )
     try:
-        uvicorn.run(sim.app, host=host, port=port, log_level="warning")
+        served = with_dispatcher(sim.app, sim.webhooks)  # deliver webhooks while serving
+        uvicorn.run(served, host=host, port=port, log_level="warning")
     except OSError as exc:
         raise _fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 

@@ -52,6 +52,7 @@ __all__ = [
     "HTTPFaults",
     "WebhookFaultDecision",
     "WebhookFaults",
+    "drop_connection",
 ]
 
 FaultKind = Literal["drop", "429", "500", "502", "503"]

@@ -47,10 +47,13 @@ __all__ = [
     "RateLimiter",
     "RateLimits",
     "credential_id",
+    "format_reset",
     "rate_group_for",
     "rate_limit_header",
     "rate_limited_body",
+    "rate_limited_headers",
     "retry_after",
+    "send_rate_limited",
 ]
 
 DEFAULT_GROUP = "default"

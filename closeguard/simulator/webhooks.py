@@ -69,6 +69,7 @@ __all__ = [
     "sign",
     "signed_headers",
     "verify_signature",
+    "with_dispatcher",
 ]
 
 USER_AGENT = "Close Webhooks (closeguard simulator)"
@@ -551,6 +552,11 @@ class WebhookDispatcher:
             self._wakeup = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
+    @property
+    def running(self) -> bool:
+        """Whether the background task is running."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         """Stop the background task (queued deliveries stay queued)."""
         task, self._task = self._task, None
@@ -596,3 +602,27 @@ class WebhookDispatcher:
             finally:
                 for waiter in waiters:
                     waiter.cancel()
+
+
+def with_dispatcher(app: ASGIApp, dispatcher: WebhookDispatcher) -> ASGIApp:
+    """``app`` with ``dispatcher`` running for the server's lifetime (ASGI lifespan).
+
+    For serving: ``uvicorn.run(with_dispatcher(sim.app, sim.webhooks), ...)`` starts the
+    background delivery task at startup and stops it (closing its clients) at shutdown.
+    """
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                dispatcher.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await dispatcher.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return wrapped
