@@ -79,13 +79,13 @@ async def bench_throughput(n: int, repeats: int) -> tuple[float, float, int]:
     tmp = Path(tempfile.mkdtemp(prefix="cg-bench-"))
     store = Store(f"sqlite:///{tmp / 'bench.db'}")
     policy = Policy.from_yaml(POLICY).bind(store=store)
-    sim = Simulator(seed=1, leads=20)
-    async with sim.client() as c:
-        lead = (await c.get("/lead/"))["data"][0]["id"]
     calls_per_run = n + (n + 3) // 4 + (n + 7) // 8
     plain_rates, guarded_rates = [], []
     for r in range(repeats):
         for guarded in (False, True) if r % 2 == 0 else (True, False):
+            sim = Simulator(seed=1, leads=20)  # a fresh, identical org for every timed run
+            async with sim.client() as c:
+                lead = (await c.get("/lead/"))["data"][0]["id"]
             kwargs = {"policy": policy, "actor": "bench", "run_id": f"r{r}"} if guarded else {}
             async with sim.client(**kwargs) as client:
                 t0 = time.perf_counter()

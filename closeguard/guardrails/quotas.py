@@ -59,6 +59,8 @@ class Quotas:
         self.store = store
         self.clock = clock
         self._charged: OrderedDict[str, None] = OrderedDict()
+        self._checks: dict[tuple[str, str], tuple[list[tuple[str, int]],
+                                                  list[tuple[str, int]]]] = {}
         self.active = not (policy.limits.per_run.empty and policy.limits.per_window.empty)
 
     def charge(self, *, call_id: str, run_id: str, endpoint: str, access: Access,
@@ -66,8 +68,14 @@ class Quotas:
         """Count one call; the limit rule it would exceed (nothing counted), else None."""
         if not self.active or call_id in self._charged:
             return None
-        run_checks = _applicable(self.policy.limits.per_run, endpoint, access)
-        window_checks = _applicable(self.policy.limits.per_window, endpoint, access)
+        key_ = (endpoint, access)
+        checks = self._checks.get(key_)
+        if checks is None:
+            checks = self._checks[key_] = (
+                _applicable(self.policy.limits.per_run, endpoint, access),
+                _applicable(self.policy.limits.per_window, endpoint, access),
+            )
+        run_checks, window_checks = checks
         if not run_checks and not window_checks:
             return None
         with self._runs_lock:

@@ -116,7 +116,11 @@ class GuardTransport(httpx.AsyncBaseTransport):
         meta = meta if isinstance(meta, Mapping) else {}
         call_id = str(meta.get("call_id") or uuid.uuid4().hex)
         attempt = int(meta.get("attempt") or 1)
-        raw_body = _decode_body(await request.aread())
+        try:
+            content = request.content
+        except httpx.RequestNotRead:
+            content = await request.aread()
+        raw_body = _decode_body(content)
         params = dict(request.url.params) if request.url.query else {}
         path = relative_path(request.url.path)
         decision, call = self.guard.check_request(
