@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from closeguard.tools.catalog import (
     BY_NAME,
@@ -176,3 +178,29 @@ def test_webhook_events_recorded() -> None:
     assert endpoint("task.update").events == ("task.updated", "task.completed")
     assert "activity.email.sent" in endpoint("activity.email.create").events
     assert endpoint("lead.get").event is None
+
+
+_SEGMENTS = st.sampled_from(["lead", "merge", "task", "activity", "note", "email", "me",
+                             "custom_field", "status", "x_1", "data", "search", "event", ""])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
+    segments=st.lists(_SEGMENTS, min_size=0, max_size=4),
+)
+def test_indexed_lookup_matches_a_linear_scan(method: str, segments: list[str]) -> None:
+    """find_endpoint's index gives what trying every template, literals first, gives."""
+    path = "/" + "".join(f"{s}/" for s in segments if s)
+    candidates = sorted(
+        (ep for ep in ENDPOINTS if ep.method == method),
+        key=lambda ep: ep.path.count("{"),
+    )
+    expected = next(
+        ((ep, found) for ep in candidates if (found := ep.match(path)) is not None), None
+    )
+    if expected is None:
+        with pytest.raises(UnknownEndpoint):
+            find_endpoint(method, path)
+    else:
+        assert find_endpoint(method, path) == expected

@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import operator
 import threading
 import time
 import weakref
@@ -39,7 +40,7 @@ from sqlalchemy import select, update
 from closeguard.guardrails.redact import canonical_json
 from closeguard.store import Store
 
-__all__ = ["GENESIS", "AuditLog", "AuditProblem", "VerifyReport", "row_hash"]
+__all__ = ["EMPTY_ROW", "GENESIS", "AuditLog", "AuditProblem", "VerifyReport", "row_hash"]
 
 GENESIS = "0" * 64
 CHAINED = (
@@ -47,15 +48,39 @@ CHAINED = (
     "path", "access", "decision", "rule", "reason", "args", "status_code", "latency_us",
     "error", "approval_id", "prev_hash",
 )
-_CHAINED_SET = frozenset(CHAINED)
+_SUPPLIED = CHAINED[1:-1]
+_pick = operator.itemgetter(*_SUPPLIED)
+EMPTY_ROW: dict[str, Any] = dict.fromkeys(_SUPPLIED)
+"""Every column ``append`` takes, unset; rows built from it take the fast path."""
+_TS, _ARGS = _SUPPLIED.index("ts"), _SUPPLIED.index("args")
 _live: weakref.WeakSet[AuditLog] = weakref.WeakSet()
 
 
 def row_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
-    """The chain hash of ``row`` (every chained column but ``hash``) after ``prev_hash``."""
-    chained = row if row.keys() == _CHAINED_SET else {k: row.get(k) for k in CHAINED}
-    body = canonical_json(chained)
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+    """The chain hash of ``row`` after ``prev_hash``: sha256 over the chained columns' values.
+
+    The values are hashed as a JSON array in ``CHAINED`` order, which is canonical because
+    ``args`` is stored as canonical JSON text and every other column is a scalar.
+    """
+    return _chain(prev_hash, [row.get(k) for k in CHAINED])
+
+
+def _chain(prev_hash: str, values: list[Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical_json(values)).encode()).hexdigest()
+
+
+_SECONDS: dict[int, str] = {}
+
+
+def _iso(stamp: float) -> str:
+    """``datetime.isoformat`` in UTC to the microsecond, formatting each second only once."""
+    sec = int(stamp)
+    prefix = _SECONDS.get(sec)
+    if prefix is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[sec] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{prefix}.{int((stamp - sec) * 1e6):06d}+00:00"
 
 
 def now_iso() -> str:
@@ -117,13 +142,18 @@ class AuditLog:
             self.flush()
 
     @staticmethod
-    def _prepare(stamp: float, entry: Mapping[str, Any]) -> dict[str, Any]:
-        row = {k: entry.get(k) for k in CHAINED[1:-1]}
-        if not row["ts"]:
-            row["ts"] = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="microseconds")
-        args = row["args"]
-        row["args"] = args if isinstance(args, str) else canonical_json(args or {})
-        return row
+    def _prepare(stamp: float, entry: Mapping[str, Any]) -> list[Any]:
+        """The row's values in ``CHAINED`` order, without ``seq`` and ``prev_hash``."""
+        try:
+            values = list(_pick(entry))
+        except KeyError:
+            values = [entry.get(k) for k in _SUPPLIED]
+        if not values[_TS]:
+            values[_TS] = _iso(stamp)
+        args = values[_ARGS]
+        if not isinstance(args, str):
+            values[_ARGS] = canonical_json(args or {})
+        return values
 
     def _insert_sql(self) -> str:
         if self._sql is None:
@@ -173,12 +203,13 @@ class AuditLog:
                 ).one()
                 seq, prev = int(head.seq), str(head.hash)
                 out: list[Any] = []
-                for row in rows:
+                cols = [*CHAINED, "hash"]
+                for values in rows:
                     seq += 1
-                    full = {"seq": seq, **row, "prev_hash": prev}
-                    prev = row_hash(prev, full)
-                    full["hash"] = prev
-                    out.append(full if self._named else tuple(full.values()))
+                    full = [seq, *values, prev]
+                    prev = _chain(prev, full)
+                    full.append(prev)
+                    out.append(dict(zip(cols, full, strict=True)) if self._named else tuple(full))
                 conn.exec_driver_sql(sql, out)
                 conn.execute(
                     update(t.audit_head).where(t.audit_head.c.id == 1)

@@ -19,7 +19,6 @@ from closeguard.tools.catalog import (
     Endpoint,
     access_allows,
     classify,
-    relative_path,
     resource_ancestors,
 )
 from closeguard.tools.errors import UnknownEndpoint
@@ -182,38 +181,6 @@ def _violation(rule: FieldRule, value: Any, context: RunContext) -> str | None:
 _NO_CONTEXT = RunContext()
 
 
-def _first_segment(path: str) -> str:
-    return path.split("/", 2)[1] if path.startswith("/") else ""
-
-
-# Catalog endpoints by (method, literal first path segment), in the catalog's match order
-# (fewest path parameters first): a request is only tried against its own group.
-_INDEX: dict[tuple[str, str], list[Endpoint]] = {}
-for _ep in sorted(ENDPOINTS, key=lambda e: len(e.path_params)):
-    _INDEX.setdefault((_ep.method, _first_segment(_ep.path)), []).append(_ep)
-
-
-def fast_classify(
-    method: str, path: str, body: Mapping[str, Any] | None, params: Mapping[str, Any] | None
-) -> Call:
-    """``catalog.classify`` with a lookup narrowed by method and first segment.
-
-    ``path`` must already be relative (``relative_path``). Same answer as the catalog's
-    classifier: the same endpoints in the same order are tried, access comes from
-    ``Endpoint.classify``; anything not found here is handed to ``catalog.classify``,
-    so unknown endpoints get the catalog's own ``UnknownEndpoint``.
-    """
-    verb = method.upper()
-    for ep in _INDEX.get((verb, _first_segment(path)), ()):
-        found = ep.match(path)
-        if found is not None:
-            body_map: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
-            access, reason = ep.classify(body_map, params or {})
-            return Call(endpoint=ep, access=access, path_params=found, body=body_map,
-                        params=dict(params or {}), reason=reason)
-    return classify(method, path, body, params)
-
-
 class Guard:
     """Decides calls for one policy. Pure: no I/O, no state but the precomputed table."""
 
@@ -246,7 +213,7 @@ class Guard:
     ) -> tuple[Decision, Call | None]:
         """Classify a raw request with the catalog, then decide; unknown endpoints deny."""
         try:
-            call = fast_classify(method, relative_path(path), body, params)
+            call = classify(method, path, body, params)
         except UnknownEndpoint as exc:
             return Decision("deny", "catalog", str(exc)), None
         return self.check(call, context), call

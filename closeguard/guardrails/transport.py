@@ -26,12 +26,12 @@ from typing import Any
 import httpx
 
 from closeguard.guardrails.approvals import Approvals, hash_call
-from closeguard.guardrails.audit import AuditLog
+from closeguard.guardrails.audit import EMPTY_ROW, AuditLog
 from closeguard.guardrails.decision import Decision, Guard, RunContext
 from closeguard.guardrails.dryrun import DRY_RUN_HEADER, fake_result
 from closeguard.guardrails.policy import Policy
 from closeguard.guardrails.quotas import Quotas
-from closeguard.guardrails.redact import redact
+from closeguard.guardrails.redact import redacted_json
 from closeguard.store import Store, default_store
 from closeguard.tools.catalog import Call, relative_path
 from closeguard.tools.errors import ApprovalRequired, PolicyViolation
@@ -128,11 +128,12 @@ class GuardTransport(httpx.AsyncBaseTransport):
             params, self.context,
         )
         row: dict[str, Any] = {
+            **EMPTY_ROW,
             "actor": self.context.actor, "run_id": self.context.run_id, "call_id": call_id,
             "attempt": attempt, "policy": self.policy.name, "endpoint": decision.endpoint,
             "method": request.method, "path": path, "access": decision.access,
             "rule": decision.rule, "reason": decision.reason,
-            "args": redact({"body": raw_body, "params": params}),
+            "args": redacted_json({"body": raw_body, "params": params}),
         }
         if call is None or decision.denied:
             self._refuse(row, decision, started)

@@ -417,8 +417,16 @@ ENDPOINTS: tuple[Endpoint, ...] = _build()
 BY_NAME: dict[str, Endpoint] = {ep.name: ep for ep in ENDPOINTS}
 RESOURCES: tuple[str, ...] = tuple(dict.fromkeys(ep.resource for ep in ENDPOINTS))
 
-# Literal paths first, so /lead/merge/ is not read as /lead/{id}/.
-_MATCH_ORDER: tuple[Endpoint, ...] = tuple(sorted(ENDPOINTS, key=lambda e: len(e.path_params)))
+
+def _first_segment(path: str) -> str:
+    return path.split("/", 2)[1] if path.startswith("/") else ""
+
+
+# Endpoints by (method, first path segment), literal paths first so /lead/merge/ is not read
+# as /lead/{id}/: a request is only matched against its own small group.
+_INDEX: dict[tuple[str, str], list[Endpoint]] = {}
+for _ep in sorted(ENDPOINTS, key=lambda e: len(e.path_params)):
+    _INDEX.setdefault((_ep.method, _first_segment(_ep.path)), []).append(_ep)
 
 
 def endpoint(name: str) -> Endpoint:
@@ -441,7 +449,10 @@ def resource_ancestors(resource: str) -> tuple[str, ...]:
 
 def relative_path(path_or_url: str) -> str:
     """Strip scheme, host, query and the ``/api/v1`` prefix; ensure the trailing slash."""
-    path = urlsplit(path_or_url).path or "/"
+    if path_or_url.startswith("/") and "?" not in path_or_url and "#" not in path_or_url:
+        path = path_or_url
+    else:
+        path = urlsplit(path_or_url).path or "/"
     if path.startswith(API_PREFIX):
         path = path[len(API_PREFIX) :] or "/"
     if not path.startswith("/"):
@@ -462,9 +473,7 @@ def find_endpoint(method: str, path: str) -> tuple[Endpoint, dict[str, str]]:
     """The endpoint and path parameters for a request; ``UnknownEndpoint`` when none fits."""
     rel = relative_path(path)
     verb = method.upper()
-    for ep in _MATCH_ORDER:
-        if ep.method != verb:
-            continue
+    for ep in _INDEX.get((verb, _first_segment(rel)), ()):
         params = ep.match(rel)
         if params is not None:
             return ep, params

@@ -1,0 +1,32 @@
+"""Redaction masks secrets and shortens long text; the fast path changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from closeguard.guardrails.redact import MAX_TEXT, REDACTED, canonical_json, redact, redacted_json
+
+KEYS = st.sampled_from(["name", "note", "api_key", "Token", "lead_id", "password", "x", "body"])
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40)
+    | st.text(max_size=300) | st.sampled_from(["key", "secret-sauce", "a" * 250]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=JSON)
+def test_fast_path_equals_full_redaction(value: Any) -> None:
+    assert redacted_json(value) == canonical_json(redact(value))
+
+
+def test_secrets_masked_and_long_text_cut() -> None:
+    doc = {"body": {"api_key": "sk_live_123", "note": "n" * (MAX_TEXT + 50)}, "params": {}}
+    text = redacted_json(doc)
+    assert "sk_live_123" not in text and REDACTED in text
+    assert "[+50 chars]" in text
+    assert redacted_json({"params": {"_limit": "5"}}) == '{"params":{"_limit":"5"}}'
