@@ -83,7 +83,8 @@ async def bench_throughput(n: int, repeats: int) -> tuple[float, float, int]:
     plain_rates, guarded_rates = [], []
     for r in range(repeats):
         for guarded in (False, True) if r % 2 == 0 else (True, False):
-            sim = Simulator(seed=1, leads=20)  # a fresh, identical org for every timed run
+            # A fresh, identical org for every timed run; no rate limits: this times the guard.
+            sim = Simulator(seed=1, leads=20, rate_limits=None)
             async with sim.client() as c:
                 lead = (await c.get("/lead/"))["data"][0]["id"]
             kwargs = {"policy": policy, "actor": "bench", "run_id": f"r{r}"} if guarded else {}

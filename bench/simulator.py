@@ -89,7 +89,7 @@ def _auth_header(key: str) -> dict[str, str]:
 def _serve(sock: socket.socket, report: Connection) -> None:
     import uvicorn
 
-    sim = Simulator(seed=SEED, leads=LEADS)
+    sim = Simulator(seed=SEED, leads=LEADS, rate_limits=None)
     started = time.process_time()
 
     def stop(*_: Any) -> None:
@@ -157,7 +157,7 @@ def served(name: str, key: str, lead_id: str, args: argparse.Namespace) -> tuple
 
 
 async def in_process(name: str, args: argparse.Namespace) -> tuple[float, int]:
-    sim = Simulator(seed=SEED, leads=LEADS)
+    sim = Simulator(seed=SEED, leads=LEADS, rate_limits=None)
     lead_id = next(iter(sim.state["leads"]))
     async with sim.http_client(base_url="http://simulator.local") as client:
         done, errors, elapsed = await measure(
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=2, help="client processes when served")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    probe = Simulator(seed=SEED, leads=LEADS)
+    probe = Simulator(seed=SEED, leads=LEADS, rate_limits=None)
     key, lead_id = probe.api_key, next(iter(probe.state["leads"]))
 
     rows: list[tuple[str, str, float, int, str]] = []

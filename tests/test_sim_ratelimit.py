@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from closeguard.simulator.clock import FakeClock
+from closeguard.simulator.core import Simulator
 from closeguard.simulator.ratelimit import (
     DEFAULT_GROUP,
     RateLimiter,
@@ -180,8 +181,6 @@ async def test_disabled_limits_allow_everything(clock: FakeClock) -> None:
 
 
 async def test_simulator_rate_limits_per_key_and_client_paces(clock: FakeClock) -> None:
-    from closeguard.simulator.core import Simulator
-
     sim = Simulator(seed=2, leads=3, clock=clock, rate_limits=RateLimits(rps=2),
                     api_keys=["second_key"])
     async with sim.http_client() as first:
@@ -200,8 +199,6 @@ async def test_simulator_rate_limits_per_key_and_client_paces(clock: FakeClock) 
 
 async def test_cached_child_index_follows_writes() -> None:
     """Reads reuse a lead -> children index (the list hot path); every write refreshes it."""
-    from closeguard.simulator.core import Simulator
-
     sim = Simulator(seed=9, leads=4, clock=FakeClock())
     async with sim.http_client() as http:
         source, destination = list(sim.state["leads"])[:2]
@@ -220,3 +217,14 @@ async def test_cached_child_index_follows_writes() -> None:
                                                        "destination": destination})
         assert merged.status_code == 200, merged.text
         assert await contacts_of(destination) == before_dst | before_src | {added["id"]}
+
+
+async def test_default_simulator_sends_ratelimit_header_without_throttling() -> None:
+    sim = Simulator(seed=1, leads=2)
+    async with sim.http_client() as http:
+        response = await http.get("/lead/")
+    assert response.status_code == 200
+    assert re.fullmatch(
+        r"limit=\d+, remaining=\d+, reset=\d+(\.\d+)?", response.headers["ratelimit"]
+    )
+    assert Simulator(seed=1, leads=2, rate_limits=None).limiter is None

@@ -41,6 +41,11 @@ __all__ = ["BASE_URL", "Simulator"]
 
 BASE_URL = "http://simulator.local/api/v1"
 
+IN_PROCESS_LIMITS = RateLimits(read_rps=2000, write_rps=1000)
+"""Default limits in process: far above what a test makes, so nothing is slowed, yet
+every response carries a real ``RateLimit`` header. ``rate_limits=None`` turns them off;
+``closeguard sim serve`` defaults to Close-like ``RateLimits()`` (40 reads, 20 writes/s)."""
+
 
 class Simulator:
     """A Close organization in memory, served as an ASGI app.
@@ -50,7 +55,8 @@ class Simulator:
     instead (and ``events`` as its Event Log). ``clock``: time for timestamps, event
     retention, rate-limit windows and webhook retries (``FakeClock`` in tests).
     ``api_keys``: extra credentials, a list (mapped to the first user) or a mapping
-    key -> user id. ``rate_limits`` / ``faults``: enable those middlewares.
+    key -> user id. ``rate_limits``: limits per key and group (``IN_PROCESS_LIMITS`` by
+    default, ``None`` for none). ``faults``: enables fault injection.
     ``middleware``: more ASGI wrappers, first outermost (inside faults and rate limits).
     ``on_event``: listeners called with each committed event (a callable or several).
     """
@@ -65,7 +71,7 @@ class Simulator:
         events: EventLog | None = None,
         clock: Clock | None = None,
         api_keys: Iterable[str] | Mapping[str, str] | None = None,
-        rate_limits: RateLimits | None = None,
+        rate_limits: RateLimits | None = IN_PROCESS_LIMITS,
         faults: FaultConfig | None = None,
         middleware: Sequence[Middleware] = (),
         on_event: EventListener | Sequence[EventListener] | None = None,
