@@ -1,13 +1,15 @@
-"""Shared fixtures: fake time, and a CloseClient wired to an httpx.MockTransport handler."""
+"""Shared fixtures: fake time, a CloseClient on an httpx.MockTransport, a temp store."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from closeguard.store import Store
 from closeguard.tools.client import CloseClient
 
 TEST_API_KEY = "test_key_s3cr3t_do_not_print"
@@ -57,3 +59,13 @@ async def make_client(fake_time: FakeTime) -> AsyncIterator[Callable[..., CloseC
     yield make
     for client in made:
         await client.aclose()
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    """A SQLite store in a temp dir, also set as CLOSEGUARD_STORE_URL (never the user's)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("CLOSEGUARD_STORE_URL", url)
+    s = Store(url)
+    yield s
+    s.dispose()

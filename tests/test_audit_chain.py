@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -14,15 +12,6 @@ from closeguard.cli import app
 from closeguard.guardrails import AuditLog, row_hash
 from closeguard.guardrails.audit import GENESIS
 from closeguard.store import Store
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    monkeypatch.setenv("CLOSEGUARD_STORE_URL", url)
-    s = Store(url)
-    yield s
-    s.dispose()
 
 
 def fill(store: Store, n: int = 6, batch_size: int = 4) -> AuditLog:

@@ -7,8 +7,6 @@ what reached it); MockTransport only where a scripted answer is needed (a 429 re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,15 +24,6 @@ from closeguard.store import Store
 from closeguard.tools.catalog import ENDPOINTS
 from closeguard.tools.client import CloseClient
 from closeguard.tools.errors import ApprovalRequired, CloseAPIError, PolicyViolation
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    monkeypatch.setenv("CLOSEGUARD_STORE_URL", url)
-    s = Store(url)
-    yield s
-    s.dispose()
 
 
 @pytest.fixture

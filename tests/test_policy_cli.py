@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from closeguard.cli import app
@@ -15,15 +13,6 @@ from closeguard.store import Store
 from closeguard.tools.catalog import ENDPOINTS, classify
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    monkeypatch.setenv("CLOSEGUARD_STORE_URL", url)
-    s = Store(url)
-    yield s
-    s.dispose()
 
 
 def test_check_good_and_bad_files(tmp_path: Path) -> None:

@@ -89,23 +89,28 @@ _PLAIN = {
 }
 
 
-def _plain(resource: str, action: str) -> Scenario:
-    _collection, create, update = _PLAIN[resource]
+def _crud(name: str, create: dict[str, Any], update: dict[str, Any], action: str) -> Scenario:
+    """A scenario for ``name.action`` on a resource created on a lead first."""
 
     async def run(sim: Simulator, c: CloseClient) -> Any:
         lead_id = any_id(sim, "leads")
-        made = await call(c, f"{resource}.create", json={"lead_id": lead_id, **create})
+        made = await call(c, f"{name}.create", json={"lead_id": lead_id, **create})
         if action == "create":
             return made
         if action == "list":
-            return await call(c, f"{resource}.list", params={"lead_id": lead_id})
+            return await call(c, f"{name}.list", params={"lead_id": lead_id})
         if action == "get":
-            return await one(c, f"{resource}.get", made["id"])
+            return await one(c, f"{name}.get", made["id"])
         if action == "update":
-            return await one(c, f"{resource}.update", made["id"], json=update)
-        return await one(c, f"{resource}.delete", made["id"])
+            return await one(c, f"{name}.update", made["id"], json=update)
+        return await one(c, f"{name}.delete", made["id"])
 
     return run
+
+
+def _plain(resource: str, action: str) -> Scenario:
+    _collection, create, update = _PLAIN[resource]
+    return _crud(resource, create, update, action)
 
 
 for _res in _PLAIN:
@@ -136,21 +141,7 @@ _ACTIVITY_BODIES = {
 
 def _activity(kind: str, action: str) -> Scenario:
     create, update = _ACTIVITY_BODIES[kind]
-
-    async def run(sim: Simulator, c: CloseClient) -> Any:
-        lead_id = any_id(sim, "leads")
-        made = await call(c, f"activity.{kind}.create", json={"lead_id": lead_id, **create})
-        if action == "create":
-            return made
-        if action == "list":
-            return await call(c, f"activity.{kind}.list", params={"lead_id": lead_id})
-        if action == "get":
-            return await one(c, f"activity.{kind}.get", made["id"])
-        if action == "update":
-            return await one(c, f"activity.{kind}.update", made["id"], json=update)
-        return await one(c, f"activity.{kind}.delete", made["id"])
-
-    return run
+    return _crud(f"activity.{kind}", create, update, action)
 
 
 for _kind in _ACTIVITY_BODIES:

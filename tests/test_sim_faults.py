@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import socket
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from closeguard.simulator.clock import FakeClock
 from closeguard.simulator.faults import (
@@ -23,6 +18,7 @@ from closeguard.simulator.faults import (
     HTTPFaults,
 )
 from closeguard.simulator.ratelimit import RateLimiter, RateLimitMiddleware, RateLimits
+from tests._serve import served
 
 
 async def ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -164,35 +160,12 @@ async def test_drop_in_process_is_a_connection_error() -> None:
     assert isinstance(caught.value, httpx.RemoteProtocolError)
 
 
-@contextlib.asynccontextmanager
-async def served(app: Any, http: str = "auto") -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, http=http)
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
-
-
 @pytest.mark.parametrize("http", ["h11", "httptools"])
 async def test_drop_when_served_closes_the_socket(http: str) -> None:
     pytest.importorskip(http)
     injector = FaultInjector(FaultConfig.everywhere(drop=1.0))
     app = FaultMiddleware(ok_app, injector)
-    async with served(app, http) as base, httpx.AsyncClient(base_url=base) as client:
+    async with served(app, http=http) as base, httpx.AsyncClient(base_url=base) as client:
         with pytest.raises(httpx.RemoteProtocolError):
             await client.get("/api/v1/lead/", auth=("api_key", ""))
         injector.disable()

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from closeguard.simulator.clock import FakeClock
 from closeguard.simulator.faults import FaultConfig, FaultInjector, WebhookFaults
@@ -26,6 +23,7 @@ from closeguard.simulator.webhooks import (
     verify_signature,
     with_dispatcher,
 )
+from tests._serve import served
 
 KEY = "8f3c2a1b" * 8  # 64 hex chars, as Close issues them
 HOOKS = "http://hooks.test"
@@ -331,29 +329,6 @@ async def test_background_task_delivers_and_retries() -> None:
 
 
 # -- real sockets --------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def served(app: Any, lifespan: str = "off") -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
 
 
 async def test_delivery_to_a_real_local_http_receiver() -> None:
