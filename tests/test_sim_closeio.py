@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -13,6 +17,7 @@ import uvicorn
 from closeio_api import API, APIError, ValidationError
 
 from closeguard.simulator import Simulator
+from closeguard.simulator.webhooks import with_dispatcher
 
 
 def _free_port() -> int:
@@ -26,7 +31,10 @@ def served() -> Iterator[tuple[Simulator, str]]:
     sim = Simulator(seed=11, leads=12)
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(sim.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            with_dispatcher(sim.app, sim.webhooks),
+            host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -140,3 +148,74 @@ def test_official_client_sees_validation_errors(api: API) -> None:
     with pytest.raises(APIError) as denied:
         wrong.get("me")
     assert denied.value.response.status_code == 401
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """A plain stdlib webhook endpoint: records (headers, raw body), answers 200."""
+
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        return
+
+
+def _close_signature_ok(signature_key: str, headers: dict[str, str], body: bytes) -> bool:
+    """Close's published check, written here independently of closeguard's."""
+    data = headers["close-sig-timestamp"] + body.decode("utf-8")
+    expected = hmac.new(bytes.fromhex(signature_key), data.encode("utf-8"), hashlib.sha256)
+    return hmac.compare_digest(expected.hexdigest(), headers["close-sig-hash"])
+
+
+def test_official_client_webhook_deliveries_are_signed(api: API) -> None:
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    _Receiver.received = []
+    try:
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/close-hook"
+        sub = api.post(
+            "webhook",
+            {
+                "url": url,
+                "events": [
+                    {"object_type": "lead", "action": "created"},
+                    {"object_type": "opportunity", "action": "updated"},
+                ],
+            },
+        )
+        assert len(sub["signature_key"]) == 64
+        lead = api.post("lead", {"name": "Hooked Co"})
+        statuses = api.get("status/opportunity")["data"]
+        lost = next(s["id"] for s in statuses if s["type"] == "lost")
+        opp = api.post("opportunity", {"lead_id": lead["id"]})
+        api.put(f"opportunity/{opp['id']}", {"status_id": lost})
+        api.post("activity/note", {"lead_id": lead["id"], "note": "not subscribed"})
+        deadline = time.monotonic() + 10
+        while len(_Receiver.received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # a third, unwanted delivery would have arrived by now
+    finally:
+        receiver.shutdown()
+        api.delete(f"webhook/{sub['id']}")
+
+    assert len(_Receiver.received) == 2
+    kinds = set()
+    for headers, body in _Receiver.received:
+        assert _close_signature_ok(sub["signature_key"], headers, body)
+        wrong_key = ("1" if sub["signature_key"][0] == "0" else "0") + sub["signature_key"][1:]
+        assert not _close_signature_ok(wrong_key, headers, body)
+        payload = json.loads(body)
+        assert payload["subscription_id"] == sub["id"]
+        event = payload["event"]
+        kinds.add((event["object_type"], event["action"]))
+        if event["object_type"] == "opportunity":
+            assert "status_id" in event["changed_fields"]
+            assert event["previous_data"]["status_id"] != lost
+    assert kinds == {("lead", "created"), ("opportunity", "updated")}
+    hexless = hmac.new(sub["signature_key"].encode(), b"x", hashlib.sha256).hexdigest()
+    assert hexless != _Receiver.received[0][0]["close-sig-hash"]

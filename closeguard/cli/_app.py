@@ -17,7 +17,8 @@ app = typer.Typer(
     name="closeguard",
     help=(
         "Put AI agents and sales-ops workflows to work on Close CRM, behind a guard.\n\n"
-        "Runs against Close when CLOSE_API_KEY is set, else against the embedded simulator."
+        "Settings come from the environment: CLOSE_API_KEY, CLOSE_BASE_URL, "
+        "CLOSEGUARD_STORE_URL (audit log and approvals), CLOSEGUARD_MODEL."
     ),
     no_args_is_help=True,
     add_completion=False,
