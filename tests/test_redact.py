@@ -30,3 +30,14 @@ def test_secrets_masked_and_long_text_cut() -> None:
     assert "sk_live_123" not in text and REDACTED in text
     assert "[+50 chars]" in text
     assert redacted_json({"params": {"_limit": "5"}}) == '{"params":{"_limit":"5"}}'
+
+
+def test_guard_decodes_bodies_orjson_refuses() -> None:
+    from closeguard.guardrails.transport import _decode_body
+
+    assert _decode_body(b'{"a": 1}') == {"a": 1}
+    assert _decode_body(b'{"n": 123456789012345678901234567890}') == {
+        "n": 123456789012345678901234567890
+    }
+    assert _decode_body(b"\xff not json") == {"_unparsed_bytes": 10}
+    assert _decode_body(b"") == {}

@@ -109,7 +109,7 @@ class AuditLog:
     """Append-only, batched, hash-chained writes to the store's ``audit`` table."""
 
     def __init__(
-        self, store: Store, *, batch_size: int = 200, max_delay: float = 0.5
+        self, store: Store, *, batch_size: int = 1000, max_delay: float = 0.5
     ) -> None:
         self.store = store
         self.batch_size = batch_size

@@ -10,6 +10,7 @@ which are never logged at all.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,7 +69,7 @@ def canonical_json(value: Any) -> str:
                           default=str)
 
 
-_SENSITIVE_BYTES = tuple(word.encode() for word in SENSITIVE)
+_SENSITIVE_BYTES = re.compile("|".join(SENSITIVE).encode())
 
 
 def redacted_json(value: Any, *, max_text: int = MAX_TEXT) -> str:
@@ -81,8 +82,6 @@ def redacted_json(value: Any, *, max_text: int = MAX_TEXT) -> str:
         raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return canonical_json(redact(value, max_text=max_text))
-    if len(raw) <= max_text:
-        lowered = raw.lower()
-        if not any(word in lowered for word in _SENSITIVE_BYTES):
-            return raw.decode()
+    if len(raw) <= max_text and _SENSITIVE_BYTES.search(raw.lower()) is None:
+        return raw.decode()
     return canonical_json(redact(value, max_text=max_text))

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
@@ -98,9 +98,11 @@ class Endpoint:
         return self.access, None
 
 
-@dataclass(frozen=True)
-class Call:
-    """A concrete request resolved against the catalog."""
+class Call(NamedTuple):
+    """A concrete request resolved against the catalog.
+
+    A NamedTuple, immutable and cheap to build: the guard makes one for every request.
+    """
 
     endpoint: Endpoint
     access: Access
