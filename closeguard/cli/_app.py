@@ -12,6 +12,7 @@ from closeguard.cli import audit as audit_cmd
 from closeguard.cli import catalog as catalog_cmd
 from closeguard.cli import policy as policy_cmd
 from closeguard.cli import sim as sim_cmd
+from closeguard.tools.errors import CloseguardError
 
 app = typer.Typer(
     name="closeguard",
@@ -52,5 +53,9 @@ app.add_typer(sim_cmd.app, name="sim")
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: closeguard's own errors print one line, no traceback."""
+    try:
+        app()
+    except CloseguardError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None

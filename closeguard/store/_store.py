@@ -24,6 +24,9 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from closeguard.tools.errors import StoreError
 
 __all__ = ["Store", "Tables", "default_store", "normalize_url"]
 
@@ -117,6 +120,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _shown(url: str | URL) -> str:
+    """The URL fit to print: password hidden, or nothing if it cannot even be parsed."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return "<an unparseable URL>"
+
+
 class Store:
     """An engine plus closeguard's tables, created on first use."""
 
@@ -125,13 +136,20 @@ class Store:
             from closeguard.tools.settings import Settings
 
             url = Settings().store_url
-        self.url = normalize_url(url)
-        self.schema = schema
-        self.engine: Engine = create_engine(self.url, future=True)
-        if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.tables = Tables(schema)
-        self.tables.metadata.create_all(self.engine, checkfirst=True)
+        try:
+            self.url = normalize_url(url)
+            self.schema = schema
+            self.engine: Engine = create_engine(self.url, future=True)
+            if self.dialect == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.tables = Tables(schema)
+            self.tables.metadata.create_all(self.engine, checkfirst=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise StoreError(
+                f"cannot open the store at {_shown(url)} (CLOSEGUARD_STORE_URL): "
+                f"{str(reason).splitlines()[0]}"
+            ) from exc
 
     @property
     def dialect(self) -> str:

@@ -19,7 +19,8 @@
     ├── UnknownEndpoint            a request that matches no catalog endpoint
     ├── PolicyViolation            the guard denied a call (.decision, .rule)
     ├── ApprovalRequired           the guard wants a human yes first (.approval_id)
-    └── ConfigError                bad policy / workflow / config file (.file, .line)
+    ├── ConfigError                bad policy / workflow / config file (.file, .line)
+    └── StoreError                 the store (CLOSEGUARD_STORE_URL) cannot be opened or used
 
 Foreign exceptions are converted where they enter (``raise X(...) from exc``). Messages name
 the request method and path, never a credential.
@@ -180,6 +181,10 @@ class ConfigError(CloseguardError):
         self.file = file
         self.line = line
         self.reason = message
+
+
+class StoreError(CloseguardError):
+    """The durable store cannot be opened or used (bad URL, database down, no driver)."""
 
 
 STATUS_ERRORS: dict[int, type[CloseAPIError]] = {
