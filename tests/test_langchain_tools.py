@@ -11,28 +11,29 @@ import jsonschema
 import pytest
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from closeguard.tools.catalog import BY_NAME, ENDPOINTS
+from closeguard.tools.catalog import BY_NAME, ENDPOINTS, Endpoint
 from closeguard.tools.errors import NotFound, PolicyViolation
 from closeguard.tools.langchain import compact, make_tools, tool_name
 
 
 class RecordingClient:
-    """Stands in for CloseClient: records requests and answers from a script."""
+    """Stands in for CloseClient: records endpoint calls and answers from a script."""
 
     def __init__(self, answer: Any = None, error: Exception | None = None) -> None:
-        self.calls: list[tuple[str, str, Any, Any]] = []
+        self.calls: list[tuple[str, Any, Any, Any]] = []
         self.answer = answer if answer is not None else {"ok": True}
         self.error = error
 
-    async def request(
+    async def call(
         self,
-        method: str,
-        path: str,
+        endpoint: Endpoint | str,
         *,
+        path_params: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
     ) -> Any:
-        self.calls.append((method, path, params, json))
+        name = endpoint.name if isinstance(endpoint, Endpoint) else endpoint
+        self.calls.append((name, dict(path_params or {}), params, json))
         if self.error is not None:
             raise self.error
         return self.answer
@@ -72,9 +73,9 @@ async def test_tool_routes_path_query_and_body() -> None:
         {"filter": {"lead_id": "lead_1"}, "changes": {"is_complete": True}}
     )
     assert client.calls == [
-        ("PUT", "/lead/lead_1/", None, {"name": "Acme", "custom.cf_tier": "gold"}),
-        ("GET", "/activity/", {"lead_id": "lead_1", "_limit": 5, "_type": "Note"}, None),
-        ("PUT", "/task/", {"lead_id": "lead_1"}, {"is_complete": True}),
+        ("lead.update", {"id": "lead_1"}, None, {"name": "Acme", "custom.cf_tier": "gold"}),
+        ("activity.list", {}, {"lead_id": "lead_1", "_limit": 5, "_type": "Note"}, None),
+        ("task.bulk_update", {}, {"lead_id": "lead_1"}, {"is_complete": True}),
     ]
 
 
@@ -111,3 +112,19 @@ def test_nested_models_keep_their_constraints() -> None:
     confidence = schema["properties"]["confidence"]["anyOf"][0]
     assert confidence["maximum"] == 100
     assert BY_NAME["opportunity.update"].access in tool.description
+
+
+async def test_path_like_id_is_refused_before_sending() -> None:
+    from closeguard.tools.client import CloseClient
+
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={})
+
+    async with CloseClient("k", transport=httpx.MockTransport(handler)) as client:
+        tool = next(t for t in make_tools(client) if t.name == "lead_delete")
+        answer = await tool.ainvoke({"id": "lead_1/../../organization/orga_1"})
+    assert "must be a Close id" in answer
+    assert sent == []

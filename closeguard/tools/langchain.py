@@ -3,7 +3,7 @@
 Each tool has a pydantic argument schema built from the endpoint's path parameters, query
 model and body model, a description that states its access level, and returns compact
 JSON (long lists trimmed, with a note saying how to get the rest). Calls go through
-``client.request``, so a guarded client enforces its policy on every tool call.
+``client.call``, so a guarded client enforces its policy on every tool call.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 
 from closeguard.tools.catalog import ENDPOINTS, SENDING_EMAIL_STATUSES, Endpoint
-from closeguard.tools.errors import CloseAPIError, TransportError
+from closeguard.tools.errors import CloseAPIError, InvalidArguments, TransportError
 from closeguard.tools.models import CustomizableArguments
 
 DEFAULT_MAX_ITEMS = 20
@@ -30,14 +30,14 @@ ACCESS_NOTE = {
 }
 
 
-class RequestSender(Protocol):
-    """What a tool needs from a client: ``CloseClient`` satisfies it."""
+class EndpointCaller(Protocol):
+    """What a tool needs from a client: ``CloseClient.call`` satisfies it."""
 
-    async def request(
+    async def call(
         self,
-        method: str,
-        path: str,
+        endpoint: Endpoint | str,
         *,
+        path_params: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
     ) -> Any: ...
@@ -110,21 +110,21 @@ def args_schema(ep: Endpoint) -> type[BaseModel]:
 
 def split_arguments(
     ep: Endpoint, args: Mapping[str, Any]
-) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
-    """Turn tool arguments back into (path, query params, JSON body) in Close's names."""
+) -> tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None]:
+    """Turn tool arguments back into (path params, query params, JSON body), Close's names."""
     values = {k: v for k, v in args.items() if v is not None}
-    path = ep.format_path(**{p: str(values.pop(p)) for p in ep.path_params})
+    path_params = {p: str(values.pop(p)) for p in ep.path_params}
     if "filter" in values or "changes" in values:
         params = _dump(ep.query_model, values.get("filter", {}))
         body = _dump(ep.body_model, values.get("changes", {}))
-        return path, params, body
+        return path_params, params, body
     custom = values.pop("custom", None) or {}
     query_names = set(ep.query_model.model_fields) if ep.query_model else set()
     params = _dump(ep.query_model, {k: v for k, v in values.items() if k in query_names})
     body_values = {k: v for k, v in values.items() if k not in query_names}
     body_values.update({f"custom.{k.removeprefix('custom.')}": v for k, v in custom.items()})
     body = _dump(ep.body_model, body_values)
-    return path, params, body
+    return path_params, params, body
 
 
 def _dump(model: type[BaseModel] | None, values: Any) -> dict[str, Any] | None:
@@ -156,20 +156,20 @@ def compact(
 
 
 def make_tool(
-    client: RequestSender,
+    client: EndpointCaller,
     ep: Endpoint,
     *,
     max_items: int = DEFAULT_MAX_ITEMS,
     max_chars: int = DEFAULT_MAX_CHARS,
 ) -> BaseTool:
-    """One LangChain tool for one endpoint, calling ``client.request``."""
+    """One LangChain tool for one endpoint, calling ``client.call``."""
     schema = args_schema(ep)
 
     async def run(**kwargs: Any) -> str:
-        path, params, body = split_arguments(ep, kwargs)
+        path_params, params, body = split_arguments(ep, kwargs)
         try:
-            result = await client.request(ep.method, path, params=params, json=body)
-        except (CloseAPIError, TransportError) as exc:
+            result = await client.call(ep, path_params=path_params, params=params, json=body)
+        except (CloseAPIError, TransportError, InvalidArguments) as exc:
             raise ToolException(str(exc)) from exc
         return compact(result, max_items=max_items, max_chars=max_chars)
 
@@ -185,7 +185,7 @@ def make_tool(
 
 
 def make_tools(
-    client: RequestSender,
+    client: EndpointCaller,
     endpoints: Iterable[Endpoint] = ENDPOINTS,
     *,
     max_items: int = DEFAULT_MAX_ITEMS,
