@@ -1,6 +1,7 @@
-"""Simulator throughput: requests per second, in process and served over loopback.
+"""Simulator throughput (requests per second) and latency as the organization grows.
 
     .venv/bin/python bench/simulator.py [--seconds 3] [--workers 8] [--clients 2] [--repeat 3]
+        [--leads 200,20000] [--reps 200] [--no-throughput]
 
 In process: ``httpx.AsyncClient`` on ``httpx.ASGITransport(sim.app)``, ``--workers``
 concurrent loops. Served: the same app under uvicorn on 127.0.0.1 in a child process, hit
@@ -11,6 +12,13 @@ calls: GET of a lead by id, and a lead create. No rate limits, no faults. Each f
 best of ``--repeat`` runs (the machine is shared; the best run is the least disturbed).
 The server's CPU seconds per request are printed too: its capacity on one core.
 Targets: >= 3,000 GET/s in process, >= 1,500 GET/s served.
+
+Scale (``--leads``, one column per world size, in process, one request at a time): p50 of
+lead create, lead update, ``GET /lead/`` before any write, and ``GET /lead/`` right after a
+lead update. Each timed region is one whole request (routing, handler, rendering, JSON), so
+an index rebuilt lazily after a write is inside it. Targets: create and update at each size
+within 2x of the smallest size; the list after a write no slower than the list before any
+write, compared as medians of ``--reps`` runs with 20% + 0.2 ms allowed for noise.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -166,13 +175,89 @@ async def in_process(name: str, args: argparse.Namespace) -> tuple[float, int]:
     return done / elapsed, errors
 
 
+# -- scale -------------------------------------------------------------------------------
+
+SCALE_FACTOR = 2.0
+NOISE = (1.2, 0.2)  # a list after a write may be 20% + 0.2 ms slower than before: noise
+
+
+async def _timed(call: Awaitable[httpx.Response]) -> float:
+    began = time.perf_counter()
+    response = await call
+    elapsed = (time.perf_counter() - began) * 1000
+    if response.status_code != 200:
+        raise RuntimeError(f"bench request failed: {response.status_code} {response.text}")
+    return elapsed
+
+
+async def scale(leads: int, reps: int) -> dict[str, float]:
+    """Median milliseconds of the four scale figures for a world of ``leads`` leads."""
+    sim = Simulator(seed=SEED, leads=leads, rate_limits=None)
+    lead_id = next(iter(sim.state["leads"]))
+    async with sim.http_client(base_url="http://simulator.local/api/v1") as client:
+        listed = [await _timed(client.get("/lead/")) for _ in range(reps)]
+        after: list[float] = []
+        for i in range(reps):
+            await client.put(f"/lead/{lead_id}/", json={"name": f"Listed {i}"})
+            after.append(await _timed(client.get("/lead/")))
+        updated = [
+            await _timed(client.put(f"/lead/{lead_id}/", json={"name": f"Bench {i}"}))
+            for i in range(reps)
+        ]
+        created = [
+            await _timed(client.post("/lead/", json={"name": f"Bench {i}"})) for i in range(reps)
+        ]
+    return {
+        "create": statistics.median(created),
+        "update": statistics.median(updated),
+        "list": statistics.median(listed),
+        "list_after_write": statistics.median(after),
+    }
+
+
+def print_scale(sizes: list[int], reps: int) -> bool:
+    """Print the scale table; whether every target was met."""
+    figures = {n: _run(scale(n, reps)) for n in sizes}
+    base = figures[sizes[0]]
+    print(f"\nscale: p50 ms over {reps} requests each, in process; list = GET /lead/ (100 a page)")
+    print(f"{'figure':<18}" + "".join(f"{f'{n:,} leads':<40}" for n in sizes))
+    ok = True
+    for name in ("create", "update", "list", "list_after_write"):
+        cells = []
+        for n in sizes:
+            value = figures[n][name]
+            if name in ("create", "update"):
+                limit = base[name] * SCALE_FACTOR
+                target = f"<= {limit:.2f} (2x {sizes[0]:,})"
+            elif name == "list_after_write":
+                limit = figures[n]["list"] * NOISE[0] + NOISE[1]
+                target = f"<= {limit:.2f} (list+noise)"
+            else:
+                cells.append(f"{value:>8.2f}")
+                continue
+            passed = value <= limit
+            ok &= passed
+            cells.append(f"{value:>8.2f}  {target:<26}{'PASS' if passed else 'FAIL'}")
+        print(f"{name:<18}" + "".join(f"{c:<40}" for c in cells))
+    print(f"noise allowance: the after-write list median may exceed the before-write median by "
+          f"{(NOISE[0] - 1) * 100:.0f}% + {NOISE[1]} ms")
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Simulator requests per second.")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--clients", type=int, default=2, help="client processes when served")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--leads", default="200,20000", help="world sizes for the scale table")
+    parser.add_argument("--reps", type=int, default=200, help="requests per scale figure")
+    parser.add_argument("--no-throughput", action="store_true", help="only the scale table")
     args = parser.parse_args(argv)
+    sizes = [int(n.replace("_", "")) for n in args.leads.split(",") if n.strip()]
+    scale_ok = print_scale(sizes, args.reps) if sizes else True
+    if args.no_throughput:
+        return 0 if scale_ok else 1
     probe = Simulator(seed=SEED, leads=LEADS, rate_limits=None)
     key, lead_id = probe.api_key, next(iter(probe.state["leads"]))
 
@@ -198,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = f"{target:.0f}" if target else "-"
         print(f"{mode:<11} {name:<5} {rps:>7.0f} {errors:>7} {shown:>7} {ratio:>6}  {capacity}")
         missed |= bool(target and rps < target) or errors > 0
-    return 1 if missed else 0
+    return 1 if missed or not scale_ok else 0
 
 
 if __name__ == "__main__":
