@@ -9,9 +9,12 @@ decisions, audit), ``simulator`` (a Close organization in-process), ``agent`` (L
 from closeguard.tools.errors import (
     ApprovalRequired,
     CloseAPIError,
+    CloseConnectionError,
     CloseguardError,
     ConfigError,
+    GuardError,
     PolicyViolation,
+    UsageError,
 )
 
 __version__ = "0.1.0"
@@ -19,8 +22,11 @@ __version__ = "0.1.0"
 __all__ = [
     "ApprovalRequired",
     "CloseAPIError",
+    "CloseConnectionError",
     "CloseguardError",
     "ConfigError",
+    "GuardError",
     "PolicyViolation",
+    "UsageError",
     "__version__",
 ]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from closeguard.tools.client import RetrySettings
-from closeguard.tools.errors import ServerError, TransportError
+from closeguard.tools.errors import CloseConnectionError, ServerError
 
 LEAD = {"id": "lead_1", "name": "Acme"}
 
@@ -90,7 +90,7 @@ async def test_read_timeout_on_a_write_raises_and_is_never_resent(
 ) -> None:
     handler = failing(1, raise_(httpx.ReadTimeout))
     client = make_client(handler)
-    with pytest.raises(TransportError) as info:
+    with pytest.raises(CloseConnectionError) as info:
         await client.leads.create({"name": "Acme"})
     assert info.value.request_sent is True
     assert info.value.method == "POST" and info.value.path == "/lead/"
@@ -126,7 +126,7 @@ async def test_connect_errors_that_never_stop_raise_transport_error_not_sent(
 ) -> None:
     handler = failing(100, raise_(httpx.ConnectError))
     client = make_client(handler, retry=RetrySettings(max_attempts=2))
-    with pytest.raises(TransportError) as info:
+    with pytest.raises(CloseConnectionError) as info:
         await client.leads.delete("lead_1")
     assert info.value.request_sent is False
     assert len(handler.seen) == 2

@@ -175,14 +175,14 @@ async def test_drop_when_served_closes_the_socket(http: str) -> None:
 
 async def test_simulator_faults_reach_close_client() -> None:
     from closeguard.simulator.core import Simulator
-    from closeguard.tools.errors import TransportError
+    from closeguard.tools.errors import CloseConnectionError
 
     sim = Simulator(seed=5, leads=2, clock=FakeClock(),
                     faults=FaultConfig(groups={"lead:write": HTTPFaults(drop=1.0)}))
     async with sim.client() as close:
         page = await close.get("/lead/")
         assert len(page["data"]) == 2
-        with pytest.raises(TransportError):
+        with pytest.raises(CloseConnectionError):
             await close.post("/lead/", json={"name": "never"})
     assert sim.faults is not None and sim.faults.counts["drop"] == 1
     assert len(sim.state["leads"]) == 2

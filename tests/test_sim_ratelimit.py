@@ -12,8 +12,12 @@ import pytest
 
 from closeguard.simulator.clock import FakeClock
 from closeguard.simulator.core import Simulator
+from closeguard.simulator.faults import FaultConfig
 from closeguard.simulator.ratelimit import (
+    ANONYMOUS_KEY,
     DEFAULT_GROUP,
+    UNAUTHENTICATED_ORG,
+    Callers,
     RateLimiter,
     RateLimitMiddleware,
     RateLimits,
@@ -34,8 +38,11 @@ async def tiny_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         status = 404
     body = json.dumps({"path": scope["path"]}).encode()
     await send(
-        {"type": "http.response.start", "status": status,
-         "headers": [(b"content-type", b"application/json")]}
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
     )
     await send({"type": "http.response.body", "body": body})
 
@@ -87,14 +94,18 @@ async def test_header_on_every_response_with_decimal_reset(clock: FakeClock) -> 
     assert parse(missing.headers["RateLimit"])[:2] == (10, 8)
 
 
-async def test_no_credentials_pass_through_without_counting(clock: FakeClock) -> None:
-    limiter = RateLimiter(RateLimits(rps=1), clock)
+async def test_no_credentials_have_a_budget_of_their_own(clock: FakeClock) -> None:
+    limiter = RateLimiter(RateLimits(rps=2), clock)
     app = RateLimitMiddleware(tiny_app, limiter)
     async with client_for(app, key=None) as client:
         answers = [await client.get("/lead/") for _ in range(3)]
-    assert [r.status_code for r in answers] == [401, 401, 401]
-    assert "RateLimit" not in answers[0].headers
-    assert sum(limiter.allowed.values()) == 0
+    async with client_for(app) as client:
+        keyed = await client.get("/lead/")
+    assert [r.status_code for r in answers] == [401, 401, 429]
+    assert parse(answers[0].headers["RateLimit"])[:2] == (2, 1)
+    assert limiter.allowed[ANONYMOUS_KEY] == 2 and limiter.rejected[ANONYMOUS_KEY] == 1
+    assert keyed.status_code == 200
+    assert parse(keyed.headers["RateLimit"])[:2] == (2, 1)
 
 
 async def test_429_shape_and_window_reset(clock: FakeClock) -> None:
@@ -181,8 +192,9 @@ async def test_disabled_limits_allow_everything(clock: FakeClock) -> None:
 
 
 async def test_simulator_rate_limits_per_key_and_client_paces(clock: FakeClock) -> None:
-    sim = Simulator(seed=2, leads=3, clock=clock, rate_limits=RateLimits(rps=2),
-                    api_keys=["second_key"])
+    sim = Simulator(
+        seed=2, leads=3, clock=clock, rate_limits=RateLimits(rps=2), api_keys=["second_key"]
+    )
     async with sim.http_client() as first:
         answers = [await first.get("/lead/") for _ in range(3)]
         unauthenticated = await first.get("/lead/", auth=None)
@@ -192,7 +204,7 @@ async def test_simulator_rate_limits_per_key_and_client_paces(clock: FakeClock) 
     assert [r.status_code for r in answers] == [200, 200, 429]
     assert answers[2].json()["error"]["rate_reset"] == pytest.approx(0.437)
     assert all("RateLimit" in r.headers for r in answers)
-    assert unauthenticated.status_code == 401 and "RateLimit" not in unauthenticated.headers
+    assert unauthenticated.status_code == 401 and "RateLimit" in unauthenticated.headers
     assert other.status_code == 200
     assert bad_key.status_code == 401 and "RateLimit" in bad_key.headers
 
@@ -213,8 +225,9 @@ async def test_cached_child_index_follows_writes() -> None:
         before_src, before_dst = await contacts_of(source), await contacts_of(destination)
         added = (await http.post("/contact/", json={"lead_id": destination, "name": "New"})).json()
         assert await contacts_of(destination) == before_dst | {added["id"]}
-        merged = await http.post("/lead/merge/", json={"source": source,
-                                                       "destination": destination})
+        merged = await http.post(
+            "/lead/merge/", json={"source": source, "destination": destination}
+        )
         assert merged.status_code == 200, merged.text
         assert await contacts_of(destination) == before_dst | before_src | {added["id"]}
 
@@ -228,3 +241,79 @@ async def test_default_simulator_sends_ratelimit_header_without_throttling() -> 
         r"limit=\d+, remaining=\d+, reset=\d+(\.\d+)?", response.headers["ratelimit"]
     )
     assert Simulator(seed=1, leads=2, rate_limits=None).limiter is None
+
+
+def basic(key: str) -> tuple[bytes, bytes]:
+    return b"authorization", b"Basic " + base64.b64encode(f"{key}:".encode())
+
+
+def test_callers_charge_bad_and_missing_credentials_to_their_own_budget() -> None:
+    callers = Callers(org_of=lambda _scope, key_id: "orga_1" if key_id == GOOD else None)
+    GOOD = credential_id_of("good")
+    assert callers({"headers": [basic("good")]}) == (GOOD, "orga_1")
+    assert callers({"headers": [basic("bad")]}) == (credential_id_of("bad"), UNAUTHENTICATED_ORG)
+    assert callers({"headers": []}) == (ANONYMOUS_KEY, UNAUTHENTICATED_ORG)
+
+
+async def test_every_simulator_response_carries_the_header(clock: FakeClock) -> None:
+    sim = Simulator(seed=2, leads=2, clock=clock, rate_limits=RateLimits(rps=50))
+    async with sim.http_client() as http:
+        answers = [
+            (200, await http.get("/lead/")),
+            (401, await http.get("/lead/", auth=None)),
+            (401, await http.get("/me/", auth=("no_such_key", ""))),
+            (404, await http.get("/no/such/path/")),
+            (405, await http.delete("/lead/")),
+            (
+                415,
+                await http.post(
+                    "/lead/", content=b"name=x", headers={"content-type": "text/plain"}
+                ),
+            ),
+            (
+                400,
+                await http.post(
+                    "/lead/", content=b"{not json", headers={"content-type": "application/json"}
+                ),
+            ),
+        ]
+    for status, response in answers:
+        assert response.status_code == status, response.text
+        assert HEADER.match(response.headers["RateLimit"]), status
+
+
+async def test_bad_keys_do_not_spend_the_organization_budget(clock: FakeClock) -> None:
+    """A flood of bad or missing keys is refused on its own budget; valid keys keep theirs."""
+    sim = Simulator(
+        seed=2, leads=2, clock=clock, rate_limits=RateLimits(rps=5), api_keys=["second_key"]
+    )
+    flood: list[int] = []
+    async with sim.http_client() as http:
+        for n in range(40):
+            auth = None if n % 4 == 0 else (f"bad_key_{n % 3}", "")
+            flood.append((await http.get("/lead/", auth=auth)).status_code)
+        first = [await http.get("/lead/") for _ in range(5)]
+        async with sim.http_client(auth=("second_key", "")) as second:
+            other = [await second.get("/lead/") for _ in range(5)]
+    assert [r.status_code for r in first + other] == [200] * 10
+    assert [parse(r.headers["RateLimit"])[:2] for r in first] == [(5, n) for n in range(4, -1, -1)]
+    assert parse(other[0].headers["RateLimit"])[:2] == (5, 4)
+    assert set(flood) == {401, 429}
+    assert flood.count(401) == 15, "3x the key limit: the unauthenticated organization budget"
+
+
+async def test_fault_responses_carry_the_callers_header(clock: FakeClock) -> None:
+    sim = Simulator(
+        seed=2,
+        leads=2,
+        clock=clock,
+        rate_limits=RateLimits(rps=5),
+        faults=FaultConfig.everywhere(error_500=1.0),
+    )
+    async with sim.http_client() as http:
+        failed = [await http.get("/lead/") for _ in range(2)]
+        sim.faults.disable()  # type: ignore[union-attr]
+        ok = await http.get("/lead/")
+    assert [r.status_code for r in failed] == [500, 500]
+    assert [parse(r.headers["RateLimit"])[:2] for r in failed] == [(5, 5), (5, 5)]
+    assert parse(ok.headers["RateLimit"])[:2] == (5, 4)

@@ -25,16 +25,12 @@ from sqlalchemy import and_, select, update
 from closeguard.guardrails.redact import canonical_json, redact
 from closeguard.store import Store
 from closeguard.tools.catalog import Call
-from closeguard.tools.errors import CloseguardError
+from closeguard.tools.errors import ApprovalError
 
 __all__ = ["DEFAULT_TTL", "Approval", "ApprovalError", "Approvals", "Status", "call_hash"]
 
 DEFAULT_TTL = 24 * 3600.0
 Status = Literal["pending", "approved", "rejected", "consumed", "expired"]
-
-
-class ApprovalError(CloseguardError):
-    """An approval that does not exist or cannot change state any more."""
 
 
 def call_hash(endpoint: str, path_params: Mapping[str, Any], body: Mapping[str, Any],

@@ -71,6 +71,18 @@ class Backend:
             credential = value.strip()
         return self.state.api_keys.get(credential) if credential else None
 
+    def organization_of(self, scope: Scope, _key_id: str = "") -> str | None:
+        """The organization whose key a request carries, ``None`` for a bad or missing one.
+
+        The rate limiter's ``org_of``: it charges a valid key to this organization's budget
+        and anything else to the unauthenticated budget, so bad keys cannot spend it.
+        """
+        for name, value in scope.get("headers", ()):
+            if name.lower() == b"authorization":
+                known = self.authenticate(value.decode("latin-1"))
+                return self.state.organization_id if known is not None else None
+        return None
+
 
 def _json_response(
     status: int, payload: Any, headers: dict[str, str] | None = None

@@ -29,7 +29,7 @@ from closeguard.simulator.clock import Clock, SystemClock
 from closeguard.simulator.events import EventListener, EventLog
 from closeguard.simulator.faults import FaultConfig, FaultInjector, FaultMiddleware
 from closeguard.simulator.hashing import Snapshot, StateDiff, diff, snapshot, state_hash
-from closeguard.simulator.ratelimit import RateLimiter, RateLimitMiddleware, RateLimits
+from closeguard.simulator.ratelimit import Callers, RateLimiter, RateLimitMiddleware, RateLimits
 from closeguard.simulator.state import ApiKey, Obj, OrgState, base62, from_epoch
 from closeguard.simulator.webhooks import WebhookDispatcher
 from closeguard.simulator.world import generate_world, load_world, save_world
@@ -108,15 +108,17 @@ class Simulator:
         self._backend.listeners.extend(listeners)
 
         layers: list[Middleware] = []
+        callers = Callers(org_of=self._backend.organization_of)
         if self.faults is not None:
             injector, limiter = self.faults, self.limiter
-            layers.append(lambda app: FaultMiddleware(app, injector, self.clock, limiter=limiter))
+            layers.append(
+                lambda app: FaultMiddleware(
+                    app, injector, self.clock, limiter=limiter, caller_of=callers
+                )
+            )
         if self.limiter is not None:
             rate_limiter = self.limiter
-            org_id = world.organization_id
-            layers.append(
-                lambda app: RateLimitMiddleware(app, rate_limiter, org_of=lambda _s, _k: org_id)
-            )
+            layers.append(lambda app: RateLimitMiddleware(app, rate_limiter, caller_of=callers))
         layers.extend(middleware)
         self.app: ASGIApp = build_app(self._backend, layers)
 

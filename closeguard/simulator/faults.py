@@ -12,7 +12,8 @@ shift the sequence.
 ``FaultMiddleware(app, injector, clock)`` applies the decisions to an ASGI app:
 
 - latency (``latency_ms`` + uniform ``jitter_ms``) is awaited on the clock (fake time in tests);
-- 500 (JSON), 502 and 503 (ingress-style HTML) answer without reaching the app;
+- 500 (JSON), 502 and 503 (ingress-style HTML) answer without reaching the app, with the
+  caller's current ``RateLimit`` header (faulted calls are not charged);
 - 429 answers with Close's exact shape (``RateLimit``, ``Retry-After``, ``rate_reset``);
 - a dropped connection closes the socket without a response when served by uvicorn, and
   raises ``DroppedConnection`` (an ``httpx.RemoteProtocolError``, what httpx raises for a
@@ -33,12 +34,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from closeguard.simulator.clock import Clock, SystemClock
 from closeguard.simulator.ratelimit import (
+    Caller,
+    Callers,
     RateDecision,
     RateLimiter,
     RateLimits,
-    credential_id,
     rate_group_for,
     send_rate_limited,
+    with_rate_limit_header,
 )
 from closeguard.tools.catalog import API_PREFIX
 
@@ -289,7 +292,8 @@ class FaultMiddleware:
 
     Put it outermost (outside ``RateLimitMiddleware``): a faulted call never reaches the
     app and does not consume rate-limit allowance. ``limiter`` (optional) makes faulted
-    429s report the caller's real ``RateLimit`` numbers.
+    responses report the caller's real ``RateLimit`` numbers, for the budgets
+    ``caller_of(scope)`` names (the same ``Callers`` as the ``RateLimitMiddleware``).
     """
 
     def __init__(
@@ -299,12 +303,14 @@ class FaultMiddleware:
         clock: Clock | None = None,
         *,
         limiter: RateLimiter | None = None,
+        caller_of: Callable[[Scope], Caller] | None = None,
         path_prefix: str = API_PREFIX,
     ) -> None:
         self.app = app
         self.injector = injector
         self.clock: Clock = clock or SystemClock()
         self.limiter = limiter
+        self.caller_of = caller_of or Callers()
         self.path_prefix = path_prefix
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -326,19 +332,24 @@ class FaultMiddleware:
             drop_connection(send)
         elif fault == "429":
             await send_rate_limited(send, self._rate_decision(scope, group))
-        elif fault == "500":
-            await _send(send, 500, _SERVER_ERROR, b"application/json")
         else:
-            await _send(send, int(fault), _GATEWAY_PAGES[int(fault)], b"text/html")
+            seen = with_rate_limit_header(send, self._peek(scope, group))
+            if fault == "500":
+                await _send(seen, 500, _SERVER_ERROR, b"application/json")
+            else:
+                await _send(seen, int(fault), _GATEWAY_PAGES[int(fault)], b"text/html")
 
-    def _rate_decision(self, scope: Scope, group: str) -> RateDecision:
-        key_id = credential_id(scope) or "anonymous"
+    def _peek(self, scope: Scope, group: str) -> RateDecision:
         if self.limiter is not None:
-            seen = self.limiter.peek(group, key_id, "orga_default")
-            return RateDecision(False, seen.limit, 0, seen.reset, group)
+            return self.limiter.peek(group, *self.caller_of(scope))
         now = self.clock.now()
         reset = math.floor(now) + 1 - now
-        return RateDecision(False, RateLimits().key_limit(group), 0, reset, group)
+        limit = RateLimits().key_limit(group)
+        return RateDecision(True, limit, limit, reset, group)
+
+    def _rate_decision(self, scope: Scope, group: str) -> RateDecision:
+        seen = self._peek(scope, group)
+        return RateDecision(False, seen.limit, 0, seen.reset, group)
 
 
 async def _send(send: Any, status: int, body: bytes, content_type: bytes) -> None:

@@ -14,11 +14,16 @@ calls do not consume the allowance.
 Two layers:
 
 - ``RateLimiter(limits, clock).hit(group, key_id, org_id) -> RateDecision``: the pure core.
-- ``RateLimitMiddleware(app, limiter, ...)``: the ASGI wrapper. It identifies the caller by a
-  hash of the Basic-auth username or Bearer token (the credential itself is never stored or
-  logged), resolves the group from the catalog, answers 429 itself and adds the header to
-  every response, errors included. Requests without credentials, and paths outside
-  ``path_prefix``, pass through untouched (the app answers 401).
+- ``RateLimitMiddleware(app, limiter, caller_of=...)``: the ASGI wrapper. It charges each
+  request to a ``(key, organization)`` pair from ``Callers``, resolves the group from the
+  catalog, answers 429 itself and adds the header to every response, errors and 401s
+  included. Only paths outside ``path_prefix`` pass through untouched.
+
+Callers are named by a hash of the Basic-auth username or Bearer token (the credential
+itself is never stored or logged). A request without a credential, or with one no
+organization knows, is charged to ``UNAUTHENTICATED_ORG`` (missing credentials share the
+``ANONYMOUS_KEY`` budget, each bad credential has its own), so a flood of bad keys can
+neither 429 nor slow an organization's valid keys, yet is refused past its own limits.
 """
 
 from __future__ import annotations
@@ -40,8 +45,13 @@ from closeguard.tools.catalog import API_PREFIX, find_endpoint
 from closeguard.tools.errors import UnknownEndpoint
 
 __all__ = [
+    "ANONYMOUS_KEY",
     "DEFAULT_GROUP",
+    "DEFAULT_ORG",
     "RATE_LIMIT_MESSAGE",
+    "UNAUTHENTICATED_ORG",
+    "Caller",
+    "Callers",
     "RateDecision",
     "RateLimitMiddleware",
     "RateLimiter",
@@ -54,9 +64,13 @@ __all__ = [
     "rate_limited_headers",
     "retry_after",
     "send_rate_limited",
+    "with_rate_limit_header",
 ]
 
 DEFAULT_GROUP = "default"
+DEFAULT_ORG = "orga_default"
+ANONYMOUS_KEY = "anonymous"
+UNAUTHENTICATED_ORG = "unauthenticated"
 RATE_LIMIT_MESSAGE = "API call count exceeded for this period"
 
 Scope = dict[str, Any]
@@ -255,16 +269,43 @@ class RateLimiter:
         return RateDecision(allowed, key_limit, key_left, reset, group, "key")
 
 
-def _default_org(_scope: Scope, _key_id: str) -> str:
-    return "orga_default"
+def _default_org(_scope: Scope, _key_id: str) -> str | None:
+    return DEFAULT_ORG
+
+
+Caller = tuple[str, str]
+"""``(key_id, org_id)``: the two budgets a request is charged to."""
+
+
+class Callers:
+    """Names the budgets of a request: ``callers(scope) -> (key_id, org_id)``.
+
+    ``key_of(scope)`` names the credential (default: ``credential_id``, a hash; ``None`` when
+    absent). ``org_of(scope, key_id)`` names the organization of a credential it knows and
+    returns ``None`` for one it does not (default: every credential belongs to
+    ``DEFAULT_ORG``, as in a simulator with one organization and no key check).
+    """
+
+    def __init__(
+        self,
+        key_of: Callable[[Scope], str | None] = credential_id,
+        org_of: Callable[[Scope, str], str | None] = _default_org,
+    ) -> None:
+        self.key_of = key_of
+        self.org_of = org_of
+
+    def __call__(self, scope: Scope) -> Caller:
+        key_id = self.key_of(scope)
+        if key_id is None:
+            return ANONYMOUS_KEY, UNAUTHENTICATED_ORG
+        return key_id, self.org_of(scope, key_id) or UNAUTHENTICATED_ORG
 
 
 class RateLimitMiddleware:
-    """ASGI middleware applying a ``RateLimiter`` to every authenticated API call.
+    """ASGI middleware applying a ``RateLimiter`` to every API call, 401s included.
 
-    ``key_of(scope)`` names the caller (default: ``credential_id``, a hash); ``org_of(scope,
-    key_id)`` names its organization (default: one organization for every key, as in a
-    simulator with one org). Only paths under ``path_prefix`` (``/api/v1``) are limited.
+    ``caller_of(scope)`` names the key and organization budgets charged (default:
+    ``Callers()``). Only paths under ``path_prefix`` (``/api/v1``) are limited.
     """
 
     def __init__(
@@ -272,39 +313,39 @@ class RateLimitMiddleware:
         app: ASGIApp,
         limiter: RateLimiter,
         *,
-        key_of: Callable[[Scope], str | None] = credential_id,
-        org_of: Callable[[Scope, str], str] = _default_org,
+        caller_of: Callable[[Scope], Caller] | None = None,
         path_prefix: str = API_PREFIX,
     ) -> None:
         self.app = app
         self.limiter = limiter
-        self.key_of = key_of
-        self.org_of = org_of
+        self.caller_of = caller_of or Callers()
         self.path_prefix = path_prefix
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.path_prefix):
             await self.app(scope, receive, send)
             return
-        key_id = self.key_of(scope)
-        if key_id is None:
-            await self.app(scope, receive, send)
-            return
+        key_id, org_id = self.caller_of(scope)
         group = rate_group_for(scope["method"], scope["path"])
-        decision = self.limiter.hit(group, key_id, self.org_of(scope, key_id))
+        decision = self.limiter.hit(group, key_id, org_id)
         if not decision.allowed:
             await send_rate_limited(send, decision)
             return
-        header = (b"ratelimit", decision.header.encode())
+        await self.app(scope, receive, with_rate_limit_header(send, decision))
 
-        async def send_with_header(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", ()) if h[0].lower() != b"ratelimit"]
-                headers.append(header)
-                message = {**message, "headers": headers}
-            await send(message)
 
-        await self.app(scope, receive, send_with_header)
+def with_rate_limit_header(send: Any, decision: RateDecision) -> Any:
+    """An ASGI ``send`` that sets ``decision``'s ``RateLimit`` header on the response."""
+    header = (b"ratelimit", decision.header.encode())
+
+    async def send_with_header(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = [h for h in message.get("headers", ()) if h[0].lower() != b"ratelimit"]
+            headers.append(header)
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_with_header
 
 
 async def send_rate_limited(send: Any, decision: RateDecision) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from closeguard.simulator.events import EventLog
 from closeguard.simulator.state import ApiKey, IdFactory, Obj, OrgState, base62, iso
+from closeguard.tools.errors import ConfigError
 
 __all__ = ["WORLD_FORMAT", "WorldFileError", "generate_world", "load_world", "save_world"]
 
@@ -157,8 +158,8 @@ _TASKS = (
 )
 
 
-class WorldFileError(ValueError):
-    """A world file that is missing, not JSON, or not a closeguard world."""
+class WorldFileError(ConfigError):
+    """A world file that is missing, not JSON, or not a closeguard world (a ``ConfigError``)."""
 
 
 def _stamp(obj: Obj, org_id: str, user_id: str, created: datetime, updated: datetime) -> Obj:

@@ -10,7 +10,7 @@ Every request, typed (``client.leads.create(...)``) or raw (``client.request("GE
 3. on 429 wait Close's precise ``rate_reset`` and resend (writes too: Close did not apply
    them); on 502/503/504 and connection failures retry reads with exponential backoff;
    resend writes only when Close cannot have seen them (connection refused, pool timeout);
-   a write that timed out after sending raises ``TransportError(request_sent=True)``;
+   a write that timed out after sending raises ``CloseConnectionError(request_sent=True)``;
 4. on 401 with an OAuth refresh token, refresh once (one refresh for concurrent callers)
    and resend once;
 5. anything else >= 400 raises the ``CloseAPIError`` subclass for its status, naming the
@@ -48,11 +48,11 @@ from closeguard.tools.catalog import API_PREFIX, Endpoint, endpoint, find_endpoi
 from closeguard.tools.errors import (
     BadRequest,
     CloseAPIError,
+    CloseConnectionError,
     CloseguardError,
     ConfigError,
     InvalidArguments,
     RateLimited,
-    TransportError,
     Unauthorized,
     UnknownEndpoint,
     error_class_for,
@@ -548,7 +548,7 @@ class CloseClient:
         attempts: int,
         *,
         what: str = "request",
-    ) -> TransportError:
+    ) -> CloseConnectionError:
         kind = type(exc).__name__
         outcome = (
             "it may have reached Close, so it was not resent"
@@ -557,7 +557,7 @@ class CloseClient:
         )
         tries = f" after {attempts} attempt(s)" if attempts > 1 else ""
         message = self._scrub(f"{method} {path}: {what} failed ({kind}{tries}); {outcome}")
-        return TransportError(message, method=method, path=path, request_sent=sent)
+        return CloseConnectionError(message, method=method, path=path, request_sent=sent)
 
 
 def _credentials_from(settings: Settings) -> tuple[str | None, OAuthCredentials | None]:

@@ -1,4 +1,4 @@
-"""The one exception tree of closeguard.
+"""The one exception tree of closeguard, grouped in families the way httpx groups its own.
 
 ::
 
@@ -13,17 +13,24 @@
     │   ├── UnsupportedMediaType   415
     │   ├── RateLimited            429 after retries ran out (.retry_after)
     │   └── ServerError            5xx
-    ├── TransportError             no answer at all: connection refused, timeout (.request_sent)
-    ├── InvalidArguments           arguments refused before sending (also a ValueError; .errors)
-    ├── PagingLimitExceeded        a list would page past Close's ``_skip`` maximum
-    ├── UnknownEndpoint            a request that matches no catalog endpoint
-    ├── PolicyViolation            the guard denied a call (.decision, .rule)
-    ├── ApprovalRequired           the guard wants a human yes first (.approval_id)
+    ├── CloseConnectionError       no answer at all: connection refused, timeout (.request_sent)
+    ├── ResponseFormatError        a success whose body cannot be read (.path, .field, .raw)
+    ├── UsageError                 the caller's mistake, refused before anything is sent
+    │   ├── InvalidArguments       bad arguments (also a ValueError; .errors)
+    │   ├── PagingLimitExceeded    a list would page past Close's ``_skip`` maximum
+    │   └── UnknownEndpoint        a request that matches no catalog endpoint
+    ├── GuardError                 the guard stopped a call or cannot act on an approval
+    │   ├── PolicyViolation        the guard denied a call (.decision, .rule)
+    │   ├── ApprovalRequired       the guard wants a human yes first (.approval_id)
+    │   └── ApprovalError          an approval that does not exist or cannot change state
     ├── ConfigError                bad policy / workflow / config file (.file, .line)
+    │   └── WorldFileError         (closeguard.simulator) a bad simulator world file
     └── StoreError                 the store (CLOSEGUARD_STORE_URL) cannot be opened or used
 
-Foreign exceptions are converted where they enter (``raise X(...) from exc``). Messages name
-the request method and path, never a credential.
+Catch a family to handle every member alike (``except GuardError``: the call did not go
+out because of the guard). Foreign exceptions are converted where they enter (``raise
+X(...) from exc``); no name shadows httpx's (``httpx.TransportError`` is httpx's own).
+Messages name the request method and path, never a credential.
 """
 
 from __future__ import annotations
@@ -108,7 +115,7 @@ class ServerError(CloseAPIError):
     """5xx from Close."""
 
 
-class TransportError(CloseguardError):
+class CloseConnectionError(CloseguardError):
     """The request got no HTTP answer (refused, timed out, connection dropped)."""
 
     def __init__(self, message: str, *, method: str, path: str, request_sent: bool) -> None:
@@ -118,7 +125,37 @@ class TransportError(CloseguardError):
         self.request_sent = request_sent
 
 
-class InvalidArguments(CloseguardError, ValueError):
+class ResponseFormatError(CloseguardError):
+    """Close answered with success, but the body cannot be read as the endpoint's result.
+
+    Not JSON at all (``field`` is None), or a value of a type no model accepts (``field``
+    names it, dotted). The call went through: a write may have been applied. ``raw`` holds
+    the decoded JSON (or the text), ``errors`` pydantic's error list when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        path: str,
+        raw: Any,
+        field: str | None = None,
+        errors: list[Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.raw = raw
+        self.field = field
+        self.errors = errors or []
+
+
+class UsageError(CloseguardError):
+    """The caller asked for something that cannot be sent; nothing reached Close."""
+
+
+class InvalidArguments(UsageError, ValueError):
     """Arguments refused before anything was sent (a misspelt field, a wrong type).
 
     Also a ``ValueError`` so callers validating input can catch it as such; ``errors`` holds
@@ -131,7 +168,7 @@ class InvalidArguments(CloseguardError, ValueError):
         self.errors = errors or []
 
 
-class PagingLimitExceeded(CloseguardError):
+class PagingLimitExceeded(UsageError):
     """Walking a list would need a ``_skip`` past Close's maximum; narrow the query instead."""
 
     def __init__(self, message: str, *, operation: str, skip: int, max_skip: int) -> None:
@@ -141,7 +178,7 @@ class PagingLimitExceeded(CloseguardError):
         self.max_skip = max_skip
 
 
-class UnknownEndpoint(CloseguardError):
+class UnknownEndpoint(UsageError):
     """A method and path that no catalog endpoint describes."""
 
     def __init__(self, method: str, path: str, allowed: tuple[str, ...] = ()) -> None:
@@ -152,7 +189,11 @@ class UnknownEndpoint(CloseguardError):
         self.allowed = allowed
 
 
-class PolicyViolation(CloseguardError):
+class GuardError(CloseguardError):
+    """The guard stopped a call, or cannot do what was asked of an approval."""
+
+
+class PolicyViolation(GuardError):
     """The guard denied a call. ``decision`` is the guard's Decision, ``rule`` what denied it."""
 
     def __init__(self, message: str, *, decision: Any = None, rule: str | None = None) -> None:
@@ -161,13 +202,17 @@ class PolicyViolation(CloseguardError):
         self.rule = rule
 
 
-class ApprovalRequired(CloseguardError):
+class ApprovalRequired(GuardError):
     """The call needs a human yes; ``approval_id`` names the pending approval."""
 
     def __init__(self, message: str, *, approval_id: str, decision: Any = None) -> None:
         super().__init__(message)
         self.approval_id = approval_id
         self.decision = decision
+
+
+class ApprovalError(GuardError):
+    """An approval that does not exist or cannot change state any more."""
 
 
 class ConfigError(CloseguardError):

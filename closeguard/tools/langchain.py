@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 
 from closeguard.tools.catalog import ENDPOINTS, SENDING_EMAIL_STATUSES, Endpoint
-from closeguard.tools.errors import CloseAPIError, InvalidArguments, TransportError
+from closeguard.tools.errors import CloseAPIError, CloseConnectionError, InvalidArguments
 from closeguard.tools.models import CustomizableArguments
 
 DEFAULT_MAX_ITEMS = 20
@@ -169,7 +169,7 @@ def make_tool(
         path_params, params, body = split_arguments(ep, kwargs)
         try:
             result = await client.call(ep, path_params=path_params, params=params, json=body)
-        except (CloseAPIError, TransportError, InvalidArguments) as exc:
+        except (CloseAPIError, CloseConnectionError, InvalidArguments) as exc:
             raise ToolException(str(exc)) from exc
         return compact(result, max_items=max_items, max_chars=max_chars)
 
