@@ -71,6 +71,44 @@ def test_each_mistake_names_its_line(text: str, line: int, words: str) -> None:
     assert str(err).startswith(f"p.yaml:{line}: ")
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("name:\ngrants: {lead: read}\n", 1, "name must be a string"),
+        ("name: x\nmode:\n", 2, "mode must be enforce or dry_run, not empty"),
+        ("grants: {task: write}\nconstraints:\n  task.create:\n  lead_id: {scope: triggered}\n",
+         3, "constraints.task.create maps field -> rule"),
+        ("grants: {task: write}\nconstraints:\n  task.create:\n    text:\n", 4, "text"),
+        ("grants:\n  lead:\n", 2, "level must be read, write or destructive, not empty"),
+        ("grants: {lead: read}\ndeny:\n  -\n", 3, "empty deny entry"),
+        ("grants: {lead: read}\nlimits:\n  per_window:\n    window:\n", 4, "not empty"),
+        ("grants: {lead: read}\nlimits:\n  per_run:\n    calls:\n", 4, "count >= 0"),
+        ("name: x\n---\nname: y\n", 2, "YAML syntax"),
+        ("name: !!python/object:os.system x\n", 1, "YAML syntax"),
+        ("name: x\ngrants: {lead: read\n", 3, "YAML syntax"),
+    ],
+)
+def test_empty_values_and_odd_yaml_are_config_errors(text: str, line: int, words: str) -> None:
+    err = load_error(text)
+    assert (err.file, err.line) == ("p.yaml", line), str(err)
+    assert words in str(err) and "\n" not in str(err) and "None" not in str(err)
+
+
+@pytest.mark.parametrize("text", ["", "# nothing\n", "name: empty\ngrants:\n", "grants: {}\n"])
+def test_a_policy_without_grants_loads_and_grants_nothing(text: str) -> None:
+    policy = Policy.from_yaml(text, file="p.yaml")
+    assert policy.grants == {}
+    assert Guard(policy).check(classify("GET", "/lead/")).denied
+
+
+def test_an_unreadable_policy_file_is_a_config_error(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(ConfigError) as info:
+        Policy.load(binary)
+    assert str(info.value) == f"{binary}: cannot read the policy: not UTF-8 text"
+
+
 def test_extends_errors_point_into_the_file_that_has_the_mistake(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text("name: base\ngrants:\n  lead: read\n  lead.x: write\n")
     (tmp_path / "child.yaml").write_text("name: child\nextends: base.yaml\n")

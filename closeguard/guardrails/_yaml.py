@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from closeguard.tools.errors import ConfigError
 
 Path_ = tuple[str | int, ...]
 
-__all__ = ["Lines", "load_yaml"]
+__all__ = ["Lines", "load_yaml", "shown"]
 
 
 class Lines:
@@ -37,14 +38,18 @@ class Lines:
         return ConfigError(message, file=self.file, line=self.line(path))
 
 
+def shown(value: Any) -> str:
+    """A value as an error message shows it: an empty YAML value is "empty", not ``None``."""
+    return "empty" if value is None else repr(value)
+
+
 def _convert(node: yaml.Node, path: Path_, lines: Lines) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node)) if key_node.tag != (
-                "tag:yaml.org,2002:str") else key_node.value
-            key = str(key) if not isinstance(key, str) else key
             line = key_node.start_mark.line + 1
+            key = _scalar(key_node, lines.file)
+            key = key if isinstance(key, str) else str(key)
             if key in out:
                 raise ConfigError(f"duplicate key {key!r}", file=lines.file, line=line)
             lines.set((*path, key), line)
@@ -56,7 +61,21 @@ def _convert(node: yaml.Node, path: Path_, lines: Lines) -> Any:
             lines.set((*path, i), item.start_mark.line + 1)
             items.append(_convert(item, (*path, i), lines))
         return items
-    return yaml.safe_load(yaml.serialize(node))
+    return _scalar(node, lines.file)
+
+
+def _scalar(node: yaml.Node, file: str) -> Any:
+    """A scalar's value as ``yaml.safe_load`` gives it; an empty value is ``None``."""
+    try:
+        return SafeConstructor().construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as exc:
+        raise _syntax_error(exc, file) from exc
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> ConfigError:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else None
+    return ConfigError(f"YAML syntax: {exc.problem or exc}", file=file, line=line)
 
 
 def load_yaml(text: str, file: str) -> tuple[Any, Lines]:
@@ -64,9 +83,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, Lines]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"YAML syntax: {exc.problem or exc}", file=file, line=line) from exc
+        raise _syntax_error(exc, file) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML: {exc}", file=file) from exc
     if root is None:

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from closeguard.guardrails._yaml import Lines, load_yaml
+from closeguard.guardrails._yaml import Lines, load_yaml, shown
 from closeguard.tools.catalog import (
     ACCESS_RANK,
     BY_NAME,
@@ -251,7 +251,11 @@ def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, str, P
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         if path.is_file():
-            return path.read_text(encoding="utf-8"), str(path), path.parent
+            try:
+                return path.read_text(encoding="utf-8"), str(path), path.parent
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ConfigError(f"cannot read the policy: {reason}", file=str(path)) from exc
         shipped_name = Path(raw).name.removesuffix(".yaml").removesuffix(".yml")
         if "/" in raw or shipped_name not in shipped_policies():
             raise ConfigError(f"policy file {raw!r} not found")
@@ -325,7 +329,9 @@ def _parse_layer(data: Any, lines: Lines) -> _Layer:
     layer.description = data.get("description")
     if "mode" in data:
         if data["mode"] not in ("enforce", "dry_run"):
-            raise lines.error(("mode",), f"mode must be enforce or dry_run, not {data['mode']!r}")
+            raise lines.error(
+                ("mode",), f"mode must be enforce or dry_run, not {shown(data['mode'])}"
+            )
         layer.mode = cast(Mode, data["mode"])
     ext = data.get("extends")
     if ext is not None:
@@ -346,6 +352,8 @@ def _parse_layer(data: Any, lines: Lines) -> _Layer:
 def _unknown(kind: str, value: Any, known: Any) -> str:
     import difflib
 
+    if value is None:
+        return f"empty {kind}"
     near = difflib.get_close_matches(str(value), [str(k) for k in known], n=3)
     hint = f"; did you mean {', '.join(near)}?" if near else ""
     return f"unknown {kind} {value!r}{hint}"
@@ -363,7 +371,7 @@ def _parse_grants(raw: Any, lines: Lines) -> dict[str, Access]:
         if level not in ACCESS_RANK:
             raise lines.error(
                 ("grants", res),
-                f"grants.{res}: level must be read, write or destructive, not {level!r}",
+                f"grants.{res}: level must be read, write or destructive, not {shown(level)}",
             )
         out[res] = cast(Access, level)
     return out
@@ -463,7 +471,7 @@ def _parse_rule(
             for i, v in enumerate(values):
                 if not fits(v):
                     raise lines.error((*path, key, i),
-                                      f"{label}.{key}: {v!r} is not a valid value for {fname}")
+                                      f"{label}.{key}: {shown(v)} is not a valid value for {fname}")
             allowed = tuple(values) if allowed is None else tuple(
                 v for v in allowed if v in values)
             if not allowed:
@@ -521,7 +529,7 @@ def _parse_counters(raw: Any, lines: Lines, path: tuple[str | int, ...],
             m = _WINDOW.match(str(value))
             if not m or int(m.group(1)) <= 0:
                 raise lines.error(kpath, f"window must look like 30s, 15m, 1h or 1d, not "
-                                  f"{value!r}")
+                                  f"{shown(value)}")
             out[key] = int(m.group(1)) * _UNITS[m.group(2)]
         elif key == "per_endpoint":
             if not isinstance(value, dict):
