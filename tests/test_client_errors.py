@@ -175,3 +175,15 @@ def test_repr_shows_base_url_and_auth_kind_never_secrets() -> None:
     assert "auth='oauth'" in repr(oauth)
     for secret in ("acc_tok_123456", "ref_tok_123456", "csecret_123456"):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "body", [{"error": "Unauthorized"}, {"error": "Unauthorized: provide a valid API key."}]
+)
+async def test_401_message_says_unauthorized_once(make_client: Any, body: Any) -> None:
+    client = make_client(answer(401, json=body))
+    with pytest.raises(Unauthorized) as info:
+        await client.users.me()
+    message = str(info.value)
+    assert message.lower().count("unauthorized") == 1, message
+    assert message.startswith("GET /me/ failed: 401 Unauthorized")

@@ -516,6 +516,7 @@ class CloseClient:
         body = _json_or_none(response)
         detail = _close_message(body) if body is not None else _text_snippet(response.text)
         message = f"{method} {path} failed: {status} {response.reason_phrase}".rstrip()
+        detail = _without_prefix(detail, response.reason_phrase)
         if detail:
             message += f": {detail}"
         errors: list[Any] = []
@@ -617,6 +618,13 @@ def _close_message(body: Any) -> str:
         return error
     message = body.get("message") or body.get("detail")
     return message if isinstance(message, str) else ""
+
+
+def _without_prefix(detail: str, reason: str) -> str:
+    """The detail without a leading repeat of the reason phrase ("Unauthorized: ...")."""
+    if reason and detail.lower().startswith(reason.lower()):
+        return detail[len(reason) :].lstrip(" :.-")
+    return detail
 
 
 def _text_snippet(text: str, limit: int = 200) -> str:
