@@ -11,6 +11,7 @@ import pytest
 
 from closeguard.store import Store
 from closeguard.tools.client import CloseClient
+from closeguard.tools.clock import FakeClock
 
 TEST_API_KEY = "test_key_s3cr3t_do_not_print"
 TEST_BASE_URL = "https://api.close.test/api/v1"
@@ -18,19 +19,16 @@ TEST_BASE_URL = "https://api.close.test/api/v1"
 Handler = Callable[[httpx.Request], Any]
 
 
-class FakeTime:
-    """A monotonic clock that only moves when someone sleeps on it; records every sleep."""
+class FakeTime(FakeClock):
+    """A ``FakeClock`` (time moves only when someone sleeps on it) that records every sleep."""
 
     def __init__(self) -> None:
-        self.now = 1000.0
+        super().__init__()
         self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        self.now += max(seconds, 0.0)
+        await super().sleep(seconds)
 
 
 @pytest.fixture
@@ -49,8 +47,7 @@ async def make_client(fake_time: FakeTime) -> AsyncIterator[Callable[..., CloseC
             kwargs.setdefault("api_key", TEST_API_KEY)
         client = CloseClient(
             transport=httpx.MockTransport(handler),
-            sleep=fake_time.sleep,
-            clock=fake_time.clock,
+            clock=fake_time,
             **kwargs,
         )
         made.append(client)

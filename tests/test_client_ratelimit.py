@@ -123,7 +123,7 @@ async def test_429_asking_for_a_very_long_wait_raises_at_once(
 
 def paced_handler(log: list[tuple[str, float]], fake_time: Any) -> Callable[..., Any]:
     def handler(request: httpx.Request) -> httpx.Response:
-        log.append((f"{request.method} {request.url.path}", fake_time.now))
+        log.append((f"{request.method} {request.url.path}", fake_time.monotonic()))
         headers = {"RateLimit": "limit=100, remaining=0, reset=0.4"}
         if request.url.path.startswith("/api/v1/lead/"):
             return httpx.Response(200, json={"id": "lead_1"}, headers=headers)
@@ -137,7 +137,7 @@ async def test_pacing_waits_for_reset_when_a_group_runs_dry_other_groups_do_not(
 ) -> None:
     log: list[tuple[str, float]] = []
     client = make_client(paced_handler(log, fake_time))
-    start = fake_time.now
+    start = fake_time.monotonic()
     await client.leads.get("lead_1")  # reports remaining=0, reset=0.4
     await client.contacts.get("cont_1")  # another group: no wait
     assert fake_time.sleeps == []
@@ -164,13 +164,13 @@ async def test_pacing_counts_concurrent_requests_in_flight(
             return httpx.Response(
                 200, json={"id": "lead_0"}, headers={"RateLimit": "limit=10, remaining=2, reset=1"}
             )
-        sent_at.append(fake_time.now)
+        sent_at.append(fake_time.monotonic())
         await asyncio.sleep(0)
         return httpx.Response(200, json={"id": "lead_1"})
 
     client = make_client(handler)
     await client.leads.get("lead_0")
-    start = fake_time.now
+    start = fake_time.monotonic()
     await asyncio.gather(*(client.leads.get("lead_1") for _ in range(5)))
     assert sent_at[:2] == [start, start]
     assert all(t >= start + 1.0 for t in sent_at[2:])
@@ -202,8 +202,8 @@ def test_parse_rate_limit_split_headers_and_garbage() -> None:
 
 
 def test_retry_after_values() -> None:
-    assert retry_after_seconds("3") == 3.0
-    assert retry_after_seconds("0.2") == 1.0
-    assert retry_after_seconds("") is None
+    assert retry_after_seconds("3", now_wall=0.0) == 3.0
+    assert retry_after_seconds("0.2", now_wall=0.0) == 1.0
+    assert retry_after_seconds("", now_wall=0.0) is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:05 GMT", now_wall=1445412480.0) == 5.0
-    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds("soon", now_wall=0.0) is None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import httpx
 
 from closeguard.simulator import Simulator
 from closeguard.simulator.clock import FakeClock
+from closeguard.simulator.faults import FaultConfig
 from closeguard.simulator.ratelimit import RateLimits
 
 
@@ -48,7 +50,7 @@ async def test_concurrent_burst_under_rate_limits_all_succeed_with_few_429s() ->
     clock = FakeClock()
     sim = Simulator(seed=4, leads=5, clock=clock, rate_limits=RateLimits(rps=5))
     counter = StatusCounter()
-    async with sim.client(policy=counter, sleep=clock.sleep, clock=clock.monotonic) as close:
+    async with sim.client(policy=counter) as close:
         lead_id = next(iter(sim.state["leads"]))
         results = await asyncio.gather(*(close.leads.get(lead_id) for _ in range(60)))
         notes = await asyncio.gather(
@@ -59,3 +61,25 @@ async def test_concurrent_burst_under_rate_limits_all_succeed_with_few_429s() ->
     assert counter.statuses[200] == 80
     # Pacing keeps each group under its window; at most the first burst can hit a 429.
     assert counter.statuses[429] <= 5, counter.statuses
+
+
+async def test_rate_limited_burst_on_a_fake_clock_costs_no_real_sleep() -> None:
+    """``Simulator.client()`` hands its clock over: pacing and 429 waits cost fake time only."""
+    clock = FakeClock()
+    sim = Simulator(
+        seed=4,
+        leads=3,
+        clock=clock,
+        rate_limits=RateLimits(rps=5),
+        faults=FaultConfig.everywhere(error_429=0.3),
+    )
+    counter = StatusCounter()
+    lead_id = next(iter(sim.state["leads"]))
+    wall_start, fake_start = time.perf_counter(), clock.monotonic()
+    async with sim.client(policy=counter) as close:
+        assert close.clock is clock
+        await asyncio.gather(*(close.leads.get(lead_id) for _ in range(50)))
+    wall = time.perf_counter() - wall_start
+    assert counter.statuses[200] == 50 and counter.statuses[429] >= 5, counter.statuses
+    assert clock.monotonic() - fake_start >= 50 / 5 - 1  # the waits, on fake time
+    assert wall < 0.5, f"{wall:.2f}s of real time"

@@ -23,6 +23,7 @@ from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.tools.catalog import ENDPOINTS
 from closeguard.tools.client import CloseClient
+from closeguard.tools.clock import FakeClock
 from closeguard.tools.errors import ApprovalRequired, CloseAPIError, PolicyViolation
 
 
@@ -250,14 +251,11 @@ async def test_a_retried_call_counts_once_and_is_audited_per_attempt(store: Stor
         seen.append(request.url.path)
         return next(answers)
 
-    async def no_sleep(_: float) -> None:
-        return None
-
     policy = Policy.from_yaml(
         "grants: {task: write}\nlimits:\n  per_run: {per_endpoint: {task.create: 1}}\n")
     client = CloseClient(api_key="k", base_url="https://api.close.com/api/v1",
                          transport=httpx.MockTransport(answer), policy=policy.bind(store=store),
-                         run_id="r", sleep=no_sleep)
+                         run_id="r", clock=FakeClock())
     async with client:
         await client.tasks.create({"lead_id": "lead_1", "text": "x"})
         with pytest.raises(PolicyViolation):

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -33,9 +33,7 @@ from closeguard.simulator.ratelimit import Callers, RateLimiter, RateLimitMiddle
 from closeguard.simulator.state import ApiKey, Obj, OrgState, base62, from_epoch
 from closeguard.simulator.webhooks import WebhookDispatcher
 from closeguard.simulator.world import generate_world, load_world, save_world
-
-if TYPE_CHECKING:
-    from closeguard.tools.client import CloseClient
+from closeguard.tools.client import CloseClient
 
 __all__ = ["BASE_URL", "Simulator"]
 
@@ -146,10 +144,13 @@ class Simulator:
         return httpx.ASGITransport(app=self.app)
 
     def client(self, **kwargs: Any) -> CloseClient:
-        """A ``CloseClient`` for this organization (in process, the default key)."""
-        from closeguard.tools.client import CloseClient
+        """A ``CloseClient`` for this organization (in process, the default key).
 
+        The client waits on the simulator's clock: on a ``FakeClock`` a 429 (or a retry
+        after a fault) advances fake time instead of sleeping.
+        """
         kwargs.setdefault("api_key", self.api_key)
+        kwargs.setdefault("clock", self.clock)
         kwargs.setdefault("base_url", BASE_URL)
         kwargs.setdefault("transport", self.transport())
         return CloseClient(**kwargs)

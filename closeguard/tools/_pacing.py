@@ -7,7 +7,7 @@ concurrent callers do not overrun it, and sleeps until the reset when it hits ze
 blocks the group until the precise reset Close asked for (``rate_reset`` in the body, else
 the header, else ``Retry-After``).
 
-Time is injected (``clock`` monotonic seconds, async ``sleep``) so tests run on fake time.
+Time comes from a ``Clock`` (``closeguard.tools.clock``), so tests run on a ``FakeClock``.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
+from closeguard.tools.clock import Clock
+
 Jitter = Callable[[float], float]
 
 DEFAULT_GROUP = "default"
@@ -60,7 +60,7 @@ def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo | None:
     )
 
 
-def retry_after_seconds(value: str | None, *, now_wall: float | None = None) -> float | None:
+def retry_after_seconds(value: str | None, *, now_wall: float) -> float | None:
     """``Retry-After`` as seconds: integer seconds (fractions rounded up) or an HTTP date."""
     if value is None or not value.strip():
         return None
@@ -73,10 +73,6 @@ def retry_after_seconds(value: str | None, *, now_wall: float | None = None) -> 
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
-    if now_wall is None:
-        import time
-
-        now_wall = time.time()
     return max(when.timestamp() - now_wall, 0.0)
 
 
@@ -102,15 +98,18 @@ def rate_reset_from_body(response: httpx.Response) -> float | None:
     return None
 
 
-def rate_limit_wait(response: httpx.Response) -> float | None:
-    """How long Close asked us to wait after a 429, most precise source first."""
+def rate_limit_wait(response: httpx.Response, *, now_wall: float) -> float | None:
+    """How long Close asked us to wait after a 429, most precise source first.
+
+    ``now_wall`` (epoch seconds) turns a ``Retry-After`` date into a wait.
+    """
     from_body = rate_reset_from_body(response)
     if from_body is not None:
         return from_body
     info = parse_rate_limit(response.headers)
     if info is not None:
         return info.reset
-    return retry_after_seconds(response.headers.get("retry-after"))
+    return retry_after_seconds(response.headers.get("retry-after"), now_wall=now_wall)
 
 
 def make_jitter(ratio: float, floor: float, rng: random.Random | None = None) -> Jitter:
@@ -136,9 +135,8 @@ class _Window:
 class Pacer:
     """Per-group rate windows; ``acquire`` before sending, ``release`` + ``observe`` after."""
 
-    def __init__(self, *, clock: Clock, sleep: Sleep, jitter: Jitter) -> None:
+    def __init__(self, *, clock: Clock, jitter: Jitter) -> None:
         self._clock = clock
-        self._sleep = sleep
         self._jitter = jitter
         self._windows: dict[str, _Window] = {}
 
@@ -151,7 +149,7 @@ class Pacer:
         waited = 0.0
         slept_until: float | None = None
         while window.remaining is not None and window.remaining <= 0:
-            now = self._clock()
+            now = self._clock.monotonic()
             if now >= window.reset_at or (
                 slept_until is not None and window.reset_at <= slept_until
             ):
@@ -159,7 +157,7 @@ class Pacer:
                 break
             delay = self._jitter(window.reset_at - now)
             slept_until = window.reset_at
-            await self._sleep(delay)
+            await self._clock.sleep(delay)
             waited += delay
         if window.remaining is not None:
             window.remaining -= 1
@@ -178,10 +176,10 @@ class Pacer:
         window = self.window(group)
         window.limit = info.limit
         window.remaining = info.remaining - window.in_flight
-        window.reset_at = self._clock() + info.reset
+        window.reset_at = self._clock.monotonic() + info.reset
 
     def block(self, group: str, seconds: float) -> None:
         """A 429: nothing more goes out in ``group`` for ``seconds``."""
         window = self.window(group)
         window.remaining = 0
-        window.reset_at = self._clock() + max(seconds, 0.0)
+        window.reset_at = self._clock.monotonic() + max(seconds, 0.0)

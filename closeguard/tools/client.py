@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -36,15 +35,9 @@ import httpx
 
 from closeguard.tools import _accessors as acc
 from closeguard.tools import models as m
-from closeguard.tools._pacing import (
-    DEFAULT_GROUP,
-    Clock,
-    Pacer,
-    Sleep,
-    make_jitter,
-    rate_limit_wait,
-)
+from closeguard.tools._pacing import DEFAULT_GROUP, Pacer, make_jitter, rate_limit_wait
 from closeguard.tools.catalog import API_PREFIX, Endpoint, endpoint, find_endpoint
+from closeguard.tools.clock import Clock, SystemClock
 from closeguard.tools.errors import (
     BadRequest,
     CloseAPIError,
@@ -158,6 +151,8 @@ class CloseClient:
     ``CLOSE_API_KEY`` (or ``CLOSE_OAUTH_*``) through ``Settings``, as does ``base_url``
     from ``CLOSE_BASE_URL``. ``transport`` replaces httpx's network transport (tests pass
     ``httpx.MockTransport``, the simulator ``httpx.ASGITransport``); ``policy`` wraps it.
+    ``clock`` is the time pacing and retries wait on (``SystemClock`` by default; a
+    ``FakeClock`` makes every wait free, as ``Simulator.client()`` does on fake time).
     """
 
     def __init__(
@@ -174,8 +169,7 @@ class CloseClient:
         run_id: str | None = None,
         settings: Settings | None = None,
         on_token_refresh: TokenCallback | None = None,
-        sleep: Sleep = asyncio.sleep,
-        clock: Clock = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         if (api_key is None and oauth is None) or base_url is None:
             settings = settings or Settings()
@@ -195,10 +189,9 @@ class CloseClient:
         self.actor = actor
         self.run_id = run_id
         self.retry = retry or RetrySettings()
-        self._sleep = sleep
-        self._clock = clock
+        self.clock: Clock = clock or SystemClock()
         self._jitter = make_jitter(self.retry.jitter, self.retry.jitter_seconds)
-        self._pacer = Pacer(clock=clock, sleep=sleep, jitter=self._jitter)
+        self._pacer = Pacer(clock=self.clock, jitter=self._jitter)
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._inner = transport if transport is not None else httpx.AsyncHTTPTransport()
         outer = policy.wrap(self._inner, actor=actor, run_id=run_id) if policy else self._inner
@@ -363,7 +356,7 @@ class CloseClient:
                 retryable = isinstance(exc, _NOT_SENT) or (is_read and isinstance(exc, _TRANSIENT))
                 failures += 1
                 if retryable and failures < self.retry.max_attempts:
-                    await self._sleep(self._jitter(self.retry.backoff(failures)))
+                    await self.clock.sleep(self._jitter(self.retry.backoff(failures)))
                     continue
                 raise self._transport_error(exc, method, path, sent, attempt) from exc
             finally:
@@ -374,7 +367,7 @@ class CloseClient:
             status = response.status_code
             if status == 429:
                 rate_hits += 1
-                wait = rate_limit_wait(response)
+                wait = rate_limit_wait(response, now_wall=self.clock.now())
                 if wait is None:
                     wait = self.retry.default_rate_limit_wait * 2 ** (rate_hits - 1)
                 if (
@@ -391,7 +384,7 @@ class CloseClient:
             if status in _RETRYABLE_READ_STATUS and is_read:
                 failures += 1
                 if failures < self.retry.max_attempts:
-                    await self._sleep(self._jitter(self.retry.backoff(failures)))
+                    await self.clock.sleep(self._jitter(self.retry.backoff(failures)))
                     continue
             if status >= 400:
                 raise self._api_error(response, method, path)

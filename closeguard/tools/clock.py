@@ -1,7 +1,8 @@
-"""Time for the simulator: one ``Clock`` protocol, a real clock and a fake one.
+"""Time for closeguard: one ``Clock`` protocol, a real clock and a fake one.
 
-Rate-limit windows, fault latency and webhook retry schedules all read time through a
-``Clock`` so tests run on fake time and never really wait:
+The client's pacing and retries, and the simulator's rate-limit windows, fault latency and
+webhook retry schedules, all read and spend time through a ``Clock``, so tests and evals
+run on fake time and never really wait:
 
 - ``SystemClock``: wall time (``time.time``), ``time.monotonic`` and ``asyncio.sleep``.
 - ``FakeClock(start=...)``: time moves only when told. ``advance(seconds)`` moves it (and
@@ -19,14 +20,14 @@ import itertools
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["DEFAULT_FAKE_START", "Clock", "FakeClock", "SystemClock"]
 
 DEFAULT_FAKE_START = 1_700_000_000.0
 
 
 @runtime_checkable
 class Clock(Protocol):
-    """What the simulator needs from time."""
+    """What closeguard needs from time."""
 
     def now(self) -> float:
         """Epoch seconds (for timestamps and fixed rate-limit windows)."""
