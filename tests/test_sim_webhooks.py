@@ -15,6 +15,8 @@ import pytest
 from closeguard.simulator.clock import FakeClock
 from closeguard.simulator.faults import FaultConfig, FaultInjector, WebhookFaults
 from closeguard.simulator.webhooks import (
+    Pause,
+    PausePolicy,
     RetryPolicy,
     Subscription,
     WebhookDispatcher,
@@ -133,12 +135,19 @@ def test_extra_filter_language() -> None:
     ev = event(1, action="updated", status_id="stat_won")
     ev["changed_fields"] = ["status_id", "name"]
     status_is = {
-        "type": "field_accessor", "field": "data",
-        "filter": {"type": "field_accessor", "field": "status_id",
-                   "filter": {"type": "equals", "value": "stat_won"}},
+        "type": "field_accessor",
+        "field": "data",
+        "filter": {
+            "type": "field_accessor",
+            "field": "status_id",
+            "filter": {"type": "equals", "value": "stat_won"},
+        },
     }
-    changed = {"type": "field_accessor", "field": "changed_fields",
-               "filter": {"type": "contains", "value": "status_id"}}
+    changed = {
+        "type": "field_accessor",
+        "field": "changed_fields",
+        "filter": {"type": "contains", "value": "status_id"},
+    }
     assert match_extra_filter(status_is, ev)
     assert match_extra_filter({"type": "and", "filters": [status_is, changed]}, ev)
     assert not match_extra_filter({"type": "not", "filter": status_is}, ev)
@@ -148,9 +157,15 @@ def test_extra_filter_language() -> None:
     missing = {"type": "field_accessor", "field": "contact_id", "filter": {"type": "is_null"}}
     assert match_extra_filter(missing, ev)
     assert not match_extra_filter({**missing, "filter": {"type": "non_null"}}, ev)
-    name_has = {"type": "field_accessor", "field": "data",
-                "filter": {"type": "field_accessor", "field": "name",
-                           "filter": {"type": "contains", "value": "ead"}}}
+    name_has = {
+        "type": "field_accessor",
+        "field": "data",
+        "filter": {
+            "type": "field_accessor",
+            "field": "name",
+            "filter": {"type": "contains", "value": "ead"},
+        },
+    }
     assert match_extra_filter(name_has, ev)
     assert match_extra_filter({"data.status_id": "stat_won", "lead_id": "lead_1"}, ev)
     assert not match_extra_filter({"data.status_id": "stat_lost"}, ev)
@@ -162,9 +177,15 @@ async def test_subscriber_receives_only_matching_signed_events() -> None:
     clock = FakeClock()
     receiver = Receiver()
     won_only = subscription(
-        "whsub_won", f"{HOOKS}/won",
-        [{"object_type": "lead", "action": "updated",
-          "extra_filter": {"data.status_id": "stat_won"}}],
+        "whsub_won",
+        f"{HOOKS}/won",
+        [
+            {
+                "object_type": "lead",
+                "action": "updated",
+                "extra_filter": {"data.status_id": "stat_won"},
+            }
+        ],
     )
     paused = {**subscription("whsub_paused", f"{HOOKS}/paused"), "status": "paused"}
     dispatcher = dispatcher_with(receiver, clock, [subscription(), won_only, paused])
@@ -214,8 +235,9 @@ async def test_connection_errors_are_retried() -> None:
     async def broken(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise ConnectionResetError("boom")
 
-    dispatcher = WebhookDispatcher(clock, subscriptions=[subscription()],
-                                   retry=RetryPolicy(max_attempts=2))
+    dispatcher = WebhookDispatcher(
+        clock, subscriptions=[subscription()], retry=RetryPolicy(max_attempts=2)
+    )
     dispatcher.mount(HOOKS, broken)
     (delivery,) = dispatcher.publish(event(1))
     await dispatcher.drain()
@@ -353,7 +375,8 @@ async def test_unreachable_url_is_a_failed_attempt() -> None:
     port = sock.getsockname()[1]
     sock.close()
     dispatcher = WebhookDispatcher(
-        FakeClock(), subscriptions=[subscription(url=f"http://127.0.0.1:{port}/hook")],
+        FakeClock(),
+        subscriptions=[subscription(url=f"http://127.0.0.1:{port}/hook")],
         retry=RetryPolicy(max_attempts=2),
     )
     (delivery,) = dispatcher.publish(event(1))
@@ -376,8 +399,10 @@ async def test_write_through_simulator_delivers_signed_event() -> None:
     async with sim.http_client() as http:
         created = await http.post(
             "/webhook/",
-            json={"url": f"{HOOKS}/close",
-                  "events": [{"object_type": "lead", "action": "created"}]},
+            json={
+                "url": f"{HOOKS}/close",
+                "events": [{"object_type": "lead", "action": "created"}],
+            },
         )
         assert created.status_code == 200, created.text
         sub = created.json()
@@ -392,8 +417,9 @@ async def test_write_through_simulator_delivers_signed_event() -> None:
     assert headers["close-sig-hash"] == close_reference_signature(
         sub["signature_key"], ts, body.decode()
     )
-    assert verify_signature(sub["signature_key"], ts, body, headers["close-sig-hash"],
-                            now=clock.now())
+    assert verify_signature(
+        sub["signature_key"], ts, body, headers["close-sig-hash"], now=clock.now()
+    )
     payload = json.loads(body)
     assert payload["subscription_id"] == sub["id"]
     assert payload["event"]["object_type"] == "lead"
@@ -416,8 +442,10 @@ async def test_served_simulator_delivers_to_real_receiver() -> None:
         sub = (
             await http.post(
                 "/webhook/",
-                json={"url": f"{hook_base}/close",
-                      "events": [{"object_type": "lead", "action": "updated"}]},
+                json={
+                    "url": f"{hook_base}/close",
+                    "events": [{"object_type": "lead", "action": "updated"}],
+                },
             )
         ).json()
         lead = (await http.post("/lead/", json={"name": "Before"})).json()
@@ -436,3 +464,169 @@ async def test_served_simulator_delivers_to_real_receiver() -> None:
     event_sent = json.loads(body)["event"]
     assert (event_sent["action"], event_sent["data"]["name"]) == ("updated", "After")
     assert "name" in event_sent["changed_fields"]
+
+
+# -- paused subscriptions ------------------------------------------------------------------
+
+HOUR = 3600.0
+
+
+class Switch:
+    """An in-process webhook endpoint answering whatever ``status`` is set to now."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.received: list[tuple[float, int]] = []
+        self.clock: FakeClock | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        self.received.append((self.clock.now() if self.clock else 0.0, self.status))
+        await send({"type": "http.response.start", "status": self.status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def run_hours(
+    dispatcher: WebhookDispatcher, clock: FakeClock, hours: int, *, publish_every: int = 6
+) -> None:
+    """Publish an event every ``publish_every`` hours and attempt what is due, hour by hour."""
+    for hour in range(hours):
+        if hour % publish_every == 0:
+            dispatcher.publish(event(int(clock.now())))
+        await dispatcher.run_due()
+        clock.advance(HOUR)
+
+
+def test_pause_policy_defaults_are_closes() -> None:
+    assert PausePolicy() == PausePolicy(failing_for=3 * 24 * HOUR, backlog=100_000)
+
+
+async def test_failing_for_three_days_pauses_and_stops_delivery() -> None:
+    clock = FakeClock()
+    switch = Switch(500)
+    switch.clock = clock
+    record = subscription()
+    dispatcher = WebhookDispatcher(clock, subscriptions=[record])
+    dispatcher.mount(HOOKS, switch)
+    await run_hours(dispatcher, clock, 71)
+    assert record["status"] == "active" and not dispatcher.pauses, "71 h of failures"
+    await run_hours(dispatcher, clock, 3)
+    first_failure = switch.received[0][0]
+    (pause,) = dispatcher.pauses
+    assert (pause.subscription_id, pause.reason) == ("whsub_1", "failing")
+    assert 72 * HOUR <= pause.at - first_failure <= 73 * HOUR
+    assert record["status"] == "paused"
+    assert not dispatcher.pending
+    assert {d.drop_reason for d in dispatcher.deliveries} == {"max_age", "paused"}
+    seen = len(switch.received)
+    switch.status = 200
+    await run_hours(dispatcher, clock, 24)
+    assert len(switch.received) == seen, "nothing is queued for or sent to a paused subscription"
+    record["status"] = "active"
+    await run_hours(dispatcher, clock, 1)
+    assert switch.received[-1] == (clock.now() - HOUR, 200), "delivered again once active"
+    await dispatcher.aclose()
+
+
+async def test_a_success_resets_the_failure_run() -> None:
+    clock = FakeClock()
+    switch = Switch(500)
+    record = subscription()
+    dispatcher = WebhookDispatcher(clock, subscriptions=[record], retry=RetryPolicy(max_delay=HOUR))
+    dispatcher.mount(HOOKS, switch)
+    await run_hours(dispatcher, clock, 60)
+    switch.status = 200
+    await run_hours(dispatcher, clock, 1)
+    switch.status = 500
+    await run_hours(dispatcher, clock, 60)
+    assert record["status"] == "active" and not dispatcher.pauses, "two 60 h runs, not 72 h"
+    await run_hours(dispatcher, clock, 14)
+    assert record["status"] == "paused"
+    await dispatcher.aclose()
+
+
+async def test_a_backlog_pauses_only_that_subscription() -> None:
+    clock = FakeClock()
+    backed_up, other = subscription("whsub_full"), subscription("whsub_other", f"{HOOKS}/other")
+    paused: list[Pause] = []
+    dispatcher = WebhookDispatcher(
+        clock,
+        subscriptions=[backed_up, other],
+        pause=PausePolicy(backlog=5),
+        on_pause=paused.append,
+    )
+    dispatcher.mount(HOOKS, Receiver())
+    other["events"] = [{"object_type": "lead", "action": "updated"}]
+    for n in range(4):
+        dispatcher.publish(event(n))
+        dispatcher.publish(event(n, action="updated"))
+    assert backed_up["status"] == "active" and len(dispatcher.pending) == 8
+    fifth = dispatcher.publish(event(4))
+    assert backed_up["status"] == "paused"
+    assert paused == [Pause("whsub_full", clock.now(), "backlog")] == dispatcher.pauses
+    assert [d.drop_reason for d in fifth] == ["paused"]
+    assert {d.subscription_id for d in dispatcher.pending} == {"whsub_other"}
+    assert dispatcher.publish(event(5)) == [], "no new event is queued while paused"
+    await dispatcher.aclose()
+
+
+async def test_queued_deliveries_of_a_paused_subscription_are_not_attempted() -> None:
+    clock = FakeClock()
+    receiver = Receiver()
+    record = subscription()
+    dispatcher = dispatcher_with(receiver, clock, [record])
+    queued = [dispatcher.publish(event(n))[0] for n in range(3)]
+    record["status"] = "paused"  # as PUT /webhook/{id}/ {"status": "paused"} does
+    await dispatcher.drain()
+    await dispatcher.aclose()
+    assert receiver.requests == []
+    assert [d.drop_reason for d in queued] == ["paused"] * 3
+
+
+async def test_simulator_shows_the_pause_and_resumes_when_set_active() -> None:
+    from closeguard.simulator.core import Simulator
+
+    clock = FakeClock()
+    sim = Simulator(seed=3, leads=1, clock=clock)
+    sim.webhooks.pause = PausePolicy(failing_for=2 * HOUR)
+    switch = Switch(503)
+    sim.webhooks.mount(HOOKS, switch)
+    async with sim.http_client() as http:
+        sub = (
+            await http.post(
+                "/webhook/",
+                json={
+                    "url": f"{HOOKS}/close",
+                    "events": [{"object_type": "lead", "action": "created"}],
+                },
+            )
+        ).json()
+        for n in range(4):
+            await http.post("/lead/", json={"name": f"Failing {n}"})
+            await sim.webhooks.run_due()
+            clock.advance(HOUR)
+        assert sim.webhooks.pauses and sim.webhooks.pauses[0].reason == "failing"
+        listed = (await http.get("/webhook/")).json()["data"]
+        assert [h["status"] for h in listed if h["id"] == sub["id"]] == ["paused"]
+        assert (await http.get(f"/webhook/{sub['id']}/")).json()["status"] == "paused"
+
+        switch.status = 200
+        missed = (await http.post("/lead/", json={"name": "Missed"})).json()
+        await sim.webhooks.drain()
+        assert all(status == 503 for _, status in switch.received)
+        log = (await http.get("/event/", params={"object_type": "lead"})).json()["data"]
+        assert missed["id"] in {e["object_id"] for e in log}, "recoverable from the Event Log"
+
+        resumed = await http.put(f"/webhook/{sub['id']}/", json={"status": "active"})
+        assert resumed.json()["status"] == "active"
+        fresh = (await http.post("/lead/", json={"name": "Fresh"})).json()
+        await sim.webhooks.drain()
+    await sim.webhooks.aclose()
+    assert switch.received[-1][1] == 200
+    assert len(switch.received) == sim.webhooks.stats["attempts"]
+    delivered = [d for d in sim.webhooks.deliveries if d.state == "delivered"]
+    assert [d.payload["event"]["object_id"] for d in delivered] == [fresh["id"]]

@@ -97,6 +97,7 @@ class Simulator:
             self.faults,
             seed,
             subscriptions=lambda: list(self.state["webhooks"].values()),
+            on_pause=lambda _pause: self.state.touch(),
         )
         listeners: list[EventListener] = [self._publish_webhooks]
         if callable(on_event):

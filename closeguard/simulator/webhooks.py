@@ -26,6 +26,25 @@ time, and it refuses timestamps more than ``tolerance`` seconds from now (replay
   order, so a seed replays the same faults.
 - ``dispatcher.deliveries`` is the full log (attempts with time, status or error).
 
+Pausing, as Close does ("We will automatically pause webhook subscriptions to which all
+event delivery fails for 3 days"; a backlog of 100k queued events pauses one too), with
+``PausePolicy`` thresholds measured on the dispatcher's clock: when every attempt to a
+subscription has failed for ``failing_for`` seconds (from the first failure of an unbroken
+run; any success ends the run), or its queued deliveries reach ``backlog``, the dispatcher
+writes ``status: "paused"`` into the subscription record (the simulator's, so
+``GET /webhook/`` shows it), drops its queued deliveries (``drop_reason="paused"``), records
+a ``Pause`` in ``dispatcher.pauses`` and calls ``on_pause``. A paused subscription gets
+nothing: no new event is queued for it and nothing queued is attempted. It stays paused
+until its owner sets it back, ``PUT /webhook/{id}/ {"status": "active"}``; new events are
+then delivered again, but the ones missed while it was failing or paused are not.
+
+What a consumer (the workflow runtime) must do: notice the pause (poll ``GET /webhook/``
+for its subscription's ``status``, or notice deliveries stop), fix its receiver, set the
+subscription back to ``active``, then catch up from the Event Log (``GET /event/`` since
+the last event it processed: Close keeps 30 days and has no replay endpoint). A record the
+dispatcher cannot write (a frozen ``Subscription``) is not paused; ``on_pause`` is then how
+its owner learns of it.
+
 Two ways to run it: ``start()``/``stop()`` (or ``async with dispatcher``) runs a background
 task on the clock; ``await run_due()`` (attempt what is due now) and ``await drain()``
 (attempt everything, moving a ``FakeClock`` to each next due time) are deterministic for tests.
@@ -48,7 +67,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -62,6 +81,8 @@ __all__ = [
     "Attempt",
     "Delivery",
     "EventFilter",
+    "Pause",
+    "PausePolicy",
     "RetryPolicy",
     "Subscription",
     "WebhookDispatcher",
@@ -268,8 +289,32 @@ class Attempt:
         return self.status is not None and 200 <= self.status < 300
 
 
+@dataclass(frozen=True)
+class PausePolicy:
+    """When the dispatcher pauses a subscription (Close's values by default).
+
+    ``failing_for``: seconds of an unbroken run of failed attempts (3 days). ``backlog``:
+    deliveries queued for one subscription (100,000).
+    """
+
+    failing_for: float = 3 * 24 * 3600.0
+    backlog: int = 100_000
+
+
+PauseReason = Literal["failing", "backlog"]
+
+
+@dataclass(frozen=True)
+class Pause:
+    """One automatic pause: which subscription, when (epoch) and why."""
+
+    subscription_id: str
+    at: float
+    reason: PauseReason
+
+
 DeliveryState = Literal["pending", "delivered", "dropped"]
-DropReason = Literal["fault", "max_attempts", "max_age"]
+DropReason = Literal["fault", "max_attempts", "max_age", "paused"]
 
 
 @dataclass(eq=False)
@@ -313,8 +358,10 @@ class WebhookDispatcher:
     ``subscriptions``: an iterable or a zero-argument callable returning one (read at each
     ``publish``), of dicts/objects with ``id, url, events, signature_key, status``.
     ``faults``: a ``FaultInjector`` (its live ``config.webhooks``, off when it is disabled),
-    a ``FaultConfig``, or ``None``. ``client_factory(verify_ssl)`` builds the httpx client for
-    real URLs (default: ``httpx.AsyncClient``). Everything runs on one event loop.
+    a ``FaultConfig``, or ``None``. ``pause``: when to pause a failing or backed-up
+    subscription; ``on_pause(pause)`` is called after each. ``client_factory(verify_ssl)``
+    builds the httpx client for real URLs (default: ``httpx.AsyncClient``). Everything runs
+    on one event loop.
     """
 
     def __init__(
@@ -325,17 +372,25 @@ class WebhookDispatcher:
         *,
         subscriptions: SubscriptionSource | Iterable[Any] | None = None,
         retry: RetryPolicy | None = None,
+        pause: PausePolicy | None = None,
+        on_pause: Callable[[Pause], None] | None = None,
         client_factory: Callable[[bool], httpx.AsyncClient] | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.faults = faults
         self.retry = retry or RetryPolicy()
+        self.pause = pause or PausePolicy()
+        self.on_pause = on_pause
         self.subscriptions = subscriptions
         self.deliveries: list[Delivery] = []
+        self.pauses: list[Pause] = []
         self.stats: Counter[str] = Counter()
         self._rng = random.Random(seed)
         self._seq = itertools.count(1)
         self._pending: dict[str, Delivery] = {}
+        self._queued: Counter[str] = Counter()
+        self._failing_since: dict[str, float] = {}
+        self._records: dict[str, Any] = {}
         self._mounts: dict[str, httpx.AsyncClient] = {}
         self._clients: dict[bool, httpx.AsyncClient] = {}
         self._client_factory = client_factory
@@ -377,24 +432,26 @@ class WebhookDispatcher:
 
     # -- queueing --------------------------------------------------------------------
 
-    def _current_subscriptions(self) -> list[Subscription]:
-        source = self.subscriptions
-        if source is None:
-            return []
-        items = source() if callable(source) else source
-        return [Subscription.from_any(s) for s in items]
+    def _read_subscriptions(self, records: Iterable[Any] | None = None) -> list[Subscription]:
+        """The subscriptions now (``records``, else the source), remembering their records."""
+        if records is None:
+            source = self.subscriptions
+            if source is None:
+                return []
+            records = source() if callable(source) else source
+        subs: list[Subscription] = []
+        for record in records:
+            sub = Subscription.from_any(record)
+            self._records[sub.id] = record
+            subs.append(sub)
+        return subs
 
     def publish(
         self, event: Event, subscriptions: Iterable[Any] | None = None
     ) -> list[Delivery]:
-        """Queue ``event`` for every matching subscription; returns the new deliveries."""
-        subs = (
-            [Subscription.from_any(s) for s in subscriptions]
-            if subscriptions is not None
-            else self._current_subscriptions()
-        )
+        """Queue ``event`` for every matching active subscription; returns the new deliveries."""
         created: list[Delivery] = []
-        for sub in subs:
+        for sub in self._read_subscriptions(subscriptions):
             if sub.matches(event):
                 created += self._enqueue(sub, event)
         if created and self._wakeup is not None:
@@ -454,6 +511,9 @@ class WebhookDispatcher:
         self._release_held(sub.id, after=out[-1])
         for item in out:
             self._pending[item.id] = item
+            self._queued[sub.id] += 1
+        if self._queued[sub.id] >= self.pause.backlog:
+            self._pause(sub.id, "backlog")
         return out
 
     def _release_held(self, subscription_id: str, *, after: Delivery) -> None:
@@ -475,13 +535,25 @@ class WebhookDispatcher:
         return min((d.next_at for d in self._pending.values()), default=None)
 
     async def run_due(self) -> int:
-        """Attempt every delivery due now (in due order); returns how many were attempted."""
+        """Attempt every delivery due now (in due order); returns how many were attempted.
+
+        A delivery whose subscription is no longer active is dropped, not attempted.
+        """
         async with self._lock:
             now = self.clock.now()
             due = [d for d in self.pending if d.next_at <= now]
+            if due:
+                self._read_subscriptions()
+            attempted = 0
             for delivery in due:
+                if delivery.id not in self._pending:
+                    continue  # dropped by a pause earlier in this round
+                if not self._active(delivery.subscription_id):
+                    self._give_up(delivery, "paused")
+                    continue
                 await self._attempt(delivery)
-            return len(due)
+                attempted += 1
+            return attempted
 
     async def drain(self, *, max_seconds: float | None = None) -> None:
         """Attempt until nothing is pending, waiting on the clock for each next due time.
@@ -524,9 +596,11 @@ class WebhookDispatcher:
         attempt = Attempt(started, status, error, time.perf_counter() - tick)
         delivery.attempts.append(attempt)
         self.stats["attempts"] += 1
+        sub_id = delivery.subscription_id
         if attempt.ok:
             delivery.state = "delivered"
-            self._pending.pop(delivery.id, None)
+            self._dequeue(delivery)
+            self._failing_since.pop(sub_id, None)
             self.stats["delivered"] += 1
             return
         self.stats["failed_attempts"] += 1
@@ -538,11 +612,41 @@ class WebhookDispatcher:
             self._give_up(delivery, "max_age")
         else:
             delivery.next_at = next_at
+        failing_since = self._failing_since.setdefault(sub_id, started)
+        if started - failing_since >= self.pause.failing_for:
+            self._pause(sub_id, "failing")
+
+    def _dequeue(self, delivery: Delivery) -> None:
+        if self._pending.pop(delivery.id, None) is not None:
+            self._queued[delivery.subscription_id] -= 1
 
     def _give_up(self, delivery: Delivery, reason: DropReason) -> None:
         delivery.state, delivery.drop_reason = "dropped", reason
-        self._pending.pop(delivery.id, None)
+        self._dequeue(delivery)
         self.stats["dropped"] += 1
+
+    # -- pausing ---------------------------------------------------------------------
+
+    def _active(self, subscription_id: str) -> bool:
+        record = self._records.get(subscription_id)
+        return record is None or (_get(record, "status", "active") or "active") == "active"
+
+    def _pause(self, subscription_id: str, reason: PauseReason) -> None:
+        """Pause a subscription: mark its record, drop what is queued for it, tell the owner."""
+        record = self._records.get(subscription_id)
+        if isinstance(record, MutableMapping):
+            record["status"] = "paused"
+        elif record is not None:
+            with contextlib.suppress(AttributeError):
+                record.status = "paused"
+        self._failing_since.pop(subscription_id, None)
+        for delivery in [d for d in self._pending.values() if d.subscription_id == subscription_id]:
+            self._give_up(delivery, "paused")
+        pause = Pause(subscription_id, self.clock.now(), reason)
+        self.pauses.append(pause)
+        self.stats["paused"] += 1
+        if self.on_pause is not None:
+            self.on_pause(pause)
 
     # -- background task -------------------------------------------------------------
 
