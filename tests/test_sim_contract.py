@@ -251,7 +251,7 @@ async def _org_update(sim: Simulator, c: CloseClient) -> Any:
 @scenario("event.list")
 async def _event_list(sim: Simulator, c: CloseClient) -> Any:
     await call(c, "lead.create", json={"name": "Evented"})
-    return await call(c, "event.list", params={"object_type": "lead"})
+    return await call(c, "event.list", params={"object_type": "lead", "action": "created"})
 
 
 @scenario("event.get")

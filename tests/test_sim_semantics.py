@@ -372,7 +372,7 @@ async def test_event_log_filters_and_refusals(sim: Simulator, http: Any, clock: 
         assert r.status_code == 200, r.text
         return kinds(r.json()["data"])
 
-    assert await names(object_type="contact") == [("contact", "created")]
+    assert await names(object_type="contact", action="created") == [("contact", "created")]
     assert await names(lead_id=b["id"]) == [("lead", "created")]
     assert await names(object_id=a["id"], action="created") == [("lead", "created")]
     assert await names(date_updated__gt=mark) == [("lead", "created")]

@@ -618,7 +618,8 @@ async def test_simulator_shows_the_pause_and_resumes_when_set_active() -> None:
         missed = (await http.post("/lead/", json={"name": "Missed"})).json()
         await sim.webhooks.drain()
         assert all(status == 503 for _, status in switch.received)
-        log = (await http.get("/event/", params={"object_type": "lead"})).json()["data"]
+        params = {"object_type": "lead", "action": "created"}
+        log = (await http.get("/event/", params=params)).json()["data"]
         assert missed["id"] in {e["object_id"] for e in log}, "recoverable from the Event Log"
 
         resumed = await http.put(f"/webhook/{sub['id']}/", json={"status": "active"})

@@ -75,6 +75,8 @@ class Ctx:
     path: str
     now: datetime
     pending: list[Obj] = field(default_factory=list)
+    # Added to the meta of every event emitted from here on (a merge's lead ids).
+    extra_meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def now_iso(self) -> str:
@@ -127,6 +129,7 @@ class Ctx:
                 "meta": {
                     "request_method": self.method,
                     "request_path": self.path,
+                    **self.extra_meta,
                     **(meta or {}),
                 },
             }

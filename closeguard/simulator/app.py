@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closeguard.simulator._context import ApiError, Ctx
-from closeguard.simulator._handlers import HANDLERS
 from closeguard.simulator.clock import Clock, SystemClock
 from closeguard.simulator.events import EventListener, EventLog
+from closeguard.simulator.handlers import HANDLERS
 from closeguard.simulator.state import ApiKey, OrgState, from_epoch
 from closeguard.tools.catalog import API_PREFIX, find_endpoint
 from closeguard.tools.errors import UnknownEndpoint
@@ -205,7 +205,7 @@ class _Core:
             raise
         finally:
             if endpoint.access != "read":
-                state.touch()
+                state.wrote()
         for event in ctx.pending:
             backend.log.append(event)
         if ctx.pending:

@@ -4,11 +4,17 @@ Events are numbered by a sequence that only grows. Cursors are opaque tokens tha
 sequence number and a direction, so paging stays stable while new events arrive: the next
 page is always "older than the last event I saw", the previous one "newer than the first".
 Events older than 30 days (by the simulator's clock) are dropped.
+
+Close accepts only some combinations of equality filters (``SUPPORTED_FILTERS``, each
+optionally with ``date_updated`` bounds); any other is refused. A cursor is bound to the
+equality filters it was issued for: reusing it with others is refused, as Close requires
+the same filters again (``date_updated`` bounds may change).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,20 +34,82 @@ class CursorError(ValueError):
     """A ``_cursor`` this log did not issue."""
 
 
-def encode_cursor(direction: str, seq: int) -> str:
-    raw = json.dumps({"d": direction, "s": seq}, separators=(",", ":")).encode()
+class CursorMismatch(CursorError):
+    """A ``_cursor`` issued for other equality filters than the request's."""
+
+
+class FilterError(ValueError):
+    """A combination of filters Close does not support; the message lists those it does."""
+
+
+EQUALITY_FILTERS = ("object_type", "object_id", "action", "lead_id", "user_id", "request_id")
+
+# developer.close.com, "Retrieve a list of events": "Only certain combinations of filters are
+# supported. date_updated can be optionally used with any allowed filter combination." No
+# filter at all (the plain poll the docs page with) is accepted as well.
+SUPPORTED_FILTERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(combination)
+    for combination in (
+        (),
+        ("object_type", "object_id"),
+        ("object_type", "action"),
+        ("object_id", "action"),
+        ("lead_id", "object_type"),
+        ("lead_id", "object_type", "action"),
+        ("lead_id", "user_id", "object_type"),
+        ("lead_id", "user_id", "object_type", "action"),
+        ("lead_id", "user_id"),
+        ("user_id", "object_id"),
+        ("user_id", "object_id", "action"),
+        ("user_id", "object_type"),
+        ("user_id", "object_type", "action"),
+        ("lead_id",),
+        ("user_id",),
+        ("request_id",),
+    )
+)
+
+
+def _describe(combination: frozenset[str]) -> str:
+    return " + ".join(k for k in EQUALITY_FILTERS if k in combination) or "no filter"
+
+
+def check_filters(filters: Mapping[str, str | None]) -> None:
+    """Raise ``FilterError`` unless the equality filters used form a supported combination."""
+    used = frozenset(k for k in EQUALITY_FILTERS if filters.get(k) is not None)
+    if used in SUPPORTED_FILTERS:
+        return
+    supported = "; ".join(_describe(c) for c in SUPPORTED_FILTERS)
+    raise FilterError(
+        f"Unsupported combination of filters: {_describe(used)}. Supported combinations, each "
+        f"optionally with date_updated__gt/__gte/__lt/__lte: {supported}."
+    )
+
+
+def filters_binding(filters: Mapping[str, str | None]) -> str:
+    """A short digest of the equality filters, which a cursor carries and must match."""
+    used = sorted((k, str(filters[k])) for k in EQUALITY_FILTERS if filters.get(k) is not None)
+    digest = hashlib.sha256(json.dumps(used, separators=(",", ":")).encode()).hexdigest()
+    return digest[:16]
+
+
+def encode_cursor(direction: str, seq: int, binding: str = "") -> str:
+    raw = json.dumps({"d": direction, "s": seq, "f": binding}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[str, int]:
+def decode_cursor(cursor: str, binding: str = "") -> tuple[str, int]:
+    """Direction and sequence of a cursor; ``CursorMismatch`` if issued for other filters."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         raw = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        direction, seq = raw["d"], raw["s"]
-    except (ValueError, TypeError, KeyError) as exc:
+        direction, seq, bound_to = raw["d"], raw["s"], raw.get("f", "")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CursorError("invalid cursor") from exc
     if direction not in ("n", "p") or not isinstance(seq, int):
         raise CursorError("invalid cursor")
+    if bound_to != binding:
+        raise CursorMismatch("cursor issued for other filters")
     return direction, seq
 
 
@@ -51,7 +119,6 @@ _DATE_FILTERS: dict[str, Callable[[datetime, datetime], bool]] = {
     "date_updated__lt": lambda v, b: v < b,
     "date_updated__lte": lambda v, b: v <= b,
 }
-EQUALITY_FILTERS = ("object_type", "object_id", "action", "lead_id", "user_id", "request_id")
 
 
 @dataclass
@@ -93,11 +160,14 @@ class EventLog:
     ) -> tuple[list[Obj], str | None, str | None]:
         """One page newest first: (events, cursor_next, cursor_previous).
 
-        ``filters`` holds the date and equality filters; raises ``CursorError`` or
-        ``ValueError`` (bad date) for input the caller reports as 400.
+        ``filters`` holds the date and equality filters; raises ``FilterError``,
+        ``CursorError`` (``CursorMismatch``) or ``ValueError`` (bad date) for input the
+        caller reports as 400.
         """
+        check_filters(filters)
+        binding = filters_binding(filters)
         matches = self._matcher(filters)
-        direction, bound = decode_cursor(cursor) if cursor else ("n", self.next_seq)
+        direction, bound = decode_cursor(cursor, binding) if cursor else ("n", self.next_seq)
         if direction == "n":
             picked: list[tuple[int, Obj]] = []
             more = False
@@ -115,11 +185,12 @@ class EventLog:
                 s < picked[-1][0] and matches(e) for s, e in reversed(self.entries)
             )
         data = [event for _, event in picked]
-        cursor_next = encode_cursor("n", picked[-1][0]) if picked and more else None
+        cursor_next = encode_cursor("n", picked[-1][0], binding) if picked and more else None
         if picked:
-            cursor_previous = encode_cursor("p", picked[0][0])
+            cursor_previous = encode_cursor("p", picked[0][0], binding)
         else:
-            cursor_previous = encode_cursor("p", bound if direction == "p" else self.next_seq - 1)
+            newest = bound if direction == "p" else self.next_seq - 1
+            cursor_previous = encode_cursor("p", newest, binding)
         return data, cursor_next, cursor_previous
 
     @staticmethod

@@ -4,21 +4,25 @@ Objects are plain JSON-ready dicts kept in insertion-ordered collections keyed b
 the state saves and loads as JSON and hashes canonically. Ids come from ``IdFactory``:
 a counter hashed with the world's seed, so the same seed and the same requests always give
 the same ids (evals can compare runs), while looking like Close's ``lead_`` + 43 base62.
+
+Collections are read through ``state[name]`` as read-only mappings and changed only through
+``add``, ``remove`` and ``reparent``, which keep the lead -> children indexes current, so a
+write never scans the organization. Code that edits objects behind those methods' back
+calls ``touch()``, which rebuilds the indexes.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal, get_args
 
 Obj = dict[str, Any]
 
-BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-COLLECTIONS: tuple[str, ...] = (
+Collection = Literal[
     "organizations",
     "users",
     "lead_statuses",
@@ -34,7 +38,22 @@ COLLECTIONS: tuple[str, ...] = (
     "activities",
     "tasks",
     "webhooks",
-)
+]
+ChildCollection = Literal["contacts", "opportunities", "activities", "tasks"]
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+COLLECTIONS: tuple[Collection, ...] = get_args(Collection)
+# Collections whose objects belong to a lead (``lead_id``), indexed by lead.
+CHILD_COLLECTIONS: tuple[ChildCollection, ...] = get_args(ChildCollection)
+CUSTOM_FIELD_COLLECTIONS: dict[str, Collection] = {
+    "lead": "custom_fields.lead",
+    "contact": "custom_fields.contact",
+    "opportunity": "custom_fields.opportunity",
+    "activity": "custom_fields.activity",
+}
+
+LeadIndex = dict[str, dict[str, Obj]]
 
 # Length of the random part of ids, by prefix (Close: 43 for objects, 22 for events etc.).
 _SHORT_IDS = frozenset({"ev", "whsub", "req", "api"})
@@ -101,37 +120,114 @@ class OrgState:
     seed: int
     organization_id: str
     ids: IdFactory
-    collections: dict[str, dict[str, Obj]] = field(
+    collections: dict[Collection, dict[str, Obj]] = field(
         default_factory=lambda: {name: {} for name in COLLECTIONS}
     )
     api_keys: dict[str, ApiKey] = field(default_factory=dict)
-    # Bumped after every write request; read-only requests reuse indexes built at a version.
+    # Bumped after every write request (``wrote``) and by ``touch``.
     version: int = field(default=0, compare=False)
-    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # Per child collection: lead id -> {object id: object}, in collection order.
+    _by_lead: dict[ChildCollection, LeadIndex] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    # Object id -> insertion rank, so a moved object takes its collection place in a bucket.
+    _rank: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._rebuild()
 
     def touch(self) -> None:
-        """Mark the state changed (call after editing collections outside a request)."""
+        """Mark the state changed outside a request: rebuild the lead indexes."""
         self.version += 1
-        self.derived.clear()
+        self._rebuild()
+
+    def wrote(self) -> None:
+        """A write request finished: bump the version (the indexes are already current)."""
+        self.version += 1
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.collections.items() if v)
         return f"OrgState(organization_id={self.organization_id!r}, {sizes})"
 
-    def __getitem__(self, collection: str) -> dict[str, Obj]:
-        return self.collections[collection]
+    def __getitem__(self, collection: Collection) -> Mapping[str, Obj]:
+        return MappingProxyType(self.collections[collection])
 
     @property
     def organization(self) -> Obj:
         return self.collections["organizations"][self.organization_id]
 
-    def iter_objects(self) -> Iterator[tuple[str, Obj]]:
+    def iter_objects(self) -> Iterator[tuple[Collection, Obj]]:
         for name, objs in self.collections.items():
             for obj in objs.values():
                 yield name, obj
 
-    def find(self, collection: str, pred: Callable[[Obj], bool]) -> list[Obj]:
+    def find(self, collection: Collection, pred: Callable[[Obj], bool]) -> list[Obj]:
         return [obj for obj in self.collections[collection].values() if pred(obj)]
+
+    # -- mutations: the only way objects enter, leave or change lead -------------------
+
+    def add(self, collection: Collection, obj: Obj) -> Obj:
+        """Insert (or replace) ``obj`` under its ``id``, indexed under its lead."""
+        objs = self.collections[collection]
+        old = objs.get(obj["id"])
+        if old is not None:
+            self._unindex(collection, old)
+        else:
+            self._rank[obj["id"]] = len(self._rank)
+        objs[obj["id"]] = obj
+        self._index(collection, obj)
+        return obj
+
+    def remove(self, collection: Collection, obj_id: str) -> Obj:
+        """Delete and return the object; ``KeyError`` if absent."""
+        obj = self.collections[collection].pop(obj_id)
+        self._unindex(collection, obj)
+        return obj
+
+    def reparent(self, collection: ChildCollection, obj: Obj, lead_id: str) -> None:
+        """Move a child object to another lead (a merge)."""
+        self._unindex(collection, obj)
+        obj["lead_id"] = lead_id
+        self._index(collection, obj)
+
+    def children(self, collection: ChildCollection, lead_id: str) -> list[Obj]:
+        """The lead's objects in ``collection``, in collection order."""
+        bucket = self._by_lead[collection].get(lead_id)
+        return list(bucket.values()) if bucket else []
+
+    def lead_index(self, collection: ChildCollection) -> dict[str, list[str]]:
+        """The maintained index as lead id -> object ids (to compare with a rebuild)."""
+        return {lead: list(bucket) for lead, bucket in self._by_lead[collection].items()}
+
+    def _index(self, collection: Collection, obj: Obj) -> None:
+        if collection not in CHILD_COLLECTIONS:
+            return
+        index = self._by_lead[collection]
+        bucket = index.setdefault(str(obj.get("lead_id")), {})
+        last = next(reversed(bucket), None)
+        bucket[obj["id"]] = obj
+        if last is not None and self._rank[last] > self._rank[obj["id"]]:
+            ordered = sorted(bucket.values(), key=lambda o: self._rank[o["id"]])
+            bucket.clear()
+            bucket.update((o["id"], o) for o in ordered)
+
+    def _unindex(self, collection: Collection, obj: Obj) -> None:
+        if collection not in CHILD_COLLECTIONS:
+            return
+        index = self._by_lead[collection]
+        key = str(obj.get("lead_id"))
+        bucket = index.get(key)
+        if bucket is not None:
+            bucket.pop(obj["id"], None)
+            if not bucket:
+                del index[key]
+
+    def _rebuild(self) -> None:
+        self._rank = {}
+        for objs in self.collections.values():
+            for oid in objs:
+                self._rank.setdefault(oid, len(self._rank))
+        self._by_lead = {name: build_lead_index(self, name) for name in CHILD_COLLECTIONS}
 
     # -- JSON -------------------------------------------------------------------------
 
@@ -161,6 +257,7 @@ class OrgState:
             if not isinstance(objs, dict):
                 raise TypeError(f"collection {name} must be an object")
             state.collections[name] = {str(k): dict(v) for k, v in objs.items()}
+        state.touch()
         state.api_keys = {
             str(k): ApiKey(id=str(v["id"]), user_id=str(v["user_id"]))
             for k, v in raw.get("api_keys", {}).items()
@@ -168,3 +265,11 @@ class OrgState:
         if state.organization_id not in state.collections["organizations"]:
             raise KeyError("organization_id names no organization in the world")
         return state
+
+
+def build_lead_index(state: OrgState, collection: ChildCollection) -> LeadIndex:
+    """``collection`` grouped by lead id from scratch, in collection order."""
+    index: LeadIndex = {}
+    for oid, obj in state.collections[collection].items():
+        index.setdefault(str(obj.get("lead_id")), {})[oid] = obj
+    return index

@@ -231,6 +231,7 @@ def generate_world(seed: int = 0, leads: int = 20, anchor: datetime | None = Non
     used_names: set[str] = set()
     for _ in range(leads):
         _generate_lead(state, rng, anchor, user_ids, lead_statuses, opp_statuses, used_names)
+    state.touch()  # generation fills the collections in bulk: index them once
     return state
 
 
