@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from closeguard.guardrails import Guard, Policy
+from closeguard.guardrails import Guard, Guarded, Policy
 from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.tools.catalog import ENDPOINTS, RESOURCES, classify
@@ -218,7 +218,7 @@ def test_denied_calls_never_reach_the_backend(
     run_id = f"prop-{next(_counter)}"
 
     async def go() -> None:
-        client = backend.sim.client(policy=policy.bind(store=prop_store), actor="prop",
+        client = backend.sim.client(policy=Guarded(policy, store=prop_store), actor="prop",
                                     run_id=run_id)
         async with client:
             for method, path, body, params in batch:

@@ -16,6 +16,7 @@ from closeguard.guardrails import (
     DRY_RUN_HEADER,
     Approvals,
     AuditLog,
+    Guarded,
     GuardTransport,
     Policy,
 )
@@ -49,7 +50,7 @@ async def test_read_only_refuses_every_write_and_audits_each_attempt(
     lead = await first_lead(sim)
     writes = [ep for ep in ENDPOINTS if ep.access != "read"]
     before, events_before = sim.request_count["total"], len(sim.events)
-    policy = Policy.load("read-only").bind(store=store)
+    policy = Guarded(Policy.load("read-only"), store=store)
     async with sim.client(policy=policy, actor="reader", run_id="r-ro") as client:
         for ep in writes:
             path = ep.path.format(**{p: lead for p in ep.path_params})
@@ -74,7 +75,7 @@ async def test_read_only_refuses_every_write_and_audits_each_attempt(
 
 
 async def test_unknown_endpoint_is_denied_not_crashed(store: Store, sim: Simulator) -> None:
-    async with sim.client(policy=Policy.load("sales-rep").bind(store=store)) as client:
+    async with sim.client(policy=Guarded(Policy.load("sales-rep"), store=store)) as client:
         with pytest.raises(PolicyViolation) as info:
             await client.request("GET", "/secret_admin/")
     assert info.value.rule == "catalog"
@@ -84,9 +85,9 @@ async def test_unknown_endpoint_is_denied_not_crashed(store: Store, sim: Simulat
 async def test_approval_flow(store: Store, sim: Simulator) -> None:
     lead = await first_lead(sim)
     approvals = Approvals(store)
-    policy = Policy.from_yaml(
+    policy = Guarded(Policy.from_yaml(
         "name: closer\ngrants: {'*': write}\napprove: [opportunity.create]\n"
-    ).bind(store=store)
+    ), store=store)
     body = {"lead_id": lead, "value": 5000, "note": "deal"}
     async with sim.client(policy=policy, actor="closer", run_id="r1") as client:
         before = sim.request_count["total"]
@@ -177,7 +178,7 @@ async def test_dry_run_sends_no_write_and_fakes_the_answer(store: Store, sim: Si
                               "approve: [lead.delete]\n")
     before_hash, before_events = sim.state_hash(), len(sim.events)
     before_count = sim.request_count["total"]
-    async with sim.client(policy=policy.bind(store=store), actor="rehearsal") as client:
+    async with sim.client(policy=Guarded(policy, store=store), actor="rehearsal") as client:
         created = await client.leads.create({"name": "Dry Co", "contacts": [{"name": "Ann"}]})
         assert created.id.startswith("lead_") and created.name == "Dry Co"
         assert created.contacts[0].id.startswith("cont_")
@@ -200,10 +201,10 @@ async def test_dry_run_sends_no_write_and_fakes_the_answer(store: Store, sim: Si
 
 async def test_quotas_per_run_and_per_endpoint(store: Store, sim: Simulator) -> None:
     lead = await first_lead(sim)
-    policy = Policy.from_yaml(
+    policy = Guarded(Policy.from_yaml(
         "grants: {'*': write}\nlimits:\n  per_run:\n    writes: 3\n"
         "    per_endpoint: {task.create: 2}\n"
-    ).bind(store=store)
+    ), store=store)
     async with sim.client(policy=policy, run_id="run-1") as client:
         await client.tasks.create({"lead_id": lead, "text": "1"})
         await client.tasks.create({"lead_id": lead, "text": "2"})
@@ -226,11 +227,11 @@ async def test_quota_per_window_is_shared_and_persisted(store: Store, sim: Simul
     text = ("name: windowed\ngrants: {'*': write}\nlimits:\n  per_window:\n    window: 1h\n"
             "    writes: 3\n")
     for run in ("a", "b"):
-        policy = Policy.from_yaml(text).bind(store=store)
+        policy = Guarded(Policy.from_yaml(text), store=store)
         async with sim.client(policy=policy, run_id=run) as client:
             await client.notes.create({"lead_id": lead, "note": run})
     other_store = Store(store.url)  # another worker on the same database
-    policy = Policy.from_yaml(text).bind(store=other_store)
+    policy = Guarded(Policy.from_yaml(text), store=other_store)
     async with sim.client(policy=policy, run_id="c") as client:
         await client.notes.create({"lead_id": lead, "note": "c"})
         with pytest.raises(PolicyViolation) as info:
@@ -254,7 +255,7 @@ async def test_a_retried_call_counts_once_and_is_audited_per_attempt(store: Stor
     policy = Policy.from_yaml(
         "grants: {task: write}\nlimits:\n  per_run: {per_endpoint: {task.create: 1}}\n")
     client = CloseClient(api_key="k", base_url="https://api.close.com/api/v1",
-                         transport=httpx.MockTransport(answer), policy=policy.bind(store=store),
+                         transport=httpx.MockTransport(answer), policy=Guarded(policy, store=store),
                          run_id="r", clock=FakeClock())
     async with client:
         await client.tasks.create({"lead_id": "lead_1", "text": "x"})
@@ -271,7 +272,7 @@ async def test_lead_scope_only_allows_triggered_leads(store: Store, sim: Simulat
     async with sim.client() as c:
         leads = [x["id"] for x in (await c.get("/lead/"))["data"]]
     policy = Policy.load("followup-on-status-change")
-    guarded = policy.bind(store=store, triggered_leads={leads[0]})
+    guarded = Guarded(policy, store=store, triggered_leads={leads[0]})
     async with sim.client(policy=guarded, actor="followup", run_id="wf-1") as client:
         await client.tasks.create({"lead_id": leads[0], "text": "follow up"})
         with pytest.raises(PolicyViolation) as info:
@@ -282,7 +283,7 @@ async def test_lead_scope_only_allows_triggered_leads(store: Store, sim: Simulat
         assert info.value.rule == "limits.per_run.per_endpoint.task.create"
         with pytest.raises(PolicyViolation):
             await client.notes.create({"lead_id": leads[0], "note": "no grant"})
-    unscoped = policy.bind(store=store)
+    unscoped = Guarded(policy, store=store)
     async with sim.client(policy=unscoped, run_id="wf-2") as client:
         with pytest.raises(PolicyViolation, match="no triggered leads"):
             await client.tasks.create({"lead_id": leads[0], "text": "x"})
@@ -307,7 +308,7 @@ async def test_backend_errors_and_transport_failures_are_audited(store: Store) -
 
 
 async def test_secrets_never_reach_an_audit_row(store: Store, sim: Simulator) -> None:
-    policy = Policy.from_yaml("grants: {'*': destructive}\n").bind(store=store)
+    policy = Guarded(Policy.from_yaml("grants: {'*': destructive}\n"), store=store)
     async with sim.client(policy=policy) as client:
         hook = await client.request("POST", "/webhook/", json={
             "url": "https://example.com/h", "events": [{"object_type": "lead",

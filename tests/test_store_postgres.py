@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from closeguard.guardrails import Approvals, AuditLog, Policy
+from closeguard.guardrails import Approvals, AuditLog, Guarded, Policy
 from closeguard.guardrails.quotas import Quotas
 from closeguard.store import Store
 from closeguard.tools.catalog import classify
@@ -57,7 +57,7 @@ async def test_guard_on_postgres(pg_store: Store) -> None:
     policy = Policy.from_yaml("name: pg\ngrants: {'*': write}\napprove: [task.create]\n"
                               "limits:\n  per_window: {window: 1h, writes: 1}\n")
     sent: list[str] = []
-    transport = policy.bind(store=pg_store).wrap(
+    transport = Guarded(policy, store=pg_store).wrap(
         httpx.MockTransport(lambda r: sent.append(r.url.path) or httpx.Response(200, json={})),
         actor="pg", run_id="r")
     async with httpx.AsyncClient(transport=transport, base_url="https://x/api/v1") as http:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from closeguard.guardrails import Guard, Policy, shipped_policies
-from closeguard.guardrails.policy import possible_access
+from closeguard.guardrails.static import possible_access
 from closeguard.tools.catalog import ENDPOINTS
 from closeguard.tools.errors import ConfigError
 

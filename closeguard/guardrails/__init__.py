@@ -7,10 +7,14 @@ transport wrapper that enforces them. Depends on ``tools`` (catalog) and ``store
 ::
 
     policy = Policy.load("sales-rep")                  # or a path to a YAML file
-    client = CloseClient(..., policy=policy, actor="rep-bot")
+    client = CloseClient(..., policy=Guarded(policy), actor="rep-bot")
     # or, with a store and the leads a workflow run was triggered for:
-    client = CloseClient(..., policy=policy.bind(store=s, triggered_leads={lead_id}),
+    client = CloseClient(..., policy=Guarded(policy, store=s, triggered_leads={lead_id}),
                          actor="followup", run_id=run.id)
+
+Modules, lowest first (imports point down only): ``static`` (the decision table),
+``policy`` (data and loading), ``decision`` (``Guard``), ``quotas``, ``approvals``,
+``audit``, ``transport`` (``GuardTransport`` and ``Guarded``).
 """
 
 from closeguard.guardrails.approvals import (
@@ -21,7 +25,7 @@ from closeguard.guardrails.approvals import (
     call_hash,
 )
 from closeguard.guardrails.audit import AuditLog, AuditProblem, VerifyReport, row_hash
-from closeguard.guardrails.decision import Decision, Guard, RunContext
+from closeguard.guardrails.decision import Guard, RunContext
 from closeguard.guardrails.dryrun import DRY_RUN_HEADER, fake_result
 from closeguard.guardrails.policy import (
     Counters,
@@ -32,6 +36,7 @@ from closeguard.guardrails.policy import (
 )
 from closeguard.guardrails.quotas import Quotas
 from closeguard.guardrails.redact import redact
+from closeguard.guardrails.static import Decision
 from closeguard.guardrails.transport import Guarded, GuardTransport
 
 __all__ = [

@@ -1,59 +1,24 @@
 """Decisions: allow, deny (with the rule that denied) or needs approval, for one call.
 
 ``Guard(policy)`` precomputes, at load, the decision for every catalog endpoint at every
-access level it can take; per call only the constraints of that endpoint are evaluated, so
-``check`` is a dict lookup plus a few comparisons. Quotas are counted at the transport.
+access level it can take (``static.static_decisions``); per call only the constraints of
+that endpoint are evaluated, so ``check`` is a dict lookup plus a few comparisons. Quotas
+are counted at the transport.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from closeguard.guardrails.policy import FieldRule, Policy, possible_access
-from closeguard.tools.catalog import (
-    ACCESS_RANK,
-    ENDPOINTS,
-    Call,
-    Endpoint,
-    access_allows,
-    classify,
-    resource_ancestors,
-)
+from closeguard.guardrails.policy import FieldRule, Policy
+from closeguard.guardrails.static import Decision, Outcome, static_decisions
+from closeguard.tools.catalog import Call, classify
 from closeguard.tools.errors import UnknownEndpoint
 from closeguard.tools.models import Access
 
 __all__ = ["Decision", "Guard", "Outcome", "RunContext", "static_decisions"]
-
-Outcome = Literal["allow", "deny", "approve"]
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What the guard decided for one call, and which rule decided it."""
-
-    outcome: Outcome
-    rule: str
-    reason: str
-    endpoint: str | None = None
-    access: Access | None = None
-
-    @property
-    def allowed(self) -> bool:
-        return self.outcome == "allow"
-
-    @property
-    def denied(self) -> bool:
-        return self.outcome == "deny"
-
-    @property
-    def needs_approval(self) -> bool:
-        return self.outcome == "approve"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "rule": self.rule, "reason": self.reason,
-                "endpoint": self.endpoint, "access": self.access}
 
 
 @dataclass(frozen=True)
@@ -63,66 +28,6 @@ class RunContext:
     actor: str | None = None
     run_id: str | None = None
     triggered_leads: frozenset[str] | None = None
-
-
-def _entry_matches(entry: str, ep: Endpoint, access: Access) -> bool:
-    if entry in ("*", ep.name) or entry in resource_ancestors(ep.resource):
-        return True
-    return entry in ACCESS_RANK and ACCESS_RANK[access] >= ACCESS_RANK[entry]
-
-
-def _static(policy: Policy, ep: Endpoint, access: Access) -> Decision:
-    for i, entry in enumerate(policy.deny):
-        if _entry_matches(entry, ep, access):
-            return Decision("deny", f"deny[{i}]", f"{ep.name} is denied by {entry!r}",
-                            ep.name, access)
-    level: Access | None = None
-    granted_on = ""
-    for res in (*resource_ancestors(ep.resource), "*"):
-        if res in policy.grants:
-            level, granted_on = policy.grants[res], res
-            break
-    if level is None:
-        return Decision("deny", "grants", f"no grant covers resource {ep.resource!r}",
-                        ep.name, access)
-    if not access_allows(level, access):
-        return Decision("deny", f"grants.{granted_on}",
-                        f"grant on {granted_on!r} is {level}; {ep.name} here needs {access}",
-                        ep.name, access)
-    zero = _zero_limit(policy, ep, access)
-    if zero is not None:
-        return Decision("deny", zero, f"{zero} is 0", ep.name, access)
-    for i, entry in enumerate(policy.approve):
-        if _entry_matches(entry, ep, access):
-            return Decision("approve", f"approve[{i}]",
-                            f"{ep.name} ({access}) needs approval by {entry!r}", ep.name, access)
-    return Decision("allow", f"grants.{granted_on}", f"granted {level} on {granted_on!r}",
-                    ep.name, access)
-
-
-def _zero_limit(policy: Policy, ep: Endpoint, access: Access) -> str | None:
-    for scope, counters in (("per_run", policy.limits.per_run),
-                            ("per_window", policy.limits.per_window)):
-        checks = (
-            ("calls", counters.calls, True),
-            ("writes", counters.writes, access != "read"),
-            ("destructive", counters.destructive, access == "destructive"),
-        )
-        for key, limit, applies in checks:
-            if applies and limit == 0:
-                return f"limits.{scope}.{key}"
-        if counters.per_endpoint.get(ep.name) == 0:
-            return f"limits.{scope}.per_endpoint.{ep.name}"
-    return None
-
-
-def static_decisions(policy: Policy) -> dict[tuple[str, Access], Decision]:
-    """The argument-independent decision for every endpoint at every reachable level."""
-    return {
-        (ep.name, access): _static(policy, ep, access)
-        for ep in ENDPOINTS
-        for access in possible_access(ep)
-    }
 
 
 _MISSING = object()

@@ -56,11 +56,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources as importlib_resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from closeguard.guardrails._yaml import Lines, load_yaml, shown
+from closeguard.guardrails.static import possible_access, static_decisions
 from closeguard.tools.catalog import (
     ACCESS_RANK,
     BY_NAME,
@@ -70,12 +71,6 @@ from closeguard.tools.catalog import (
 )
 from closeguard.tools.errors import ConfigError
 from closeguard.tools.models import Access
-
-if TYPE_CHECKING:
-    import httpx
-
-    from closeguard.guardrails.transport import Guarded
-    from closeguard.store import Store
 
 __all__ = [
     "KNOWN_RESOURCES",
@@ -206,27 +201,6 @@ class Policy:
         import yaml
 
         return cls.from_yaml(yaml.safe_dump(dict(data), sort_keys=False), file=file)
-
-    # -- enforcement -----------------------------------------------------------------------
-
-    def bind(
-        self,
-        *,
-        store: Store | None = None,
-        triggered_leads: frozenset[str] | set[str] | list[str] | None = None,
-        approval_ttl: float | None = None,
-    ) -> Guarded:
-        """A guard hook for ``CloseClient(policy=...)`` with a store and run context."""
-        from closeguard.guardrails.transport import Guarded
-
-        return Guarded(self, store=store, triggered_leads=triggered_leads,
-                       approval_ttl=approval_ttl)
-
-    def wrap(
-        self, transport: httpx.AsyncBaseTransport, *, actor: str | None, run_id: str | None
-    ) -> httpx.AsyncBaseTransport:
-        """``TransportGuard`` protocol: enforce this policy on every request of a client."""
-        return self.bind().wrap(transport, actor=actor, run_id=run_id)
 
 
 def shipped_policies() -> dict[str, str]:
@@ -618,12 +592,10 @@ def _merge(layers: list[_Layer]) -> Policy:
 
 def _cross_check(policy: Policy) -> None:
     """Rules that only make sense on the merged policy: constraints on reachable endpoints."""
-    from closeguard.guardrails.decision import static_decisions
-
     table = static_decisions(policy)
     for ep_name, rules in policy.constraints.items():
         ep = BY_NAME[ep_name]
-        levels = _possible_access(ep)
+        levels = possible_access(ep)
         if all(table[(ep_name, lvl)].outcome == "deny" for lvl in levels):
             why = table[(ep_name, levels[0])]
             origin = rules[0].origin
@@ -633,17 +605,5 @@ def _cross_check(policy: Policy) -> None:
                 file=origin.file if origin else policy.file,
                 line=origin.line if origin else None,
             )
-
-
-def _possible_access(ep: Endpoint) -> tuple[Access, ...]:
-    if ep.escalate is None:
-        return (ep.access,)
-    return tuple(a for a in cast(tuple[Access, ...], tuple(ACCESS_RANK))
-                 if ACCESS_RANK[a] >= ACCESS_RANK[ep.access])
-
-
-def possible_access(ep: Endpoint) -> tuple[Access, ...]:
-    """The access levels a call of ``ep`` can classify as (escalation included)."""
-    return _possible_access(ep)
 
 

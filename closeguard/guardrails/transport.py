@@ -11,7 +11,8 @@ the call with the catalog (arguments included), decides, and then:
   comes back instead. Reads are sent in dry runs (they change nothing).
 
 Every attempt is audited (a 429 retry is a second row with the same ``call_id``).
-``Guarded`` (from ``Policy.bind``) is the ``TransportGuard`` hook ``CloseClient`` calls.
+``Guarded(policy, ...)`` is the ``TransportGuard`` hook ``CloseClient(policy=...)`` calls:
+a ``Policy`` is only data, and building its enforcement lives here.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ EXTENSION = "closeguard"
 
 
 class Guarded:
-    """A policy bound to a store and run context; ``wrap`` is the client's guard hook."""
+    """A policy bound to a store and run context; ``wrap`` is the client's guard hook.
+
+    ``CloseClient(policy=Guarded(Policy.load("sales-rep")), actor="bot")``; the store
+    defaults to ``CLOSEGUARD_STORE_URL``'s, ``triggered_leads`` scopes a workflow run.
+    """
 
     def __init__(
         self,
