@@ -66,3 +66,12 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     s = Store(url)
     yield s
     s.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _refuse_real_models() -> Iterator[None]:
+    """The global switch: no test may build a real (networked) chat model."""
+    from closeguard.agent.testing import refuse_real_models
+
+    with refuse_real_models():
+        yield

@@ -1,7 +1,59 @@
-"""The chat agent (not built yet).
+"""The agent: a LangGraph state machine over the guarded Close tools.
 
-Will hold the LangGraph state machine over the catalog's tools, model resolution from
-``CLOSEGUARD_MODEL`` (``provider:model``), scripted offline models for tests and demos, and
-approval interrupts that ask a human before a risky call. Depends on ``tools`` and
-``guardrails``.
+The model proposes tool calls; the ``review`` node checks each with the guard before
+anything runs (refusals go back to the model as error messages naming the rule); calls
+that need a person stop the graph with one ``interrupt()`` each, answered by interrupt id
+or with ``closeguard approvals approve ID``; the ``tools`` node runs only approved calls,
+once, through the guarded client, which enforces the policy again. Offline models
+(``ScriptedChatModel``, ``FunctionChatModel``) serve tests, demos and evals. Depends on
+``tools``, ``guardrails`` and ``store``; see ``docs/agent.md``.
 """
+
+from closeguard.agent.graph import build_agent
+from closeguard.agent.models import (
+    AgentInfo,
+    FunctionChatModel,
+    ScriptedChatModel,
+    load_script,
+    resolve_model,
+)
+from closeguard.agent.prompt import OrgContext, system_prompt, wrap_result
+from closeguard.agent.review import ANSWERS, Answer, AnswerError, parse_answer
+from closeguard.agent.runtime import (
+    ThreadInfo,
+    checkpoint_path,
+    list_threads,
+    new_thread_id,
+    open_checkpointer,
+    pending_interrupts,
+    resume_command,
+    thread_config,
+)
+from closeguard.agent.state import AgentState, Limits, Review
+
+__all__ = [
+    "ANSWERS",
+    "AgentInfo",
+    "AgentState",
+    "Answer",
+    "AnswerError",
+    "FunctionChatModel",
+    "Limits",
+    "OrgContext",
+    "Review",
+    "ScriptedChatModel",
+    "ThreadInfo",
+    "build_agent",
+    "checkpoint_path",
+    "list_threads",
+    "load_script",
+    "new_thread_id",
+    "open_checkpointer",
+    "parse_answer",
+    "pending_interrupts",
+    "resolve_model",
+    "resume_command",
+    "system_prompt",
+    "thread_config",
+    "wrap_result",
+]

@@ -30,6 +30,7 @@ from closeguard.tools.errors import StoreError
 
 __all__ = ["Store", "Tables", "default_store", "normalize_url"]
 
+from closeguard.tools.settings import Settings
 
 def normalize_url(url: str | URL) -> URL:
     """Pin the psycopg 3 driver for PostgreSQL and make a SQLite file's folder exist."""
@@ -133,8 +134,6 @@ class Store:
 
     def __init__(self, url: str | URL | None = None, *, schema: str | None = None) -> None:
         if url is None:
-            from closeguard.tools.settings import Settings
-
             url = Settings().store_url
         try:
             self.url = normalize_url(url)
@@ -170,10 +169,9 @@ _default: dict[str, Store] = {}
 _default_lock = threading.Lock()
 
 
-def default_store() -> Store:
-    """The process-wide store for ``CLOSEGUARD_STORE_URL`` (one per URL)."""
-    from closeguard.tools.settings import Settings
-
+def default_store(*, create: bool = True) -> Store:
+    """The process-wide store for ``CLOSEGUARD_STORE_URL`` (one per URL); with
+    ``create=False``, only one that already exists (else ``StoreError``)."""
     url = Settings().store_url
     with _default_lock:
         if url not in _default:

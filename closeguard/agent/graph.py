@@ -1,0 +1,464 @@
+"""``build_agent``: the LangGraph state machine over the guarded Close tools.
+
+::
+
+    START -> start -> model -> review -> (ask, one task per call needing approval) -> tools
+                        ^                                                               |
+                        +---------------------------------------------------------------+
+
+- ``model``: the chat model with the tools this policy could ever allow bound to it.
+- ``review``: checks every proposed call with the guard before anything runs and records a
+  ``Review`` per call: run, refused (unavailable, invalid, denied, over the limit), or
+  pending with the id of an approval requested in the guard's store.
+- ``ask``: one task per pending call, each with exactly one open ``interrupt()``; resume
+  with ``Command(resume={interrupt_id: answer})`` (``approve``, ``{"action": "edit",
+  "args": ...}``, ``{"action": "reject", "message": ...}`` or ``check``, which takes the
+  decision made with ``closeguard approvals approve ID``). Before asking, it reads the
+  approval store, so a re-run (a resumed task starts over) or an answer given elsewhere
+  never asks twice, and a bad answer is asked again with the reason.
+- ``tools``: runs only the calls whose review says ``run``, once (a call that has its
+  ``ToolMessage`` is skipped), through the guarded client, which enforces the policy again
+  and consumes the approval bound to the exact arguments. Errors become error messages.
+"""
+
+from __future__ import annotations
+
+import getpass
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Send, interrupt
+
+from closeguard.agent.models import SYSTEM_NAME
+from closeguard.agent.prompt import (
+    OrgContext,
+    fetch_context,
+    policy_summary,
+    system_prompt,
+    wrap_result,
+)
+from closeguard.agent.review import (
+    ANSWERS,
+    AnswerError,
+    Prepared,
+    offered_endpoints,
+    parse_answer,
+    prepare,
+    validate_args,
+)
+from closeguard.agent.state import AgentState, Limits, Review
+from closeguard.guardrails import Approvals, AuditLog, Guard, Guarded, Policy, RunContext, redact
+from closeguard.guardrails.audit import EMPTY_ROW
+from closeguard.store import Store, default_store
+from closeguard.tools import BY_NAME, CloseClient, CloseguardError, Endpoint
+from closeguard.tools.langchain import make_tools
+
+__all__ = ["AskInput", "build_agent"]
+
+Agent = CompiledStateGraph[Any, Any, Any, Any]
+
+
+class AskInput(TypedDict):
+    """What the ``ask`` task for one call receives (through ``Send``)."""
+
+    tool_call_id: str
+    review: Review
+    run_id: str
+
+
+@dataclass
+class _Deps:
+    """Everything the nodes share."""
+
+    model: Any
+    guard: Guard
+    store: Store
+    approvals: Approvals
+    audit: AuditLog
+    tools: dict[str, tuple[BaseTool, Endpoint]]
+    limits: Limits
+    actor: str | None
+    approver: str
+    summary: str
+    today: Callable[[], date]
+    client: CloseClient
+    org: OrgContext | None = None
+
+    @property
+    def policy(self) -> Policy:
+        return self.guard.policy
+
+    def context(self, run_id: str | None) -> RunContext:
+        return RunContext(actor=self.actor, run_id=run_id)
+
+
+def _last_ai(messages: Sequence[AnyMessage]) -> AIMessage | None:
+    last = messages[-1] if messages else None
+    return last if isinstance(last, AIMessage) else None
+
+
+def _answered(messages: Sequence[AnyMessage]) -> set[str]:
+    return {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+
+
+def _stop(text: str) -> AIMessage:
+    return AIMessage(content=text, name=SYSTEM_NAME)
+
+
+def _refused(tool: str, args: dict[str, Any], rule: str, message: str) -> Review:
+    return {"status": "refused", "tool": tool, "args": args, "rule": rule, "message": message}
+
+
+# -- nodes -------------------------------------------------------------------------------
+
+
+def _start(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    run_id = (config.get("configurable") or {}).get("run_id") or f"run_{uuid.uuid4().hex[:12]}"
+    return {"run_id": run_id, "turns": 0, "calls": 0, "stopped": None}
+
+
+def _model_node(deps: _Deps) -> Callable[..., Any]:
+    async def model(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        turns = state.get("turns", 0)
+        if turns >= deps.limits.max_turns:
+            return {"stopped": "turns", "messages": [_stop(
+                f"Stopped: this run reached its limit of {deps.limits.max_turns} model turns "
+                "(Limits.max_turns). Ask again to continue.")]}
+        if state.get("remaining_steps", 99) <= 3:
+            return {"stopped": "steps", "messages": [_stop(
+                "Stopped: the graph's recursion limit is about to be reached.")]}
+        if deps.org is None:
+            deps.org = await fetch_context(deps.client)
+        prompt = system_prompt(deps.today(), deps.org, deps.summary)
+        reply = await deps.model.ainvoke([SystemMessage(prompt), *state["messages"]], config)
+        update: dict[str, Any] = {"messages": [reply], "turns": turns + 1}
+        usage = getattr(reply, "usage_metadata", None)
+        if usage:
+            update["usage"] = {k: int(usage.get(k, 0))
+                               for k in ("input_tokens", "output_tokens", "total_tokens")}
+        return update
+
+    return model
+
+
+def _route_model(state: AgentState) -> str:
+    last = _last_ai(state["messages"])
+    if last is None or not last.tool_calls or state.get("stopped"):
+        return END
+    return "review"
+
+
+def _review_node(deps: _Deps) -> Callable[..., Any]:
+    def review(state: AgentState) -> dict[str, Any]:
+        last = _last_ai(state["messages"])
+        if last is None:
+            return {}
+        done = _answered(state["messages"]) | set(state.get("reviews") or {})
+        run_id = state.get("run_id")
+        used = state.get("calls", 0)
+        reviews: dict[str, Review] = {}
+        stopped = None
+        for call in last.tool_calls:
+            call_id = str(call["id"])
+            if call_id in done:
+                continue
+            used += 1
+            if used > deps.limits.max_tool_calls:
+                stopped = "calls"
+                reviews[call_id] = _refused(
+                    call["name"], call["args"], "limits.max_tool_calls",
+                    f"not run: this run reached its limit of {deps.limits.max_tool_calls} "
+                    "tool calls")
+                continue
+            reviews[call_id] = _check(deps, call["name"], dict(call["args"]), run_id)
+        update: dict[str, Any] = {"reviews": reviews, "calls": used}
+        if stopped:
+            update["stopped"] = stopped
+        return update
+
+    return review
+
+
+def _check(deps: _Deps, name: str, args: dict[str, Any], run_id: str | None) -> Review:
+    """The review of one proposed call: refused, run, or pending a person's approval."""
+    if name not in deps.tools:
+        reason = f"tool {name!r} is not available under policy {deps.policy.name!r}"
+        _audit_unavailable(deps, name, args, run_id, reason)
+        return _refused(name, args, "agent.tools", reason)
+    tool, ep = deps.tools[name]
+    try:
+        prepared = prepare(ep, validate_args(tool, args))
+    except AnswerError as exc:
+        return _refused(name, args, "schema", str(exc))
+    return _decide(deps, name, prepared, run_id)
+
+
+def _decide(deps: _Deps, name: str, prepared: Prepared, run_id: str | None) -> Review:
+    decision = prepared.decide(deps.guard, deps.context(run_id))
+    if decision.denied:
+        return _refused(name, prepared.args, decision.rule,
+                        f"denied by policy {deps.policy.name!r} ({decision.rule}): "
+                        f"{decision.reason}")
+    review: Review = {"status": "run", "tool": name, "args": prepared.args,
+                      "rule": decision.rule, "message": decision.reason, "approval_id": None}
+    if decision.needs_approval:
+        approval = deps.approvals.request(
+            prepared.call, method=prepared.endpoint.method, path=prepared.path,
+            rule=decision.rule, reason=decision.reason, policy=deps.policy.name,
+            actor=deps.actor, run_id=run_id,
+        )
+        review["status"] = "pending"
+        review["approval_id"] = approval.id
+    return review
+
+
+def _audit_unavailable(deps: _Deps, name: str, args: dict[str, Any], run_id: str | None,
+                       reason: str) -> None:
+    deps.audit.append({
+        **EMPTY_ROW, "actor": deps.actor, "run_id": run_id, "call_id": uuid.uuid4().hex,
+        "attempt": 1, "policy": deps.policy.name, "method": "TOOL", "path": name,
+        "decision": "deny", "rule": "agent.tools", "reason": reason,
+        "args": redact({"tool_args": args}),
+    }, flush=True)
+
+
+def _route_review(state: AgentState) -> list[Send] | str:
+    reviews = state.get("reviews") or {}
+    last = _last_ai(state["messages"])
+    pending = [
+        Send("ask", {"tool_call_id": c["id"], "review": reviews[str(c["id"])],
+                     "run_id": state.get("run_id", "")})
+        for c in (last.tool_calls if last else [])
+        if reviews.get(str(c["id"]), {}).get("status") == "pending"
+    ]
+    return pending or "tools"
+
+
+def _payload(call_id: str, review: Review, ep: Endpoint, error: str | None) -> dict[str, Any]:
+    approval_id = review.get("approval_id")
+    payload = {
+        "type": "approval", "approval_id": approval_id, "tool_call_id": call_id,
+        "tool": review["tool"], "endpoint": ep.name, "method": ep.method,
+        "path": f"/api/v1{ep.path}", "args": review["args"],
+        "access": ep.access, "rule": review.get("rule"), "reason": review.get("message"),
+        "answers": list(ANSWERS),
+        "hint": f"or `closeguard approvals approve {approval_id}` elsewhere, then resume "
+                "with 'check'",
+    }
+    if error:
+        payload["error"] = error
+    return payload
+
+
+def _ask_node(deps: _Deps) -> Callable[..., Any]:
+    def ask(item: AskInput) -> dict[str, Any]:
+        call_id, review = item["tool_call_id"], item["review"]
+        _tool, ep = deps.tools[review["tool"]]
+        error: str | None = None
+        while True:
+            settled = _settled(deps, review)
+            if settled is not None:
+                return {"reviews": {call_id: settled}}
+            raw = interrupt(_payload(call_id, review, ep, error))
+            try:
+                answer = parse_answer(raw)
+                outcome = _apply(deps, review, answer, item["run_id"])
+            except AnswerError as exc:
+                error = str(exc)
+                continue
+            if outcome is None:
+                error = "the approval is still pending in the store"
+                continue
+            return {"reviews": {call_id: outcome}}
+
+    return ask
+
+
+def _settled(deps: _Deps, review: Review) -> Review | None:
+    """The review as decided in the approval store, or None while it is pending."""
+    approval_id = review.get("approval_id")
+    found = deps.approvals.get(approval_id) if approval_id else None
+    if found is None:
+        return _refused(review["tool"], review["args"], review.get("rule", ""),
+                        f"approval {approval_id} is gone from the store; not run")
+    if found.status == "pending":
+        return None
+    if found.status == "approved":
+        return {**review, "status": "run", "decided_by": found.decided_by}
+    if found.status == "rejected":
+        note = f": {found.note}" if found.note else ""
+        return {**review, "status": "rejected", "decided_by": found.decided_by,
+                "message": f"rejected by {found.decided_by}{note}; the call was not made"}
+    return _refused(review["tool"], review["args"], review.get("rule", ""),
+                    f"approval {found.id} is {found.status}; the call was not made")
+
+
+def _apply(deps: _Deps, review: Review, answer: Any, run_id: str) -> Review | None:
+    """Record a person's answer in the store; the resulting review (None: still pending)."""
+    approval_id = str(review.get("approval_id"))
+    who = answer.by or deps.approver
+    if answer.action == "check":
+        return None
+    if answer.action == "edit":
+        return _edit(deps, review, answer.args or {}, who, run_id)
+    try:
+        if answer.action == "approve":
+            deps.approvals.approve(approval_id, by=who)
+        else:
+            deps.approvals.reject(approval_id, by=who, note=answer.message)
+    except CloseguardError:
+        pass  # decided meanwhile (another terminal): the store's first answer stands
+    return _settled(deps, review)
+
+
+def _edit(deps: _Deps, review: Review, args: dict[str, Any], who: str, run_id: str) -> Review:
+    """The edited call, checked again; a person's edit is their approval of it."""
+    tool, ep = deps.tools[review["tool"]]
+    prepared = prepare(ep, validate_args(tool, args))
+    edited = _decide(deps, review["tool"], prepared, run_id)
+    if edited["status"] == "pending":
+        with suppress(CloseguardError):  # already approved for these exact arguments
+            deps.approvals.approve(str(edited.get("approval_id")), by=who, note="edited")
+        edited = {**edited, "status": "run", "decided_by": who}
+    original = str(review.get("approval_id"))
+    if edited.get("approval_id") != original and _pending(deps, original):
+        deps.approvals.reject(original, by=who, note="replaced by an edited call")
+    return edited
+
+
+def _pending(deps: _Deps, approval_id: str) -> bool:
+    found = deps.approvals.get(approval_id)
+    return found is not None and found.status == "pending"
+
+
+def _tools_node(deps: _Deps) -> Callable[..., Any]:
+    async def tools(state: AgentState) -> dict[str, Any]:
+        last = _last_ai(_before_tool_messages(state["messages"]))
+        if last is None:
+            return {}
+        done = _answered(state["messages"])
+        reviews = state.get("reviews") or {}
+        out: list[AnyMessage] = []
+        for call in last.tool_calls:
+            call_id = str(call["id"])
+            if call_id in done:
+                continue
+            review = reviews.get(call_id)
+            if review is None or review.get("status") not in ("run", "refused", "rejected"):
+                out.append(_error(call_id, call["name"],
+                                  "not run: this call was never approved by the review"))
+            elif review["status"] != "run":
+                out.append(_error(call_id, call["name"], review.get("message", "not run")))
+            else:
+                out.append(await _execute(deps, call_id, review))
+        if state.get("stopped") == "calls":
+            out.append(_stop(f"Stopped: this run reached its limit of "
+                             f"{deps.limits.max_tool_calls} tool calls (Limits.max_tool_calls)."))
+        return {"messages": out}
+
+    return tools
+
+
+def _before_tool_messages(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
+    """Messages up to the last AI message (tool results of its calls may follow it)."""
+    out = list(messages)
+    while out and isinstance(out[-1], ToolMessage):
+        out.pop()
+    return out
+
+
+def _error(call_id: str, tool: str, text: str) -> ToolMessage:
+    return ToolMessage(content=wrap_result(tool, f"Error: {text}"), tool_call_id=call_id,
+                       name=tool, status="error")
+
+
+async def _execute(deps: _Deps, call_id: str, review: Review) -> ToolMessage:
+    name = review["tool"]
+    tool, _ep = deps.tools[name]
+    try:
+        result = await tool.ainvoke({"type": "tool_call", "name": name, "args": review["args"],
+                                     "id": call_id})
+    except CloseguardError as exc:
+        return _error(call_id, name, str(exc))
+    content = result.content if isinstance(result, ToolMessage) else result
+    status = result.status if isinstance(result, ToolMessage) else "success"
+    if status == "error":
+        return _error(call_id, name, str(content))
+    return ToolMessage(content=wrap_result(name, str(content)), tool_call_id=call_id, name=name)
+
+
+def _route_tools(state: AgentState) -> str:
+    return END if state.get("stopped") else "model"
+
+
+# -- assembly ----------------------------------------------------------------------------
+
+
+def build_agent(
+    model: BaseChatModel,
+    policy: Policy | Guarded,
+    client: CloseClient,
+    *,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    tools: Sequence[BaseTool] | None = None,
+    limits: Limits | None = None,
+    store: Store | None = None,
+    approver: str | None = None,
+    today: Callable[[], date] = date.today,
+) -> Agent:
+    """The compiled agent graph for ``model`` acting through ``client`` under ``policy``.
+
+    ``client`` must be guarded by the same policy (``policy.bind(store=...)``): the graph's
+    review pre-checks, the client's transport enforces. Approvals live in ``store`` (the
+    bound policy's, else the default store). Only tools the policy could ever allow are
+    offered; ``tools`` narrows them further. ``approver`` names who answers at the prompt.
+    """
+    bound = policy if isinstance(policy, Guarded) else None
+    guard = policy.guard if isinstance(policy, Guarded) else Guard(policy)
+    store = store or (bound.store if bound is not None else None) or default_store()
+    offered = {ep.name for ep in offered_endpoints(guard)}
+    candidates = list(tools) if tools is not None else make_tools(client)
+    table: dict[str, tuple[BaseTool, Endpoint]] = {}
+    for tool in candidates:
+        name = (tool.metadata or {}).get("endpoint")
+        if name in offered:
+            table[tool.name] = (tool, BY_NAME[name])
+    deps = _Deps(
+        model=model.bind_tools([t for t, _ in table.values()]), guard=guard, store=store,
+        approvals=Approvals(store), audit=AuditLog(store), tools=table,
+        limits=limits or Limits(), actor=client.actor,
+        approver=approver or client.actor or _user(),
+        summary=policy_summary(guard.policy, [ep for _, ep in table.values()], guard),
+        today=today, client=client,
+    )
+    graph = StateGraph(AgentState)
+    graph.add_node("start", _start)
+    graph.add_node("model", _model_node(deps))
+    graph.add_node("review", _review_node(deps))
+    graph.add_node("ask", _ask_node(deps), input_schema=AskInput)
+    graph.add_node("tools", _tools_node(deps))
+    graph.add_edge(START, "start")
+    graph.add_edge("start", "model")
+    graph.add_conditional_edges("model", _route_model, ["review", END])
+    graph.add_conditional_edges("review", _route_review, ["ask", "tools"])
+    graph.add_edge("ask", "tools")
+    graph.add_conditional_edges("tools", _route_tools, ["model", END])
+    return graph.compile(checkpointer=checkpointer, name="closeguard-agent")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "chat-user"

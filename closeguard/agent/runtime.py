@@ -1,0 +1,114 @@
+"""Running the agent: checkpoints next to the store, threads, and answering approval
+interrupts safely.
+
+``resume_command`` is the one way answers go back into a thread: it refuses interrupt ids
+that are not pending (naming the ones that are) instead of letting LangGraph fail later,
+and the ids it does not get stay pending, to be asked again; nothing is left stuck.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command, Interrupt
+from sqlalchemy.engine import make_url
+
+from closeguard.agent.review import AnswerError
+from closeguard.tools import Settings
+from closeguard.tools.settings import default_data_dir
+
+__all__ = [
+    "ThreadInfo",
+    "checkpoint_path",
+    "list_threads",
+    "new_thread_id",
+    "open_checkpointer",
+    "pending_interrupts",
+    "resume_command",
+    "thread_config",
+]
+
+CHECKPOINT_FILE = "checkpoints.db"
+
+
+def data_dir(store_url: str | None = None) -> Path:
+    """The folder of the SQLite store (checkpoints live beside it), else the data dir."""
+    url = make_url(store_url or Settings().store_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(url.database).expanduser().resolve().parent
+    return default_data_dir()
+
+
+def checkpoint_path(store_url: str | None = None) -> Path:
+    return data_dir(store_url) / CHECKPOINT_FILE
+
+
+@asynccontextmanager
+async def open_checkpointer(path: Path | None = None) -> AsyncIterator[AsyncSqliteSaver]:
+    """LangGraph's SQLite checkpointer on ``path`` (default: beside the store)."""
+    target = path or checkpoint_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    async with AsyncSqliteSaver.from_conn_string(str(target)) as saver:
+        yield saver
+
+
+def new_thread_id() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def thread_config(thread_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id}, "recursion_limit": 100}
+
+
+async def pending_interrupts(agent: CompiledStateGraph[Any, Any, Any, Any],
+                             config: RunnableConfig) -> list[Interrupt]:
+    """The approval interrupts this thread is waiting on."""
+    state = await agent.aget_state(config)
+    return list(state.interrupts)
+
+
+async def resume_command(agent: CompiledStateGraph[Any, Any, Any, Any],
+                         config: RunnableConfig, answers: Mapping[str, Any]) -> Command[Any]:
+    """``Command(resume={interrupt_id: answer})``, checked against what is pending."""
+    waiting = {i.id for i in await pending_interrupts(agent, config)}
+    if not waiting:
+        raise AnswerError("this thread is not waiting for any approval")
+    if not isinstance(answers, Mapping) or not answers:
+        raise AnswerError(f"answer by interrupt id; pending: {', '.join(sorted(waiting))}")
+    unknown = set(answers) - waiting
+    if unknown:
+        raise AnswerError(f"not pending here: {', '.join(sorted(unknown))}; "
+                          f"pending: {', '.join(sorted(waiting))}")
+    return Command(resume=dict(answers))
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    thread_id: str
+    checkpoints: int
+    last_checkpoint: str
+
+
+def list_threads(path: Path | None = None) -> list[ThreadInfo]:
+    """Threads saved in the checkpoint file, most recent first."""
+    target = path or checkpoint_path()
+    if not target.exists():
+        return []
+    with sqlite3.connect(target) as conn:
+        try:
+            rows = conn.execute(
+                "SELECT thread_id, count(*), max(checkpoint_id) FROM checkpoints "
+                "WHERE checkpoint_ns = '' GROUP BY thread_id ORDER BY max(checkpoint_id) DESC"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+    return [ThreadInfo(str(t), int(n), str(last)) for t, n, last in rows]

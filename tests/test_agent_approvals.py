@@ -1,0 +1,242 @@
+"""Per-call human approval: interrupts, answers, the approval store, restarts, and each
+known failure mode of LangChain's human-in-the-loop shown absent here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage
+from langgraph.types import Command
+from typer.testing import CliRunner
+
+from closeguard.agent import (
+    AnswerError,
+    open_checkpointer,
+    pending_interrupts,
+    resume_command,
+)
+from closeguard.agent.testing import answer_all, call, scripted, turn
+from closeguard.guardrails import Approvals
+from closeguard.simulator import Simulator
+from closeguard.store import Store
+from tests._agent import MERGE_POLICY, TASKS_POLICY, rig, tool_messages
+
+
+def _merge_model() -> Any:
+    return scripted(turn("Merging.", call("lead_merge", source="SRC", destination="DST")),
+                    turn("Done."),
+                    turn("Merging again.", call("lead_merge", source="SRC", destination="DST")),
+                    turn("Done again."))
+
+
+def _aim(model: Any, index: int, **args: Any) -> None:
+    """Put real ids where a script says SRC, DST or L (in every turn)."""
+    for placeholder, value in args.items():
+        for t in model.turns:
+            for c in t.get("tool_calls") or []:
+                for k, v in list(c["args"].items()):
+                    if v == placeholder:
+                        c["args"][k] = value
+
+
+async def test_merge_interrupts_then_reject_then_approve_across_restarts(
+        store: Store, tmp_path: Path) -> None:
+    sim = Simulator(seed=3, leads=6)
+    src, dst = list(sim.state["leads"])[:2]
+    path = tmp_path / "checkpoints.db"
+
+    async def session() -> Any:
+        model = _merge_model()
+        _aim(model, 0, SRC=src, DST=dst)
+        return model
+
+    # process 1: the merge is proposed and waits for a person
+    async with open_checkpointer(path) as saver, rig(
+            store, MERGE_POLICY, await session(), sim=sim, checkpointer=saver) as r:
+        first = await r.ask("merge those two")
+        [pending] = first["__interrupt__"]
+        payload = pending.value
+        assert payload["tool"] == "lead_merge" and payload["endpoint"] == "lead.merge"
+        assert payload["access"] == "destructive" and payload["args"]["source"] == src
+        assert payload["answers"] == ["approve", "edit", "reject"]
+        assert Approvals(store).get(payload["approval_id"]).status == "pending"
+        assert src in sim.state["leads"]
+    # process 2: rejected with a message for the model; nothing changes
+    async with open_checkpointer(path) as saver, rig(
+            store, MERGE_POLICY, await session(), sim=sim, checkpointer=saver) as r:
+        command = await resume_command(r.agent, r.config, {
+            pending.id: {"action": "reject", "message": "wrong pair"}})
+        rejected = await r.resume(command)
+        [msg] = tool_messages(rejected)
+        assert msg.status == "error" and "rejected by tester: wrong pair" in str(msg.content)
+        assert src in sim.state["leads"] and sim.request_count["lead.merge"] == 0
+        assert Approvals(store).get(payload["approval_id"]).status == "rejected"
+        # the user asks again in the same thread; this time it is approved
+        again = await r.ask("merge them after all")
+        [pending2] = again["__interrupt__"]
+    # process 3: approved; merged exactly once
+    async with open_checkpointer(path) as saver, rig(
+            store, MERGE_POLICY, await session(), sim=sim, checkpointer=saver) as r:
+        assert [i.id for i in await pending_interrupts(r.agent, r.config)] == [pending2.id]
+        merged = await r.resume(Command(resume={pending2.id: "approve"}))
+        assert src not in sim.state["leads"] and dst in sim.state["leads"]
+        assert sim.request_count["lead.merge"] == 1
+        assert Approvals(store).get(pending2.value["approval_id"]).status == "consumed"
+        assert merged["messages"][-1].content == "Done again."
+
+
+async def test_batch_of_three_one_rejected_two_run_exactly_once(store: Store) -> None:
+    model = scripted(turn("", *[call("task_create", lead_id="L", text=f"task {i}")
+                                for i in range(3)]), turn("ok"))
+    async with rig(store, TASKS_POLICY, model) as r:
+        _aim(model, 0, L=r.lead_ids()[0])
+        first = await r.ask("three tasks")
+        by_text = {i.value["args"]["text"]: i.id for i in first["__interrupt__"]}
+        assert len(by_text) == 3 and r.sim.request_count["task.create"] == 0
+        done = await r.resume(Command(resume={by_text["task 0"]: "approve",
+                                              by_text["task 1"]: "reject",
+                                              by_text["task 2"]: "approve"}))
+        texts = sorted(t["text"] for t in r.sim.state["tasks"].values()
+                       if t["text"].startswith("task "))
+        assert texts == ["task 0", "task 2"] and r.sim.request_count["task.create"] == 2
+        assert [m.status for m in tool_messages(done)] == ["success", "error", "success"]
+        # any later path to the tools node runs nothing again (langchain #37093, #40491)
+        await r.agent.aupdate_state(r.config, {}, as_node="review")
+        await r.resume(None)
+        assert r.sim.request_count["task.create"] == 2
+
+
+async def test_a_rejected_call_never_runs_even_if_the_tools_node_is_reached(
+        store: Store) -> None:
+    sim = Simulator(seed=3, leads=6)
+    src, dst = list(sim.state["leads"])[:2]
+    model = _merge_model()
+    _aim(model, 0, SRC=src, DST=dst)
+    async with rig(store, MERGE_POLICY, model, sim=sim) as r:
+        first = await r.ask("merge")
+        await r.resume(Command(resume=answer_all(first["__interrupt__"], "reject")))
+        forged = AIMessage(content="", tool_calls=[{
+            "name": "lead_merge", "args": {"source": src, "destination": dst},
+            "id": "forged", "type": "tool_call"}])
+        await r.agent.aupdate_state(r.config, {"messages": [forged]}, as_node="review")
+        after = await r.resume(None)
+    assert src in sim.state["leads"] and sim.request_count["lead.merge"] == 0
+    forged_result = [m for m in tool_messages(after) if m.tool_call_id == "forged"]
+    assert "never approved by the review" in str(forged_result[0].content)
+
+
+async def test_approved_sibling_runs_once_when_the_graph_resumes(store: Store) -> None:
+    model = scripted(turn("", call("lead_list", limit=1),
+                          call("task_create", lead_id="L", text="a"),
+                          call("task_create", lead_id="L", text="b")), turn("ok"))
+    async with rig(store, TASKS_POLICY, model) as r:
+        _aim(model, 0, L=r.lead_ids()[0])
+        first = await r.ask("go")
+        ids = {i.value["args"]["text"]: i.id for i in first["__interrupt__"]}
+        assert r.sim.request_count["lead.list"] == 0
+        partial = await r.resume(Command(resume={ids["a"]: "approve"}))
+        [left] = partial["__interrupt__"]
+        assert left.id == ids["b"]
+        assert r.sim.request_count["task.create"] == 0 and r.sim.request_count["lead.list"] == 0
+        await r.resume(Command(resume={ids["b"]: "approve"}))
+        assert r.sim.request_count["lead.list"] == 1 and r.sim.request_count["task.create"] == 2
+        assert len(Approvals(store).list("consumed")) == 2
+
+
+async def test_wrong_answers_are_refused_or_asked_again_never_stuck(store: Store) -> None:
+    model = scripted(turn("", call("task_create", lead_id="L", text="a"),
+                          call("task_create", lead_id="L", text="b")), turn("ok"))
+    async with rig(store, TASKS_POLICY, model) as r:
+        _aim(model, 0, L=r.lead_ids()[0])
+        first = await r.ask("go")
+        ids = [i.id for i in first["__interrupt__"]]
+        with pytest.raises(AnswerError, match="not pending here: nope; pending:"):
+            await resume_command(r.agent, r.config, {"nope": "approve"})
+        with pytest.raises(AnswerError, match="answer by interrupt id"):
+            await resume_command(r.agent, r.config, {})
+        with pytest.raises(RuntimeError, match="multiple pending interrupts"):
+            await r.resume(Command(resume="approve"))  # raw LangGraph: refused, nothing lost
+        assert {i.id for i in await pending_interrupts(r.agent, r.config)} == set(ids)
+        bad = await r.resume(Command(resume={ids[0]: "yes please", ids[1]: {"action": "x"}}))
+        errors = sorted(i.value["error"] for i in bad["__interrupt__"])
+        assert len(errors) == 2 and all("action must be one of" in e for e in errors)
+        fixed = await r.resume(Command(resume=answer_all(bad["__interrupt__"], "approve")))
+        assert r.sim.request_count["task.create"] == 2 and "__interrupt__" not in fixed
+        with pytest.raises(AnswerError, match="not waiting"):
+            await resume_command(r.agent, r.config, {ids[0]: "approve"})
+
+
+async def test_edited_arguments_are_validated_and_checked_again(store: Store) -> None:
+    policy = TASKS_POLICY + "constraints:\n  task.create:\n    text: {in: [a, edited]}\n"
+    model = scripted(turn("", call("task_create", lead_id="L", text="a")), turn("ok"))
+    async with rig(store, policy, model) as r:
+        lead = r.lead_ids()[0]
+        _aim(model, 0, L=lead)
+        first = await r.ask("go")
+        [asked] = first["__interrupt__"]
+        bad = await r.resume(Command(resume={asked.id: {"action": "edit",
+                                                        "args": {"lead_id": lead, "txt": 1}}}))
+        [again] = bad["__interrupt__"]
+        assert "invalid arguments for task_create" in again.value["error"]
+        assert "txt" in again.value["error"]
+        bad2 = await r.resume(Command(resume={again.id: {"action": "edit", "args": [1]}}))
+        [again2] = bad2["__interrupt__"]
+        assert "as an object" in again2.value["error"]
+        done = await r.resume(Command(resume={again2.id: {
+            "action": "edit", "args": {"lead_id": lead, "text": "edited"}}}))
+        texts = [t["text"] for t in r.sim.state["tasks"].values() if t["lead_id"] == lead]
+        assert "edited" in texts and "a" not in texts
+        assert tool_messages(done)[0].status == "success"
+        assert Approvals(store).get(asked.value["approval_id"]).status == "rejected"
+
+
+async def test_an_edit_the_guard_denies_is_refused(store: Store) -> None:
+    policy = TASKS_POLICY + "constraints:\n  task.create:\n    text: {in: [a]}\n"
+    model = scripted(turn("", call("task_create", lead_id="L", text="a")), turn("ok"))
+    async with rig(store, policy, model) as r:
+        lead = r.lead_ids()[0]
+        _aim(model, 0, L=lead)
+        first = await r.ask("go")
+        [asked] = first["__interrupt__"]
+        done = await r.resume(Command(resume={asked.id: {
+            "action": "edit", "args": {"lead_id": lead, "text": "sneaky"}}}))
+        assert r.sim.request_count["task.create"] == 0
+    [msg] = tool_messages(done)
+    assert "denied by policy 'task-approver'" in str(msg.content) and "text" in str(msg.content)
+
+
+@pytest.mark.parametrize("verb", ["approve", "reject"])
+async def test_an_approval_answered_from_the_cli_while_the_graph_waits(
+        store: Store, verb: str) -> None:
+    from closeguard.cli import app
+
+    sim = Simulator(seed=3, leads=6)
+    src, dst = list(sim.state["leads"])[:2]
+    model = _merge_model()
+    _aim(model, 0, SRC=src, DST=dst)
+    async with rig(store, MERGE_POLICY, model, sim=sim) as r:
+        first = await r.ask("merge")
+        [pending] = first["__interrupt__"]
+        out = CliRunner().invoke(app, ["approvals", verb, pending.value["approval_id"],
+                                       "--by", "boss"])
+        assert out.exit_code == 0, out.output
+        done = await r.resume(await resume_command(r.agent, r.config, {pending.id: "check"}))
+        # the chat's own answer comes too late: the store's first decision stands
+    merged = src not in sim.state["leads"]
+    assert merged is (verb == "approve")
+    assert sim.request_count["lead.merge"] == (1 if verb == "approve" else 0)
+    if verb == "reject":
+        assert "rejected by boss" in str(tool_messages(done)[0].content)
+
+
+async def test_a_pending_check_is_asked_again(store: Store) -> None:
+    model = _merge_model()
+    async with rig(store, MERGE_POLICY, model) as r:
+        _aim(model, 0, SRC=r.lead_ids()[0], DST=r.lead_ids()[1])
+        first = await r.ask("merge")
+        again = await r.resume(Command(resume=answer_all(first["__interrupt__"], "check")))
+        [still] = again["__interrupt__"]
+        assert "still pending" in still.value["error"]
+        assert still.value["approval_id"] == first["__interrupt__"][0].value["approval_id"]
