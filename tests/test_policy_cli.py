@@ -33,9 +33,10 @@ def test_explain_covers_every_endpoint() -> None:
     result = runner.invoke(app, ["policy", "explain", "sales-rep", "--json"])
     assert result.exit_code == 0
     data = json.loads(result.output)
-    names = {row["endpoint"] for row in data["endpoints"]}
+    assert isinstance(data, list)
+    names = {row["endpoint"] for row in data}
     assert names == {ep.name for ep in ENDPOINTS}
-    by = {(r["endpoint"], r["access"]): r for r in data["endpoints"]}
+    by = {(r["endpoint"], r["access"]): r for r in data}
     assert by[("lead.delete", "destructive")]["outcome"] == "deny"
     assert by[("activity.email.create", "destructive")]["escalated"] is True
     assert by[("activity.email.create", "destructive")]["outcome"] == "deny"
@@ -74,3 +75,47 @@ def test_approvals_list_show_approve_reject(store: Store) -> None:
     every = json.loads(runner.invoke(app, ["approvals", "list", "--all", "--json"]).output)
     assert {a["status"] for a in every} == {"approved", "rejected"}
     assert runner.invoke(app, ["approvals", "show", "appr_missing"]).exit_code == 1
+
+
+EMPTY_VALUES = {
+    "grants-empty.yaml": ("name: x\ngrants:\n", None),
+    "name-empty.yaml": ("name:\ngrants: {lead: read}\n", ":1: name must be a string"),
+    "unindented.yaml": (
+        "name: x\ngrants: {task: write}\nconstraints:\n  task.create:\n"
+        "  lead_id: {scope: triggered}\n",
+        ":4: constraints.task.create maps field -> rule",
+    ),
+    "syntax.yaml": ("name: x\ngrants: {lead: read\n", ":3: YAML syntax"),
+}
+
+
+def test_check_and_explain_print_one_line_for_a_malformed_file(tmp_path: Path) -> None:
+    for file, (text, says) in EMPTY_VALUES.items():
+        if says is None:
+            continue
+        path = tmp_path / file
+        path.write_text(text)
+        for command in ("check", "explain"):
+            result = runner.invoke(app, ["policy", command, str(path)])
+            assert result.exit_code == 1, result.output
+            assert result.stdout == ""
+            assert result.stderr.startswith(f"error: {path}{says}")
+            assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_a_policy_that_grants_nothing_is_accepted_with_a_warning(tmp_path: Path) -> None:
+    for name, text in (("empty.yaml", ""), ("grants-empty.yaml", "name: x\ngrants:\n")):
+        path = tmp_path / name
+        path.write_text(text)
+        result = runner.invoke(app, ["policy", "check", str(path)])
+        assert result.exit_code == 0
+        assert result.stdout.startswith("ok: policy")
+        assert "grants nothing, so it denies every call" in result.stderr
+    fine = runner.invoke(app, ["policy", "check", "read-only"])
+    assert fine.exit_code == 0 and fine.stderr == ""
+
+
+def test_policy_list_json_is_an_array_of_names() -> None:
+    result = runner.invoke(app, ["policy", "list", "--json"])
+    names = [p["name"] for p in json.loads(result.stdout)]
+    assert "read-only" in names and "sales-rep" in names

@@ -1,29 +1,37 @@
-"""``closeguard audit``: read, verify and export the hash-chained audit log."""
+"""``closeguard audit``: read, verify and export the hash-chained audit log (never create it)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from closeguard.cli._common import (
+    JsonOpt,
+    LimitOpt,
+    OutOpt,
+    console,
+    existing_store,
+    fail,
+    print_json,
+    shown,
+)
 from closeguard.guardrails import AuditLog
-from closeguard.store import default_store
 
 app = typer.Typer(help="The hash-chained audit log of every guarded call.", no_args_is_help=True)
 
 DECISION_STYLE = {"allow": "green", "approved": "green", "dry_run": "cyan", "deny": "red",
                   "approval_required": "yellow"}
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON lines.")]
+COLUMNS = ("seq", "time", "actor", "run", "endpoint", "method", "path", "access", "decision",
+           "rule", "status", "ms")
 
 
 def _log() -> AuditLog:
-    return AuditLog(default_store())
+    return AuditLog(existing_store())
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
@@ -33,73 +41,76 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _cells(r: dict[str, Any]) -> list[str]:
+    style = DECISION_STYLE.get(r["decision"], "white")
+    return [
+        str(r["seq"]), r["ts"][11:23], shown(r["actor"]), shown(r["run_id"]),
+        shown(r["endpoint"]), r["method"], r["path"], shown(r["access"]),
+        f"[{style}]{r['decision']}[/]", shown(r["rule"]),
+        shown(r["status_code"] or r["error"]), f"{(r['latency_us'] or 0) / 1000:.1f}",
+    ]
+
+
 @app.command("tail")
-def tail(
-    n: Annotated[int, typer.Option("-n", "--lines", help="How many rows.")] = 20,
-    as_json: JsonOpt = False,
-) -> None:
+def tail(limit: LimitOpt = 20, as_json: JsonOpt = False) -> None:
     """The last N rows, oldest first."""
-    rows = _log().tail(n)
+    rows = _log().tail(limit)
     if as_json:
-        for row in rows:
-            typer.echo(json.dumps(_plain(row)))
+        print_json([_plain(row) for row in rows])
+        return
+    if not rows:
+        typer.echo("no audit rows yet: guarded calls write them")
         return
     table = Table(title=f"Audit log (last {len(rows)})")
-    for col in ("seq", "time", "actor", "run", "endpoint", "method", "path", "access",
-                "decision", "rule", "status", "ms"):
+    for col in COLUMNS:
         table.add_column(col, no_wrap=col in ("endpoint", "path", "rule"))
     for r in rows:
-        style = DECISION_STYLE.get(r["decision"], "white")
-        table.add_row(
-            str(r["seq"]), r["ts"][11:23], r["actor"] or "-", r["run_id"] or "-",
-            r["endpoint"] or "?", r["method"], r["path"], r["access"] or "-",
-            f"[{style}]{r['decision']}[/]", r["rule"] or "-",
-            str(r["status_code"] or r["error"] or "-"),
-            f"{(r['latency_us'] or 0) / 1000:.1f}",
-        )
-    Console(width=200).print(table)
+        table.add_row(*_cells(r))
+    console(200).print(table)
 
 
 @app.command("show")
-def show(seq: int, as_json: JsonOpt = False) -> None:
+def show(
+    seq: Annotated[int, typer.Argument(metavar="SEQ", help="The row's sequence number.")],
+    as_json: JsonOpt = False,
+) -> None:
     """One row, every column."""
     row = _log().get(seq)
     if row is None:
-        typer.echo(f"error: no audit row {seq}", err=True)
-        raise typer.Exit(1)
+        raise fail(f"no audit row {seq}")
     data = _plain(row)
     if as_json:
-        typer.echo(json.dumps(data, indent=2))
+        print_json(data)
         return
     table = Table(show_header=False, title=f"Audit row {seq}")
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, value in data.items():
-        table.add_row(key, json.dumps(value, indent=2) if isinstance(value, dict) else str(value))
-    Console(width=160).print(table)
+        table.add_row(key, shown(value))
+    console(160).print(table)
 
 
 @app.command("verify")
 def verify(
     expect_head: Annotated[str | None, typer.Option(
-        "--expect-head", help="A checkpoint SEQ:HASH kept elsewhere (from `audit head`).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        "--expect-head", metavar="SEQ:HASH",
+        help="A checkpoint kept elsewhere (printed by: closeguard audit head).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Check the hash chain; exit 1 and say where if any row was changed, removed or added."""
     checkpoint = None
     if expect_head:
         seq_text, _, digest = expect_head.partition(":")
         if not seq_text.isdigit() or len(digest) != 64:
-            typer.echo("error: --expect-head takes SEQ:HASH (64 hex digits)", err=True)
-            raise typer.Exit(2)
+            raise fail("--expect-head takes SEQ:HASH (64 hex digits)", 2)
         checkpoint = (int(seq_text), digest)
     report = _log().verify(expect_head=checkpoint)
     if as_json:
-        typer.echo(json.dumps({
+        print_json({
             "ok": report.ok, "rows": report.rows, "head_seq": report.head_seq,
             "head_hash": report.head_hash,
             "problems": [p.__dict__ for p in report.problems],
-        }, indent=2))
+        })
     elif report.ok:
         typer.echo(f"ok: {report.rows} rows, chain intact, head {report.head_seq}:"
                    f"{report.head_hash}")
@@ -121,16 +132,19 @@ def head() -> None:
 
 @app.command("export")
 def export(
-    fmt: Annotated[str, typer.Option("--format", help="Only jsonl for now.")] = "jsonl",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="File (default stdout).")]
-    = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", metavar="FORMAT", help="jsonl: one JSON row a line (the only format).")]
+    = "jsonl",
+    out: OutOpt = None,
 ) -> None:
-    """Every row as JSON lines, in seq order, hashes included (re-verifiable offline)."""
-    if fmt != "jsonl":
-        typer.echo("error: --format must be jsonl", err=True)
-        raise typer.Exit(2)
+    """Every row in seq order, hashes included (re-verifiable offline)."""
+    if fmt.lower() != "jsonl":
+        raise fail(f"--format must be jsonl, not {fmt!r}", 2)
     log = _log()
-    stream = out.open("w", encoding="utf-8") if out else sys.stdout
+    try:
+        stream = out.open("w", encoding="utf-8") if out else sys.stdout
+    except OSError as exc:
+        raise fail(f"cannot write {out}: {exc.strerror or exc}") from None
     count = 0
     try:
         for row in log.rows():

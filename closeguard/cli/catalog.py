@@ -2,43 +2,45 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from closeguard.cli._common import JsonOpt, console, fail, print_json
 from closeguard.tools.catalog import ENDPOINTS, RESOURCES
 
 ACCESS_STYLE = {"read": "green", "write": "yellow", "destructive": "bold red"}
 
 
 def catalog(
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON list instead of a table.")
-    ] = False,
+    as_json: JsonOpt = False,
     resource: Annotated[
-        str | None, typer.Option("--resource", "-r", help="Only endpoints on this resource.")
+        str | None,
+        typer.Option(
+            "--resource", "-r", metavar="RESOURCE",
+            help="Only endpoints on this resource and its children (any case).",
+        ),
     ] = None,
 ) -> None:
-    """List every Close endpoint closeguard knows: method, path, resource, access, event."""
+    """List every Close endpoint closeguard knows: method, path, resource, access, event.
+
+    Paths are relative to the API base (/api/v1), as in the audit log and approvals.
+    """
+    wanted = resource.strip().lower() if resource is not None else None
     rows = [
         ep
         for ep in ENDPOINTS
-        if resource is None or ep.resource == resource or ep.resource.startswith(f"{resource}.")
+        if wanted is None or ep.resource == wanted or ep.resource.startswith(f"{wanted}.")
     ]
     if not rows:
-        typer.echo(
-            f"No endpoints on resource {resource!r}. Resources: {', '.join(RESOURCES)}", err=True
-        )
-        raise typer.Exit(1)
+        raise fail(f"no endpoints on resource {resource!r}; resources: {', '.join(RESOURCES)}")
     if as_json:
-        payload = [
+        print_json([
             {
                 "name": ep.name,
                 "method": ep.method,
-                "path": f"/api/v1{ep.path}",
+                "path": ep.path,
                 "resource": ep.resource,
                 "access": ep.access,
                 "event": ep.event,
@@ -46,10 +48,9 @@ def catalog(
                 "summary": ep.summary,
             }
             for ep in rows
-        ]
-        typer.echo(json.dumps(payload, indent=2))
+        ])
         return
-    table = Table(title=f"Close endpoints ({len(rows)}), paths under /api/v1", show_lines=False)
+    table = Table(title=f"Close endpoints ({len(rows)}), paths under /api/v1")
     for col in ("name", "method", "path", "resource", "access", "event"):
         table.add_column(col, no_wrap=col != "event", min_width=22 if col == "event" else None)
     for ep in rows:
@@ -62,7 +63,4 @@ def catalog(
             f"[{style}]{ep.access}[/]",
             "\n".join(ep.events) or "-",
         )
-    console = Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 150)
-    console.print(table)
+    console(150).print(table)

@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from closeguard.cli._common import JsonOpt, console, print_json, shown
 from closeguard.guardrails import Guard, Policy, shipped_policies
 from closeguard.guardrails.static import possible_access
 from closeguard.tools.catalog import ENDPOINTS
-from closeguard.tools.errors import ConfigError
 
 app = typer.Typer(help="Check and explain guard policies.", no_args_is_help=True)
 
 OUTCOME_STYLE = {"allow": "green", "approve": "yellow", "deny": "red"}
-PolicyArg = Annotated[str, typer.Argument(help="A policy YAML file or a shipped policy name.")]
+PolicyArg = Annotated[str, typer.Argument(
+    metavar="POLICY", help="A policy YAML file or a shipped policy name.")]
 
 
 def _load(source: str) -> Policy:
-    try:
-        return Policy.load(source)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    """Load a policy; warn on stderr when it grants nothing (it then denies every call)."""
+    policy = Policy.load(source)
+    if not policy.grants:
+        typer.echo(
+            typer.style("warning:", fg="yellow", bold=True)
+            + f" policy {policy.name!r} grants nothing, so it denies every call",
+            err=True,
+        )
+    return policy
 
 
 @app.command("check")
@@ -37,14 +40,18 @@ def check(source: PolicyArg) -> None:
 
 
 @app.command("list")
-def list_shipped() -> None:
-    """The policies shipped with closeguard."""
+def list_shipped(as_json: JsonOpt = False) -> None:
+    """The policies shipped with closeguard (use a name wherever a policy file goes)."""
+    shipped = shipped_policies()
+    if as_json:
+        print_json([{"name": name, "description": desc} for name, desc in shipped.items()])
+        return
     table = Table(title="Shipped policies")
     table.add_column("name", no_wrap=True)
     table.add_column("description")
-    for name, desc in shipped_policies().items():
+    for name, desc in shipped.items():
         table.add_row(name, desc)
-    Console().print(table)
+    console().print(table)
 
 
 def explain_rows(policy: Policy) -> list[dict[str, Any]]:
@@ -55,7 +62,7 @@ def explain_rows(policy: Policy) -> list[dict[str, Any]]:
         for access in possible_access(ep):
             d = guard.static(ep.name, access)
             rows.append({
-                "endpoint": ep.name, "method": ep.method, "path": f"/api/v1{ep.path}",
+                "endpoint": ep.name, "method": ep.method, "path": ep.path,
                 "access": access, "escalated": access != ep.access,
                 "outcome": d.outcome, "rule": d.rule, "reason": d.reason,
                 "constraints": [r.describe() for r in policy.constraints.get(ep.name, ())],
@@ -80,16 +87,12 @@ def _limits_for(policy: Policy, endpoint: str, access: str) -> list[str]:
 
 
 @app.command("explain")
-def explain(
-    source: PolicyArg,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-) -> None:
+def explain(source: PolicyArg, as_json: JsonOpt = False) -> None:
     """For every catalog endpoint: allowed, denied (and why) or needs approval."""
     policy = _load(source)
     rows = explain_rows(policy)
     if as_json:
-        typer.echo(json.dumps({"policy": policy.name, "mode": policy.mode, "endpoints": rows},
-                              indent=2))
+        print_json(rows)
         return
     table = Table(title=f"Policy {policy.name} ({policy.mode})")
     for col in ("endpoint", "access", "decision", "rule", "why / constraints"):
@@ -99,5 +102,6 @@ def explain(
         access = r["access"] + (" (by args)" if r["escalated"] else "")
         notes = r["reason"] if r["outcome"] == "deny" else "; ".join(
             r["constraints"] + r["limits"]) or r["reason"]
-        table.add_row(r["endpoint"], access, f"[{style}]{r['outcome']}[/]", r["rule"], notes)
-    Console(width=160).print(table)
+        table.add_row(r["endpoint"], access, f"[{style}]{r['outcome']}[/]", shown(r["rule"]),
+                      shown(notes))
+    console(160).print(table)

@@ -5,6 +5,13 @@ the workflow inbox, runs and effect journal). Depends on SQLAlchemy, and on ``to
 settings and the error tree only. A store that cannot be opened raises ``StoreError``.
 """
 
-from closeguard.store._store import Store, Tables, default_store, normalize_url
+from closeguard.store._store import (
+    Store,
+    Tables,
+    default_store,
+    display_url,
+    normalize_url,
+    store_problem,
+)
 
-__all__ = ["Store", "Tables", "default_store", "normalize_url"]
+__all__ = ["Store", "Tables", "default_store", "display_url", "normalize_url", "store_problem"]

@@ -3,6 +3,8 @@
 SQLite (the default, a file in the user data dir, created on first use) or PostgreSQL
 (``postgresql://…`` is run with psycopg 3). Tables are created on first use; a ``schema``
 puts them in a PostgreSQL schema of their own (used by tests and side-by-side installs).
+``Store(url, create=False)`` opens only a store that already exists (commands that just
+read must not leave an empty database behind), else raises ``StoreError``.
 """
 
 from __future__ import annotations
@@ -22,24 +24,32 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
 )
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from closeguard.tools.errors import StoreError
-
-__all__ = ["Store", "Tables", "default_store", "normalize_url"]
-
 from closeguard.tools.settings import Settings
 
-def normalize_url(url: str | URL) -> URL:
-    """Pin the psycopg 3 driver for PostgreSQL and make a SQLite file's folder exist."""
+__all__ = ["Store", "Tables", "default_store", "display_url", "normalize_url", "store_problem"]
+
+
+def normalize_url(url: str | URL, *, create_dir: bool = True) -> URL:
+    """Pin the psycopg 3 driver for PostgreSQL and (if ``create_dir``) make a SQLite file's
+    folder exist."""
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if create_dir and _sqlite_file(parsed) is not None:
+        Path(str(parsed.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return parsed
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(url.database)).expanduser()
 
 
 class Tables:
@@ -121,7 +131,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _shown(url: str | URL) -> str:
+def display_url(url: str | URL) -> str:
     """The URL fit to print: password hidden, or nothing if it cannot even be parsed."""
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -129,26 +139,69 @@ def _shown(url: str | URL) -> str:
         return "<an unparseable URL>"
 
 
-class Store:
-    """An engine plus closeguard's tables, created on first use."""
+def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
-    def __init__(self, url: str | URL | None = None, *, schema: str | None = None) -> None:
+
+def _cannot_open(url: str | URL, exc: Exception) -> StoreError:
+    return StoreError(
+        f"cannot open the store at {display_url(url)} (CLOSEGUARD_STORE_URL): {_reason(exc)}"
+    )
+
+
+def _missing(engine: Engine, tables: Tables) -> str | None:
+    """Why ``engine`` holds no complete closeguard store, or ``None`` if it does."""
+    file = _sqlite_file(engine.url)
+    if file is not None and not file.is_file():
+        return "the file does not exist"
+    if file is None and engine.dialect.name == "sqlite":
+        return "an in-memory database starts empty"
+    present = set(inspect(engine).get_table_names(schema=tables.metadata.schema))
+    absent = [t.name for t in tables.metadata.sorted_tables if t.name not in present]
+    if len(absent) == len(tables.metadata.tables):
+        return "the database has no closeguard tables"
+    return f"tables missing: {', '.join(absent)}" if absent else None
+
+
+def store_problem(url: str | URL, *, schema: str | None = None) -> str | None:
+    """Why there is no usable closeguard store at ``url``, in a few words, or ``None`` when
+    there is one. Creates nothing; an unreachable database is a problem, not an error."""
+    try:
+        engine = create_engine(normalize_url(url, create_dir=False), future=True)
+        try:
+            return _missing(engine, Tables(schema))
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        return f"cannot be opened: {_reason(exc)}"
+
+
+class Store:
+    """An engine plus closeguard's tables, created on first use unless ``create=False``."""
+
+    def __init__(
+        self, url: str | URL | None = None, *, schema: str | None = None, create: bool = True
+    ) -> None:
         if url is None:
             url = Settings().store_url
         try:
-            self.url = normalize_url(url)
+            self.url = normalize_url(url, create_dir=create)
             self.schema = schema
             self.engine: Engine = create_engine(self.url, future=True)
+            self.tables = Tables(schema)
             if self.dialect == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            self.tables = Tables(schema)
-            self.tables.metadata.create_all(self.engine, checkfirst=True)
+            missing = None if create else _missing(self.engine, self.tables)
+            if create:
+                self.tables.metadata.create_all(self.engine, checkfirst=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            reason = getattr(exc, "orig", None) or exc
+            raise _cannot_open(url, exc) from exc
+        if missing is not None:
+            self.engine.dispose()
             raise StoreError(
-                f"cannot open the store at {_shown(url)} (CLOSEGUARD_STORE_URL): "
-                f"{str(reason).splitlines()[0]}"
-            ) from exc
+                f"no closeguard store at {display_url(url)} (CLOSEGUARD_STORE_URL): {missing}; "
+                "guarded calls create it"
+            )
 
     @property
     def dialect(self) -> str:
@@ -175,5 +228,5 @@ def default_store(*, create: bool = True) -> Store:
     url = Settings().store_url
     with _default_lock:
         if url not in _default:
-            _default[url] = Store(url)
+            _default[url] = Store(url, create=create)
         return _default[url]

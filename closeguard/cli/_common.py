@@ -1,0 +1,75 @@
+"""What every command shares: option spellings, one-line errors, JSON, the existing store.
+
+One flag per meaning across the CLI (``-n/--limit``, ``-o/--out``, ``--json`` printing a JSON
+array for listings), errors as one red ``error:`` line on stderr, and read-only commands
+that open the store only if it already exists.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from closeguard.store import Store, default_store
+
+__all__ = [
+    "JsonOpt",
+    "LimitOpt",
+    "OutOpt",
+    "console",
+    "error_line",
+    "existing_store",
+    "fail",
+    "print_json",
+    "shown",
+]
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LimitOpt = Annotated[
+    int, typer.Option("-n", "--limit", min=1, metavar="N", help="At most N rows.")
+]
+OutOpt = Annotated[
+    Path | None, typer.Option("-o", "--out", metavar="FILE", help="Write to FILE (default stdout).")
+]
+
+
+def error_line(message: str) -> None:
+    """Print ``error: message`` on stderr, in red on a terminal, on one line."""
+    flat = " ".join(message.split())
+    typer.echo(typer.style("error:", fg="red", bold=True) + f" {flat}", err=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print the error line and return the ``Exit`` to raise (1: failed, 2: bad usage)."""
+    error_line(message)
+    return typer.Exit(code)
+
+
+def existing_store() -> Store:
+    """The configured store, only if it exists: reading must not create a database."""
+    return default_store(create=False)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def shown(value: Any) -> str:
+    """A value for a table cell: ``-`` for nothing, JSON for structures, else ``str``."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, indent=2)
+    return str(value)
+
+
+def console(width: int | None = None) -> Console:
+    """A Rich console for tables: the terminal's width, or ``width`` when piped."""
+    out = Console()
+    if width is not None and not out.is_terminal:
+        out.width = max(out.width, width)
+    return out
