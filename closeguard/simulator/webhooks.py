@@ -446,9 +446,7 @@ class WebhookDispatcher:
             subs.append(sub)
         return subs
 
-    def publish(
-        self, event: Event, subscriptions: Iterable[Any] | None = None
-    ) -> list[Delivery]:
+    def publish(self, event: Event, subscriptions: Iterable[Any] | None = None) -> list[Delivery]:
         """Queue ``event`` for every matching active subscription; returns the new deliveries."""
         created: list[Delivery] = []
         for sub in self._read_subscriptions(subscriptions):
