@@ -17,6 +17,7 @@ from closeguard.tools.errors import (
     MethodNotAllowed,
     NotFound,
     PaymentRequired,
+    ResponseFormatError,
     ServerError,
     Unauthorized,
     UnsupportedMediaType,
@@ -105,10 +106,14 @@ async def test_secret_echoed_by_server_is_scrubbed(make_client: Any) -> None:
     assert "***" in str(info.value)
 
 
-async def test_success_with_a_non_json_body_raises_a_close_error(make_client: Any) -> None:
+async def test_success_with_a_non_json_body_raises_a_response_format_error(
+    make_client: Any,
+) -> None:
     client = make_client(answer(200, text="<html>maintenance</html>"))
-    with pytest.raises(CloseAPIError, match="not JSON"):
+    with pytest.raises(ResponseFormatError, match="not JSON") as info:
         await client.get("/me/")
+    assert (info.value.method, info.value.path) == ("GET", "/me/")
+    assert info.value.raw == "<html>maintenance</html>"
 
 
 async def test_empty_bodies_decode_to_empty_dict(make_client: Any) -> None:

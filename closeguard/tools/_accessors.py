@@ -1,15 +1,10 @@
 """Typed resource accessors of ``CloseClient`` (``client.leads``, ``client.tasks``...).
 
-Every method looks its endpoint up in the catalog (``BY_NAME``) when it runs, validates its
-arguments with the endpoint's query/body model before anything is sent (a misspelt field
-raises ``InvalidArguments``, also a ``ValueError``), and parses the answer into the
-endpoint's result or item model. Paging follows the endpoint's ``paging`` kind:
-
-- ``offset``: ``_skip``/``_limit`` until ``has_more`` is false, ``_skip`` advanced by what
-  each page actually held, ``_limit`` never above ``max_limit``, ``_skip`` never past
-  ``max_skip`` (``PagingLimitExceeded`` instead);
-- ``cursor`` (Event Log): ``_cursor`` -> ``cursor_next``;
-- ``search`` (``/data/search/``): body ``cursor`` -> response ``cursor`` until null.
+Each method is a thin call onto ``Caller.call`` (``CloseClient.call``) for one catalog
+endpoint: it validates its arguments with the endpoint's query/body model before anything
+is sent (a misspelt field raises ``InvalidArguments``, also a ``ValueError``), and reads
+the answer as the endpoint's result or item model with ``calls.read`` (an answer that does
+not fit raises ``ResponseFormatError``). Lists page through the one walker of ``calls``.
 """
 
 from __future__ import annotations
@@ -17,35 +12,20 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
 from closeguard.tools import models as m
+from closeguard.tools.calls import Caller, Json, clamp, one_page, path_of, read, walk
 from closeguard.tools.catalog import BY_NAME, Endpoint
-from closeguard.tools.errors import InvalidArguments, PagingLimitExceeded
+from closeguard.tools.errors import InvalidArguments
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 CreateT = TypeVar("CreateT", bound=BaseModel)
 UpdateT = TypeVar("UpdateT", bound=BaseModel)
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 ItemT = TypeVar("ItemT")
-
-Json = dict[str, Any]
-
-
-class Caller(Protocol):
-    """What accessors need of the client: send one catalog endpoint, get decoded JSON."""
-
-    async def call(
-        self,
-        endpoint: Endpoint,
-        *,
-        path_params: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-    ) -> Any: ...
-
 
 @dataclass(frozen=True)
 class PageOf(Generic[ItemT]):
@@ -112,102 +92,6 @@ def query_of(ep: Endpoint, filters: Mapping[str, Any]) -> Json:
     return args.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def parse(model: type[ModelT], data: Any) -> ModelT:
-    return model.model_validate(data)
-
-
-def _clamp(wanted: int | None, cap: int | None) -> int | None:
-    if wanted is None:
-        return cap
-    if wanted < 1:
-        raise ValueError("page size must be at least 1")
-    return min(wanted, cap) if cap is not None else wanted
-
-
-# -- paging walkers (raw dicts) ------------------------------------------------------------
-
-
-async def offset_page(caller: Caller, ep: Endpoint, params: Json) -> Json:
-    limit = _clamp(params.get("_limit"), ep.max_limit)
-    query = {**params}
-    if limit is not None:
-        query["_limit"] = limit
-    skip = int(query.get("_skip", 0) or 0)
-    _check_skip(ep, skip)
-    return cast(Json, await caller.call(ep, params=query))
-
-
-def _check_skip(ep: Endpoint, skip: int) -> None:
-    if ep.max_skip is not None and skip > ep.max_skip:
-        raise PagingLimitExceeded(
-            f"{ep.name}: the next page starts at _skip={skip}, past Close's maximum of "
-            f"{ep.max_skip} for this list; narrow the query (for example by a date range)",
-            operation=ep.name,
-            skip=skip,
-            max_skip=ep.max_skip,
-        )
-
-
-async def walk_offset(
-    caller: Caller, ep: Endpoint, params: Json, page_size: int | None
-) -> AsyncIterator[Json]:
-    """Every item of an offset list, each exactly once."""
-    query = {k: v for k, v in params.items() if k not in ("_skip", "_limit")}
-    limit = _clamp(page_size if page_size is not None else params.get("_limit"), ep.max_limit)
-    if limit is not None:
-        query["_limit"] = limit
-    skip = int(params.get("_skip", 0) or 0)
-    while True:
-        _check_skip(ep, skip)
-        page = await caller.call(ep, params={**query, "_skip": skip})
-        data = page.get("data") or []
-        for item in data:
-            yield item
-        if not page.get("has_more") or not data:
-            return
-        skip += len(data)
-
-
-async def walk_event_cursor(
-    caller: Caller, ep: Endpoint, params: Json, page_size: int | None
-) -> AsyncIterator[Json]:
-    """Every Event Log entry matching ``params``, newest first, following ``cursor_next``."""
-    query = {k: v for k, v in params.items() if k not in ("_cursor", "_limit")}
-    limit = _clamp(page_size if page_size is not None else params.get("_limit"), ep.max_limit)
-    if limit is not None:
-        query["_limit"] = limit
-    cursor: str | None = params.get("_cursor")
-    seen: set[str] = set()
-    while True:
-        page = await caller.call(ep, params={**query, **({"_cursor": cursor} if cursor else {})})
-        for item in page.get("data") or []:
-            yield item
-        cursor = page.get("cursor_next")
-        if not cursor or cursor in seen:
-            return
-        seen.add(cursor)
-
-
-async def walk_search(
-    caller: Caller, ep: Endpoint, body: Json, page_size: int | None
-) -> AsyncIterator[Json]:
-    """Every result of an Advanced Filtering query, following the response ``cursor``."""
-    base = {k: v for k, v in body.items() if k not in ("cursor", "_limit")}
-    limit = _clamp(page_size if page_size is not None else body.get("_limit"), ep.max_limit)
-    if limit is not None:
-        base["_limit"] = limit
-    cursor: str | None = body.get("cursor")
-    seen: set[str] = set()
-    while True:
-        page = await caller.call(ep, json={**base, **({"cursor": cursor} if cursor else {})})
-        for item in page.get("data") or []:
-            yield item
-        cursor = page.get("cursor")
-        if not cursor or cursor in seen:
-            return
-        seen.add(cursor)
-
-
 # -- accessors -----------------------------------------------------------------------------
 
 
@@ -218,6 +102,30 @@ class _Accessor:
 
     def _ep(self, action: str) -> Endpoint:
         return BY_NAME[f"{self._resource}.{action}"]
+
+    async def _call(
+        self,
+        ep: Endpoint,
+        model: type[ModelT],
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> ModelT:
+        """Send ``ep``; its answer as ``model``."""
+        raw = await self._caller.call(ep, path_params=path_params, params=params, json=json)
+        return read(model, raw, ep, path_of(ep, path_params))
+
+    async def _items(
+        self, ep: Endpoint, model: type[ModelT], args: Json, limit: int | None = None
+    ) -> tuple[builtins.list[ModelT], Json]:
+        """One page of ``ep``: its items as ``model``, and the raw answer."""
+        raw, _ = await one_page(self._caller, ep, args, limit=limit)
+        items = [
+            read(model, item, ep, ep.path, raw=raw, at=("data", i))
+            for i, item in enumerate(raw.get("data") or [])
+        ]
+        return items, raw
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._resource}>"
@@ -239,11 +147,10 @@ class ListResource(_Accessor, Generic[ModelT]):
     ) -> PageOf[ModelT]:
         """One page; ``limit`` is capped at the endpoint's maximum, ``filters`` validated."""
         ep = self._ep("list")
-        params = query_of(ep, {"_limit": limit, "_skip": skip, "_fields": fields, **filters})
-        raw = await offset_page(self._caller, ep, params)
-        model = self._item_model(ep)
+        args = query_of(ep, {"_limit": limit, "_skip": skip, "_fields": fields, **filters})
+        items, raw = await self._items(ep, self._item_model(ep), args)
         return PageOf(
-            data=[parse(model, item) for item in raw.get("data") or []],
+            data=items,
             has_more=bool(raw.get("has_more")),
             total_results=raw.get("total_results"),
             raw=raw,
@@ -254,10 +161,9 @@ class ListResource(_Accessor, Generic[ModelT]):
     ) -> AsyncIterator[ModelT]:
         """Every matching object, each once, paging as the catalog says."""
         ep = self._ep("list")
-        params = query_of(ep, {"_fields": fields, **filters})
-        model = self._item_model(ep)
-        async for item in walk_offset(self._caller, ep, params, page_size):
-            yield parse(model, item)
+        args = query_of(ep, {"_fields": fields, **filters})
+        async for item in walk(self._caller, ep, args, page_size, self._item_model(ep)):
+            yield item
 
 
 class ReadResource(ListResource[ModelT]):
@@ -265,9 +171,9 @@ class ReadResource(ListResource[ModelT]):
 
     async def get(self, id: str, *, fields: str | None = None) -> ModelT:
         ep = self._ep("get")
+        model = cast(type[ModelT], ep.result_model)
         params = query_of(ep, {"_fields": fields})
-        raw = await self._caller.call(ep, path_params={"id": id}, params=params)
-        return parse(cast(type[ModelT], ep.result_model), raw)
+        return await self._call(ep, model, path_params={"id": id}, params=params)
 
 
 class CrudResource(ReadResource[ModelT], Generic[ModelT, CreateT, UpdateT]):
@@ -275,13 +181,12 @@ class CrudResource(ReadResource[ModelT], Generic[ModelT, CreateT, UpdateT]):
 
     async def create(self, data: CreateT | Mapping[str, Any]) -> ModelT:
         ep = self._ep("create")
-        raw = await self._caller.call(ep, json=body_of(ep, data))
-        return parse(cast(type[ModelT], ep.result_model), raw)
+        return await self._call(ep, cast(type[ModelT], ep.result_model), json=body_of(ep, data))
 
     async def update(self, id: str, data: UpdateT | Mapping[str, Any]) -> ModelT:
         ep = self._ep("update")
-        raw = await self._caller.call(ep, path_params={"id": id}, json=body_of(ep, data))
-        return parse(cast(type[ModelT], ep.result_model), raw)
+        model = cast(type[ModelT], ep.result_model)
+        return await self._call(ep, model, path_params={"id": id}, json=body_of(ep, data))
 
     async def delete(self, id: str) -> None:
         await self._caller.call(self._ep("delete"), path_params={"id": id})
@@ -297,7 +202,7 @@ class Leads(CrudResource[m.Lead, m.LeadCreate, m.LeadUpdate]):
         """Merge ``source`` into ``destination``; the source disappears."""
         ep = self._ep("merge")
         body = body_of(ep, {"source": source, "destination": destination})
-        return parse(m.Lead, await self._caller.call(ep, json=body))
+        return await self._call(ep, m.Lead, json=body)
 
 
 class Tasks(CrudResource[m.Task, m.TaskCreate, m.TaskUpdate]):
@@ -321,8 +226,7 @@ class Tasks(CrudResource[m.Task, m.TaskCreate, m.TaskUpdate]):
                 f"{ep.name}: an empty filter would update every task; give at least one filter",
                 operation=ep.name,
             )
-        raw = await self._caller.call(ep, params=params, json=body_of(ep, changes))
-        return parse(m.Page, raw or {})
+        return await self._call(ep, m.Page, params=params, json=body_of(ep, changes))
 
 
 class ActivityList(ListResource[m.Activity]):
@@ -351,8 +255,7 @@ class Users(ReadResource[m.User]):
 
     async def me(self, *, fields: str | None = None) -> m.User:
         ep = self._ep("me")
-        raw = await self._caller.call(ep, params=query_of(ep, {"_fields": fields}))
-        return parse(m.User, raw)
+        return await self._call(ep, m.User, params=query_of(ep, {"_fields": fields}))
 
 
 class OrganizationAccessor(_Accessor):
@@ -363,17 +266,15 @@ class OrganizationAccessor(_Accessor):
 
     async def get(self, id: str, *, fields: str | None = None) -> m.Organization:
         ep = self._ep("get")
-        raw = await self._caller.call(
-            ep, path_params={"id": id}, params=query_of(ep, {"_fields": fields})
-        )
-        return parse(m.Organization, raw)
+        params = query_of(ep, {"_fields": fields})
+        return await self._call(ep, m.Organization, path_params={"id": id}, params=params)
 
     async def update(
         self, id: str, data: m.OrganizationUpdate | Mapping[str, Any]
     ) -> m.Organization:
         ep = self._ep("update")
-        raw = await self._caller.call(ep, path_params={"id": id}, json=body_of(ep, data))
-        return parse(m.Organization, raw)
+        body = body_of(ep, data)
+        return await self._call(ep, m.Organization, path_params={"id": id}, json=body)
 
 
 class Statuses(_Accessor):
@@ -383,12 +284,10 @@ class Statuses(_Accessor):
         super().__init__(caller, "status")
 
     async def lead(self) -> builtins.list[m.LeadStatus]:
-        raw = await self._caller.call(self._ep("lead.list"))
-        return [parse(m.LeadStatus, item) for item in raw.get("data") or []]
+        return (await self._items(self._ep("lead.list"), m.LeadStatus, {}))[0]
 
     async def opportunity(self) -> builtins.list[m.OpportunityStatus]:
-        raw = await self._caller.call(self._ep("opportunity.list"))
-        return [parse(m.OpportunityStatus, item) for item in raw.get("data") or []]
+        return (await self._items(self._ep("opportunity.list"), m.OpportunityStatus, {}))[0]
 
 
 class Pipelines(_Accessor):
@@ -398,8 +297,7 @@ class Pipelines(_Accessor):
         super().__init__(caller, "pipeline")
 
     async def list(self) -> builtins.list[m.Pipeline]:
-        raw = await self._caller.call(self._ep("list"))
-        return [parse(m.Pipeline, item) for item in raw.get("data") or []]
+        return (await self._items(self._ep("list"), m.Pipeline, {}))[0]
 
 
 class Events(_Accessor):
@@ -409,33 +307,23 @@ class Events(_Accessor):
         super().__init__(caller, "event")
 
     async def get(self, id: str) -> m.Event:
-        raw = await self._caller.call(self._ep("get"), path_params={"id": id})
-        return parse(m.Event, raw)
+        return await self._call(self._ep("get"), m.Event, path_params={"id": id})
 
     async def list(
         self, *, limit: int | None = None, cursor: str | None = None, **filters: Any
     ) -> PageOf[m.Event]:
         """One page; ``PageOf.cursor`` is ``cursor_next`` (None at the end)."""
         ep = self._ep("list")
-        params = query_of(ep, {"_cursor": cursor, **filters})
-        page_limit = _clamp(limit, ep.max_limit)
-        if page_limit is not None:
-            params["_limit"] = page_limit
-        raw = await self._caller.call(ep, params=params)
+        args = query_of(ep, {"_cursor": cursor, **filters})
+        items, raw = await self._items(ep, m.Event, args, limit=limit)
         nxt = raw.get("cursor_next")
-        return PageOf(
-            data=[parse(m.Event, item) for item in raw.get("data") or []],
-            has_more=bool(nxt),
-            cursor=nxt,
-            raw=raw,
-        )
+        return PageOf(data=items, has_more=bool(nxt), cursor=nxt, raw=raw)
 
     async def iter(self, *, page_size: int | None = None, **filters: Any) -> AsyncIterator[m.Event]:
         """Every event matching ``filters`` (``object_type``, ``date_updated__gt``...)."""
         ep = self._ep("list")
-        params = query_of(ep, filters)
-        async for item in walk_event_cursor(self._caller, ep, params, page_size):
-            yield parse(m.Event, item)
+        async for event in walk(self._caller, ep, query_of(ep, filters), page_size, m.Event):
+            yield event
 
 
 class Search(_Accessor):
@@ -470,8 +358,8 @@ class Search(_Accessor):
     ) -> PageOf[Json]:
         """One page of results; pass ``PageOf.cursor`` back as ``cursor`` for the next."""
         ep = self._ep("search")
-        body = self._body(query, fields, sort, _clamp(limit, ep.max_limit), cursor)
-        raw = await self._caller.call(ep, json=body)
+        body = self._body(query, fields, sort, clamp(limit, ep.max_limit), cursor)
+        raw, _ = await one_page(self._caller, ep, body)
         nxt = raw.get("cursor")
         return PageOf(data=list(raw.get("data") or []), has_more=bool(nxt), cursor=nxt, raw=raw)
 
@@ -486,5 +374,5 @@ class Search(_Accessor):
         """Every result of ``query``, following the cursor until Close returns null."""
         ep = self._ep("search")
         body = self._body(query, fields, sort, None, None)
-        async for item in walk_search(self._caller, ep, body, page_size):
+        async for item in walk(self._caller, ep, body, page_size):
             yield item

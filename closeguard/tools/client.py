@@ -28,7 +28,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 from uuid import uuid4
 
 import httpx
@@ -36,6 +36,7 @@ import httpx
 from closeguard.tools import _accessors as acc
 from closeguard.tools import models as m
 from closeguard.tools._pacing import DEFAULT_GROUP, Pacer, make_jitter, rate_limit_wait
+from closeguard.tools.calls import path_of
 from closeguard.tools.catalog import API_PREFIX, Endpoint, endpoint, find_endpoint
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.tools.errors import (
@@ -46,6 +47,7 @@ from closeguard.tools.errors import (
     ConfigError,
     InvalidArguments,
     RateLimited,
+    ResponseFormatError,
     Unauthorized,
     UnknownEndpoint,
     error_class_for,
@@ -307,22 +309,11 @@ class CloseClient:
     ) -> Any:
         """Send one catalog endpoint (an ``Endpoint`` or its name); the decoded JSON.
 
-        Arguments are sent as given: validate them first (the typed accessors do).
+        The ``calls.Caller`` protocol the accessors and the LangChain tools share. Arguments
+        are sent as given: validate them first (the typed accessors do).
         """
         ep = endpoint if isinstance(endpoint, Endpoint) else _endpoint_named(endpoint)
-        given = dict(path_params or {})
-        missing = [p for p in ep.path_params if not str(given.get(p) or "").strip()]
-        if missing:
-            raise InvalidArguments(
-                f"{ep.name}: missing path parameter(s) {', '.join(missing)}", operation=ep.name
-            )
-        odd = [p for p in ep.path_params if "/" in str(given[p]) or str(given[p]) in (".", "..")]
-        if odd:
-            raise InvalidArguments(
-                f"{ep.name}: path parameter(s) {', '.join(odd)} must be a Close id, not a path",
-                operation=ep.name,
-            )
-        path = ep.format_path(**{p: quote(str(given[p]), safe="") for p in ep.path_params})
+        path = path_of(ep, path_params)
         response = await self._send(ep.method, path, params=params, json=json, endpoint=ep)
         return self._decode(response, ep.method, path)
 
@@ -470,10 +461,12 @@ class CloseClient:
         try:
             return response.json()
         except ValueError as exc:
-            raise CloseAPIError(
+            raise ResponseFormatError(
                 f"{method} {path}: Close answered {response.status_code} with a body that is "
-                "not JSON",
-                response=response,
+                f"not JSON ({_text_snippet(response.text, 80)!r}); the call itself went through",
+                method=method,
+                path=path,
+                raw=response.text,
             ) from exc
 
     def _secrets(self) -> list[str]:

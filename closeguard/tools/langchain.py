@@ -3,21 +3,28 @@
 Each tool has a pydantic argument schema built from the endpoint's path parameters, query
 model and body model, a description that states its access level, and returns compact
 JSON (long lists trimmed, with a note saying how to get the rest). Calls go through
-``client.call``, so a guarded client enforces its policy on every tool call.
+``client.call`` (the ``calls.Caller`` protocol the typed accessors use too), so a guarded
+client enforces its policy on every tool call.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 
+from closeguard.tools.calls import Caller
 from closeguard.tools.catalog import ENDPOINTS, SENDING_EMAIL_STATUSES, Endpoint
-from closeguard.tools.errors import CloseAPIError, CloseConnectionError, InvalidArguments
+from closeguard.tools.errors import (
+    CloseAPIError,
+    CloseConnectionError,
+    ResponseFormatError,
+    UsageError,
+)
 from closeguard.tools.models import CustomizableArguments
 
 DEFAULT_MAX_ITEMS = 20
@@ -28,19 +35,6 @@ ACCESS_NOTE = {
     "write": "WRITE: changes CRM data.",
     "destructive": "DESTRUCTIVE: cannot be undone or affects many records or real people.",
 }
-
-
-class EndpointCaller(Protocol):
-    """What a tool needs from a client: ``CloseClient.call`` satisfies it."""
-
-    async def call(
-        self,
-        endpoint: Endpoint | str,
-        *,
-        path_params: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-    ) -> Any: ...
 
 
 def tool_name(ep: Endpoint) -> str:
@@ -156,7 +150,7 @@ def compact(
 
 
 def make_tool(
-    client: EndpointCaller,
+    client: Caller,
     ep: Endpoint,
     *,
     max_items: int = DEFAULT_MAX_ITEMS,
@@ -169,7 +163,7 @@ def make_tool(
         path_params, params, body = split_arguments(ep, kwargs)
         try:
             result = await client.call(ep, path_params=path_params, params=params, json=body)
-        except (CloseAPIError, CloseConnectionError, InvalidArguments) as exc:
+        except (CloseAPIError, CloseConnectionError, ResponseFormatError, UsageError) as exc:
             raise ToolException(str(exc)) from exc
         return compact(result, max_items=max_items, max_chars=max_chars)
 
@@ -185,7 +179,7 @@ def make_tool(
 
 
 def make_tools(
-    client: EndpointCaller,
+    client: Caller,
     endpoints: Iterable[Endpoint] = ENDPOINTS,
     *,
     max_items: int = DEFAULT_MAX_ITEMS,

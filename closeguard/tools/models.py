@@ -1,7 +1,9 @@
 """Pydantic models of Close's objects and of the arguments its methods take.
 
 Resource models (``Lead``, ``Task``...) are tolerant: Close adds fields over time and
-custom field values arrive as ``custom.cf_…`` keys, so unknown keys are kept, not refused.
+custom field values arrive as ``custom.cf_…`` keys, so unknown keys are kept, not refused;
+every field but ``id`` is optional, and values Close may add to (statuses, directions,
+types) are plain strings. An answer that still does not fit is a ``ResponseFormatError``.
 Argument models (``LeadCreate``, ``TaskUpdate``...) are strict: a misspelt field would be
 silently ignored by Close, so it is refused here, except ``custom.cf_…`` keys.
 """
@@ -133,10 +135,10 @@ class Opportunity(CloseObject):
     user_id: str | None = None
     status_id: str | None = None
     status_label: str | None = None
-    status_type: StatusType | None = None
+    status_type: str | None = None
     pipeline_id: str | None = None
     value: int | None = None
-    value_period: ValuePeriod | None = None
+    value_period: str | None = None
     value_currency: str | None = None
     confidence: int | None = None
     note: str | None = None
@@ -166,7 +168,7 @@ class NoteActivity(Activity):
 
 
 class CallActivity(Activity):
-    direction: Literal["inbound", "outbound"] | None = None
+    direction: str | None = None
     duration: int | None = None
     phone: str | None = None
     note: str | None = None
@@ -181,8 +183,8 @@ class EmailActivity(Activity):
     subject: str | None = None
     body_text: str | None = None
     body_html: str | None = None
-    status: EmailStatus | None = None
-    direction: Literal["incoming", "outgoing"] | None = None
+    status: str | None = None
+    direction: str | None = None
 
 
 class Task(CloseObject):
@@ -238,13 +240,13 @@ class LeadStatus(CloseObject):
 class OpportunityStatus(CloseObject):
     id: str
     label: str
-    type: StatusType = "active"
+    type: str = "active"
     pipeline_id: str | None = None
 
 
 class Pipeline(CloseObject):
     id: str
-    name: str
+    name: str | None = None
     statuses: list[OpportunityStatus] = Field(default_factory=list)
 
 
@@ -255,10 +257,18 @@ class WebhookEventFilter(BaseModel):
     extra_filter: dict[str, Any] | None = None
 
 
+class SubscribedEvent(CloseObject):
+    """One event a subscription receives (as Close returns it)."""
+
+    object_type: str | None = None
+    action: str | None = None
+    extra_filter: dict[str, Any] | None = None
+
+
 class WebhookSubscription(CloseObject):
     id: str
-    url: str
-    events: list[WebhookEventFilter] = Field(default_factory=list)
+    url: str | None = None
+    events: list[SubscribedEvent] = Field(default_factory=list)
     status: str = "active"
     verify_ssl: bool = True
     signature_key: str | None = None
@@ -268,9 +278,9 @@ class WebhookSubscription(CloseObject):
 
 class Event(CloseObject):
     id: str
-    object_type: str
+    object_type: str | None = None
     object_id: str | None = None
-    action: str
+    action: str | None = None
     lead_id: str | None = None
     organization_id: str | None = None
     user_id: str | None = None
