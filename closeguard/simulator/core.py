@@ -165,9 +165,6 @@ class Simulator:
     def _publish_webhooks(self, event: Obj) -> None:
         self.webhooks.publish(event)
 
-    def add_listener(self, listener: EventListener) -> None:
-        self._backend.listeners.append(listener)
-
     # -- observation -----------------------------------------------------------------
 
     @property

@@ -106,16 +106,6 @@ class FakeClock:
         heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._seq), future))
         await future
 
-    @property
-    def sleepers(self) -> int:
-        """How many coroutines are parked in ``sleep`` (``auto_advance=False`` only)."""
-        return sum(1 for *_, fut in self._sleepers if not fut.done())
-
-    def next_deadline(self) -> float | None:
-        """Monotonic deadline of the earliest parked sleeper, if any."""
-        live = [deadline for deadline, _, fut in self._sleepers if not fut.done()]
-        return min(live) if live else None
-
     def _wake(self) -> None:
         while self._sleepers and self._sleepers[0][0] <= self._elapsed:
             _, _, future = heapq.heappop(self._sleepers)

@@ -24,7 +24,6 @@ ValuePeriod = Literal["one_time", "monthly", "annual"]
 CustomFieldType = Literal[
     "text", "number", "date", "datetime", "choices", "user", "contact", "hidden", "textarea"
 ]
-CustomFieldObject = Literal["lead", "contact", "opportunity", "activity"]
 
 
 class CloseObject(BaseModel):
