@@ -11,6 +11,7 @@ once, through the guarded client, which enforces the policy again. Offline model
 
 from closeguard.agent.graph import build_agent
 from closeguard.agent.models import (
+    SYSTEM_NAME,
     AgentInfo,
     FunctionChatModel,
     ScriptedChatModel,
@@ -22,6 +23,7 @@ from closeguard.agent.review import ANSWERS, Answer, AnswerError, parse_answer
 from closeguard.agent.runtime import (
     ThreadInfo,
     checkpoint_path,
+    data_dir,
     list_threads,
     new_thread_id,
     open_checkpointer,
@@ -33,6 +35,7 @@ from closeguard.agent.state import AgentState, Limits, Review
 
 __all__ = [
     "ANSWERS",
+    "SYSTEM_NAME",
     "AgentInfo",
     "AgentState",
     "Answer",
@@ -45,6 +48,7 @@ __all__ = [
     "ThreadInfo",
     "build_agent",
     "checkpoint_path",
+    "data_dir",
     "list_threads",
     "load_script",
     "new_thread_id",

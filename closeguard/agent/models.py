@@ -205,15 +205,17 @@ def _results_by_tool(messages: Sequence[BaseMessage]) -> dict[str, Any]:
 
 
 def _lookup(results: dict[str, Any], tool: str, path: str) -> Any:
+    """The referenced value; a missing one reads ``<no tool.path>`` (a refused or rejected
+    call has no result, and the script goes on rather than crash the conversation)."""
+    missing = f"<no {tool}{path}>"
     if tool not in results:
-        raise ConfigError(f"script refers to ${{{tool}{path}}} but {tool} has no result yet")
+        return missing
     value = results[tool]
     for key in filter(None, path.split(".")):
         try:
             value = value[int(key)] if isinstance(value, list) else value[key]
         except (KeyError, IndexError, ValueError, TypeError):
-            raise ConfigError(f"script reference ${{{tool}{path}}}: no {key!r} in the "
-                              f"result of {tool}") from None
+            return missing
     return value
 
 
@@ -318,10 +320,9 @@ class FunctionChatModel(_OfflineModel):
         return out if isinstance(out, AIMessage) else AIMessage(content=str(out))
 
     def _reply(self, messages: list[BaseMessage]) -> AIMessage:
-        out = self.fn(list(messages), self._info())
-        if inspect.isawaitable(out):
+        if inspect.iscoroutinefunction(self.fn):
             raise TypeError("this FunctionChatModel's function is async: call it with ainvoke")
-        return self._as_message(out)
+        return self._as_message(self.fn(list(messages), self._info()))
 
     async def _areply(self, messages: list[BaseMessage]) -> AIMessage:
         out = self.fn(list(messages), self._info())

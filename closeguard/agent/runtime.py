@@ -29,6 +29,7 @@ from closeguard.tools.settings import default_data_dir
 __all__ = [
     "ThreadInfo",
     "checkpoint_path",
+    "data_dir",
     "list_threads",
     "new_thread_id",
     "open_checkpointer",

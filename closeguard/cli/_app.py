@@ -13,6 +13,7 @@ from closeguard import __version__
 from closeguard.cli import approvals as approvals_cmd
 from closeguard.cli import audit as audit_cmd
 from closeguard.cli import catalog as catalog_cmd
+from closeguard.cli import chat as chat_cmd
 from closeguard.cli import info as info_cmd
 from closeguard.cli import policy as policy_cmd
 from closeguard.cli import sim as sim_cmd
@@ -114,6 +115,7 @@ app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(sim_cmd.app, name="sim")
+app.command("chat")(chat_cmd.chat)
 
 
 def main() -> None:
