@@ -11,6 +11,8 @@ import jsonschema
 import pytest
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from closeguard.tools._accessors import Leads
+from closeguard.tools.calls import walk
 from closeguard.tools.catalog import BY_NAME, ENDPOINTS, Endpoint
 from closeguard.tools.errors import NotFound, PolicyViolation
 from closeguard.tools.langchain import compact, make_tools, tool_name
@@ -128,3 +130,41 @@ async def test_path_like_id_is_refused_before_sending() -> None:
         answer = await tool.ainvoke({"id": "lead_1/../../organization/orga_1"})
     assert "must be a Close id" in answer
     assert sent == []
+
+
+async def test_accessors_and_tools_make_the_same_call_through_one_protocol() -> None:
+    """The typed accessors are thin calls onto the same ``call`` the tools use."""
+    from_tool, from_accessor = RecordingClient({"id": "lead_1"}), RecordingClient({"id": "lead_1"})
+    tools = {t.name: t for t in make_tools(from_tool)}
+    await tools["lead_update"].ainvoke({"id": "lead_1", "name": "Acme"})
+    await tools["lead_get"].ainvoke({"id": "lead_1", "fields": "id,name"})
+    await Leads(from_accessor).update("lead_1", {"name": "Acme"})
+    await Leads(from_accessor).get("lead_1", fields="id,name")
+    assert from_tool.calls == from_accessor.calls
+
+
+class PagedClient(RecordingClient):
+    """Answers each paging style with two pages, then a repeat of the first cursor."""
+
+    async def call(self, endpoint: Endpoint | str, **kwargs: Any) -> Any:
+        await super().call(endpoint, **kwargs)
+        sent = kwargs.get("json") or kwargs.get("params") or {}
+        n = len(self.calls)
+        if isinstance(endpoint, Endpoint) and endpoint.paging == "offset":
+            return {"data": [{"id": f"x{sent['_skip']}"}], "has_more": n < 2}
+        key = "cursor_next" if kwargs.get("params") is not None else "cursor"
+        return {"data": [{"id": f"x{n}"}], key: "c1"}
+
+
+@pytest.mark.parametrize("name", ["lead.list", "event.list", "data.search"])
+async def test_one_walker_follows_every_paging_style_and_stops_on_a_repeated_cursor(
+    name: str,
+) -> None:
+    client = PagedClient()
+    ep = BY_NAME[name]
+    items = [item async for item in walk(client, ep, {}, page_size=1)]
+    assert [i["id"] for i in items] == (["x0", "x1"] if ep.paging == "offset" else ["x1", "x2"])
+    positions = [(c[2] or c[3] or {}) for c in client.calls]
+    key = {"offset": "_skip", "cursor": "_cursor", "search": "cursor"}[ep.paging or ""]
+    assert [p.get(key) for p in positions] == ([0, 1] if ep.paging == "offset" else [None, "c1"])
+    assert all(p["_limit"] == 1 for p in positions)
