@@ -120,7 +120,7 @@ class _Accessor:
         self, ep: Endpoint, model: type[ModelT], args: Json, limit: int | None = None
     ) -> tuple[builtins.list[ModelT], Json]:
         """One page of ``ep``: its items as ``model``, and the raw answer."""
-        raw, _ = await one_page(self._caller, ep, args, limit=limit)
+        raw = await one_page(self._caller, ep, args, limit=limit)
         items = [
             read(model, item, ep, ep.path, raw=raw, at=("data", i))
             for i, item in enumerate(raw.get("data") or [])
@@ -359,7 +359,7 @@ class Search(_Accessor):
         """One page of results; pass ``PageOf.cursor`` back as ``cursor`` for the next."""
         ep = self._ep("search")
         body = self._body(query, fields, sort, clamp(limit, ep.max_limit), cursor)
-        raw, _ = await one_page(self._caller, ep, body)
+        raw = await one_page(self._caller, ep, body)
         nxt = raw.get("cursor")
         return PageOf(data=list(raw.get("data") or []), has_more=bool(nxt), cursor=nxt, raw=raw)
 

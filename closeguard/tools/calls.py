@@ -137,13 +137,12 @@ def _check_skip(ep: Endpoint, skip: Any) -> None:
         )
 
 
-async def one_page(
-    caller: Caller, ep: Endpoint, args: Json, *, limit: int | None = None
-) -> tuple[Json, BaseModel]:
-    """One page of a paged endpoint: its raw answer and its page model (``ep.result_model``).
+async def one_page(caller: Caller, ep: Endpoint, args: Json, *, limit: int | None = None) -> Json:
+    """One page of a list endpoint, checked against its page model (``ep.result_model``).
 
     ``args`` are the query (or, for search, the body) with the position under the style's
-    key; ``limit`` (else ``args["_limit"]``) is capped at the endpoint's maximum.
+    key; ``limit`` (else ``args["_limit"]``) is capped at the endpoint's maximum. A plain
+    list (statuses, pipelines) reads as a single offset page.
     """
     style = STYLES[ep.paging or "offset"]
     sent = {k: v for k, v in args.items() if v is not None}
@@ -155,7 +154,8 @@ async def one_page(
         raw = await caller.call(ep, json=sent)
     else:
         raw = await caller.call(ep, params=sent)
-    return raw, read(ep.result_model, raw, ep, ep.path)
+    read(ep.result_model, raw, ep, ep.path)
+    return dict(raw)
 
 
 async def walk(
@@ -174,7 +174,7 @@ async def walk(
     position = args.get(style.key, style.start)
     seen: set[Any] = set()
     while True:
-        raw, _ = await one_page(caller, ep, {**args, style.key: position}, limit=page_size)
+        raw = await one_page(caller, ep, {**args, style.key: position}, limit=page_size)
         for i, item in enumerate(raw.get("data") or []):
             yield item if model is None else read(model, item, ep, ep.path, raw=raw, at=("data", i))
         position = style.next(raw, position)
