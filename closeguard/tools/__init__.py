@@ -4,6 +4,7 @@ This package is the bottom layer: it imports nothing else of closeguard.
 """
 
 from closeguard.tools._accessors import PageOf
+from closeguard.tools.calls import Caller
 from closeguard.tools.catalog import (
     BY_NAME,
     ENDPOINTS,
@@ -20,6 +21,7 @@ from closeguard.tools.client import (
     RetrySettings,
     TransportGuard,
 )
+from closeguard.tools.clock import Clock, FakeClock, SystemClock
 from closeguard.tools.errors import (
     ApprovalError,
     ApprovalRequired,
@@ -55,12 +57,15 @@ __all__ = [
     "ApprovalRequired",
     "BadRequest",
     "Call",
+    "Caller",
+    "Clock",
     "CloseAPIError",
     "CloseClient",
     "CloseConnectionError",
     "CloseguardError",
     "ConfigError",
     "Endpoint",
+    "FakeClock",
     "Forbidden",
     "GuardError",
     "InvalidArguments",
@@ -77,6 +82,7 @@ __all__ = [
     "ServerError",
     "Settings",
     "StoreError",
+    "SystemClock",
     "TransportGuard",
     "Unauthorized",
     "UnknownEndpoint",
