@@ -130,8 +130,9 @@ class OrgState:
     _by_lead: dict[ChildCollection, LeadIndex] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    # Object id -> insertion rank, so a moved object takes its collection place in a bucket.
+    # Child id -> insertion rank, so a moved object takes its collection place in a bucket.
     _rank: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _next_rank: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._rebuild()
@@ -172,8 +173,9 @@ class OrgState:
         old = objs.get(obj["id"])
         if old is not None:
             self._unindex(collection, old)
-        else:
-            self._rank[obj["id"]] = len(self._rank)
+        elif collection in CHILD_COLLECTIONS:
+            self._rank[obj["id"]] = self._next_rank
+            self._next_rank += 1
         objs[obj["id"]] = obj
         self._index(collection, obj)
         return obj
@@ -182,6 +184,7 @@ class OrgState:
         """Delete and return the object; ``KeyError`` if absent."""
         obj = self.collections[collection].pop(obj_id)
         self._unindex(collection, obj)
+        self._rank.pop(obj_id, None)
         return obj
 
     def reparent(self, collection: ChildCollection, obj: Obj, lead_id: str) -> None:
@@ -223,10 +226,9 @@ class OrgState:
                 del index[key]
 
     def _rebuild(self) -> None:
-        self._rank = {}
-        for objs in self.collections.values():
-            for oid in objs:
-                self._rank.setdefault(oid, len(self._rank))
+        ids = [oid for name in CHILD_COLLECTIONS for oid in self.collections[name]]
+        self._rank = {oid: rank for rank, oid in enumerate(ids)}
+        self._next_rank = len(ids)
         self._by_lead = {name: build_lead_index(self, name) for name in CHILD_COLLECTIONS}
 
     # -- JSON -------------------------------------------------------------------------
