@@ -55,15 +55,22 @@ def test_one_flag_per_meaning() -> None:
 def filled(store: Store) -> Store:
     log = AuditLog(store)
     log.append({"method": "GET", "path": "/lead/", "decision": "allow", "args": {}}, flush=True)
-    Approvals(store).request(classify("DELETE", "/lead/lead_1/"), method="DELETE",
-                             path="/lead/lead_1/")
+    Approvals(store).request(
+        classify("DELETE", "/lead/lead_1/"), method="DELETE", path="/lead/lead_1/"
+    )
     return store
 
 
 @pytest.mark.parametrize(
     "args",
-    [["catalog"], ["policy", "list"], ["policy", "explain", "read-only"], ["approvals", "list"],
-     ["approvals", "list", "--all"], ["audit", "tail"]],
+    [
+        ["catalog"],
+        ["policy", "list"],
+        ["policy", "explain", "read-only"],
+        ["approvals", "list"],
+        ["approvals", "list", "--all"],
+        ["audit", "tail"],
+    ],
     ids=" ".join,
 )
 def test_every_listing_prints_a_json_array(args: list[str], filled: Store) -> None:

@@ -64,7 +64,10 @@ def test_served_simulator_answers_the_printed_key_on_any_free_port() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [*CLOSEGUARD, "sim", "serve", "--port", "0", "--leads", "3", "--rate-limit", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         at, key_line, _ = _banner(proc)

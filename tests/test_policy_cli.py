@@ -41,7 +41,8 @@ def test_explain_covers_every_endpoint() -> None:
     assert by[("activity.email.create", "destructive")]["escalated"] is True
     assert by[("activity.email.create", "destructive")]["outcome"] == "deny"
     assert by[("activity.email.create", "write")]["constraints"] == [
-        "status: in ['draft'], required"]
+        "status: in ['draft'], required"
+    ]
     assert by[("opportunity.update", "write")]["outcome"] == "approve"
     table = runner.invoke(app, ["policy", "explain", "read-only"])
     assert table.exit_code == 0 and "lead.merge" in table.output and "deny" in table.output
@@ -49,10 +50,16 @@ def test_explain_covers_every_endpoint() -> None:
 
 def test_approvals_list_show_approve_reject(store: Store) -> None:
     approvals = Approvals(store)
-    first = approvals.request(classify("DELETE", "/lead/lead_1/"), method="DELETE",
-                              path="/lead/lead_1/", actor="bot", rule="approve[0]")
-    second = approvals.request(classify("DELETE", "/lead/lead_2/"), method="DELETE",
-                               path="/lead/lead_2/", actor="bot")
+    first = approvals.request(
+        classify("DELETE", "/lead/lead_1/"),
+        method="DELETE",
+        path="/lead/lead_1/",
+        actor="bot",
+        rule="approve[0]",
+    )
+    second = approvals.request(
+        classify("DELETE", "/lead/lead_2/"), method="DELETE", path="/lead/lead_2/", actor="bot"
+    )
     listed = runner.invoke(app, ["approvals", "list", "--json"])
     assert listed.exit_code == 0
     assert {a["id"] for a in json.loads(listed.output)} == {first.id, second.id}

@@ -24,39 +24,85 @@ def load_error(text: str) -> ConfigError:
         ("name: x\ngrant:\n  lead: read\n", 2, "unknown key 'grant'; did you mean grants"),
         ("name: x\ngrants:\n  lead: read\n  leads: write\n", 4, "unknown resource 'leads'"),
         ("name: x\ngrants:\n  lead: admin\n", 3, "level must be read, write or destructive"),
-        ("grants: {lead: read}\ndeny:\n  - lead.get\n  - lead.destroy\n", 4,
-         "unknown deny entry"),
+        ("grants: {lead: read}\ndeny:\n  - lead.get\n  - lead.destroy\n", 4, "unknown deny entry"),
         ("grants: {lead: read}\napprove:\n  - superuser\n", 3, "unknown approve entry"),
-        ("grants: {task: write}\nconstraints:\n  task.make:\n    text: {in: [a]}\n", 3,
-         "unknown endpoint 'task.make'"),
-        ("grants: {task: write}\nconstraints:\n  task.create:\n    txt: {in: [a]}\n", 4,
-         "unknown field of task.create 'txt'"),
-        ("grants: {task: write}\nconstraints:\n  task.create:\n    text: {in: []}\n", 4,
-         "is empty"),
-        ("grants: {opportunity: write}\nconstraints:\n  opportunity.update:\n"
-         "    confidence:\n      min: 90\n      max: 10\n", 5, "min 90 > max 10"),
-        ("grants: {opportunity: write}\nconstraints:\n  opportunity.update:\n"
-         "    confidence: {max: high}\n", 4, "must be a number"),
-        ("grants: {task: write}\nconstraints:\n  task.create:\n    text: {max: 3}\n", 4,
-         "text is not a number field"),
-        ("grants: {activity: write}\nconstraints:\n  activity.email.create:\n"
-         "    status:\n      in:\n        - draft\n        - posted\n", 7,
-         "'posted' is not a valid value for status"),
-        ("grants: {task: write}\nconstraints:\n  task.create:\n    lead_id: {scope: mine}\n", 4,
-         "unknown scope 'mine'"),
-        ("grants: {task: write}\nconstraints:\n  task.create:\n    text: {in: [a], between: 1}\n",
-         4, "unknown rule 'between'"),
-        ("grants: {task: write}\nconstraints:\n  task.create:\n"
-         "    text: {immutable: true, required: true}\n", 4, "contradicts"),
-        ("grants:\n  task: read\nconstraints:\n  task.create:\n    text: {in: [a]}\n", 5,
-         "never allows task.create"),
-        ("grants: {task: write}\ndeny: [task.create]\nconstraints:\n  task.create:\n"
-         "    text: {in: [a]}\n", 5, "never allows task.create (deny[0]"),
+        (
+            "grants: {task: write}\nconstraints:\n  task.make:\n    text: {in: [a]}\n",
+            3,
+            "unknown endpoint 'task.make'",
+        ),
+        (
+            "grants: {task: write}\nconstraints:\n  task.create:\n    txt: {in: [a]}\n",
+            4,
+            "unknown field of task.create 'txt'",
+        ),
+        (
+            "grants: {task: write}\nconstraints:\n  task.create:\n    text: {in: []}\n",
+            4,
+            "is empty",
+        ),
+        (
+            "grants: {opportunity: write}\nconstraints:\n  opportunity.update:\n"
+            "    confidence:\n      min: 90\n      max: 10\n",
+            5,
+            "min 90 > max 10",
+        ),
+        (
+            "grants: {opportunity: write}\nconstraints:\n  opportunity.update:\n"
+            "    confidence: {max: high}\n",
+            4,
+            "must be a number",
+        ),
+        (
+            "grants: {task: write}\nconstraints:\n  task.create:\n    text: {max: 3}\n",
+            4,
+            "text is not a number field",
+        ),
+        (
+            "grants: {activity: write}\nconstraints:\n  activity.email.create:\n"
+            "    status:\n      in:\n        - draft\n        - posted\n",
+            7,
+            "'posted' is not a valid value for status",
+        ),
+        (
+            "grants: {task: write}\nconstraints:\n  task.create:\n    lead_id: {scope: mine}\n",
+            4,
+            "unknown scope 'mine'",
+        ),
+        (
+            "grants: {task: write}\nconstraints:\n  task.create:\n"
+            "    text: {in: [a], between: 1}\n",
+            4,
+            "unknown rule 'between'",
+        ),
+        (
+            "grants: {task: write}\nconstraints:\n  task.create:\n"
+            "    text: {immutable: true, required: true}\n",
+            4,
+            "contradicts",
+        ),
+        (
+            "grants:\n  task: read\nconstraints:\n  task.create:\n    text: {in: [a]}\n",
+            5,
+            "never allows task.create",
+        ),
+        (
+            "grants: {task: write}\ndeny: [task.create]\nconstraints:\n  task.create:\n"
+            "    text: {in: [a]}\n",
+            5,
+            "never allows task.create (deny[0]",
+        ),
         ("grants: {task: write}\nlimits:\n  per_run:\n    writes: -1\n", 4, "count >= 0"),
-        ("grants: {task: write}\nlimits:\n  per_window:\n    window: 1 week\n", 4,
-         "window must look like"),
-        ("grants: {task: write}\nlimits:\n  per_run:\n    per_endpoint:\n      task.add: 1\n", 5,
-         "unknown endpoint 'task.add'"),
+        (
+            "grants: {task: write}\nlimits:\n  per_window:\n    window: 1 week\n",
+            4,
+            "window must look like",
+        ),
+        (
+            "grants: {task: write}\nlimits:\n  per_run:\n    per_endpoint:\n      task.add: 1\n",
+            5,
+            "unknown endpoint 'task.add'",
+        ),
         ("grants: {task: write}\nlimits:\n  per_hour: {writes: 1}\n", 3, "unknown limits key"),
         ("name: x\nmode: yolo\n", 2, "mode must be enforce or dry_run"),
         ("name: x\ngrants: {lead: read}\ngrants: {lead: write}\n", 3, "duplicate key 'grants'"),
@@ -76,8 +122,11 @@ def test_each_mistake_names_its_line(text: str, line: int, words: str) -> None:
     [
         ("name:\ngrants: {lead: read}\n", 1, "name must be a string"),
         ("name: x\nmode:\n", 2, "mode must be enforce or dry_run, not empty"),
-        ("grants: {task: write}\nconstraints:\n  task.create:\n  lead_id: {scope: triggered}\n",
-         3, "constraints.task.create maps field -> rule"),
+        (
+            "grants: {task: write}\nconstraints:\n  task.create:\n  lead_id: {scope: triggered}\n",
+            3,
+            "constraints.task.create maps field -> rule",
+        ),
         ("grants: {task: write}\nconstraints:\n  task.create:\n    text:\n", 4, "text"),
         ("grants:\n  lead:\n", 2, "level must be read, write or destructive, not empty"),
         ("grants: {lead: read}\ndeny:\n  -\n", 3, "empty deny entry"),

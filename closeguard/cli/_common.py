@@ -29,9 +29,7 @@ __all__ = [
 ]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-LimitOpt = Annotated[
-    int, typer.Option("-n", "--limit", min=1, metavar="N", help="At most N rows.")
-]
+LimitOpt = Annotated[int, typer.Option("-n", "--limit", min=1, metavar="N", help="At most N rows.")]
 OutOpt = Annotated[
     Path | None, typer.Option("-o", "--out", metavar="FILE", help="Write to FILE (default stdout).")
 ]

@@ -24,13 +24,20 @@ from closeguard.guardrails.approvals import Status
 app = typer.Typer(help="Human approvals for guarded calls.", no_args_is_help=True)
 
 STATUSES = ("pending", "approved", "rejected", "consumed", "expired")
-STATUS_STYLE = {"pending": "yellow", "approved": "green", "rejected": "red",
-                "consumed": "dim", "expired": "dim"}
+STATUS_STYLE = {
+    "pending": "yellow",
+    "approved": "green",
+    "rejected": "red",
+    "consumed": "dim",
+    "expired": "dim",
+}
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="The approval's id (appr_...).")]
-ByOpt = Annotated[str | None, typer.Option("--by", metavar="NAME",
-                                           help="Who decides (default: $USER).")]
-NoteOpt = Annotated[str | None, typer.Option("--note", metavar="TEXT",
-                                             help="Why, kept with the approval.")]
+ByOpt = Annotated[
+    str | None, typer.Option("--by", metavar="NAME", help="Who decides (default: $USER).")
+]
+NoteOpt = Annotated[
+    str | None, typer.Option("--note", metavar="TEXT", help="Why, kept with the approval.")
+]
 
 
 def _approvals() -> Approvals:
@@ -46,8 +53,9 @@ def _when(ts: float | None) -> str:
 def _payload(a: Approval) -> dict[str, Any]:
     data = a.as_dict()
     for key in ("created", "expires", "decided_at", "consumed_at"):
-        data[key] = None if data[key] is None else datetime.fromtimestamp(
-            data[key], UTC).isoformat()
+        data[key] = (
+            None if data[key] is None else datetime.fromtimestamp(data[key], UTC).isoformat()
+        )
     return data
 
 
@@ -60,9 +68,12 @@ def _get(approval_id: str) -> Approval:
 
 @app.command("list")
 def list_(
-    status: Annotated[str, typer.Option(
-        "--status", "-s", metavar="STATUS",
-        help=f"Only this status: {', '.join(STATUSES)}.")] = "pending",
+    status: Annotated[
+        str,
+        typer.Option(
+            "--status", "-s", metavar="STATUS", help=f"Only this status: {', '.join(STATUSES)}."
+        ),
+    ] = "pending",
     all_: Annotated[bool, typer.Option("--all", "-a", help="Every status.")] = False,
     limit: LimitOpt = 100,
     as_json: JsonOpt = False,
@@ -82,8 +93,16 @@ def list_(
     for col in ("id", "status", "endpoint", "path", "actor", "run", "created", "expires"):
         table.add_column(col, no_wrap=col in ("id", "endpoint"))
     for a in found:
-        table.add_row(a.id, f"[{STATUS_STYLE[a.status]}]{a.status}[/]", a.endpoint, a.path,
-                      shown(a.actor), shown(a.run_id), _when(a.created), _when(a.expires))
+        table.add_row(
+            a.id,
+            f"[{STATUS_STYLE[a.status]}]{a.status}[/]",
+            a.endpoint,
+            a.path,
+            shown(a.actor),
+            shown(a.run_id),
+            _when(a.created),
+            _when(a.expires),
+        )
     console(160).print(table)
 
 

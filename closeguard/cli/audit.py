@@ -24,10 +24,27 @@ from closeguard.guardrails import AuditLog
 
 app = typer.Typer(help="The hash-chained audit log of every guarded call.", no_args_is_help=True)
 
-DECISION_STYLE = {"allow": "green", "approved": "green", "dry_run": "cyan", "deny": "red",
-                  "approval_required": "yellow"}
-COLUMNS = ("seq", "time", "actor", "run", "endpoint", "method", "path", "access", "decision",
-           "rule", "status", "ms")
+DECISION_STYLE = {
+    "allow": "green",
+    "approved": "green",
+    "dry_run": "cyan",
+    "deny": "red",
+    "approval_required": "yellow",
+}
+COLUMNS = (
+    "seq",
+    "time",
+    "actor",
+    "run",
+    "endpoint",
+    "method",
+    "path",
+    "access",
+    "decision",
+    "rule",
+    "status",
+    "ms",
+)
 
 
 def _log() -> AuditLog:
@@ -44,10 +61,18 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 def _cells(r: dict[str, Any]) -> list[str]:
     style = DECISION_STYLE.get(r["decision"], "white")
     return [
-        str(r["seq"]), r["ts"][11:23], shown(r["actor"]), shown(r["run_id"]),
-        shown(r["endpoint"]), r["method"], r["path"], shown(r["access"]),
-        f"[{style}]{r['decision']}[/]", shown(r["rule"]),
-        shown(r["status_code"] or r["error"]), f"{(r['latency_us'] or 0) / 1000:.1f}",
+        str(r["seq"]),
+        r["ts"][11:23],
+        shown(r["actor"]),
+        shown(r["run_id"]),
+        shown(r["endpoint"]),
+        r["method"],
+        r["path"],
+        shown(r["access"]),
+        f"[{style}]{r['decision']}[/]",
+        shown(r["rule"]),
+        shown(r["status_code"] or r["error"]),
+        f"{(r['latency_us'] or 0) / 1000:.1f}",
     ]
 
 
@@ -92,9 +117,14 @@ def show(
 
 @app.command("verify")
 def verify(
-    expect_head: Annotated[str | None, typer.Option(
-        "--expect-head", metavar="SEQ:HASH",
-        help="A checkpoint kept elsewhere (printed by: closeguard audit head).")] = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-head",
+            metavar="SEQ:HASH",
+            help="A checkpoint kept elsewhere (printed by: closeguard audit head).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check the hash chain; exit 1 and say where if any row was changed, removed or added."""
@@ -106,14 +136,19 @@ def verify(
         checkpoint = (int(seq_text), digest)
     report = _log().verify(expect_head=checkpoint)
     if as_json:
-        print_json({
-            "ok": report.ok, "rows": report.rows, "head_seq": report.head_seq,
-            "head_hash": report.head_hash,
-            "problems": [p.__dict__ for p in report.problems],
-        })
+        print_json(
+            {
+                "ok": report.ok,
+                "rows": report.rows,
+                "head_seq": report.head_seq,
+                "head_hash": report.head_hash,
+                "problems": [p.__dict__ for p in report.problems],
+            }
+        )
     elif report.ok:
-        typer.echo(f"ok: {report.rows} rows, chain intact, head {report.head_seq}:"
-                   f"{report.head_hash}")
+        typer.echo(
+            f"ok: {report.rows} rows, chain intact, head {report.head_seq}:{report.head_hash}"
+        )
     else:
         typer.echo(f"FAILED: {len(report.problems)} problem(s) in {report.rows} rows")
         for p in report.problems:
@@ -132,9 +167,12 @@ def head() -> None:
 
 @app.command("export")
 def export(
-    fmt: Annotated[str, typer.Option(
-        "--format", metavar="FORMAT", help="jsonl: one JSON row a line (the only format).")]
-    = "jsonl",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", metavar="FORMAT", help="jsonl: one JSON row a line (the only format)."
+        ),
+    ] = "jsonl",
     out: OutOpt = None,
 ) -> None:
     """Every row in seq order, hashes included (re-verifiable offline)."""

@@ -18,7 +18,9 @@ def catalog(
     resource: Annotated[
         str | None,
         typer.Option(
-            "--resource", "-r", metavar="RESOURCE",
+            "--resource",
+            "-r",
+            metavar="RESOURCE",
             help="Only endpoints on this resource and its children (any case).",
         ),
     ] = None,
@@ -36,19 +38,21 @@ def catalog(
     if not rows:
         raise fail(f"no endpoints on resource {resource!r}; resources: {', '.join(RESOURCES)}")
     if as_json:
-        print_json([
-            {
-                "name": ep.name,
-                "method": ep.method,
-                "path": ep.path,
-                "resource": ep.resource,
-                "access": ep.access,
-                "event": ep.event,
-                "events": list(ep.events),
-                "summary": ep.summary,
-            }
-            for ep in rows
-        ])
+        print_json(
+            [
+                {
+                    "name": ep.name,
+                    "method": ep.method,
+                    "path": ep.path,
+                    "resource": ep.resource,
+                    "access": ep.access,
+                    "event": ep.event,
+                    "events": list(ep.events),
+                    "summary": ep.summary,
+                }
+                for ep in rows
+            ]
+        )
         return
     table = Table(title=f"Close endpoints ({len(rows)}), paths under /api/v1")
     for col in ("name", "method", "path", "resource", "access", "event"):

@@ -66,8 +66,9 @@ class Connection:
         await self.client.aclose()
 
 
-def connect(policy: Guarded, *, actor: str, settings: Settings | None = None,
-            seed: int = 7, leads: int = 25) -> Connection:
+def connect(
+    policy: Guarded, *, actor: str, settings: Settings | None = None, seed: int = 7, leads: int = 25
+) -> Connection:
     """A client for Close when a key is set, else for an embedded simulated organization."""
     settings = settings or Settings()
     if settings.close_api_key is not None or settings.close_oauth_access_token is not None:
@@ -120,12 +121,14 @@ def _show_update(out: _Printer, node: str, update: Any) -> None:
     elif node in ("review", "ask"):
         for review in (update.get("reviews") or {}).values():
             status = review.get("status")
-            label = {"run": "allowed" if node == "review" else "approved",
-                     "pending": f"needs approval ({review.get('approval_id')})",
-                     "rejected": "rejected", "refused": "refused"}.get(status, status)
+            label = {
+                "run": "allowed" if node == "review" else "approved",
+                "pending": f"needs approval ({review.get('approval_id')})",
+                "rejected": "rejected",
+                "refused": "refused",
+            }.get(status, status)
             detail = f": {review.get('message')}" if status in ("refused", "rejected") else ""
-            out.info(f"  tool {review.get('tool')} {_short(review.get('args'))} -> {label}"
-                     f"{detail}")
+            out.info(f"  tool {review.get('tool')} {_short(review.get('args'))} -> {label}{detail}")
     elif node == "tools":
         for msg in update.get("messages") or []:
             if isinstance(msg, ToolMessage):
@@ -135,14 +138,19 @@ def _show_update(out: _Printer, node: str, update: Any) -> None:
                 out.info(str(msg.content))
 
 
-async def _stream(agent: Any, config: RunnableConfig, payload: Any, out: _Printer
-                  ) -> list[Interrupt]:
+async def _stream(
+    agent: Any, config: RunnableConfig, payload: Any, out: _Printer
+) -> list[Interrupt]:
     """Run until the graph ends or waits; the pending interrupts."""
     async for mode, chunk in agent.astream(payload, config, stream_mode=["messages", "updates"]):
         if mode == "messages":
             msg, meta = chunk
-            if (meta.get("langgraph_node") == "model" and isinstance(msg, AIMessageChunk)
-                    and isinstance(msg.content, str) and msg.content):
+            if (
+                meta.get("langgraph_node") == "model"
+                and isinstance(msg, AIMessageChunk)
+                and isinstance(msg.content, str)
+                and msg.content
+            ):
                 out.token(msg.content)
         elif mode == "updates":
             for node, update in chunk.items():
@@ -162,15 +170,19 @@ def _read(prompt: str) -> str:
 def _ask(item: Interrupt) -> Any:
     """One approval, asked at the terminal."""
     v = item.value
-    typer.echo(f"\n  approval {v['approval_id']}: {v['tool']} ({v['access']}) "
-               f"{v['method']} {v['path']}")
+    typer.echo(
+        f"\n  approval {v['approval_id']}: {v['tool']} ({v['access']}) {v['method']} {v['path']}"
+    )
     typer.echo(f"    args: {_short(v['args'], 400)}")
     typer.echo(f"    why:  {v['reason']}")
     if v.get("error"):
         typer.echo(f"    note: {v['error']}")
     while True:
-        choice = _read("  [a]pprove, [e]dit, [r]eject, or Enter to check the approval "
-                       "store: ").strip().lower()
+        choice = (
+            _read("  [a]pprove, [e]dit, [r]eject, or Enter to check the approval store: ")
+            .strip()
+            .lower()
+        )
         if choice in ("a", "approve", "y", "yes"):
             return "approve"
         if choice in ("", "c", "check"):
@@ -188,34 +200,43 @@ def _ask(item: Interrupt) -> Any:
         typer.echo("  answer a, e, r or press Enter")
 
 
-async def _run(agent: Any, config: RunnableConfig, payload: Any, out: _Printer,
-               thread_id: str) -> int:
+async def _run(
+    agent: Any, config: RunnableConfig, payload: Any, out: _Printer, thread_id: str
+) -> int:
     """One user turn, approvals included; the exit code."""
     while True:
-        waiting = await _stream(agent, config, payload, out) if payload is not None else (
-            await pending_interrupts(agent, config))
+        waiting = (
+            await _stream(agent, config, payload, out)
+            if payload is not None
+            else (await pending_interrupts(agent, config))
+        )
         if not waiting:
             return 0
         if out.once:
             for item in waiting:
                 approval = item.value.get("approval_id")
-                out.info(f"waiting for approval {approval} ({item.value.get('tool')}): "
-                         f"closeguard approvals approve {approval}, then "
-                         f"closeguard chat --thread {thread_id}")
+                out.info(
+                    f"waiting for approval {approval} ({item.value.get('tool')}): "
+                    f"closeguard approvals approve {approval}, then "
+                    f"closeguard chat --thread {thread_id}"
+                )
             return EXIT_WAITING
         payload = Command(resume={item.id: _ask(item) for item in waiting})
 
 
-async def _session(model: BaseChatModel, guarded: Guarded, once: str | None,
-                   thread_id: str, model_name: str) -> int:
+async def _session(
+    model: BaseChatModel, guarded: Guarded, once: str | None, thread_id: str, model_name: str
+) -> int:
     out = _Printer(once is not None)
     conn = connect(guarded, actor=f"chat:{thread_id}")
     try:
         async with open_checkpointer(checkpoint_path()) as saver:
             agent = build_agent(model, guarded, conn.client, checkpointer=saver)
             config = thread_config(thread_id)
-            out.info(f"closeguard chat: policy {guarded.policy.name}, model {model_name}, "
-                     f"thread {thread_id}")
+            out.info(
+                f"closeguard chat: policy {guarded.policy.name}, model {model_name}, "
+                f"thread {thread_id}"
+            )
             out.info(f"Close: {conn.description}")
             if await pending_interrupts(agent, config):
                 resume: Any = None
@@ -226,8 +247,7 @@ async def _session(model: BaseChatModel, guarded: Guarded, once: str | None,
                 if code:
                     return code
             if once is not None:
-                return await _run(agent, config, {"messages": [("user", once)]}, out,
-                                  thread_id)
+                return await _run(agent, config, {"messages": [("user", once)]}, out, thread_id)
             out.info("Type a question; /exit or Ctrl-D to leave.")
             while True:
                 line = _read("you> ").strip()
@@ -248,16 +268,28 @@ def _threads() -> None:
 
 
 def chat(
-    once: Annotated[str | None, typer.Option(
-        "--once", metavar="QUESTION", help="Ask one question, print the answer, exit.")] = None,
-    policy: Annotated[str, typer.Option(
-        "--policy", "-p", metavar="NAME|FILE", help="The agent's policy.")] = "sales-rep",
-    model: Annotated[str | None, typer.Option(
-        "--model", "-m", metavar="PROVIDER:MODEL",
-        help="openai:..., anthropic:..., ollama:... or scripted:FILE "
-             "(default CLOSEGUARD_MODEL).")] = None,
-    thread: Annotated[str | None, typer.Option(
-        "--thread", "-t", metavar="ID", help="Resume this thread.")] = None,
+    once: Annotated[
+        str | None,
+        typer.Option(
+            "--once", metavar="QUESTION", help="Ask one question, print the answer, exit."
+        ),
+    ] = None,
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", metavar="NAME|FILE", help="The agent's policy.")
+    ] = "sales-rep",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="PROVIDER:MODEL",
+            help="openai:..., anthropic:..., ollama:... or scripted:FILE "
+            "(default CLOSEGUARD_MODEL).",
+        ),
+    ] = None,
+    thread: Annotated[
+        str | None, typer.Option("--thread", "-t", metavar="ID", help="Resume this thread.")
+    ] = None,
     threads: Annotated[bool, typer.Option("--threads", help="List saved threads.")] = False,
 ) -> None:
     """Chat with the agent over your Close data; risky calls wait for your yes."""

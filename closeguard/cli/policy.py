@@ -15,8 +15,9 @@ from closeguard.tools.catalog import ENDPOINTS
 app = typer.Typer(help="Check and explain guard policies.", no_args_is_help=True)
 
 OUTCOME_STYLE = {"allow": "green", "approve": "yellow", "deny": "red"}
-PolicyArg = Annotated[str, typer.Argument(
-    metavar="POLICY", help="A policy YAML file or a shipped policy name.")]
+PolicyArg = Annotated[
+    str, typer.Argument(metavar="POLICY", help="A policy YAML file or a shipped policy name.")
+]
 
 
 def _load(source: str) -> Policy:
@@ -61,13 +62,20 @@ def explain_rows(policy: Policy) -> list[dict[str, Any]]:
     for ep in ENDPOINTS:
         for access in possible_access(ep):
             d = guard.static(ep.name, access)
-            rows.append({
-                "endpoint": ep.name, "method": ep.method, "path": ep.path,
-                "access": access, "escalated": access != ep.access,
-                "outcome": d.outcome, "rule": d.rule, "reason": d.reason,
-                "constraints": [r.describe() for r in policy.constraints.get(ep.name, ())],
-                "limits": _limits_for(policy, ep.name, access),
-            })
+            rows.append(
+                {
+                    "endpoint": ep.name,
+                    "method": ep.method,
+                    "path": ep.path,
+                    "access": access,
+                    "escalated": access != ep.access,
+                    "outcome": d.outcome,
+                    "rule": d.rule,
+                    "reason": d.reason,
+                    "constraints": [r.describe() for r in policy.constraints.get(ep.name, ())],
+                    "limits": _limits_for(policy, ep.name, access),
+                }
+            )
     return rows
 
 
@@ -100,8 +108,12 @@ def explain(source: PolicyArg, as_json: JsonOpt = False) -> None:
     for r in rows:
         style = OUTCOME_STYLE[r["outcome"]]
         access = r["access"] + (" (by args)" if r["escalated"] else "")
-        notes = r["reason"] if r["outcome"] == "deny" else "; ".join(
-            r["constraints"] + r["limits"]) or r["reason"]
-        table.add_row(r["endpoint"], access, f"[{style}]{r['outcome']}[/]", shown(r["rule"]),
-                      shown(notes))
+        notes = (
+            r["reason"]
+            if r["outcome"] == "deny"
+            else "; ".join(r["constraints"] + r["limits"]) or r["reason"]
+        )
+        table.add_row(
+            r["endpoint"], access, f"[{style}]{r['outcome']}[/]", shown(r["rule"]), shown(notes)
+        )
     console(160).print(table)

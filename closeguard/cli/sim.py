@@ -15,9 +15,7 @@ from closeguard.simulator.webhooks import with_dispatcher
 
 app = typer.Typer(help="Run the Close simulator or generate worlds for it.", no_args_is_help=True)
 
-SeedOpt = Annotated[
-    int, typer.Option("--seed", metavar="N", help="Seed of the generated world.")
-]
+SeedOpt = Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the generated world.")]
 LeadsOpt = Annotated[
     int,
     typer.Option("--leads", min=0, max=100_000, metavar="N", help="How many leads to generate."),
@@ -52,28 +50,45 @@ def _describe(limits: RateLimits | None, rate_limit: float | None) -> str:
         return "no rate limits"
     if rate_limit:
         return f"rate limit {rate_limit:g} calls per second per key"
-    return (f"rate limits {limits.read_rps:g} reads / {limits.write_rps:g} writes per second "
-            "per key")
+    return f"rate limits {limits.read_rps:g} reads / {limits.write_rps:g} writes per second per key"
 
 
 @app.command("serve")
 def serve(
-    host: Annotated[str, typer.Option("--host", metavar="HOST", help="Interface to bind.")]
-    = "127.0.0.1",
-    port: Annotated[int, typer.Option(
-        "--port", min=0, max=65535, metavar="PORT", help="TCP port (0: any free port).")] = 8765,
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Interface to bind.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", min=0, max=65535, metavar="PORT", help="TCP port (0: any free port)."
+        ),
+    ] = 8765,
     seed: SeedOpt = 1,
     leads: LeadsOpt = 200,
-    api_key: Annotated[str | None, typer.Option(
-        "--api-key", metavar="KEY",
-        help="Also accept KEY (as API key or Bearer token). Without it, only the world's own "
-        "key is accepted: it is printed at start and is the same for the same --seed.")] = None,
-    rate_limit: Annotated[float | None, typer.Option(
-        "--rate-limit", min=0, metavar="RPS",
-        help="Calls per second per key and endpoint group (the organization gets 3x). "
-        "Default: Close-like 40 reads and 20 writes per second; 0 turns limits off.")] = None,
-    world: Annotated[Path | None, typer.Option(
-        "--world", metavar="FILE", help="Serve this saved world instead of a seed.")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            metavar="KEY",
+            help="Also accept KEY (as API key or Bearer token). Without it, only the world's own "
+            "key is accepted: it is printed at start and is the same for the same --seed.",
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--rate-limit",
+            min=0,
+            metavar="RPS",
+            help="Calls per second per key and endpoint group (the organization gets 3x). "
+            "Default: Close-like 40 reads and 20 writes per second; 0 turns limits off.",
+        ),
+    ] = None,
+    world: Annotated[
+        Path | None,
+        typer.Option("--world", metavar="FILE", help="Serve this saved world instead of a seed."),
+    ] = None,
 ) -> None:
     """Serve the simulator at http://HOST:PORT/api/v1 until interrupted (Ctrl-C)."""
     import uvicorn
@@ -89,8 +104,10 @@ def serve(
     bound_port = sock.getsockname()[1]
     typer.echo(f"Close simulator at http://{host}:{bound_port}/api/v1")
     typer.echo(f"API key: {sim.api_key}" + (f" (and {api_key})" if api_key else ""))
-    typer.echo(f"{len(sim.state['leads'])} leads, organization {sim.state.organization_id}, "
-               f"{_describe(limits, rate_limit)}")
+    typer.echo(
+        f"{len(sim.state['leads'])} leads, organization {sim.state.organization_id}, "
+        f"{_describe(limits, rate_limit)}"
+    )
     served = with_dispatcher(sim.app, sim.webhooks)  # deliver webhooks while serving
     server = uvicorn.Server(uvicorn.Config(served, log_level="warning", access_log=False))
     try:
@@ -101,8 +118,9 @@ def serve(
 
 @app.command("seed")
 def seed_world(
-    out: Annotated[Path, typer.Option(
-        "-o", "--out", metavar="FILE", help="The world JSON file to write.")],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", metavar="FILE", help="The world JSON file to write.")
+    ],
     seed: SeedOpt = 1,
     leads: LeadsOpt = 200,
 ) -> None:

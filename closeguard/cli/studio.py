@@ -34,7 +34,8 @@ def _model_spec() -> str | None:
 
 def make_graph(config: RunnableConfig | None = None) -> Any:
     """The agent, as LangGraph's server loads it (``config`` is the run's, unused here)."""
-    policy = Guarded(Policy.load(os.environ.get("CLOSEGUARD_POLICY", "sales-rep")),
-                     store=default_store())
+    policy = Guarded(
+        Policy.load(os.environ.get("CLOSEGUARD_POLICY", "sales-rep")), store=default_store()
+    )
     connection = connect(policy, actor="langgraph-studio")
     return build_agent(resolve_model(_model_spec()), policy, connection.client)
