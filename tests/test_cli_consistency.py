@@ -127,3 +127,10 @@ def test_no_python_none_in_tables(filled: Store) -> None:
     ]
     for text in outputs:
         assert text and not re.search(r"\bNone\b", text), text
+
+
+def test_errors_are_red_on_a_terminal_and_plain_when_piped(store: Store) -> None:
+    colored = runner.invoke(app, ["approvals", "show", "appr_nope", "--json"], color=True)
+    assert colored.stderr.startswith("\x1b[31m\x1b[1merror:\x1b[0m no approval")
+    plain = runner.invoke(app, ["approvals", "show", "appr_nope", "--json"])
+    assert plain.stderr == "error: no approval 'appr_nope'\n"
