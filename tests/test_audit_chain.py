@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 from sqlalchemy import text
@@ -134,7 +135,7 @@ def test_cli_verify_tail_show_export(store: Store, tmp_path: Path) -> None:
     head = runner.invoke(app, ["audit", "head"]).output.strip()
     assert runner.invoke(app, ["audit", "verify", "--expect-head", head]).exit_code == 0
     tail = runner.invoke(app, ["audit", "tail", "-n", "2", "--json"])
-    assert tail.exit_code == 0 and len(tail.output.strip().splitlines()) == 2
+    assert tail.exit_code == 0 and [r["seq"] for r in json.loads(tail.stdout)] == [5, 6]
     shown = runner.invoke(app, ["audit", "show", "3", "--json"])
     assert '"path": "/lead/lead_2/"' in shown.output
     assert runner.invoke(app, ["audit", "show", "99"]).exit_code == 1
