@@ -193,15 +193,29 @@ def _chunks(reply: AIMessage) -> Iterator[ChatGenerationChunk]:
 _REF = re.compile(r"\$\{([A-Za-z0-9_]+)((?:\.[^.}]+)*)\}")
 
 
-def _results_by_tool(messages: Sequence[BaseMessage]) -> dict[str, Any]:
+def _latest_results(messages: Sequence[BaseMessage], tools: set[str]) -> dict[str, Any]:
+    """The latest successful result of each of ``tools`` (parsed only when referenced)."""
     out: dict[str, Any] = {}
-    for msg in messages:
-        if isinstance(msg, ToolMessage) and msg.name and msg.status != "error":
+    for msg in reversed(messages):
+        if len(out) == len(tools):
+            break
+        if (isinstance(msg, ToolMessage) and msg.name in tools and msg.name not in out
+                and msg.status != "error"):
             try:
                 out[msg.name] = json.loads(unwrap_result(str(msg.content)))
             except ValueError:
                 out[msg.name] = str(msg.content)
     return out
+
+
+def _references(template: Any) -> set[str]:
+    if isinstance(template, str):
+        return {m.group(1) for m in _REF.finditer(template)}
+    if isinstance(template, dict):
+        return set().union(*(_references(v) for v in template.values()))
+    if isinstance(template, list):
+        return set().union(*(_references(v) for v in template))
+    return set()
 
 
 def _lookup(results: dict[str, Any], tool: str, path: str) -> Any:
@@ -281,7 +295,9 @@ class ScriptedChatModel(_OfflineModel):
         if index >= len(self.turns):
             return AIMessage(content=f"(the script has no turn {index + 1}: it ends after "
                                      f"{len(self.turns)})")
-        turn = _fill(self.turns[index], _results_by_tool(messages))
+        template = self.turns[index]
+        wanted = _references(template)
+        turn = _fill(template, _latest_results(messages, wanted)) if wanted else template
         calls = [
             {"name": c["name"], "args": c.get("args") or {}, "id": f"call_{index}_{j}",
              "type": "tool_call"}
