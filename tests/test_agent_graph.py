@@ -170,3 +170,16 @@ async def test_function_model_sees_the_offered_tools(store: Store) -> None:
     assert "lead_list" in names and "lead_delete" not in names and "webhook_list" not in names
     schema = next(t for t in infos[0].tools if t["name"] == "lead_get")
     assert "id" in json.dumps(schema["parameters"])
+
+
+async def test_a_hallucinated_tool_is_refused_and_audited(store: Store) -> None:
+    model = scripted(turn("", call("lead_nuke_everything", really=True)), turn("Sorry."))
+    async with rig(store, "sales-rep", model) as r:
+        result = await r.ask("?")
+        assert r.sim.request_count["total"] <= 3  # only the prompt's user and statuses reads
+    [msg] = tool_messages(result)
+    assert "tool 'lead_nuke_everything' is not available under policy 'sales-rep'" in str(
+        msg.content)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(store.tables.audit)).mappings().all()
+    assert any(r["path"] == "lead_nuke_everything" and r["rule"] == "agent.tools" for r in rows)

@@ -251,7 +251,7 @@ def _payload(call_id: str, review: Review, ep: Endpoint, error: str | None) -> d
     payload = {
         "type": "approval", "approval_id": approval_id, "tool_call_id": call_id,
         "tool": review["tool"], "endpoint": ep.name, "method": ep.method,
-        "path": f"/api/v1{ep.path}", "args": review["args"],
+        "path": f"/api/v1{prepare(ep, review['args']).path}", "args": review["args"],
         "access": ep.access, "rule": review.get("rule"), "reason": review.get("message"),
         "answers": list(ANSWERS),
         "hint": f"or `closeguard approvals approve {approval_id}` elsewhere, then resume "
