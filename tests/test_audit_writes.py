@@ -1,0 +1,116 @@
+"""How audit rows reach the store: the hash format, chunked inserts, durability, failures."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from closeguard.guardrails import AuditLog, row_hash
+from closeguard.guardrails.audit import _CHUNK, CHAINED
+from closeguard.guardrails.redact import canonical_json
+from closeguard.store import Store
+from closeguard.tools.errors import StoreError
+
+PREV = "ab" * 32
+ROW: dict[str, Any] = {
+    "seq": 7, "ts": "2026-11-27T15:47:51.742527+00:00", "actor": "bot", "run_id": "r",
+    "call_id": "c7", "attempt": 2, "policy": "p", "endpoint": "activity.note.create",
+    "method": "POST", "path": "/activity/note/", "access": "write", "decision": "allow",
+    "rule": "grants.activity.note", "reason": "Grüße, “quoted”",
+    "args": '{"body":{"note":"é"},"params":{}}', "status_code": 200, "latency_us": 1234,
+    "error": None, "approval_id": None, "prev_hash": PREV,
+}
+
+
+def entry(i: int) -> dict[str, Any]:
+    return {"method": "GET", "path": f"/lead/lead_{i}/", "decision": "allow",
+            "args": {"params": {"i": i}}, "status_code": 200, "latency_us": i}
+
+
+@pytest.mark.parametrize(("latency", "digest"), [
+    (1234, "4aaf0a27b72a9ef0aca874a0f2dca06e721a0083a25ad4c7b245123f5eeed72b"),
+    (2**70, "682b1b8cacbb5de24e52e357fcbe2aa088280fd3847ff7cc844a1cab5bc89f3c"),
+])
+def test_row_hash_is_unchanged_and_is_the_documented_formula(latency: int, digest: str) -> None:
+    """Digests computed by the previous implementation: logs written before still verify
+    (2**70 takes the fallback serializer, which orjson refuses)."""
+    row = {**ROW, "latency_us": latency}
+    documented = hashlib.sha256(
+        (PREV + canonical_json([row[k] for k in CHAINED])).encode()
+    ).hexdigest()
+    assert row_hash(PREV, row) == documented == digest
+
+
+def test_one_flush_of_several_insert_chunks_chains_and_verifies(store: Store) -> None:
+    log = AuditLog(store, max_delay=3600)
+    n = 2 * _CHUNK + 5
+    for i in range(n):
+        log.append(entry(i))
+    assert log.flush() == n
+    log.append(entry(n))
+    assert log.flush() == 1
+    report = log.verify()
+    assert report.ok and report.rows == report.head_seq == n + 1
+    assert [r["path"] for r in log.rows()] == [f"/lead/lead_{i}/" for i in range(n + 1)]
+
+
+def test_flushed_rows_survive_a_killed_process_and_the_store_is_wal_normal(
+    tmp_path: Path,
+) -> None:
+    """WAL + synchronous=NORMAL: a flushed row is committed even if the process dies the
+    next instant (kill -9, no atexit); only the unflushed batch is lost, as documented."""
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from closeguard.guardrails import AuditLog
+        from closeguard.store import Store
+        log = AuditLog(Store({url!r}), max_delay=3600)
+        for i in range(25):
+            log.append({{"method": "GET", "path": f"/lead/{{i}}/", "decision": "allow",
+                         "args": {{}}}})
+        log.flush()
+        log.append({{"method": "GET", "path": "/lost/", "decision": "allow", "args": {{}}}})
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    store = Store(url)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+        report = AuditLog(store).verify()
+        assert report.ok and report.rows == 25
+    finally:
+        store.dispose()
+    with sqlite3.connect(tmp_path / "crash.db") as raw:  # a reader that is not closeguard
+        assert raw.execute("SELECT count(*), max(seq) FROM audit").fetchone() == (25, 25)
+
+
+def test_a_failed_flush_raises_store_error_and_keeps_its_rows(store: Store) -> None:
+    log = AuditLog(store, max_delay=3600)
+    log.append(entry(0))
+    log.flush()
+    with store.engine.begin() as conn:  # a stray row where seq 2 must go
+        conn.execute(text("INSERT INTO audit (seq, ts, method, path, decision, args, "
+                          "prev_hash, hash) VALUES (2, 't', 'GET', '/x/', 'allow', '{}', "
+                          "'p', 'h')"))
+    for i in (1, 2):
+        log.append(entry(i))
+    with pytest.raises(StoreError, match="2 rows kept"):
+        log.flush()
+    assert log.head()[0] == 1
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit WHERE seq = 2"))
+    assert log.flush() == 2
+    report = log.verify()
+    assert report.ok and report.rows == 3
