@@ -4,10 +4,10 @@ The blocks run in README order with one environment, as a reader would run them:
 store and data directory, no Close key, a temp working directory (no ``.env``; ``examples/``
 linked in, as in a clone), and the ``export`` lines applied when the tour reaches them.
 Lines that need what a test cannot have are skipped: a real model (``--model`` other than
-``scripted:``) or a person at an interactive ``chat`` prompt. ``sim serve`` is started for real (on a free port instead
-of 8765) and the placeholders ``KEY`` and ``ID`` become the key it printed and the approval
-id the guarded-calls program printed. Nothing reaches the network: the only servers are on
-127.0.0.1 and any other HTTP request would go to a dead proxy.
+``scripted:``) or a person at an interactive ``chat`` prompt. ``sim serve`` is started for
+real (on a free port instead of 8765) and the placeholders ``KEY`` and ``ID`` become the key
+it printed and the approval id the guarded-calls program printed. Nothing reaches the
+network: the only servers are on 127.0.0.1 and any other HTTP request goes to a dead proxy.
 """
 
 from __future__ import annotations
