@@ -170,3 +170,10 @@ def test_the_readme_runs_as_written(tour: Tour, monkeypatch: pytest.MonkeyPatch)
         "closeguard info",
     ):
         assert any(c.startswith(needed) for c in tour.commands), needed
+
+
+def test_layout_says_why_the_parts_are_subpackages() -> None:
+    layout = README.read_text(encoding="utf-8").split("## Layout", 1)[1]
+    sentence = " ".join(layout.split())
+    assert "subpackages of `closeguard` rather than top-level packages" in sentence
+    assert "must not claim generic import names" in sentence and "`guardrails`" in sentence
