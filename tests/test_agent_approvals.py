@@ -3,6 +3,9 @@ known failure mode of LangChain's human-in-the-loop shown absent here."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +243,68 @@ async def test_a_pending_check_is_asked_again(store: Store) -> None:
         [still] = again["__interrupt__"]
         assert "still pending" in still.value["error"]
         assert still.value["approval_id"] == first["__interrupt__"][0].value["approval_id"]
+
+
+RESTART_STEP = '''
+import asyncio, json, sys
+from pathlib import Path
+from closeguard.agent import (build_agent, open_checkpointer, pending_interrupts,
+                              resume_command, thread_config)
+from closeguard.agent.testing import call, scripted, turn
+from closeguard.guardrails import Guarded, Policy
+from closeguard.simulator import Simulator
+from closeguard.store import Store
+
+tmp, step = Path(sys.argv[1]), sys.argv[2]
+world = tmp / "world.json"
+sim = Simulator.load(world) if world.exists() else Simulator(seed=3, leads=6)
+src, dst = sorted(sim.state["leads"])[:2]
+merge = turn("Merging.", call("lead_merge", source=src, destination=dst))
+model = scripted(merge, turn("Not merged."), merge, turn("Merged."))
+policy = Guarded(Policy.from_yaml(sys.argv[3]), store=Store(f"sqlite:///{tmp / 'store.db'}"))
+
+async def main() -> None:
+    async with open_checkpointer(tmp / "checkpoints.db") as saver, sim.client(
+            policy=policy, actor="restart") as client:
+        agent = build_agent(model, policy, client, checkpointer=saver)
+        config = thread_config("t-restart")
+        if step == "ask":
+            await agent.ainvoke({"messages": [("user", "merge them")]}, config)
+        else:
+            [waiting] = await pending_interrupts(agent, config)
+            await agent.ainvoke(await resume_command(agent, config, {waiting.id: step}), config)
+        state = await agent.aget_state(config)
+        print(json.dumps({"pending": [i.value["approval_id"] for i in state.interrupts],
+                          "last": state.values["messages"][-1].content,
+                          "src": src, "dst": dst}))
+    sim.save(world)
+
+asyncio.run(main())
+'''
+
+
+def test_merge_across_real_process_restarts(tmp_path: Path) -> None:
+    """Each step is a new Python process: the thread lives in the SQLite checkpoint, the
+    approvals in the store, the organization in a saved world."""
+
+    def step(answer: str) -> dict[str, Any]:
+        done = subprocess.run([sys.executable, "-c", RESTART_STEP, str(tmp_path), answer,
+                               MERGE_POLICY], capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return out
+
+    def leads() -> dict[str, Any]:
+        return dict(Simulator.load(tmp_path / "world.json").state["leads"])
+
+    asked = step("ask")
+    assert len(asked["pending"]) == 1 and asked["src"] in leads()
+    rejected = step("reject")
+    assert rejected["pending"] == [] and rejected["last"] == "Not merged."
+    assert asked["src"] in leads()
+    again = step("ask")
+    assert len(again["pending"]) == 1 and again["pending"] != asked["pending"]
+    approved = step("approve")
+    assert approved["pending"] == [] and approved["last"] == "Merged."
+    assert asked["src"] not in leads() and asked["dst"] in leads()
