@@ -64,11 +64,18 @@ async def measure(calls: int, rounds: int, batched: bool) -> list[float]:
         sim = Simulator(seed=1, leads=20, rate_limits=None)
         lead_ids = list(sim.state["leads"])
         policy = Guarded(Policy.load("read-only"), store=store)
-        async with open_checkpointer(Path(tmp) / "checkpoints.db") as saver, sim.client(
-                policy=policy, actor="bench") as client:
+        async with (
+            open_checkpointer(Path(tmp) / "checkpoints.db") as saver,
+            sim.client(policy=policy, actor="bench") as client,
+        ):
             model = scripted(*_turns(lead_ids, calls, batched))
-            agent = build_agent(model, policy, client, checkpointer=saver,
-                                limits=Limits(max_turns=calls + 2, max_tool_calls=calls))
+            agent = build_agent(
+                model,
+                policy,
+                client,
+                checkpointer=saver,
+                limits=Limits(max_turns=calls + 2, max_tool_calls=calls),
+            )
             await _agent(agent, calls)  # warm-up: imports, prompt context, tables
             await _direct(client, lead_ids, calls)
             out = []
@@ -94,9 +101,11 @@ def main() -> int:
         median = statistics.median(figures)
         passed = median <= TARGET_MS
         ok = ok and passed
-        print(f"{shape:>10}: overhead per tool call median {median:.2f} ms "
-              f"(min {min(figures):.2f}, max {max(figures):.2f}); target <= {TARGET_MS} ms: "
-              f"{'PASS' if passed else 'FAIL'}")
+        print(
+            f"{shape:>10}: overhead per tool call median {median:.2f} ms "
+            f"(min {min(figures):.2f}, max {max(figures):.2f}); target <= {TARGET_MS} ms: "
+            f"{'PASS' if passed else 'FAIL'}"
+        )
     return 0 if ok else 1
 
 

@@ -111,13 +111,15 @@ def _serve(sock: socket.socket, report: Connection) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _client(base: str, key: str, lead_id: str, name: str, seconds: float, workers: int,
-            out: Connection) -> None:
+def _client(
+    base: str, key: str, lead_id: str, name: str, seconds: float, workers: int, out: Connection
+) -> None:
     async def go() -> tuple[int, int, float]:
         limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
         async with httpx.AsyncClient(headers=_auth_header(key), limits=limits) as client:
-            return await measure(calls(base, lead_id)[name], client, seconds=seconds,
-                                 workers=workers)
+            return await measure(
+                calls(base, lead_id)[name], client, seconds=seconds, workers=workers
+            )
 
     out.send(_run(go()))
 
@@ -243,10 +245,12 @@ def print_scale(sizes: list[int], reps: int) -> bool:
             ok &= passed
             cells.append(f"{value:>8.2f}  {target:<26}{'PASS' if passed else 'FAIL'}")
         print(f"{name:<18}" + "".join(f"{c:<40}" for c in cells))
-    print("list = before any write; list_before_write / list_after_write = the lists just before"
-          " and just after\neach of the same writes, interleaved, so machine noise hits both; the"
-          f" after median may exceed\nthe before median by {(NOISE[0] - 1) * 100:.0f}% +"
-          f" {NOISE[1]} ms (noise allowance)")
+    print(
+        "list = before any write; list_before_write / list_after_write = the lists just before"
+        " and just after\neach of the same writes, interleaved, so machine noise hits both; the"
+        f" after median may exceed\nthe before median by {(NOISE[0] - 1) * 100:.0f}% +"
+        f" {NOISE[1]} ms (noise allowance)"
+    )
     return ok
 
 
@@ -278,10 +282,14 @@ def main(argv: list[str] | None = None) -> int:
         capacity = f"{1 / per_request:.0f}/s" if per_request == per_request else "?"
         rows.append(("served", name, rps, sum(r[1] for r in served_runs), capacity))
 
-    print(f"{LEADS} leads, {args.workers} workers, {args.clients} client processes when served,"
-          f" best of {args.repeat} x {args.seconds:g} s")
-    print(f"{'mode':<11} {'call':<5} {'req/s':>7} {'errors':>7} {'target':>7} {'ratio':>6}"
-          f"  server capacity (1 core)")
+    print(
+        f"{LEADS} leads, {args.workers} workers, {args.clients} client processes when served,"
+        f" best of {args.repeat} x {args.seconds:g} s"
+    )
+    print(
+        f"{'mode':<11} {'call':<5} {'req/s':>7} {'errors':>7} {'target':>7} {'ratio':>6}"
+        f"  server capacity (1 core)"
+    )
     missed = False
     for mode, name, rps, errors, capacity in rows:
         target = TARGETS.get((mode, name))

@@ -33,7 +33,8 @@ class Rig:
 
     async def ask(self, text: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.agent.ainvoke(
-            {"messages": [("user", text)]}, self.config)
+            {"messages": [("user", text)]}, self.config
+        )
         return result
 
     async def resume(self, command: Any) -> dict[str, Any]:
@@ -49,14 +50,28 @@ def policy_of(source: str) -> Policy:
 
 
 @asynccontextmanager
-async def rig(store: Store, policy: str, model: BaseChatModel, *, sim: Simulator | None = None,
-              checkpointer: BaseCheckpointSaver[Any] | None = None, limits: Limits | None = None,
-              thread: str = "t-test") -> AsyncIterator[Rig]:
+async def rig(
+    store: Store,
+    policy: str,
+    model: BaseChatModel,
+    *,
+    sim: Simulator | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    limits: Limits | None = None,
+    thread: str = "t-test",
+) -> AsyncIterator[Rig]:
     sim = sim or Simulator(seed=3, leads=6)
     guarded = Guarded(policy_of(policy), store=store)
     async with sim.client(policy=guarded, actor="agent-test") as client:
-        agent = build_agent(model, guarded, client, checkpointer=checkpointer or InMemorySaver(),
-                            limits=limits, approver="tester", today=lambda: TODAY)
+        agent = build_agent(
+            model,
+            guarded,
+            client,
+            checkpointer=checkpointer or InMemorySaver(),
+            limits=limits,
+            approver="tester",
+            today=lambda: TODAY,
+        )
         yield Rig(sim, client, agent, model, thread_config(thread))
 
 

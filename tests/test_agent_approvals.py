@@ -28,10 +28,12 @@ from tests._agent import MERGE_POLICY, TASKS_POLICY, rig, tool_messages
 
 
 def _merge_model() -> Any:
-    return scripted(turn("Merging.", call("lead_merge", source="SRC", destination="DST")),
-                    turn("Done."),
-                    turn("Merging again.", call("lead_merge", source="SRC", destination="DST")),
-                    turn("Done again."))
+    return scripted(
+        turn("Merging.", call("lead_merge", source="SRC", destination="DST")),
+        turn("Done."),
+        turn("Merging again.", call("lead_merge", source="SRC", destination="DST")),
+        turn("Done again."),
+    )
 
 
 def _aim(model: Any, index: int, **args: Any) -> None:
@@ -45,7 +47,8 @@ def _aim(model: Any, index: int, **args: Any) -> None:
 
 
 async def test_merge_interrupts_then_reject_then_approve_across_restarts(
-        store: Store, tmp_path: Path) -> None:
+    store: Store, tmp_path: Path
+) -> None:
     sim = Simulator(seed=3, leads=6)
     src, dst = list(sim.state["leads"])[:2]
     path = tmp_path / "checkpoints.db"
@@ -56,8 +59,10 @@ async def test_merge_interrupts_then_reject_then_approve_across_restarts(
         return model
 
     # process 1: the merge is proposed and waits for a person
-    async with open_checkpointer(path) as saver, rig(
-            store, MERGE_POLICY, await session(), sim=sim, checkpointer=saver) as r:
+    async with (
+        open_checkpointer(path) as saver,
+        rig(store, MERGE_POLICY, await session(), sim=sim, checkpointer=saver) as r,
+    ):
         first = await r.ask("merge those two")
         [pending] = first["__interrupt__"]
         payload = pending.value
@@ -67,10 +72,13 @@ async def test_merge_interrupts_then_reject_then_approve_across_restarts(
         assert Approvals(store).get(payload["approval_id"]).status == "pending"
         assert src in sim.state["leads"]
     # process 2: rejected with a message for the model; nothing changes
-    async with open_checkpointer(path) as saver, rig(
-            store, MERGE_POLICY, await session(), sim=sim, checkpointer=saver) as r:
-        command = await resume_command(r.agent, r.config, {
-            pending.id: {"action": "reject", "message": "wrong pair"}})
+    async with (
+        open_checkpointer(path) as saver,
+        rig(store, MERGE_POLICY, await session(), sim=sim, checkpointer=saver) as r,
+    ):
+        command = await resume_command(
+            r.agent, r.config, {pending.id: {"action": "reject", "message": "wrong pair"}}
+        )
         rejected = await r.resume(command)
         [msg] = tool_messages(rejected)
         assert msg.status == "error" and "rejected by tester: wrong pair" in str(msg.content)
@@ -80,8 +88,10 @@ async def test_merge_interrupts_then_reject_then_approve_across_restarts(
         again = await r.ask("merge them after all")
         [pending2] = again["__interrupt__"]
     # process 3: approved; merged exactly once
-    async with open_checkpointer(path) as saver, rig(
-            store, MERGE_POLICY, await session(), sim=sim, checkpointer=saver) as r:
+    async with (
+        open_checkpointer(path) as saver,
+        rig(store, MERGE_POLICY, await session(), sim=sim, checkpointer=saver) as r,
+    ):
         assert [i.id for i in await pending_interrupts(r.agent, r.config)] == [pending2.id]
         merged = await r.resume(Command(resume={pending2.id: "approve"}))
         assert src not in sim.state["leads"] and dst in sim.state["leads"]
@@ -91,18 +101,27 @@ async def test_merge_interrupts_then_reject_then_approve_across_restarts(
 
 
 async def test_batch_of_three_one_rejected_two_run_exactly_once(store: Store) -> None:
-    model = scripted(turn("", *[call("task_create", lead_id="L", text=f"task {i}")
-                                for i in range(3)]), turn("ok"))
+    model = scripted(
+        turn("", *[call("task_create", lead_id="L", text=f"task {i}") for i in range(3)]),
+        turn("ok"),
+    )
     async with rig(store, TASKS_POLICY, model) as r:
         _aim(model, 0, L=r.lead_ids()[0])
         first = await r.ask("three tasks")
         by_text = {i.value["args"]["text"]: i.id for i in first["__interrupt__"]}
         assert len(by_text) == 3 and r.sim.request_count["task.create"] == 0
-        done = await r.resume(Command(resume={by_text["task 0"]: "approve",
-                                              by_text["task 1"]: "reject",
-                                              by_text["task 2"]: "approve"}))
-        texts = sorted(t["text"] for t in r.sim.state["tasks"].values()
-                       if t["text"].startswith("task "))
+        done = await r.resume(
+            Command(
+                resume={
+                    by_text["task 0"]: "approve",
+                    by_text["task 1"]: "reject",
+                    by_text["task 2"]: "approve",
+                }
+            )
+        )
+        texts = sorted(
+            t["text"] for t in r.sim.state["tasks"].values() if t["text"].startswith("task ")
+        )
         assert texts == ["task 0", "task 2"] and r.sim.request_count["task.create"] == 2
         assert [m.status for m in tool_messages(done)] == ["success", "error", "success"]
         # any later path to the tools node runs nothing again (langchain #37093, #40491)
@@ -111,8 +130,7 @@ async def test_batch_of_three_one_rejected_two_run_exactly_once(store: Store) ->
         assert r.sim.request_count["task.create"] == 2
 
 
-async def test_a_rejected_call_never_runs_even_if_the_tools_node_is_reached(
-        store: Store) -> None:
+async def test_a_rejected_call_never_runs_even_if_the_tools_node_is_reached(store: Store) -> None:
     sim = Simulator(seed=3, leads=6)
     src, dst = list(sim.state["leads"])[:2]
     model = _merge_model()
@@ -120,9 +138,17 @@ async def test_a_rejected_call_never_runs_even_if_the_tools_node_is_reached(
     async with rig(store, MERGE_POLICY, model, sim=sim) as r:
         first = await r.ask("merge")
         await r.resume(Command(resume=answer_all(first["__interrupt__"], "reject")))
-        forged = AIMessage(content="", tool_calls=[{
-            "name": "lead_merge", "args": {"source": src, "destination": dst},
-            "id": "forged", "type": "tool_call"}])
+        forged = AIMessage(
+            content="",
+            tool_calls=[
+                {
+                    "name": "lead_merge",
+                    "args": {"source": src, "destination": dst},
+                    "id": "forged",
+                    "type": "tool_call",
+                }
+            ],
+        )
         await r.agent.aupdate_state(r.config, {"messages": [forged]}, as_node="review")
         after = await r.resume(None)
     assert src in sim.state["leads"] and sim.request_count["lead.merge"] == 0
@@ -131,9 +157,15 @@ async def test_a_rejected_call_never_runs_even_if_the_tools_node_is_reached(
 
 
 async def test_approved_sibling_runs_once_when_the_graph_resumes(store: Store) -> None:
-    model = scripted(turn("", call("lead_list", limit=1),
-                          call("task_create", lead_id="L", text="a"),
-                          call("task_create", lead_id="L", text="b")), turn("ok"))
+    model = scripted(
+        turn(
+            "",
+            call("lead_list", limit=1),
+            call("task_create", lead_id="L", text="a"),
+            call("task_create", lead_id="L", text="b"),
+        ),
+        turn("ok"),
+    )
     async with rig(store, TASKS_POLICY, model) as r:
         _aim(model, 0, L=r.lead_ids()[0])
         first = await r.ask("go")
@@ -149,8 +181,14 @@ async def test_approved_sibling_runs_once_when_the_graph_resumes(store: Store) -
 
 
 async def test_wrong_answers_are_refused_or_asked_again_never_stuck(store: Store) -> None:
-    model = scripted(turn("", call("task_create", lead_id="L", text="a"),
-                          call("task_create", lead_id="L", text="b")), turn("ok"))
+    model = scripted(
+        turn(
+            "",
+            call("task_create", lead_id="L", text="a"),
+            call("task_create", lead_id="L", text="b"),
+        ),
+        turn("ok"),
+    )
     async with rig(store, TASKS_POLICY, model) as r:
         _aim(model, 0, L=r.lead_ids()[0])
         first = await r.ask("go")
@@ -179,16 +217,20 @@ async def test_edited_arguments_are_validated_and_checked_again(store: Store) ->
         _aim(model, 0, L=lead)
         first = await r.ask("go")
         [asked] = first["__interrupt__"]
-        bad = await r.resume(Command(resume={asked.id: {"action": "edit",
-                                                        "args": {"lead_id": lead, "txt": 1}}}))
+        bad = await r.resume(
+            Command(resume={asked.id: {"action": "edit", "args": {"lead_id": lead, "txt": 1}}})
+        )
         [again] = bad["__interrupt__"]
         assert "invalid arguments for task_create" in again.value["error"]
         assert "txt" in again.value["error"]
         bad2 = await r.resume(Command(resume={again.id: {"action": "edit", "args": [1]}}))
         [again2] = bad2["__interrupt__"]
         assert "as an object" in again2.value["error"]
-        done = await r.resume(Command(resume={again2.id: {
-            "action": "edit", "args": {"lead_id": lead, "text": "edited"}}}))
+        done = await r.resume(
+            Command(
+                resume={again2.id: {"action": "edit", "args": {"lead_id": lead, "text": "edited"}}}
+            )
+        )
         texts = [t["text"] for t in r.sim.state["tasks"].values() if t["lead_id"] == lead]
         assert "edited" in texts and "a" not in texts
         assert tool_messages(done)[0].status == "success"
@@ -203,8 +245,11 @@ async def test_an_edit_the_guard_denies_is_refused(store: Store) -> None:
         _aim(model, 0, L=lead)
         first = await r.ask("go")
         [asked] = first["__interrupt__"]
-        done = await r.resume(Command(resume={asked.id: {
-            "action": "edit", "args": {"lead_id": lead, "text": "sneaky"}}}))
+        done = await r.resume(
+            Command(
+                resume={asked.id: {"action": "edit", "args": {"lead_id": lead, "text": "sneaky"}}}
+            )
+        )
         assert r.sim.request_count["task.create"] == 0
     [msg] = tool_messages(done)
     assert "denied by policy 'task-approver'" in str(msg.content) and "text" in str(msg.content)
@@ -212,7 +257,8 @@ async def test_an_edit_the_guard_denies_is_refused(store: Store) -> None:
 
 @pytest.mark.parametrize("verb", ["approve", "reject"])
 async def test_an_approval_answered_from_the_cli_while_the_graph_waits(
-        store: Store, verb: str) -> None:
+    store: Store, verb: str
+) -> None:
     from closeguard.cli import app
 
     sim = Simulator(seed=3, leads=6)
@@ -222,8 +268,9 @@ async def test_an_approval_answered_from_the_cli_while_the_graph_waits(
     async with rig(store, MERGE_POLICY, model, sim=sim) as r:
         first = await r.ask("merge")
         [pending] = first["__interrupt__"]
-        out = CliRunner().invoke(app, ["approvals", verb, pending.value["approval_id"],
-                                       "--by", "boss"])
+        out = CliRunner().invoke(
+            app, ["approvals", verb, pending.value["approval_id"], "--by", "boss"]
+        )
         assert out.exit_code == 0, out.output
         done = await r.resume(await resume_command(r.agent, r.config, {pending.id: "check"}))
         # the chat's own answer comes too late: the store's first decision stands
@@ -245,7 +292,7 @@ async def test_a_pending_check_is_asked_again(store: Store) -> None:
         assert still.value["approval_id"] == first["__interrupt__"][0].value["approval_id"]
 
 
-RESTART_STEP = '''
+RESTART_STEP = """
 import asyncio, json, sys
 from pathlib import Path
 from closeguard.agent import (build_agent, open_checkpointer, pending_interrupts,
@@ -280,7 +327,7 @@ async def main() -> None:
     sim.save(world)
 
 asyncio.run(main())
-'''
+"""
 
 
 def test_merge_across_real_process_restarts(tmp_path: Path) -> None:
@@ -288,9 +335,13 @@ def test_merge_across_real_process_restarts(tmp_path: Path) -> None:
     approvals in the store, the organization in a saved world."""
 
     def step(answer: str) -> dict[str, Any]:
-        done = subprocess.run([sys.executable, "-c", RESTART_STEP, str(tmp_path), answer,
-                               MERGE_POLICY], capture_output=True, text=True, timeout=120,
-                              check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", RESTART_STEP, str(tmp_path), answer, MERGE_POLICY],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
         out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         return out

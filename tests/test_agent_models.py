@@ -57,14 +57,16 @@ def test_scripted_yaml_from_the_examples() -> None:
     assert isinstance(reply, AIMessage) and reply.tool_calls[0]["name"] == "lead_list"
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("turns: 3", "expected 'turns:'"),
-    ("turns: [{txt: hi}]", "unknown key(s) txt"),
-    ("turns: [{tool_calls: [{args: {}}]}]", "a tool call needs a name"),
-    ("turns: [", "not valid YAML"),
-])
-def test_bad_scripts_are_one_line_config_errors(tmp_path: Path, text: str, problem: str
-                                                ) -> None:
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("turns: 3", "expected 'turns:'"),
+        ("turns: [{txt: hi}]", "unknown key(s) txt"),
+        ("turns: [{tool_calls: [{args: {}}]}]", "a tool call needs a name"),
+        ("turns: [", "not valid YAML"),
+    ],
+)
+def test_bad_scripts_are_one_line_config_errors(tmp_path: Path, text: str, problem: str) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match="model script") as err:
@@ -76,8 +78,18 @@ def test_bad_scripts_are_one_line_config_errors(tmp_path: Path, text: str, probl
 
 def test_scripted_model_records_what_it_was_sent_and_bound() -> None:
     model = scripted(turn("one", call("lead_list", limit=1)), turn("two"))
-    bound = model.bind_tools([{"type": "function", "function": {
-        "name": "lead_list", "description": "d", "parameters": {"type": "object"}}}])
+    bound = model.bind_tools(
+        [
+            {
+                "type": "function",
+                "function": {
+                    "name": "lead_list",
+                    "description": "d",
+                    "parameters": {"type": "object"},
+                },
+            }
+        ]
+    )
     first = bound.invoke([HumanMessage("a")])
     second = bound.invoke([HumanMessage("a"), first])
     third = bound.invoke([HumanMessage("a"), first, second])
@@ -88,8 +100,9 @@ def test_scripted_model_records_what_it_was_sent_and_bound() -> None:
 
 
 async def test_scripted_model_streams_text_and_tool_calls() -> None:
-    model = scripted(turn("hello there", call("lead_get", id="x"),
-                          usage={"input_tokens": 1, "output_tokens": 2}))
+    model = scripted(
+        turn("hello there", call("lead_get", id="x"), usage={"input_tokens": 1, "output_tokens": 2})
+    )
     chunks = [c async for c in model.astream([HumanMessage("a")])]
     assert len(chunks) > 2
     merged = chunks[0]

@@ -25,7 +25,8 @@ def _factory() -> object:
 
 
 async def test_langgraph_json_factory_builds_a_working_agent(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CLOSE_API_KEY", raising=False)
     monkeypatch.delenv("CLOSEGUARD_MODEL", raising=False)
     make_graph = _factory()

@@ -204,9 +204,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize(
-    "package", sorted({package_of(m) for m in modules()} - {ROOT}), ids=str
-)
+@pytest.mark.parametrize("package", sorted({package_of(m) for m in modules()} - {ROOT}), ids=str)
 def test_no_import_cycle_between_modules_of_a_package(package: str) -> None:
     edges: dict[str, set[str]] = {}
     for imp in all_imports():

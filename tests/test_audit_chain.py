@@ -18,11 +18,24 @@ from closeguard.store import Store
 def fill(store: Store, n: int = 6, batch_size: int = 4) -> AuditLog:
     log = AuditLog(store, batch_size=batch_size, max_delay=3600)
     for i in range(n):
-        log.append({"actor": "bot", "run_id": "r", "call_id": f"c{i}", "attempt": 1,
-                    "policy": "p", "endpoint": "lead.get", "method": "GET",
-                    "path": f"/lead/lead_{i}/", "access": "read", "decision": "allow",
-                    "rule": "grants.lead", "args": {"body": {}, "params": {"i": i}},
-                    "status_code": 200, "latency_us": 100 + i})
+        log.append(
+            {
+                "actor": "bot",
+                "run_id": "r",
+                "call_id": f"c{i}",
+                "attempt": 1,
+                "policy": "p",
+                "endpoint": "lead.get",
+                "method": "GET",
+                "path": f"/lead/lead_{i}/",
+                "access": "read",
+                "decision": "allow",
+                "rule": "grants.lead",
+                "args": {"body": {}, "params": {"i": i}},
+                "status_code": 200,
+                "latency_us": 100 + i,
+            }
+        )
     log.flush()
     return log
 
@@ -67,8 +80,12 @@ def test_edited_row_with_recomputed_hash_breaks_the_next_link(store: Store) -> N
     row = log.get(3)
     assert row is not None
     row["path"] = "/lead/other/"
-    sql(store, "UPDATE audit SET path = :p, hash = :h WHERE seq = 3", p=row["path"],
-        h=row_hash(row["prev_hash"], row))
+    sql(
+        store,
+        "UPDATE audit SET path = :p, hash = :h WHERE seq = 3",
+        p=row["path"],
+        h=row_hash(row["prev_hash"], row),
+    )
     assert kinds(log) == [(4, "link")]
 
 
@@ -94,8 +111,9 @@ def test_appended_row_is_found_even_with_a_valid_hash(store: Store) -> None:
     forged = {**last, "seq": 7, "prev_hash": last["hash"], "path": "/lead/forged/"}
     forged["hash"] = row_hash(forged["prev_hash"], forged)
     cols = ", ".join(forged)
-    sql(store, f"INSERT INTO audit ({cols}) VALUES ({', '.join(':' + k for k in forged)})",
-        **forged)
+    sql(
+        store, f"INSERT INTO audit ({cols}) VALUES ({', '.join(':' + k for k in forged)})", **forged
+    )
     assert kinds(log) == [(7, "head")]
 
 
@@ -115,8 +133,13 @@ def test_full_rewrite_is_caught_only_by_an_outside_checkpoint(store: Store) -> N
     prev = GENESIS
     for row in list(log.rows()):
         digest = row_hash(prev, {**row, "prev_hash": prev})
-        sql(store, "UPDATE audit SET prev_hash = :p, hash = :h WHERE seq = :s", p=prev,
-            h=digest, s=row["seq"])
+        sql(
+            store,
+            "UPDATE audit SET prev_hash = :p, hash = :h WHERE seq = :s",
+            p=prev,
+            h=digest,
+            s=row["seq"],
+        )
         prev = digest
     sql(store, "UPDATE audit_head SET hash = :h", h=prev)
     assert log.verify().ok

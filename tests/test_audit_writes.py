@@ -22,24 +22,47 @@ from closeguard.tools.errors import StoreError
 
 PREV = "ab" * 32
 ROW: dict[str, Any] = {
-    "seq": 7, "ts": "2026-11-27T15:47:51.742527+00:00", "actor": "bot", "run_id": "r",
-    "call_id": "c7", "attempt": 2, "policy": "p", "endpoint": "activity.note.create",
-    "method": "POST", "path": "/activity/note/", "access": "write", "decision": "allow",
-    "rule": "grants.activity.note", "reason": "Grüße, “quoted”",
-    "args": '{"body":{"note":"é"},"params":{}}', "status_code": 200, "latency_us": 1234,
-    "error": None, "approval_id": None, "prev_hash": PREV,
+    "seq": 7,
+    "ts": "2026-11-27T15:47:51.742527+00:00",
+    "actor": "bot",
+    "run_id": "r",
+    "call_id": "c7",
+    "attempt": 2,
+    "policy": "p",
+    "endpoint": "activity.note.create",
+    "method": "POST",
+    "path": "/activity/note/",
+    "access": "write",
+    "decision": "allow",
+    "rule": "grants.activity.note",
+    "reason": "Grüße, “quoted”",
+    "args": '{"body":{"note":"é"},"params":{}}',
+    "status_code": 200,
+    "latency_us": 1234,
+    "error": None,
+    "approval_id": None,
+    "prev_hash": PREV,
 }
 
 
 def entry(i: int) -> dict[str, Any]:
-    return {"method": "GET", "path": f"/lead/lead_{i}/", "decision": "allow",
-            "args": {"params": {"i": i}}, "status_code": 200, "latency_us": i}
+    return {
+        "method": "GET",
+        "path": f"/lead/lead_{i}/",
+        "decision": "allow",
+        "args": {"params": {"i": i}},
+        "status_code": 200,
+        "latency_us": i,
+    }
 
 
-@pytest.mark.parametrize(("latency", "digest"), [
-    (1234, "4aaf0a27b72a9ef0aca874a0f2dca06e721a0083a25ad4c7b245123f5eeed72b"),
-    (2**70, "682b1b8cacbb5de24e52e357fcbe2aa088280fd3847ff7cc844a1cab5bc89f3c"),
-])
+@pytest.mark.parametrize(
+    ("latency", "digest"),
+    [
+        (1234, "4aaf0a27b72a9ef0aca874a0f2dca06e721a0083a25ad4c7b245123f5eeed72b"),
+        (2**70, "682b1b8cacbb5de24e52e357fcbe2aa088280fd3847ff7cc844a1cab5bc89f3c"),
+    ],
+)
 def test_row_hash_is_unchanged_and_is_the_documented_formula(latency: int, digest: str) -> None:
     """Digests computed by the previous implementation: logs written before still verify
     (2**70 takes the fallback serializer, which orjson refuses)."""
@@ -101,9 +124,13 @@ def test_a_failed_flush_raises_store_error_and_keeps_its_rows(store: Store) -> N
     log.append(entry(0))
     log.flush()
     with store.engine.begin() as conn:  # a stray row where seq 2 must go
-        conn.execute(text("INSERT INTO audit (seq, ts, method, path, decision, args, "
-                          "prev_hash, hash) VALUES (2, 't', 'GET', '/x/', 'allow', '{}', "
-                          "'p', 'h')"))
+        conn.execute(
+            text(
+                "INSERT INTO audit (seq, ts, method, path, decision, args, "
+                "prev_hash, hash) VALUES (2, 't', 'GET', '/x/', 'allow', '{}', "
+                "'p', 'h')"
+            )
+        )
     for i in (1, 2):
         log.append(entry(i))
     with pytest.raises(StoreError, match="2 rows kept"):

@@ -180,8 +180,24 @@ def test_webhook_events_recorded() -> None:
     assert endpoint("lead.get").event is None
 
 
-_SEGMENTS = st.sampled_from(["lead", "merge", "task", "activity", "note", "email", "me",
-                             "custom_field", "status", "x_1", "data", "search", "event", ""])
+_SEGMENTS = st.sampled_from(
+    [
+        "lead",
+        "merge",
+        "task",
+        "activity",
+        "note",
+        "email",
+        "me",
+        "custom_field",
+        "status",
+        "x_1",
+        "data",
+        "search",
+        "event",
+        "",
+    ]
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -22,20 +22,37 @@ TIMEOUT = 60
 @pytest.fixture
 def env(store: Store, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The test store, no Close key and no model in the environment of the chat."""
-    out = {k: v for k, v in os.environ.items()
-           if k not in ("CLOSE_API_KEY", "CLOSEGUARD_MODEL", "CLOSE_OAUTH_ACCESS_TOKEN")}
+    out = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CLOSE_API_KEY", "CLOSEGUARD_MODEL", "CLOSE_OAUTH_ACCESS_TOKEN")
+    }
     out.update(CLOSEGUARD_STORE_URL=str(store.url), COLUMNS="200", TERM="dumb", NO_COLOR="1")
     return out
 
 
 def _spawn(env: dict[str, str], *args: str) -> pexpect.spawn:
-    return pexpect.spawn(CLOSEGUARD, ["chat", *args], cwd=str(ROOT), env=env,
-                         encoding="utf-8", timeout=TIMEOUT, dimensions=(50, 200))
+    return pexpect.spawn(
+        CLOSEGUARD,
+        ["chat", *args],
+        cwd=str(ROOT),
+        env=env,
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        dimensions=(50, 200),
+    )
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLOSEGUARD, "chat", *args], cwd=ROOT, env=env, text=True,
-                          capture_output=True, timeout=TIMEOUT, check=False)
+    return subprocess.run(
+        [CLOSEGUARD, "chat", *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
 
 
 def test_interactive_chat_with_an_approval_answered_at_the_prompt(env: dict[str, str]) -> None:
@@ -73,9 +90,14 @@ def test_thread_resumes_after_restart_and_honours_a_cli_approval(env: dict[str, 
     child.sendeof()  # leave while the call waits
     child.expect(pexpect.EOF)
     child.close()
-    approved = subprocess.run([CLOSEGUARD, "approvals", "approve", approval_id, "--by", "boss"],
-                              env=env, text=True, capture_output=True, timeout=TIMEOUT,
-                              check=False)
+    approved = subprocess.run(
+        [CLOSEGUARD, "approvals", "approve", approval_id, "--by", "boss"],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
     assert approved.returncode == 0, approved.stderr
     again = _spawn(env, "--model", "scripted:examples/rename-lead.yaml", "--thread", "t-wait")
     again.expect(rf"approval {approval_id}:")
@@ -88,16 +110,22 @@ def test_thread_resumes_after_restart_and_honours_a_cli_approval(env: dict[str, 
 
 
 def test_once_prints_the_answer_for_scripts(env: dict[str, str]) -> None:
-    done = _run(env, "--once", "Which leads do I have?", "--model",
-                "scripted:examples/lookup.yaml")
+    done = _run(env, "--once", "Which leads do I have?", "--model", "scripted:examples/lookup.yaml")
     assert done.returncode == 0, done.stderr
     assert "Your first three leads are" in done.stdout and "(25 in all)" in done.stdout
     assert "embedded simulator" in done.stderr and "lead_list" in done.stderr
 
 
 def test_once_with_an_approval_waits_and_says_how_to_go_on(env: dict[str, str]) -> None:
-    done = _run(env, "--once", "Rename it", "--model", "scripted:examples/rename-lead.yaml",
-                "--thread", "t-once")
+    done = _run(
+        env,
+        "--once",
+        "Rename it",
+        "--model",
+        "scripted:examples/rename-lead.yaml",
+        "--thread",
+        "t-once",
+    )
     assert done.returncode == 3
     assert "closeguard approvals approve appr_" in done.stderr
     assert "closeguard chat --thread t-once" in done.stderr

@@ -49,8 +49,10 @@ async def test_a_wrong_type_names_method_path_and_field_and_keeps_the_json(
 
 
 async def test_a_bad_item_in_a_page_is_named_by_its_position(make_client: Any) -> None:
-    page = {"data": [{"id": "lead_1"}, {"id": "lead_2", "contacts": [{"id": 7}]}],
-            "has_more": False}
+    page = {
+        "data": [{"id": "lead_1"}, {"id": "lead_2", "contacts": [{"id": 7}]}],
+        "has_more": False,
+    }
     client = make_client(returning(page))
     with pytest.raises(ResponseFormatError) as listed:
         await client.leads.list()

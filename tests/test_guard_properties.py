@@ -29,17 +29,23 @@ LEVELS = ["read", "write", "destructive"]
 EMAIL_STATUSES = ["inbox", "draft", "scheduled", "outbox", "sent"]
 PARENTS = sorted({r.split(".")[0] for r in RESOURCES} | set(RESOURCES))
 ENTRIES = [ep.name for ep in ENDPOINTS] + PARENTS + LEVELS + ["*"]
-UNKNOWN_PATHS = [("GET", "/nope/"), ("POST", "/lead/lead_1/extra/"), ("PATCH", "/lead/lead_1/"),
-                 ("DELETE", "/lead/"), ("GET", "/activity/sms/")]
+UNKNOWN_PATHS = [
+    ("GET", "/nope/"),
+    ("POST", "/lead/lead_1/extra/"),
+    ("PATCH", "/lead/lead_1/"),
+    ("DELETE", "/lead/"),
+    ("GET", "/activity/sms/"),
+]
 
 
 # -- the reference --------------------------------------------------------------------------
 
 
 def ref_access(ep_name: str, declared: str, body: dict[str, Any]) -> str:
-    if ep_name in ("activity.email.create", "activity.email.update") and body.get(
-        "status"
-    ) in ("outbox", "scheduled"):
+    if ep_name in ("activity.email.create", "activity.email.update") and body.get("status") in (
+        "outbox",
+        "scheduled",
+    ):
         return "destructive"
     return declared
 
@@ -52,8 +58,9 @@ def ref_covers(entry: str, ep_name: str, resource: str, access: str) -> bool:
     return entry in LEVELS and LEVELS.index(access) >= LEVELS.index(entry)
 
 
-def ref_decide(spec: dict[str, Any], ep_name: str, resource: str, access: str,
-               body: dict[str, Any]) -> tuple[str, str]:
+def ref_decide(
+    spec: dict[str, Any], ep_name: str, resource: str, access: str, body: dict[str, Any]
+) -> tuple[str, str]:
     deny = list(dict.fromkeys(spec.get("deny", [])))
     approve = list(dict.fromkeys(spec.get("approve", [])))
     for i, entry in enumerate(deny):
@@ -86,13 +93,17 @@ policy_specs = st.fixed_dictionaries(
     {
         "grants": st.dictionaries(
             st.sampled_from([*PARENTS, "*", "*", "*"]),
-            st.sampled_from([*LEVELS, "write", "destructive"]), min_size=1, max_size=6,
+            st.sampled_from([*LEVELS, "write", "destructive"]),
+            min_size=1,
+            max_size=6,
         ),
         "deny": st.lists(st.sampled_from(ENTRIES), max_size=2),
-        "approve": st.lists(st.sampled_from(ENTRIES) | st.sampled_from(LEVELS + PARENTS),
-                            max_size=3),
-        "email_status": st.none() | st.none() | st.lists(
-            st.sampled_from(EMAIL_STATUSES), min_size=1, max_size=3, unique=True),
+        "approve": st.lists(
+            st.sampled_from(ENTRIES) | st.sampled_from(LEVELS + PARENTS), max_size=3
+        ),
+        "email_status": st.none()
+        | st.none()
+        | st.lists(st.sampled_from(EMAIL_STATUSES), min_size=1, max_size=3, unique=True),
     }
 )
 
@@ -113,16 +124,21 @@ def calls(draw: st.DrawFn) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
             if status is not None:
                 body["status"] = status
         else:
-            body = draw(st.sampled_from([{}, {"name": "Acme"}, {"lead_id": "lead_a1",
-                                                                 "text": "call back"}]))
+            body = draw(
+                st.sampled_from([{}, {"name": "Acme"}, {"lead_id": "lead_a1", "text": "call back"}])
+            )
     params = {"lead_id": "lead_a1"} if ep.name == "task.bulk_update" else {}
     return ep.method, path, body, params
 
 
 def build(spec: dict[str, Any]) -> tuple[dict[str, Any], Policy | None]:
     """The YAML-ish dict, and the loaded policy (None if the loader refused it)."""
-    data: dict[str, Any] = {"name": "prop", "grants": spec["grants"], "deny": spec["deny"],
-                            "approve": spec["approve"]}
+    data: dict[str, Any] = {
+        "name": "prop",
+        "grants": spec["grants"],
+        "deny": spec["deny"],
+        "approve": spec["approve"],
+    }
     if spec["email_status"] is not None:
         data["constraints"] = {"activity.email.create": {"status": {"in": spec["email_status"]}}}
     try:
@@ -130,14 +146,16 @@ def build(spec: dict[str, Any]) -> tuple[dict[str, Any], Policy | None]:
     except ConfigError as exc:
         assert "never allows activity.email.create" in str(exc), exc
         for access in ("write", "destructive"):
-            outcome, _ = ref_decide({**data, "constraints": {}}, "activity.email.create",
-                                    "activity.email", access, {})
+            outcome, _ = ref_decide(
+                {**data, "constraints": {}}, "activity.email.create", "activity.email", access, {}
+            )
             assert outcome == "deny", "loader refused a constraint on a reachable endpoint"
         return data, None
 
 
-def reference_for(data: dict[str, Any], method: str, path: str, body: dict[str, Any]
-                  ) -> tuple[str, str]:
+def reference_for(
+    data: dict[str, Any], method: str, path: str, body: dict[str, Any]
+) -> tuple[str, str]:
     for ep in ENDPOINTS:
         if ep.method != method:
             continue
@@ -205,8 +223,9 @@ def prop_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 _counter = itertools.count()
 
 
-@settings(max_examples=120, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(spec=policy_specs, batch=st.lists(calls(), min_size=1, max_size=4))
 def test_denied_calls_never_reach_the_backend(
     prop_store: Store, spec: dict[str, Any], batch: list[tuple[Any, ...]]
@@ -218,8 +237,9 @@ def test_denied_calls_never_reach_the_backend(
     run_id = f"prop-{next(_counter)}"
 
     async def go() -> None:
-        client = backend.sim.client(policy=Guarded(policy, store=prop_store), actor="prop",
-                                    run_id=run_id)
+        client = backend.sim.client(
+            policy=Guarded(policy, store=prop_store), actor="prop", run_id=run_id
+        )
         async with client:
             for method, path, body, params in batch:
                 expected, rule = reference_for(data, method, path, body)

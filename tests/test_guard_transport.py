@@ -40,8 +40,11 @@ async def first_lead(sim: Simulator) -> str:
 
 
 def sample_body(ep_name: str, lead_id: str) -> dict[str, Any]:
-    return {"lead_id": lead_id, "name": "x", "status": "draft", "text": "t"} if ep_name.endswith(
-        ".create") else {"name": "y"}
+    return (
+        {"lead_id": lead_id, "name": "x", "status": "draft", "text": "t"}
+        if ep_name.endswith(".create")
+        else {"name": "y"}
+    )
 
 
 async def test_read_only_refuses_every_write_and_audits_each_attempt(
@@ -67,8 +70,7 @@ async def test_read_only_refuses_every_write_and_audits_each_attempt(
     assert len(sim.events) == events_before
     rows = AuditLog(store).tail(1000)
     denied = [r for r in rows if r["decision"] == "deny"]
-    assert [r["endpoint"] for r in denied] == [ep.name for ep in writes] + [
-        "activity.email.create"]
+    assert [r["endpoint"] for r in denied] == [ep.name for ep in writes] + ["activity.email.create"]
     assert all(r["actor"] == "reader" and r["run_id"] == "r-ro" for r in rows)
     assert rows[-1]["decision"] == "allow" and rows[-1]["status_code"] == 200
     assert AuditLog(store).verify().ok
@@ -85,9 +87,10 @@ async def test_unknown_endpoint_is_denied_not_crashed(store: Store, sim: Simulat
 async def test_approval_flow(store: Store, sim: Simulator) -> None:
     lead = await first_lead(sim)
     approvals = Approvals(store)
-    policy = Guarded(Policy.from_yaml(
-        "name: closer\ngrants: {'*': write}\napprove: [opportunity.create]\n"
-    ), store=store)
+    policy = Guarded(
+        Policy.from_yaml("name: closer\ngrants: {'*': write}\napprove: [opportunity.create]\n"),
+        store=store,
+    )
     body = {"lead_id": lead, "value": 5000, "note": "deal"}
     async with sim.client(policy=policy, actor="closer", run_id="r1") as client:
         before = sim.request_count["total"]
@@ -121,10 +124,17 @@ async def test_approval_flow(store: Store, sim: Simulator) -> None:
         approvals.reject(other.value.approval_id, by="manager")
         with pytest.raises(ApprovalRequired):
             await client.opportunities.create({**body, "value": 9999})
-    decisions = [r["decision"] for r in AuditLog(store).tail(20) if r["endpoint"] ==
-                 "opportunity.create"]
-    assert decisions == ["approval_required", "approval_required", "approved",
-                         "approval_required", "approval_required", "approval_required"]
+    decisions = [
+        r["decision"] for r in AuditLog(store).tail(20) if r["endpoint"] == "opportunity.create"
+    ]
+    assert decisions == [
+        "approval_required",
+        "approval_required",
+        "approved",
+        "approval_required",
+        "approval_required",
+        "approval_required",
+    ]
 
 
 async def test_expired_approval_cannot_be_used(store: Store, sim: Simulator) -> None:
@@ -134,8 +144,9 @@ async def test_expired_approval_cannot_be_used(store: Store, sim: Simulator) -> 
     lead = await first_lead(sim)
     inner = sim.transport()
     transport = GuardTransport(inner, policy, store=store, approvals=approvals, actor="a")
-    async with httpx.AsyncClient(transport=transport, base_url="https://api.close.com/api/v1",
-                                 auth=(sim.api_key, "")) as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="https://api.close.com/api/v1", auth=(sim.api_key, "")
+    ) as http:
         with pytest.raises(ApprovalRequired) as info:
             await http.post("/activity/note/", json={"lead_id": lead, "note": "n"})
         approvals.approve(info.value.approval_id, by="boss")
@@ -155,8 +166,9 @@ async def test_wait_returns_when_a_person_decides(store: Store) -> None:
     from closeguard.tools.catalog import classify
 
     approvals = Approvals(store)
-    pending = approvals.request(classify("DELETE", "/lead/lead_1/"), method="DELETE",
-                                path="/lead/lead_1/")
+    pending = approvals.request(
+        classify("DELETE", "/lead/lead_1/"), method="DELETE", path="/lead/lead_1/"
+    )
 
     async def decide() -> None:
         await asyncio.sleep(0)
@@ -166,16 +178,18 @@ async def test_wait_returns_when_a_person_decides(store: Store) -> None:
     await decide()
     decided = await waiter
     assert decided.status == "approved" and decided.decided_by == "human"
-    other = approvals.request(classify("DELETE", "/lead/lead_2/"), method="DELETE",
-                              path="/lead/lead_2/")
+    other = approvals.request(
+        classify("DELETE", "/lead/lead_2/"), method="DELETE", path="/lead/lead_2/"
+    )
     with pytest.raises(TimeoutError):
         await approvals.wait(other.id, timeout=0.02, poll=0.005)
 
 
 async def test_dry_run_sends_no_write_and_fakes_the_answer(store: Store, sim: Simulator) -> None:
     lead = await first_lead(sim)
-    policy = Policy.from_yaml("name: rehearsal\nmode: dry_run\ngrants: {'*': destructive}\n"
-                              "approve: [lead.delete]\n")
+    policy = Policy.from_yaml(
+        "name: rehearsal\nmode: dry_run\ngrants: {'*': destructive}\napprove: [lead.delete]\n"
+    )
     before_hash, before_events = sim.state_hash(), len(sim.events)
     before_count = sim.request_count["total"]
     async with sim.client(policy=Guarded(policy, store=store), actor="rehearsal") as client:
@@ -186,7 +200,8 @@ async def test_dry_run_sends_no_write_and_fakes_the_answer(store: Store, sim: Si
         assert note.id.startswith("acti_") and note.note == "hello"
         await client.leads.delete(lead)  # needs approval in enforce mode; faked here
         raw = await client._http.post(  # the marker header on the raw response
-            "https://api.close.com/api/v1/task/", json={"lead_id": lead, "text": "t"})
+            "https://api.close.com/api/v1/task/", json={"lead_id": lead, "text": "t"}
+        )
         assert raw.headers[DRY_RUN_HEADER] == "true"
         assert raw.json()["text"] == "t" and raw.json()["id"].startswith("task_")
         still = await client.leads.get(lead)  # reads are really sent
@@ -201,10 +216,13 @@ async def test_dry_run_sends_no_write_and_fakes_the_answer(store: Store, sim: Si
 
 async def test_quotas_per_run_and_per_endpoint(store: Store, sim: Simulator) -> None:
     lead = await first_lead(sim)
-    policy = Guarded(Policy.from_yaml(
-        "grants: {'*': write}\nlimits:\n  per_run:\n    writes: 3\n"
-        "    per_endpoint: {task.create: 2}\n"
-    ), store=store)
+    policy = Guarded(
+        Policy.from_yaml(
+            "grants: {'*': write}\nlimits:\n  per_run:\n    writes: 3\n"
+            "    per_endpoint: {task.create: 2}\n"
+        ),
+        store=store,
+    )
     async with sim.client(policy=policy, run_id="run-1") as client:
         await client.tasks.create({"lead_id": lead, "text": "1"})
         await client.tasks.create({"lead_id": lead, "text": "2"})
@@ -224,8 +242,10 @@ async def test_quotas_per_run_and_per_endpoint(store: Store, sim: Simulator) -> 
 
 async def test_quota_per_window_is_shared_and_persisted(store: Store, sim: Simulator) -> None:
     lead = await first_lead(sim)
-    text = ("name: windowed\ngrants: {'*': write}\nlimits:\n  per_window:\n    window: 1h\n"
-            "    writes: 3\n")
+    text = (
+        "name: windowed\ngrants: {'*': write}\nlimits:\n  per_window:\n    window: 1h\n"
+        "    writes: 3\n"
+    )
     for run in ("a", "b"):
         policy = Guarded(Policy.from_yaml(text), store=store)
         async with sim.client(policy=policy, run_id=run) as client:
@@ -241,11 +261,13 @@ async def test_quota_per_window_is_shared_and_persisted(store: Store, sim: Simul
 
 
 async def test_a_retried_call_counts_once_and_is_audited_per_attempt(store: Store) -> None:
-    answers = iter([
-        httpx.Response(429, headers={"Retry-After": "0"}, json={"error": {"rate_reset": 0}}),
-        httpx.Response(200, json={"id": "task_1", "lead_id": "lead_1"}),
-        httpx.Response(200, json={"id": "task_2", "lead_id": "lead_1"}),
-    ])
+    answers = iter(
+        [
+            httpx.Response(429, headers={"Retry-After": "0"}, json={"error": {"rate_reset": 0}}),
+            httpx.Response(200, json={"id": "task_1", "lead_id": "lead_1"}),
+            httpx.Response(200, json={"id": "task_2", "lead_id": "lead_1"}),
+        ]
+    )
     seen: list[str] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -253,10 +275,16 @@ async def test_a_retried_call_counts_once_and_is_audited_per_attempt(store: Stor
         return next(answers)
 
     policy = Policy.from_yaml(
-        "grants: {task: write}\nlimits:\n  per_run: {per_endpoint: {task.create: 1}}\n")
-    client = CloseClient(api_key="k", base_url="https://api.close.com/api/v1",
-                         transport=httpx.MockTransport(answer), policy=Guarded(policy, store=store),
-                         run_id="r", clock=FakeClock())
+        "grants: {task: write}\nlimits:\n  per_run: {per_endpoint: {task.create: 1}}\n"
+    )
+    client = CloseClient(
+        api_key="k",
+        base_url="https://api.close.com/api/v1",
+        transport=httpx.MockTransport(answer),
+        policy=Guarded(policy, store=store),
+        run_id="r",
+        clock=FakeClock(),
+    )
     async with client:
         await client.tasks.create({"lead_id": "lead_1", "text": "x"})
         with pytest.raises(PolicyViolation):
@@ -264,7 +292,10 @@ async def test_a_retried_call_counts_once_and_is_audited_per_attempt(store: Stor
     assert len(seen) == 2
     rows = AuditLog(store).tail(10)
     assert [(r["attempt"], r["status_code"], r["decision"]) for r in rows] == [
-        (1, 429, "allow"), (2, 200, "allow"), (1, None, "deny")]
+        (1, 429, "allow"),
+        (2, 200, "allow"),
+        (1, None, "deny"),
+    ]
     assert rows[0]["call_id"] == rows[1]["call_id"] != rows[2]["call_id"]
 
 
@@ -295,10 +326,12 @@ async def test_backend_errors_and_transport_failures_are_audited(store: Store) -
             raise httpx.ConnectError("refused", request=request)
         return httpx.Response(404, json={"error": "nope"})
 
-    transport = GuardTransport(httpx.MockTransport(answer), Policy.load("read-only"),
-                               store=store, actor="t")
-    async with httpx.AsyncClient(transport=transport,
-                                 base_url="https://api.close.com/api/v1") as http:
+    transport = GuardTransport(
+        httpx.MockTransport(answer), Policy.load("read-only"), store=store, actor="t"
+    )
+    async with httpx.AsyncClient(
+        transport=transport, base_url="https://api.close.com/api/v1"
+    ) as http:
         assert (await http.get("/lead/lead_404/")).status_code == 404
         with pytest.raises(httpx.ConnectError):
             await http.get("/lead/boom/")
@@ -310,13 +343,21 @@ async def test_backend_errors_and_transport_failures_are_audited(store: Store) -
 async def test_secrets_never_reach_an_audit_row(store: Store, sim: Simulator) -> None:
     policy = Guarded(Policy.from_yaml("grants: {'*': destructive}\n"), store=store)
     async with sim.client(policy=policy) as client:
-        hook = await client.request("POST", "/webhook/", json={
-            "url": "https://example.com/h", "events": [{"object_type": "lead",
-                                                        "action": "created"}]})
+        hook = await client.request(
+            "POST",
+            "/webhook/",
+            json={
+                "url": "https://example.com/h",
+                "events": [{"object_type": "lead", "action": "created"}],
+            },
+        )
         assert hook["signature_key"]
         with pytest.raises(CloseAPIError):
-            await client.request("PUT", "/lead/lead_nope/", json={
-                "name": "n", "custom.cf_apitoken": "tok-123", "description": "d" * 5000})
+            await client.request(
+                "PUT",
+                "/lead/lead_nope/",
+                json={"name": "n", "custom.cf_apitoken": "tok-123", "description": "d" * 5000},
+            )
     dump = json.dumps(AuditLog(store).tail(10))
     assert sim.api_key not in dump
     assert hook["signature_key"] not in dump

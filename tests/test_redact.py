@@ -11,8 +11,11 @@ from closeguard.guardrails.redact import MAX_TEXT, REDACTED, canonical_json, red
 
 KEYS = st.sampled_from(["name", "note", "api_key", "Token", "lead_id", "password", "x", "body"])
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40)
-    | st.text(max_size=300) | st.sampled_from(["key", "secret-sauce", "a" * 250]),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.text(max_size=300)
+    | st.sampled_from(["key", "secret-sauce", "a" * 250]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=4),
     max_leaves=12,
 )

@@ -33,7 +33,10 @@ def served() -> Iterator[tuple[Simulator, str]]:
     server = uvicorn.Server(
         uvicorn.Config(
             with_dispatcher(sim.app, sim.webhooks),
-            host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

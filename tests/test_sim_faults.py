@@ -25,8 +25,11 @@ async def ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     await send(
-        {"type": "http.response.start", "status": 200,
-         "headers": [(b"content-type", b"application/json")]}
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
     )
     await send({"type": "http.response.body", "body": b'{"ok": true}'})
 
@@ -50,8 +53,9 @@ async def outcomes(app: Any, n: int, path: str = "/lead/") -> list[str]:
     return seen
 
 
-MIXED = FaultConfig.everywhere(error_500=0.1, error_502=0.05, error_503=0.05, error_429=0.1,
-                               drop=0.05)
+MIXED = FaultConfig.everywhere(
+    error_500=0.1, error_502=0.05, error_503=0.05, error_429=0.1, drop=0.05
+)
 
 
 async def test_same_seed_same_fault_sequence() -> None:
@@ -86,9 +90,12 @@ def test_group_resolution_exact_then_root_then_star() -> None:
     assert injector.decide("lead:write").fault == "500"
     assert injector.decide("lead:read").fault == "503"
     assert injector.decide("task:read").fault == "429"
-    assert FaultInjector(FaultConfig(groups={"lead": HTTPFaults(error_500=1)})).decide(
-        "task:read"
-    ).fault is None
+    assert (
+        FaultInjector(FaultConfig(groups={"lead": HTTPFaults(error_500=1)}))
+        .decide("task:read")
+        .fault
+        is None
+    )
 
 
 def test_probabilities_must_sum_to_at_most_one() -> None:
@@ -113,8 +120,9 @@ async def test_faulted_429_has_close_shape() -> None:
     clock = FakeClock(start=1_700_000_000.75)
     limiter = RateLimiter(RateLimits(groups={"lead:read": 9}), clock)
     inner = RateLimitMiddleware(ok_app, limiter)
-    app = FaultMiddleware(inner, FaultInjector(FaultConfig.everywhere(error_429=1.0)), clock,
-                          limiter=limiter)
+    app = FaultMiddleware(
+        inner, FaultInjector(FaultConfig.everywhere(error_429=1.0)), clock, limiter=limiter
+    )
     async with client_for(app) as client:
         response = await client.get("/lead/")
     assert response.status_code == 429
@@ -177,8 +185,12 @@ async def test_simulator_faults_reach_close_client() -> None:
     from closeguard.simulator.core import Simulator
     from closeguard.tools.errors import CloseConnectionError
 
-    sim = Simulator(seed=5, leads=2, clock=FakeClock(),
-                    faults=FaultConfig(groups={"lead:write": HTTPFaults(drop=1.0)}))
+    sim = Simulator(
+        seed=5,
+        leads=2,
+        clock=FakeClock(),
+        faults=FaultConfig(groups={"lead:write": HTTPFaults(drop=1.0)}),
+    )
     async with sim.client() as close:
         page = await close.get("/lead/")
         assert len(page["data"]) == 2

@@ -133,12 +133,20 @@ def _model_node(deps: _Deps) -> Callable[..., Any]:
     async def model(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         turns = state.get("turns", 0)
         if turns >= deps.limits.max_turns:
-            return {"stopped": "turns", "messages": [_stop(
-                f"Stopped: this run reached its limit of {deps.limits.max_turns} model turns "
-                "(Limits.max_turns). Ask again to continue.")]}
+            return {
+                "stopped": "turns",
+                "messages": [
+                    _stop(
+                        f"Stopped: this run reached its limit of {deps.limits.max_turns} "
+                        "model turns (Limits.max_turns). Ask again to continue."
+                    )
+                ],
+            }
         if state.get("remaining_steps", 99) <= 3:
-            return {"stopped": "steps", "messages": [_stop(
-                "Stopped: the graph's recursion limit is about to be reached.")]}
+            return {
+                "stopped": "steps",
+                "messages": [_stop("Stopped: the graph's recursion limit is about to be reached.")],
+            }
         if deps.org is None:
             deps.org = await fetch_context(deps.client)
         prompt = system_prompt(deps.today(), deps.org, deps.summary)
@@ -146,8 +154,9 @@ def _model_node(deps: _Deps) -> Callable[..., Any]:
         update: dict[str, Any] = {"messages": [reply], "turns": turns + 1}
         usage = getattr(reply, "usage_metadata", None)
         if usage:
-            update["usage"] = {k: int(usage.get(k, 0))
-                               for k in ("input_tokens", "output_tokens", "total_tokens")}
+            update["usage"] = {
+                k: int(usage.get(k, 0)) for k in ("input_tokens", "output_tokens", "total_tokens")
+            }
         return update
 
     return model
@@ -178,9 +187,12 @@ def _review_node(deps: _Deps) -> Callable[..., Any]:
             if used > deps.limits.max_tool_calls:
                 stopped = "calls"
                 reviews[call_id] = _refused(
-                    call["name"], call["args"], "limits.max_tool_calls",
+                    call["name"],
+                    call["args"],
+                    "limits.max_tool_calls",
                     f"not run: this run reached its limit of {deps.limits.max_tool_calls} "
-                    "tool calls")
+                    "tool calls",
+                )
                 continue
             reviews[call_id] = _check(deps, call["name"], dict(call["args"]), run_id)
         update: dict[str, Any] = {"reviews": reviews, "calls": used}
@@ -208,38 +220,70 @@ def _check(deps: _Deps, name: str, args: dict[str, Any], run_id: str | None) -> 
 def _decide(deps: _Deps, name: str, prepared: Prepared, run_id: str | None) -> Review:
     decision = prepared.decide(deps.guard, deps.context(run_id))
     if decision.denied:
-        return _refused(name, prepared.args, decision.rule,
-                        f"denied by policy {deps.policy.name!r} ({decision.rule}): "
-                        f"{decision.reason}")
-    review: Review = {"status": "run", "tool": name, "args": prepared.args,
-                      "rule": decision.rule, "message": decision.reason, "approval_id": None}
+        return _refused(
+            name,
+            prepared.args,
+            decision.rule,
+            f"denied by policy {deps.policy.name!r} ({decision.rule}): {decision.reason}",
+        )
+    review: Review = {
+        "status": "run",
+        "tool": name,
+        "args": prepared.args,
+        "rule": decision.rule,
+        "message": decision.reason,
+        "approval_id": None,
+    }
     if decision.needs_approval:
         approval = deps.approvals.request(
-            prepared.call, method=prepared.endpoint.method, path=prepared.path,
-            rule=decision.rule, reason=decision.reason, policy=deps.policy.name,
-            actor=deps.actor, run_id=run_id,
+            prepared.call,
+            method=prepared.endpoint.method,
+            path=prepared.path,
+            rule=decision.rule,
+            reason=decision.reason,
+            policy=deps.policy.name,
+            actor=deps.actor,
+            run_id=run_id,
         )
         review["status"] = "pending"
         review["approval_id"] = approval.id
     return review
 
 
-def _audit_unavailable(deps: _Deps, name: str, args: dict[str, Any], run_id: str | None,
-                       reason: str) -> None:
-    deps.audit.append({
-        **EMPTY_ROW, "actor": deps.actor, "run_id": run_id, "call_id": uuid.uuid4().hex,
-        "attempt": 1, "policy": deps.policy.name, "method": "TOOL", "path": name,
-        "decision": "deny", "rule": "agent.tools", "reason": reason,
-        "args": redact({"tool_args": args}),
-    }, flush=True)
+def _audit_unavailable(
+    deps: _Deps, name: str, args: dict[str, Any], run_id: str | None, reason: str
+) -> None:
+    deps.audit.append(
+        {
+            **EMPTY_ROW,
+            "actor": deps.actor,
+            "run_id": run_id,
+            "call_id": uuid.uuid4().hex,
+            "attempt": 1,
+            "policy": deps.policy.name,
+            "method": "TOOL",
+            "path": name,
+            "decision": "deny",
+            "rule": "agent.tools",
+            "reason": reason,
+            "args": redact({"tool_args": args}),
+        },
+        flush=True,
+    )
 
 
 async def _route_review(state: AgentState) -> list[Send] | str:
     reviews = state.get("reviews") or {}
     last = _last_ai(state["messages"])
     pending = [
-        Send("ask", {"tool_call_id": c["id"], "review": reviews[str(c["id"])],
-                     "run_id": state.get("run_id", "")})
+        Send(
+            "ask",
+            {
+                "tool_call_id": c["id"],
+                "review": reviews[str(c["id"])],
+                "run_id": state.get("run_id", ""),
+            },
+        )
         for c in (last.tool_calls if last else [])
         if reviews.get(str(c["id"]), {}).get("status") == "pending"
     ]
@@ -249,13 +293,20 @@ async def _route_review(state: AgentState) -> list[Send] | str:
 def _payload(call_id: str, review: Review, ep: Endpoint, error: str | None) -> dict[str, Any]:
     approval_id = review.get("approval_id")
     payload = {
-        "type": "approval", "approval_id": approval_id, "tool_call_id": call_id,
-        "tool": review["tool"], "endpoint": ep.name, "method": ep.method,
-        "path": f"/api/v1{prepare(ep, review['args']).path}", "args": review["args"],
-        "access": ep.access, "rule": review.get("rule"), "reason": review.get("message"),
+        "type": "approval",
+        "approval_id": approval_id,
+        "tool_call_id": call_id,
+        "tool": review["tool"],
+        "endpoint": ep.name,
+        "method": ep.method,
+        "path": f"/api/v1{prepare(ep, review['args']).path}",
+        "args": review["args"],
+        "access": ep.access,
+        "rule": review.get("rule"),
+        "reason": review.get("message"),
         "answers": list(ANSWERS),
         "hint": f"or `closeguard approvals approve {approval_id}` elsewhere, then resume "
-                "with 'check'",
+        "with 'check'",
     }
     if error:
         payload["error"] = error
@@ -291,18 +342,30 @@ def _settled(deps: _Deps, review: Review) -> Review | None:
     approval_id = review.get("approval_id")
     found = deps.approvals.get(approval_id) if approval_id else None
     if found is None:
-        return _refused(review["tool"], review["args"], review.get("rule", ""),
-                        f"approval {approval_id} is gone from the store; not run")
+        return _refused(
+            review["tool"],
+            review["args"],
+            review.get("rule", ""),
+            f"approval {approval_id} is gone from the store; not run",
+        )
     if found.status == "pending":
         return None
     if found.status == "approved":
         return {**review, "status": "run", "decided_by": found.decided_by}
     if found.status == "rejected":
         note = f": {found.note}" if found.note else ""
-        return {**review, "status": "rejected", "decided_by": found.decided_by,
-                "message": f"rejected by {found.decided_by}{note}; the call was not made"}
-    return _refused(review["tool"], review["args"], review.get("rule", ""),
-                    f"approval {found.id} is {found.status}; the call was not made")
+        return {
+            **review,
+            "status": "rejected",
+            "decided_by": found.decided_by,
+            "message": f"rejected by {found.decided_by}{note}; the call was not made",
+        }
+    return _refused(
+        review["tool"],
+        review["args"],
+        review.get("rule", ""),
+        f"approval {found.id} is {found.status}; the call was not made",
+    )
 
 
 def _apply(deps: _Deps, review: Review, answer: Any, run_id: str) -> Review | None:
@@ -357,15 +420,22 @@ def _tools_node(deps: _Deps) -> Callable[..., Any]:
                 continue
             review = reviews.get(call_id)
             if review is None or review.get("status") not in ("run", "refused", "rejected"):
-                out.append(_error(call_id, call["name"],
-                                  "not run: this call was never approved by the review"))
+                out.append(
+                    _error(
+                        call_id, call["name"], "not run: this call was never approved by the review"
+                    )
+                )
             elif review["status"] != "run":
                 out.append(_error(call_id, call["name"], review.get("message", "not run")))
             else:
                 out.append(await _execute(deps, call_id, review))
         if state.get("stopped") == "calls":
-            out.append(_stop(f"Stopped: this run reached its limit of "
-                             f"{deps.limits.max_tool_calls} tool calls (Limits.max_tool_calls)."))
+            out.append(
+                _stop(
+                    f"Stopped: this run reached its limit of "
+                    f"{deps.limits.max_tool_calls} tool calls (Limits.max_tool_calls)."
+                )
+            )
         return {"messages": out}
 
     return tools
@@ -380,8 +450,9 @@ def _before_tool_messages(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
 
 
 def _error(call_id: str, tool: str, text: str) -> ToolMessage:
-    return ToolMessage(content=wrap_result(tool, f"Error: {text}"), tool_call_id=call_id,
-                       name=tool, status="error")
+    return ToolMessage(
+        content=wrap_result(tool, f"Error: {text}"), tool_call_id=call_id, name=tool, status="error"
+    )
 
 
 async def _execute(deps: _Deps, call_id: str, review: Review) -> ToolMessage:
@@ -394,8 +465,9 @@ async def _execute(deps: _Deps, call_id: str, review: Review) -> ToolMessage:
             # would add a quarter of a millisecond per call (bench/agent.py).
             content: Any = await tool.coroutine(**review["args"])
         else:
-            result = await tool.ainvoke({"type": "tool_call", "name": name,
-                                         "args": review["args"], "id": call_id})
+            result = await tool.ainvoke(
+                {"type": "tool_call", "name": name, "args": review["args"], "id": call_id}
+            )
             if isinstance(result, ToolMessage) and result.status == "error":
                 return _error(call_id, name, str(result.content))
             content = result.content if isinstance(result, ToolMessage) else result
@@ -441,12 +513,18 @@ def build_agent(
         if name in offered:
             table[tool.name] = (tool, BY_NAME[name])
     deps = _Deps(
-        model=model.bind_tools([t for t, _ in table.values()]), guard=guard, store=store,
-        approvals=Approvals(store), audit=AuditLog(store), tools=table,
-        limits=limits or Limits(), actor=client.actor,
+        model=model.bind_tools([t for t, _ in table.values()]),
+        guard=guard,
+        store=store,
+        approvals=Approvals(store),
+        audit=AuditLog(store),
+        tools=table,
+        limits=limits or Limits(),
+        actor=client.actor,
         approver=approver or client.actor or _user(),
         summary=policy_summary(guard.policy, [ep for _, ep in table.values()], guard),
-        today=today, client=client,
+        today=today,
+        client=client,
     )
     graph = StateGraph(AgentState)
     graph.add_node("start", _start)

@@ -58,9 +58,11 @@ PROVIDERS: dict[str, tuple[str, str, str | None]] = {
 }
 """provider -> (module, closeguard extra, environment variable with its key)."""
 OFFLINE_PROVIDERS = ("scripted",)
-HOW_TO_SET = ("set CLOSEGUARD_MODEL or pass --model provider:model "
-              "(openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, ollama:llama3.1, "
-              "or offline scripted:examples/lookup.yaml)")
+HOW_TO_SET = (
+    "set CLOSEGUARD_MODEL or pass --model provider:model "
+    "(openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, ollama:llama3.1, "
+    "or offline scripted:examples/lookup.yaml)"
+)
 SYSTEM_NAME = "closeguard"
 """``name`` of the AI messages the graph writes itself (limits); scripts do not count them."""
 
@@ -78,11 +80,13 @@ def resolve_model(spec: str | None = None) -> BaseChatModel:
     if provider in PROVIDERS:
         module, extra, key = PROVIDERS[provider]
         if find_spec(module) is None:
-            raise ConfigError(f"model provider {provider!r} is not installed: "
-                              f"pip install 'closeguard[{extra}]'")
+            raise ConfigError(
+                f"model provider {provider!r} is not installed: pip install 'closeguard[{extra}]'"
+            )
         if key and not os.environ.get(key):
-            raise ConfigError(f"model provider {provider!r} needs {key}: set it in the "
-                              "environment or .env")
+            raise ConfigError(
+                f"model provider {provider!r} needs {key}: set it in the environment or .env"
+            )
     try:
         return init_chat_model(name, model_provider=provider)
     except ImportError as exc:
@@ -121,8 +125,11 @@ class _OfflineModel(BaseChatModel):
     tools: list[dict[str, Any]] = Field(default_factory=list)
 
     def bind_tools(
-        self, tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *, tool_choice: str | None = None, **kwargs: Any,
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         described = _tool_dicts(tools)
         self.log.bound.append([t["name"] for t in described])
@@ -140,30 +147,46 @@ class _OfflineModel(BaseChatModel):
             self.log.usage_reported += 1
         return reply
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
-                  ) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         reply = self._record(messages, self._reply(messages))
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: AsyncCallbackManagerForLLMRun | None = None,
-                         **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         reply = self._record(messages, await self._areply(messages))
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
-                ) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         reply = self._record(messages, self._reply(messages))
         for chunk in _chunks(reply):
             if run_manager is not None and isinstance(chunk.message.content, str):
                 run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
             yield chunk
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
-                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         reply = self._record(messages, await self._areply(messages))
         for chunk in _chunks(reply):
             if run_manager is not None and isinstance(chunk.message.content, str):
@@ -177,10 +200,17 @@ def _chunks(reply: AIMessage) -> Iterator[ChatGenerationChunk]:
     for piece in re.findall(r"\S+\s*|\s+", text):
         yield ChatGenerationChunk(message=AIMessageChunk(content=piece, id=reply.id))
     tail = AIMessageChunk(
-        content="", id=reply.id, usage_metadata=reply.usage_metadata,
+        content="",
+        id=reply.id,
+        usage_metadata=reply.usage_metadata,
         tool_call_chunks=[
-            {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i,
-             "type": "tool_call_chunk"}
+            {
+                "name": c["name"],
+                "args": json.dumps(c["args"]),
+                "id": c["id"],
+                "index": i,
+                "type": "tool_call_chunk",
+            }
             for i, c in enumerate(reply.tool_calls)
         ],
         chunk_position="last",
@@ -199,8 +229,12 @@ def _latest_results(messages: Sequence[BaseMessage], tools: set[str]) -> dict[st
     for msg in reversed(messages):
         if len(out) == len(tools):
             break
-        if (isinstance(msg, ToolMessage) and msg.name in tools and msg.name not in out
-                and msg.status != "error"):
+        if (
+            isinstance(msg, ToolMessage)
+            and msg.name in tools
+            and msg.name not in out
+            and msg.status != "error"
+        ):
             try:
                 out[msg.name] = json.loads(unwrap_result(str(msg.content)))
             except ValueError:
@@ -265,8 +299,9 @@ def load_script(path: str | Path) -> list[dict[str, Any]]:
     for i, turn in enumerate(turns):
         unknown = set(turn) - {"text", "tool_calls", "usage"}
         if unknown:
-            raise ConfigError(f"model script {file}, turn {i + 1}: unknown key(s) "
-                              f"{', '.join(sorted(unknown))}")
+            raise ConfigError(
+                f"model script {file}, turn {i + 1}: unknown key(s) {', '.join(sorted(unknown))}"
+            )
         for call in turn.get("tool_calls") or []:
             if not isinstance(call, dict) or not isinstance(call.get("name"), str):
                 raise ConfigError(f"model script {file}, turn {i + 1}: a tool call needs a name")
@@ -293,27 +328,37 @@ class ScriptedChatModel(_OfflineModel):
     def _reply(self, messages: list[BaseMessage]) -> AIMessage:
         index = _model_turns(messages)
         if index >= len(self.turns):
-            return AIMessage(content=f"(the script has no turn {index + 1}: it ends after "
-                                     f"{len(self.turns)})")
+            return AIMessage(
+                content=f"(the script has no turn {index + 1}: it ends after {len(self.turns)})"
+            )
         template = self.turns[index]
         wanted = _references(template)
         turn = _fill(template, _latest_results(messages, wanted)) if wanted else template
         calls = [
-            {"name": c["name"], "args": c.get("args") or {}, "id": f"call_{index}_{j}",
-             "type": "tool_call"}
+            {
+                "name": c["name"],
+                "args": c.get("args") or {},
+                "id": f"call_{index}_{j}",
+                "type": "tool_call",
+            }
             for j, c in enumerate(turn.get("tool_calls") or [])
         ]
         usage = turn.get("usage")
         return AIMessage(
-            content=str(turn.get("text") or ""), tool_calls=calls, id=f"scripted-{index}",
+            content=str(turn.get("text") or ""),
+            tool_calls=calls,
+            id=f"scripted-{index}",
             usage_metadata=_usage(usage) if usage else None,
         )
 
 
 def _usage(raw: dict[str, Any]) -> Any:
     inp, out = int(raw.get("input_tokens", 0)), int(raw.get("output_tokens", 0))
-    return {"input_tokens": inp, "output_tokens": out,
-            "total_tokens": int(raw.get("total_tokens", inp + out))}
+    return {
+        "input_tokens": inp,
+        "output_tokens": out,
+        "total_tokens": int(raw.get("total_tokens", inp + out)),
+    }
 
 
 Reply = AIMessage | str

@@ -70,8 +70,13 @@ class Prepared:
     def decide(self, guard: Guard, context: RunContext) -> Decision:
         decision = guard.check(self.call, context)
         if guard.policy.mode == "dry_run" and self.call.access != "read" and not decision.denied:
-            return Decision("allow", decision.rule, "dry run: the write is faked",
-                            decision.endpoint, decision.access)
+            return Decision(
+                "allow",
+                decision.rule,
+                "dry run: the write is faked",
+                decision.endpoint,
+                decision.access,
+            )
         return decision
 
 
@@ -135,8 +140,7 @@ def parse_answer(raw: Any) -> Answer:
         raise AnswerError(f"an answer is an action name or an object, not {raw!r}")
     action = raw.get("action") or raw.get("type")
     if action not in (*ANSWERS, "check"):
-        raise AnswerError(f"action must be one of {', '.join(ANSWERS)} (or check), "
-                          f"not {action!r}")
+        raise AnswerError(f"action must be one of {', '.join(ANSWERS)} (or check), not {action!r}")
     extra = set(raw) - {"action", "type", "args", "message", "by"}
     if extra:
         raise AnswerError(f"unknown answer field(s): {', '.join(sorted(extra))}")
@@ -145,5 +149,9 @@ def parse_answer(raw: Any) -> Answer:
         raise AnswerError("edit needs the new arguments as an object in 'args'")
     message = raw.get("message")
     by = raw.get("by")
-    return Answer(action, dict(args) if isinstance(args, Mapping) else None,
-                  str(message) if message else None, str(by) if by else None)
+    return Answer(
+        action,
+        dict(args) if isinstance(args, Mapping) else None,
+        str(message) if message else None,
+        str(by) if by else None,
+    )

@@ -72,19 +72,33 @@ class LoopSqliteSaver(SqliteSaver):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self.get_tuple(config)
 
-    async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
-                    before: RunnableConfig | None = None, limit: int | None = None
-                    ) -> AsyncIterator[CheckpointTuple]:
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
         for item in self.list(config, filter=filter, before=before, limit=limit):
             yield item
 
-    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,
-                   metadata: CheckpointMetadata, new_versions: ChannelVersions
-                   ) -> RunnableConfig:
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
         return self.put(config, checkpoint, metadata, new_versions)
 
-    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
-                          task_id: str, task_path: str = "") -> None:
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
         self.put_writes(config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
@@ -111,15 +125,19 @@ def thread_config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}, "recursion_limit": 100}
 
 
-async def pending_interrupts(agent: CompiledStateGraph[Any, Any, Any, Any],
-                             config: RunnableConfig) -> list[Interrupt]:
+async def pending_interrupts(
+    agent: CompiledStateGraph[Any, Any, Any, Any], config: RunnableConfig
+) -> list[Interrupt]:
     """The approval interrupts this thread is waiting on."""
     state = await agent.aget_state(config)
     return list(state.interrupts)
 
 
-async def resume_command(agent: CompiledStateGraph[Any, Any, Any, Any],
-                         config: RunnableConfig, answers: Mapping[str, Any]) -> Command[Any]:
+async def resume_command(
+    agent: CompiledStateGraph[Any, Any, Any, Any],
+    config: RunnableConfig,
+    answers: Mapping[str, Any],
+) -> Command[Any]:
     """``Command(resume={interrupt_id: answer})``, checked against what is pending."""
     waiting = {i.id for i in await pending_interrupts(agent, config)}
     if not waiting:
@@ -128,8 +146,9 @@ async def resume_command(agent: CompiledStateGraph[Any, Any, Any, Any],
         raise AnswerError(f"answer by interrupt id; pending: {', '.join(sorted(waiting))}")
     unknown = set(answers) - waiting
     if unknown:
-        raise AnswerError(f"not pending here: {', '.join(sorted(unknown))}; "
-                          f"pending: {', '.join(sorted(waiting))}")
+        raise AnswerError(
+            f"not pending here: {', '.join(sorted(unknown))}; pending: {', '.join(sorted(waiting))}"
+        )
     return Command(resume=dict(answers))
 
 

@@ -43,8 +43,9 @@ class Usage(TypedDict, total=False):
     total_tokens: int
 
 
-def merge_reviews(old: dict[str, Review] | None, new: dict[str, Review] | None
-                  ) -> dict[str, Review]:
+def merge_reviews(
+    old: dict[str, Review] | None, new: dict[str, Review] | None
+) -> dict[str, Review]:
     return {**(old or {}), **(new or {})}
 
 

@@ -31,8 +31,9 @@ def call(name: str, **args: Any) -> dict[str, Any]:
     return {"name": name, "args": args}
 
 
-def turn(text: str = "", *calls: dict[str, Any], usage: dict[str, int] | None = None
-         ) -> dict[str, Any]:
+def turn(
+    text: str = "", *calls: dict[str, Any], usage: dict[str, int] | None = None
+) -> dict[str, Any]:
     """One scripted AI turn: text, tool calls and, optionally, token usage to report."""
     out: dict[str, Any] = {"text": text, "tool_calls": list(calls)}
     if usage:

@@ -33,11 +33,21 @@ DEFAULT_TTL = 24 * 3600.0
 Status = Literal["pending", "approved", "rejected", "consumed", "expired"]
 
 
-def call_hash(endpoint: str, path_params: Mapping[str, Any], body: Mapping[str, Any],
-              params: Mapping[str, Any]) -> str:
+def call_hash(
+    endpoint: str,
+    path_params: Mapping[str, Any],
+    body: Mapping[str, Any],
+    params: Mapping[str, Any],
+) -> str:
     """What an approval is bound to: the exact call, arguments included."""
-    payload = canonical_json({"endpoint": endpoint, "path": dict(path_params),
-                              "body": dict(body), "params": dict(params)})
+    payload = canonical_json(
+        {
+            "endpoint": endpoint,
+            "path": dict(path_params),
+            "body": dict(body),
+            "params": dict(params),
+        }
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -74,8 +84,9 @@ class Approval:
 class Approvals:
     """Request, decide, wait for and use approvals stored in ``store``."""
 
-    def __init__(self, store: Store, *, ttl: float = DEFAULT_TTL,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, *, ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.ttl = ttl
         self.clock = clock
@@ -108,22 +119,41 @@ class Approvals:
         now = self.clock()
         with self.store.engine.begin() as conn:
             open_row = conn.execute(
-                select(self._t).where(and_(
-                    self._t.c.call_hash == digest, self._t.c.status == "pending",
-                    self._t.c.expires > now,
-                )).order_by(self._t.c.created).limit(1)
+                select(self._t)
+                .where(
+                    and_(
+                        self._t.c.call_hash == digest,
+                        self._t.c.status == "pending",
+                        self._t.c.expires > now,
+                    )
+                )
+                .order_by(self._t.c.created)
+                .limit(1)
             ).first()
             if open_row is not None:
                 return self._from_row(open_row)
             approval_id = f"appr_{secrets.token_hex(8)}"
-            conn.execute(self._t.insert().values(
-                id=approval_id, call_hash=digest, status="pending", created=now,
-                expires=now + (self.ttl if ttl is None else ttl), policy=policy, actor=actor,
-                run_id=run_id, endpoint=call.endpoint.name, method=method, path=path,
-                access=call.access, rule=rule, reason=reason,
-                args=canonical_json(redact({"body": dict(call.body),
-                                            "params": dict(call.params)})),
-            ))
+            conn.execute(
+                self._t.insert().values(
+                    id=approval_id,
+                    call_hash=digest,
+                    status="pending",
+                    created=now,
+                    expires=now + (self.ttl if ttl is None else ttl),
+                    policy=policy,
+                    actor=actor,
+                    run_id=run_id,
+                    endpoint=call.endpoint.name,
+                    method=method,
+                    path=path,
+                    access=call.access,
+                    rule=rule,
+                    reason=reason,
+                    args=canonical_json(
+                        redact({"body": dict(call.body), "params": dict(call.params)})
+                    ),
+                )
+            )
         found = self.get(approval_id)
         assert found is not None
         return found
@@ -140,8 +170,9 @@ class Approvals:
         if status in ("pending", "approved"):
             query = query.where(and_(self._t.c.status == status, self._t.c.expires > now))
         elif status == "expired":
-            query = query.where(and_(self._t.c.status.in_(("pending", "approved")),
-                                     self._t.c.expires <= now))
+            query = query.where(
+                and_(self._t.c.status.in_(("pending", "approved")), self._t.c.expires <= now)
+            )
         elif status is not None:
             query = query.where(self._t.c.status == status)
         with self.store.engine.connect() as conn:
@@ -152,10 +183,15 @@ class Approvals:
         now = self.clock()
         with self.store.engine.begin() as conn:
             changed = conn.execute(
-                update(self._t).where(and_(
-                    self._t.c.id == approval_id, self._t.c.status == "pending",
-                    self._t.c.expires > now,
-                )).values(status=status, decided_by=by, decided_at=now, note=note)
+                update(self._t)
+                .where(
+                    and_(
+                        self._t.c.id == approval_id,
+                        self._t.c.status == "pending",
+                        self._t.c.expires > now,
+                    )
+                )
+                .values(status=status, decided_by=by, decided_at=now, note=note)
             ).rowcount
         found = self.get(approval_id)
         if found is None:
@@ -175,10 +211,16 @@ class Approvals:
         """An approved, unexpired, unused approval for this call hash, if any."""
         with self.store.engine.connect() as conn:
             row = conn.execute(
-                select(self._t).where(and_(
-                    self._t.c.call_hash == digest, self._t.c.status == "approved",
-                    self._t.c.expires > self.clock(),
-                )).order_by(self._t.c.created).limit(1)
+                select(self._t)
+                .where(
+                    and_(
+                        self._t.c.call_hash == digest,
+                        self._t.c.status == "approved",
+                        self._t.c.expires > self.clock(),
+                    )
+                )
+                .order_by(self._t.c.created)
+                .limit(1)
             ).first()
         return self._from_row(row) if row else None
 
@@ -186,15 +228,27 @@ class Approvals:
         """Use an approval up; False if it was used, revoked or expired meanwhile."""
         now = self.clock()
         with self.store.engine.begin() as conn:
-            return bool(conn.execute(
-                update(self._t).where(and_(
-                    self._t.c.id == approval_id, self._t.c.status == "approved",
-                    self._t.c.expires > now,
-                )).values(status="consumed", consumed_at=now)
-            ).rowcount)
+            return bool(
+                conn.execute(
+                    update(self._t)
+                    .where(
+                        and_(
+                            self._t.c.id == approval_id,
+                            self._t.c.status == "approved",
+                            self._t.c.expires > now,
+                        )
+                    )
+                    .values(status="consumed", consumed_at=now)
+                ).rowcount
+            )
 
-    async def wait(self, approval_id: str, *, timeout: float | None = None,  # noqa: ASYNC109
-                   poll: float = 1.0) -> Approval:
+    async def wait(
+        self,
+        approval_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        poll: float = 1.0,
+    ) -> Approval:
         """Poll until a person decides (or it expires); ``TimeoutError`` after ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout

@@ -48,9 +48,26 @@ __all__ = ["EMPTY_ROW", "GENESIS", "AuditLog", "AuditProblem", "VerifyReport", "
 
 GENESIS = "0" * 64
 CHAINED = (
-    "seq", "ts", "actor", "run_id", "call_id", "attempt", "policy", "endpoint", "method",
-    "path", "access", "decision", "rule", "reason", "args", "status_code", "latency_us",
-    "error", "approval_id", "prev_hash",
+    "seq",
+    "ts",
+    "actor",
+    "run_id",
+    "call_id",
+    "attempt",
+    "policy",
+    "endpoint",
+    "method",
+    "path",
+    "access",
+    "decision",
+    "rule",
+    "reason",
+    "args",
+    "status_code",
+    "latency_us",
+    "error",
+    "approval_id",
+    "prev_hash",
 )
 _SUPPLIED = CHAINED[1:-1]
 _pick = operator.itemgetter(*_SUPPLIED)
@@ -149,8 +166,10 @@ class _Statements:
         dialect = store.engine.dialect
         mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
         if mark is None:
-            raise StoreError(f"the audit log needs a driver with positional parameters, "
-                             f"not {dialect.paramstyle!r}")
+            raise StoreError(
+                f"the audit log needs a driver with positional parameters, "
+                f"not {dialect.paramstyle!r}"
+            )
         prep = dialect.identifier_preparer
 
         def c(name: str) -> str:
@@ -161,10 +180,14 @@ class _Statements:
         one = f"WHERE {c('id')} = 1"
         self.lock = f"UPDATE {head} SET {c('seq')} = {c('seq')} {one}"
         self.head = f"SELECT {c('seq')}, {c('hash')} FROM {head} {one}"
-        self.init = (f"INSERT INTO {head} ({c('id')}, {c('seq')}, {c('hash')}, {c('updated')}) "
-                     f"VALUES (1, 0, '{GENESIS}', {mark})")
-        self.advance = (f"UPDATE {head} SET {c('seq')} = {mark}, {c('hash')} = {mark}, "
-                        f"{c('updated')} = {mark} {one}")
+        self.init = (
+            f"INSERT INTO {head} ({c('id')}, {c('seq')}, {c('hash')}, {c('updated')}) "
+            f"VALUES (1, 0, '{GENESIS}', {mark})"
+        )
+        self.advance = (
+            f"UPDATE {head} SET {c('seq')} = {mark}, {c('hash')} = {mark}, "
+            f"{c('updated')} = {mark} {one}"
+        )
         self._into = f"INSERT INTO {audit} ({', '.join(c(n) for n in _COLUMNS)}) VALUES "
         self._values = f"({', '.join([mark] * len(_COLUMNS))})"
         self._sqlite = dialect.name == "sqlite"
@@ -177,7 +200,7 @@ class _Statements:
             cursor.executemany(self._into + self._values, rows)
             return
         for start in range(0, len(rows), _CHUNK):
-            part = rows[start:start + _CHUNK]
+            part = rows[start : start + _CHUNK]
             sql = self._many.get(len(part))
             if sql is None:
                 sql = self._many[len(part)] = self._into + ", ".join([self._values] * len(part))
@@ -187,9 +210,7 @@ class _Statements:
 class AuditLog:
     """Append-only, batched, hash-chained writes to the store's ``audit`` table."""
 
-    def __init__(
-        self, store: Store, *, batch_size: int = 1000, max_delay: float = 0.5
-    ) -> None:
+    def __init__(self, store: Store, *, batch_size: int = 1000, max_delay: float = 0.5) -> None:
         self.store = store
         self.batch_size = batch_size
         self.max_delay = max_delay
@@ -262,8 +283,10 @@ class AuditLog:
                 self._buffer[:0] = queued
             if isinstance(exc, SQLAlchemyError | self.store.engine.dialect.loaded_dbapi.Error):
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise StoreError(f"cannot write the audit log to {self.store!r}: {reason} "
-                                 f"({len(queued)} rows kept for the next flush)") from exc
+                raise StoreError(
+                    f"cannot write the audit log to {self.store!r}: {reason} "
+                    f"({len(queued)} rows kept for the next flush)"
+                ) from exc
             raise
         return len(queued)
 
@@ -324,39 +347,51 @@ class AuditLog:
             seq = int(row["seq"])
             if seq != expected_seq:
                 kind = "gap" if seq > expected_seq else "order"
-                problems.append(AuditProblem(
-                    seq, kind,
-                    f"expected seq {expected_seq}, found {seq}: rows deleted or renumbered",
-                ))
+                problems.append(
+                    AuditProblem(
+                        seq,
+                        kind,
+                        f"expected seq {expected_seq}, found {seq}: rows deleted or renumbered",
+                    )
+                )
             if row["prev_hash"] != prev_hash:
-                problems.append(AuditProblem(
-                    seq, "link",
-                    f"row {seq} does not follow the row before it "
-                    "(deleted, inserted or reordered rows)",
-                ))
+                problems.append(
+                    AuditProblem(
+                        seq,
+                        "link",
+                        f"row {seq} does not follow the row before it "
+                        "(deleted, inserted or reordered rows)",
+                    )
+                )
             if row_hash(row["prev_hash"], row) != row["hash"]:
-                problems.append(AuditProblem(
-                    seq, "hash", f"row {seq} was changed after it was written"
-                ))
+                problems.append(
+                    AuditProblem(seq, "hash", f"row {seq} was changed after it was written")
+                )
             prev_hash, expected_seq = row["hash"], seq + 1
         head_seq, head_hash = self.head()
         last_seq = expected_seq - 1
         if head_seq != last_seq or (count and head_hash != prev_hash):
             kind = "truncated" if head_seq > last_seq else "head"
-            problems.append(AuditProblem(
-                None if head_seq > last_seq else last_seq, kind,
-                f"head says the log ends at seq {head_seq} ({head_hash[:12]}…), the rows end "
-                f"at seq {last_seq} ({prev_hash[:12]}…)",
-            ))
+            problems.append(
+                AuditProblem(
+                    None if head_seq > last_seq else last_seq,
+                    kind,
+                    f"head says the log ends at seq {head_seq} ({head_hash[:12]}…), the rows end "
+                    f"at seq {last_seq} ({prev_hash[:12]}…)",
+                )
+            )
         if expect_head is not None:
             seq, digest = expect_head
             found = self.get(seq)
             if found is None or found["hash"] != digest:
-                problems.append(AuditProblem(
-                    seq, "checkpoint",
-                    f"checkpoint seq {seq} hash {digest[:12]}… is not in the log: history "
-                    "was rewritten",
-                ))
+                problems.append(
+                    AuditProblem(
+                        seq,
+                        "checkpoint",
+                        f"checkpoint seq {seq} hash {digest[:12]}… is not in the log: history "
+                        "was rewritten",
+                    )
+                )
         return VerifyReport(not problems, count, head_seq, head_hash, tuple(problems))
 
 

@@ -20,9 +20,18 @@ __all__ = ["DRY_RUN_HEADER", "fake_result"]
 
 DRY_RUN_HEADER = "x-closeguard-dry-run"
 ID_PREFIX = {
-    "lead": "lead", "contact": "cont", "opportunity": "oppo", "activity": "acti",
-    "task": "task", "custom_field": "cf", "webhook": "whsub", "organization": "orga",
-    "user": "user", "status": "stat", "pipeline": "pipe", "event": "ev",
+    "lead": "lead",
+    "contact": "cont",
+    "opportunity": "oppo",
+    "activity": "acti",
+    "task": "task",
+    "custom_field": "cf",
+    "webhook": "whsub",
+    "organization": "orga",
+    "user": "user",
+    "status": "stat",
+    "pipeline": "pipe",
+    "event": "ev",
 }
 ACTIVITY_TYPE = {"note": "Note", "call": "Call", "email": "Email"}
 

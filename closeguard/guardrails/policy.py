@@ -85,11 +85,20 @@ __all__ = [
 
 Mode = Literal["enforce", "dry_run"]
 Location = Literal["body", "params", "path"]
-KNOWN_RESOURCES: frozenset[str] = frozenset(
-    a for r in RESOURCES for a in resource_ancestors(r)
-) | {"*"}
-TOP_KEYS = ("name", "description", "extends", "mode", "grants", "deny", "approve",
-            "constraints", "limits")
+KNOWN_RESOURCES: frozenset[str] = frozenset(a for r in RESOURCES for a in resource_ancestors(r)) | {
+    "*"
+}
+TOP_KEYS = (
+    "name",
+    "description",
+    "extends",
+    "mode",
+    "grants",
+    "deny",
+    "approve",
+    "constraints",
+    "limits",
+)
 RULE_KEYS = ("in", "in_list", "min", "max", "immutable", "scope", "required")
 COUNTER_KEYS = ("calls", "writes", "destructive", "per_endpoint")
 SCOPES = ("triggered",)
@@ -128,8 +137,11 @@ class FieldRule:
     @property
     def typed(self) -> bool:
         """Whether the rule compares numbers or booleans (query text must be converted)."""
-        return self.min is not None or self.max is not None or (
-            self.allowed is not None and any(not isinstance(v, str) for v in self.allowed))
+        return (
+            self.min is not None
+            or self.max is not None
+            or (self.allowed is not None and any(not isinstance(v, str) for v in self.allowed))
+        )
 
     def describe(self) -> str:
         parts = []
@@ -157,8 +169,12 @@ class Counters:
 
     @property
     def empty(self) -> bool:
-        return (self.calls is None and self.writes is None and self.destructive is None
-                and not self.per_endpoint)
+        return (
+            self.calls is None
+            and self.writes is None
+            and self.destructive is None
+            and not self.per_endpoint
+        )
 
 
 @dataclass(frozen=True)
@@ -192,8 +208,9 @@ class Policy:
         return _Loader().load(text, label, base_dir)
 
     @classmethod
-    def from_yaml(cls, text: str, *, file: str = "<policy>", base_dir: Path | None = None
-                  ) -> Policy:
+    def from_yaml(
+        cls, text: str, *, file: str = "<policy>", base_dir: Path | None = None
+    ) -> Policy:
         return _Loader().load(text, file, base_dir or Path.cwd())
 
     @classmethod
@@ -210,8 +227,14 @@ def shipped_policies() -> dict[str, str]:
     for item in sorted(root.iterdir(), key=lambda p: p.name):
         if item.name.endswith(".yaml"):
             text = item.read_text(encoding="utf-8")
-            desc = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                         if ln.startswith("description:")), "")
+            desc = next(
+                (
+                    ln.split(":", 1)[1].strip()
+                    for ln in text.splitlines()
+                    if ln.startswith("description:")
+                ),
+                "",
+            )
             out[item.name.removesuffix(".yaml")] = desc
     return out
 
@@ -278,8 +301,9 @@ class _Loader:
             try:
                 base_text, base_label, base_base = _read_source(ref, base_dir)
             except ConfigError as exc:
-                raise ConfigError(f"extends: {exc.reason}", file=origin.file,
-                                  line=origin.line) from exc
+                raise ConfigError(
+                    f"extends: {exc.reason}", file=origin.file, line=origin.line
+                ) from exc
             out += self._layers(base_text, base_label, base_base)
         self.stack.pop()
         out.append(layer)
@@ -360,8 +384,9 @@ def _parse_entries(key: str, raw: Any, lines: Lines) -> list[tuple[str, Origin]]
     known = set(BY_NAME) | KNOWN_RESOURCES | set(ACCESS_RANK)
     for i, entry in enumerate(raw):
         if not isinstance(entry, str) or entry not in known:
-            raise lines.error((key, i), _unknown(f"{key} entry (endpoint, resource or level)",
-                                                 entry, known))
+            raise lines.error(
+                (key, i), _unknown(f"{key} entry (endpoint, resource or level)", entry, known)
+            )
         out.append((entry, Origin(lines.file, lines.line((key, i)))))
     return out
 
@@ -409,8 +434,11 @@ def _parse_constraints(raw: Any, lines: Lines) -> dict[str, dict[str, FieldRule]
         for fname, rule in fields.items():
             fpath = (*path, fname)
             if fname not in known:
-                raise lines.error(fpath, _unknown(f"field of {ep_name}", fname, known)
-                                  + (f" ({ep_name} takes no arguments)" if not known else ""))
+                raise lines.error(
+                    fpath,
+                    _unknown(f"field of {ep_name}", fname, known)
+                    + (f" ({ep_name} takes no arguments)" if not known else ""),
+                )
             out[ep_name][fname] = _parse_rule(ep_name, fname, rule, known[fname], lines, fpath)
     return out
 
@@ -444,10 +472,11 @@ def _parse_rule(
                 raise lines.error((*path, key), f"{label}.{key} is empty: no value could pass")
             for i, v in enumerate(values):
                 if not fits(v):
-                    raise lines.error((*path, key, i),
-                                      f"{label}.{key}: {shown(v)} is not a valid value for {fname}")
-            allowed = tuple(values) if allowed is None else tuple(
-                v for v in allowed if v in values)
+                    raise lines.error(
+                        (*path, key, i),
+                        f"{label}.{key}: {shown(v)} is not a valid value for {fname}",
+                    )
+            allowed = tuple(values) if allowed is None else tuple(v for v in allowed if v in values)
             if not allowed:
                 raise lines.error((*path, key), f"{label}: in and in_list share no value")
     bounds: dict[str, float] = {}
@@ -460,8 +489,10 @@ def _parse_rule(
                 raise lines.error((*path, key), f"{label}.{key}: {fname} is not a number field")
             bounds[key] = float(v)
     if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
-        raise lines.error((*path, "min"), f"{label}: min {bounds['min']:g} > max "
-                          f"{bounds['max']:g}, no value could pass")
+        raise lines.error(
+            (*path, "min"),
+            f"{label}: min {bounds['min']:g} > max {bounds['max']:g}, no value could pass",
+        )
     if allowed is not None and bounds:
         lo, hi = bounds.get("min", float("-inf")), bounds.get("max", float("inf"))
         if not any(isinstance(v, int | float) and lo <= v <= hi for v in allowed):
@@ -481,17 +512,27 @@ def _parse_rule(
     required = flags.get("required", False) or scope is not None
     immutable = flags.get("immutable", False)
     if immutable and (required or allowed is not None or bounds):
-        raise lines.error(path, f"{label}: immutable (may not be sent) contradicts the other "
-                          "rules, no call could pass")
+        raise lines.error(
+            path,
+            f"{label}: immutable (may not be sent) contradicts the other rules, no call could pass",
+        )
     return FieldRule(
-        endpoint=ep_name, field=fname, locations=tuple(loc for loc, _ in where),
-        allowed=allowed, min=bounds.get("min"), max=bounds.get("max"), immutable=immutable,
-        scope=scope, required=required, origin=Origin(lines.file, lines.line(path)),
+        endpoint=ep_name,
+        field=fname,
+        locations=tuple(loc for loc, _ in where),
+        allowed=allowed,
+        min=bounds.get("min"),
+        max=bounds.get("max"),
+        immutable=immutable,
+        scope=scope,
+        required=required,
+        origin=Origin(lines.file, lines.line(path)),
     )
 
 
-def _parse_counters(raw: Any, lines: Lines, path: tuple[str | int, ...],
-                    extra: tuple[str, ...] = ()) -> dict[str, Any]:
+def _parse_counters(
+    raw: Any, lines: Lines, path: tuple[str | int, ...], extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise lines.error(path, f"{'.'.join(map(str, path))} is a mapping of counters")
     out: dict[str, Any] = {}
@@ -502,8 +543,9 @@ def _parse_counters(raw: Any, lines: Lines, path: tuple[str | int, ...],
         if key == "window":
             m = _WINDOW.match(str(value))
             if not m or int(m.group(1)) <= 0:
-                raise lines.error(kpath, f"window must look like 30s, 15m, 1h or 1d, not "
-                                  f"{shown(value)}")
+                raise lines.error(
+                    kpath, f"window must look like 30s, 15m, 1h or 1d, not {shown(value)}"
+                )
             out[key] = int(m.group(1)) * _UNITS[m.group(2)]
         elif key == "per_endpoint":
             if not isinstance(value, dict):
@@ -531,17 +573,22 @@ def _parse_limits(raw: Any, lines: Lines) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key, value in raw.items():
         if key not in ("per_run", "per_window"):
-            raise lines.error(("limits", key), _unknown("limits key", key,
-                                                        ("per_run", "per_window")))
-        out[key] = _parse_counters(value, lines, ("limits", key),
-                                   ("window",) if key == "per_window" else ())
+            raise lines.error(
+                ("limits", key), _unknown("limits key", key, ("per_run", "per_window"))
+            )
+        out[key] = _parse_counters(
+            value, lines, ("limits", key), ("window",) if key == "per_window" else ()
+        )
     return out
 
 
 def _counters(raw: Mapping[str, Any]) -> Counters:
-    return Counters(calls=raw.get("calls"), writes=raw.get("writes"),
-                    destructive=raw.get("destructive"),
-                    per_endpoint=dict(raw.get("per_endpoint", {})))
+    return Counters(
+        calls=raw.get("calls"),
+        writes=raw.get("writes"),
+        destructive=raw.get("destructive"),
+        per_endpoint=dict(raw.get("per_endpoint", {})),
+    )
 
 
 def _merge(layers: list[_Layer]) -> Policy:
@@ -578,9 +625,11 @@ def _merge(layers: list[_Layer]) -> Policy:
         deny=tuple(deny),
         approve=tuple(approve),
         constraints={ep: tuple(rules.values()) for ep, rules in constraints.items()},
-        limits=Limits(per_run=_counters(limits["per_run"]),
-                      per_window=_counters(limits["per_window"]),
-                      window_seconds=int(limits["per_window"].get("window", 3600))),
+        limits=Limits(
+            per_run=_counters(limits["per_run"]),
+            per_window=_counters(limits["per_window"]),
+            window_seconds=int(limits["per_window"].get("window", 3600)),
+        ),
         mode=mode,
         description=description,
         file=top.file,
@@ -605,5 +654,3 @@ def _cross_check(policy: Policy) -> None:
                 file=origin.file if origin else policy.file,
                 line=origin.line if origin else None,
             )
-
-

@@ -53,18 +53,21 @@ class Quotas:
     _runs: OrderedDict[tuple[str, str], Counter[str]] = OrderedDict()
     _runs_lock = threading.Lock()
 
-    def __init__(self, policy: Policy, store: Store | None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, policy: Policy, store: Store | None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.policy = policy
         self.store = store
         self.clock = clock
         self._charged: OrderedDict[str, None] = OrderedDict()
-        self._checks: dict[tuple[str, str], tuple[list[tuple[str, int]],
-                                                  list[tuple[str, int]]]] = {}
+        self._checks: dict[
+            tuple[str, str], tuple[list[tuple[str, int]], list[tuple[str, int]]]
+        ] = {}
         self.active = not (policy.limits.per_run.empty and policy.limits.per_window.empty)
 
-    def charge(self, *, call_id: str, run_id: str, endpoint: str, access: Access,
-               dry_run: bool = False) -> str | None:
+    def charge(
+        self, *, call_id: str, run_id: str, endpoint: str, access: Access, dry_run: bool = False
+    ) -> str | None:
         """Count one call; the limit rule it would exceed (nothing counted), else None."""
         if not self.active or call_id in self._charged:
             return None
@@ -125,8 +128,9 @@ class Quotas:
         key = f"window:{self.policy.name}{':dry_run' if dry_run else ''}:{size}:{name}"
         table = self.store.tables.quota
         with self.store.engine.connect() as conn:
-            row = conn.execute(table.select().where(
-                (table.c.key == key) & (table.c.window_start == start))).first()
+            row = conn.execute(
+                table.select().where((table.c.key == key) & (table.c.window_start == start))
+            ).first()
         return int(row._mapping["count"]) if row else 0
 
 

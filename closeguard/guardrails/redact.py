@@ -40,8 +40,11 @@ def redact(value: Any, *, max_text: int = MAX_TEXT) -> Any:
     """A copy of ``value`` with sensitive keys masked and long strings shortened."""
     kind = type(value)
     if kind is str:
-        return value if len(value) <= max_text else (
-            f"{value[:max_text]}…[+{len(value) - max_text} chars]")
+        return (
+            value
+            if len(value) <= max_text
+            else (f"{value[:max_text]}…[+{len(value) - max_text} chars]")
+        )
     if kind in (int, float, bool) or value is None:
         return value
     if kind is dict or isinstance(value, Mapping):
@@ -65,8 +68,9 @@ def canonical_json(value: Any) -> str:
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
     except TypeError:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          default=str)
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        )
 
 
 _SENSITIVE_BYTES = re.compile("|".join(SENSITIVE).encode())

@@ -52,8 +52,13 @@ class Decision:
         return self.outcome == "approve"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "rule": self.rule, "reason": self.reason,
-                "endpoint": self.endpoint, "access": self.access}
+        return {
+            "outcome": self.outcome,
+            "rule": self.rule,
+            "reason": self.reason,
+            "endpoint": self.endpoint,
+            "access": self.access,
+        }
 
 
 class CounterRules(Protocol):
@@ -95,8 +100,11 @@ def possible_access(ep: Endpoint) -> tuple[Access, ...]:
     """The access levels a call of ``ep`` can classify as (escalation included)."""
     if ep.escalate is None:
         return (ep.access,)
-    return tuple(a for a in cast(tuple[Access, ...], tuple(ACCESS_RANK))
-                 if ACCESS_RANK[a] >= ACCESS_RANK[ep.access])
+    return tuple(
+        a
+        for a in cast(tuple[Access, ...], tuple(ACCESS_RANK))
+        if ACCESS_RANK[a] >= ACCESS_RANK[ep.access]
+    )
 
 
 def static_decisions(rules: Rules) -> dict[tuple[str, Access], Decision]:
@@ -117,8 +125,9 @@ def _entry_matches(entry: str, ep: Endpoint, access: Access) -> bool:
 def _static(rules: Rules, ep: Endpoint, access: Access) -> Decision:
     for i, entry in enumerate(rules.deny):
         if _entry_matches(entry, ep, access):
-            return Decision("deny", f"deny[{i}]", f"{ep.name} is denied by {entry!r}",
-                            ep.name, access)
+            return Decision(
+                "deny", f"deny[{i}]", f"{ep.name} is denied by {entry!r}", ep.name, access
+            )
     level: Access | None = None
     granted_on = ""
     for res in (*resource_ancestors(ep.resource), "*"):
@@ -126,26 +135,39 @@ def _static(rules: Rules, ep: Endpoint, access: Access) -> Decision:
             level, granted_on = rules.grants[res], res
             break
     if level is None:
-        return Decision("deny", "grants", f"no grant covers resource {ep.resource!r}",
-                        ep.name, access)
+        return Decision(
+            "deny", "grants", f"no grant covers resource {ep.resource!r}", ep.name, access
+        )
     if not access_allows(level, access):
-        return Decision("deny", f"grants.{granted_on}",
-                        f"grant on {granted_on!r} is {level}; {ep.name} here needs {access}",
-                        ep.name, access)
+        return Decision(
+            "deny",
+            f"grants.{granted_on}",
+            f"grant on {granted_on!r} is {level}; {ep.name} here needs {access}",
+            ep.name,
+            access,
+        )
     zero = _zero_limit(rules, ep, access)
     if zero is not None:
         return Decision("deny", zero, f"{zero} is 0", ep.name, access)
     for i, entry in enumerate(rules.approve):
         if _entry_matches(entry, ep, access):
-            return Decision("approve", f"approve[{i}]",
-                            f"{ep.name} ({access}) needs approval by {entry!r}", ep.name, access)
-    return Decision("allow", f"grants.{granted_on}", f"granted {level} on {granted_on!r}",
-                    ep.name, access)
+            return Decision(
+                "approve",
+                f"approve[{i}]",
+                f"{ep.name} ({access}) needs approval by {entry!r}",
+                ep.name,
+                access,
+            )
+    return Decision(
+        "allow", f"grants.{granted_on}", f"granted {level} on {granted_on!r}", ep.name, access
+    )
 
 
 def _zero_limit(rules: Rules, ep: Endpoint, access: Access) -> str | None:
-    for scope, counters in (("per_run", rules.limits.per_run),
-                            ("per_window", rules.limits.per_window)):
+    for scope, counters in (
+        ("per_run", rules.limits.per_run),
+        ("per_window", rules.limits.per_window),
+    ):
         checks = (
             ("calls", counters.calls, True),
             ("writes", counters.writes, access != "read"),

@@ -70,8 +70,12 @@ class Guarded:
         self, transport: httpx.AsyncBaseTransport, *, actor: str | None, run_id: str | None
     ) -> GuardTransport:
         return GuardTransport(
-            transport, self.guard, actor=actor, run_id=run_id,
-            store=self.store or default_store(), triggered_leads=self.triggered_leads,
+            transport,
+            self.guard,
+            actor=actor,
+            run_id=run_id,
+            store=self.store or default_store(),
+            triggered_leads=self.triggered_leads,
             approval_ttl=self.approval_ttl,
         )
 
@@ -119,7 +123,8 @@ class GuardTransport(httpx.AsyncBaseTransport):
         self.policy = self.guard.policy
         self.store = store or default_store()
         self.context = RunContext(
-            actor=actor, run_id=run_id,
+            actor=actor,
+            run_id=run_id,
             triggered_leads=None if triggered_leads is None else frozenset(triggered_leads),
         )
         self.audit = audit or AuditLog(self.store)
@@ -144,15 +149,25 @@ class GuardTransport(httpx.AsyncBaseTransport):
         params = dict(request.url.params) if request.url.query else {}
         path = relative_path(request.url.path)
         decision, call = self.guard.check_request(
-            request.method, path, raw_body if isinstance(raw_body, Mapping) else None,
-            params, self.context,
+            request.method,
+            path,
+            raw_body if isinstance(raw_body, Mapping) else None,
+            params,
+            self.context,
         )
         row: dict[str, Any] = {
             **EMPTY_ROW,
-            "actor": self.context.actor, "run_id": self.context.run_id, "call_id": call_id,
-            "attempt": attempt, "policy": self.policy.name, "endpoint": decision.endpoint,
-            "method": request.method, "path": path, "access": decision.access,
-            "rule": decision.rule, "reason": decision.reason,
+            "actor": self.context.actor,
+            "run_id": self.context.run_id,
+            "call_id": call_id,
+            "attempt": attempt,
+            "policy": self.policy.name,
+            "endpoint": decision.endpoint,
+            "method": request.method,
+            "path": path,
+            "access": decision.access,
+            "rule": decision.rule,
+            "reason": decision.reason,
             "args": redacted_json({"body": raw_body, "params": params}),
         }
         if call is None or decision.denied:
@@ -165,36 +180,50 @@ class GuardTransport(httpx.AsyncBaseTransport):
             approval_id = self._approval_for(call, decision, row, path, started)
             label = "approved"
             row["approval_id"] = approval_id
-        over = self.quotas.charge(call_id=call_id, run_id=self._quota_run,
-                                  endpoint=call.endpoint.name, access=call.access,
-                                  dry_run=self.dry_run)
+        over = self.quotas.charge(
+            call_id=call_id,
+            run_id=self._quota_run,
+            endpoint=call.endpoint.name,
+            access=call.access,
+            dry_run=self.dry_run,
+        )
         if over is not None:
-            limited = Decision("deny", over, f"{over} reached", decision.endpoint,
-                               decision.access)
+            limited = Decision("deny", over, f"{over} reached", decision.endpoint, decision.access)
             row.update(rule=over, reason=limited.reason)
             self._refuse(row, limited, started)
         if approval_id is not None and self._approved.get(call_id) != approval_id:
             if not self.approvals.consume(approval_id):
                 row.update(decision="deny", reason="approval was used, revoked or expired")
-                self._refuse(row, Decision("deny", decision.rule, row["reason"],
-                                           decision.endpoint, decision.access), started)
+                self._refuse(
+                    row,
+                    Decision(
+                        "deny", decision.rule, row["reason"], decision.endpoint, decision.access
+                    ),
+                    started,
+                )
             self._remember(call_id, approval_id)
         if faked:
             return self._fake(request, call, decision, row, started)
         return await self._send(request, row, label, started)
 
     def _refuse(self, row: dict[str, Any], decision: Decision, started: float) -> None:
-        row.update(decision="deny", rule=decision.rule, reason=decision.reason,
-                   latency_us=int((time.perf_counter() - started) * 1e6))
+        row.update(
+            decision="deny",
+            rule=decision.rule,
+            reason=decision.reason,
+            latency_us=int((time.perf_counter() - started) * 1e6),
+        )
         self.audit.append(row, flush=True)
         raise PolicyViolation(
             f"{row['method']} {row['path']} denied by policy {self.policy.name!r} "
             f"({decision.rule}): {decision.reason}",
-            decision=decision, rule=decision.rule,
+            decision=decision,
+            rule=decision.rule,
         )
 
-    def _approval_for(self, call: Call, decision: Decision, row: dict[str, Any], path: str,
-                      started: float) -> str:
+    def _approval_for(
+        self, call: Call, decision: Decision, row: dict[str, Any], path: str, started: float
+    ) -> str:
         """The id of a granted approval for this exact call, or raise ApprovalRequired."""
         call_id = row["call_id"]
         if call_id in self._approved:
@@ -203,17 +232,27 @@ class GuardTransport(httpx.AsyncBaseTransport):
         if granted is not None:
             return granted.id
         pending = self.approvals.request(
-            call, method=row["method"], path=path, rule=decision.rule, reason=decision.reason,
-            policy=self.policy.name, actor=self.context.actor, run_id=self.context.run_id,
+            call,
+            method=row["method"],
+            path=path,
+            rule=decision.rule,
+            reason=decision.reason,
+            policy=self.policy.name,
+            actor=self.context.actor,
+            run_id=self.context.run_id,
             ttl=self.approval_ttl,
         )
-        row.update(decision="approval_required", approval_id=pending.id,
-                   latency_us=int((time.perf_counter() - started) * 1e6))
+        row.update(
+            decision="approval_required",
+            approval_id=pending.id,
+            latency_us=int((time.perf_counter() - started) * 1e6),
+        )
         self.audit.append(row, flush=True)
         raise ApprovalRequired(
             f"{row['method']} {path} ({call.endpoint.name}) needs approval "
             f"({decision.rule}): approve it with `closeguard approvals approve {pending.id}`",
-            approval_id=pending.id, decision=decision,
+            approval_id=pending.id,
+            decision=decision,
         )
 
     def _remember(self, call_id: str, approval_id: str) -> None:
@@ -221,28 +260,44 @@ class GuardTransport(httpx.AsyncBaseTransport):
         if len(self._approved) > 1000:
             self._approved.popitem(last=False)
 
-    def _fake(self, request: httpx.Request, call: Call, decision: Decision,
-              row: dict[str, Any], started: float) -> httpx.Response:
+    def _fake(
+        self,
+        request: httpx.Request,
+        call: Call,
+        decision: Decision,
+        row: dict[str, Any],
+        started: float,
+    ) -> httpx.Response:
         body = fake_result(call)
-        row.update(decision="dry_run", status_code=200,
-                   reason=decision.reason if decision.allowed
-                   else f"dry run; enforce mode would ask approval ({decision.reason})",
-                   latency_us=int((time.perf_counter() - started) * 1e6))
+        row.update(
+            decision="dry_run",
+            status_code=200,
+            reason=decision.reason
+            if decision.allowed
+            else f"dry run; enforce mode would ask approval ({decision.reason})",
+            latency_us=int((time.perf_counter() - started) * 1e6),
+        )
         self.audit.append(row)
-        return httpx.Response(200, json=body, headers={DRY_RUN_HEADER: "true"},
-                              request=request)
+        return httpx.Response(200, json=body, headers={DRY_RUN_HEADER: "true"}, request=request)
 
-    async def _send(self, request: httpx.Request, row: dict[str, Any], label: str,
-                    started: float) -> httpx.Response:
+    async def _send(
+        self, request: httpx.Request, row: dict[str, Any], label: str, started: float
+    ) -> httpx.Response:
         try:
             response = await self.inner.handle_async_request(request)
         except Exception as exc:
-            row.update(decision=label, error=f"{type(exc).__name__}: {exc}"[:500],
-                       latency_us=int((time.perf_counter() - started) * 1e6))
+            row.update(
+                decision=label,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                latency_us=int((time.perf_counter() - started) * 1e6),
+            )
             self.audit.append(row)
             raise
-        row.update(decision=label, status_code=response.status_code,
-                   latency_us=int((time.perf_counter() - started) * 1e6))
+        row.update(
+            decision=label,
+            status_code=response.status_code,
+            latency_us=int((time.perf_counter() - started) * 1e6),
+        )
         if response.status_code >= 400:
             row["error"] = f"HTTP {response.status_code}"
         self.audit.append(row)

@@ -60,8 +60,12 @@ class Tables:
         self.audit = Table(
             "audit",
             self.metadata,
-            Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                   autoincrement=False),
+            Column(
+                "seq",
+                BigInteger().with_variant(Integer, "sqlite"),
+                primary_key=True,
+                autoincrement=False,
+            ),
             Column("ts", String(40), nullable=False),
             Column("actor", String(200)),
             Column("run_id", String(200)),

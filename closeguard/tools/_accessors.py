@@ -27,6 +27,7 @@ UpdateT = TypeVar("UpdateT", bound=BaseModel)
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 ItemT = TypeVar("ItemT")
 
+
 @dataclass(frozen=True)
 class PageOf(Generic[ItemT]):
     """One page of a list, items parsed. ``cursor`` is the next cursor for cursor paging."""

@@ -240,8 +240,15 @@ def _build() -> tuple[Endpoint, ...]:
     all5 = ("list", "create", "get", "update", "delete")
 
     eps += _crud(
-        "lead", "lead", label="lead", model=m.Lead, create=m.LeadCreate, update=m.LeadUpdate,
-        list_params=m.LeadListParams, max_limit=200, guide=all5,
+        "lead",
+        "lead",
+        label="lead",
+        model=m.Lead,
+        create=m.LeadCreate,
+        update=m.LeadUpdate,
+        list_params=m.LeadListParams,
+        max_limit=200,
+        guide=all5,
     )
     eps.append(
         Endpoint(
@@ -258,13 +265,24 @@ def _build() -> tuple[Endpoint, ...]:
         )
     )
     eps += _crud(
-        "contact", "contact", label="contact", model=m.Contact, create=m.ContactCreate,
-        update=m.ContactUpdate, list_params=m.ContactListParams, guide=all5,
+        "contact",
+        "contact",
+        label="contact",
+        model=m.Contact,
+        create=m.ContactCreate,
+        update=m.ContactUpdate,
+        list_params=m.ContactListParams,
+        guide=all5,
     )
     eps += _crud(
-        "opportunity", "opportunity", label="opportunity", model=m.Opportunity,
-        create=m.OpportunityCreate, update=m.OpportunityUpdate,
-        list_params=m.OpportunityListParams, guide=all5,
+        "opportunity",
+        "opportunity",
+        label="opportunity",
+        model=m.Opportunity,
+        create=m.OpportunityCreate,
+        update=m.OpportunityUpdate,
+        list_params=m.OpportunityListParams,
+        guide=all5,
     )
     eps.append(
         Endpoint(
@@ -291,9 +309,15 @@ def _build() -> tuple[Endpoint, ...]:
     )
     for kind, label, model, create, update in typed_activities:
         group = _crud(
-            f"activity.{kind}", f"activity/{kind}", label=f"{label} activity", model=model,
-            create=create, update=update, list_params=m.ActivityListParams,
-            guide=("create",), escalate=_email_sends if kind == "email" else None,
+            f"activity.{kind}",
+            f"activity/{kind}",
+            label=f"{label} activity",
+            model=model,
+            create=create,
+            update=update,
+            list_params=m.ActivityListParams,
+            guide=("create",),
+            escalate=_email_sends if kind == "email" else None,
         )
         if kind == "email":
             group = [
@@ -307,8 +331,14 @@ def _build() -> tuple[Endpoint, ...]:
         eps += group
 
     tasks = _crud(
-        "task", "task", label="task", model=m.Task, create=m.TaskCreate, update=m.TaskUpdate,
-        list_params=m.TaskListParams, guide=("list", "create", "update", "delete"),
+        "task",
+        "task",
+        label="task",
+        model=m.Task,
+        create=m.TaskCreate,
+        update=m.TaskUpdate,
+        list_params=m.TaskListParams,
+        guide=("list", "create", "update", "delete"),
     )
     eps += [
         _with_events(ep, ("task.updated", "task.completed")) if ep.name == "task.update" else ep
@@ -332,80 +362,155 @@ def _build() -> tuple[Endpoint, ...]:
 
     for obj in ("lead", "contact", "opportunity", "activity"):
         eps += _crud(
-            f"custom_field.{obj}", f"custom_field/{obj}", label=f"{obj} custom field",
-            model=m.CustomField, create=m.CustomFieldCreate, update=m.CustomFieldUpdate,
-            events_prefix="", write_access="destructive",
+            f"custom_field.{obj}",
+            f"custom_field/{obj}",
+            label=f"{obj} custom field",
+            model=m.CustomField,
+            create=m.CustomFieldCreate,
+            update=m.CustomFieldUpdate,
+            events_prefix="",
+            write_access="destructive",
             guide=("list", "create") if obj == "lead" else (),
         )
 
     eps += [
         Endpoint(
-            name="status.lead.list", method="GET", path="/status/lead/", resource="status",
-            access="read", summary="List the organization's lead statuses.",
-            result_model=m.Page, item_model=m.LeadStatus,
+            name="status.lead.list",
+            method="GET",
+            path="/status/lead/",
+            resource="status",
+            access="read",
+            summary="List the organization's lead statuses.",
+            result_model=m.Page,
+            item_model=m.LeadStatus,
         ),
         Endpoint(
-            name="status.opportunity.list", method="GET", path="/status/opportunity/",
-            resource="status", access="read",
+            name="status.opportunity.list",
+            method="GET",
+            path="/status/opportunity/",
+            resource="status",
+            access="read",
             summary="List opportunity statuses (each active, won or lost, in a pipeline).",
-            result_model=m.Page, item_model=m.OpportunityStatus,
+            result_model=m.Page,
+            item_model=m.OpportunityStatus,
         ),
         Endpoint(
-            name="pipeline.list", method="GET", path="/pipeline/", resource="pipeline",
-            access="read", summary="List pipelines with their opportunity statuses.",
-            result_model=m.Page, item_model=m.Pipeline,
+            name="pipeline.list",
+            method="GET",
+            path="/pipeline/",
+            resource="pipeline",
+            access="read",
+            summary="List pipelines with their opportunity statuses.",
+            result_model=m.Page,
+            item_model=m.Pipeline,
         ),
         Endpoint(
-            name="user.me", method="GET", path="/me/", resource="user", access="read",
-            summary="The user the credential belongs to.", result_model=m.User,
-            query_model=m.GetParams, in_guide=True,
+            name="user.me",
+            method="GET",
+            path="/me/",
+            resource="user",
+            access="read",
+            summary="The user the credential belongs to.",
+            result_model=m.User,
+            query_model=m.GetParams,
+            in_guide=True,
         ),
         Endpoint(
-            name="user.list", method="GET", path="/user/", resource="user", access="read",
-            summary="List the users of the organization.", result_model=m.Page,
-            query_model=m.ListParams, item_model=m.User, paging="offset", max_limit=100,
-            max_skip=250_000, in_guide=True,
+            name="user.list",
+            method="GET",
+            path="/user/",
+            resource="user",
+            access="read",
+            summary="List the users of the organization.",
+            result_model=m.Page,
+            query_model=m.ListParams,
+            item_model=m.User,
+            paging="offset",
+            max_limit=100,
+            max_skip=250_000,
+            in_guide=True,
         ),
         Endpoint(
-            name="user.get", method="GET", path="/user/{id}/", resource="user", access="read",
-            summary="Get one user by id.", result_model=m.User, query_model=m.GetParams,
+            name="user.get",
+            method="GET",
+            path="/user/{id}/",
+            resource="user",
+            access="read",
+            summary="Get one user by id.",
+            result_model=m.User,
+            query_model=m.GetParams,
         ),
         Endpoint(
-            name="organization.get", method="GET", path="/organization/{id}/",
-            resource="organization", access="read", summary="Get the organization.",
-            result_model=m.Organization, query_model=m.GetParams,
+            name="organization.get",
+            method="GET",
+            path="/organization/{id}/",
+            resource="organization",
+            access="read",
+            summary="Get the organization.",
+            result_model=m.Organization,
+            query_model=m.GetParams,
         ),
         Endpoint(
-            name="organization.update", method="PUT", path="/organization/{id}/",
-            resource="organization", access="destructive",
+            name="organization.update",
+            method="PUT",
+            path="/organization/{id}/",
+            resource="organization",
+            access="destructive",
             summary="Update the organization's settings (affects every member).",
-            result_model=m.Organization, body_model=m.OrganizationUpdate, in_guide=True,
+            result_model=m.Organization,
+            body_model=m.OrganizationUpdate,
+            in_guide=True,
         ),
     ]
 
     hooks = _crud(
-        "webhook", "webhook", label="webhook subscription", model=m.WebhookSubscription,
-        create=m.WebhookCreate, update=m.WebhookUpdate, events_prefix="",
-        write_access="destructive", guide=("list", "create", "delete"),
+        "webhook",
+        "webhook",
+        label="webhook subscription",
+        model=m.WebhookSubscription,
+        create=m.WebhookCreate,
+        update=m.WebhookUpdate,
+        events_prefix="",
+        write_access="destructive",
+        guide=("list", "create", "delete"),
     )
     eps += hooks
     eps += [
         Endpoint(
-            name="event.list", method="GET", path="/event/", resource="event", access="read",
+            name="event.list",
+            method="GET",
+            path="/event/",
+            resource="event",
+            access="read",
             summary="Read the Event Log (30 days), newest first, by cursor.",
-            result_model=m.EventPage, query_model=m.EventListParams, item_model=m.Event,
-            paging="cursor", max_limit=50, in_guide=True,
+            result_model=m.EventPage,
+            query_model=m.EventListParams,
+            item_model=m.Event,
+            paging="cursor",
+            max_limit=50,
+            in_guide=True,
         ),
         Endpoint(
-            name="event.get", method="GET", path="/event/{id}/", resource="event",
-            access="read", summary="Get one Event Log entry by id.", result_model=m.Event,
+            name="event.get",
+            method="GET",
+            path="/event/{id}/",
+            resource="event",
+            access="read",
+            summary="Get one Event Log entry by id.",
+            result_model=m.Event,
         ),
         Endpoint(
-            name="data.search", method="POST", path="/data/search/", resource="lead",
+            name="data.search",
+            method="POST",
+            path="/data/search/",
+            resource="lead",
             access="read",
             summary="Advanced Filtering: search leads or contacts with a query object.",
-            result_model=m.SearchPage, body_model=m.SearchBody, item_model=m.Lead,
-            paging="search", max_limit=200,
+            result_model=m.SearchPage,
+            body_model=m.SearchBody,
+            item_model=m.Lead,
+            paging="search",
+            max_limit=200,
         ),
     ]
     return tuple(eps)
