@@ -21,6 +21,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check closeguard tests bench
+	$(BIN)/ruff format --check closeguard tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
