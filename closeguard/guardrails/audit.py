@@ -141,8 +141,12 @@ class VerifyReport:
     problems: tuple[AuditProblem, ...]
 
 
-def _prepare(stamp: float, entry: Mapping[str, Any]) -> list[Any]:
-    """The row's values in ``CHAINED`` order, without ``seq`` and ``prev_hash``."""
+def _prepare(stamp: float, entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The row's values in ``CHAINED`` order, without ``seq`` and ``prev_hash``.
+
+    A tuple, not a list: the garbage collector stops tracking a tuple of plain values, so
+    a full buffer does not push it into collecting the whole heap.
+    """
     try:
         values = list(_pick(entry))
     except KeyError:
@@ -152,7 +156,7 @@ def _prepare(stamp: float, entry: Mapping[str, Any]) -> list[Any]:
     args = values[_ARGS]
     if not isinstance(args, str):
         values[_ARGS] = canonical_json(args or {})
-    return values
+    return tuple(values)
 
 
 class _Statements:
@@ -193,7 +197,7 @@ class _Statements:
         self._sqlite = dialect.name == "sqlite"
         self._many: dict[int, str] = {}
 
-    def insert(self, cursor: Any, rows: list[list[Any]]) -> None:
+    def insert(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
         """Insert ``rows``: one prepared ``executemany``; on SQLite, multi-row ``VALUES`` of
         up to ``_CHUNK`` rows, about 10 % faster (one statement step per chunk)."""
         if not self._sqlite:
@@ -214,7 +218,7 @@ class AuditLog:
         self.store = store
         self.batch_size = batch_size
         self.max_delay = max_delay
-        self._buffer: list[list[Any]] = []
+        self._buffer: list[tuple[Any, ...]] = []
         self._sql: _Statements | None = None
         self._oldest = 0.0
         self._lock = threading.Lock()
@@ -226,7 +230,7 @@ class AuditLog:
         """Queue one row (fields as in ``CHAINED`` minus seq/prev_hash; ``args`` any JSON).
 
         The row's values are picked and formatted here, while ``entry`` is fresh, so the
-        buffer keeps small lists rather than the callers' dicts; hashing and the insert
+        buffer keeps small tuples rather than the callers' dicts; hashing and the insert
         happen in ``flush``, which needs the head of the chain.
         """
         now = time.time()
@@ -270,10 +274,9 @@ class AuditLog:
                     out = []
                     for values in queued:
                         seq += 1
-                        row = [seq, *values, prev]
+                        row = (seq, *values, prev)
                         prev = _link(prev, row)
-                        row.append(prev)
-                        out.append(row)
+                        out.append((*row, prev))
                     sql.insert(cursor, out)
                     cursor.execute(sql.advance, (seq, prev, now_iso()))
                 finally:
