@@ -1,0 +1,302 @@
+"""The webhook receiver: a small ASGI app that takes Close's signed deliveries into the inbox.
+
+``POST /webhooks/close`` (the path is configurable) answers, in this order:
+
+- 413 when the body is larger than ``max_body`` (by ``content-length``, or while reading:
+  the body is read in chunks and reading stops past the cap);
+- 401 when the ``close-sig-hash`` / ``close-sig-timestamp`` headers are missing, the
+  signature does not match any stored key, or the timestamp is more than 5 minutes away
+  (``tools.webhooks.SignatureVerifier``);
+- 400 when the body is not JSON, not an object, or has no ``event.id``;
+- 200 once the event is durably stored in the inbox (a duplicate is also 200, stored once);
+- 503 when the inbox cannot store it in time (``store_timeout``, well under Close's 15 s),
+  so Close retries the delivery later.
+
+``GET /healthz`` answers 200 for load balancers. Nothing a sender puts in a request leads to
+a 500 or a traceback: every refusal is a short JSON ``{"error": ...}``.
+
+Keys come from ``keys``: a callable returning the current hex keys (for example the stored
+subscription keys) or a fixed list. They are read at startup and re-read, at most every
+``reload_interval`` seconds, when a delivery matches none of them, so a key stored by
+``closeguard webhooks sync`` in another process is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import uvicorn
+
+from closeguard.tools import Clock, SystemClock
+from closeguard.tools.webhooks import (
+    DEFAULT_TOLERANCE,
+    SIG_HASH,
+    SIG_TIMESTAMP,
+    SignatureVerifier,
+    Verdict,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_PATH",
+    "EventSink",
+    "KeySource",
+    "WebhookReceiver",
+    "build_receiver_app",
+    "serve",
+]
+
+log = logging.getLogger("closeguard.workflows.receiver")
+
+DEFAULT_PATH = "/webhooks/close"
+HEALTH_PATH = "/healthz"
+DEFAULT_MAX_BODY = 1024 * 1024
+SOURCE = "webhook"
+
+Scope = Mapping[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+KeySource = Callable[[], Iterable[str]] | Iterable[str]
+
+
+class EventSink(Protocol):
+    """Where accepted events go: the durable inbox (True when the event id is new)."""
+
+    async def add(self, event: Mapping[str, Any], *, source: str) -> bool: ...
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class WebhookReceiver:
+    """The ASGI app (see the module docstring). ``stats`` counts outcomes by name."""
+
+    def __init__(
+        self,
+        inbox: EventSink,
+        keys: KeySource,
+        *,
+        clock: Clock | None = None,
+        path: str = DEFAULT_PATH,
+        max_body: int = DEFAULT_MAX_BODY,
+        tolerance: float = DEFAULT_TOLERANCE,
+        store_timeout: float = 10.0,
+        reload_interval: float = 2.0,
+        on_stored: Callable[[Mapping[str, Any], bool], None] | None = None,
+    ) -> None:
+        self.inbox = inbox
+        self.path = path
+        self.max_body = max_body
+        self.store_timeout = store_timeout
+        self.reload_interval = reload_interval
+        self.on_stored = on_stored
+        self.stats: Counter[str] = Counter()
+        self.clock: Clock = clock or SystemClock()
+        self.verifier = SignatureVerifier(clock=self.clock, tolerance=tolerance)
+        self._keys = keys
+        self._loaded_at: float | None = None
+        self._reload_lock = asyncio.Lock()
+
+    # -- keys ------------------------------------------------------------------------
+
+    async def reload_keys(self) -> None:
+        """Read the keys again from their source (a callable runs in a worker thread)."""
+        source = self._keys
+        keys = await asyncio.to_thread(lambda: list(source())) if callable(source) else source
+        self.verifier.set_keys(keys)
+        self._loaded_at = self.clock.monotonic()
+
+    async def _verify(self, timestamp: str | None, signature: str | None, body: bytes) -> Verdict:
+        if self._loaded_at is None:
+            async with self._reload_lock:
+                if self._loaded_at is None:
+                    await self.reload_keys()
+        verdict = self.verifier.check(timestamp, signature, body)
+        if verdict in (Verdict.MISMATCH, Verdict.NO_KEY) and callable(self._keys):
+            async with self._reload_lock:
+                assert self._loaded_at is not None
+                if self.clock.monotonic() - self._loaded_at >= self.reload_interval:
+                    await self.reload_keys()
+                    verdict = self.verifier.check(timestamp, signature, body)
+        return verdict
+
+    # -- ASGI ------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if path == HEALTH_PATH and method in ("GET", "HEAD"):
+            await _answer(send, 200, {"status": "ok"})
+        elif path != self.path:
+            await self._refuse(send, 404, "not_found", "not found")
+        elif method != "POST":
+            await self._refuse(send, 405, "method", "use POST", allow="POST")
+        else:
+            await self._delivery(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.reload_keys()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _delivery(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            status = 413 if declared.isdigit() else 400
+            await self._refuse(send, status, "too_large", "body too large or bad length")
+            return
+        try:
+            body = await self._read(receive)
+        except _TooLarge:
+            await self._refuse(send, 413, "too_large", f"body over {self.max_body} bytes")
+            return
+        except _Disconnected:
+            self.stats["disconnected"] += 1
+            return
+        verdict = await self._verify(headers.get(SIG_TIMESTAMP), headers.get(SIG_HASH), body)
+        if not verdict.ok:
+            await self._refuse(send, 401, f"unauthorized_{verdict.name.lower()}", verdict.value)
+            return
+        event = _event_of(body)
+        if event is None:
+            await self._refuse(send, 400, "malformed", "expected a JSON object with event.id")
+            return
+        await self._store(event, send)
+
+    async def _read(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _store(self, event: Mapping[str, Any], send: Send) -> None:
+        try:
+            new = await asyncio.wait_for(
+                self.inbox.add(event, source=SOURCE), timeout=self.store_timeout
+            )
+        except Exception as exc:
+            log.error("could not store event %s: %s", event["id"], type(exc).__name__)
+            await self._refuse(send, 503, "store_failed", "could not store the event; retry")
+            return
+        self.stats["stored" if new else "duplicate"] += 1
+        if self.on_stored is not None:
+            self.on_stored(event, new)
+        await _answer(send, 200, {"status": "stored" if new else "duplicate"})
+
+    async def _refuse(
+        self, send: Send, status: int, reason: str, message: str, *, allow: str | None = None
+    ) -> None:
+        self.stats[reason] += 1
+        if status in (400, 401, 413):
+            log.warning("refused a delivery (%d): %s", status, message)
+        extra = [(b"allow", allow.encode())] if allow else []
+        await _answer(send, status, {"error": message}, extra)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _event_of(body: bytes) -> Mapping[str, Any] | None:
+    """The delivery's ``event``, if the body is a JSON object whose event has a string id."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    event = payload.get("event") if isinstance(payload, dict) else None
+    if not isinstance(event, dict):
+        return None
+    event_id = event.get("id")
+    return event if isinstance(event_id, str) and event_id else None
+
+
+async def _answer(
+    send: Send, status: int, payload: Mapping[str, Any], extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps(payload).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_receiver_app(
+    inbox: EventSink,
+    keys: KeySource,
+    *,
+    clock: Clock | None = None,
+    path: str = DEFAULT_PATH,
+    max_body: int = DEFAULT_MAX_BODY,
+    on_stored: Callable[[Mapping[str, Any], bool], None] | None = None,
+) -> WebhookReceiver:
+    """The receiver app for ``inbox`` checking signatures with ``keys`` (see the module doc)."""
+    return WebhookReceiver(
+        inbox, keys, clock=clock, path=path, max_body=max_body, on_stored=on_stored
+    )
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    app: WebhookReceiver, host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 10
+) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn in this event loop; yields the base URL (port 0: any free)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(int(startup_timeout * 100)):  # uvicorn offers a flag, not an event
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if not server.started:
+        task.cancel()
+        sock.close()
+        raise RuntimeError(f"the webhook receiver did not start on {host}:{bound}")
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        sock.close()

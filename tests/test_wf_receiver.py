@@ -1,0 +1,326 @@
+"""The webhook receiver (workflows/receiver.py): 200 only once stored, 401/400/413 for bad
+deliveries with nothing stored, never a 500 for anything a sender can send."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from closeguard.simulator import Simulator
+from closeguard.tools import FakeClock
+from closeguard.tools.webhooks import compute_signature
+from closeguard.workflows.receiver import DEFAULT_PATH, WebhookReceiver, serve
+
+KEY = "5ac3" * 16
+NOW = 1_700_000_000
+
+
+class MemoryInbox:
+    """The inbox's ``add`` contract in memory: dedup by event id, True when new."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, Mapping[str, Any]] = {}
+        self.sources: list[str] = []
+
+    async def add(self, event: Mapping[str, Any], *, source: str) -> bool:
+        self.sources.append(source)
+        if event["id"] in self.events:
+            return False
+        self.events[event["id"]] = event
+        return True
+
+
+class Response:
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+        self.body = b""
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def call(
+    app: Any,
+    body_chunks: list[bytes],
+    headers: Mapping[str, str] | None = None,
+    *,
+    method: str = "POST",
+    path: str = DEFAULT_PATH,
+    consumed: list[int] | None = None,
+) -> Response:
+    """Drive the ASGI app directly; ``consumed`` collects how many chunks it read."""
+    chunks = list(body_chunks) or [b""]
+    reads = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        if reads > len(chunks):
+            return {"type": "http.disconnect"}
+        return {
+            "type": "http.request",
+            "body": chunks[reads - 1],
+            "more_body": reads < len(chunks),
+        }
+
+    response = Response()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            response.status = message["status"]
+            response.headers = {k.decode(): v.decode() for k, v in message["headers"]}
+        else:
+            response.body += message.get("body", b"")
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    }
+    await app(scope, receive, send)
+    if consumed is not None:
+        consumed.append(reads)
+    return response
+
+
+def delivery(event_id: str = "ev_1", **event: Any) -> bytes:
+    payload = {"subscription_id": "whsub_1", "event": {"id": event_id, **event}}
+    return json.dumps(payload).encode()
+
+
+def signed(body: bytes, *, at: int = NOW, key: str = KEY) -> dict[str, str]:
+    stamp = str(at)
+    return {"close-sig-timestamp": stamp, "close-sig-hash": compute_signature(key, stamp, body)}
+
+
+def receiver(inbox: Any = None, **kwargs: Any) -> WebhookReceiver:
+    kwargs.setdefault("clock", FakeClock(start=NOW))
+    return WebhookReceiver(inbox or MemoryInbox(), [KEY], **kwargs)
+
+
+async def test_a_signed_delivery_is_stored_once() -> None:
+    inbox = MemoryInbox()
+    app = receiver(inbox)
+    body = delivery("ev_1", object_type="lead", action="created")
+    first = await call(app, [body], signed(body))
+    again = await call(app, [body], signed(body))
+    assert (first.status, first.json) == (200, {"status": "stored"})
+    assert (again.status, again.json) == (200, {"status": "duplicate"})
+    assert list(inbox.events) == ["ev_1"] and inbox.sources == ["webhook", "webhook"]
+    assert inbox.events["ev_1"]["object_type"] == "lead"
+    assert app.stats == {"stored": 1, "duplicate": 1}
+
+
+async def test_it_answers_only_after_the_inbox_has_stored_the_event() -> None:
+    release = asyncio.Event()
+    stored: list[str] = []
+
+    class SlowInbox:
+        async def add(self, event: Mapping[str, Any], *, source: str) -> bool:
+            await release.wait()
+            stored.append(event["id"])
+            return True
+
+    app = receiver(SlowInbox())
+    body = delivery()
+    task = asyncio.create_task(call(app, [body], signed(body)))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done(), "no answer while the event is not stored"
+    release.set()
+    response = await task
+    assert response.status == 200 and stored == ["ev_1"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "unauthorized_missing"),
+        ({"close-sig-timestamp": str(NOW)}, "unauthorized_missing"),
+        ({"close-sig-timestamp": "soon", "close-sig-hash": "00"}, "unauthorized_malformed"),
+        (signed(delivery(), key="ab" * 32), "unauthorized_mismatch"),
+        (signed(delivery(), at=NOW - 301), "unauthorized_stale"),
+        (signed(delivery(), at=NOW + 301), "unauthorized_stale"),
+        (signed(delivery("ev_other")), "unauthorized_mismatch"),
+    ],
+)
+async def test_bad_signatures_are_401_and_store_nothing(
+    headers: dict[str, str], reason: str
+) -> None:
+    inbox = MemoryInbox()
+    app = receiver(inbox)
+    response = await call(app, [delivery()], headers)
+    assert response.status == 401 and "error" in response.json
+    assert inbox.events == {} and app.stats == {reason: 1}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"",
+        b"[1, 2]",
+        b'{"subscription_id": "whsub_1"}',
+        b'{"event": "ev_1"}',
+        b'{"event": {"object_type": "lead"}}',
+        b'{"event": {"id": ""}}',
+        b'{"event": {"id": 17}}',
+        b"\xff\xfe\x00garbage",
+        b"[" * 100_000,
+        b'{"event": {"id": "ev_1", "n": ' + b"9" * 5000 + b"}}",
+    ],
+)
+async def test_malformed_bodies_are_400_and_store_nothing(body: bytes) -> None:
+    inbox = MemoryInbox()
+    response = await call(receiver(inbox), [body], signed(body))
+    assert response.status == 400 and inbox.events == {}
+
+
+async def test_a_declared_oversized_body_is_refused_before_reading() -> None:
+    inbox, consumed = MemoryInbox(), list[int]()
+    body = delivery(pad="x" * 200)
+    headers = {**signed(body), "content-length": str(len(body))}
+    response = await call(receiver(inbox, max_body=100), [body], headers, consumed=consumed)
+    assert response.status == 413 and consumed == [0] and inbox.events == {}
+
+
+async def test_an_undeclared_oversized_body_stops_being_read_past_the_cap() -> None:
+    inbox, consumed = MemoryInbox(), list[int]()
+    chunks = [b"x" * 64] * 50
+    response = await call(receiver(inbox, max_body=100), chunks, {}, consumed=consumed)
+    assert response.status == 413 and consumed == [2] and inbox.events == {}
+
+
+async def test_a_bad_content_length_is_400() -> None:
+    response = await call(receiver(), [delivery()], {"content-length": "-5"})
+    assert response.status == 400
+
+
+async def test_an_inbox_failure_is_503_so_close_retries() -> None:
+    class BrokenInbox:
+        async def add(self, event: Mapping[str, Any], *, source: str) -> bool:
+            raise OSError("disk full")
+
+    class StuckInbox:
+        async def add(self, event: Mapping[str, Any], *, source: str) -> bool:
+            await asyncio.Event().wait()
+            return True
+
+    body = delivery()
+    assert (await call(receiver(BrokenInbox()), [body], signed(body))).status == 503
+    stuck = receiver(StuckInbox(), store_timeout=0.01)
+    assert (await call(stuck, [body], signed(body))).status == 503
+
+
+async def test_keys_are_reloaded_when_a_delivery_matches_none() -> None:
+    stored_keys: list[str] = []
+    inbox = MemoryInbox()
+    clock = FakeClock(start=NOW)
+    app = WebhookReceiver(inbox, lambda: list(stored_keys), clock=clock, reload_interval=5)
+    body = delivery()
+    assert (await call(app, [body], signed(body))).status == 401
+    stored_keys.append(KEY)  # `webhooks sync` stored a key meanwhile
+    assert (await call(app, [body], signed(body))).status == 401, "not re-read within 5 s"
+    clock.advance(5)
+    assert (await call(app, [body], signed(body))).status == 200
+
+
+async def test_health_unknown_paths_and_methods() -> None:
+    app = receiver()
+    assert (await call(app, [], method="GET", path="/healthz")).status == 200
+    assert (await call(app, [], path="/elsewhere")).status == 404
+    wrong = await call(app, [], method="GET")
+    assert wrong.status == 405 and wrong.headers["allow"] == "POST"
+
+
+_header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+_bodies = (
+    st.binary(max_size=300)
+    | _json_values.map(lambda v: json.dumps(v).encode())
+    | st.fixed_dictionaries({"event": _json_values}).map(lambda v: json.dumps(v).encode())
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=_bodies,
+    headers=st.dictionaries(
+        st.sampled_from(["close-sig-hash", "close-sig-timestamp", "content-length", "x-other"]),
+        _header_text,
+    ),
+    sign_it=st.booleans(),
+)
+def test_fuzzed_deliveries_never_fail_the_server(
+    body: bytes, headers: dict[str, str], sign_it: bool
+) -> None:
+    inbox = MemoryInbox()
+    app = receiver(inbox, max_body=200)
+    if sign_it:
+        headers = {**headers, **signed(body)}
+    response = asyncio.run(call(app, [body[:150], body[150:]], headers))
+    assert response.status in (200, 400, 401, 413)
+    assert "error" in response.json or response.status == 200
+    if response.status != 200:
+        assert inbox.events == {}
+    else:
+        assert sign_it and len(inbox.events) == 1
+
+
+async def test_the_simulators_deliveries_land_in_the_inbox() -> None:
+    clock = FakeClock()
+    sim = Simulator(seed=5, leads=2, clock=clock)
+    async with sim.client() as client:
+        hook = await client.post(
+            "/webhook/",
+            json={
+                "url": "http://hooks.test/webhooks/close",
+                "events": [{"object_type": "lead", "action": "created"}],
+            },
+        )
+        inbox = MemoryInbox()
+        sim.webhooks.mount(
+            "http://hooks.test", WebhookReceiver(inbox, [hook["signature_key"]], clock=clock)
+        )
+        lead = await client.post("/lead/", json={"name": "Delivered Co"})
+    await sim.webhooks.drain()
+    (event,) = inbox.events.values()
+    assert (event["object_id"], event["action"]) == (lead["id"], "created")
+    assert [a.status for d in sim.webhooks.deliveries for a in d.attempts] == [200]
+
+
+async def test_served_on_uvicorn() -> None:
+    inbox = MemoryInbox()
+    app = WebhookReceiver(inbox, lambda: [KEY], max_body=10_000)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        body = delivery("ev_served")
+        stamp = str(int(app.clock.now()))
+        headers = {
+            "close-sig-timestamp": stamp,
+            "close-sig-hash": compute_signature(KEY, stamp, body),
+        }
+        ok = await http.post(DEFAULT_PATH, content=body, headers=headers)
+        big = await http.post(DEFAULT_PATH, content=b"x" * 20_000, headers=headers)
+
+        async def stream() -> Any:
+            for _ in range(100):
+                yield b"y" * 1000
+
+        chunked = await http.post(DEFAULT_PATH, content=stream(), headers=headers)
+    assert (ok.status_code, big.status_code, chunked.status_code) == (200, 413, 413)
+    assert list(inbox.events) == ["ev_served"]
