@@ -32,14 +32,12 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 
 from closeguard.guardrails import Policy
 from closeguard.tools import CloseClient
-
-T = TypeVar("T")
 
 _MISSING = object()
 
@@ -137,6 +135,11 @@ class Context(Protocol):
         ...
 
     @property
+    def event_data(self) -> Mapping[str, Any]:
+        """The event's ``data`` (the object after the change), or an empty mapping."""
+        ...
+
+    @property
     def tick(self) -> datetime | None:
         """The scheduled time of this tick (schedule triggers), else None."""
         ...
@@ -165,17 +168,18 @@ class Context(Protocol):
     async def effect(
         self,
         key: str,
-        write: Callable[[], Awaitable[T]],
+        write: Callable[[], Awaitable[Any]],
         *,
-        find: Callable[[], Awaitable[T | None]] | None = None,
-    ) -> T:
+        find: Callable[[], Awaitable[Any]] | None = None,
+    ) -> Any:
         """Do a write at most once per run and key, journaled.
 
         The journal records the intent before ``write`` and its result after. If the run is
         retried and the journal already has the result, it is returned without calling
         anything. If only the intent is there (the process died mid-call), ``find`` reads
         Close back: what it finds counts as the result; ``None`` means the write did not
-        land, and it is made now. Results must be JSON-ready (pydantic models are dumped).
+        land, and it is made now. The result comes back as JSON data (a pydantic model as
+        its dict), the same on the first run and on a replay.
         """
         ...
 

@@ -1,0 +1,62 @@
+"""``StepContext``: the runtime's ``Context``, what each step of a run is given."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from closeguard.tools import CloseClient
+from closeguard.tools.clock import Clock, SystemClock
+from closeguard.workflows.definition import Workflow
+from closeguard.workflows.effects import EffectJournal
+
+__all__ = ["StepContext", "run_logger"]
+
+_LOG = logging.getLogger("closeguard.workflows.run")
+
+
+def run_logger(workflow: str, run_id: str) -> logging.LoggerAdapter[logging.Logger]:
+    """The run's logger: every record carries ``workflow`` and ``run_id``."""
+    return logging.LoggerAdapter(_LOG, {"workflow": workflow, "run_id": run_id})
+
+
+@dataclass
+class StepContext:
+    """One run's view for its steps (see ``closeguard.workflows.definition.Context``)."""
+
+    workflow: Workflow
+    run_id: str
+    client: CloseClient
+    journal: EffectJournal
+    event: Mapping[str, Any] | None = None
+    tick: datetime | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    llm: BaseChatModel | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    log: logging.LoggerAdapter[logging.Logger] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = run_logger(self.workflow.name, self.run_id)
+
+    @property
+    def event_data(self) -> Mapping[str, Any]:
+        """The event's ``data`` (the object after the change), or an empty mapping."""
+        return (self.event or {}).get("data") or {}
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.now(), UTC)
+
+    async def effect(
+        self,
+        key: str,
+        write: Callable[[], Awaitable[Any]],
+        *,
+        find: Callable[[], Awaitable[Any]] | None = None,
+    ) -> Any:
+        return await self.journal.effect(self.run_id, key, write, find=find)

@@ -1,0 +1,74 @@
+"""The effect journal behind ``Context.effect``: each write at most once per run and key.
+
+Before a write is sent its intent is committed; after it, its JSON result. A run retried
+after a crash finds either the result (returned, nothing is called), or only the intent
+(the process died mid-call: ``find`` reads Close back, and only if it finds nothing is the
+write made again), or nothing (the write is made). Store access runs in a worker thread,
+never in the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from closeguard.store import Store
+from closeguard.store.effects import EffectRow, EffectRows
+
+__all__ = ["EffectJournal", "to_json"]
+
+
+def to_json(value: Any) -> Any:
+    """``value`` as plain JSON data: pydantic models dumped, tuples as lists."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+class EffectJournal:
+    """Journaled writes for the runs of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.rows = EffectRows(store)
+
+    async def get(self, run_id: str, key: str) -> EffectRow | None:
+        return await asyncio.to_thread(self.rows.get, run_id, key)
+
+    async def for_run(self, run_id: str) -> list[EffectRow]:
+        return await asyncio.to_thread(self.rows.for_run, run_id)
+
+    async def effect(
+        self,
+        run_id: str,
+        key: str,
+        write: Callable[[], Awaitable[Any]],
+        *,
+        find: Callable[[], Awaitable[Any]] | None = None,
+    ) -> Any:
+        """The write's JSON result, made at most once for ``(run_id, key)``.
+
+        The result is always the JSON form (a pydantic model comes back as a dict), the
+        same on the first run and on a replay. An intent without a result and without
+        ``find`` cannot be checked: the write is made again (at least once).
+        """
+        found = await self.get(run_id, key)
+        if found is not None and found.status == "done":
+            return found.result
+        if found is not None and find is not None:
+            existing = await find()
+            if existing is not None:
+                result = to_json(existing)
+                await asyncio.to_thread(self.rows.done, run_id, key, result)
+                return result
+        if found is None:
+            await asyncio.to_thread(self.rows.intent, run_id, key)
+        result = to_json(await write())
+        await asyncio.to_thread(self.rows.done, run_id, key, result)
+        return result

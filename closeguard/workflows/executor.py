@@ -1,0 +1,254 @@
+"""Running one workflow run: its steps as a LangGraph graph, checkpointed per step.
+
+Each step is a node (``START -> 1_step -> 2_step -> ... -> END``) and the graph runs with a
+checkpointer whose thread id is the run id, so a run cut off by a crash resumes after its
+last completed step, and a run stopped by an approval resumes in the step that asked.
+
+A step whose call needs approval (the guard raises ``ApprovalRequired``) stops the run with
+an ``interrupt()`` carrying the approval id; ``resume`` with that id and ``approved`` runs
+the step again, and the guard then uses the granted approval for exactly that call. A
+rejected approval ends the run as ``rejected`` (the worker does not re-run the step, which
+would only ask again). Writes made before the approval are in the effect journal, so the
+re-run does not repeat them.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypedDict
+
+import httpx
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command, interrupt
+
+from closeguard.guardrails import Guarded, Policy
+from closeguard.store import Store
+from closeguard.tools import CloseClient
+from closeguard.tools.clock import Clock, SystemClock
+from closeguard.tools.errors import (
+    ApprovalRequired,
+    CloseConnectionError,
+    CloseguardError,
+    PolicyViolation,
+    RateLimited,
+    ServerError,
+)
+from closeguard.workflows.context import StepContext
+from closeguard.workflows.definition import Step, Workflow
+from closeguard.workflows.effects import EffectJournal
+
+__all__ = ["Executor", "Outcome", "OutcomeStatus", "RunRejected", "RunSpec", "is_transient"]
+
+OutcomeStatus = Literal["completed", "failed", "waiting_approval", "rejected"]
+_HANDLE = "closeguard_run"
+
+
+class RunState(TypedDict):
+    state: dict[str, Any]
+
+
+class RunRejected(CloseguardError):
+    """The approval a run was waiting for was rejected (or expired)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run is about: its id (the LangGraph thread id) and its trigger."""
+
+    run_id: str
+    workflow: str
+    event: Mapping[str, Any] | None = None
+    tick: datetime | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    lead_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an execution ended. ``transient``: a failure worth retrying later."""
+
+    status: OutcomeStatus
+    state: dict[str, Any]
+    error: str | None = None
+    approval_id: str | None = None
+    transient: bool = False
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Close or the network failing for now (5xx, 429, no answer): retry the run later."""
+    return isinstance(exc, ServerError | RateLimited | CloseConnectionError | httpx.TransportError)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a run's error: the class and message (a policy denial names its rule)."""
+    text = str(exc).strip() or traceback.format_exception_only(exc)[-1].strip()
+    return f"{type(exc).__name__}: {text}"[:2000]
+
+
+class _Unclosed(httpx.AsyncBaseTransport):
+    """A shared transport that a run's client may not close."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _node(step: Step) -> Any:
+    async def node(state: RunState, config: RunnableConfig) -> RunState:
+        ctx: StepContext = config["configurable"][_HANDLE]
+        ctx.state = dict(state.get("state") or {})
+        while True:
+            try:
+                await step(ctx)
+            except ApprovalRequired as exc:
+                answer = interrupt({"approval_id": exc.approval_id, "reason": str(exc)})
+                while (answer or {}).get("approval_id") != exc.approval_id:
+                    answer = interrupt({"approval_id": exc.approval_id, "reason": str(exc)})
+                if answer.get("status") != "approved":
+                    raise RunRejected(
+                        f"approval {exc.approval_id} was {answer.get('status')}"
+                    ) from None
+                continue
+            return {"state": ctx.state}
+
+    return node
+
+
+def build_graph(
+    workflow: Workflow, checkpointer: BaseCheckpointSaver[Any] | None
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The workflow's steps as a linear LangGraph graph, one node per step."""
+    graph: StateGraph[Any, Any, Any, Any] = StateGraph(RunState)
+    previous = START
+    for index, step in enumerate(workflow.steps, start=1):
+        name = f"{index}_{getattr(step, '__name__', 'step')}"
+        graph.add_node(name, _node(step))
+        graph.add_edge(previous, name)
+        previous = name
+    graph.add_edge(previous, END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+class Executor:
+    """Runs workflow runs against Close (or a simulator) through each one's guard.
+
+    ``transport``: the httpx transport under the guard (a simulator's in tests, one shared
+    connection pool for real Close when None). ``checkpointer``: LangGraph's, where each run
+    is the thread named by its run id.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        checkpointer: BaseCheckpointSaver[Any],
+        api_key: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        base_url: str | None = None,
+        clock: Clock | None = None,
+        llm: BaseChatModel | None = None,
+    ) -> None:
+        self.store = store
+        self.checkpointer = checkpointer
+        self.api_key = api_key
+        self.transport = _Unclosed(transport or httpx.AsyncHTTPTransport())
+        self.base_url = base_url
+        self.clock = clock or SystemClock()
+        self.llm = llm
+        self.journal = EffectJournal(store)
+        self._graphs: dict[int, CompiledStateGraph[Any, Any, Any, Any]] = {}
+        self._policies: dict[int, Policy] = {}
+
+    def graph(self, workflow: Workflow) -> CompiledStateGraph[Any, Any, Any, Any]:
+        key = id(workflow)
+        if key not in self._graphs:
+            self._graphs[key] = build_graph(workflow, self.checkpointer)
+        return self._graphs[key]
+
+    def policy(self, workflow: Workflow) -> Policy:
+        key = id(workflow)
+        if key not in self._policies:
+            self._policies[key] = workflow.load_policy()
+        return self._policies[key]
+
+    def client(self, workflow: Workflow, spec: RunSpec) -> CloseClient:
+        """The run's client: guarded by the workflow's policy, audited as its name and run."""
+        guard = Guarded(
+            self.policy(workflow),
+            store=self.store,
+            triggered_leads=None if spec.lead_id is None else {spec.lead_id},
+        )
+        return CloseClient(
+            self.api_key,
+            base_url=self.base_url,
+            transport=self.transport,
+            policy=guard,
+            actor=workflow.name,
+            run_id=spec.run_id,
+            clock=self.clock,
+        )
+
+    async def execute(
+        self, workflow: Workflow, spec: RunSpec, *, resume: Mapping[str, Any] | None = None
+    ) -> Outcome:
+        """Run (or continue) ``spec`` to its end or its next approval.
+
+        A run with a checkpoint continues where it stopped; ``resume`` answers the approval
+        it waits for (``{"approval_id": ..., "status": "approved" | "rejected"}``).
+        """
+        graph = self.graph(workflow)
+        async with self.client(workflow, spec) as client:
+            ctx = StepContext(
+                workflow=workflow,
+                run_id=spec.run_id,
+                client=client,
+                journal=self.journal,
+                event=spec.event,
+                tick=spec.tick,
+                params={**workflow.params, **spec.params},
+                llm=self.llm,
+                clock=self.clock,
+            )
+            config: RunnableConfig = {
+                "configurable": {"thread_id": spec.run_id, _HANDLE: ctx},
+                "recursion_limit": len(workflow.steps) + 10,
+            }
+            snapshot = await graph.aget_state(config)
+            started = bool(snapshot.values)
+            if started and not snapshot.next:
+                return Outcome("completed", dict(snapshot.values.get("state") or {}))
+            payload: Any
+            if resume is not None and snapshot.interrupts:
+                payload = Command(resume=dict(resume))
+            elif started:
+                payload = None
+            else:
+                payload = {"state": {}}
+            try:
+                await graph.ainvoke(payload, config)
+            except RunRejected as exc:
+                return Outcome("rejected", dict(ctx.state), error=describe(exc))
+            except PolicyViolation as exc:
+                return Outcome("failed", dict(ctx.state), error=describe(exc))
+            except Exception as exc:
+                return Outcome(
+                    "failed", dict(ctx.state), error=describe(exc), transient=is_transient(exc)
+                )
+            after = await graph.aget_state(config)
+            state = dict(after.values.get("state") or {})
+            if after.interrupts:
+                value = after.interrupts[0].value
+                return Outcome("waiting_approval", state, approval_id=value.get("approval_id"))
+            return Outcome("completed", state)
