@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import text
 
 from closeguard.guardrails import AuditLog, row_hash
-from closeguard.guardrails.audit import _CHUNK, CHAINED
+from closeguard.guardrails.audit import CHAINED
 from closeguard.guardrails.redact import canonical_json
 from closeguard.store import Store
+from closeguard.store.audit import _CHUNK
 from closeguard.tools.errors import StoreError
 
 PREV = "ab" * 32

@@ -20,10 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_
+from sqlalchemy.sql.elements import ColumnElement
 
 from closeguard.guardrails.redact import canonical_json, redact
 from closeguard.store import Store
+from closeguard.store.approvals import ApprovalRows
 from closeguard.tools.catalog import Call
 from closeguard.tools.errors import ApprovalError
 
@@ -90,10 +92,11 @@ class Approvals:
         self.store = store
         self.ttl = ttl
         self.clock = clock
-        self._t = store.tables.approvals
+        self._rows = ApprovalRows(store)
+        self._t = self._rows.t
 
-    def _from_row(self, row: Any) -> Approval:
-        data = dict(row._mapping)
+    def _from_row(self, row: Mapping[str, Any]) -> Approval:
+        data = dict(row)
         status = data["status"]
         if status in ("pending", "approved") and data["expires"] <= self.clock():
             status = "expired"
@@ -115,84 +118,44 @@ class Approvals:
         ttl: float | None = None,
     ) -> Approval:
         """A pending approval for ``call``; an open request for the same call is reused."""
-        digest = hash_call(call)
         now = self.clock()
-        with self.store.engine.begin() as conn:
-            open_row = conn.execute(
-                select(self._t)
-                .where(
-                    and_(
-                        self._t.c.call_hash == digest,
-                        self._t.c.status == "pending",
-                        self._t.c.expires > now,
-                    )
-                )
-                .order_by(self._t.c.created)
-                .limit(1)
-            ).first()
-            if open_row is not None:
-                return self._from_row(open_row)
-            approval_id = f"appr_{secrets.token_hex(8)}"
-            conn.execute(
-                self._t.insert().values(
-                    id=approval_id,
-                    call_hash=digest,
-                    status="pending",
-                    created=now,
-                    expires=now + (self.ttl if ttl is None else ttl),
-                    policy=policy,
-                    actor=actor,
-                    run_id=run_id,
-                    endpoint=call.endpoint.name,
-                    method=method,
-                    path=path,
-                    access=call.access,
-                    rule=rule,
-                    reason=reason,
-                    args=canonical_json(
-                        redact({"body": dict(call.body), "params": dict(call.params)})
-                    ),
-                )
-            )
-        found = self.get(approval_id)
-        assert found is not None
-        return found
+        values = {
+            "id": f"appr_{secrets.token_hex(8)}",
+            "call_hash": hash_call(call),
+            "status": "pending",
+            "created": now,
+            "expires": now + (self.ttl if ttl is None else ttl),
+            "policy": policy,
+            "actor": actor,
+            "run_id": run_id,
+            "endpoint": call.endpoint.name,
+            "method": method,
+            "path": path,
+            "access": call.access,
+            "rule": rule,
+            "reason": reason,
+            "args": canonical_json(redact({"body": dict(call.body), "params": dict(call.params)})),
+        }
+        return self._from_row(self._rows.open_or_insert(values, now))
 
     def get(self, approval_id: str) -> Approval | None:
-        with self.store.engine.connect() as conn:
-            row = conn.execute(select(self._t).where(self._t.c.id == approval_id)).first()
+        row = self._rows.get(approval_id)
         return self._from_row(row) if row else None
 
     def list(self, status: Status | None = None, *, limit: int = 100) -> list[Approval]:
         """Newest first; ``status`` filters on the effective state (expiry included)."""
-        query = select(self._t).order_by(self._t.c.created.desc())
-        now = self.clock()
+        t, now = self._t, self.clock()
+        where: ColumnElement[bool] | None = None
         if status in ("pending", "approved"):
-            query = query.where(and_(self._t.c.status == status, self._t.c.expires > now))
+            where = and_(t.c.status == status, t.c.expires > now)
         elif status == "expired":
-            query = query.where(
-                and_(self._t.c.status.in_(("pending", "approved")), self._t.c.expires <= now)
-            )
+            where = and_(t.c.status.in_(("pending", "approved")), t.c.expires <= now)
         elif status is not None:
-            query = query.where(self._t.c.status == status)
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(query.limit(limit)).all()
-        return [self._from_row(r) for r in rows]
+            where = t.c.status == status
+        return [self._from_row(r) for r in self._rows.list(where, limit=limit)]
 
     def _decide(self, approval_id: str, status: Status, by: str, note: str | None) -> Approval:
-        now = self.clock()
-        with self.store.engine.begin() as conn:
-            changed = conn.execute(
-                update(self._t)
-                .where(
-                    and_(
-                        self._t.c.id == approval_id,
-                        self._t.c.status == "pending",
-                        self._t.c.expires > now,
-                    )
-                )
-                .values(status=status, decided_by=by, decided_at=now, note=note)
-            ).rowcount
+        changed = self._rows.decide(approval_id, status, by=by, note=note, now=self.clock())
         found = self.get(approval_id)
         if found is None:
             raise ApprovalError(f"no approval {approval_id!r}")
@@ -209,38 +172,12 @@ class Approvals:
 
     def granted(self, digest: str) -> Approval | None:
         """An approved, unexpired, unused approval for this call hash, if any."""
-        with self.store.engine.connect() as conn:
-            row = conn.execute(
-                select(self._t)
-                .where(
-                    and_(
-                        self._t.c.call_hash == digest,
-                        self._t.c.status == "approved",
-                        self._t.c.expires > self.clock(),
-                    )
-                )
-                .order_by(self._t.c.created)
-                .limit(1)
-            ).first()
+        row = self._rows.granted(digest, self.clock())
         return self._from_row(row) if row else None
 
     def consume(self, approval_id: str) -> bool:
         """Use an approval up; False if it was used, revoked or expired meanwhile."""
-        now = self.clock()
-        with self.store.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    update(self._t)
-                    .where(
-                        and_(
-                            self._t.c.id == approval_id,
-                            self._t.c.status == "approved",
-                            self._t.c.expires > now,
-                        )
-                    )
-                    .values(status="consumed", consumed_at=now)
-                ).rowcount
-            )
+        return self._rows.consume(approval_id, self.clock())
 
     async def wait(
         self,

@@ -37,46 +37,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from closeguard.guardrails.redact import canonical_json
 from closeguard.store import Store
+from closeguard.store.audit import COLUMNS, GENESIS, AuditRows
 from closeguard.tools.errors import StoreError
 
 __all__ = ["EMPTY_ROW", "GENESIS", "AuditLog", "AuditProblem", "VerifyReport", "row_hash"]
 
-GENESIS = "0" * 64
-CHAINED = (
-    "seq",
-    "ts",
-    "actor",
-    "run_id",
-    "call_id",
-    "attempt",
-    "policy",
-    "endpoint",
-    "method",
-    "path",
-    "access",
-    "decision",
-    "rule",
-    "reason",
-    "args",
-    "status_code",
-    "latency_us",
-    "error",
-    "approval_id",
-    "prev_hash",
-)
+CHAINED = COLUMNS[:-1]
+"""What a row's hash covers: every column of ``audit`` but the hash itself."""
 _SUPPLIED = CHAINED[1:-1]
 _pick = operator.itemgetter(*_SUPPLIED)
 EMPTY_ROW: dict[str, Any] = dict.fromkeys(_SUPPLIED)
 """Every column ``append`` takes, unset; rows built from it take the fast path."""
 _TS, _ARGS = _SUPPLIED.index("ts"), _SUPPLIED.index("args")
-_COLUMNS = (*CHAINED, "hash")
-_CHUNK = 999 // len(_COLUMNS)
-"""Rows per multi-row insert: within SQLite's oldest limit of 999 bound variables."""
 _live: weakref.WeakSet[AuditLog] = weakref.WeakSet()
 _dumps = orjson.dumps
 _sha256 = hashlib.sha256
@@ -119,10 +95,6 @@ def _iso(stamp: float) -> str:
     return f"{prefix}.{int((stamp - sec) * 1e6):06d}+00:00"
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 @dataclass(frozen=True)
 class AuditProblem:
     """One break in the chain: where (``seq``), what kind, in words."""
@@ -159,56 +131,15 @@ def _prepare(stamp: float, entry: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(values)
 
 
-class _Statements:
-    """The SQL of a flush, rendered once for the store's DBAPI driver.
-
-    The flush runs them on the driver's own cursor: no SQLAlchemy compilation, cache-key or
-    parameter work per flush. Parameters are positional (SQLite's ``?``, psycopg's ``%s``).
-    """
-
-    def __init__(self, store: Store) -> None:
-        dialect = store.engine.dialect
-        mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
-        if mark is None:
-            raise StoreError(
-                f"the audit log needs a driver with positional parameters, "
-                f"not {dialect.paramstyle!r}"
-            )
-        prep = dialect.identifier_preparer
-
-        def c(name: str) -> str:
-            return str(prep.quote(name))
-
-        audit = prep.format_table(store.tables.audit)
-        head = prep.format_table(store.tables.audit_head)
-        one = f"WHERE {c('id')} = 1"
-        self.lock = f"UPDATE {head} SET {c('seq')} = {c('seq')} {one}"
-        self.head = f"SELECT {c('seq')}, {c('hash')} FROM {head} {one}"
-        self.init = (
-            f"INSERT INTO {head} ({c('id')}, {c('seq')}, {c('hash')}, {c('updated')}) "
-            f"VALUES (1, 0, '{GENESIS}', {mark})"
-        )
-        self.advance = (
-            f"UPDATE {head} SET {c('seq')} = {mark}, {c('hash')} = {mark}, "
-            f"{c('updated')} = {mark} {one}"
-        )
-        self._into = f"INSERT INTO {audit} ({', '.join(c(n) for n in _COLUMNS)}) VALUES "
-        self._values = f"({', '.join([mark] * len(_COLUMNS))})"
-        self._sqlite = dialect.name == "sqlite"
-        self._many: dict[int, str] = {}
-
-    def insert(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
-        """Insert ``rows``: one prepared ``executemany``; on SQLite, multi-row ``VALUES`` of
-        up to ``_CHUNK`` rows, about 10 % faster (one statement step per chunk)."""
-        if not self._sqlite:
-            cursor.executemany(self._into + self._values, rows)
-            return
-        for start in range(0, len(rows), _CHUNK):
-            part = rows[start : start + _CHUNK]
-            sql = self._many.get(len(part))
-            if sql is None:
-                sql = self._many[len(part)] = self._into + ", ".join([self._values] * len(part))
-            cursor.execute(sql, [value for row in part for value in row])
+def _chain(seq: int, prev: str, queued: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows of ``queued`` numbered and linked after ``(seq, prev)``."""
+    out = []
+    for values in queued:
+        seq += 1
+        row = (seq, *values, prev)
+        prev = _link(prev, row)
+        out.append((*row, prev))
+    return out
 
 
 class AuditLog:
@@ -219,7 +150,7 @@ class AuditLog:
         self.batch_size = batch_size
         self.max_delay = max_delay
         self._buffer: list[tuple[Any, ...]] = []
-        self._sql: _Statements | None = None
+        self._rows = AuditRows(store)
         self._oldest = 0.0
         self._lock = threading.Lock()
         _live.add(self)
@@ -260,27 +191,8 @@ class AuditLog:
             queued, self._buffer = self._buffer, []
         if not queued:
             return 0
-        sql = self._sql or self._statements()
         try:
-            with self.store.engine.begin() as conn:
-                cursor = conn.connection.cursor()
-                try:
-                    # Take the write lock first (row lock on PostgreSQL, RESERVED on SQLite).
-                    cursor.execute(sql.lock)
-                    if not cursor.rowcount:
-                        cursor.execute(sql.init, (now_iso(),))
-                    cursor.execute(sql.head)
-                    seq, prev = cursor.fetchone() or (0, GENESIS)
-                    out = []
-                    for values in queued:
-                        seq += 1
-                        row = (seq, *values, prev)
-                        prev = _link(prev, row)
-                        out.append((*row, prev))
-                    sql.insert(cursor, out)
-                    cursor.execute(sql.advance, (seq, prev, now_iso()))
-                finally:
-                    cursor.close()
+            self._rows.append(queued, _chain)
         except Exception as exc:
             with self._lock:
                 self._buffer[:0] = queued
@@ -293,10 +205,6 @@ class AuditLog:
             raise
         return len(queued)
 
-    def _statements(self) -> _Statements:
-        self._sql = _Statements(self.store)
-        return self._sql
-
     def close(self) -> None:
         self.flush()
         _live.discard(self)
@@ -305,41 +213,18 @@ class AuditLog:
 
     def head(self) -> tuple[int, str]:
         """``(seq, hash)`` of the last row written: a checkpoint to keep elsewhere."""
-        t = self.store.tables
-        with self.store.engine.connect() as conn:
-            row = conn.execute(
-                select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)
-            ).first()
-        return (int(row.seq), str(row.hash)) if row else (0, GENESIS)
+        return self._rows.head()
 
     def tail(self, n: int = 20) -> list[dict[str, Any]]:
         """The last ``n`` rows, oldest first."""
-        t = self.store.tables
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(select(t.audit).order_by(t.audit.c.seq.desc()).limit(n)).all()
-        return [dict(r._mapping) for r in reversed(rows)]
+        return self._rows.tail(n)
 
     def get(self, seq: int) -> dict[str, Any] | None:
-        t = self.store.tables
-        with self.store.engine.connect() as conn:
-            row = conn.execute(select(t.audit).where(t.audit.c.seq == seq)).first()
-        return dict(row._mapping) if row else None
+        return self._rows.get(seq)
 
     def rows(self, *, chunk: int = 1000) -> Iterator[dict[str, Any]]:
         """Every row in ``seq`` order, read in chunks."""
-        t = self.store.tables
-        last = None
-        while True:
-            query = select(t.audit).order_by(t.audit.c.seq).limit(chunk)
-            if last is not None:
-                query = query.where(t.audit.c.seq > last)
-            with self.store.engine.connect() as conn:
-                batch = conn.execute(query).all()
-            if not batch:
-                return
-            for r in batch:
-                yield dict(r._mapping)
-            last = batch[-1].seq
+        return self._rows.rows(chunk=chunk)
 
     def verify(self, *, expect_head: tuple[int, str] | None = None) -> VerifyReport:
         """Walk the chain; every problem names the ``seq`` where it shows."""

@@ -14,23 +14,15 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 
-from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.expression import Executable
-
 from closeguard.guardrails.policy import Counters, Policy
 from closeguard.store import Store
+from closeguard.store.quotas import QuotaCounters
 from closeguard.tools.models import Access
 
 __all__ = ["Quotas"]
 
 _MAX_RUNS = 10_000
 _MAX_CALL_IDS = 10_000
-
-
-class _Exceeded(Exception):
-    def __init__(self, rule: str) -> None:
-        self.rule = rule
 
 
 def _applicable(counters: Counters, endpoint: str, access: Access) -> list[tuple[str, int]]:
@@ -58,6 +50,7 @@ class Quotas:
     ) -> None:
         self.policy = policy
         self.store = store
+        self.counters = None if store is None else QuotaCounters(store)
         self.clock = clock
         self._charged: OrderedDict[str, None] = OrderedDict()
         self._checks: dict[
@@ -103,49 +96,21 @@ class Quotas:
         return None
 
     def _charge_window(self, checks: list[tuple[str, int]], dry_run: bool) -> str | None:
-        if self.store is None:
+        if self.counters is None:
             raise RuntimeError("per_window limits need a store")
+        prefix, start = self._window(dry_run)
+        key = self.counters.charge([(prefix + name, limit) for name, limit in checks], start)
+        return None if key is None else f"limits.per_window.{key.removeprefix(prefix)}"
+
+    def _window(self, dry_run: bool) -> tuple[str, int]:
+        """The counter keys' prefix and the current window's start."""
         size = self.policy.limits.window_seconds
-        start = int(self.clock() // size * size)
         prefix = f"window:{self.policy.name}{':dry_run' if dry_run else ''}:{size}:"
-        table = self.store.tables.quota
-        try:
-            with self.store.engine.begin() as conn:
-                for name, limit in checks:
-                    stmt = _upsert(self.store.dialect, table, prefix + name, start, limit)
-                    if conn.execute(stmt).first() is None:
-                        raise _Exceeded(f"limits.per_window.{name}")
-        except _Exceeded as exc:
-            return exc.rule
-        return None
+        return prefix, int(self.clock() // size * size)
 
     def window_count(self, name: str, *, dry_run: bool = False) -> int:
         """The current window's count for ``name`` (``writes``, ``per_endpoint.task.create``)."""
-        if self.store is None:
+        if self.counters is None:
             return 0
-        size = self.policy.limits.window_seconds
-        start = int(self.clock() // size * size)
-        key = f"window:{self.policy.name}{':dry_run' if dry_run else ''}:{size}:{name}"
-        table = self.store.tables.quota
-        with self.store.engine.connect() as conn:
-            row = conn.execute(
-                table.select().where((table.c.key == key) & (table.c.window_start == start))
-            ).first()
-        return int(row._mapping["count"]) if row else 0
-
-
-def _upsert(dialect: str, table: Table, key: str, start: int, limit: int) -> Executable:
-    if limit <= 0:
-        # An insert of a first row would pass; a zero limit never does.
-        return table.update().where(table.c.key == "\x00never").returning(table.c.key)
-    index = [table.c.key, table.c.window_start]
-    bump = {"count": table.c["count"] + 1}
-    if dialect == "postgresql":
-        pg = postgresql.insert(table).values(key=key, window_start=start, count=1)
-        return pg.on_conflict_do_update(
-            index_elements=index, set_=bump, where=table.c["count"] < limit
-        ).returning(table.c["count"])
-    lite = sqlite.insert(table).values(key=key, window_start=start, count=1)
-    return lite.on_conflict_do_update(
-        index_elements=index, set_=bump, where=table.c["count"] < limit
-    ).returning(table.c["count"])
+        prefix, start = self._window(dry_run)
+        return self.counters.count(prefix + name, start)

@@ -1,17 +1,36 @@
 """Durable tables on SQLAlchemy Core: SQLite by default, PostgreSQL to scale out.
 
-Owns the schema and access for the audit log, approvals and quota counters (and, later,
-the workflow inbox, runs and effect journal). Depends on SQLAlchemy, and on ``tools`` for
-settings and the error tree only. A store that cannot be opened raises ``StoreError``.
+One module per table group holds that group's tables and queries (``audit``, ``approvals``,
+``quotas``; the workflow runtime's ``inbox``, ``runs``, ``effects``, ``cursors``). A group
+module registers its ``define(metadata)`` with ``@table_group`` and is imported here (one
+line each), so ``Tables`` and ``create_all`` pick it up. ``core`` holds the ``Store``
+(engine, tables, open/create rules, the ``run`` facade for async callers). Depends on
+SQLAlchemy, and on ``tools`` for settings and the error tree only. A store that cannot be
+opened raises ``StoreError``.
 """
 
-from closeguard.store._store import (
+from closeguard.store import approvals as approvals
+from closeguard.store import audit as audit
+from closeguard.store import effects as effects
+from closeguard.store import quotas as quotas
+from closeguard.store.core import (
     Store,
+    TableGroup,
     Tables,
     default_store,
     display_url,
     normalize_url,
     store_problem,
+    table_group,
 )
 
-__all__ = ["Store", "Tables", "default_store", "display_url", "normalize_url", "store_problem"]
+__all__ = [
+    "Store",
+    "TableGroup",
+    "Tables",
+    "default_store",
+    "display_url",
+    "normalize_url",
+    "store_problem",
+    "table_group",
+]

@@ -4,35 +4,34 @@ SQLite (the default, a file in the user data dir, created on first use) or Postg
 (``postgresql://…`` is run with psycopg 3). Tables are created on first use; a ``schema``
 puts them in a PostgreSQL schema of their own (used by tests and side-by-side installs).
 ``Store(url, create=False)`` opens only a store that already exists (commands that just
-read must not leave an empty database behind), else raises ``StoreError``.
+read must not leave an empty database behind), else raises ``StoreError``; either way, the
+tables of a group added since the store was created are added to it.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    inspect,
-)
+from sqlalchemy import MetaData, Table, create_engine, event, inspect
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from closeguard.tools.errors import StoreError
 from closeguard.tools.settings import Settings
 
-__all__ = ["Store", "Tables", "default_store", "display_url", "normalize_url", "store_problem"]
+__all__ = [
+    "Store",
+    "TableGroup",
+    "Tables",
+    "default_store",
+    "display_url",
+    "normalize_url",
+    "store_problem",
+    "table_group",
+]
 
 
 def normalize_url(url: str | URL, *, create_dir: bool = True) -> URL:
@@ -52,79 +51,43 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(str(url.database)).expanduser()
 
 
+TableGroup = Callable[[MetaData], object]
+"""A table group's ``define(metadata)``: adds the group's tables to ``metadata``."""
+
+_GROUPS: dict[str, TableGroup] = {}
+
+
+def table_group(define: TableGroup) -> TableGroup:
+    """Register a table group: decorate the group module's ``define(metadata)`` with it.
+
+    ``Tables`` calls every registered ``define`` (in registration order) on its one shared
+    ``MetaData``, so ``create_all``, ``create=False`` checks and ``drop_all`` cover the
+    group; the module only has to be imported, which ``closeguard/store/__init__.py`` does.
+    """
+    _GROUPS[define.__module__] = define
+    return define
+
+
 class Tables:
-    """The table objects, built against one ``MetaData`` (optionally in a schema)."""
+    """Every registered group's tables on one ``MetaData`` (optionally in a schema).
+
+    A table is an attribute by its name (``tables.audit``) or an item (``tables["audit"]``).
+    """
 
     def __init__(self, schema: str | None = None) -> None:
         self.metadata = MetaData(schema=schema)
-        self.audit = Table(
-            "audit",
-            self.metadata,
-            Column(
-                "seq",
-                BigInteger().with_variant(Integer, "sqlite"),
-                primary_key=True,
-                autoincrement=False,
-            ),
-            Column("ts", String(40), nullable=False),
-            Column("actor", String(200)),
-            Column("run_id", String(200)),
-            Column("call_id", String(100)),
-            Column("attempt", Integer),
-            Column("policy", String(200)),
-            Column("endpoint", String(100)),
-            Column("method", String(10), nullable=False),
-            Column("path", Text, nullable=False),
-            Column("access", String(20)),
-            Column("decision", String(30), nullable=False),
-            Column("rule", String(300)),
-            Column("reason", Text),
-            Column("args", Text, nullable=False),
-            Column("status_code", Integer),
-            Column("latency_us", BigInteger),
-            Column("error", Text),
-            Column("approval_id", String(64)),
-            Column("prev_hash", String(64), nullable=False),
-            Column("hash", String(64), nullable=False),
-        )
-        self.audit_head = Table(
-            "audit_head",
-            self.metadata,
-            Column("id", Integer, primary_key=True, autoincrement=False),
-            Column("seq", BigInteger, nullable=False),
-            Column("hash", String(64), nullable=False),
-            Column("updated", String(40), nullable=False),
-        )
-        self.approvals = Table(
-            "approvals",
-            self.metadata,
-            Column("id", String(64), primary_key=True),
-            Column("call_hash", String(64), nullable=False, index=True),
-            Column("status", String(20), nullable=False, index=True),
-            Column("created", Float, nullable=False),
-            Column("expires", Float, nullable=False),
-            Column("policy", String(200)),
-            Column("actor", String(200)),
-            Column("run_id", String(200)),
-            Column("endpoint", String(100), nullable=False),
-            Column("method", String(10), nullable=False),
-            Column("path", Text, nullable=False),
-            Column("access", String(20)),
-            Column("rule", String(300)),
-            Column("reason", Text),
-            Column("args", Text, nullable=False),
-            Column("decided_by", String(200)),
-            Column("decided_at", Float),
-            Column("note", Text),
-            Column("consumed_at", Float),
-        )
-        self.quota = Table(
-            "quota_counters",
-            self.metadata,
-            Column("key", String(400), primary_key=True),
-            Column("window_start", BigInteger, primary_key=True, autoincrement=False),
-            Column("count", Integer, nullable=False),
-        )
+        for define in _GROUPS.values():
+            define(self.metadata)
+        self._by_name = {t.name: t for t in self.metadata.tables.values()}
+
+    def __getitem__(self, name: str) -> Table:
+        return self._by_name[name]
+
+    def __getattr__(self, name: str) -> Table:
+        try:
+            return self.__dict__["_by_name"][name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise AttributeError(f"no table {name!r} in the store") from None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -154,17 +117,20 @@ def _cannot_open(url: str | URL, exc: Exception) -> StoreError:
 
 
 def _missing(engine: Engine, tables: Tables) -> str | None:
-    """Why ``engine`` holds no complete closeguard store, or ``None`` if it does."""
+    """Why ``engine`` holds no closeguard store, or ``None`` if it holds one.
+
+    A store that lacks only some tables (written before a table group was added) is a store:
+    opening it adds the missing tables.
+    """
     file = _sqlite_file(engine.url)
     if file is not None and not file.is_file():
         return "the file does not exist"
     if file is None and engine.dialect.name == "sqlite":
         return "an in-memory database starts empty"
     present = set(inspect(engine).get_table_names(schema=tables.metadata.schema))
-    absent = [t.name for t in tables.metadata.sorted_tables if t.name not in present]
-    if len(absent) == len(tables.metadata.tables):
+    if not present & {t.name for t in tables.metadata.sorted_tables}:
         return "the database has no closeguard tables"
-    return f"tables missing: {', '.join(absent)}" if absent else None
+    return None
 
 
 def store_problem(url: str | URL, *, schema: str | None = None) -> str | None:
@@ -196,7 +162,7 @@ class Store:
             if self.dialect == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             missing = None if create else _missing(self.engine, self.tables)
-            if create:
+            if missing is None:
                 self.tables.metadata.create_all(self.engine, checkfirst=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise _cannot_open(url, exc) from exc

@@ -1,0 +1,135 @@
+"""The ``approvals`` table and its queries.
+
+Rows are plain mappings (``args`` as canonical JSON text, times as epoch seconds); what a
+status means (expiry included) is the guard's, in ``closeguard.guardrails.approvals``.
+Every state change is one conditional statement, so two processes cannot both decide or
+both use the same approval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Column, Float, MetaData, String, Table, Text, and_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from closeguard.store.core import Store, table_group
+
+__all__ = ["ApprovalRows", "define"]
+
+Row = dict[str, Any]
+
+
+@table_group
+def define(metadata: MetaData) -> None:
+    Table(
+        "approvals",
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("call_hash", String(64), nullable=False, index=True),
+        Column("status", String(20), nullable=False, index=True),
+        Column("created", Float, nullable=False),
+        Column("expires", Float, nullable=False),
+        Column("policy", String(200)),
+        Column("actor", String(200)),
+        Column("run_id", String(200)),
+        Column("endpoint", String(100), nullable=False),
+        Column("method", String(10), nullable=False),
+        Column("path", Text, nullable=False),
+        Column("access", String(20)),
+        Column("rule", String(300)),
+        Column("reason", Text),
+        Column("args", Text, nullable=False),
+        Column("decided_by", String(200)),
+        Column("decided_at", Float),
+        Column("note", Text),
+        Column("consumed_at", Float),
+    )
+
+
+class ApprovalRows:
+    """Reads and conditional updates of ``approvals`` rows in ``store``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.t = store.tables.approvals
+
+    def _live(self, digest: str, status: str, now: float) -> Row | None:
+        """The oldest row for ``digest`` in ``status`` that has not expired at ``now``."""
+        t = self.t
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                select(t)
+                .where(and_(t.c.call_hash == digest, t.c.status == status, t.c.expires > now))
+                .order_by(t.c.created)
+                .limit(1)
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def open_or_insert(self, values: Mapping[str, Any], now: float) -> Row:
+        """The open (pending, unexpired) row for ``values["call_hash"]``, else ``values``
+        inserted as a new row; one transaction, so a request is not duplicated."""
+        t = self.t
+        with self.store.engine.begin() as conn:
+            found = conn.execute(
+                select(t)
+                .where(
+                    and_(
+                        t.c.call_hash == values["call_hash"],
+                        t.c.status == "pending",
+                        t.c.expires > now,
+                    )
+                )
+                .order_by(t.c.created)
+                .limit(1)
+            ).first()
+            if found is not None:
+                return dict(found._mapping)
+            conn.execute(t.insert().values(**values))
+        row = self.get(str(values["id"]))
+        assert row is not None
+        return row
+
+    def get(self, approval_id: str) -> Row | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(self.t).where(self.t.c.id == approval_id)).first()
+        return dict(row._mapping) if row else None
+
+    def list(self, where: ColumnElement[bool] | None, *, limit: int) -> list[Row]:
+        """Newest first, filtered by ``where`` (built on ``self.t``'s columns)."""
+        query = select(self.t).order_by(self.t.c.created.desc())
+        if where is not None:
+            query = query.where(where)
+        with self.store.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.limit(limit)).all()]
+
+    def decide(
+        self, approval_id: str, status: str, *, by: str, note: str | None, now: float
+    ) -> bool:
+        """Set a pending, unexpired approval's decision; False if it was not one."""
+        t = self.t
+        with self.store.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(t)
+                    .where(and_(t.c.id == approval_id, t.c.status == "pending", t.c.expires > now))
+                    .values(status=status, decided_by=by, decided_at=now, note=note)
+                ).rowcount
+            )
+
+    def granted(self, digest: str, now: float) -> Row | None:
+        """An approved, unexpired, unused row for ``digest``."""
+        return self._live(digest, "approved", now)
+
+    def consume(self, approval_id: str, now: float) -> bool:
+        """Mark an approved, unexpired approval used; False if it was not one."""
+        t = self.t
+        with self.store.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(t)
+                    .where(and_(t.c.id == approval_id, t.c.status == "approved", t.c.expires > now))
+                    .values(status="consumed", consumed_at=now)
+                ).rowcount
+            )

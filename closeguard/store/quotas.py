@@ -1,0 +1,79 @@
+"""The ``quota_counters`` table: per-window call counts every worker on a store shares.
+
+``charge`` counts one call against several limits in one transaction; each count is one
+conditional upsert whose ``RETURNING`` says whether it counted, so two workers cannot both
+take the last unit of a window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.expression import Executable
+
+from closeguard.store.core import Store, table_group
+
+__all__ = ["QuotaCounters", "define"]
+
+
+@table_group
+def define(metadata: MetaData) -> None:
+    Table(
+        "quota_counters",
+        metadata,
+        Column("key", String(400), primary_key=True),
+        Column("window_start", BigInteger, primary_key=True, autoincrement=False),
+        Column("count", Integer, nullable=False),
+    )
+
+
+class _Exceeded(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+class QuotaCounters:
+    """Conditional increments and reads of ``quota_counters`` in ``store``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.t = store.tables.quota_counters
+
+    def charge(self, limits: Sequence[tuple[str, int]], start: int) -> str | None:
+        """Add one to each ``(key, limit)`` counter of the window starting at ``start``, all
+        or none: the first key already at its limit (nothing counted), else ``None``."""
+        try:
+            with self.store.engine.begin() as conn:
+                for key, limit in limits:
+                    if conn.execute(self._upsert(key, start, limit)).first() is None:
+                        raise _Exceeded(key)
+        except _Exceeded as exc:
+            return exc.key
+        return None
+
+    def count(self, key: str, start: int) -> int:
+        t = self.t
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                t.select().where((t.c.key == key) & (t.c.window_start == start))
+            ).first()
+        return int(row._mapping["count"]) if row else 0
+
+    def _upsert(self, key: str, start: int, limit: int) -> Executable:
+        t = self.t
+        if limit <= 0:
+            # An insert of a first row would pass; a zero limit never does.
+            return t.update().where(t.c.key == "\x00never").returning(t.c.key)
+        index = [t.c.key, t.c.window_start]
+        bump = {"count": t.c["count"] + 1}
+        if self.store.dialect == "postgresql":
+            pg = postgresql.insert(t).values(key=key, window_start=start, count=1)
+            return pg.on_conflict_do_update(
+                index_elements=index, set_=bump, where=t.c["count"] < limit
+            ).returning(t.c["count"])
+        lite = sqlite.insert(t).values(key=key, window_start=start, count=1)
+        return lite.on_conflict_do_update(
+            index_elements=index, set_=bump, where=t.c["count"] < limit
+        ).returning(t.c["count"])
