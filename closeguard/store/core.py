@@ -10,14 +10,18 @@ tables of a group added since the store was created are added to it.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import MetaData, Table, create_engine, event, inspect
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
 from closeguard.tools.errors import StoreError
 from closeguard.tools.settings import Settings
@@ -50,6 +54,9 @@ def _sqlite_file(url: URL) -> Path | None:
         return None
     return Path(str(url.database)).expanduser()
 
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 TableGroup = Callable[[MetaData], object]
 """A table group's ``define(metadata)``: adds the group's tables to ``metadata``."""
@@ -146,8 +153,25 @@ def store_problem(url: str | URL, *, schema: str | None = None) -> str | None:
         return f"cannot be opened: {_reason(exc)}"
 
 
+_worker_lock = threading.Lock()
+
+
+def _engine_options(url: URL) -> dict[str, Any]:
+    """An in-memory SQLite database is one connection: share it with the worker thread
+    (SQLAlchemy's default gives each thread a database of its own)."""
+    if url.get_backend_name() == "sqlite" and _sqlite_file(url) is None:
+        return {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    return {}
+
+
 class Store:
-    """An engine plus closeguard's tables, created on first use unless ``create=False``."""
+    """An engine plus closeguard's tables, created on first use unless ``create=False``.
+
+    The sync methods of the table groups block; async code runs them with ``await
+    store.run(fn, *args)`` on the store's own worker thread, never on the event loop.
+    """
+
+    _executor: ThreadPoolExecutor | None = None
 
     def __init__(
         self, url: str | URL | None = None, *, schema: str | None = None, create: bool = True
@@ -157,7 +181,7 @@ class Store:
         try:
             self.url = normalize_url(url, create_dir=create)
             self.schema = schema
-            self.engine: Engine = create_engine(self.url, future=True)
+            self.engine: Engine = create_engine(self.url, future=True, **_engine_options(self.url))
             self.tables = Tables(schema)
             if self.dialect == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -181,7 +205,29 @@ class Store:
         """Drop closeguard's tables (tests, ``reset``)."""
         self.tables.metadata.drop_all(self.engine)
 
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` on this store's worker thread, awaited: store access
+        from async code that leaves the event loop free.
+
+        One thread per store, so calls run one at a time in the order they were made (what
+        SQLite's single writer wants anyway) and a connection never changes thread. A
+        cancelled caller stops waiting; a call already started still runs to its end.
+        """
+        executor = self._executor or self._start()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, partial(fn, *args, **kwargs))
+
+    def _start(self) -> ThreadPoolExecutor:
+        with _worker_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="closeguard-store")
+            return self._executor
+
     def dispose(self) -> None:
+        """Finish queued ``run`` calls, stop the worker thread, close the connections."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
         self.engine.dispose()
 
     def __repr__(self) -> str:
