@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,15 @@ def test_row_hash_is_unchanged_and_is_the_documented_formula(latency: int, diges
         (PREV + canonical_json([row[k] for k in CHAINED])).encode()
     ).hexdigest()
     assert row_hash(PREV, row) == documented == digest
+
+
+@pytest.mark.parametrize("odd", [{"b": 1, "a": [2, {"d": 3, "c": 4}]}, Decimal("1.5"), "ü" * 3])
+def test_row_hash_matches_canonical_json_for_any_value(odd: object) -> None:
+    row = {**ROW, "error": odd}
+    documented = hashlib.sha256(
+        (PREV + canonical_json([row[k] for k in CHAINED])).encode()
+    ).hexdigest()
+    assert row_hash(PREV, row) == documented
 
 
 def test_one_flush_of_several_insert_chunks_chains_and_verifies(store: Store) -> None:

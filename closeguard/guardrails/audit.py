@@ -55,6 +55,7 @@ EMPTY_ROW: dict[str, Any] = dict.fromkeys(_SUPPLIED)
 _TS, _ARGS = _SUPPLIED.index("ts"), _SUPPLIED.index("args")
 _live: weakref.WeakSet[AuditLog] = weakref.WeakSet()
 _dumps = orjson.dumps
+_SORTED = orjson.OPT_SORT_KEYS
 _sha256 = hashlib.sha256
 
 
@@ -70,12 +71,12 @@ def row_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
 def _link(prev_hash: str, values: Sequence[Any]) -> str:
     """``sha256((prev_hash + canonical_json(values)).encode())``, without the detours.
 
-    For a row of scalars orjson's plain output is byte for byte ``canonical_json``'s (key
-    sorting and ``default=str`` never come into play), so the bytes are hashed as they come;
-    anything orjson refuses takes ``canonical_json`` itself.
+    orjson's bytes with sorted keys are ``canonical_json``'s bytes whenever orjson needs no
+    ``default``, so they are hashed as they come; whatever orjson refuses (values it cannot
+    serialize, integers past 64 bits) takes ``canonical_json`` itself.
     """
     try:
-        data = _dumps(values)
+        data = _dumps(values, option=_SORTED)
     except TypeError:
         data = canonical_json(list(values)).encode()
     return _sha256(prev_hash.encode() + data).hexdigest()
