@@ -302,7 +302,7 @@ async def test_a_retried_call_counts_once_and_is_audited_per_attempt(store: Stor
 async def test_lead_scope_only_allows_triggered_leads(store: Store, sim: Simulator) -> None:
     async with sim.client() as c:
         leads = [x["id"] for x in (await c.get("/lead/"))["data"]]
-    policy = Policy.load("followup-on-status-change")
+    policy = Policy.load("follow-up-on-status-change")
     guarded = Guarded(policy, store=store, triggered_leads={leads[0]})
     async with sim.client(policy=guarded, actor="followup", run_id="wf-1") as client:
         await client.tasks.create({"lead_id": leads[0], "text": "follow up"})

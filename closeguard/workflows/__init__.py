@@ -1,8 +1,32 @@
-"""Workflows (not built yet).
+"""Workflows: sales-ops rules that run on Close events, schedules or by hand.
 
-Will hold workflow definitions and the packaged library (one workflow a file), their
-triggers (Close webhooks, Event Log catch-up, APScheduler schedules), and the runtime:
-webhook receiver, durable inbox, run queue, effect journal and workers, so nothing is lost
-when a process dies or a webhook is missed. Depends on ``tools``, ``guardrails``, ``agent``
-and ``store``.
+Holds workflow definitions (``definition``), the packaged library (``library``, one
+workflow a file) and the loader for a user's own modules (``loader``), their triggers
+(Close webhooks, Event Log catch-up, APScheduler schedules), and the runtime: webhook
+receiver, durable inbox, run queue, effect journal and workers, so nothing is lost when a
+process dies or a webhook is missed. Depends on ``tools``, ``guardrails``, ``agent`` and
+``store``.
 """
+
+from closeguard.workflows.definition import (
+    Context,
+    EventTrigger,
+    ManualTrigger,
+    ScheduleTrigger,
+    Step,
+    Trigger,
+    Workflow,
+)
+from closeguard.workflows.loader import load_workflows, packaged_workflows
+
+__all__ = [
+    "Context",
+    "EventTrigger",
+    "ManualTrigger",
+    "ScheduleTrigger",
+    "Step",
+    "Trigger",
+    "Workflow",
+    "load_workflows",
+    "packaged_workflows",
+]
