@@ -13,7 +13,9 @@ from closeguard.store import approvals as approvals
 from closeguard.store import audit as audit
 from closeguard.store import cursors as cursors
 from closeguard.store import effects as effects
+from closeguard.store import inbox as inbox
 from closeguard.store import quotas as quotas
+from closeguard.store import runs as runs
 from closeguard.store.core import (
     Store,
     TableGroup,

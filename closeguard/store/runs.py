@@ -1,0 +1,268 @@
+"""The ``runs`` table and its queries: the embedded run queue and every run's record.
+
+A run is claimed only when no earlier unfinished run of the same lead is queued (a retry
+waiting for its backoff included) or running, so runs for one lead execute in order. A
+claim is one ``UPDATE ... WHERE seq = (first claimable) RETURNING``: atomic on SQLite, and
+re-checked row by row on PostgreSQL. A worker holds a lease it renews; a run whose lease ran
+out (its worker died) is claimable again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Row
+
+from closeguard.store.core import Store, table_group
+
+__all__ = ["ACTIVE", "FINAL", "RunRow", "RunRows", "define"]
+
+ACTIVE = ("queued", "running")
+"""Statuses that hold a run's lead: later runs of that lead wait."""
+FINAL = ("completed", "failed", "rejected", "dead")
+
+
+@table_group
+def define(metadata: MetaData) -> None:
+    Table(
+        "runs",
+        metadata,
+        Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+        Column("id", String(64), nullable=False, unique=True),
+        Column("workflow", String(200), nullable=False),
+        Column("trigger_key", String(400), nullable=False),
+        Column("kind", String(10), nullable=False),
+        Column("lead_id", String(100), index=True),
+        Column("payload", Text, nullable=False),
+        Column("status", String(20), nullable=False, index=True),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("available_at", Float, nullable=False),
+        Column("lease_until", Float),
+        Column("worker", String(200)),
+        Column("approval_id", String(64)),
+        Column("error", Text),
+        Column("state", Text),
+        Column("created", Float, nullable=False),
+        Column("updated", Float, nullable=False),
+        UniqueConstraint("workflow", "trigger_key", name="runs_once_per_trigger"),
+    )
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as stored. ``payload``: its trigger (``event``, ``tick``, ``params``)."""
+
+    seq: int
+    id: str
+    workflow: str
+    trigger_key: str
+    kind: str
+    lead_id: str | None
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    available_at: float
+    lease_until: float | None
+    worker: str | None
+    approval_id: str | None
+    error: str | None
+    state: dict[str, Any] | None
+    created: float
+    updated: float
+
+
+def _row(row: Row[Any]) -> RunRow:
+    data = dict(row._mapping)
+    data["payload"] = json.loads(data["payload"])
+    data["state"] = None if data["state"] is None else json.loads(data["state"])
+    return RunRow(**data)
+
+
+class RunRows:
+    """Synchronous queries on ``runs``; ``now`` is the queue's clock (epoch seconds)."""
+
+    def __init__(self, store: Store, now: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.table = store.tables["runs"]
+        self.now = now
+
+    def insert(self, conn: Connection, requests: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Queue the runs not already there (by workflow and trigger key); their ids.
+
+        One ``INSERT ... ON CONFLICT DO NOTHING``, so concurrent writers of the same run
+        (two processes firing one tick) store it once without an error.
+        """
+        if not requests:
+            return []
+        now = self.now()
+        rows = [
+            {
+                "id": r["id"],
+                "workflow": r["workflow"],
+                "trigger_key": r["trigger_key"],
+                "kind": r["kind"],
+                "lead_id": r.get("lead_id"),
+                "payload": json.dumps(r["payload"], default=str),
+                "status": "queued",
+                "attempts": 0,
+                "available_at": now,
+                "created": now,
+                "updated": now,
+            }
+            for r in requests
+        ]
+        insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
+        statement = (
+            insert(self.table)
+            .on_conflict_do_nothing(index_elements=["workflow", "trigger_key"])
+            .returning(self.table.c.id, sort_by_parameter_order=True)
+        )
+        return [str(r[0]) for r in conn.execute(statement, rows)]
+
+    def enqueue(self, requests: Sequence[Mapping[str, Any]]) -> list[str]:
+        with self.store.engine.begin() as conn:
+            return self.insert(conn, requests)
+
+    def _claimable(self, now: float) -> Any:
+        t = self.table
+        other = t.alias("other")
+        ready = or_(
+            and_(t.c.status == "queued", t.c.available_at <= now),
+            and_(t.c.status == "running", t.c.lease_until < now),
+        )
+        blocked = exists().where(
+            and_(
+                other.c.lead_id == t.c.lead_id,
+                other.c.seq != t.c.seq,
+                or_(
+                    and_(other.c.seq < t.c.seq, other.c.status.in_(ACTIVE)),
+                    and_(other.c.status == "running", other.c.lease_until >= now),
+                ),
+            )
+        )
+        return and_(ready, or_(t.c.lead_id.is_(None), not_(blocked)))
+
+    def claim(self, worker: str, lease: float) -> RunRow | None:
+        """Take the first claimable run for ``lease`` seconds (attempts counted)."""
+        t = self.table
+        now = self.now()
+        first = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(1)
+        with self.store.engine.begin() as conn:
+            row = conn.execute(
+                update(t)
+                .where(and_(t.c.seq == first.scalar_subquery(), self._claimable(now)))
+                .values(
+                    status="running",
+                    worker=worker,
+                    lease_until=now + lease,
+                    attempts=t.c.attempts + 1,
+                    updated=now,
+                )
+                .returning(*t.c)
+            ).first()
+        return None if row is None else _row(row)
+
+    def heartbeat(self, run_id: str, worker: str, lease: float) -> bool:
+        t = self.table
+        now = self.now()
+        with self.store.engine.begin() as conn:
+            changed = conn.execute(
+                update(t)
+                .where(and_(t.c.id == run_id, t.c.worker == worker, t.c.status == "running"))
+                .values(lease_until=now + lease, updated=now)
+            ).rowcount
+        return bool(changed)
+
+    def settle(self, run_id: str, worker: str | None, **values: Any) -> bool:
+        """Set a run's outcome; with ``worker``, only while that worker still holds it."""
+        t = self.table
+        if "state" in values and values["state"] is not None:
+            values["state"] = json.dumps(values["state"], default=str)
+        where = t.c.id == run_id
+        if worker is not None:
+            where = and_(where, t.c.worker == worker, t.c.status == "running")
+        with self.store.engine.begin() as conn:
+            changed = conn.execute(update(t).where(where).values(updated=self.now(), **values))
+        return bool(changed.rowcount)
+
+    def requeue(self, run_id: str, from_statuses: Sequence[str], **values: Any) -> bool:
+        """Back to ``queued`` now, keeping its place (seq) in its lead's order."""
+        t = self.table
+        now = self.now()
+        with self.store.engine.begin() as conn:
+            changed = conn.execute(
+                update(t)
+                .where(and_(t.c.id == run_id, t.c.status.in_(from_statuses)))
+                .values(
+                    status="queued",
+                    available_at=now,
+                    lease_until=None,
+                    worker=None,
+                    updated=now,
+                    **values,
+                )
+            ).rowcount
+        return bool(changed)
+
+    def get(self, run_id: str) -> RunRow | None:
+        t = self.table
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(t).where(t.c.id == run_id)).first()
+        return None if row is None else _row(row)
+
+    def find(self, prefix: str) -> list[RunRow]:
+        """Runs whose id starts with ``prefix`` (for ids typed by hand)."""
+        t = self.table
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.id.startswith(prefix)).limit(5)).all()
+        return [_row(r) for r in rows]
+
+    def list(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRow]:
+        """Newest first."""
+        t = self.table
+        query = select(t).order_by(t.c.seq.desc()).limit(limit)
+        if isinstance(status, str):
+            query = query.where(t.c.status == status)
+        elif status is not None:
+            query = query.where(t.c.status.in_(status))
+        if workflow is not None:
+            query = query.where(t.c.workflow == workflow)
+        with self.store.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def counts(self) -> dict[str, int]:
+        t = self.table
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all()
+        return {str(s): int(n) for s, n in rows}

@@ -1,0 +1,206 @@
+"""The run queue: a small interface, and the embedded implementation on the store.
+
+``RunQueue`` is what the inbox and the workers need: enqueue runs (deduplicated by workflow
+and trigger key), claim one (runs of one lead in order, a lease against dead workers),
+settle it (completed, waiting for approval, failed, retried with backoff, dead-lettered with
+its error), and put a dead run back in its lead's order. ``SqlRunQueue`` keeps it in the
+store's ``runs`` table (SQLite by default); a PostgreSQL job engine can stand behind the
+same interface, and ``tests/test_wf_queue_contract.py`` runs one suite against each.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from closeguard.store import Store
+from closeguard.store.runs import RunRow, RunRows
+from closeguard.tools.clock import Clock, SystemClock
+
+__all__ = ["Backoff", "RunQueue", "RunRequest", "RunRow", "SqlRunQueue", "new_run_id"]
+
+
+def new_run_id() -> str:
+    return f"run_{secrets.token_hex(6)}"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run to queue. ``trigger_key``: what makes it unique for its workflow (the event id,
+    ``tick:<time>`` or ``manual:<id>``)."""
+
+    workflow: str
+    trigger_key: str
+    kind: str
+    payload: Mapping[str, Any]
+    lead_id: str | None = None
+    id: str = field(default_factory=new_run_id)
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "workflow": self.workflow,
+            "trigger_key": self.trigger_key,
+            "kind": self.kind,
+            "payload": dict(self.payload),
+            "lead_id": self.lead_id,
+        }
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retries of transient failures: ``base * 2**(attempt-1)`` seconds, at most ``cap``,
+    ``max_attempts`` attempts in all before the run is dead-lettered."""
+
+    max_attempts: int = 5
+    base: float = 2.0
+    cap: float = 300.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.cap, self.base * 2 ** max(0, attempt - 1)))
+
+
+class RunQueue(Protocol):
+    """What the inbox and workers use; every method is safe to call from the event loop."""
+
+    async def enqueue(self, requests: Sequence[RunRequest]) -> list[str]:
+        """Queue the runs whose (workflow, trigger key) is new; the ids of those queued."""
+        ...
+
+    async def claim(self, worker: str) -> RunRow | None:
+        """The next run this worker may execute, leased to it, or None."""
+        ...
+
+    async def heartbeat(self, run_id: str, worker: str) -> bool:
+        """Extend the lease; False if the run is no longer this worker's."""
+        ...
+
+    async def complete(self, run_id: str, worker: str, state: Mapping[str, Any]) -> None: ...
+
+    async def wait_approval(
+        self, run_id: str, worker: str, approval_id: str, state: Mapping[str, Any]
+    ) -> None:
+        """Park the run until its approval is decided; its lead is free meanwhile."""
+        ...
+
+    async def fail(self, run_id: str, worker: str, error: str, *, transient: bool) -> RunRow:
+        """Transient: retry after a backoff, or dead-letter when attempts are used up.
+        Otherwise the run ends ``failed``. The error is kept either way."""
+        ...
+
+    async def end(self, run_id: str, status: str, error: str | None = None) -> None:
+        """End a run parked for approval (``rejected``)."""
+        ...
+
+    async def resume(self, run_id: str) -> bool:
+        """A parked run whose approval was granted goes back to the queue."""
+        ...
+
+    async def retry(self, run_id: str) -> bool:
+        """A dead or failed run goes back into its lead's order (``runs retry ID``)."""
+        ...
+
+    async def get(self, run_id: str) -> RunRow | None: ...
+
+    async def list(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRow]: ...
+
+
+class SqlRunQueue:
+    """The embedded ``RunQueue`` on the store's ``runs`` table (store thread, never the loop).
+
+    ``lease``: seconds a claim lasts without a heartbeat (workers renew it every third of
+    it); a run whose worker died is claimed again once it runs out.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        backoff: Backoff | None = None,
+        lease: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.backoff = backoff or Backoff()
+        self.lease = lease
+        self.rows = RunRows(store, self.clock.now)
+
+    async def enqueue(self, requests: Sequence[RunRequest]) -> list[str]:
+        return await self.store.run(self.rows.enqueue, [r.as_row() for r in requests])
+
+    async def claim(self, worker: str) -> RunRow | None:
+        return await self.store.run(self.rows.claim, worker, self.lease)
+
+    async def heartbeat(self, run_id: str, worker: str) -> bool:
+        return await self.store.run(self.rows.heartbeat, run_id, worker, self.lease)
+
+    async def complete(self, run_id: str, worker: str, state: Mapping[str, Any]) -> None:
+        await self.store.run(
+            self.rows.settle,
+            run_id,
+            worker,
+            status="completed",
+            state=dict(state),
+            error=None,
+            lease_until=None,
+        )
+
+    async def wait_approval(
+        self, run_id: str, worker: str, approval_id: str, state: Mapping[str, Any]
+    ) -> None:
+        await self.store.run(
+            self.rows.settle,
+            run_id,
+            worker,
+            status="waiting_approval",
+            approval_id=approval_id,
+            state=dict(state),
+            lease_until=None,
+        )
+
+    async def fail(self, run_id: str, worker: str, error: str, *, transient: bool) -> RunRow:
+        run = await self.get(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        values: dict[str, Any] = {"error": error, "lease_until": None}
+        if not transient:
+            values["status"] = "failed"
+        elif run.attempts >= self.backoff.max_attempts:
+            values["status"] = "dead"
+        else:
+            values["status"] = "queued"
+            values["available_at"] = self.clock.now() + self.backoff.delay(run.attempts)
+        await self.store.run(self.rows.settle, run_id, worker, **values)
+        settled = await self.get(run_id)
+        assert settled is not None
+        return settled
+
+    async def end(self, run_id: str, status: str, error: str | None = None) -> None:
+        await self.store.run(self.rows.settle, run_id, None, status=status, error=error)
+
+    async def resume(self, run_id: str) -> bool:
+        return await self.store.run(self.rows.requeue, run_id, ("waiting_approval",))
+
+    async def retry(self, run_id: str) -> bool:
+        return await self.store.run(self.rows.requeue, run_id, ("dead", "failed"), attempts=0)
+
+    async def get(self, run_id: str) -> RunRow | None:
+        return await self.store.run(self.rows.get, run_id)
+
+    async def list(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRow]:
+        return await self.store.run(self.rows.list, status=status, workflow=workflow, limit=limit)
