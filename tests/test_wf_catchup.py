@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ from closeguard.store import Store
 from closeguard.store.cursors import CATCHUP_POSITION, Cursors
 from closeguard.tools import CloseClient, FakeClock, PolicyViolation
 from closeguard.workflows.catchup import CatchUp
+from closeguard.workflows.definition import EventTrigger, Workflow
+from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.receiver import WebhookReceiver
 
 HOUR = 3600.0
@@ -35,6 +37,9 @@ class MemoryInbox:
             return False
         self.events[event["id"]] = event
         return True
+
+    async def add_many(self, events: Sequence[Mapping[str, Any]], *, source: str) -> int:
+        return sum([await self.add(e, source=source) for e in events])
 
 
 class Recording(httpx.AsyncBaseTransport):
@@ -235,3 +240,47 @@ async def test_run_forever_passes_on_start_every_minute_and_when_triggered(store
         await passes(3)
     finally:
         task.cancel()
+
+
+async def _noop(ctx: Any) -> None:
+    return None
+
+
+async def test_with_the_real_inbox_each_missed_event_is_one_run(store: Store) -> None:
+    """Webhooks failing, then catch-up (twice, overlapping), then the late webhook retries:
+    each missed lead gets exactly one stored event and one run."""
+    clock = FakeClock()
+    sim = Simulator(seed=1, leads=2, clock=clock)
+    flow = Workflow(
+        name="on-new-lead",
+        trigger=EventTrigger("lead", "created"),
+        policy="read-only",
+        steps=(_noop,),
+    )
+    inbox = Inbox(store, [flow])
+    cursors = Cursors(store)
+    catchup = CatchUp(sim.client(), inbox, cursors, clock=clock)
+    async with sim.client() as client:
+        hook = await client.post(
+            "/webhook/",
+            json={
+                "url": "http://hooks.test/webhooks/close",
+                "events": [{"object_type": "lead", "action": "created"}],
+            },
+        )
+    await catchup.run_once()
+    leads = await create_leads(sim, "Lost 1", "Lost 2", "Lost 3")
+    await sim.webhooks.run_due()  # the receiver is down: nothing listens
+    await catchup.run_once()
+    clock.advance(60)
+    await catchup.run_once()
+    sim.webhooks.mount(
+        "http://hooks.test", WebhookReceiver(inbox, [hook["signature_key"]], clock=clock)
+    )
+    await sim.webhooks.drain()
+
+    runs = await inbox.queue.list(workflow="on-new-lead", limit=100)
+    assert sorted(r.lead_id or "" for r in runs) == sorted(leads)
+    assert all(inbox.rows.get(r.trigger_key) is not None for r in runs)
+    sources = {inbox.rows.get(r.trigger_key).source for r in runs}  # type: ignore[union-attr]
+    assert sources == {"catchup"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,8 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from closeguard.simulator import Simulator
+from closeguard.simulator.faults import FaultConfig, WebhookFaults
+from closeguard.store import Store
 from closeguard.tools import FakeClock
 from closeguard.tools.webhooks import compute_signature
+from closeguard.workflows.definition import EventTrigger, Workflow
+from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.receiver import DEFAULT_PATH, WebhookReceiver, serve
 
 KEY = "5ac3" * 16
@@ -324,3 +329,38 @@ async def test_served_on_uvicorn() -> None:
         chunked = await http.post(DEFAULT_PATH, content=stream(), headers=headers)
     assert (ok.status_code, big.status_code, chunked.status_code) == (200, 413, 413)
     assert list(inbox.events) == ["ev_served"]
+
+
+async def _noop(ctx: Any) -> None:
+    return None
+
+
+async def test_duplicated_deliveries_make_one_event_and_one_run(tmp_path: Path) -> None:
+    clock = FakeClock()
+    faults = FaultConfig(webhooks=WebhookFaults(duplicate=1.0))
+    sim = Simulator(seed=5, leads=1, clock=clock, faults=faults)
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    flow = Workflow(
+        name="on-new-lead",
+        trigger=EventTrigger("lead", "created"),
+        policy="read-only",
+        steps=(_noop,),
+    )
+    inbox = Inbox(store, [flow])
+    async with sim.client() as client:
+        hook = await client.post(
+            "/webhook/",
+            json={
+                "url": "http://hooks.test/webhooks/close",
+                "events": [{"object_type": "lead", "action": "created"}],
+            },
+        )
+        app = WebhookReceiver(inbox, [hook["signature_key"]], clock=clock)
+        sim.webhooks.mount("http://hooks.test", app)
+        leads = [(await client.post("/lead/", json={"name": f"Twice {i}"}))["id"] for i in range(3)]
+    await sim.webhooks.drain()
+    assert sim.webhooks.stats["duplicated"] == 3
+    assert app.stats == {"stored": 3, "duplicate": 3}
+    runs = await inbox.queue.list(workflow="on-new-lead")
+    assert sorted(r.lead_id or "" for r in runs) == sorted(leads)
+    assert all(inbox.rows.get(r.trigger_key) is not None for r in runs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ class MemoryInbox:
             return False
         self.events[event["id"]], self.sources[event["id"]] = event, source
         return True
+
+    async def add_many(self, events: Sequence[Mapping[str, Any]], *, source: str) -> int:
+        return sum([await self.add(e, source=source) for e in events])
 
 
 async def _noop(ctx: Any) -> None:

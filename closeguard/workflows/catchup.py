@@ -10,8 +10,8 @@ an event that arrives both ways, have one effect.
 - Filters: only ``date_updated__gte`` (and ``__lt`` for a closed time slice), a combination
   the Event Log supports with no other filter; pages follow ``cursor_next`` with the same
   filters, as Close requires.
-- Order: Close pages newest first; each slice is added to the inbox oldest first, so the
-  runtime sees events in the order they happened.
+- Order: Close pages newest first; each slice is added to the inbox oldest first, in one
+  ``add_many`` (one transaction), so the runtime sees events in the order they happened.
 - Progress: the position (``store.cursors``, ``catchup.event_log``) moves only after the
   slice's events are stored, so a crash mid-read re-reads rather than skips. A long gap is
   read in slices (an hour by default), each stored and recorded before the next, so memory
@@ -27,22 +27,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from closeguard.store.cursors import CATCHUP_POSITION
 from closeguard.tools import Clock, CloseClient, CloseguardError, SystemClock
-from closeguard.workflows.receiver import EventSink
 
-__all__ = ["CatchUp", "CatchUpResult", "PositionStore"]
+__all__ = ["CatchUp", "CatchUpResult", "EventBatchSink", "PositionStore"]
 
 log = logging.getLogger("closeguard.workflows.catchup")
 
 RETENTION = timedelta(days=30)
 RETENTION_MARGIN = timedelta(minutes=1)
 SOURCE = "catchup"
+
+
+class EventBatchSink(Protocol):
+    """The inbox, taking a slice of events at once: how many of them were new."""
+
+    async def add_many(self, events: Sequence[Mapping[str, Any]], *, source: str) -> int: ...
 
 
 class PositionStore(Protocol):
@@ -81,7 +86,7 @@ class CatchUp:
     def __init__(
         self,
         client: CloseClient,
-        inbox: EventSink,
+        inbox: EventBatchSink,
         positions: PositionStore,
         *,
         clock: Clock | None = None,
@@ -123,9 +128,9 @@ class CatchUp:
                 end = None
             events = await self._read(start, end)
             read += len(events)
-            for event in reversed(events):
-                if self.wanted is None or self.wanted(event):
-                    stored += await self.inbox.add(event, source=SOURCE)
+            kept = [e for e in reversed(events) if self.wanted is None or self.wanted(e)]
+            if kept:
+                stored += await self.inbox.add_many(kept, source=SOURCE)
             if end is None:
                 newest = max((_parse(e["date_updated"]) for e in events), default=position)
                 position = max(position, newest)
