@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,11 +52,6 @@ class Recording(httpx.AsyncBaseTransport):
         if request.url.path.endswith("/event/"):
             self.queries.append(dict(request.url.params))
         return await self.inner.handle_async_request(request)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'store.db'}")
 
 
 def setup(store: Store, **kwargs: Any) -> tuple[Simulator, FakeClock, Recording, CatchUp, Any]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from closeguard.cli import app
+from closeguard.cli import webhooks as webhooks_cli
 from closeguard.guardrails import Guarded, Policy
 from closeguard.simulator import Simulator
 from closeguard.simulator.webhooks import PausePolicy
@@ -16,10 +19,12 @@ from closeguard.store.cursors import Cursors
 from closeguard.tools import CloseClient, FakeClock, UsageError
 from closeguard.workflows.catchup import CatchUp
 from closeguard.workflows.definition import EventTrigger, ManualTrigger, ScheduleTrigger, Workflow
+from closeguard.workflows.loader import packaged_workflows
 from closeguard.workflows.receiver import WebhookReceiver
 from closeguard.workflows.subscriptions import Subscriptions, event_pairs, wants
 
 URL = "http://hooks.test/webhooks/close"
+runner = CliRunner()
 
 
 class MemoryInbox:
@@ -43,11 +48,6 @@ async def _noop(ctx: Any) -> None:
 
 def workflow(name: str, trigger: Any) -> Workflow:
     return Workflow(name=name, trigger=trigger, policy="read-only", steps=(_noop,))
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'store.db'}")
 
 
 def intake(sim: Simulator, store: Store) -> CloseClient:
@@ -187,3 +187,27 @@ async def test_a_paused_subscription_is_reactivated_and_what_it_missed_caught_up
     by_object = {e["object_id"]: inbox.sources[i] for i, e in inbox.events.items()}
     assert by_object[live] == "webhook" and len(inbox.events) == 3
     assert await subs.ensure_active() is False
+
+
+def test_cli_sync_is_idempotent_and_never_prints_the_key(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = Simulator(seed=2, leads=1, clock=FakeClock())
+    monkeypatch.setattr(webhooks_cli, "connect", lambda: intake(sim, store))
+    first = runner.invoke(app, ["webhooks", "sync", "--url", URL])
+    assert first.exit_code == 0, first.output
+    (hook,) = hooks(sim)
+    assert first.stdout.startswith(f"created: subscription {hook['id']} -> {URL}")
+    expected = event_pairs(packaged_workflows().values())
+    assert {(e["object_type"], e["action"]) for e in hook["events"]} == set(expected)
+
+    again = runner.invoke(app, ["webhooks", "sync", "--url", URL, "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)[0]["action"] == "unchanged"
+    one = runner.invoke(app, ["webhooks", "sync", "--url", URL, "--workflows", "new-lead-triage"])
+    assert one.stdout.startswith("updated:") and "lead.created" in one.stdout
+    assert len(hooks(sim)) == 1 and sim.request_count["webhook.create"] == 1
+    for result in (first, again, one):
+        assert hook["signature_key"] not in result.output
+
+    unknown = runner.invoke(app, ["webhooks", "sync", "--url", URL, "--workflows", "nope"])
+    assert unknown.exit_code == 2 and "unknown workflow(s): nope" in unknown.output

@@ -17,6 +17,7 @@ from closeguard.cli import chat as chat_cmd
 from closeguard.cli import info as info_cmd
 from closeguard.cli import policy as policy_cmd
 from closeguard.cli import sim as sim_cmd
+from closeguard.cli import webhooks as webhooks_cmd
 from closeguard.cli._common import error_line
 from closeguard.tools.errors import CloseguardError
 
@@ -116,6 +117,7 @@ app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(sim_cmd.app, name="sim")
 app.command("chat")(chat_cmd.chat)
+app.add_typer(webhooks_cmd.app, name="webhooks")
 
 
 def main() -> None:
