@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 
+from closeguard.guardrails import Approvals, AuditLog, GuardTransport, Policy
+from closeguard.guardrails.quotas import Quotas
 from closeguard.store import Store
+from closeguard.store.approvals import ApprovalRows
+from closeguard.store.audit import AuditRows
+from closeguard.store.quotas import QuotaCounters
+from closeguard.tools.catalog import classify
+from closeguard.tools.clock import FakeClock
+from closeguard.tools.errors import ApprovalRequired, PolicyViolation
+
+T = TypeVar("T")
 
 
 async def test_run_uses_one_worker_thread_and_returns_the_result(tmp_path: Path) -> None:
@@ -42,3 +58,157 @@ async def test_an_in_memory_store_is_the_same_database_on_the_worker() -> None:
         assert await store.run(count) == 1
     finally:
         store.dispose()
+
+
+# -- the guard transport never waits on the store on the event loop ----------------------
+
+POLICY = """
+name: gated
+grants: {"*": read, lead: write, task: write, activity.note: write}
+deny: [lead.delete]
+approve: [lead.update]
+limits:
+  per_run: {writes: 3}
+  per_window: {window: 60s, per_endpoint: {task.create: 5}}
+"""
+BASE = "https://api.close.com/api/v1"
+
+
+class _Ok(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": "x"})
+
+
+class Gate:
+    """Holds a store call in its thread until a coroutine on the loop opens the gate: if the
+    call ran on the loop thread, nothing could open it and the call would fail after 5 s."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def wrap(self, fn: Callable[..., T]) -> Callable[..., T]:
+        def gated(*args: Any, **kwargs: Any) -> T:
+            self.threads.append(threading.current_thread())
+            self.entered.set()
+            assert self.opened.wait(5), "the event loop was blocked while the store worked"
+            return fn(*args, **kwargs)
+
+        return gated
+
+    async def open_from_the_loop(self) -> None:
+        deadline = asyncio.get_running_loop().time() + 5
+        while not self.entered.is_set():
+            assert asyncio.get_running_loop().time() < deadline, "the store was never called"
+            await asyncio.sleep(0.001)
+        self.opened.set()
+
+
+def _request(method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Request:
+    request = httpx.Request(method, f"{BASE}{path}", json=body)
+    request.extensions["closeguard"] = {"call_id": f"{method}{path}{body}", "attempt": 1}
+    return request
+
+
+async def _approved_update(store: Store) -> httpx.Request:
+    request = _request("PUT", "/lead/lead_1/", {"name": "n"})
+    approvals = Approvals(store)
+    pending = approvals.request(
+        classify("PUT", "/lead/lead_1/", {"name": "n"}), method="PUT", path="/lead/lead_1/"
+    )
+    approvals.approve(pending.id, by="me")
+    return request
+
+
+PATHS: dict[str, tuple[type, str, str, str, dict[str, Any] | None]] = {
+    "denial audit flush": (AuditRows, "append", "DELETE", "/lead/lead_1/", None),
+    "approval request": (ApprovalRows, "open_or_insert", "PUT", "/lead/lead_1/", {"a": 1}),
+    "approval lookup": (ApprovalRows, "granted", "PUT", "/lead/lead_1/", {"a": 2}),
+    "approval consume": (ApprovalRows, "consume", "PUT", "/lead/lead_1/", {"name": "n"}),
+    "window quota upsert": (QuotaCounters, "charge", "POST", "/task/", {"lead_id": "lead_1"}),
+}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+async def test_guard_store_work_runs_off_the_event_loop(
+    path: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, method_name, method, url, body = PATHS[path]
+    if path == "approval consume":
+        await _approved_update(store)
+    gate = Gate()
+    monkeypatch.setattr(owner, method_name, gate.wrap(getattr(owner, method_name)))
+    transport = GuardTransport(_Ok(), Policy.from_yaml(POLICY), store=store, run_id="r")
+    call = asyncio.ensure_future(transport.handle_async_request(_request(method, url, body)))
+    await gate.open_from_the_loop()
+    with contextlib.suppress(PolicyViolation, ApprovalRequired):
+        await call
+    assert gate.threads and threading.current_thread() not in gate.threads
+    await transport.aclose()
+
+
+async def test_batch_and_close_flushes_run_off_the_event_loop(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate()
+    monkeypatch.setattr(AuditRows, "append", gate.wrap(AuditRows.append))
+    log = AuditLog(store, batch_size=2)
+    transport = GuardTransport(_Ok(), Policy.from_yaml(POLICY), store=store, audit=log)
+    await transport.handle_async_request(_request("GET", "/lead/lead_1/"))
+    call = asyncio.ensure_future(transport.handle_async_request(_request("GET", "/lead/x/")))
+    await gate.open_from_the_loop()
+    await call
+    await transport.handle_async_request(_request("GET", "/lead/y/"))
+    await transport.aclose()
+    assert log.head()[0] == 3 and log.verify().ok
+    assert len(gate.threads) == 2 and threading.current_thread() not in gate.threads
+
+
+async def test_a_ticker_keeps_its_pace_while_the_store_is_slow(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The brief's timing proof: a 0.2 s store call, a 10 ms ticker, no gap over 50 ms."""
+    original = AuditRows.append
+
+    def slow(self: AuditRows, *args: Any) -> None:
+        time.sleep(0.2)
+        original(self, *args)
+
+    monkeypatch.setattr(AuditRows, "append", slow)
+    transport = GuardTransport(_Ok(), Policy.from_yaml(POLICY), store=store)
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.01)
+
+    task = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0.02)
+    with pytest.raises(PolicyViolation):
+        await transport.handle_async_request(_request("DELETE", "/lead/lead_1/"))
+    task.cancel()
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert ticks[-1] - ticks[0] >= 0.2 and max(gaps) < 0.05
+    await transport.aclose()
+
+
+async def test_a_window_refusal_gives_the_per_run_units_back(store: Store) -> None:
+    clock = FakeClock(1_000_000.0)
+    policy = Policy.from_yaml(
+        "name: q\ngrants: {task: write}\n"
+        "limits: {per_run: {writes: 2}, per_window: {window: 60s, writes: 1}}\n"
+    )
+    quotas = Quotas(policy, store, clock=clock.now)
+
+    async def charge(call_id: str) -> str | None:
+        return await quotas.acharge(
+            call_id=call_id, run_id="r", endpoint="task.create", access="write"
+        )
+
+    assert await charge("a") is None
+    assert await charge("b") == "limits.per_window.writes"
+    clock.advance(60)
+    assert await charge("c") is None
+    assert await charge("d") == "limits.per_run.writes"

@@ -190,7 +190,7 @@ class Approvals:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            found = self.get(approval_id)
+            found = await self.store.run(self.get, approval_id)
             if found is None:
                 raise ApprovalError(f"no approval {approval_id!r}")
             if found.status != "pending":

@@ -16,10 +16,12 @@ catch that, keep a checkpoint elsewhere (``AuditLog.head()`` / ``closeguard audi
 
 Durability: ``append`` buffers rows in memory and writes them in one transaction when the
 buffer holds ``batch_size`` rows, when the oldest is ``max_delay`` seconds old, on
-``flush()``, on ``close()`` and at interpreter exit. Denials and approval requests are
-flushed before the exception reaches the caller. A hard crash (kill -9) can lose at most
-the rows of the current, unflushed batch: on SQLite (WAL, ``synchronous=NORMAL``) a
-committed batch survives the death of the process; see ``AuditLog.flush``.
+``flush()``, on ``close()`` and at interpreter exit. Async callers (the guard transport)
+``queue`` rows and ``await aflush()``, which writes on the store's worker thread. Denials
+and approval requests are flushed before the exception reaches the caller. A hard crash
+(kill -9) can lose at most the rows of the current, unflushed batch: on SQLite (WAL,
+``synchronous=NORMAL``) a committed batch survives the death of the process; see
+``AuditLog.flush``.
 """
 
 from __future__ import annotations
@@ -154,12 +156,20 @@ class AuditLog:
         self._rows = AuditRows(store)
         self._oldest = 0.0
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         _live.add(self)
 
     # -- writing ---------------------------------------------------------------------------
 
     def append(self, entry: Mapping[str, Any], *, flush: bool = False) -> None:
-        """Queue one row (fields as in ``CHAINED`` minus seq/prev_hash; ``args`` any JSON).
+        """Queue one row and write the batch when it is due (see ``queue``); blocks while
+        it writes, so async code uses ``queue`` and ``aflush`` instead."""
+        if self.queue(entry) or flush:
+            self.flush()
+
+    def queue(self, entry: Mapping[str, Any]) -> bool:
+        """Queue one row (fields as in ``CHAINED`` minus seq/prev_hash; ``args`` any JSON);
+        True when the batch is due to be written (full, or its oldest row ``max_delay`` old).
 
         The row's values are picked and formatted here, while ``entry`` is fresh, so the
         buffer keeps small tuples rather than the callers' dicts; hashing and the insert
@@ -171,13 +181,14 @@ class AuditLog:
             if not self._buffer:
                 self._oldest = now
             self._buffer.append(values)
-            due = (
-                flush
-                or len(self._buffer) >= self.batch_size
-                or now - self._oldest >= self.max_delay
-            )
-        if due:
-            self.flush()
+            return len(self._buffer) >= self.batch_size or now - self._oldest >= self.max_delay
+
+    async def aflush(self) -> int:
+        """``flush`` on the store's worker thread: the event loop keeps running meanwhile.
+
+        Returns once every row queued before the call is committed, whoever wrote it.
+        """
+        return await self.store.run(self.flush)
 
     def flush(self) -> int:
         """Write the buffered rows in one transaction; returns how many were written.
@@ -188,6 +199,12 @@ class AuditLog:
         the last commits, never corrupt the chain. PostgreSQL commits with its own
         durability settings.
         """
+        with self._writing:
+            return self._write()
+
+    def _write(self) -> int:
+        """Write the buffer; under ``_writing``, so a flush that finds the buffer empty
+        returns only after the flush that took its rows has committed them."""
         with self._lock:
             queued, self._buffer = self._buffer, []
         if not queued:

@@ -4,7 +4,9 @@ Per-run counters live in process memory, keyed by policy and run id (a run execu
 process). Per-window counters live in the store (``quota_counters``), so every worker on the
 same store shares them; the check and the increment are one conditional upsert
 (``RETURNING`` tells whether it counted), so two workers cannot both take the last unit.
-A logical call is charged once, whatever the number of attempts (retries share ``call_id``).
+A call takes its per-run units first and gives them back if a window refuses it, so no lock
+is held while the store is asked. A logical call is charged once, whatever the number of
+attempts (retries share ``call_id``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from closeguard.guardrails.policy import Counters, Policy
 from closeguard.store import Store
@@ -39,6 +42,15 @@ def _applicable(counters: Counters, endpoint: str, access: Access) -> list[tuple
     return out
 
 
+@dataclass(frozen=True)
+class _Reserved:
+    """Per-run units taken for a call whose per-window limits are still to be charged."""
+
+    counts: Counter[str]
+    run: list[tuple[str, int]]
+    window: list[tuple[str, int]]
+
+
 class Quotas:
     """Charges calls against a policy's ``limits``; returns the rule that ran out."""
 
@@ -62,6 +74,31 @@ class Quotas:
         self, *, call_id: str, run_id: str, endpoint: str, access: Access, dry_run: bool = False
     ) -> str | None:
         """Count one call; the limit rule it would exceed (nothing counted), else None."""
+        step = self._reserve(call_id, run_id, endpoint, access)
+        if not isinstance(step, _Reserved):
+            return step
+        rule = self._charge_window(step.window, dry_run) if step.window else None
+        return self._settle(step, call_id, rule)
+
+    async def acharge(
+        self, *, call_id: str, run_id: str, endpoint: str, access: Access, dry_run: bool = False
+    ) -> str | None:
+        """``charge`` for async callers: a per-window upsert runs on the store's thread."""
+        step = self._reserve(call_id, run_id, endpoint, access)
+        if not isinstance(step, _Reserved):
+            return step
+        rule = None
+        if step.window:
+            if self.store is None:
+                raise RuntimeError("per_window limits need a store")
+            rule = await self.store.run(self._charge_window, step.window, dry_run)
+        return self._settle(step, call_id, rule)
+
+    def _reserve(
+        self, call_id: str, run_id: str, endpoint: str, access: Access
+    ) -> _Reserved | str | None:
+        """Check and count the per-run limits (in memory, never waiting on the store): the
+        rule that ran out, None when no limit applies, else what is left to charge."""
         if not self.active or call_id in self._charged:
             return None
         key_ = (endpoint, access)
@@ -84,12 +121,17 @@ class Quotas:
             for name, limit in run_checks:
                 if counts[name] >= limit:
                     return f"limits.per_run.{name}"
-            if window_checks:
-                rule = self._charge_window(window_checks, dry_run)
-                if rule is not None:
-                    return rule
             for name, _ in run_checks:
                 counts[name] += 1
+        return _Reserved(counts, run_checks, window_checks)
+
+    def _settle(self, step: _Reserved, call_id: str, window_rule: str | None) -> str | None:
+        """Give the per-run units back if a window refused the call, else mark it charged."""
+        if window_rule is not None:
+            with self._runs_lock:
+                for name, _ in step.run:
+                    step.counts[name] -= 1
+            return window_rule
         self._charged[call_id] = None
         if len(self._charged) > _MAX_CALL_IDS:
             self._charged.popitem(last=False)

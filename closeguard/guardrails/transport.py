@@ -23,12 +23,12 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import orjson
 
-from closeguard.guardrails.approvals import Approvals, hash_call
+from closeguard.guardrails.approvals import Approval, Approvals, hash_call
 from closeguard.guardrails.audit import EMPTY_ROW, AuditLog
 from closeguard.guardrails.decision import Decision, Guard, RunContext
 from closeguard.guardrails.dryrun import DRY_RUN_HEADER, fake_result
@@ -171,16 +171,16 @@ class GuardTransport(httpx.AsyncBaseTransport):
             "args": redacted_json({"body": raw_body, "params": params}),
         }
         if call is None or decision.denied:
-            self._refuse(row, decision, started)
+            await self._refuse(row, decision, started)
         assert call is not None
         approval_id: str | None = None
         label = "allow"
         faked = self.dry_run and call.access != "read"
         if decision.needs_approval and not faked:
-            approval_id = self._approval_for(call, decision, row, path, started)
+            approval_id = await self._approval_for(call, decision, row, path, started)
             label = "approved"
             row["approval_id"] = approval_id
-        over = self.quotas.charge(
+        over = await self.quotas.acharge(
             call_id=call_id,
             run_id=self._quota_run,
             endpoint=call.endpoint.name,
@@ -190,11 +190,11 @@ class GuardTransport(httpx.AsyncBaseTransport):
         if over is not None:
             limited = Decision("deny", over, f"{over} reached", decision.endpoint, decision.access)
             row.update(rule=over, reason=limited.reason)
-            self._refuse(row, limited, started)
+            await self._refuse(row, limited, started)
         if approval_id is not None and self._approved.get(call_id) != approval_id:
-            if not self.approvals.consume(approval_id):
+            if not await self.store.run(self.approvals.consume, approval_id):
                 row.update(decision="deny", reason="approval was used, revoked or expired")
-                self._refuse(
+                await self._refuse(
                     row,
                     Decision(
                         "deny", decision.rule, row["reason"], decision.endpoint, decision.access
@@ -203,17 +203,18 @@ class GuardTransport(httpx.AsyncBaseTransport):
                 )
             self._remember(call_id, approval_id)
         if faked:
-            return self._fake(request, call, decision, row, started)
+            return await self._fake(request, call, decision, row, started)
         return await self._send(request, row, label, started)
 
-    def _refuse(self, row: dict[str, Any], decision: Decision, started: float) -> None:
+    async def _refuse(self, row: dict[str, Any], decision: Decision, started: float) -> NoReturn:
         row.update(
             decision="deny",
             rule=decision.rule,
             reason=decision.reason,
             latency_us=int((time.perf_counter() - started) * 1e6),
         )
-        self.audit.append(row, flush=True)
+        self.audit.queue(row)
+        await self.audit.aflush()
         raise PolicyViolation(
             f"{row['method']} {row['path']} denied by policy {self.policy.name!r} "
             f"({decision.rule}): {decision.reason}",
@@ -221,17 +222,40 @@ class GuardTransport(httpx.AsyncBaseTransport):
             rule=decision.rule,
         )
 
-    def _approval_for(
+    async def _approval_for(
         self, call: Call, decision: Decision, row: dict[str, Any], path: str, started: float
     ) -> str:
         """The id of a granted approval for this exact call, or raise ApprovalRequired."""
         call_id = row["call_id"]
         if call_id in self._approved:
             return self._approved[call_id]
+        found = await self.store.run(self._granted_or_request, call, decision, row, path)
+        if found.status == "approved":
+            return found.id
+        pending = found
+        row.update(
+            decision="approval_required",
+            approval_id=pending.id,
+            latency_us=int((time.perf_counter() - started) * 1e6),
+        )
+        self.audit.queue(row)
+        await self.audit.aflush()
+        raise ApprovalRequired(
+            f"{row['method']} {path} ({call.endpoint.name}) needs approval "
+            f"({decision.rule}): approve it with `closeguard approvals approve {pending.id}`",
+            approval_id=pending.id,
+            decision=decision,
+        )
+
+    def _granted_or_request(
+        self, call: Call, decision: Decision, row: dict[str, Any], path: str
+    ) -> Approval:
+        """A granted approval for the call, else a pending one (found or created): one trip
+        to the store's thread."""
         granted = self.approvals.granted(hash_call(call))
         if granted is not None:
-            return granted.id
-        pending = self.approvals.request(
+            return granted
+        return self.approvals.request(
             call,
             method=row["method"],
             path=path,
@@ -242,25 +266,13 @@ class GuardTransport(httpx.AsyncBaseTransport):
             run_id=self.context.run_id,
             ttl=self.approval_ttl,
         )
-        row.update(
-            decision="approval_required",
-            approval_id=pending.id,
-            latency_us=int((time.perf_counter() - started) * 1e6),
-        )
-        self.audit.append(row, flush=True)
-        raise ApprovalRequired(
-            f"{row['method']} {path} ({call.endpoint.name}) needs approval "
-            f"({decision.rule}): approve it with `closeguard approvals approve {pending.id}`",
-            approval_id=pending.id,
-            decision=decision,
-        )
 
     def _remember(self, call_id: str, approval_id: str) -> None:
         self._approved[call_id] = approval_id
         if len(self._approved) > 1000:
             self._approved.popitem(last=False)
 
-    def _fake(
+    async def _fake(
         self,
         request: httpx.Request,
         call: Call,
@@ -277,7 +289,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
             else f"dry run; enforce mode would ask approval ({decision.reason})",
             latency_us=int((time.perf_counter() - started) * 1e6),
         )
-        self.audit.append(row)
+        await self._audit(row)
         return httpx.Response(200, json=body, headers={DRY_RUN_HEADER: "true"}, request=request)
 
     async def _send(
@@ -291,7 +303,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
                 error=f"{type(exc).__name__}: {exc}"[:500],
                 latency_us=int((time.perf_counter() - started) * 1e6),
             )
-            self.audit.append(row)
+            await self._audit(row)
             raise
         row.update(
             decision=label,
@@ -300,11 +312,16 @@ class GuardTransport(httpx.AsyncBaseTransport):
         )
         if response.status_code >= 400:
             row["error"] = f"HTTP {response.status_code}"
-        self.audit.append(row)
+        await self._audit(row)
         return response
+
+    async def _audit(self, row: dict[str, Any]) -> None:
+        """Queue the row; when the batch is due, write it on the store's thread."""
+        if self.audit.queue(row):
+            await self.audit.aflush()
 
     async def aclose(self) -> None:
         try:
-            self.audit.flush()
+            await self.audit.aflush()
         finally:
             await self.inner.aclose()
