@@ -82,12 +82,19 @@ async def lead_tasks(client: CloseClient, lead_id: str) -> list[m.Task]:
 
 
 async def find_task(
-    client: CloseClient, lead_id: str, text: str, *, since: datetime | None = None
+    client: CloseClient,
+    lead_id: str,
+    text: str,
+    *,
+    since: datetime | None = None,
+    prefix: bool = False,
 ) -> m.Task | None:
-    """A task on the lead with exactly this text (created at or after ``since``)."""
+    """A task on the lead with exactly this text (or starting with it, with ``prefix``),
+    created at or after ``since``."""
     for task in await lead_tasks(client, lead_id):
         created = parse_time(task.date_created)
-        if task.text == text and (since is None or created is None or created >= since):
+        same = (task.text or "").startswith(text) if prefix else task.text == text
+        if same and (since is None or created is None or created >= since):
             return task
     return None
 

@@ -59,6 +59,10 @@ class CallWithText(EventTrigger):
         return super().matches(event) and bool(call_text(event.get("data") or {}))
 
 
+def _note_head(call: Mapping[str, Any]) -> str:
+    return f"Call summary ({call['id']}):"
+
+
 def _parse(answer: str) -> tuple[str, str]:
     text = answer.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
     try:
@@ -81,6 +85,10 @@ async def summarize(ctx: Context) -> None:
         )
         ctx.state["skipped"] = True
         return
+    if await find_note(ctx.client, call["lead_id"], _note_head(call)):
+        ctx.log.info("call %s is summarized already", call.get("id"))
+        ctx.state["skipped"] = True
+        return
     reply = await ctx.llm.ainvoke([SystemMessage(PROMPT), HumanMessage(call_text(call))])
     content = reply.content if isinstance(reply.content, str) else str(reply.content)
     ctx.state["summary"], ctx.state["next_step"] = _parse(content)
@@ -91,7 +99,7 @@ async def write_summary(ctx: Context) -> None:
     if ctx.state.get("skipped"):
         return
     call = event_data(ctx)
-    lead_id, head = call["lead_id"], f"Call summary ({call['id']}):"
+    lead_id, head = call["lead_id"], _note_head(call)
     if ctx.state.get("summary"):
         body = {"lead_id": lead_id, "note": f"{head} {ctx.state['summary']}"}
         if call.get("contact_id"):
@@ -106,14 +114,18 @@ async def write_summary(ctx: Context) -> None:
         ctx.log.info("call %s: the model gave no next step", call["id"])
         return
     due = business_days_after(event_time(ctx).date(), int(ctx.params["next_step_days"]))
-    text = f"Next step after call {call['id']}: {ctx.state['next_step']}"
-    task: dict[str, Any] = {"lead_id": lead_id, "text": text, "date": day(due)}
+    head = f"Next step after call {call['id']}:"
+    task: dict[str, Any] = {
+        "lead_id": lead_id,
+        "text": f"{head} {ctx.state['next_step']}",
+        "date": day(due),
+    }
     if call.get("user_id"):
         task["assigned_to"] = call["user_id"]
     await once(
         ctx,
         "next-step-task",
-        lambda: find_task(ctx.client, lead_id, text),
+        lambda: find_task(ctx.client, lead_id, head, prefix=True),
         lambda: ctx.client.tasks.create(task),
     )
 

@@ -1,11 +1,12 @@
 """won-deal-handoff: an opportunity is won -> handoff note, customer status, onboarding task.
 
-On the won opportunity's lead: a handoff note (value, owner, contact, the deal's note),
-the lead moved to the lead status labelled ``customer_status`` (default "Customer"; a
-missing label fails the run with its name), and an onboarding task for
-``onboarding_user`` (default the deal's owner) due in ``onboarding_days`` business days.
-Each write reads Close first (the note and task name the opportunity; a lead already in
-the customer status is left alone), so a replayed event changes nothing.
+On the won opportunity's lead: the lead moved to the lead status labelled
+``customer_status`` (default "Customer"; a missing label fails the run with its name,
+before anything is written), a handoff note (value, owner, contact, the deal's note), and
+an onboarding task for ``onboarding_user`` (default the deal's owner) due in
+``onboarding_days`` business days. Each write reads Close first (the note and task name
+the opportunity; a lead already in the customer status is left alone), so a replayed
+event changes nothing.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ WORKFLOW = Workflow(
         "opportunity", "updated", changed_fields=("status_id",), data={"status_type": "won"}
     ),
     policy=NAME,
-    steps=(write_handoff_note, move_to_customer, create_onboarding_task),
+    steps=(move_to_customer, write_handoff_note, create_onboarding_task),
     description="An opportunity is won: a handoff note on the lead, the lead moved to a "
     "customer status, an onboarding task.",
     params={"customer_status": "Customer", "onboarding_days": 3, "onboarding_user": None},
