@@ -15,7 +15,7 @@ completed step::
     WORKFLOW = Workflow(
         name="call-on-new-opportunity",
         trigger=EventTrigger("opportunity", "created"),
-        policy="followup-on-status-change",
+        policy="follow-up-on-status-change",
         steps=(add_task,),
     )
 
