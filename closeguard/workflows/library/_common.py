@@ -8,7 +8,7 @@ another).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -34,11 +34,6 @@ def event_time(ctx: Context) -> datetime:
     """
     event = ctx.event or {}
     return parse_time(event.get("date_created")) or ctx.tick or ctx.now()
-
-
-def event_data(ctx: Context) -> Mapping[str, Any]:
-    """The triggering object as the event carries it."""
-    return (ctx.event or {}).get("data") or {}
 
 
 def business_days_after(start: date, days: int) -> date:

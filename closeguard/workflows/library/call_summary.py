@@ -22,7 +22,6 @@ from closeguard.workflows.definition import Context, EventTrigger, Workflow
 from closeguard.workflows.library._common import (
     business_days_after,
     day,
-    event_data,
     event_time,
     find_note,
     find_task,
@@ -76,7 +75,7 @@ def _parse(answer: str) -> tuple[str, str]:
 
 async def summarize(ctx: Context) -> None:
     """Ask the model for a summary and a next step (skipped without a model)."""
-    call = event_data(ctx)
+    call = ctx.event_data
     if ctx.llm is None:
         ctx.log.warning(
             "call-summary skipped for call %s: no model configured "
@@ -98,7 +97,7 @@ async def write_summary(ctx: Context) -> None:
     """The summary as a note on the call's lead, and the next step as a task."""
     if ctx.state.get("skipped"):
         return
-    call = event_data(ctx)
+    call = ctx.event_data
     lead_id, head = call["lead_id"], _note_head(call)
     if ctx.state.get("summary"):
         body = {"lead_id": lead_id, "note": f"{head} {ctx.state['summary']}"}

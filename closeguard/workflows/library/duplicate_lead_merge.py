@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from closeguard.tools import models as m
 from closeguard.workflows.definition import Context, EventTrigger, Workflow
-from closeguard.workflows.library._common import event_data, lead_or_none, once
+from closeguard.workflows.library._common import lead_or_none, once
 
 NAME = "duplicate-lead-merge"
 
@@ -22,7 +22,7 @@ def _emails(lead: m.Lead) -> set[str]:
 
 
 def _new_lead_id(ctx: Context) -> str:
-    return str((ctx.event or {}).get("object_id") or event_data(ctx)["id"])
+    return str((ctx.event or {}).get("object_id") or ctx.event_data["id"])
 
 
 async def find_original(ctx: Context) -> None:

@@ -14,7 +14,6 @@ from closeguard.workflows.definition import Context, EventTrigger, Workflow
 from closeguard.workflows.library._common import (
     business_days_after,
     day,
-    event_data,
     event_time,
     find_task,
     once,
@@ -38,7 +37,7 @@ async def _status_type(ctx: Context, status_id: str) -> str:
 
 async def create_follow_up(ctx: Context) -> None:
     """Create the follow-up task for the owner, once per status change."""
-    opp = event_data(ctx)
+    opp = ctx.event_data
     lead_id, owner = opp["lead_id"], opp.get("user_id")
     kind = opp.get("status_type") or await _status_type(ctx, opp["status_id"])
     label = opp.get("status_label") or opp["status_id"]

@@ -17,7 +17,6 @@ from typing import Any
 from closeguard.tools import models as m
 from closeguard.workflows.definition import Context, EventTrigger, Workflow
 from closeguard.workflows.library._common import (
-    event_data,
     event_time,
     find_task,
     lead_or_none,
@@ -75,7 +74,7 @@ async def set_owner(ctx: Context) -> None:
 
 async def create_intro_task(ctx: Context) -> None:
     """The intro call task for the owner, due now."""
-    lead = event_data(ctx)
+    lead = ctx.event_data
     lead_id = _lead_id(ctx)
     text = str(ctx.params["task_text"]).format(lead=lead.get("display_name") or lead_id)
     arrived = event_time(ctx)
@@ -93,7 +92,7 @@ async def create_intro_task(ctx: Context) -> None:
 
 
 def _lead_id(ctx: Context) -> str:
-    return str((ctx.event or {}).get("object_id") or event_data(ctx)["id"])
+    return str((ctx.event or {}).get("object_id") or ctx.event_data["id"])
 
 
 WORKFLOW = Workflow(

@@ -18,7 +18,6 @@ from closeguard.workflows.definition import Context, EventTrigger, Workflow
 from closeguard.workflows.library._common import (
     business_days_after,
     day,
-    event_data,
     event_time,
     find_note,
     find_task,
@@ -37,7 +36,7 @@ def _money(opp: Any) -> str:
 
 async def write_handoff_note(ctx: Context) -> None:
     """A note for the team taking over: what was sold, by whom, to whom."""
-    opp = event_data(ctx)
+    opp = ctx.event_data
     owner = opp.get("user_name") or opp.get("user_id") or "unknown"
     head = f"Handoff: deal {opp['id']} won"
     lines = [
@@ -58,7 +57,7 @@ async def write_handoff_note(ctx: Context) -> None:
 
 async def move_to_customer(ctx: Context) -> None:
     """Set the lead's status to the customer status, unless it is there already."""
-    lead_id = event_data(ctx)["lead_id"]
+    lead_id = ctx.event_data["lead_id"]
     label = str(ctx.params["customer_status"])
     status = next(
         (s for s in await ctx.client.statuses.lead() if s.label.casefold() == label.casefold()),
@@ -80,7 +79,7 @@ async def move_to_customer(ctx: Context) -> None:
 
 async def create_onboarding_task(ctx: Context) -> None:
     """The onboarding kickoff task."""
-    opp = event_data(ctx)
+    opp = ctx.event_data
     won_at = event_time(ctx)
     due = business_days_after(won_at.date(), int(ctx.params["onboarding_days"]))
     text = f"Onboarding kickoff for {opp.get('lead_name') or opp['lead_id']} (deal {opp['id']})"
