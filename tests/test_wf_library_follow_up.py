@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
+import httpx
 import pytest
 
 from closeguard.store import Store
 from closeguard.workflows.library._common import business_days_after
 from closeguard.workflows.library.follow_up_on_status_change import WORKFLOW
+from closeguard.workflows.testing import run_workflow
 from tests._wf_library import Org, added, collections, event
 
 
@@ -65,6 +67,42 @@ async def test_the_same_change_twice_makes_one_task(org: Org) -> None:
 
     assert again.status == retried.status == "completed"
     assert org.diff(before).empty
+
+
+class LosesOneAnswer(httpx.AsyncBaseTransport):
+    """Passes requests on, but hangs up after the first task create has landed."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.lost = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and request.url.path.endswith("/task/") and not self.lost:
+            self.lost += 1
+            raise httpx.RemoteProtocolError("server hung up", request=request)
+        return response
+
+
+async def test_a_run_cut_off_after_its_write_landed_reads_close_back(org: Org) -> None:
+    opp = active_opportunity(org)
+    change = await move(org, str(opp["id"]), "Won")
+    before = org.snapshot()
+    flaky = LosesOneAnswer(org.sim.transport())
+
+    cut = await run_workflow(
+        WORKFLOW,
+        transport=flaky,
+        api_key=org.sim.api_key,
+        event=change,
+        store=org.store,
+        clock=org.clock,
+    )
+    retried = await org.run(WORKFLOW, event=change, run_id=cut.run_id)
+
+    assert cut.status == "failed" and "CloseConnectionError" in str(cut.error)
+    assert flaky.lost == 1 and retried.status == "completed", retried.error
+    assert len(added(org.diff(before), "tasks")) == 1
 
 
 async def test_a_later_change_of_the_same_deal_gets_its_own_task(org: Org) -> None:
