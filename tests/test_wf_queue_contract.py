@@ -168,3 +168,13 @@ async def test_a_rejected_run_ends(queue: RunQueue) -> None:
     ended = await queue.get("r-r")
     assert ended is not None and ended.status == "rejected"
     assert await queue.claim("w") is None
+
+
+async def test_a_released_run_is_claimable_again_without_counting_the_attempt(
+    queue: RunQueue,
+) -> None:
+    await queue.enqueue([req("s", "lead"), req("t", "lead")])
+    await queue.claim("w")
+    await queue.release("r-s", "w")
+    again = await queue.claim("w2")
+    assert again is not None and (again.id, again.attempts) == ("r-s", 1)

@@ -198,14 +198,14 @@ class RunRows:
             ).rowcount
         return bool(changed)
 
-    def settle(self, run_id: str, worker: str | None, **values: Any) -> bool:
-        """Set a run's outcome; with ``worker``, only while that worker still holds it."""
+    def settle(self, run_id: str, holder: str | None, **values: Any) -> bool:
+        """Set a run's outcome; with ``holder``, only while that worker still holds it."""
         t = self.table
         if "state" in values and values["state"] is not None:
             values["state"] = json.dumps(values["state"], default=str)
         where = t.c.id == run_id
-        if worker is not None:
-            where = and_(where, t.c.worker == worker, t.c.status == "running")
+        if holder is not None:
+            where = and_(where, t.c.worker == holder, t.c.status == "running")
         with self.store.engine.begin() as conn:
             changed = conn.execute(update(t).where(where).values(updated=self.now(), **values))
         return bool(changed.rowcount)

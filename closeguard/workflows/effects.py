@@ -3,13 +3,12 @@
 Before a write is sent its intent is committed; after it, its JSON result. A run retried
 after a crash finds either the result (returned, nothing is called), or only the intent
 (the process died mid-call: ``find`` reads Close back, and only if it finds nothing is the
-write made again), or nothing (the write is made). Store access runs in a worker thread,
+write made again), or nothing (the write is made). Store access runs on the store's thread,
 never in the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -36,13 +35,14 @@ class EffectJournal:
     """Journaled writes for the runs of one store."""
 
     def __init__(self, store: Store) -> None:
+        self.store = store
         self.rows = EffectRows(store)
 
     async def get(self, run_id: str, key: str) -> EffectRow | None:
-        return await asyncio.to_thread(self.rows.get, run_id, key)
+        return await self.store.run(self.rows.get, run_id, key)
 
     async def for_run(self, run_id: str) -> list[EffectRow]:
-        return await asyncio.to_thread(self.rows.for_run, run_id)
+        return await self.store.run(self.rows.for_run, run_id)
 
     async def effect(
         self,
@@ -65,10 +65,10 @@ class EffectJournal:
             existing = await find()
             if existing is not None:
                 result = to_json(existing)
-                await asyncio.to_thread(self.rows.done, run_id, key, result)
+                await self.store.run(self.rows.done, run_id, key, result)
                 return result
         if found is None:
-            await asyncio.to_thread(self.rows.intent, run_id, key)
+            await self.store.run(self.rows.intent, run_id, key)
         result = to_json(await write())
-        await asyncio.to_thread(self.rows.done, run_id, key, result)
+        await self.store.run(self.rows.done, run_id, key, result)
         return result

@@ -40,6 +40,7 @@ from closeguard.tools.errors import (
     RateLimited,
     ServerError,
 )
+from closeguard.workflows.activity import Activity, Feed
 from closeguard.workflows.context import StepContext
 from closeguard.workflows.definition import Step, Workflow
 from closeguard.workflows.effects import EffectJournal
@@ -90,6 +91,29 @@ def describe(exc: BaseException) -> str:
     """One line for a run's error: the class and message (a policy denial names its rule)."""
     text = str(exc).strip() or traceback.format_exception_only(exc)[-1].strip()
     return f"{type(exc).__name__}: {text}"[:2000]
+
+
+class _Observed(httpx.AsyncBaseTransport):
+    """A run's view of the shared transport: each write that reached Close goes to the feed."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, feed: Feed, workflow: str, run_id: str):
+        self.inner = inner
+        self.feed = feed
+        self.workflow = workflow
+        self.run_id = run_id
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method != "GET" or response.status_code >= 400:
+            path = request.url.path.removeprefix("/api/v1")
+            text = f"{self.workflow}: {request.method} {path} -> {response.status_code}"
+            self.feed.emit(
+                Activity("action", text, self.workflow, self.run_id, str(response.status_code))
+            )
+        return response
+
+    async def aclose(self) -> None:
+        return None
 
 
 class _Unclosed(httpx.AsyncBaseTransport):
@@ -159,8 +183,10 @@ class Executor:
         base_url: str | None = None,
         clock: Clock | None = None,
         llm: BaseChatModel | None = None,
+        feed: Feed | None = None,
     ) -> None:
         self.store = store
+        self.feed = feed
         self.checkpointer = checkpointer
         self.api_key = api_key
         self.transport = _Unclosed(transport or httpx.AsyncHTTPTransport())
@@ -190,10 +216,13 @@ class Executor:
             store=self.store,
             triggered_leads=None if spec.lead_id is None else {spec.lead_id},
         )
+        transport: httpx.AsyncBaseTransport = self.transport
+        if self.feed is not None:
+            transport = _Observed(transport, self.feed, workflow.name, spec.run_id)
         return CloseClient(
             self.api_key,
             base_url=self.base_url,
-            transport=self.transport,
+            transport=transport,
             policy=guard,
             actor=workflow.name,
             run_id=spec.run_id,

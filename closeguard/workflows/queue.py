@@ -94,6 +94,10 @@ class RunQueue(Protocol):
         """End a run parked for approval (``rejected``)."""
         ...
 
+    async def release(self, run_id: str, worker: str) -> None:
+        """Give a claimed run back unfinished (shutdown); the attempt is not counted."""
+        ...
+
     async def resume(self, run_id: str) -> bool:
         """A parked run whose approval was granted goes back to the queue."""
         ...
@@ -186,6 +190,19 @@ class SqlRunQueue:
 
     async def end(self, run_id: str, status: str, error: str | None = None) -> None:
         await self.store.run(self.rows.settle, run_id, None, status=status, error=error)
+
+    async def release(self, run_id: str, worker: str) -> None:
+        attempts = self.rows.table.c.attempts
+        await self.store.run(
+            self.rows.settle,
+            run_id,
+            worker,
+            status="queued",
+            available_at=self.clock.now(),
+            lease_until=None,
+            worker=None,
+            attempts=attempts - 1,
+        )
 
     async def resume(self, run_id: str) -> bool:
         return await self.store.run(self.rows.requeue, run_id, ("waiting_approval",))

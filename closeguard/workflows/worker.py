@@ -1,0 +1,210 @@
+"""Workers: claim runs from the queue, execute them, settle the outcome.
+
+A worker runs ``concurrency`` runs at a time. Each claim is leased and the lease renewed
+while the run executes, so a run whose process died is claimed again once its lease runs
+out and continues from its last checkpoint (writes already made are in the effect journal).
+Outcomes: completed; waiting for an approval (parked, its lead free); failed for good (a
+policy denial, a bug: error kept); failed for now (Close 5xx/429 after the client's own
+retries, no connection: retried with backoff, then dead-lettered).
+
+``check_approvals`` looks at parked runs: approved ones go back to the queue (and resume
+the step that asked), rejected or expired ones end ``rejected`` without that call.
+On stop, runs in progress finish; a run still going after the grace period is cancelled
+and released (its checkpoint and journal keep what it did), to be claimed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from datetime import datetime
+
+from closeguard.guardrails import Approvals
+from closeguard.store import Store
+from closeguard.store.runs import RunRow
+from closeguard.workflows.activity import Activity, Feed
+from closeguard.workflows.definition import Workflow
+from closeguard.workflows.executor import Executor, Outcome, RunSpec, describe
+from closeguard.workflows.queue import RunQueue
+
+__all__ = ["Worker", "spec_of"]
+
+log = logging.getLogger("closeguard.workflows.worker")
+
+
+def spec_of(run: RunRow) -> RunSpec:
+    """The executor's view of a stored run."""
+    tick = run.payload.get("tick")
+    return RunSpec(
+        run_id=run.id,
+        workflow=run.workflow,
+        event=run.payload.get("event"),
+        tick=datetime.fromisoformat(tick) if tick else None,
+        params=run.payload.get("params") or {},
+        lead_id=run.lead_id,
+    )
+
+
+class Worker:
+    """Executes queued runs of ``workflows`` (see the module doc)."""
+
+    def __init__(
+        self,
+        queue: RunQueue,
+        executor: Executor,
+        workflows: Mapping[str, Workflow],
+        *,
+        store: Store,
+        name: str | None = None,
+        concurrency: int = 4,
+        poll: float = 0.5,
+        heartbeat: float = 20.0,
+        approvals_every: float = 2.0,
+        feed: Feed | None = None,
+    ) -> None:
+        self.queue = queue
+        self.executor = executor
+        self.workflows = dict(workflows)
+        self.store = store
+        self.approvals = Approvals(store)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.concurrency = concurrency
+        self.poll = poll
+        self.heartbeat = heartbeat
+        self.approvals_every = approvals_every
+        self.feed = feed or Feed()
+        self.wake = asyncio.Event()
+        self.executed = 0
+
+    def nudge(self) -> None:
+        """Look at the queue now (new runs were queued)."""
+        self.wake.set()
+
+    async def run_one(self) -> bool:
+        """Claim and execute one run; False when none is claimable."""
+        run = await self.queue.claim(self.name)
+        if run is None:
+            return False
+        await self._guarded(run)
+        return True
+
+    async def _guarded(self, run: RunRow) -> None:
+        beat = asyncio.create_task(self._beat(run.id))
+        try:
+            await self._execute(run)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.queue.release(run.id, self.name))
+            raise
+        except Exception as exc:
+            log.exception("run %s: the worker failed around it", run.id)
+            await self.queue.fail(run.id, self.name, describe(exc), transient=True)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            self.executed += 1
+
+    async def _beat(self, run_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            await self.queue.heartbeat(run_id, self.name)
+
+    async def _execute(self, run: RunRow) -> None:
+        workflow = self.workflows.get(run.workflow)
+        if workflow is None:
+            error = f"workflow {run.workflow!r} is not enabled in this process"
+            await self.queue.fail(run.id, self.name, error, transient=False)
+            self._report(run, "failed", error)
+            return
+        self._report(run, "started" if run.attempts == 1 else f"attempt {run.attempts}")
+        resume = None
+        if run.approval_id:
+            resume = {"approval_id": run.approval_id, "status": "approved"}
+        outcome = await self.executor.execute(workflow, spec_of(run), resume=resume)
+        await self._settle(run, outcome)
+
+    async def _settle(self, run: RunRow, outcome: Outcome) -> None:
+        if outcome.status == "completed":
+            await self.queue.complete(run.id, self.name, outcome.state)
+            self._report(run, "completed")
+        elif outcome.status == "waiting_approval":
+            assert outcome.approval_id is not None
+            await self.queue.wait_approval(run.id, self.name, outcome.approval_id, outcome.state)
+            self._report(run, "waiting_approval", outcome.approval_id)
+        elif outcome.status == "rejected":
+            await self.queue.end(run.id, "rejected", outcome.error)
+            self._report(run, "rejected", outcome.error)
+        else:
+            error = outcome.error or "failed"
+            settled = await self.queue.fail(run.id, self.name, error, transient=outcome.transient)
+            self._report(run, settled.status if settled.status != "queued" else "retrying", error)
+
+    def _report(self, run: RunRow, status: str, detail: str | None = None) -> None:
+        text = f"{run.workflow} {status}" + (f": {detail}" if detail else "")
+        self.feed.emit(Activity("run", text, run.workflow, run.id, status))
+
+    async def check_approvals(self) -> int:
+        """Move parked runs whose approval was decided; how many moved."""
+        moved = 0
+        for run in await self.queue.list(status="waiting_approval", limit=500):
+            if run.approval_id is None:
+                continue
+            approval = await self.store.run(self.approvals.get, run.approval_id)
+            status = "missing" if approval is None else approval.status
+            if status == "pending":
+                continue
+            if status == "approved":
+                moved += await self.queue.resume(run.id)
+                self.nudge()
+            else:
+                error = f"approval {run.approval_id} was {status}"
+                await self.queue.end(run.id, "rejected", error)
+                self._report(run, "rejected", error)
+                moved += 1
+        return moved
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Execute runs until ``stop`` is set; the runs in progress then finish."""
+        lanes = [asyncio.create_task(self._lane(stop)) for _ in range(self.concurrency)]
+        watcher = asyncio.create_task(self._watch_approvals(stop))
+        try:
+            await asyncio.gather(*lanes, watcher)
+        finally:
+            for task in (*lanes, watcher):
+                task.cancel()
+            await asyncio.gather(*lanes, watcher, return_exceptions=True)
+
+    async def _lane(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                busy = await self.run_one()
+            except Exception:
+                log.exception("worker lane failed; carrying on")
+                busy = False
+            if busy or stop.is_set():
+                continue
+            self.wake.clear()
+            await _first(stop, self.wake, within=self.poll)
+
+    async def _watch_approvals(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.check_approvals()
+            except Exception:
+                log.exception("checking approvals failed; will try again")
+            await _first(stop, within=self.approvals_every)
+
+
+async def _first(*events: asyncio.Event, within: float) -> None:
+    """Wait until one of ``events`` is set or ``within`` seconds pass."""
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
