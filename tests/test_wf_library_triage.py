@@ -61,6 +61,16 @@ async def test_owners_take_turns(org: Org) -> None:
     assert sorted(owners) == users_in_turn(org)
 
 
+async def test_the_users_parameter_limits_the_rotation(org: Org) -> None:
+    two = users_in_turn(org)[1:3]
+    owners = set()
+    for i in range(3):
+        created = await new_lead(org, f"Lead {i}")
+        result = await org.run(WORKFLOW, event=created, params={"users": ", ".join(two)})
+        owners.add(result.state["owner"])  # given as --param users=a,b
+    assert owners == set(two)
+
+
 async def test_the_lead_owner_field_is_set_when_the_org_has_one(org: Org) -> None:
     field_id = await owner_field(org)
     created = await new_lead(org)

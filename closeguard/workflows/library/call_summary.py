@@ -90,7 +90,8 @@ async def summarize(ctx: Context) -> None:
         return
     reply = await ctx.llm.ainvoke([SystemMessage(PROMPT), HumanMessage(call_text(call))])
     content = reply.content if isinstance(reply.content, str) else str(reply.content)
-    ctx.state["summary"], ctx.state["next_step"] = _parse(content)
+    summary, next_step = _parse(content)
+    ctx.state["summary"], ctx.state["next_step"] = summary[:4000], next_step[:500]
 
 
 async def write_summary(ctx: Context) -> None:

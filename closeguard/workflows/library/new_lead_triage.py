@@ -28,7 +28,8 @@ NAME = "new-lead-triage"
 
 
 async def _active_users(ctx: Context) -> list[str]:
-    chosen = [str(u) for u in ctx.params.get("users") or ()]
+    given = ctx.params.get("users") or ()
+    chosen = [str(u).strip() for u in (given.split(",") if isinstance(given, str) else given)]
     if chosen:
         return chosen
     me = await ctx.client.users.me()
