@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,17 @@ class MemoryInbox:
     def __init__(self) -> None:
         self.events: dict[str, Mapping[str, Any]] = {}
         self.sources: list[str] = []
+        self.batches: list[int] = []
 
-    async def add(self, event: Mapping[str, Any], *, source: str) -> bool:
-        self.sources.append(source)
-        if event["id"] in self.events:
-            return False
-        self.events[event["id"]] = event
-        return True
+    async def add_many(self, events: Sequence[Mapping[str, Any]], *, source: str) -> int:
+        self.batches.append(len(events))
+        new = 0
+        for event in events:
+            self.sources.append(source)
+            if event["id"] not in self.events:
+                self.events[event["id"]] = event
+                new += 1
+        return new
 
 
 class Response:
@@ -120,10 +124,10 @@ async def test_a_signed_delivery_is_stored_once() -> None:
     first = await call(app, [body], signed(body))
     again = await call(app, [body], signed(body))
     assert (first.status, first.json) == (200, {"status": "stored"})
-    assert (again.status, again.json) == (200, {"status": "duplicate"})
+    assert (again.status, again.json) == (200, {"status": "stored"})
     assert list(inbox.events) == ["ev_1"] and inbox.sources == ["webhook", "webhook"]
     assert inbox.events["ev_1"]["object_type"] == "lead"
-    assert app.stats == {"stored": 1, "duplicate": 1}
+    assert app.stats == {"stored": 2} and app.group.new == 1
 
 
 async def test_it_answers_only_after_the_inbox_has_stored_the_event() -> None:
@@ -131,10 +135,10 @@ async def test_it_answers_only_after_the_inbox_has_stored_the_event() -> None:
     stored: list[str] = []
 
     class SlowInbox:
-        async def add(self, event: Mapping[str, Any], *, source: str) -> bool:
+        async def add_many(self, events: Sequence[Mapping[str, Any]], *, source: str) -> int:
             await release.wait()
-            stored.append(event["id"])
-            return True
+            stored.extend(e["id"] for e in events)
+            return len(events)
 
     app = receiver(SlowInbox())
     body = delivery()
@@ -213,18 +217,42 @@ async def test_a_bad_content_length_is_400() -> None:
 
 async def test_an_inbox_failure_is_503_so_close_retries() -> None:
     class BrokenInbox:
-        async def add(self, event: Mapping[str, Any], *, source: str) -> bool:
+        async def add_many(self, events: Sequence[Mapping[str, Any]], *, source: str) -> int:
             raise OSError("disk full")
 
     class StuckInbox:
-        async def add(self, event: Mapping[str, Any], *, source: str) -> bool:
+        async def add_many(self, events: Sequence[Mapping[str, Any]], *, source: str) -> int:
             await asyncio.Event().wait()
-            return True
+            return 0
 
     body = delivery()
     assert (await call(receiver(BrokenInbox()), [body], signed(body))).status == 503
     stuck = receiver(StuckInbox(), store_timeout=0.01)
     assert (await call(stuck, [body], signed(body))).status == 503
+
+
+async def test_deliveries_arriving_during_a_commit_share_the_next_one() -> None:
+    gate = asyncio.Event()
+    inbox = MemoryInbox()
+
+    class GatedInbox:
+        async def add_many(self, events: Sequence[Mapping[str, Any]], *, source: str) -> int:
+            await gate.wait()
+            return await inbox.add_many(events, source=source)
+
+    app = receiver(GatedInbox())
+    bodies = [delivery(f"ev_{i}") for i in range(11)]
+    first = asyncio.create_task(call(app, [bodies[0]], signed(bodies[0])))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    rest = [asyncio.create_task(call(app, [b], signed(b))) for b in bodies[1:]]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not first.done() and not any(t.done() for t in rest)
+    gate.set()
+    answers = await asyncio.gather(first, *rest)
+    assert [a.status for a in answers] == [200] * 11
+    assert inbox.batches == [1, 10] and app.group.commits == 2 and len(inbox.events) == 11
 
 
 async def test_keys_are_reloaded_when_a_delivery_matches_none() -> None:
@@ -360,7 +388,7 @@ async def test_duplicated_deliveries_make_one_event_and_one_run(tmp_path: Path) 
         leads = [(await client.post("/lead/", json={"name": f"Twice {i}"}))["id"] for i in range(3)]
     await sim.webhooks.drain()
     assert sim.webhooks.stats["duplicated"] == 3
-    assert app.stats == {"stored": 3, "duplicate": 3}
+    assert app.stats == {"stored": 6} and app.group.new == 3
     runs = await inbox.queue.list(workflow="on-new-lead")
     assert sorted(r.lead_id or "" for r in runs) == sorted(leads)
     assert all(inbox.rows.get(r.trigger_key) is not None for r in runs)
