@@ -14,8 +14,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from closeguard.agent.testing import call, scripted, turn
 from closeguard.guardrails import Approvals, AuditLog, GuardTransport, Policy
 from closeguard.guardrails.quotas import Quotas
+from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.store.approvals import ApprovalRows
 from closeguard.store.audit import AuditRows
@@ -23,6 +25,7 @@ from closeguard.store.quotas import QuotaCounters
 from closeguard.tools.catalog import classify
 from closeguard.tools.clock import FakeClock
 from closeguard.tools.errors import ApprovalRequired, PolicyViolation
+from tests._agent import MERGE_POLICY, rig
 
 T = TypeVar("T")
 
@@ -212,3 +215,21 @@ async def test_a_window_refusal_gives_the_per_run_units_back(store: Store) -> No
     clock.advance(60)
     assert await charge("c") is None
     assert await charge("d") == "limits.per_run.writes"
+
+
+async def test_the_agents_review_asks_the_store_off_the_event_loop(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = Simulator(seed=3, leads=4)
+    src, dst = list(sim.state["leads"])[:2]
+    model = scripted(
+        turn("Merging.", call("lead_merge", source=src, destination=dst)), turn("Done.")
+    )
+    gate = Gate()
+    monkeypatch.setattr(ApprovalRows, "open_or_insert", gate.wrap(ApprovalRows.open_or_insert))
+    async with rig(store, MERGE_POLICY, model, sim=sim) as r:
+        asked = asyncio.ensure_future(r.ask("merge those two"))
+        await gate.open_from_the_loop()
+        [pending] = (await asked)["__interrupt__"]
+    assert Approvals(store).get(pending.value["approval_id"]).status == "pending"
+    assert gate.threads and threading.current_thread() not in gate.threads

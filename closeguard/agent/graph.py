@@ -194,7 +194,9 @@ def _review_node(deps: _Deps) -> Callable[..., Any]:
                     "tool calls",
                 )
                 continue
-            reviews[call_id] = _check(deps, call["name"], dict(call["args"]), run_id)
+            reviews[call_id] = await deps.store.run(
+                _check, deps, call["name"], dict(call["args"]), run_id
+            )
         update: dict[str, Any] = {"reviews": reviews, "calls": used}
         if stopped:
             update["stopped"] = stopped
@@ -319,13 +321,13 @@ def _ask_node(deps: _Deps) -> Callable[..., Any]:
         _tool, ep = deps.tools[review["tool"]]
         error: str | None = None
         while True:
-            settled = _settled(deps, review)
+            settled = await deps.store.run(_settled, deps, review)
             if settled is not None:
                 return {"reviews": {call_id: settled}}
             raw = interrupt(_payload(call_id, review, ep, error))
             try:
                 answer = parse_answer(raw)
-                outcome = _apply(deps, review, answer, item["run_id"])
+                outcome = await deps.store.run(_apply, deps, review, answer, item["run_id"])
             except AnswerError as exc:
                 error = str(exc)
                 continue
