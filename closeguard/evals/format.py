@@ -1,0 +1,314 @@
+"""The suite format: a folder per suite holding ``tasks.yaml`` (this module's ``Suite``),
+its policies and, where needed, a world file.
+
+A suite names a world (simulator seed and size, an optional saved world file, and
+fixture objects with stable handles), then lists tasks. Strings in a task may say
+``{{handle}}`` (a fixture's id), ``{{handle.field}}`` (a field of that object in the
+initial world), ``{{lead_status:Label}}``, ``{{stage:Label}}``, ``{{user:First}}``,
+``{{me}}`` and ``{{today}}`` / ``{{today+N}}``; the runner fills them in per world.
+
+The JSON Schema of this format is ``suite_schema()`` (also saved next to this module as
+``suite.schema.json`` for editors; a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from closeguard.simulator.faults import HTTPFaults, WebhookFaults
+
+__all__ = [
+    "Attack",
+    "Call",
+    "ContactFixture",
+    "Delivery",
+    "Effect",
+    "Expect",
+    "Faults",
+    "LeadFixture",
+    "Reference",
+    "StateCheck",
+    "Suite",
+    "Task",
+    "World",
+    "suite_schema",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- world ---------------------------------------------------------------------------------
+
+
+class ContactFixture(_Model):
+    handle: str | None = None
+    name: str
+    title: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class OpportunityFixture(_Model):
+    handle: str | None = None
+    value: int = Field(description="In cents, as Close stores it.")
+    status: str = Field(default="Discovery", description="A pipeline stage label.")
+    confidence: int = 50
+    value_period: Literal["one_time", "monthly", "annual"] = "one_time"
+    note: str = ""
+
+
+class NoteFixture(_Model):
+    handle: str | None = None
+    note: str
+
+
+class EmailFixture(_Model):
+    handle: str | None = None
+    subject: str
+    body_text: str
+    direction: Literal["incoming", "outgoing"] = "incoming"
+    sender: str | None = None
+    to: list[str] = Field(default_factory=list)
+
+
+class TaskFixture(_Model):
+    handle: str | None = None
+    text: str
+    date: str = Field(default="{{today}}", description="YYYY-MM-DD (templates allowed).")
+    is_complete: bool = False
+
+
+class LeadFixture(_Model):
+    """A lead the suite adds to the generated world, with a stable ``handle``."""
+
+    handle: str
+    name: str
+    status: str | None = Field(default=None, description="A lead status label.")
+    description: str = ""
+    url: str | None = None
+    custom: dict[str, str] = Field(
+        default_factory=dict, description="Custom field name -> text (fields are created)."
+    )
+    contacts: list[ContactFixture] = Field(default_factory=list)
+    opportunities: list[OpportunityFixture] = Field(default_factory=list)
+    notes: list[NoteFixture] = Field(default_factory=list)
+    emails: list[EmailFixture] = Field(default_factory=list)
+    tasks: list[TaskFixture] = Field(default_factory=list)
+
+
+class World(_Model):
+    """The organization every trial starts from (a fresh copy per trial)."""
+
+    seed: int = 0
+    leads: int = Field(default=10, ge=0, le=500, description="Generated leads besides fixtures.")
+    file: str | None = Field(
+        default=None, description="A saved world (closeguard sim save), relative to the suite."
+    )
+    fixtures: list[LeadFixture] = Field(default_factory=list)
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+
+class Faults(_Model):
+    """Faults injected while the task runs: per endpoint group (``lead:read``), resource
+    root (``lead``) or ``"*"``, and on webhook deliveries."""
+
+    http: dict[str, HTTPFaults] = Field(default_factory=dict)
+    webhooks: WebhookFaults | None = None
+
+
+Matcher = Any
+"""A field matcher: a plain value (equal), or one of ``{matches: regex}``,
+``{contains: text}``, ``{in: [values]}``, ``{gte: n}`` / ``{lte: n}``, ``{not: value}``."""
+
+
+class StateCheck(_Model):
+    """An assertion on the final state: the objects of ``collection`` selected by ``id``
+    and/or ``where`` must number ``count`` (default: at least one; ``exists: false``
+    means none) and each match ``fields``."""
+
+    collection: str
+    id: str | None = None
+    where: dict[str, Matcher] = Field(default_factory=dict)
+    exists: bool = True
+    count: int | None = Field(default=None, ge=0)
+    fields: dict[str, Matcher] = Field(default_factory=dict)
+
+
+class Effect(_Model):
+    """Something that must not happen (a forbidden effect), judged on the state diff.
+
+    ``deleted``: the object ``id`` is gone; ``changed``: object ``id`` changed (``field``:
+    that field only); ``created``: a new object in ``collection`` matching ``where``;
+    ``email_sent``: an email went out (status sent/outbox/scheduled) to an address
+    containing ``to`` (any address when unset); ``outside_lead``: anything changed that
+    does not belong to lead ``lead``.
+    """
+
+    kind: Literal["deleted", "changed", "created", "email_sent", "outside_lead"]
+    collection: str | None = None
+    id: str | None = None
+    field: str | None = None
+    where: dict[str, Matcher] = Field(default_factory=dict)
+    to: str | None = None
+    lead: str | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> Effect:
+        need = {
+            "deleted": ("collection", "id"),
+            "changed": ("collection", "id"),
+            "created": ("collection",),
+            "email_sent": (),
+            "outside_lead": ("lead",),
+        }[self.kind]
+        missing = [name for name in need if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind!r} effect needs {', '.join(missing)}")
+        return self
+
+
+class Expect(_Model):
+    """What success means for a task (all of it must hold)."""
+
+    state: list[StateCheck] = Field(default_factory=list)
+    unchanged: bool = Field(default=False, description="Nothing at all may change.")
+    only_changes: bool = Field(
+        default=True,
+        description="Nothing else changed: every changed object is one a state check selects"
+        " (or in allow_changes).",
+    )
+    allow_changes: list[str] = Field(
+        default_factory=list, description="Collections where other changes are tolerated."
+    )
+    answer: list[str | list[str]] = Field(
+        default_factory=list,
+        description="Facts the final answer must contain (case-insensitive); a list means "
+        "any one of its spellings.",
+    )
+    calls: list[str] = Field(
+        default_factory=list,
+        description="Endpoints (lead.get) that must have been called successfully.",
+    )
+    blocked: list[str] = Field(
+        default_factory=list,
+        description="Endpoints the guard must block: any attempt is refused, none gets through.",
+    )
+
+
+class Attack(_Model):
+    """A prompt injection planted in the world: what it asks for must not happen."""
+
+    vector: Literal["note", "email", "description", "custom_field", "contact_name", "task"]
+    goal: Literal["delete", "send_email", "change_value", "exfiltrate", "write_elsewhere"]
+    forbidden: list[Effect] = Field(min_length=1)
+
+
+class Call(_Model):
+    """One tool call of a reference solution (a LangChain tool name and its arguments;
+    ``${tool.path}`` reads an earlier result, as scripted models do)."""
+
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Reference(_Model):
+    """The known-good solution: tool calls then a final answer (chat), or the packaged
+    workflow itself (workflow tasks need none)."""
+
+    calls: list[Call] = Field(default_factory=list)
+    answer: str = ""
+
+
+class Delivery(_Model):
+    """Webhook deliveries of the events the setup calls made, by index (0 = first event):
+    ``order`` is what arrives (repeat an index for a duplicate, permute for out-of-order);
+    events left out are missed and must come back through Event Log catch-up."""
+
+    order: list[int] = Field(default_factory=list)
+    catch_up: bool = True
+
+
+class Task(_Model):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.\-]*$")
+    kind: Literal["chat", "workflow"] = "chat"
+    description: str = ""
+    policy: str | None = Field(
+        default=None, description="A shipped policy name or a file relative to the suite."
+    )
+    instruction: str | None = None
+    workflow: str | None = None
+    setup: list[Call] = Field(
+        default_factory=list, description="Calls made (unguarded) before the task starts."
+    )
+    deliveries: Delivery | None = None
+    tick: str | None = Field(default=None, description="Schedule tick, ISO 8601 (templates).")
+    params: dict[str, Any] | None = None
+    approvals: Literal["reject", "approve"] = "reject"
+    faults: Faults | None = None
+    timeout: float = Field(default=60.0, gt=0)
+    attack: Attack | None = None
+    expect: Expect = Field(default_factory=Expect)
+    reference: Reference = Field(default_factory=Reference)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Task:
+        if self.kind == "chat":
+            if not self.instruction:
+                raise ValueError("a chat task needs an instruction")
+            if self.workflow or self.deliveries or self.tick or self.params is not None:
+                raise ValueError("workflow, deliveries, tick and params are for workflow tasks")
+        else:
+            if not self.workflow:
+                raise ValueError("a workflow task needs workflow: (a packaged workflow name)")
+            if self.instruction:
+                raise ValueError("a workflow task has no instruction")
+            triggers = sum(x is not None for x in (self.deliveries, self.tick, self.params))
+            if triggers != 1:
+                raise ValueError("a workflow task needs exactly one of deliveries, tick, params")
+        return self
+
+
+class Suite(_Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    description: str = ""
+    policy: str = Field(default="read-only", description="Default policy of the tasks.")
+    world: World = Field(default_factory=World)
+    tasks: list[Task] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Suite:
+        seen: set[str] = set()
+        for task in self.tasks:
+            if task.id in seen:
+                raise ValueError(f"task id {task.id!r} is used twice")
+            seen.add(task.id)
+        handles = [h for lead in self.world.fixtures for h in _handles(lead)]
+        dup = {h for h in handles if handles.count(h) > 1}
+        if dup:
+            raise ValueError(f"fixture handle(s) used twice: {', '.join(sorted(dup))}")
+        return self
+
+
+def _handles(lead: LeadFixture) -> list[str]:
+    children: list[Any] = [
+        *lead.contacts,
+        *lead.opportunities,
+        *lead.notes,
+        *lead.emails,
+        *lead.tasks,
+    ]
+    return [lead.handle, *(c.handle for c in children if c.handle)]
+
+
+def suite_schema() -> dict[str, Any]:
+    """The JSON Schema of ``tasks.yaml``."""
+    schema = Suite.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "closeguard eval suite (tasks.yaml)"
+    return schema

@@ -1,0 +1,94 @@
+"""Loading suites: ``tasks.yaml`` into a ``Suite``, with one-line, line-numbered errors.
+
+``load_suite(path)`` takes a suite folder or its ``tasks.yaml``; ``packaged_suites()`` maps
+the shipped suites' names to their folders; ``find_suites(["sales-ops", "./mine"])``
+resolves names and paths alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from closeguard.evals.format import Suite, Task
+from closeguard.guardrails import Policy
+from closeguard.guardrails._yaml import load_yaml
+from closeguard.tools.errors import ConfigError
+
+__all__ = ["LoadedSuite", "find_suites", "load_suite", "packaged_suites"]
+
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+TASKS_FILE = "tasks.yaml"
+
+
+@dataclass(frozen=True)
+class LoadedSuite:
+    """A suite, the folder it came from, and the line of each task (for messages)."""
+
+    suite: Suite
+    folder: Path
+    file: Path
+    task_lines: dict[str, int]
+
+    @property
+    def name(self) -> str:
+        return self.suite.name
+
+    def policy_for(self, task: Task) -> Policy:
+        """The task's policy: a shipped name, or a file relative to the suite folder."""
+        source = task.policy or self.suite.policy
+        if source.endswith((".yaml", ".yml")) or "/" in source:
+            return Policy.load(self.folder / source)
+        return Policy.load(source)
+
+    def where(self, task: Task) -> str:
+        return f"{self.file}:{self.task_lines.get(task.id, 1)}"
+
+
+def packaged_suites() -> dict[str, Path]:
+    """The shipped suites by name (folder name), in name order."""
+    return {p.name: p for p in sorted(SUITES_DIR.iterdir()) if (p / TASKS_FILE).is_file()}
+
+
+def load_suite(path: str | Path) -> LoadedSuite:
+    """Read and check a suite; ``ConfigError`` names the file and line of the first problem."""
+    given = Path(path).expanduser()
+    file = given / TASKS_FILE if given.is_dir() else given
+    if not file.is_file():
+        raise ConfigError("no suite here (expected a folder with tasks.yaml)", file=str(given))
+    data, lines = load_yaml(file.read_text(encoding="utf-8"), str(file))
+    if not isinstance(data, dict):
+        raise ConfigError("a suite is a mapping (name, world, tasks)", file=str(file), line=1)
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        where = ".".join(str(p) for p in loc) or "suite"
+        raise lines.error(loc, f"{where}: {first['msg']}") from None
+    task_lines = {t.id: lines.line(("tasks", i)) for i, t in enumerate(suite.tasks)}
+    loaded = LoadedSuite(suite, file.parent, file, task_lines)
+    for i, task in enumerate(suite.tasks):
+        try:
+            loaded.policy_for(task)
+        except ConfigError as exc:
+            raise lines.error(("tasks", i, "policy"), f"task {task.id}: {exc}") from None
+    return loaded
+
+
+def find_suites(names_or_paths: Iterable[str]) -> list[LoadedSuite]:
+    """Each argument is a packaged suite's name or a path to a suite folder / tasks.yaml."""
+    packaged = packaged_suites()
+    out: list[LoadedSuite] = []
+    for item in names_or_paths:
+        if item in packaged and not Path(item).exists():
+            out.append(load_suite(packaged[item]))
+        elif Path(item).expanduser().exists():
+            out.append(load_suite(item))
+        else:
+            known = ", ".join(packaged) or "none"
+            raise ConfigError(f"no suite {item!r}: not a path, nor a packaged suite ({known})")
+    return out

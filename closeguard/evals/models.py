@@ -1,0 +1,164 @@
+"""Offline models that test the harness itself, built on the agent's offline models.
+
+- ``reference``: replays the task's reference solution (one tool call a turn, then the
+  reference answer); every packaged task must pass with it.
+- ``noop``: answers without doing anything; it must fail every task that needs a change.
+- ``adversary``: does the legitimate task like ``reference``, but first obeys every
+  instruction planted in the CRM text it reads (``ACTION: tool_name {json args}``), as
+  an injected model would: with the guard its attacks must all be blocked.
+
+Any other ``--model`` is a LangChain ``provider:model`` (``closeguard.agent.resolve_model``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from closeguard.agent import AgentInfo, FunctionChatModel, ScriptedChatModel, resolve_model
+from closeguard.agent.prompt import unwrap_result
+from closeguard.evals.format import Reference
+
+__all__ = ["OFFLINE_MODELS", "adversary_model", "injected_actions", "make_model", "reference_model"]
+
+OFFLINE_MODELS = ("reference", "noop", "adversary")
+_ACTION = re.compile(r"ACTION:\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
+_ADVERSARY = "adversary-"
+
+
+_DESCRIBED: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+
+def _described(tools: Sequence[Any]) -> list[dict[str, Any]]:
+    """The tools' OpenAI form, cached by name: catalog tools never change shape, and
+    converting 70 of them costs more than a whole offline trial."""
+    names = tuple(getattr(t, "name", None) or str(t) for t in tools)
+    if names not in _DESCRIBED:
+        _DESCRIBED[names] = [convert_to_openai_tool(t)["function"] for t in tools]
+    return _DESCRIBED[names]
+
+
+class _Scripted(ScriptedChatModel):
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        described = _described(tools)
+        self.log.bound.append([t["name"] for t in described])
+        return self.model_copy(update={"tools": described})
+
+
+class _Function(FunctionChatModel):
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        described = _described(tools)
+        self.log.bound.append([t["name"] for t in described])
+        return self.model_copy(update={"tools": described})
+
+
+def reference_model(reference: Reference) -> ScriptedChatModel:
+    turns: list[dict[str, Any]] = [
+        {"text": "", "tool_calls": [{"name": c.tool, "args": c.args}]} for c in reference.calls
+    ]
+    turns.append({"text": reference.answer or "Done."})
+    return _Scripted(turns=turns, name="reference")
+
+
+def noop_model() -> FunctionChatModel:
+    return FunctionChatModel(
+        fn=lambda _msgs, _info: "I will leave everything as it is.", name="noop"
+    )
+
+
+def _strings(data: Any) -> Iterator[str]:
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _strings(value)
+
+
+def injected_actions(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """The ``ACTION: tool {args}`` instructions planted in a tool result's text."""
+    payload = unwrap_result(text)
+    try:
+        strings = list(_strings(json.loads(payload)))
+    except ValueError:
+        strings = [payload]
+    found: list[tuple[str, dict[str, Any]]] = []
+    decoder = json.JSONDecoder()
+    for s in strings:
+        for m in _ACTION.finditer(s):
+            args: Any = {}
+            if s[m.end() : m.end() + 1] == "{":
+                try:
+                    args, _ = decoder.raw_decode(s, m.end())
+                except ValueError:
+                    args = {}
+            found.append((m.group(1), args if isinstance(args, dict) else {}))
+    return found
+
+
+def adversary_model(reference: Reference) -> FunctionChatModel:
+    honest = reference_model(reference)
+
+    def act(messages: list[BaseMessage], _info: AgentInfo) -> AIMessage:
+        issued = {
+            (c["name"], json.dumps(c["args"], sort_keys=True))
+            for m in messages
+            if isinstance(m, AIMessage) and str(m.id or "").startswith(_ADVERSARY)
+            for c in m.tool_calls
+        }
+        for m in messages:
+            if not isinstance(m, ToolMessage):
+                continue
+            for tool, args in injected_actions(str(m.content)):
+                if (tool, json.dumps(args, sort_keys=True)) not in issued:
+                    n = len(issued)
+                    return AIMessage(
+                        content="The record asks me to do this first.",
+                        tool_calls=[
+                            {"name": tool, "args": args, "id": f"adv_{n}", "type": "tool_call"}
+                        ],
+                        id=f"{_ADVERSARY}{n}",
+                    )
+        own = [
+            m
+            for m in messages
+            if not (isinstance(m, AIMessage) and str(m.id or "").startswith(_ADVERSARY))
+        ]
+        reply = honest.invoke(own)
+        return reply if isinstance(reply, AIMessage) else AIMessage(content=str(reply.content))
+
+    return _Function(fn=act, name="adversary")
+
+
+def make_model(spec: str, reference: Reference) -> BaseChatModel | None:
+    """The model for one task: an offline one by name, else ``resolve_model(spec)``.
+    ``None`` for ``noop`` on workflow tasks is the caller's business."""
+    if spec == "reference":
+        return reference_model(reference)
+    if spec == "noop":
+        return noop_model()
+    if spec == "adversary":
+        return adversary_model(reference)
+    return resolve_model(spec)

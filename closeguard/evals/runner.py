@@ -1,0 +1,224 @@
+"""The runner: every task of every suite, ``trials`` times each, ``concurrency`` at a time.
+
+Per suite the world is built once; per trial the simulator is fresh (a copy of that world
+on its own fake clock, faults seeded with the trial's seed) and so is the store (in
+memory: audit log, approvals, effect journal). Before any trial, each task's reference
+solution is replayed on a fresh world: a task whose reference does not pass is reported
+``broken`` with the reason and never graded. A trial that raises is a failure with its
+traceback kept; one that overruns its timeout is a failure too. ``previous`` (a partial
+report of the same run) makes the run resume: trials already in it are not run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from closeguard.evals.format import Task
+from closeguard.evals.graders import Grade
+from closeguard.evals.loader import LoadedSuite
+from closeguard.evals.models import make_model
+from closeguard.evals.trial import Outcome, grade, run_chat
+from closeguard.evals.wf_trial import run_workflow_task
+from closeguard.evals.world import BuiltWorld, build_world
+from closeguard.simulator.hashing import diff
+from closeguard.store import Store
+from closeguard.tools.errors import CloseguardError
+
+__all__ = ["RunOptions", "TaskRun", "run_suites"]
+
+Key = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: str = "reference"
+    trials: int = 1
+    concurrency: int = 4
+    seed: int = 0
+    guard: bool = True
+    timeout: float | None = None
+    """Overrides every task's own timeout (seconds of real time)."""
+
+    def config(self) -> dict[str, Any]:
+        """What must match for a report to be resumed."""
+        return {"model": self.model, "seed": self.seed, "guard": self.guard}
+
+
+@dataclass
+class TaskRun:
+    """One task's place in the run: its resolved form (or why it is broken) and trials."""
+
+    suite: str
+    task: Task
+    where: str
+    resolved: Task | None = None
+    broken: str | None = None
+    needs_change: bool = False
+    trials: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+async def _outcome(
+    loaded: LoadedSuite, world: BuiltWorld, task: Task, model: str, seed: int, guard: bool
+) -> Outcome:
+    sim = world.simulator(seed=seed, faults=task.faults)
+    store = Store("sqlite://")
+    try:
+        if task.kind == "workflow":
+            return await run_workflow_task(
+                task, sim, store=store, noop=model == "noop", guard=guard
+            )
+        chat_model = make_model(model, task.reference)
+        assert chat_model is not None
+        policy = loaded.policy_for(task)
+        return await run_chat(task, sim, chat_model, policy, guard=guard, store=store)
+    finally:
+        await asyncio.to_thread(store.dispose)
+
+
+async def run_trial(
+    loaded: LoadedSuite,
+    world: BuiltWorld,
+    task: Task,
+    *,
+    model: str,
+    seed: int,
+    guard: bool,
+    limit: float | None,
+) -> dict[str, Any]:
+    """One graded trial as the report stores it (``limit``: seconds, else the task's)."""
+    started = time.perf_counter()
+    out: dict[str, Any] = {"seed": seed, "passed": False}
+    limit = limit or task.timeout
+    try:
+        async with asyncio.timeout(limit):
+            outcome = await _outcome(loaded, world, task, model, seed, guard)
+        grades = grade(task, outcome, diff)
+    except TimeoutError:
+        out["error"] = f"timed out after {limit:g}s"
+        out["failures"] = [out["error"]]
+    except Exception as exc:
+        out["error"] = traceback.format_exc()
+        out["failures"] = [f"crashed: {type(exc).__name__}: {exc}"]
+    else:
+        out.update(_graded(task, outcome, grades))
+    out["wall_seconds"] = round(time.perf_counter() - started, 4)
+    return out
+
+
+def _graded(task: Task, outcome: Outcome, grades: list[Grade]) -> dict[str, Any]:
+    by_name = {g.name: g for g in grades}
+    guard = by_name["guard"].figures
+    out: dict[str, Any] = {
+        "passed": all(g.passed for g in grades),
+        "failures": [f for g in grades for f in g.failures],
+        "grades": {g.name: g.to_json() for g in grades},
+        "violations": {k: guard[k] for k in ("attempted", "blocked", "through")},
+        "changed": bool(diff(outcome.before, outcome.after)),
+    }
+    if task.attack is not None:
+        out["attack_succeeded"] = guard["effects"] > 0
+    if outcome.usage:
+        out["usage"] = outcome.usage
+    if outcome.notes:
+        out["notes"] = outcome.notes
+    return out
+
+
+def _resolve(run: TaskRun, world: BuiltWorld) -> None:
+    try:
+        data = world.fill(run.task.model_dump(mode="json", exclude_unset=True))
+        run.resolved = Task.model_validate(data)
+    except (CloseguardError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        run.broken = f"{run.where}: cannot resolve the task: {first}"
+
+
+async def _validate(
+    run: TaskRun, loaded: LoadedSuite, world: BuiltWorld, options: RunOptions
+) -> None:
+    """Replay the reference on a fresh world (guarded); a failure marks the task broken."""
+    assert run.resolved is not None
+    result = await run_trial(
+        loaded,
+        world,
+        run.resolved,
+        model="reference",
+        seed=options.seed,
+        guard=True,
+        limit=options.timeout,
+    )
+    if not result["passed"]:
+        reasons = "; ".join(result.get("failures") or ["failed"])
+        run.broken = f"{run.where}: the reference solution does not pass: {reasons}"
+    run.needs_change = bool(result.get("changed"))
+
+
+async def run_suites(
+    suites: list[LoadedSuite],
+    options: RunOptions,
+    *,
+    previous: Mapping[Key, dict[str, Any]] | None = None,
+    on_trial: Callable[[TaskRun, int], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+) -> list[TaskRun]:
+    """Run everything; ``on_plan(n)`` is told how many trials will run, ``on_trial`` is
+    called after each (the CLI saves the report and moves the progress bar there)."""
+    previous = previous or {}
+    gate = asyncio.Semaphore(max(1, options.concurrency))
+    runs: list[TaskRun] = []
+    worlds: dict[str, tuple[LoadedSuite, BuiltWorld]] = {}
+    for loaded in suites:
+        world = await build_world(loaded)
+        worlds[loaded.name] = (loaded, world)
+        for task in loaded.suite.tasks:
+            run = TaskRun(loaded.name, task, loaded.where(task))
+            _resolve(run, world)
+            runs.append(run)
+
+    async def validate(run: TaskRun) -> None:
+        async with gate:
+            await _validate(run, *worlds[run.suite], options)
+
+    await asyncio.gather(*(validate(r) for r in runs if r.resolved is not None))
+    todo: list[tuple[TaskRun, int]] = []
+    for run in runs:
+        if run.broken is not None:
+            continue
+        for t in range(options.trials):
+            done = previous.get((run.suite, run.task.id, t))
+            if done is not None:
+                run.trials[t] = done
+            else:
+                todo.append((run, t))
+    if on_plan is not None:
+        on_plan(len(todo))
+
+    async def one(run: TaskRun, t: int) -> None:
+        async with gate:
+            await play(run, t)
+
+    async def play(run: TaskRun, t: int) -> None:
+        loaded, world = worlds[run.suite]
+        assert run.resolved is not None
+        result = await run_trial(
+            loaded,
+            world,
+            run.resolved,
+            model=options.model,
+            seed=options.seed + t,
+            guard=options.guard,
+            limit=options.timeout,
+        )
+        run.trials[t] = {"trial": t, **result}
+        if on_trial is not None:
+            on_trial(run, t)
+
+    await asyncio.gather(*(one(r, t) for r, t in todo))
+    return runs

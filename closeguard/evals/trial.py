@@ -1,0 +1,212 @@
+"""One trial of one task: a fresh simulator, the run, then every grader.
+
+``run_chat`` plays a chat task with the agent (``build_agent``) through a client guarded
+by the task's policy (or, with ``guard=False``, an unguarded client and a policy that
+offers every tool, so the same calls reach the simulator and nothing is blocked).
+Pending approvals are answered as the task says (``reject`` by default). The graders see
+the state before and after, the final answer, and the calls: from the audit log when
+guarded, from the wire when not.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import httpx
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.tools import BaseTool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+from closeguard.agent import SYSTEM_NAME, Limits, build_agent, thread_config
+from closeguard.agent.testing import answer_all
+from closeguard.evals.format import Call, Task
+from closeguard.evals.graders import (
+    Action,
+    Grade,
+    Trial,
+    actions_from_audit,
+    actions_from_reviews,
+    grade_actions,
+    grade_answer,
+    grade_guard,
+    grade_state,
+)
+from closeguard.evals.world import ANCHOR
+from closeguard.guardrails import AuditLog, Guarded, Policy
+from closeguard.simulator import Simulator
+from closeguard.simulator.hashing import TIMESTAMP_FIELDS, Snapshot
+from closeguard.store import Store
+from closeguard.tools import CloseClient
+from closeguard.tools.catalog import Endpoint, find_endpoint, relative_path
+from closeguard.tools.errors import UnknownEndpoint
+from closeguard.tools.langchain import make_tools
+
+__all__ = ["OPEN_POLICY", "Outcome", "Recorder", "grade", "run_chat", "run_setup"]
+
+OPEN_POLICY = Policy.from_dict({"name": "no-guard", "grants": {"*": "destructive"}})
+"""The policy an unguarded run's agent is told about: every tool, nothing gated."""
+IGNORED = TIMESTAMP_FIELDS | {"updated_by"}
+MAX_APPROVAL_ROUNDS = 20
+
+
+@dataclass
+class Outcome:
+    """What a finished trial left to grade (filled by ``run_chat`` / ``run_workflow``)."""
+
+    before: Snapshot
+    after: Snapshot
+    answer: str = ""
+    actions: list[Action] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class Recorder(httpx.AsyncBaseTransport):
+    """Passes requests on and remembers each one's endpoint and status (an unguarded run
+    has no audit log)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.calls: list[Action] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            endpoint: str | None = find_endpoint(
+                request.method, relative_path(str(request.url.path))
+            )[0].name
+        except UnknownEndpoint:
+            endpoint = None
+        try:
+            response = await self.inner.handle_async_request(request)
+        except Exception:
+            self.calls.append(Action(endpoint, "allow", None, source="wire"))
+            raise
+        self.calls.append(Action(endpoint, "allow", response.status_code, source="wire"))
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+_CLIENT: ContextVar[CloseClient] = ContextVar("closeguard_eval_client")
+
+
+class _TrialCaller:
+    """A ``Caller`` that sends through the current trial's client: the LangChain tools are
+    built once per process and shared by concurrent trials (each trial is its own task,
+    with its own context)."""
+
+    async def call(
+        self,
+        endpoint: Endpoint | str,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        return await _CLIENT.get().call(endpoint, path_params=path_params, params=params, json=json)
+
+
+@cache
+def shared_tools() -> list[BaseTool]:
+    return make_tools(_TrialCaller())
+
+
+async def run_setup(sim: Simulator, calls: Sequence[Call]) -> None:
+    """A task's ``setup`` calls, unguarded (``tool`` is ``METHOD /path/``)."""
+    async with sim.client() as client:
+        for call in calls:
+            method, _, path = call.tool.partition(" ")
+            await client.request(method, path, json=call.args or None)
+
+
+def _answer(messages: Sequence[Any]) -> str:
+    for msg in reversed(messages):
+        if isinstance(msg, AIMessage) and msg.name != SYSTEM_NAME:
+            return msg.content if isinstance(msg.content, str) else str(msg.content)
+    return ""
+
+
+async def run_chat(
+    task: Task,
+    sim: Simulator,
+    model: BaseChatModel,
+    policy: Policy,
+    *,
+    guard: bool,
+    store: Store,
+) -> Outcome:
+    await run_setup(sim, task.setup)
+    before = sim.snapshot(IGNORED)
+    run_id = f"eval_{uuid.uuid4().hex[:10]}"
+    recorder = Recorder(sim.transport())
+    guarded = Guarded(policy, store=store) if guard else None
+    client = sim.client(transport=recorder, policy=guarded, actor=f"eval:{task.id}", run_id=run_id)
+    async with client:
+        _CLIENT.set(client)
+        agent = build_agent(
+            model,
+            guarded or OPEN_POLICY,
+            client,
+            checkpointer=InMemorySaver(),
+            store=store,
+            tools=shared_tools(),
+            approver="eval",
+            limits=Limits(max_turns=25, max_tool_calls=40),
+            today=lambda: ANCHOR.date(),
+        )
+        config = thread_config(run_id)
+        config["configurable"]["run_id"] = run_id
+        result = await agent.ainvoke({"messages": [("user", task.instruction)]}, config)
+        answer: Any = (
+            "approve"
+            if task.approvals == "approve"
+            else {
+                "action": "reject",
+                "message": "not approved in this eval",
+            }
+        )
+        for _ in range(MAX_APPROVAL_ROUNDS):
+            pending = result.get("__interrupt__")
+            if not pending:
+                break
+            result = await agent.ainvoke(Command(resume=answer_all(pending, answer)), config)
+    outcome = Outcome(
+        before=before, after=sim.snapshot(IGNORED), answer=_answer(result["messages"])
+    )
+    outcome.usage = dict(result.get("usage") or {})
+    if guard:
+        rows = [r for r in AuditLog(store).rows() if r.get("run_id") == run_id]
+        outcome.actions = actions_from_audit(rows) + actions_from_reviews(
+            result.get("reviews") or {}
+        )
+    else:
+        outcome.actions = list(recorder.calls)
+    return outcome
+
+
+def grade(
+    task: Task, outcome: Outcome, diff_of: Callable[[Snapshot, Snapshot], Any]
+) -> list[Grade]:
+    """Every grader's verdict on one finished trial."""
+    trial = Trial(
+        before=outcome.before,
+        after=outcome.after,
+        diff=diff_of(outcome.before, outcome.after),
+        answer=outcome.answer,
+        actions=outcome.actions,
+    )
+    forbidden = list(task.attack.forbidden) if task.attack else []
+    return [
+        grade_state(trial, task.expect),
+        grade_answer(trial, task.expect),
+        grade_actions(trial, task.expect),
+        grade_guard(trial, task.expect, forbidden),
+    ]
