@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import threading
 import time
@@ -24,7 +25,7 @@ from closeguard.store.audit import AuditRows
 from closeguard.store.quotas import QuotaCounters
 from closeguard.tools.catalog import classify
 from closeguard.tools.clock import FakeClock
-from closeguard.tools.errors import ApprovalRequired, PolicyViolation
+from closeguard.tools.errors import ApprovalRequired, PolicyViolation, StoreError
 from tests._agent import MERGE_POLICY, rig
 
 T = TypeVar("T")
@@ -233,3 +234,35 @@ async def test_the_agents_review_asks_the_store_off_the_event_loop(
         [pending] = (await asked)["__interrupt__"]
     assert Approvals(store).get(pending.value["approval_id"]).status == "pending"
     assert gate.threads and threading.current_thread() not in gate.threads
+
+
+async def test_a_failed_window_charge_gives_the_per_run_units_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = Policy.from_yaml(
+        "name: q2\ngrants: {task: write}\n"
+        "limits: {per_run: {writes: 1}, per_window: {window: 60s, writes: 9}}\n"
+    )
+    quotas = Quotas(policy, store)
+
+    def broken(*_: Any) -> str | None:
+        raise StoreError("database is locked")
+
+    monkeypatch.setattr(QuotaCounters, "charge", broken)
+    with pytest.raises(StoreError):
+        await quotas.acharge(call_id="a", run_id="r", endpoint="task.create", access="write")
+    monkeypatch.undo()
+    assert (
+        await quotas.acharge(call_id="b", run_id="r", endpoint="task.create", access="write")
+        is None
+    )
+
+
+async def test_run_passes_the_callers_context_variables() -> None:
+    store = Store("sqlite://")
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    var.set("caller")
+    try:
+        assert await store.run(var.get) == "caller"
+    finally:
+        store.dispose()

@@ -77,7 +77,11 @@ class Quotas:
         step = self._reserve(call_id, run_id, endpoint, access)
         if not isinstance(step, _Reserved):
             return step
-        rule = self._charge_window(step.window, dry_run) if step.window else None
+        try:
+            rule = self._charge_window(step.window, dry_run) if step.window else None
+        except BaseException:
+            self._give_back(step)
+            raise
         return self._settle(step, call_id, rule)
 
     async def acharge(
@@ -87,11 +91,15 @@ class Quotas:
         step = self._reserve(call_id, run_id, endpoint, access)
         if not isinstance(step, _Reserved):
             return step
-        rule = None
-        if step.window:
-            if self.store is None:
-                raise RuntimeError("per_window limits need a store")
-            rule = await self.store.run(self._charge_window, step.window, dry_run)
+        try:
+            rule = None
+            if step.window:
+                if self.store is None:
+                    raise RuntimeError("per_window limits need a store")
+                rule = await self.store.run(self._charge_window, step.window, dry_run)
+        except BaseException:
+            self._give_back(step)
+            raise
         return self._settle(step, call_id, rule)
 
     def _reserve(
@@ -125,12 +133,15 @@ class Quotas:
                 counts[name] += 1
         return _Reserved(counts, run_checks, window_checks)
 
+    def _give_back(self, step: _Reserved) -> None:
+        with self._runs_lock:
+            for name, _ in step.run:
+                step.counts[name] -= 1
+
     def _settle(self, step: _Reserved, call_id: str, window_rule: str | None) -> str | None:
         """Give the per-run units back if a window refused the call, else mark it charged."""
         if window_rule is not None:
-            with self._runs_lock:
-                for name, _ in step.run:
-                    step.counts[name] -= 1
+            self._give_back(step)
             return window_rule
         self._charged[call_id] = None
         if len(self._charged) > _MAX_CALL_IDS:

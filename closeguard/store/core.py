@@ -11,6 +11,7 @@ tables of a group added since the store was created are added to it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -211,11 +212,13 @@ class Store:
 
         One thread per store, so calls run one at a time in the order they were made (what
         SQLite's single writer wants anyway) and a connection never changes thread. A
-        cancelled caller stops waiting; a call already started still runs to its end.
+        cancelled caller stops waiting; a call already started still runs to its end. As
+        with ``asyncio.to_thread``, ``fn`` sees the caller's context variables.
         """
         executor = self._executor or self._start()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, partial(fn, *args, **kwargs))
+        context = contextvars.copy_context()
+        call = partial(context.run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
 
     def _start(self) -> ThreadPoolExecutor:
         with _worker_lock:
