@@ -95,13 +95,14 @@ class _Deps:
     today: Callable[[], date]
     client: CloseClient
     org: OrgContext | None = None
+    triggered_leads: frozenset[str] | None = None
 
     @property
     def policy(self) -> Policy:
         return self.guard.policy
 
     def context(self, run_id: str | None) -> RunContext:
-        return RunContext(actor=self.actor, run_id=run_id)
+        return RunContext(actor=self.actor, run_id=run_id, triggered_leads=self.triggered_leads)
 
 
 def _last_ai(messages: Sequence[AnyMessage]) -> AIMessage | None:
@@ -527,6 +528,7 @@ def build_agent(
         summary=policy_summary(guard.policy, [ep for _, ep in table.values()], guard),
         today=today,
         client=client,
+        triggered_leads=bound.triggered_leads if bound is not None else None,
     )
     graph = StateGraph(AgentState)
     graph.add_node("start", _start)
