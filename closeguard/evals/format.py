@@ -242,6 +242,11 @@ class Task(_Model):
         default=None, description="A shipped policy name or a file relative to the suite."
     )
     instruction: str | None = None
+    scope_leads: list[str] = Field(
+        default_factory=list,
+        description="The leads this chat is about: the guard's triggered leads, for "
+        "policies with scope: triggered constraints.",
+    )
     workflow: str | None = None
     setup: list[Call] = Field(
         default_factory=list, description="Calls made (unguarded) before the task starts."

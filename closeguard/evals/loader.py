@@ -32,6 +32,7 @@ class LoadedSuite:
     folder: Path
     file: Path
     task_lines: dict[str, int]
+    fixture_lines: dict[int, int]
 
     @property
     def name(self) -> str:
@@ -70,7 +71,10 @@ def load_suite(path: str | Path) -> LoadedSuite:
         where = ".".join(str(p) for p in loc) or "suite"
         raise lines.error(loc, f"{where}: {first['msg']}") from None
     task_lines = {t.id: lines.line(("tasks", i)) for i, t in enumerate(suite.tasks)}
-    loaded = LoadedSuite(suite, file.parent, file, task_lines)
+    fixture_lines = {
+        i: lines.line(("world", "fixtures", i)) for i in range(len(suite.world.fixtures))
+    }
+    loaded = LoadedSuite(suite, file.parent, file, task_lines, fixture_lines)
     for i, task in enumerate(suite.tasks):
         try:
             loaded.policy_for(task)

@@ -147,7 +147,8 @@ async def run_chat(
     before = sim.snapshot(IGNORED)
     run_id = f"eval_{uuid.uuid4().hex[:10]}"
     recorder = Recorder(sim.transport())
-    guarded = Guarded(policy, store=store) if guard else None
+    scope = task.scope_leads or None
+    guarded = Guarded(policy, store=store, triggered_leads=scope) if guard else None
     client = sim.client(transport=recorder, policy=guarded, actor=f"eval:{task.id}", run_id=run_id)
     async with client:
         _CLIENT.set(client)

@@ -21,7 +21,7 @@ from closeguard.evals.loader import LoadedSuite
 from closeguard.simulator import EventLog, FakeClock, FaultConfig, OrgState, Simulator
 from closeguard.simulator.world import DEFAULT_ANCHOR, load_world
 from closeguard.tools import CloseClient
-from closeguard.tools.errors import ConfigError
+from closeguard.tools.errors import CloseguardError, ConfigError
 
 __all__ = ["ANCHOR", "BuiltWorld", "build_world", "fault_config"]
 
@@ -126,10 +126,20 @@ async def build_world(loaded: LoadedSuite) -> BuiltWorld:
     built = BuiltWorld(state={}, events=None)
     async with sim.client() as client:
         fields: dict[str, str] = {}
-        for lead in spec.fixtures:
-            await _add_lead(client, sim, built, lead, fields)
+        for i, lead in enumerate(spec.fixtures):
+            try:
+                await _add_lead(client, sim, built, lead, fields)
+            except CloseguardError as exc:
+                raise ConfigError(
+                    f"fixture {lead.handle}: {exc}",
+                    file=str(loaded.file),
+                    line=loaded.fixture_lines.get(i),
+                ) from None
     built.state = orjson.loads(orjson.dumps(sim.state.to_json()))
     built.events = orjson.loads(orjson.dumps(sim.log.to_json()))
+    # Fixture text may name other fixtures ({{handle}}): filled once every handle exists.
+    built.state = built.fill(built.state)
+    built.events = built.fill(built.events)
     built.now = sim.clock.now()
     return built
 
@@ -213,7 +223,6 @@ async def _add_children(
             "lead_id": lead_id,
             "subject": email.subject,
             "body_text": email.body_text,
-            "direction": email.direction,
             "status": "inbox" if incoming else "sent",
             "sender": email.sender or ("someone@outside.example" if incoming else user_email),
             "to": email.to or ([user_email] if incoming else []),
