@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make run`: the workflow runtime for 30 s (on the embedded simulator without CLOSE_API_KEY);
+# `make run DURATION=` runs until Ctrl-C.
+DURATION ?= 30
 run: $(STAMP)
-	$(BIN)/closeguard catalog
+	$(BIN)/closeguard run $(if $(DURATION),--duration $(DURATION))
 
 test: $(STAMP)
 	$(BIN)/ruff check closeguard tests bench

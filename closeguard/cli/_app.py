@@ -16,8 +16,11 @@ from closeguard.cli import catalog as catalog_cmd
 from closeguard.cli import chat as chat_cmd
 from closeguard.cli import info as info_cmd
 from closeguard.cli import policy as policy_cmd
+from closeguard.cli import run as run_cmd
+from closeguard.cli import runs as runs_cmd
 from closeguard.cli import sim as sim_cmd
 from closeguard.cli import webhooks as webhooks_cmd
+from closeguard.cli import workflows as workflows_cmd
 from closeguard.cli._common import error_line
 from closeguard.tools.errors import CloseguardError
 
@@ -118,6 +121,9 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(sim_cmd.app, name="sim")
 app.command("chat")(chat_cmd.chat)
 app.add_typer(webhooks_cmd.app, name="webhooks")
+app.command("run")(run_cmd.run)
+app.add_typer(workflows_cmd.app, name="workflows")
+app.add_typer(runs_cmd.app, name="runs")
 
 
 def main() -> None:

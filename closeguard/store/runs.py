@@ -167,11 +167,14 @@ class RunRows:
         )
         return and_(ready, or_(t.c.lead_id.is_(None), not_(blocked)))
 
-    def claim(self, worker: str, lease: float) -> RunRow | None:
-        """Take the first claimable run for ``lease`` seconds (attempts counted)."""
+    def claim(self, worker: str, lease: float, *, only: str | None = None) -> RunRow | None:
+        """Take the first claimable run (``only``: that run, if claimable) for ``lease``
+        seconds (attempts counted)."""
         t = self.table
         now = self.now()
         first = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(1)
+        if only is not None:
+            first = first.where(t.c.id == only)
         with self.store.engine.begin() as conn:
             row = conn.execute(
                 update(t)
@@ -233,6 +236,13 @@ class RunRows:
         t = self.table
         with self.store.engine.connect() as conn:
             row = conn.execute(select(t).where(t.c.id == run_id)).first()
+        return None if row is None else _row(row)
+
+    def by_trigger(self, workflow: str, trigger_key: str) -> RunRow | None:
+        t = self.table
+        query = select(t).where(and_(t.c.workflow == workflow, t.c.trigger_key == trigger_key))
+        with self.store.engine.connect() as conn:
+            row = conn.execute(query).first()
         return None if row is None else _row(row)
 
     def find(self, prefix: str) -> list[RunRow]:

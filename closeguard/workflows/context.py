@@ -15,9 +15,10 @@ from closeguard.tools.clock import Clock, SystemClock
 from closeguard.workflows.definition import Workflow
 from closeguard.workflows.effects import EffectJournal
 
-__all__ = ["StepContext", "run_logger"]
+__all__ = ["RUN_LOGGER", "StepContext", "run_logger"]
 
-_LOG = logging.getLogger("closeguard.workflows.run")
+RUN_LOGGER = "closeguard.workflows.run"
+_LOG = logging.getLogger(RUN_LOGGER)
 
 
 def run_logger(workflow: str, run_id: str) -> logging.LoggerAdapter[logging.Logger]:

@@ -144,6 +144,10 @@ class SqlRunQueue:
     async def claim(self, worker: str) -> RunRow | None:
         return await self.store.run(self.rows.claim, worker, self.lease)
 
+    async def claim_run(self, run_id: str, worker: str) -> RunRow | None:
+        """Claim this run if it is claimable now (``workflows run`` executes its own run)."""
+        return await self.store.run(self.rows.claim, worker, self.lease, only=run_id)
+
     async def heartbeat(self, run_id: str, worker: str) -> bool:
         return await self.store.run(self.rows.heartbeat, run_id, worker, self.lease)
 

@@ -89,10 +89,11 @@ class Worker:
         run = await self.queue.claim(self.name)
         if run is None:
             return False
-        await self._guarded(run)
+        await self.execute(run)
         return True
 
-    async def _guarded(self, run: RunRow) -> None:
+    async def execute(self, run: RunRow) -> None:
+        """Execute a run this worker has claimed and settle it in the queue."""
         beat = asyncio.create_task(self._beat(run.id))
         try:
             await self._execute(run)
@@ -120,10 +121,12 @@ class Worker:
             await self.queue.fail(run.id, self.name, error, transient=False)
             self._report(run, "failed", error)
             return
-        self._report(run, "started" if run.attempts == 1 else f"attempt {run.attempts}")
         resume = None
         if run.approval_id:
             resume = {"approval_id": run.approval_id, "status": "approved"}
+            self._report(run, "resumed", f"{run.approval_id} approved")
+        else:
+            self._report(run, "started" if run.attempts == 1 else f"attempt {run.attempts}")
         outcome = await self.executor.execute(workflow, spec_of(run), resume=resume)
         await self._settle(run, outcome)
 

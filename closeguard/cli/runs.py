@@ -1,0 +1,144 @@
+"""``closeguard runs``: list, show and retry workflow runs."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from closeguard.cli._common import JsonOpt, LimitOpt, console, existing_store, fail, print_json
+from closeguard.guardrails import AuditLog
+from closeguard.store.effects import EffectRows
+from closeguard.store.runs import RunRow, RunRows
+from closeguard.workflows.queue import SqlRunQueue
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Workflow runs: their status, errors and effects.", no_args_is_help=True)
+
+STATUSES = ("queued", "running", "waiting_approval", "completed", "failed", "rejected", "dead")
+STATUS_STYLE = {
+    "completed": "green",
+    "waiting_approval": "yellow",
+    "queued": "cyan",
+    "running": "cyan",
+    "failed": "red",
+    "dead": "red",
+    "rejected": "magenta",
+}
+IdArg = Annotated[str, typer.Argument(metavar="ID", help="The run's id (run_..., or a prefix).")]
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _payload(run: RunRow) -> dict[str, Any]:
+    data = {k: v for k, v in vars(run).items() if k not in ("seq",)}
+    for key in ("created", "updated", "available_at", "lease_until"):
+        data[key] = (
+            None if data[key] is None else datetime.fromtimestamp(data[key], UTC).isoformat()
+        )
+    return data
+
+
+def _find(rows: RunRows, run_id: str) -> RunRow:
+    found = rows.get(run_id)
+    if found is not None:
+        return found
+    matches = rows.find(run_id)
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise fail(f"{run_id!r} matches several runs: {', '.join(m.id for m in matches)}")
+    raise fail(f"no run {run_id!r}")
+
+
+@app.command("list")
+def list_(
+    status: Annotated[
+        str | None,
+        typer.Option("--status", "-s", metavar="STATUS", help=f"Only {', '.join(STATUSES)}."),
+    ] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", metavar="NAME", help="Only this workflow.")
+    ] = None,
+    limit: LimitOpt = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent runs, newest first."""
+    if status is not None and status not in STATUSES:
+        raise fail(f"--status takes one of {', '.join(STATUSES)}", 2)
+    runs = RunRows(existing_store()).list(status=status, workflow=workflow, limit=limit)
+    if as_json:
+        print_json([_payload(r) for r in runs])
+        return
+    table = Table("id", "workflow", "status", "lead", "trigger", "attempts", "updated", "error")
+    for run in runs:
+        style = STATUS_STYLE.get(run.status, "")
+        table.add_row(
+            run.id,
+            run.workflow,
+            f"[{style}]{run.status}[/]" if style else run.status,
+            run.lead_id or "-",
+            run.trigger_key,
+            str(run.attempts),
+            _when(run.updated),
+            (run.error or "-")[:80],
+        )
+    console(160).print(table)
+
+
+@app.command("show")
+def show(run_id: IdArg, as_json: JsonOpt = False) -> None:
+    """One run: its trigger, status, error, effects journal and audited calls."""
+    store = existing_store()
+    run = _find(RunRows(store), run_id)
+    data = _payload(run)
+    data["effects"] = [
+        {"key": e.key, "status": e.status, "result_id": (e.result or {}).get("id")}
+        if isinstance(e.result, dict | None)
+        else {"key": e.key, "status": e.status}
+        for e in EffectRows(store).for_run(run.id)
+    ]
+    data["calls"] = [
+        {k: row[k] for k in ("ts", "method", "path", "decision", "rule", "status_code")}
+        for row in AuditLog(store).rows()
+        if row["run_id"] == run.id
+    ]
+    if as_json:
+        print_json(data)
+        return
+    for key in ("id", "workflow", "status", "kind", "trigger_key", "lead_id", "attempts"):
+        typer.echo(f"{key + ':':<13} {data[key]}")
+    for key in ("created", "updated", "approval_id", "error"):
+        if data[key] is not None:
+            typer.echo(f"{key + ':':<13} {data[key]}")
+    if run.state:
+        typer.echo(f"{'state:':<13} {run.state}")
+    for effect in data["effects"]:
+        typer.echo(
+            f"effect:       {effect['key']} {effect['status']} {effect.get('result_id') or ''}"
+        )
+    for call in data["calls"]:
+        typer.echo(
+            f"call:         {call['method']} {call['path']} {call['decision']} "
+            f"{call['status_code'] or ''} {call['rule'] or ''}".rstrip()
+        )
+    if run.status == "waiting_approval" and run.approval_id:
+        typer.echo(f"next:         closeguard approvals approve {run.approval_id}")
+    elif run.status in ("dead", "failed"):
+        typer.echo(f"next:         closeguard runs retry {run.id}")
+
+
+@app.command("retry")
+def retry(run_id: IdArg) -> None:
+    """Put a dead or failed run back in its lead's order (a running worker takes it)."""
+    store = existing_store()
+    run = _find(RunRows(store), run_id)
+    if not asyncio.run(SqlRunQueue(store).retry(run.id)):
+        raise fail(f"run {run.id} is {run.status}; only dead or failed runs are retried")
+    typer.echo(f"run {run.id} ({run.workflow}) is queued again in its lead's order")
