@@ -71,13 +71,17 @@ async def _outcome(
     store = Store("sqlite://")
     try:
         if task.kind == "workflow":
-            return await run_workflow_task(
+            outcome = await run_workflow_task(
                 task, sim, store=store, noop=model == "noop", guard=guard
             )
-        chat_model = make_model(model, task.reference)
-        assert chat_model is not None
-        policy = loaded.policy_for(task)
-        return await run_chat(task, sim, chat_model, policy, guard=guard, store=store)
+        else:
+            chat_model = make_model(model, task.reference)
+            assert chat_model is not None
+            policy = loaded.policy_for(task)
+            outcome = await run_chat(task, sim, chat_model, policy, guard=guard, store=store)
+        outcome.faults = dict(sim.faults.counts) if sim.faults is not None else {}
+        outcome.simulated_seconds = sim.clock.now() - world.now
+        return outcome
     finally:
         await asyncio.to_thread(store.dispose)
 
@@ -128,6 +132,9 @@ def _graded(task: Task, outcome: Outcome, grades: list[Grade]) -> dict[str, Any]
         out["usage"] = outcome.usage
     if outcome.notes:
         out["notes"] = outcome.notes
+    if outcome.faults:
+        out["faults"] = outcome.faults
+    out["simulated_seconds"] = round(outcome.simulated_seconds, 3)
     return out
 
 

@@ -66,6 +66,8 @@ class Outcome:
     actions: list[Action] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    faults: dict[str, int] = field(default_factory=dict)
+    simulated_seconds: float = 0.0
 
 
 class Recorder(httpx.AsyncBaseTransport):
