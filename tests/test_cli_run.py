@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +130,30 @@ def test_runs_list_show_and_retry_a_dead_run(store: Store) -> None:
     again = runner.invoke(app, ["runs", "retry", run_id])
     assert again.exit_code == 1 and "only dead or failed" in again.output
     assert runner.invoke(app, ["runs", "show", "run_nope"]).exit_code == 1
+
+
+async def test_ctrl_c_stops_closeguard_run_gracefully(tmp_path: Path) -> None:
+    """A real process: the first SIGINT lets runs finish, then it exits 0 with its summary."""
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    env.pop("CLOSE_API_KEY", None)
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("closeguard")),
+        "run",
+        "--plain",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(60):
+        while not any("new-lead-triage completed" in line for line in lines):
+            line = (await process.stdout.readline()).decode()
+            assert line, "closeguard run ended early:\n" + "".join(lines)
+            lines.append(line)
+    process.send_signal(signal.SIGINT)
+    async with asyncio.timeout(30):
+        rest = (await process.stdout.read()).decode()
+        code = await process.wait()
+    assert code == 0, "".join(lines) + rest
+    assert "Stopped after" in rest and "Traceback" not in rest
