@@ -178,3 +178,12 @@ async def test_a_released_run_is_claimable_again_without_counting_the_attempt(
     await queue.release("r-s", "w")
     again = await queue.claim("w2")
     assert again is not None and (again.id, again.attempts) == ("r-s", 1)
+
+
+async def test_a_worker_claims_only_the_workflows_it_runs(queue: RunQueue) -> None:
+    await queue.enqueue([req("o1", "lead", workflow="other"), req("m1", "lead2")])
+    mine = await queue.claim("w", ["wf"])
+    assert mine is not None and mine.id == "r-m1"
+    assert await queue.claim("w", ["wf"]) is None
+    theirs = await queue.claim("w2", ["other"])
+    assert theirs is not None and theirs.id == "r-other-o1"

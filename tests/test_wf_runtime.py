@@ -249,3 +249,25 @@ async def test_transient_errors_retry_with_backoff_then_dead_letter_and_retry(
     done = await queue.get(run.id)
     assert done is not None and done.status == "completed" and done.error is None
     assert len(welcome_tasks(sim)) == 1
+
+
+async def test_a_broken_workflow_fails_at_once_and_is_not_retried(store: Store) -> None:
+    sim = Simulator(seed=5, leads=4)
+    broken = Workflow("broken", EventTrigger("lead", "created"), "no-such-policy", (task_on_lead,))
+    queue = SqlRunQueue(store)
+    executor = Executor(
+        store=store,
+        checkpointer=InMemorySaver(),
+        api_key=sim.api_key,
+        transport=sim.transport(),
+        base_url=BASE_URL,
+    )
+    worker = Worker(queue, executor, {"broken": broken}, store=store)
+    await Inbox(store, [broken], queue).add(
+        {"id": "ev_b", "object_type": "lead", "action": "created", "data": {"id": "x"}},
+        source="webhook",
+    )
+    assert await worker.run_one()
+    [run] = await queue.list()
+    assert run.status == "failed" and run.error is not None and "ConfigError" in run.error
+    assert "no-such-policy" in run.error

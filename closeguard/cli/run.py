@@ -289,6 +289,15 @@ def run(
             highlight=False,
             soft_wrap=True,
         )
+    elif public_url is None and "receiver" in config.roles:
+        console.print(
+            "No --public-url: the webhook subscription is not managed here; events arrive "
+            "through Event Log catch-up (every minute) or an existing subscription pointing "
+            f"at http://{host}:{port}/webhooks/close.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if llm is None and any(w.uses_llm for w in enabled.values()):
         console.print(
             "No model configured (CLOSEGUARD_MODEL or --model): LLM steps are skipped.",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,14 +167,23 @@ class RunRows:
         )
         return and_(ready, or_(t.c.lead_id.is_(None), not_(blocked)))
 
-    def claim(self, worker: str, lease: float, *, only: str | None = None) -> RunRow | None:
-        """Take the first claimable run (``only``: that run, if claimable) for ``lease``
-        seconds (attempts counted)."""
+    def claim(
+        self,
+        worker: str,
+        lease: float,
+        *,
+        only: str | None = None,
+        workflows: Collection[str] | None = None,
+    ) -> RunRow | None:
+        """Take the first claimable run for ``lease`` seconds (attempts counted): ``only``
+        that run, or only runs of ``workflows`` (those this worker can execute)."""
         t = self.table
         now = self.now()
         first = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(1)
         if only is not None:
             first = first.where(t.c.id == only)
+        if workflows is not None:
+            first = first.where(t.c.workflow.in_(list(workflows)))
         with self.store.engine.begin() as conn:
             row = conn.execute(
                 update(t)

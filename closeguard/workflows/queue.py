@@ -11,7 +11,7 @@ same interface, and ``tests/test_wf_queue_contract.py`` runs one suite against e
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,8 +69,9 @@ class RunQueue(Protocol):
         """Queue the runs whose (workflow, trigger key) is new; the ids of those queued."""
         ...
 
-    async def claim(self, worker: str) -> RunRow | None:
-        """The next run this worker may execute, leased to it, or None."""
+    async def claim(self, worker: str, workflows: Collection[str] | None = None) -> RunRow | None:
+        """The next run this worker may execute (of ``workflows``, when given), leased to
+        it, or None."""
         ...
 
     async def heartbeat(self, run_id: str, worker: str) -> bool:
@@ -141,8 +142,8 @@ class SqlRunQueue:
     async def enqueue(self, requests: Sequence[RunRequest]) -> list[str]:
         return await self.store.run(self.rows.enqueue, [r.as_row() for r in requests])
 
-    async def claim(self, worker: str) -> RunRow | None:
-        return await self.store.run(self.rows.claim, worker, self.lease)
+    async def claim(self, worker: str, workflows: Collection[str] | None = None) -> RunRow | None:
+        return await self.store.run(self.rows.claim, worker, self.lease, workflows=workflows)
 
     async def claim_run(self, run_id: str, worker: str) -> RunRow | None:
         """Claim this run if it is claimable now (``workflows run`` executes its own run)."""

@@ -28,7 +28,7 @@ from closeguard.store import Store
 from closeguard.store.runs import RunRow
 from closeguard.workflows.activity import Activity, Feed
 from closeguard.workflows.definition import Workflow
-from closeguard.workflows.executor import Executor, Outcome, RunSpec, describe
+from closeguard.workflows.executor import Executor, Outcome, RunSpec, describe, is_transient
 from closeguard.workflows.queue import RunQueue
 
 __all__ = ["Worker", "spec_of"]
@@ -86,7 +86,7 @@ class Worker:
 
     async def run_one(self) -> bool:
         """Claim and execute one run; False when none is claimable."""
-        run = await self.queue.claim(self.name)
+        run = await self.queue.claim(self.name, self.workflows.keys())
         if run is None:
             return False
         await self.execute(run)
@@ -102,7 +102,9 @@ class Worker:
             raise
         except Exception as exc:
             log.exception("run %s: the worker failed around it", run.id)
-            await self.queue.fail(run.id, self.name, describe(exc), transient=True)
+            error = describe(exc)
+            settled = await self.queue.fail(run.id, self.name, error, transient=is_transient(exc))
+            self._report(run, settled.status, error)
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
