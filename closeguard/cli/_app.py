@@ -14,6 +14,7 @@ from closeguard.cli import approvals as approvals_cmd
 from closeguard.cli import audit as audit_cmd
 from closeguard.cli import catalog as catalog_cmd
 from closeguard.cli import chat as chat_cmd
+from closeguard.cli import eval as eval_cmd
 from closeguard.cli import info as info_cmd
 from closeguard.cli import policy as policy_cmd
 from closeguard.cli import run as run_cmd
@@ -120,6 +121,7 @@ app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(sim_cmd.app, name="sim")
 app.command("chat")(chat_cmd.chat)
+app.add_typer(eval_cmd.app, name="eval")
 app.add_typer(webhooks_cmd.app, name="webhooks")
 app.command("run")(run_cmd.run)
 app.add_typer(workflows_cmd.app, name="workflows")

@@ -213,7 +213,10 @@ def _pct(value: Any) -> str:
 
 def _summary_rows(summary: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
     for key, value in summary.items():
-        if key.startswith("pass") or key in ("attack_success_rate", "utility_under_attack"):
+        if key.startswith(("pass^", "pass_rate")) or key in (
+            "attack_success_rate",
+            "utility_under_attack",
+        ):
             yield key, _pct(value)
         elif key == "tokens":
             yield key, ", ".join(f"{k} {v}" for k, v in value.items())

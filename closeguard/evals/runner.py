@@ -174,12 +174,14 @@ async def run_suites(
     previous: Mapping[Key, dict[str, Any]] | None = None,
     on_trial: Callable[[TaskRun, int], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
+    into: list[TaskRun] | None = None,
 ) -> list[TaskRun]:
     """Run everything; ``on_plan(n)`` is told how many trials will run, ``on_trial`` is
-    called after each (the CLI saves the report and moves the progress bar there)."""
+    called after each (the CLI saves the report and moves the progress bar there);
+    ``into`` receives the task runs as soon as they exist, for partial reports."""
     previous = previous or {}
     gate = asyncio.Semaphore(max(1, options.concurrency))
-    runs: list[TaskRun] = []
+    runs: list[TaskRun] = into if into is not None else []
     worlds: dict[str, tuple[LoadedSuite, BuiltWorld]] = {}
     for loaded in suites:
         world = await build_world(loaded)
