@@ -28,7 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, interrupt
 
-from closeguard.guardrails import Guarded, Policy
+from closeguard.guardrails import Guard, Guarded
 from closeguard.store import Store
 from closeguard.tools import CloseClient
 from closeguard.tools.clock import Clock, SystemClock
@@ -195,7 +195,7 @@ class Executor:
         self.llm = llm
         self.journal = EffectJournal(store)
         self._graphs: dict[int, CompiledStateGraph[Any, Any, Any, Any]] = {}
-        self._policies: dict[int, Policy] = {}
+        self._guards: dict[int, Guard] = {}
 
     def graph(self, workflow: Workflow) -> CompiledStateGraph[Any, Any, Any, Any]:
         key = id(workflow)
@@ -203,16 +203,19 @@ class Executor:
             self._graphs[key] = build_graph(workflow, self.checkpointer)
         return self._graphs[key]
 
-    def policy(self, workflow: Workflow) -> Policy:
+    def guard(self, workflow: Workflow) -> Guard:
+        """The workflow's decisions, precomputed once (loading the policy file once)."""
         key = id(workflow)
-        if key not in self._policies:
-            self._policies[key] = workflow.load_policy()
-        return self._policies[key]
+        if key not in self._guards:
+            self._guards[key] = Guard(workflow.load_policy())
+        return self._guards[key]
 
     def client(self, workflow: Workflow, spec: RunSpec) -> CloseClient:
         """The run's client: guarded by the workflow's policy, audited as its name and run."""
+        decisions = self.guard(workflow)
         guard = Guarded(
-            self.policy(workflow),
+            decisions.policy,
+            guard=decisions,
             store=self.store,
             triggered_leads=None if spec.lead_id is None else {spec.lead_id},
         )

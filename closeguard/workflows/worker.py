@@ -77,12 +77,13 @@ class Worker:
         self.heartbeat = heartbeat
         self.approvals_every = approvals_every
         self.feed = feed or Feed()
-        self.wake = asyncio.Event()
+        self._nudges: asyncio.Queue[None] = asyncio.Queue()
         self.executed = 0
 
     def nudge(self) -> None:
-        """Look at the queue now (new runs were queued)."""
-        self.wake.set()
+        """New runs were queued: wake one idle lane (not all of them) to claim."""
+        if self._nudges.qsize() < self.concurrency:
+            self._nudges.put_nowait(None)
 
     async def run_one(self) -> bool:
         """Claim and execute one run; False when none is claimable."""
@@ -192,8 +193,20 @@ class Worker:
                 busy = False
             if busy or stop.is_set():
                 continue
-            self.wake.clear()
-            await _first(stop, self.wake, within=self.poll)
+            await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Until a nudge (taken by this lane alone), ``stop``, or ``poll`` seconds."""
+        nudged = asyncio.ensure_future(self._nudges.get())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait(
+                {nudged, stopped}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in (nudged, stopped):
+                waiter.cancel()
+            await asyncio.gather(nudged, stopped, return_exceptions=True)
 
     async def _watch_approvals(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
