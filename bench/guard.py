@@ -7,7 +7,8 @@
 3. Throughput: the same calls through ``CloseClient`` against the in-process simulator,
    unguarded vs guarded (policy + audit log on a temp SQLite store); target >= 90 %.
    The timer stops when the client is closed, i.e. after the guard's last audit batch is
-   committed, and the bench checks that every call's row is in the store by then.
+   committed, and the bench checks that every call's row is in the store by then, and that
+   no batch was written on the event loop's thread (the guard writes on the store's).
    ``rounds`` pairs (guarded, unguarded, back to back, alternating order) give one ratio
    each; the median is the figure, and the spread is printed beside it.
 
@@ -22,6 +23,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from closeguard.guardrails import AuditLog, Guard, Guarded, Policy, RunContext
 from closeguard.guardrails.audit import EMPTY_ROW
 from closeguard.simulator import Simulator
 from closeguard.store import Store
+from closeguard.store.audit import AuditRows
 from closeguard.tools.catalog import classify
 from closeguard.tools.client import CloseClient
 
@@ -135,6 +138,8 @@ class Throughput:
     unwritten: int = 0
     rows: int = 0
     chain_ok: bool = False
+    on_loop: int = 0
+    writes: int = 0
 
 
 async def timed_run(sim: Simulator, lead: str, n: int, **kwargs: Any) -> tuple[float, float]:
@@ -155,6 +160,15 @@ async def bench_throughput(n: int, rounds: int) -> Throughput:
     policy = Guarded(Policy.from_yaml(POLICY), store=store)
     calls = n + (n + 3) // 4 + (n + 7) // 8
     result = Throughput()
+    loop_thread = threading.current_thread()
+    append = AuditRows.append
+
+    def watched(self: AuditRows, *args: Any) -> None:
+        result.writes += 1
+        result.on_loop += threading.current_thread() is loop_thread
+        append(self, *args)
+
+    AuditRows.append = watched  # type: ignore[method-assign,assignment]
     for r in range(rounds + 1):
         wall: dict[bool, float] = {}
         cpu: dict[bool, float] = {}
@@ -174,6 +188,7 @@ async def bench_throughput(n: int, rounds: int) -> Throughput:
         result.guarded.append(calls / wall[True])
         result.ratios.append(wall[False] / wall[True])
         result.cpu_ratios.append(cpu[False] / cpu[True])
+    AuditRows.append = append  # type: ignore[method-assign]
     report = audit.verify()
     result.rows, result.chain_ok = report.rows, report.ok
     return result
@@ -258,7 +273,15 @@ def main() -> int:
         "audit", "rows not committed when the timer stops", str(t.unwritten), "0", t.unwritten == 0
     )
     line("audit", "rows in the chain", str(t.rows), "chain intact", t.chain_ok)
-    return 0 if check_us <= 20 and ratio >= 0.9 and t.unwritten == 0 and t.chain_ok else 1
+    line(
+        "audit",
+        "batch writes on the event loop's thread",
+        f"{t.on_loop} of {t.writes}",
+        "0",
+        t.on_loop == 0,
+    )
+    ok = check_us <= 20 and ratio >= 0.9 and t.unwritten == 0 and t.chain_ok and not t.on_loop
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
