@@ -20,6 +20,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -57,7 +58,7 @@ def define(metadata: MetaData) -> None:
         Column("workflow", String(200), nullable=False),
         Column("trigger_key", String(400), nullable=False),
         Column("kind", String(10), nullable=False),
-        Column("lead_id", String(100), index=True),
+        Column("lead_id", String(100)),
         Column("payload", Text, nullable=False),
         Column("status", String(20), nullable=False, index=True),
         Column("attempts", Integer, nullable=False, default=0),
@@ -70,6 +71,7 @@ def define(metadata: MetaData) -> None:
         Column("created", Float, nullable=False),
         Column("updated", Float, nullable=False),
         UniqueConstraint("workflow", "trigger_key", name="runs_once_per_trigger"),
+        Index("ix_runs_lead_status", "lead_id", "status"),
     )
 
 
@@ -158,9 +160,10 @@ class RunRows:
         blocked = exists().where(
             and_(
                 other.c.lead_id == t.c.lead_id,
+                other.c.status.in_(ACTIVE),
                 other.c.seq != t.c.seq,
                 or_(
-                    and_(other.c.seq < t.c.seq, other.c.status.in_(ACTIVE)),
+                    other.c.seq < t.c.seq,
                     and_(other.c.status == "running", other.c.lease_until >= now),
                 ),
             )

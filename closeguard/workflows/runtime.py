@@ -34,7 +34,7 @@ from closeguard.tools import CloseClient
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.workflows.activity import Activity, Feed
 from closeguard.workflows.catchup import CatchUp
-from closeguard.workflows.definition import Workflow
+from closeguard.workflows.definition import EventTrigger, Workflow
 from closeguard.workflows.executor import Executor
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.queue import SqlRunQueue
@@ -141,7 +141,9 @@ class Runtime:
 
     def _on_event(self, event: Mapping[str, Any], source: str, new: bool) -> None:
         if new:
-            self.worker.nudge()
+            for workflow in self.workflows.values():
+                if isinstance(workflow.trigger, EventTrigger) and workflow.trigger.matches(event):
+                    self.worker.nudge()
         text = f"{event.get('object_type')}.{event.get('action')} {event.get('id')} ({source})"
         self.feed.emit(Activity("event", text, status="new" if new else "duplicate"))
 
