@@ -17,16 +17,28 @@ from closeguard.workflows.definition import (
     Trigger,
     Workflow,
 )
+from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.loader import load_workflows, packaged_workflows
+from closeguard.workflows.queue import RunQueue, SqlRunQueue
+from closeguard.workflows.runtime import Runtime, RuntimeConfig
+from closeguard.workflows.testing import RunResult, resume_workflow, run_workflow
 
 __all__ = [
     "Context",
     "EventTrigger",
+    "Inbox",
     "ManualTrigger",
+    "RunQueue",
+    "RunResult",
+    "Runtime",
+    "RuntimeConfig",
     "ScheduleTrigger",
+    "SqlRunQueue",
     "Step",
     "Trigger",
     "Workflow",
     "load_workflows",
     "packaged_workflows",
+    "resume_workflow",
+    "run_workflow",
 ]
