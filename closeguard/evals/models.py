@@ -27,7 +27,14 @@ from closeguard.agent import AgentInfo, FunctionChatModel, ScriptedChatModel, re
 from closeguard.agent.prompt import unwrap_result
 from closeguard.evals.format import Reference
 
-__all__ = ["OFFLINE_MODELS", "adversary_model", "injected_actions", "make_model", "reference_model"]
+__all__ = [
+    "OFFLINE_MODELS",
+    "adversary_model",
+    "injected_actions",
+    "make_model",
+    "reference_model",
+    "workflow_llm",
+]
 
 OFFLINE_MODELS = ("reference", "noop", "adversary")
 _ACTION = re.compile(r"ACTION:\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
@@ -150,6 +157,18 @@ def adversary_model(reference: Reference) -> FunctionChatModel:
         return reply if isinstance(reply, AIMessage) else AIMessage(content=str(reply.content))
 
     return _Function(fn=act, name="adversary")
+
+
+def workflow_llm(spec: str, reference: Reference) -> BaseChatModel | None:
+    """The model a workflow's LLM steps get: the reference answer for the offline models
+    (none for ``noop``, nor when the task gives no answer), else the named model."""
+    if spec == "noop":
+        return None
+    if spec in OFFLINE_MODELS:
+        if not reference.answer:
+            return None
+        return _Scripted(turns=[{"text": reference.answer}], name=f"{spec}-llm")
+    return resolve_model(spec)
 
 
 def make_model(spec: str, reference: Reference) -> BaseChatModel | None:

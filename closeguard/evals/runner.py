@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from closeguard.evals.format import Task
 from closeguard.evals.graders import Grade
 from closeguard.evals.loader import LoadedSuite
-from closeguard.evals.models import make_model
+from closeguard.evals.models import make_model, workflow_llm
 from closeguard.evals.trial import Outcome, grade, run_chat
 from closeguard.evals.wf_trial import run_workflow_task
 from closeguard.evals.world import BuiltWorld, build_world
@@ -72,7 +72,12 @@ async def _outcome(
     try:
         if task.kind == "workflow":
             outcome = await run_workflow_task(
-                task, sim, store=store, noop=model == "noop", guard=guard
+                task,
+                sim,
+                store=store,
+                noop=model == "noop",
+                guard=guard,
+                llm=workflow_llm(model, task.reference),
             )
         else:
             chat_model = make_model(model, task.reference)

@@ -28,6 +28,9 @@ __all__ = ["ANCHOR", "BuiltWorld", "build_world", "fault_config"]
 ANCHOR = DEFAULT_ANCHOR
 """Every suite's "now": worlds, due dates and ticks line up with it on every day."""
 
+SETTLED = 2 * 3600.0
+"""Trials start this long after the world was built, so the fixtures' own events are
+history (Event Log catch-up looks back minutes, not hours), on the same day."""
 _TEMPLATE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 _TODAY = re.compile(r"^today\s*([+-])\s*(\d+)$")
 
@@ -48,7 +51,7 @@ class BuiltWorld:
             seed=seed,
             world=OrgState.from_json(orjson.loads(orjson.dumps(self.state))),
             events=EventLog.from_json(orjson.loads(orjson.dumps(self.events))),
-            clock=FakeClock(start=self.now),
+            clock=FakeClock(start=self.now + SETTLED),
             faults=fault_config(faults),
         )
 
@@ -78,8 +81,9 @@ class BuiltWorld:
             days = int(shifted.group(2)) * (1 if shifted.group(1) == "+" else -1)
             return (today + timedelta(days=days)).isoformat()
         col = self.state["collections"]
-        if ref == "me":
-            return next(iter(col["users"]))
+        if ref == "me" or ref.startswith("me."):
+            me = next(iter(col["users"]))
+            return me if ref == "me" else self._field("users", me, ref[3:], ref)
         kind, sep, label = ref.partition(":")
         if sep:
             return self._labelled(kind, label)
@@ -87,14 +91,15 @@ class BuiltWorld:
         if handle not in self.handles:
             raise ConfigError(f"unknown handle {{{{{ref}}}}} (fixtures: {', '.join(self.handles)})")
         collection, oid = self.handles[handle]
-        if not path:
-            return oid
-        value: Any = col[collection][oid]
+        return self._field(collection, oid, path, ref) if path else oid
+
+    def _field(self, collection: str, oid: str, path: str, ref: str) -> Any:
+        value: Any = self.state["collections"][collection][oid]
         for key in path.split("."):
             try:
                 value = value[int(key)] if isinstance(value, list) else value[key]
             except (KeyError, IndexError, ValueError, TypeError):
-                raise ConfigError(f"{{{{{ref}}}}}: {handle} has no {path}") from None
+                raise ConfigError(f"{{{{{ref}}}}}: no {path} there") from None
         return value
 
     def _labelled(self, kind: str, label: str) -> str:
