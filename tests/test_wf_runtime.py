@@ -15,6 +15,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from closeguard.guardrails import Approvals, AuditLog, Policy
 from closeguard.simulator import Simulator
 from closeguard.simulator.core import BASE_URL
+from closeguard.simulator.faults import FaultConfig, WebhookFaults
 from closeguard.store import Store
 from closeguard.tools.clock import FakeClock
 from closeguard.workflows.activity import Activity
@@ -73,8 +74,10 @@ async def running(
     tasks: list[asyncio.Task[None]] = []
     sims: list[Simulator] = []
 
-    async def start(*workflows: Workflow, **config: Any) -> tuple[Runtime, Simulator]:
-        sim = Simulator(seed=5, leads=4)
+    async def start(
+        *workflows: Workflow, faults: FaultConfig | None = None, **config: Any
+    ) -> tuple[Runtime, Simulator]:
+        sim = Simulator(seed=5, leads=4, faults=faults)
         sims.append(sim)
         runtime = Runtime(
             workflows,
@@ -129,6 +132,26 @@ async def test_duplicated_and_replayed_deliveries_have_one_effect(running: Any) 
     await asyncio.sleep(0)
     assert len(welcome_tasks(sim)) == 1
     assert len(await runtime.queue.list()) == 1
+
+
+async def test_duplicated_reordered_and_delayed_deliveries_make_one_task_each(
+    running: Any,
+) -> None:
+    faults = FaultConfig(
+        webhooks=WebhookFaults(
+            duplicate=0.5, reorder=0.4, delay=0.3, delay_seconds=0.3, reorder_hold_seconds=0.3
+        )
+    )
+    runtime, sim = await running(TASKER, faults=faults, catchup=False)
+    seen: list[Activity] = []
+    runtime.feed.listeners.append(seen.append)
+    async with sim.client() as client:
+        leads = [(await client.leads.create({"name": f"Lead {n}"})).id for n in range(8)]
+    await until(lambda: len(welcome_tasks(sim)) == 8 and not sim.webhooks.pending)
+    events = [a for a in seen if a.kind == "event"]
+    assert any(a.status == "duplicate" for a in events), "the faults did duplicate deliveries"
+    assert sorted(t["lead_id"] for t in welcome_tasks(sim)) == sorted(leads)
+    assert len(await runtime.queue.list()) == 8
 
 
 async def test_events_missed_by_the_receiver_are_caught_up(running: Any) -> None:
