@@ -62,6 +62,8 @@ class TaskRun:
     broken: str | None = None
     needs_change: bool = False
     trials: dict[int, dict[str, Any]] = field(default_factory=dict)
+    replay: dict[str, Any] | None = None
+    """The reference replay's own result (a ``reference`` run's trial 0 is that replay)."""
 
 
 async def _outcome(
@@ -85,7 +87,7 @@ async def _outcome(
             policy = loaded.policy_for(task)
             outcome = await run_chat(task, sim, chat_model, policy, guard=guard, store=store)
         outcome.faults = dict(sim.faults.counts) if sim.faults is not None else {}
-        outcome.simulated_seconds = sim.clock.now() - world.now
+        outcome.simulated_seconds = sim.clock.now() - world.start
         return outcome
     finally:
         await asyncio.to_thread(store.dispose)
@@ -152,12 +154,18 @@ def _resolve(run: TaskRun, world: BuiltWorld) -> None:
         run.broken = f"{run.where}: cannot resolve the task: {first}"
 
 
+_VALIDATED: dict[tuple[str, str, int, float | None], dict[str, Any]] = {}
+"""Reference replays already made in this process, by (suite file, resolved task, seed,
+timeout): a benchmark running several models validates each task once."""
+
+
 async def _validate(
     run: TaskRun, loaded: LoadedSuite, world: BuiltWorld, options: RunOptions
 ) -> None:
     """Replay the reference on a fresh world (guarded); a failure marks the task broken."""
     assert run.resolved is not None
-    result = await run_trial(
+    key = (str(loaded.file), run.resolved.model_dump_json(), options.seed, options.timeout)
+    result = _VALIDATED.get(key) or await run_trial(
         loaded,
         world,
         run.resolved,
@@ -170,6 +178,7 @@ async def _validate(
         reasons = "; ".join(result.get("failures") or ["failed"])
         run.broken = f"{run.where}: the reference solution does not pass: {reasons}"
     run.needs_change = bool(result.get("changed"))
+    run.replay = _VALIDATED[key] = result
 
 
 async def run_suites(
@@ -221,6 +230,11 @@ async def run_suites(
     async def play(run: TaskRun, t: int) -> None:
         loaded, world = worlds[run.suite]
         assert run.resolved is not None
+        if t == 0 and run.replay is not None and options.model == "reference" and options.guard:
+            run.trials[t] = {"trial": t, **run.replay}
+            if on_trial is not None:
+                on_trial(run, t)
+            return
         result = await run_trial(
             loaded,
             world,

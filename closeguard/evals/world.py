@@ -45,13 +45,18 @@ class BuiltWorld:
     """handle -> (collection, id)."""
     now: float = ANCHOR.timestamp()
 
+    @property
+    def start(self) -> float:
+        """When each trial's clock starts."""
+        return self.now + SETTLED
+
     def simulator(self, *, seed: int, faults: Faults | None = None) -> Simulator:
         """A fresh simulator on a copy of the world, on its own ``FakeClock``."""
         return Simulator(
             seed=seed,
             world=OrgState.from_json(orjson.loads(orjson.dumps(self.state))),
             events=EventLog.from_json(orjson.loads(orjson.dumps(self.events))),
-            clock=FakeClock(start=self.now + SETTLED),
+            clock=FakeClock(start=self.start),
             faults=fault_config(faults),
         )
 
