@@ -63,6 +63,13 @@ class EffectRows:
         data["result"] = None if data["result"] is None else json.loads(data["result"])
         return EffectRow(**data)
 
+    def begin(self, run_id: str, key: str) -> EffectRow | None:
+        """The row already journaled for this write, or None after recording its intent."""
+        found = self.get(run_id, key)
+        if found is None:
+            self.intent(run_id, key)
+        return found
+
     def intent(self, run_id: str, key: str) -> None:
         """Record that the write is about to be sent (kept if it is already there)."""
         now = time.time()
@@ -82,7 +89,7 @@ class EffectRows:
             conn.execute(
                 update(t)
                 .where(and_(t.c.run_id == run_id, t.c.key == key))
-                .values(status="done", result=json.dumps(result), updated=time.time())
+                .values(status="done", result=json.dumps(result, default=str), updated=time.time())
             )
 
     def for_run(self, run_id: str) -> list[EffectRow]:

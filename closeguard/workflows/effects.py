@@ -9,7 +9,9 @@ never in the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import json
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,15 +22,18 @@ from closeguard.store.effects import EffectRow, EffectRows
 __all__ = ["EffectJournal", "to_json"]
 
 
-def to_json(value: Any) -> Any:
-    """``value`` as plain JSON data: pydantic models dumped, tuples as lists."""
+def _plain(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", exclude_none=True)
-    if isinstance(value, Mapping):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    return value
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def to_json(value: Any) -> Any:
+    """``value`` exactly as the journal gives it back: JSON data (pydantic models dumped,
+    dates in ISO format, tuples as lists, anything else as its string)."""
+    return json.loads(json.dumps(value, default=_plain))
 
 
 class EffectJournal:
@@ -58,7 +63,7 @@ class EffectJournal:
         same on the first run and on a replay. An intent without a result and without
         ``find`` cannot be checked: the write is made again (at least once).
         """
-        found = await self.get(run_id, key)
+        found = await self.store.run(self.rows.begin, run_id, key)
         if found is not None and found.status == "done":
             return found.result
         if found is not None and find is not None:
@@ -67,8 +72,6 @@ class EffectJournal:
                 result = to_json(existing)
                 await self.store.run(self.rows.done, run_id, key, result)
                 return result
-        if found is None:
-            await self.store.run(self.rows.intent, run_id, key)
         result = to_json(await write())
         await self.store.run(self.rows.done, run_id, key, result)
         return result
