@@ -13,7 +13,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from typer.testing import CliRunner
 
-from closeguard.agent import FunctionChatModel
+from closeguard.agent import FunctionChatModel, ScriptedChatModel
 from closeguard.agent.models import AgentInfo
 from closeguard.cli import app
 from closeguard.evals import RunOptions, build_report, load_suite, packaged_suites, run_suites
@@ -197,3 +197,23 @@ def test_cli_exits_1_when_a_task_is_broken_and_names_it_in_junit(tmp_path: Path)
 def test_cli_schema_prints_the_json_schema() -> None:
     done = cli.invoke(app, ["eval", "schema"])
     assert done.exit_code == 0 and json.loads(done.stdout)["title"].startswith("closeguard eval")
+
+
+async def test_tokens_and_cost_are_reported_when_the_model_reports_usage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = runner_module.make_model
+
+    def counting(spec: str, reference: Reference) -> Any:
+        if spec != "counting":
+            return real(spec, reference)
+        usage = {"input_tokens": 1000, "output_tokens": 200}
+        return ScriptedChatModel(turns=[{"text": "ana@acme.example", "usage": usage}])
+
+    monkeypatch.setattr(runner_module, "make_model", counting)
+    opts = RunOptions(model="counting", trials=2)
+    runs = await run_suites([load_suite(suite_dir(tmp_path))], opts)
+    summary = build_report(runs, opts, wall_seconds=1.0, prices=(3.0, 15.0))["summary"]
+    assert summary["tokens"] == {"input_tokens": 4000, "output_tokens": 800, "total_tokens": 4800}
+    assert summary["cost_usd"] == pytest.approx(4000 / 1e6 * 3 + 800 / 1e6 * 15)
+    assert summary["pass^1"] == 0.5  # the answer is right; noting needs a call it never makes

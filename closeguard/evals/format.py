@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from closeguard.simulator.faults import HTTPFaults, WebhookFaults
+from closeguard.simulator.faults import HTTPFaults
 
 __all__ = [
     "Attack",
@@ -115,11 +115,11 @@ class World(_Model):
 
 
 class Faults(_Model):
-    """Faults injected while the task runs: per endpoint group (``lead:read``), resource
-    root (``lead``) or ``"*"``, and on webhook deliveries."""
+    """Faults injected on the API while the task runs, per endpoint group (``lead:read``),
+    resource root (``lead``) or ``"*"``. Webhook misdelivery is a workflow task's
+    ``deliveries`` (duplicated, out of order, missed), explicit rather than drawn."""
 
     http: dict[str, HTTPFaults] = Field(default_factory=dict)
-    webhooks: WebhookFaults | None = None
 
 
 Matcher = Any

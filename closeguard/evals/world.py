@@ -126,7 +126,7 @@ class BuiltWorld:
 def fault_config(faults: Faults | None) -> FaultConfig | None:
     if faults is None:
         return None
-    return FaultConfig(groups=dict(faults.http), webhooks=faults.webhooks or FaultConfig().webhooks)
+    return FaultConfig(groups=dict(faults.http))
 
 
 async def build_world(loaded: LoadedSuite) -> BuiltWorld:
