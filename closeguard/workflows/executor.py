@@ -269,7 +269,7 @@ class Executor:
             else:
                 payload = {"state": {}}
             try:
-                await graph.ainvoke(payload, config)
+                result = await graph.ainvoke(payload, config)
             except RunRejected as exc:
                 return Outcome("rejected", dict(ctx.state), error=describe(exc))
             except PolicyViolation as exc:
@@ -278,9 +278,9 @@ class Executor:
                 return Outcome(
                     "failed", dict(ctx.state), error=describe(exc), transient=is_transient(exc)
                 )
-            after = await graph.aget_state(config)
-            state = dict(after.values.get("state") or {})
-            if after.interrupts:
-                value = after.interrupts[0].value
+            state = dict(result.get("state") or {})
+            interrupts = result.get("__interrupt__") or ()
+            if interrupts:
+                value = interrupts[0].value
                 return Outcome("waiting_approval", state, approval_id=value.get("approval_id"))
             return Outcome("completed", state)
