@@ -10,6 +10,7 @@ import pytest
 
 from closeguard.guardrails import Policy
 from closeguard.store import Store
+from closeguard.tools.clock import FakeClock
 from closeguard.workflows.definition import (
     Context,
     EventTrigger,
@@ -19,6 +20,7 @@ from closeguard.workflows.definition import (
 )
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.queue import SqlRunQueue
+from tests.test_wf_queue_contract import postgresql_queue
 
 POLICY = Policy.from_dict({"name": "nothing", "grants": {"lead": "read"}})
 
@@ -146,3 +148,17 @@ async def test_events_stored_before_a_crash_are_dispatched_on_restart(tmp_path: 
     assert await restarted.redispatch() == 1
     assert len(await restarted.queue.list()) == 2
     assert await restarted.redispatch() == 0
+
+
+async def test_the_inbox_on_postgresql_stores_and_queues_once() -> None:
+
+    with postgresql_queue(Path("."), FakeClock()) as queue:
+        assert isinstance(queue, SqlRunQueue)
+        inbox = Inbox(queue.store, WORKFLOWS, queue)
+        assert await inbox.add_many([lead_created("ev_1"), lead_created("ev_1")], source="w") == 1
+        assert not await inbox.add(lead_created("ev_1"), source="catchup")
+        tick = datetime(2026, 11, 27, 8, tzinfo=UTC)
+        assert await inbox.add_tick("daily", tick) is not None
+        assert await inbox.add_tick("daily", tick) is None
+        runs = await queue.list()
+        assert sorted(r.workflow for r in runs) == ["daily", "on-any-lead", "on-lead"]

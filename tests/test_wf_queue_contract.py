@@ -1,31 +1,64 @@
 """The run-queue contract: one suite, run against every ``RunQueue`` implementation.
 
-The scale-out issue adds its PostgreSQL engine to ``IMPLEMENTATIONS``; each factory gets a
-temporary folder and a fake clock and returns a fresh, empty queue.
+The embedded SQL queue runs on SQLite and on PostgreSQL; the scale-out issue adds its
+PostgreSQL job engine to ``IMPLEMENTATIONS``. Each factory gets a temporary folder and a fake
+clock and yields a fresh, empty queue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from closeguard.store import Store
 from closeguard.tools.clock import FakeClock
 from closeguard.workflows.queue import Backoff, RunQueue, RunRequest, SqlRunQueue
 
+PG_URL = os.environ.get("CLOSEGUARD_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 BACKOFF = Backoff(max_attempts=3, base=10.0, cap=60.0)
 LEASE = 30.0
 
 
-def sql_queue(tmp_path: Path, clock: FakeClock) -> RunQueue:
+@contextlib.contextmanager
+def sqlite_queue(tmp_path: Path, clock: FakeClock) -> Iterator[RunQueue]:
     store = Store(f"sqlite:///{tmp_path / 'queue.db'}")
-    return SqlRunQueue(store, clock=clock, backoff=BACKOFF, lease=LEASE)
+    yield SqlRunQueue(store, clock=clock, backoff=BACKOFF, lease=LEASE)
+    store.dispose()
 
 
-IMPLEMENTATIONS: dict[str, Callable[[Path, FakeClock], RunQueue]] = {"sqlite": sql_queue}
+@contextlib.contextmanager
+def postgresql_queue(tmp_path: Path, clock: FakeClock) -> Iterator[RunQueue]:
+    """The same SQL queue on PostgreSQL, in a schema of its own dropped afterwards."""
+    schema = f"cg_queue_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        admin.dispose()
+        pytest.fail(f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}: {exc}")
+    store = Store(PG_URL, schema=schema)
+    try:
+        yield SqlRunQueue(store, clock=clock, backoff=BACKOFF, lease=LEASE)
+    finally:
+        store.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+IMPLEMENTATIONS: dict[str, Callable[[Path, FakeClock], AbstractContextManager[RunQueue]]] = {
+    "sqlite": sqlite_queue,
+    "sql-on-postgresql": postgresql_queue,
+}
 
 
 @pytest.fixture
@@ -34,8 +67,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def queue(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> RunQueue:
-    return IMPLEMENTATIONS[request.param](tmp_path, clock)
+def queue(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[RunQueue]:
+    with IMPLEMENTATIONS[request.param](tmp_path, clock) as made:
+        yield made
 
 
 def req(key: str, lead: str | None = None, workflow: str = "wf", **kw: Any) -> RunRequest:
