@@ -294,3 +294,55 @@ async def test_a_broken_workflow_fails_at_once_and_is_not_retried(store: Store) 
     [run] = await queue.list()
     assert run.status == "failed" and run.error is not None and "ConfigError" in run.error
     assert "no-such-policy" in run.error
+
+
+async def test_stopping_releases_a_run_still_going_after_the_grace_period(
+    store: Store,
+) -> None:
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    async def slow(ctx: Context) -> None:
+        ctx.state["first"] = True
+
+    async def blocked(ctx: Context) -> None:
+        started.set()
+        await gate.wait()
+        ctx.state["second"] = True
+
+    wf = Workflow("slow", EventTrigger("lead", "updated"), POLICY, (slow, blocked))
+    sim = Simulator(seed=5, leads=2)
+    saver = InMemorySaver()
+
+    def runtime() -> Runtime:
+        return Runtime(
+            [wf],
+            store=store,
+            checkpointer=saver,
+            api_key=sim.api_key,
+            transport=sim.transport(),
+            base_url=BASE_URL,
+            config=RuntimeConfig(roles=frozenset({"worker"}), grace=0.2, poll=0.05),
+        )
+
+    first, stop = runtime(), asyncio.Event()
+    task = asyncio.create_task(first.run(stop))
+    event = {"id": "ev_s", "object_type": "lead", "action": "updated", "lead_id": "L"}
+    await first.inbox.add(event, source="webhook")
+    await asyncio.wait_for(started.wait(), 20)
+    stop.set()
+    await asyncio.wait_for(task, 20)
+    [run] = await first.queue.list()
+    assert (run.status, run.attempts, run.worker) == ("queued", 0, None)
+
+    gate.set()
+    second, stop = runtime(), asyncio.Event()
+    task = asyncio.create_task(second.run(stop))
+    for _ in range(500):
+        done = await second.queue.get(run.id)
+        if done is not None and done.status == "completed":
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 20)
+    assert done is not None and done.status == "completed"
+    assert done.state == {"first": True, "second": True}
