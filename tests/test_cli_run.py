@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from closeguard.cli import app
+from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.workflows.queue import RunRequest, SqlRunQueue
 
@@ -157,3 +158,26 @@ async def test_ctrl_c_stops_closeguard_run_gracefully(tmp_path: Path) -> None:
         code = await process.wait()
     assert code == 0, "".join(lines) + rest
     assert "Stopped after" in rest and "Traceback" not in rest
+
+
+def test_workflows_run_with_an_event_file(tmp_path: Path) -> None:
+    sim = Simulator(seed=7, leads=30)  # the world `workflows run` starts without a key
+    lead = next(iter(sim.state["leads"].values()))
+    event = {
+        "object_type": "lead",
+        "action": "created",
+        "object_id": lead["id"],
+        "lead_id": lead["id"],
+        "data": dict(lead),
+    }
+    file = tmp_path / "event.json"
+    file.write_text(json.dumps({"subscription_id": "whsub_x", "event": event}))
+    result = runner.invoke(
+        app, ["workflows", "run", "new-lead-triage", "--event", str(file), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["status"] == "completed", data
+    assert ("POST", "/task/", "allow") in {
+        (c["method"], c["path"], c["decision"]) for c in data["calls"]
+    }

@@ -8,14 +8,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy import select
 
 from closeguard.cli._common import JsonOpt, LimitOpt, console, existing_store, fail, print_json
-from closeguard.guardrails import AuditLog
+from closeguard.store import Store
 from closeguard.store.effects import EffectRows
 from closeguard.store.runs import RunRow, RunRows
 from closeguard.workflows.queue import SqlRunQueue
 
-__all__ = ["app"]
+__all__ = ["app", "audit_rows_for"]
 
 app = typer.Typer(help="Workflow runs: their status, errors and effects.", no_args_is_help=True)
 
@@ -43,6 +44,14 @@ def _payload(run: RunRow) -> dict[str, Any]:
             None if data[key] is None else datetime.fromtimestamp(data[key], UTC).isoformat()
         )
     return data
+
+
+def audit_rows_for(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """The audit rows of one run, in order (a query on ``run_id``, not a scan)."""
+    table = store.tables.audit
+    query = select(table).where(table.c.run_id == run_id).order_by(table.c.seq)
+    with store.engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
 
 
 def _find(rows: RunRows, run_id: str) -> RunRow:
@@ -106,8 +115,7 @@ def show(run_id: IdArg, as_json: JsonOpt = False) -> None:
     ]
     data["calls"] = [
         {k: row[k] for k in ("ts", "method", "path", "decision", "rule", "status_code")}
-        for row in AuditLog(store).rows()
-        if row["run_id"] == run.id
+        for row in audit_rows_for(store, run.id)
     ]
     if as_json:
         print_json(data)

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from closeguard.agent.runtime import open_checkpointer
 from closeguard.cli._common import JsonOpt, console, fail, print_json
-from closeguard.guardrails import AuditLog
+from closeguard.cli.runs import audit_rows_for
 from closeguard.simulator import Simulator
 from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
 from closeguard.store import Store, default_store
@@ -278,8 +278,7 @@ def run_(
             "decision": row["decision"],
             "status": row["status_code"],
         }
-        for row in AuditLog(target.store).tail(1000)
-        if row["run_id"] == result["run_id"]
+        for row in audit_rows_for(target.store, result["run_id"])
     ]
     result["calls"] = calls
     if as_json:
