@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -181,3 +182,14 @@ def test_workflows_run_with_an_event_file(tmp_path: Path) -> None:
     assert ("POST", "/task/", "allow") in {
         (c["method"], c["path"], c["decision"]) for c in data["calls"]
     }
+
+
+def test_run_says_so_in_one_line_when_the_port_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["run", "--listen", f"127.0.0.1:{port}", "--duration", "1"])
+    assert result.exit_code == 1
+    assert f"error: the webhook receiver cannot listen on 127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output

@@ -32,6 +32,7 @@ from closeguard.store import Store
 from closeguard.store.cursors import Cursors
 from closeguard.tools import CloseClient
 from closeguard.tools.clock import Clock, SystemClock
+from closeguard.tools.errors import ConfigError
 from closeguard.workflows.activity import Activity, Feed
 from closeguard.workflows.catchup import CatchUp
 from closeguard.workflows.definition import EventTrigger, Workflow
@@ -203,7 +204,12 @@ class Runtime:
         app = build_receiver_app(self.inbox, cursors.signature_keys, clock=self.clock)
         async with contextlib.AsyncExitStack() as stack:
             client = await stack.enter_async_context(self.intake_client())
-            base = await stack.enter_async_context(serve(app, host, port))
+            try:
+                base = await stack.enter_async_context(serve(app, host, port))
+            except OSError as exc:
+                raise ConfigError(
+                    f"the webhook receiver cannot listen on {host}:{port}: {exc.strerror or exc}"
+                ) from exc
             self.parts.receiver_url = base + DEFAULT_PATH
             loops: list[asyncio.Task[Any]] = []
             if self.config.catchup:
