@@ -152,3 +152,30 @@ async def test_an_approval_gated_merge_waits_then_resumes(
         assert done.status == "rejected"
         assert source in sim.state["leads"]
     assert [t["text"] for t in new_tasks(sim, before)] == ["merging"]
+
+
+async def two_merges(ctx: Context) -> None:
+    into = ctx.params["into"]
+    for source in ctx.params["sources"]:
+        await ctx.effect(f"merge-{source}", lambda s=source: ctx.client.leads.merge(s, into))
+    ctx.state["merged"] = list(ctx.params["sources"])
+
+
+async def test_a_step_with_two_gated_calls_asks_for_each_in_turn(
+    sim: Simulator, store: Store
+) -> None:
+    first, second, into = list(sim.state["leads"])[:3]
+    workflow = Workflow("merge-two", ManualTrigger(), MERGE_POLICY, (two_merges,))
+    params = {"sources": [first, second], "into": into}
+    kwargs: dict[str, Any] = {"transport": sim.transport(), "api_key": sim.api_key}
+    waiting = await run_workflow(workflow, params=params, store=store, **kwargs)
+    assert waiting.status == "waiting_approval"
+    Approvals(store).approve(waiting.approval_id, by="t")  # type: ignore[arg-type]
+    again = await resume_workflow(workflow, waiting, params=params, store=store, **kwargs)
+    assert again.status == "waiting_approval" and again.approval_id != waiting.approval_id
+    assert first not in sim.state["leads"] and second in sim.state["leads"]
+    Approvals(store).approve(again.approval_id, by="t")  # type: ignore[arg-type]
+    done = await resume_workflow(workflow, again, params=params, store=store, **kwargs)
+    assert done.status == "completed", done.error
+    assert second not in sim.state["leads"] and into in sim.state["leads"]
+    assert [a.status for a in Approvals(store).list(limit=10)] == ["consumed", "consumed"]

@@ -129,17 +129,29 @@ class _Unclosed(httpx.AsyncBaseTransport):
         return None
 
 
+def _answer_for(exc: ApprovalRequired) -> Mapping[str, Any]:
+    """Stop for ``exc``'s approval; on resume, the answer given for it.
+
+    Answers are matched by approval id: a resumed step may pass an earlier approval (now
+    granted) and stop at another, whose interrupt then gets a fresh index.
+    """
+    payload = {"approval_id": exc.approval_id, "reason": str(exc)}
+    while True:
+        answer = interrupt(payload)
+        if isinstance(answer, Mapping) and answer.get("approval_id") == exc.approval_id:
+            return answer
+
+
 def _node(step: Step) -> Any:
     async def node(state: RunState, config: RunnableConfig) -> RunState:
         ctx: StepContext = config["configurable"][_HANDLE]
-        ctx.state = dict(state.get("state") or {})
+        start = dict(state.get("state") or {})
         while True:
+            ctx.state = dict(start)
             try:
                 await step(ctx)
             except ApprovalRequired as exc:
-                answer = interrupt({"approval_id": exc.approval_id, "reason": str(exc)})
-                while (answer or {}).get("approval_id") != exc.approval_id:
-                    answer = interrupt({"approval_id": exc.approval_id, "reason": str(exc)})
+                answer = _answer_for(exc)
                 if answer.get("status") != "approved":
                     raise RunRejected(
                         f"approval {exc.approval_id} was {answer.get('status')}"
