@@ -92,20 +92,22 @@ class DemoDriver:
                 await self.runtime.schedules.tick(workflow.name, now)
 
     def _on_activity(self, activity: Activity) -> None:
-        if activity.status == "waiting_approval" and activity.run_id:
-            text = activity.text.rsplit(": ", 1)[-1]
-            if text.startswith("appr_") and text not in self._approving:
-                self._approving.add(text)
-                asyncio.get_running_loop().create_task(self._approve(text))
+        if activity.status == "waiting_approval" and activity.run_id not in self._approving:
+            self._approving.add(str(activity.run_id))
+            asyncio.get_running_loop().create_task(self._approve(str(activity.run_id)))
 
-    async def _approve(self, approval_id: str) -> None:
+    async def _approve(self, run_id: str) -> None:
+        """Grant the approval a parked run waits for, a few seconds later, as a person would."""
+        run = await self.runtime.queue.get(run_id)
+        if run is None or run.approval_id is None:
+            return
         self.say(
-            f"{approval_id} waits for a person (closeguard approvals approve {approval_id}); "
-            f"approving it in {self.approve_after:g}s"
+            f"{run.approval_id} waits for a person (closeguard approvals approve "
+            f"{run.approval_id}); approving it in {self.approve_after:g}s"
         )
         await asyncio.sleep(self.approve_after)
         approvals = Approvals(self.runtime.store)
-        await self.runtime.store.run(approvals.approve, approval_id, by="demo")
+        await self.runtime.store.run(approvals.approve, run.approval_id, by="demo")
 
     def _opportunities(self, status_type: str) -> list[dict[str, Any]]:
         return [
