@@ -97,7 +97,8 @@ def close_target(settings: Settings) -> Target:
     )
 
 
-def _model(spec: str | None, workflows: Mapping[str, Workflow]) -> BaseChatModel | None:
+def _model(spec: str | None) -> BaseChatModel | None:
+    """The model for LLM steps, or None when none is configured (those steps skip)."""
     if spec or Settings().model:
         return resolve_model(spec)
     return None
@@ -279,7 +280,7 @@ def run(
         public_url=public_url,
         subscribe=target.sim is not None,
     )
-    llm = _model(model, enabled)
+    llm = _model(model)
     console = Console()
     if target.sim is not None:
         console.print(
