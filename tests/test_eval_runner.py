@@ -217,3 +217,13 @@ async def test_tokens_and_cost_are_reported_when_the_model_reports_usage(
     assert summary["tokens"] == {"input_tokens": 4000, "output_tokens": 800, "total_tokens": 4800}
     assert summary["cost_usd"] == pytest.approx(4000 / 1e6 * 3 + 800 / 1e6 * 15)
     assert summary["pass^1"] == 0.5  # the answer is right; noting needs a call it never makes
+
+
+def test_cli_refuses_an_unusable_model_before_running_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    report = tmp_path / "r.json"
+    done = cli.invoke(app, ["eval", "run", "sales-ops", "-m", "openai:x", "--report", str(report)])
+    assert done.exit_code == 1 and "openai" in done.output and len(done.output.splitlines()) == 1
+    assert not report.exists()

@@ -13,8 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from closeguard.agent import resolve_model
 from closeguard.cli._common import JsonOpt, console, fail, print_json
 from closeguard.evals import (
+    OFFLINE_MODELS,
     RunOptions,
     TaskRun,
     build_report,
@@ -103,6 +105,8 @@ def run(
         guard=not no_guard,
         timeout=timeout,
     )
+    if model not in OFFLINE_MODELS:
+        resolve_model(model)  # a missing extra or key is one line now, not a crash per trial
     loaded = find_suites(suites)
     previous: dict[Any, dict[str, Any]] = {}
     if report is not None and report.exists():

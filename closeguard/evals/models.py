@@ -171,9 +171,8 @@ def workflow_llm(spec: str, reference: Reference) -> BaseChatModel | None:
     return resolve_model(spec)
 
 
-def make_model(spec: str, reference: Reference) -> BaseChatModel | None:
-    """The model for one task: an offline one by name, else ``resolve_model(spec)``.
-    ``None`` for ``noop`` on workflow tasks is the caller's business."""
+def make_model(spec: str, reference: Reference) -> BaseChatModel:
+    """The chat model for one task: an offline one by name, else ``resolve_model(spec)``."""
     if spec == "reference":
         return reference_model(reference)
     if spec == "noop":

@@ -83,7 +83,6 @@ async def _outcome(
             )
         else:
             chat_model = make_model(model, task.reference)
-            assert chat_model is not None
             policy = loaded.policy_for(task)
             outcome = await run_chat(task, sim, chat_model, policy, guard=guard, store=store)
         outcome.faults = dict(sim.faults.counts) if sim.faults is not None else {}
