@@ -187,9 +187,10 @@ class Runtime:
             waiter = asyncio.create_task(stop.wait())
             await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
-            for task in tasks:
-                if task.done() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            failed = [t.exception() for t in tasks if t.done() and not t.cancelled()]
+            for exc in failed:
+                if exc is not None:
+                    raise exc
         finally:
             stop.set()
             _, late = await asyncio.wait(tasks, timeout=self.config.grace) if tasks else ((), ())
