@@ -336,27 +336,37 @@ async def test_the_simulators_deliveries_land_in_the_inbox() -> None:
     assert [a.status for d in sim.webhooks.deliveries for a in d.attempts] == [200]
 
 
-async def test_served_on_uvicorn() -> None:
-    inbox = MemoryInbox()
+async def test_served_on_uvicorn_with_the_real_inbox(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    inbox = Inbox(store, [])
     app = WebhookReceiver(inbox, lambda: [KEY], max_body=10_000)
+
+    def signed_now(body: bytes, *, shift: int = 0, key: str = KEY) -> dict[str, str]:
+        stamp = str(int(app.clock.now()) + shift)
+        return {"close-sig-timestamp": stamp, "close-sig-hash": compute_signature(key, stamp, body)}
+
+    async def stream() -> Any:
+        for _ in range(100):
+            yield b"y" * 1000
+
+    body = delivery("ev_served")
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
         assert (await http.get("/healthz")).status_code == 200
-        body = delivery("ev_served")
-        stamp = str(int(app.clock.now()))
-        headers = {
-            "close-sig-timestamp": stamp,
-            "close-sig-hash": compute_signature(KEY, stamp, body),
-        }
-        ok = await http.post(DEFAULT_PATH, content=body, headers=headers)
-        big = await http.post(DEFAULT_PATH, content=b"x" * 20_000, headers=headers)
-
-        async def stream() -> Any:
-            for _ in range(100):
-                yield b"y" * 1000
-
-        chunked = await http.post(DEFAULT_PATH, content=stream(), headers=headers)
-    assert (ok.status_code, big.status_code, chunked.status_code) == (200, 413, 413)
-    assert list(inbox.events) == ["ev_served"]
+        statuses = [
+            (await http.post(DEFAULT_PATH, content=content, headers=headers)).status_code
+            for content, headers in [
+                (body, signed_now(body)),
+                (body, signed_now(body)),
+                (delivery("ev_forged"), signed_now(delivery("ev_forged"), key="ab" * 32)),
+                (delivery("ev_stale"), signed_now(delivery("ev_stale"), shift=-400)),
+                (b"{not json", signed_now(b"{not json")),
+                (b"x" * 20_000, signed_now(body)),
+                (stream(), signed_now(body)),
+            ]
+        ]
+    assert statuses == [200, 200, 401, 401, 400, 413, 413]
+    assert [r.event_id for r in inbox.rows.recent()] == ["ev_served"]
+    store.dispose()
 
 
 async def _noop(ctx: Any) -> None:
