@@ -208,6 +208,41 @@ async def test_reads_go_through_the_guard(store: Store) -> None:
         await refused.run_once()
 
 
+async def test_run_forever_outlives_a_failing_pass(store: Store) -> None:
+    clock = FakeClock(auto_advance=False)
+    sim = Simulator(seed=1, leads=1, clock=clock)
+    await create_leads(sim, "Retried")
+
+    class FlakyInbox(MemoryInbox):
+        failures = 1
+
+        async def add_many(self, events: Sequence[Mapping[str, Any]], *, source: str) -> int:
+            if self.failures:
+                self.failures -= 1
+                raise OSError("database is locked")
+            return await super().add_many(events, source=source)
+
+    inbox = FlakyInbox()
+    catchup = CatchUp(sim.client(), inbox, Cursors(store), clock=clock)
+    task = asyncio.create_task(catchup.run_forever(every=60))
+    try:
+        for _ in range(2000):
+            if inbox.failures == 0:
+                break
+            await asyncio.sleep(0)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert catchup.passes == 0 and not task.done()
+        catchup.trigger()
+        for _ in range(2000):
+            if catchup.passes:
+                break
+            await asyncio.sleep(0)
+        assert catchup.passes == 1 and inbox.events
+    finally:
+        task.cancel()
+
+
 async def test_run_forever_passes_on_start_every_minute_and_when_triggered(store: Store) -> None:
     clock = FakeClock(auto_advance=False)
     sim = Simulator(seed=1, leads=1, clock=clock)

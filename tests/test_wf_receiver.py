@@ -268,6 +268,23 @@ async def test_keys_are_reloaded_when_a_delivery_matches_none() -> None:
     assert (await call(app, [body], signed(body))).status == 200
 
 
+async def test_unreadable_keys_are_503_until_they_can_be_read() -> None:
+    readable = False
+
+    def keys() -> list[str]:
+        if not readable:
+            raise OSError("store unreachable")
+        return [KEY]
+
+    inbox = MemoryInbox()
+    app = WebhookReceiver(inbox, keys, clock=FakeClock(start=NOW))
+    body = delivery()
+    assert (await call(app, [body], signed(body))).status == 503
+    readable = True
+    assert (await call(app, [body], signed(body))).status == 200
+    assert list(inbox.events) == ["ev_1"] and app.stats["keys_unavailable"] == 1
+
+
 async def test_health_unknown_paths_and_methods() -> None:
     app = receiver()
     assert (await call(app, [], method="GET", path="/healthz")).status == 200

@@ -132,8 +132,8 @@ class CatchUp:
             if kept:
                 stored += await self.inbox.add_many(kept, source=SOURCE)
             if end is None:
-                newest = max((_parse(e["date_updated"]) for e in events), default=position)
-                position = max(position, newest)
+                stamps = [e["date_updated"] for e in events if e.get("date_updated")]
+                position = max([position, *(_parse(t) for t in stamps)])
             else:
                 position = max(position, end)
             await self.positions.aset(self.name, _iso(position))
@@ -172,6 +172,8 @@ class CatchUp:
                 await self.run_once()
             except CloseguardError as exc:
                 log.warning("Event Log catch-up failed, will retry: %s", exc)
+            except Exception as exc:  # the store, a bad page: the loop must outlive it
+                log.error("Event Log catch-up failed, will retry: %s", type(exc).__name__)
             sleeper = asyncio.ensure_future(self.clock.sleep(every))
             woken = asyncio.ensure_future(self._wake.wait())
             try:

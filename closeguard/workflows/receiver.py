@@ -164,17 +164,30 @@ class WebhookReceiver:
         self.verifier.set_keys(keys)
         self._loaded_at = self.clock.monotonic()
 
-    async def _verify(self, timestamp: str | None, signature: str | None, body: bytes) -> Verdict:
+    async def _reload(self) -> bool:
+        try:
+            await self.reload_keys()
+        except Exception as exc:
+            log.error("could not read the signature keys: %s", type(exc).__name__)
+            return False
+        return True
+
+    async def _verify(
+        self, timestamp: str | None, signature: str | None, body: bytes
+    ) -> Verdict | None:
+        """The verdict, or None when the keys cannot be read (the delivery gets a 503)."""
         if self._loaded_at is None:
             async with self._reload_lock:
-                if self._loaded_at is None:
-                    await self.reload_keys()
+                if self._loaded_at is None and not await self._reload():
+                    return None
         verdict = self.verifier.check(timestamp, signature, body)
         if verdict in (Verdict.MISMATCH, Verdict.NO_KEY) and callable(self._keys):
             async with self._reload_lock:
                 assert self._loaded_at is not None
                 if self.clock.monotonic() - self._loaded_at >= self.reload_interval:
-                    await self.reload_keys()
+                    if not await self._reload():
+                        self._loaded_at = self.clock.monotonic()
+                        return None
                     verdict = self.verifier.check(timestamp, signature, body)
         return verdict
 
@@ -226,6 +239,9 @@ class WebhookReceiver:
             self.stats["disconnected"] += 1
             return
         verdict = await self._verify(headers.get(SIG_TIMESTAMP), headers.get(SIG_HASH), body)
+        if verdict is None:
+            await self._refuse(send, 503, "keys_unavailable", "signature keys unavailable; retry")
+            return
         if not verdict.ok:
             await self._refuse(send, 401, f"unauthorized_{verdict.name.lower()}", verdict.value)
             return
