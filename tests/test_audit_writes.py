@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from closeguard.guardrails import AuditLog, row_hash
-from closeguard.guardrails.audit import CHAINED
+from closeguard.guardrails.audit import CHAINED, RECORDED, _iso
 from closeguard.guardrails.redact import canonical_json
 from closeguard.store import Store
 from closeguard.store.audit import _CHUNK
@@ -152,3 +154,43 @@ def test_a_failed_flush_raises_store_error_and_keeps_its_rows(store: Store) -> N
     assert log.flush() == 2
     report = log.verify()
     assert report.ok and report.rows == 3
+
+
+def test_record_writes_what_queue_writes(store: Store) -> None:
+    """The hot path's positional rows and ``queue``'s mappings make the same rows."""
+    log = AuditLog(store, max_delay=3600)
+    row = {k: ROW[k] for k in RECORDED}
+    log.queue({**row, "ts": ROW["ts"], "args": {"body": {"note": "é"}, "params": {}}})
+    log.record(tuple(row[k] for k in RECORDED), ROW["ts"])
+    log.record(tuple(row[k] for k in RECORDED))
+    assert log.flush() == 3
+    first, second, third = log.rows()
+    assert {**first, "seq": 0, "prev_hash": "", "hash": ""} == {
+        **second,
+        "seq": 0,
+        "prev_hash": "",
+        "hash": "",
+    }
+    assert third["ts"] > first["ts"] and log.verify().ok
+
+
+@pytest.mark.parametrize("ns", [0, 1_764_258_471_000_000_999, 1_764_258_471_999_999_999])
+def test_stamps_are_formatted_as_isoformat_to_the_microsecond(ns: int) -> None:
+    sec, rest = divmod(ns, 10**9)
+    moment = datetime.fromtimestamp(sec, UTC).replace(microsecond=rest // 1000)
+    assert _iso(ns) == moment.isoformat(timespec="microseconds")
+
+
+def test_queued_rows_add_no_objects_for_the_garbage_collector(store: Store) -> None:
+    """A buffer of tuples is 500 more containers for every collection to walk."""
+    log = AuditLog(store, max_delay=3600)
+    values = tuple(ROW[k] for k in RECORDED)
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        for _ in range(500):
+            log.record(values)
+        assert len(gc.get_objects()) - before < 10
+    finally:
+        gc.enable()
+    assert log.flush() == 500

@@ -206,7 +206,8 @@ _SEGMENTS = st.sampled_from(
     segments=st.lists(_SEGMENTS, min_size=0, max_size=4),
 )
 def test_indexed_lookup_matches_a_linear_scan(method: str, segments: list[str]) -> None:
-    """find_endpoint's index gives what trying every template, literals first, gives."""
+    """find_endpoint's index gives what trying every template, literals first, gives, and
+    gives it again once remembered."""
     path = "/" + "".join(f"{s}/" for s in segments if s)
     candidates = sorted(
         (ep for ep in ENDPOINTS if ep.method == method),
@@ -220,3 +221,13 @@ def test_indexed_lookup_matches_a_linear_scan(method: str, segments: list[str]) 
             find_endpoint(method, path)
     else:
         assert find_endpoint(method, path) == expected
+        assert find_endpoint(method, path) == expected
+
+
+def test_a_remembered_lookup_hands_out_its_own_parameters() -> None:
+    ep, params = find_endpoint("GET", "/lead/lead_cache/")
+    params["id"] = "changed"
+    assert find_endpoint("GET", "/lead/lead_cache/") == (ep, {"id": "lead_cache"})
+    assert find_endpoint("GET", "https://api.close.com/api/v1/lead/lead_cache")[1] == {
+        "id": "lead_cache"
+    }

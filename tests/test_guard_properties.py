@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from closeguard.guardrails import Guard, Guarded, Policy
+from closeguard.guardrails import Guard, Guarded, Policy, RunContext
 from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.tools.catalog import ENDPOINTS, RESOURCES, classify
@@ -262,3 +262,67 @@ def test_denied_calls_never_reach_the_backend(
                     assert backend.events == events_before
 
     asyncio.run(go())
+
+
+# -- remembered decisions ------------------------------------------------------------------
+
+
+@st.composite
+def email_calls(draw: st.DrawFn) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """The argument-dependent calls, on few paths: emails, drafts or sent."""
+    method, path = draw(
+        st.sampled_from([("POST", "/activity/email/"), ("PUT", "/activity/email/acti_3/")])
+    )
+    body: dict[str, Any] = {"lead_id": "lead_a1"}
+    status = draw(st.sampled_from([None, *EMAIL_STATUSES]))
+    if status is not None:
+        body["status"] = status
+    return method, path, body, {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=policy_specs, batch=st.lists(calls() | email_calls(), min_size=2, max_size=30))
+def test_remembered_decisions_match_a_fresh_check(
+    spec: dict[str, Any], batch: list[tuple[Any, ...]]
+) -> None:
+    """``decide_request`` remembers a decision only where no argument can change it: after
+    any sequence of calls on one guard (the same paths with other bodies, such as email
+    statuses that send), it answers as a fresh guard and the reference do."""
+    data, policy = build(spec)
+    if policy is None:
+        return
+    guard = Guard(policy)
+    for method, path, body, params in batch * 2:
+        decision = guard.decide_request(method, path, body, params)
+        assert decision == Guard(policy).check_request(method, path, body, params)[0]
+        assert (decision.outcome, decision.rule) == reference_for(data, method, path, body)
+
+
+def test_remembered_decisions_leave_arguments_and_lead_scope_to_every_call() -> None:
+    policy = Policy.from_yaml(
+        """
+name: scoped
+grants: {"*": destructive}
+approve: [destructive]
+constraints:
+  task.update:
+    text: {required: true}
+  task.create:
+    lead_id: {scope: triggered}
+"""
+    )
+    guard = Guard(policy)
+    mine, theirs = RunContext(triggered_leads=frozenset({"lead_a"})), RunContext()
+    for _ in range(2):
+        assert guard.decide_request("GET", "/lead/lead_a/").allowed
+        email = "/activity/email/acti_1/"
+        assert guard.decide_request("PUT", email, {"status": "draft"}).allowed
+        assert guard.decide_request("PUT", email, {"status": "outbox"}).needs_approval
+        assert guard.decide_request("PUT", "/task/task_1/", {"text": "x"}).allowed
+        assert guard.decide_request("PUT", "/task/task_1/", {}).denied
+        task = {"lead_id": "lead_a", "text": "call"}
+        assert guard.decide_request("POST", "/task/", task, context=mine).allowed
+        assert guard.decide_request("POST", "/task/", task, context=theirs).denied
+        other = {**task, "lead_id": "lead_b"}
+        assert guard.decide_request("POST", "/task/", other, context=mine).denied
+    assert set(guard._routes) == {("GET", "/lead/lead_a/")}

@@ -20,6 +20,8 @@ from closeguard.guardrails import (
     GuardTransport,
     Policy,
 )
+from closeguard.guardrails.redact import redacted_json
+from closeguard.guardrails.transport import _query
 from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.tools.catalog import ENDPOINTS
@@ -362,3 +364,14 @@ async def test_secrets_never_reach_an_audit_row(store: Store, sim: Simulator) ->
     assert sim.api_key not in dump
     assert hook["signature_key"] not in dump
     assert "tok-123" not in dump and "d" * 300 not in dump
+
+
+@pytest.mark.parametrize(
+    "query", ["lead_id=lead_1&_limit=5", "a=1&a=2&b=", "q=%C3%A9t%C3%A9+x&x=a%26b&api_key=s"]
+)
+def test_a_remembered_query_reads_as_httpx_reads_it(query: str) -> None:
+    url = httpx.URL(f"https://api.close.com/api/v1/lead/?{query}")
+    for _ in range(2):
+        params, args = _query(url.query)
+        assert params == dict(url.params)
+        assert args == redacted_json({"body": {}, "params": dict(url.params)})

@@ -17,7 +17,7 @@ import pytest
 
 from closeguard.agent.testing import call, scripted, turn
 from closeguard.guardrails import Approvals, AuditLog, GuardTransport, Policy
-from closeguard.guardrails.quotas import Quotas
+from closeguard.guardrails.quotas import Quotas, Reserved
 from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.store.approvals import ApprovalRows
@@ -216,6 +216,25 @@ async def test_a_window_refusal_gives_the_per_run_units_back(store: Store) -> No
     clock.advance(60)
     assert await charge("c") is None
     assert await charge("d") == "limits.per_run.writes"
+
+
+def test_per_run_limits_are_charged_without_the_store(store: Store) -> None:
+    """The guard's hot path: per-run units are settled in memory (a retry is free); only a
+    per-window limit leaves a reservation for the store to charge."""
+    policy = Policy.from_yaml("name: q3\ngrants: {task: write}\nlimits: {per_run: {writes: 1}}\n")
+    quotas = Quotas(policy, None)
+    take = {"run_id": "r", "endpoint": "task.create", "access": "write"}
+    assert quotas.reserve(call_id="a", **take) is None
+    assert quotas.reserve(call_id="a", **take) is None
+    assert quotas.reserve(call_id="b", **take) == "limits.per_run.writes"
+    windowed = Quotas(
+        Policy.from_yaml(
+            "name: q4\ngrants: {task: write}\nlimits: {per_window: {window: 60s, writes: 1}}\n"
+        ),
+        store,
+    )
+    step = windowed.reserve(call_id="a", **take)
+    assert isinstance(step, Reserved) and windowed.window_count("writes") == 0
 
 
 async def test_the_agents_review_asks_the_store_off_the_event_loop(

@@ -46,15 +46,26 @@ from closeguard.store import Store
 from closeguard.store.audit import COLUMNS, GENESIS, AuditRows
 from closeguard.tools.errors import StoreError
 
-__all__ = ["EMPTY_ROW", "GENESIS", "AuditLog", "AuditProblem", "VerifyReport", "row_hash"]
+__all__ = [
+    "EMPTY_ROW",
+    "GENESIS",
+    "RECORDED",
+    "AuditLog",
+    "AuditProblem",
+    "VerifyReport",
+    "row_hash",
+]
 
 CHAINED = COLUMNS[:-1]
 """What a row's hash covers: every column of ``audit`` but the hash itself."""
 _SUPPLIED = CHAINED[1:-1]
-_pick = operator.itemgetter(*_SUPPLIED)
+RECORDED = _SUPPLIED[1:]
+"""The columns ``AuditLog.record`` takes, in order: every supplied one but ``ts``."""
+_WIDTH = len(_SUPPLIED)
+_pick = operator.itemgetter(*RECORDED)
 EMPTY_ROW: dict[str, Any] = dict.fromkeys(_SUPPLIED)
 """Every column ``append`` takes, unset; rows built from it take the fast path."""
-_TS, _ARGS = _SUPPLIED.index("ts"), _SUPPLIED.index("args")
+_ARGS = RECORDED.index("args")
 _live: weakref.WeakSet[AuditLog] = weakref.WeakSet()
 _dumps = orjson.dumps
 _SORTED = orjson.OPT_SORT_KEYS
@@ -87,15 +98,16 @@ def _link(prev_hash: str, values: Sequence[Any]) -> str:
 _SECONDS: dict[int, str] = {}
 
 
-def _iso(stamp: float) -> str:
-    """``datetime.isoformat`` in UTC to the microsecond, formatting each second only once."""
-    sec = int(stamp)
+def _iso(stamp_ns: int) -> str:
+    """``datetime.isoformat`` in UTC to the microsecond (truncated) of a ``time.time_ns()``
+    stamp, formatting each second only once."""
+    sec, ns = divmod(stamp_ns, 1_000_000_000)
     prefix = _SECONDS.get(sec)
     if prefix is None:
         if len(_SECONDS) > 4096:
             _SECONDS.clear()
         prefix = _SECONDS[sec] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{prefix}.{int((stamp - sec) * 1e6):06d}+00:00"
+    return f"{prefix}.{ns // 1000:06d}+00:00"
 
 
 @dataclass(frozen=True)
@@ -116,33 +128,41 @@ class VerifyReport:
     problems: tuple[AuditProblem, ...]
 
 
-def _prepare(stamp: float, entry: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The row's values in ``CHAINED`` order, without ``seq`` and ``prev_hash``.
-
-    A tuple, not a list: the garbage collector stops tracking a tuple of plain values, so
-    a full buffer does not push it into collecting the whole heap.
-    """
+def _recorded(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A mapping's values in ``RECORDED`` order, ``args`` as canonical JSON text."""
     try:
-        values = list(_pick(entry))
+        values = _pick(entry)
     except KeyError:
-        values = [entry.get(k) for k in _SUPPLIED]
-    if not values[_TS]:
-        values[_TS] = _iso(stamp)
+        values = tuple(entry.get(k) for k in RECORDED)
     args = values[_ARGS]
-    if not isinstance(args, str):
-        values[_ARGS] = canonical_json(args or {})
-    return tuple(values)
+    if isinstance(args, str):
+        return values  # type: ignore[no-any-return]
+    return (*values[:_ARGS], canonical_json(args or {}), *values[_ARGS + 1 :])
 
 
-def _chain(seq: int, prev: str, queued: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The rows of ``queued`` numbered and linked after ``(seq, prev)``."""
-    out = []
-    for values in queued:
+def _chain(seq: int, prev: str, queued: list[Any]) -> tuple[list[Any], int, str]:
+    """The rows of ``queued`` (``_WIDTH`` values each, ``ts`` first) numbered and linked
+    after ``(seq, prev)``: all their columns in one flat list, the last ``seq`` and hash.
+
+    A ``ts`` still a ``time_ns`` stamp is formatted here, in place, so rows put back after
+    a failed write keep the same text.
+    """
+    for i in range(0, len(queued), _WIDTH):
+        if type(queued[i]) is int:
+            queued[i] = _iso(queued[i])
+    out: list[Any] = []
+    extend = out.extend
+    for i in range(0, len(queued), _WIDTH):
         seq += 1
-        row = (seq, *values, prev)
-        prev = _link(prev, row)
-        out.append((*row, prev))
-    return out
+        row = [seq, *queued[i : i + _WIDTH], prev]
+        try:
+            data = _dumps(row, option=_SORTED)
+        except TypeError:
+            data = canonical_json(row).encode()
+        prev = _sha256(prev.encode() + data).hexdigest()
+        row.append(prev)
+        extend(row)
+    return out, seq, prev
 
 
 class AuditLog:
@@ -152,9 +172,11 @@ class AuditLog:
         self.store = store
         self.batch_size = batch_size
         self.max_delay = max_delay
-        self._buffer: list[tuple[Any, ...]] = []
+        self._buffer: list[Any] = []
+        """Queued rows' values, ``_WIDTH`` per row, flat: a row adds no object for the
+        garbage collector to track (a full buffer would set off collections of the heap)."""
         self._rows = AuditRows(store)
-        self._oldest = 0.0
+        self._oldest = 0
         self._lock = threading.Lock()
         self._writing = threading.Lock()
         _live.add(self)
@@ -171,17 +193,27 @@ class AuditLog:
         """Queue one row (fields as in ``CHAINED`` minus seq/prev_hash; ``args`` any JSON);
         True when the batch is due to be written (full, or its oldest row ``max_delay`` old).
 
-        The row's values are picked and formatted here, while ``entry`` is fresh, so the
-        buffer keeps small tuples rather than the callers' dicts; hashing and the insert
-        happen in ``flush``, which needs the head of the chain.
+        The row's values are picked here, while ``entry`` is fresh, so the buffer keeps
+        plain values rather than the callers' dicts; hashing and the insert happen in
+        ``flush``, which needs the head of the chain.
         """
-        now = time.time()
-        values = _prepare(now, entry)
+        return self.record(_recorded(entry), entry.get("ts") or None)
+
+    def record(self, values: Sequence[Any], ts: str | None = None) -> bool:
+        """``queue`` for a row already in ``RECORDED`` order with ``args`` as JSON text (the
+        guard's hot path builds it so); ``ts`` defaults to now. True when the batch is due.
+        """
+        now = time.time_ns()
         with self._lock:
-            if not self._buffer:
+            buffer = self._buffer
+            if not buffer:
                 self._oldest = now
-            self._buffer.append(values)
-            return len(self._buffer) >= self.batch_size or now - self._oldest >= self.max_delay
+            buffer.append(ts or now)
+            buffer.extend(values)
+            return (
+                len(buffer) >= self.batch_size * _WIDTH
+                or now - self._oldest >= self.max_delay * 1e9
+            )
 
     async def aflush(self) -> int:
         """``flush`` on the store's worker thread: the event loop keeps running meanwhile.
@@ -218,10 +250,10 @@ class AuditLog:
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise StoreError(
                     f"cannot write the audit log to {self.store!r}: {reason} "
-                    f"({len(queued)} rows kept for the next flush)"
+                    f"({len(queued) // _WIDTH} rows kept for the next flush)"
                 ) from exc
             raise
-        return len(queued)
+        return len(queued) // _WIDTH
 
     def close(self) -> None:
         self.flush()

@@ -2,8 +2,9 @@
 
 ``Guard(policy)`` precomputes, at load, the decision for every catalog endpoint at every
 access level it can take (``static.static_decisions``); per call only the constraints of
-that endpoint are evaluated, so ``check`` is a dict lookup plus a few comparisons. Quotas
-are counted at the transport.
+that endpoint are evaluated, so ``check`` is a dict lookup plus a few comparisons. Where
+nothing can depend on the arguments (no escalation, no constraint), ``decide_request``
+remembers the decision by method and path. Quotas are counted at the transport.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def _violation(rule: FieldRule, value: Any, context: RunContext) -> str | None:
 
 
 _NO_CONTEXT = RunContext()
+_ROUTES_MAX = 4096
 
 
 class Guard:
@@ -93,6 +95,8 @@ class Guard:
         self.policy = policy
         self._table = static_decisions(policy)
         self._rules: dict[str, tuple[FieldRule, ...]] = dict(policy.constraints)
+        self._routes: dict[tuple[str, str], Decision] = {}
+        """Decisions by (method, path) for endpoints whose decision no argument can change."""
 
     def check(self, call: Call, context: RunContext | None = None) -> Decision:
         """The decision for one classified call (argument rules included)."""
@@ -122,6 +126,36 @@ class Guard:
         except UnknownEndpoint as exc:
             return Decision("deny", "catalog", str(exc)), None
         return self.check(call, context), call
+
+    def decide_request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        context: RunContext | None = None,
+    ) -> Decision:
+        """``check_request``'s decision alone (the guard's hot path).
+
+        The decision of an endpoint with no escalation and no constraint is its static
+        table entry, a function of method and path only, so it is remembered by them (a
+        bounded table, emptied when full); every other call is classified and checked.
+        """
+        found = self._routes.get((method, path))
+        if found is not None:
+            return found
+        try:
+            call = classify(method, path, body, params)
+        except UnknownEndpoint as exc:
+            return Decision("deny", "catalog", str(exc))
+        ep = call.endpoint
+        if ep.escalate is not None or ep.name in self._rules:
+            return self.check(call, context)
+        decision = self._table[(ep.name, call.access)]
+        if len(self._routes) >= _ROUTES_MAX:
+            self._routes.clear()
+        self._routes[(method, path)] = decision
+        return decision
 
     def static(self, endpoint: str, access: Access) -> Decision:
         """The decision before arguments, as ``policy explain`` shows it."""

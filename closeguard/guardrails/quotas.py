@@ -15,14 +15,14 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from closeguard.guardrails.policy import Counters, Policy
 from closeguard.store import Store
 from closeguard.store.quotas import QuotaCounters
 from closeguard.tools.models import Access
 
-__all__ = ["Quotas"]
+__all__ = ["Quotas", "Reserved"]
 
 _MAX_RUNS = 10_000
 _MAX_CALL_IDS = 10_000
@@ -42,8 +42,7 @@ def _applicable(counters: Counters, endpoint: str, access: Access) -> list[tuple
     return out
 
 
-@dataclass(frozen=True)
-class _Reserved:
+class Reserved(NamedTuple):
     """Per-run units taken for a call whose per-window limits are still to be charged."""
 
     counts: Counter[str]
@@ -64,7 +63,7 @@ class Quotas:
         self.store = store
         self.counters = None if store is None else QuotaCounters(store)
         self.clock = clock
-        self._charged: OrderedDict[str, None] = OrderedDict()
+        self._charged: dict[str, None] = {}
         self._checks: dict[
             tuple[str, str], tuple[list[tuple[str, int]], list[tuple[str, int]]]
         ] = {}
@@ -74,11 +73,11 @@ class Quotas:
         self, *, call_id: str, run_id: str, endpoint: str, access: Access, dry_run: bool = False
     ) -> str | None:
         """Count one call; the limit rule it would exceed (nothing counted), else None."""
-        step = self._reserve(call_id, run_id, endpoint, access)
-        if not isinstance(step, _Reserved):
+        step = self.reserve(call_id=call_id, run_id=run_id, endpoint=endpoint, access=access)
+        if not isinstance(step, Reserved):
             return step
         try:
-            rule = self._charge_window(step.window, dry_run) if step.window else None
+            rule = self._charge_window(step.window, dry_run)
         except BaseException:
             self._give_back(step)
             raise
@@ -88,25 +87,29 @@ class Quotas:
         self, *, call_id: str, run_id: str, endpoint: str, access: Access, dry_run: bool = False
     ) -> str | None:
         """``charge`` for async callers: a per-window upsert runs on the store's thread."""
-        step = self._reserve(call_id, run_id, endpoint, access)
-        if not isinstance(step, _Reserved):
+        step = self.reserve(call_id=call_id, run_id=run_id, endpoint=endpoint, access=access)
+        if not isinstance(step, Reserved):
             return step
+        return await self.acharge_window(step, call_id=call_id, dry_run=dry_run)
+
+    async def acharge_window(self, step: Reserved, *, call_id: str, dry_run: bool) -> str | None:
+        """The per-window part of ``acharge`` for a call ``reserve`` left pending."""
         try:
-            rule = None
-            if step.window:
-                if self.store is None:
-                    raise RuntimeError("per_window limits need a store")
-                rule = await self.store.run(self._charge_window, step.window, dry_run)
+            if self.store is None:
+                raise RuntimeError("per_window limits need a store")
+            rule = await self.store.run(self._charge_window, step.window, dry_run)
         except BaseException:
             self._give_back(step)
             raise
         return self._settle(step, call_id, rule)
 
-    def _reserve(
-        self, call_id: str, run_id: str, endpoint: str, access: Access
-    ) -> _Reserved | str | None:
-        """Check and count the per-run limits (in memory, never waiting on the store): the
-        rule that ran out, None when no limit applies, else what is left to charge."""
+    def reserve(
+        self, *, call_id: str, run_id: str, endpoint: str, access: Access
+    ) -> Reserved | str | None:
+        """Check and count the per-run limits, in memory, never waiting on the store: the
+        rule that ran out, None when the call is charged (or nothing applies), else the
+        ``Reserved`` units of a call whose per-window limits are still to be charged
+        (``acharge_window``). The guard's hot path calls it without awaiting anything."""
         if not self.active or call_id in self._charged:
             return None
         key_ = (endpoint, access)
@@ -131,22 +134,30 @@ class Quotas:
                     return f"limits.per_run.{name}"
             for name, _ in run_checks:
                 counts[name] += 1
-        return _Reserved(counts, run_checks, window_checks)
+        if window_checks:
+            return Reserved(counts, run_checks, window_checks)
+        self._mark(call_id)
+        return None
 
-    def _give_back(self, step: _Reserved) -> None:
+    def _give_back(self, step: Reserved) -> None:
         with self._runs_lock:
             for name, _ in step.run:
                 step.counts[name] -= 1
 
-    def _settle(self, step: _Reserved, call_id: str, window_rule: str | None) -> str | None:
+    def _settle(self, step: Reserved, call_id: str, window_rule: str | None) -> str | None:
         """Give the per-run units back if a window refused the call, else mark it charged."""
         if window_rule is not None:
             self._give_back(step)
             return window_rule
-        self._charged[call_id] = None
-        if len(self._charged) > _MAX_CALL_IDS:
-            self._charged.popitem(last=False)
+        self._mark(call_id)
         return None
+
+    def _mark(self, call_id: str) -> None:
+        """Remember that ``call_id`` is charged (its retries are not charged again)."""
+        charged = self._charged
+        charged[call_id] = None
+        if len(charged) > _MAX_CALL_IDS:
+            del charged[next(iter(charged))]
 
     def _charge_window(self, checks: list[tuple[str, int]], dry_run: bool) -> str | None:
         if self.counters is None:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from time import perf_counter
 from typing import Any, NoReturn
 
 import httpx
@@ -33,10 +33,10 @@ from closeguard.guardrails.audit import EMPTY_ROW, AuditLog
 from closeguard.guardrails.decision import Decision, Guard, RunContext
 from closeguard.guardrails.dryrun import DRY_RUN_HEADER, fake_result
 from closeguard.guardrails.policy import Policy
-from closeguard.guardrails.quotas import Quotas
+from closeguard.guardrails.quotas import Quotas, Reserved
 from closeguard.guardrails.redact import redacted_json
 from closeguard.store import Store, default_store
-from closeguard.tools.catalog import Call, relative_path
+from closeguard.tools.catalog import Call, classify, relative_path
 from closeguard.tools.errors import ApprovalRequired, PolicyViolation
 
 __all__ = ["GuardTransport", "Guarded"]
@@ -102,6 +102,26 @@ def _decode_body(content: bytes) -> Any:
         return {"_unparsed_bytes": len(content)}
 
 
+_NO_ARGS = '{"body":{},"params":{}}'
+"""``redacted_json`` of a request with no body and no query: most reads."""
+_QUERIES: dict[bytes, tuple[dict[str, str], str]] = {}
+_QUERIES_MAX = 1024
+
+
+def _query(query: bytes) -> tuple[dict[str, str], str]:
+    """The query's parameters as ``dict(url.params)`` has them (the first of repeated
+    names), and the audit ``args`` of a request with this query and no body; remembered
+    by the raw query, so the dict is shared: callers must not change it."""
+    found = _QUERIES.get(query)
+    if found is None:
+        params = dict(httpx.QueryParams(query.decode("ascii")))
+        found = (params, redacted_json({"body": {}, "params": params}))
+        if len(_QUERIES) >= _QUERIES_MAX:
+            _QUERIES.clear()
+        _QUERIES[query] = found
+    return found
+
+
 class GuardTransport(httpx.AsyncBaseTransport):
     """Classify, decide, enforce and audit every request, then pass it to ``inner``."""
 
@@ -136,26 +156,116 @@ class GuardTransport(httpx.AsyncBaseTransport):
         self.dry_run = self.policy.mode == "dry_run"
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        started = time.perf_counter()
+        started = perf_counter()
         meta = request.extensions.get(EXTENSION)
-        meta = meta if isinstance(meta, Mapping) else {}
+        if type(meta) is not dict:
+            meta = meta if isinstance(meta, Mapping) else {}
         call_id = str(meta.get("call_id") or uuid.uuid4().hex)
         attempt = int(meta.get("attempt") or 1)
         try:
             content = request.content
         except httpx.RequestNotRead:
             content = await request.aread()
-        raw_body = _decode_body(content)
-        params = dict(request.url.params) if request.url.query else {}
-        path = relative_path(request.url.path)
-        decision, call = self.guard.check_request(
-            request.method,
-            path,
-            raw_body if isinstance(raw_body, Mapping) else None,
-            params,
-            self.context,
+        url = request.url
+        query = url.query
+        params, args = _query(query) if query else ({}, _NO_ARGS)
+        method, path = request.method, relative_path(url.path)
+        raw_body: Any = {}
+        if content:
+            raw_body = _decode_body(content)
+            args = redacted_json({"body": raw_body, "params": params})
+        body = raw_body if type(raw_body) is dict else None
+        decision = self.guard.decide_request(method, path, body, params, self.context)
+        endpoint, access = decision.endpoint, decision.access
+        if decision.denied or endpoint is None or access is None:
+            row = self._row(call_id, attempt, method, path, args, decision)
+            await self._refuse(row, decision, started)
+        approval_id: str | None = None
+        label = "allow"
+        faked = self.dry_run and access != "read"
+        if decision.needs_approval and not faked:
+            row = self._row(call_id, attempt, method, path, args, decision)
+            call = classify(method, path, body, params)
+            approval_id = await self._approval_for(call, decision, row, path, started)
+            label = "approved"
+        if self.quotas.active:
+            over = self.quotas.reserve(
+                call_id=call_id, run_id=self._quota_run, endpoint=endpoint, access=access
+            )
+            if isinstance(over, Reserved):
+                over = await self.quotas.acharge_window(over, call_id=call_id, dry_run=self.dry_run)
+            if over is not None:
+                limited = Decision(
+                    "deny", over, f"{over} reached", decision.endpoint, decision.access
+                )
+                row = self._row(call_id, attempt, method, path, args, decision, approval_id)
+                await self._refuse(row, limited, started)
+        if approval_id is not None and self._approved.get(call_id) != approval_id:
+            if not await self.store.run(self.approvals.consume, approval_id):
+                refused = Decision(
+                    "deny",
+                    decision.rule,
+                    "approval was used, revoked or expired",
+                    decision.endpoint,
+                    decision.access,
+                )
+                row = self._row(call_id, attempt, method, path, args, decision, approval_id)
+                await self._refuse(row, refused, started)
+            self._remember(call_id, approval_id)
+        if faked:
+            row = self._row(call_id, attempt, method, path, args, decision)
+            call = classify(method, path, body, params)
+            return await self._fake(request, call, decision, row, started)
+        try:
+            response = await self.inner.handle_async_request(request)
+        except Exception as exc:
+            row = self._row(call_id, attempt, method, path, args, decision, approval_id)
+            row.update(
+                decision=label,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                latency_us=int((perf_counter() - started) * 1e6),
+            )
+            await self._audit(row)
+            raise
+        status = response.status_code
+        context = self.context
+        due = self.audit.record(
+            (
+                context.actor,
+                context.run_id,
+                call_id,
+                attempt,
+                self.policy.name,
+                decision.endpoint,
+                method,
+                path,
+                decision.access,
+                label,
+                decision.rule,
+                decision.reason,
+                args,
+                status,
+                int((perf_counter() - started) * 1e6),
+                f"HTTP {status}" if status >= 400 else None,
+                approval_id,
+            )
         )
-        row: dict[str, Any] = {
+        if due:
+            await self.audit.aflush()
+        return response
+
+    def _row(
+        self,
+        call_id: str,
+        attempt: int,
+        method: str,
+        path: str,
+        args: str,
+        decision: Decision,
+        approval_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The audit row of a call the hot path does not take (refused, held, faked, failed)."""
+        return {
             **EMPTY_ROW,
             "actor": self.context.actor,
             "run_id": self.context.run_id,
@@ -163,55 +273,21 @@ class GuardTransport(httpx.AsyncBaseTransport):
             "attempt": attempt,
             "policy": self.policy.name,
             "endpoint": decision.endpoint,
-            "method": request.method,
+            "method": method,
             "path": path,
             "access": decision.access,
             "rule": decision.rule,
             "reason": decision.reason,
-            "args": redacted_json({"body": raw_body, "params": params}),
+            "args": args,
+            "approval_id": approval_id,
         }
-        if call is None or decision.denied:
-            await self._refuse(row, decision, started)
-        assert call is not None
-        approval_id: str | None = None
-        label = "allow"
-        faked = self.dry_run and call.access != "read"
-        if decision.needs_approval and not faked:
-            approval_id = await self._approval_for(call, decision, row, path, started)
-            label = "approved"
-            row["approval_id"] = approval_id
-        over = await self.quotas.acharge(
-            call_id=call_id,
-            run_id=self._quota_run,
-            endpoint=call.endpoint.name,
-            access=call.access,
-            dry_run=self.dry_run,
-        )
-        if over is not None:
-            limited = Decision("deny", over, f"{over} reached", decision.endpoint, decision.access)
-            row.update(rule=over, reason=limited.reason)
-            await self._refuse(row, limited, started)
-        if approval_id is not None and self._approved.get(call_id) != approval_id:
-            if not await self.store.run(self.approvals.consume, approval_id):
-                row.update(decision="deny", reason="approval was used, revoked or expired")
-                await self._refuse(
-                    row,
-                    Decision(
-                        "deny", decision.rule, row["reason"], decision.endpoint, decision.access
-                    ),
-                    started,
-                )
-            self._remember(call_id, approval_id)
-        if faked:
-            return await self._fake(request, call, decision, row, started)
-        return await self._send(request, row, label, started)
 
     async def _refuse(self, row: dict[str, Any], decision: Decision, started: float) -> NoReturn:
         row.update(
             decision="deny",
             rule=decision.rule,
             reason=decision.reason,
-            latency_us=int((time.perf_counter() - started) * 1e6),
+            latency_us=int((perf_counter() - started) * 1e6),
         )
         self.audit.queue(row)
         await self.audit.aflush()
@@ -236,7 +312,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
         row.update(
             decision="approval_required",
             approval_id=pending.id,
-            latency_us=int((time.perf_counter() - started) * 1e6),
+            latency_us=int((perf_counter() - started) * 1e6),
         )
         self.audit.queue(row)
         await self.audit.aflush()
@@ -287,33 +363,10 @@ class GuardTransport(httpx.AsyncBaseTransport):
             reason=decision.reason
             if decision.allowed
             else f"dry run; enforce mode would ask approval ({decision.reason})",
-            latency_us=int((time.perf_counter() - started) * 1e6),
+            latency_us=int((perf_counter() - started) * 1e6),
         )
         await self._audit(row)
         return httpx.Response(200, json=body, headers={DRY_RUN_HEADER: "true"}, request=request)
-
-    async def _send(
-        self, request: httpx.Request, row: dict[str, Any], label: str, started: float
-    ) -> httpx.Response:
-        try:
-            response = await self.inner.handle_async_request(request)
-        except Exception as exc:
-            row.update(
-                decision=label,
-                error=f"{type(exc).__name__}: {exc}"[:500],
-                latency_us=int((time.perf_counter() - started) * 1e6),
-            )
-            await self._audit(row)
-            raise
-        row.update(
-            decision=label,
-            status_code=response.status_code,
-            latency_us=int((time.perf_counter() - started) * 1e6),
-        )
-        if response.status_code >= 400:
-            row["error"] = f"HTTP {response.status_code}"
-        await self._audit(row)
-        return response
 
     async def _audit(self, row: dict[str, Any]) -> None:
         """Queue the row; when the batch is due, write it on the store's thread."""

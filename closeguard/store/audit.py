@@ -7,7 +7,7 @@ pre-rendered SQL on the DBAPI driver's own cursor: a flush costs no SQLAlchemy c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,11 +43,13 @@ COLUMNS = (
     "hash",
 )
 """The ``audit`` table's columns, in the order rows are inserted."""
-_CHUNK = 999 // len(COLUMNS)
+_WIDTH = len(COLUMNS)
+_CHUNK = 999 // _WIDTH
 """Rows per multi-row insert: within SQLite's oldest limit of 999 bound variables."""
 
-Chain = Callable[[int, str, Sequence[tuple[Any, ...]]], list[tuple[Any, ...]]]
-"""``chain(seq, prev_hash, values)``: the full rows (``COLUMNS`` order) following the head."""
+Chain = Callable[[int, str, list[Any]], tuple[list[Any], int, str]]
+"""``chain(seq, prev_hash, queued)``: the rows following the head, every column of each in
+``COLUMNS`` order in one flat list, then the last row's ``seq`` and hash."""
 
 
 @table_group
@@ -131,18 +133,22 @@ class _Statements:
         self._sqlite = dialect.name == "sqlite"
         self._many: dict[int, str] = {}
 
-    def insert(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
-        """Insert ``rows``: one prepared ``executemany``; on SQLite, multi-row ``VALUES`` of
-        up to ``_CHUNK`` rows, about 10 % faster (one statement step per chunk)."""
+    def insert(self, cursor: Any, flat: list[Any]) -> None:
+        """Insert the rows whose columns ``flat`` lists one after another: one prepared
+        ``executemany``; on SQLite, multi-row ``VALUES`` of up to ``_CHUNK`` rows, about
+        10 % faster (one statement step per chunk)."""
         if not self._sqlite:
+            rows = [flat[i : i + _WIDTH] for i in range(0, len(flat), _WIDTH)]
             cursor.executemany(self._into + self._values, rows)
             return
-        for start in range(0, len(rows), _CHUNK):
-            part = rows[start : start + _CHUNK]
-            sql = self._many.get(len(part))
+        step = _CHUNK * _WIDTH
+        for start in range(0, len(flat), step):
+            part = flat[start : start + step]
+            n = len(part) // _WIDTH
+            sql = self._many.get(n)
             if sql is None:
-                sql = self._many[len(part)] = self._into + ", ".join([self._values] * len(part))
-            cursor.execute(sql, [value for row in part for value in row])
+                sql = self._many[n] = self._into + ", ".join([self._values] * n)
+            cursor.execute(sql, part)
 
 
 class AuditRows:
@@ -152,10 +158,10 @@ class AuditRows:
         self.store = store
         self._sql: _Statements | None = None
 
-    def append(self, values: Sequence[tuple[Any, ...]], chain: Chain) -> None:
-        """In one transaction: lock the head, let ``chain`` link ``values`` after it, insert
-        the rows and advance the head. Concurrent writers queue on the head's lock (a row
-        lock on PostgreSQL, SQLite's RESERVED lock), so the chain never forks."""
+    def append(self, queued: list[Any], chain: Chain) -> None:
+        """In one transaction: lock the head, let ``chain`` link the ``queued`` values after
+        it, insert the rows and advance the head. Concurrent writers queue on the head's
+        lock (a row lock on PostgreSQL, SQLite's RESERVED lock), so the chain never forks."""
         sql = self._sql or self._statements()
         with self.store.engine.begin() as conn:
             cursor = conn.connection.cursor()
@@ -165,9 +171,9 @@ class AuditRows:
                     cursor.execute(sql.init, (_now(),))
                 cursor.execute(sql.head)
                 seq, prev = cursor.fetchone() or (0, GENESIS)
-                rows = chain(int(seq), str(prev), values)
-                sql.insert(cursor, rows)
-                cursor.execute(sql.advance, (rows[-1][0], rows[-1][-1], _now()))
+                flat, last_seq, last_hash = chain(int(seq), str(prev), queued)
+                sql.insert(cursor, flat)
+                cursor.execute(sql.advance, (last_seq, last_hash, _now()))
             finally:
                 cursor.close()
 

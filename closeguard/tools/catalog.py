@@ -31,6 +31,7 @@ Paging = Literal["offset", "cursor", "search"]
 Escalation = Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[Access, str] | None]
 
 API_PREFIX = "/api/v1"
+_API_DIR = API_PREFIX + "/"
 ACCESS_RANK: dict[str, int] = {"read": 0, "write": 1, "destructive": 2}
 _PARAM = re.compile(r"\{(\w+)\}")
 
@@ -529,11 +530,41 @@ def _first_segment(path: str) -> str:
     return path.split("/", 2)[1] if path.startswith("/") else ""
 
 
-# Endpoints by (method, first path segment), literal paths first so /lead/merge/ is not read
-# as /lead/{id}/: a request is only matched against its own small group.
-_INDEX: dict[tuple[str, str], list[Endpoint]] = {}
-for _ep in sorted(ENDPOINTS, key=lambda e: len(e.path_params)):
-    _INDEX.setdefault((_ep.method, _first_segment(_ep.path)), []).append(_ep)
+class _Group(NamedTuple):
+    """The endpoints sharing a method and first path segment, as one regular expression:
+    alternative ``e{i}`` is ``endpoints[i]``'s template, literal paths first so
+    ``/lead/merge/`` is not read as ``/lead/{id}/`` (alternatives are tried in order)."""
+
+    regex: re.Pattern[str]
+    endpoints: tuple[Endpoint, ...]
+    params: tuple[tuple[tuple[str, str], ...], ...]
+    """Per endpoint: (path parameter, its group's name in ``regex``)."""
+
+
+def _group(eps: list[Endpoint]) -> _Group:
+    alternatives, params = [], []
+    for i, ep in enumerate(eps):
+        pieces = _PARAM.split(ep.path)
+        body = "".join(
+            f"(?P<e{i}_{piece}>[^/]+)" if j % 2 else re.escape(piece)
+            for j, piece in enumerate(pieces)
+        )
+        alternatives.append(f"(?P<e{i}>{body})")
+        params.append(tuple((piece, f"e{i}_{piece}") for piece in pieces[1::2]))
+    return _Group(re.compile(f"^(?:{'|'.join(alternatives)})$"), tuple(eps), tuple(params))
+
+
+def _index() -> dict[tuple[str, str], _Group]:
+    groups: dict[tuple[str, str], list[Endpoint]] = {}
+    for ep in sorted(ENDPOINTS, key=lambda e: len(e.path_params)):
+        groups.setdefault((ep.method, _first_segment(ep.path)), []).append(ep)
+    return {key: _group(eps) for key, eps in groups.items()}
+
+
+_INDEX = _index()
+_FOUND: dict[tuple[str, str], tuple[Endpoint, dict[str, str]]] = {}
+"""``find_endpoint``'s answers by its exact arguments, of which it is a pure function."""
+_FOUND_MAX = 4096
 
 
 def endpoint(name: str) -> Endpoint:
@@ -556,6 +587,13 @@ def resource_ancestors(resource: str) -> tuple[str, ...]:
 
 def relative_path(path_or_url: str) -> str:
     """Strip scheme, host, query and the ``/api/v1`` prefix; ensure the trailing slash."""
+    if (
+        path_or_url.startswith(_API_DIR)
+        and path_or_url.endswith("/")
+        and "?" not in path_or_url
+        and "#" not in path_or_url
+    ):
+        return path_or_url[len(API_PREFIX) :]
     if path_or_url.startswith("/") and "?" not in path_or_url and "#" not in path_or_url:
         path = path_or_url
     else:
@@ -577,14 +615,30 @@ def allowed_methods(path: str) -> tuple[str, ...]:
 
 
 def find_endpoint(method: str, path: str) -> tuple[Endpoint, dict[str, str]]:
-    """The endpoint and path parameters for a request; ``UnknownEndpoint`` when none fits."""
+    """The endpoint and path parameters for a request; ``UnknownEndpoint`` when none fits.
+
+    Answers are remembered by ``(method, path)`` in a bounded table (emptied when full):
+    the client and the guard both look up every request, mostly on paths seen before.
+    """
+    found = _FOUND.get((method, path))
+    if found is None:
+        found = _lookup(method, path)
+        if len(_FOUND) >= _FOUND_MAX:
+            _FOUND.clear()
+        _FOUND[(method, path)] = found
+    return found[0], dict(found[1])
+
+
+def _lookup(method: str, path: str) -> tuple[Endpoint, dict[str, str]]:
+    """One match of the request's group regex: which alternative matched is the endpoint."""
     rel = relative_path(path)
     verb = method.upper()
-    for ep in _INDEX.get((verb, _first_segment(rel)), ()):
-        params = ep.match(rel)
-        if params is not None:
-            return ep, params
-    raise UnknownEndpoint(verb, rel, allowed_methods(rel))
+    group = _INDEX.get((verb, _first_segment(rel)))
+    hit = None if group is None else group.regex.match(rel)
+    if group is None or hit is None or hit.lastgroup is None:
+        raise UnknownEndpoint(verb, rel, allowed_methods(rel))
+    i = int(hit.lastgroup[1:])
+    return group.endpoints[i], {name: hit[key] for name, key in group.params[i]}
 
 
 def classify(
@@ -595,16 +649,16 @@ def classify(
 ) -> Call:
     """Resolve a concrete request to its endpoint and access level, arguments included."""
     ep, path_params = find_endpoint(method, path)
-    body_map: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
-    access, reason = ep.classify(body_map, params or {})
-    return Call(
-        endpoint=ep,
-        access=access,
-        path_params=path_params,
-        body=body_map,
-        params=dict(params or {}),
-        reason=reason,
-    )
+    body_map: Mapping[str, Any] = body if type(body) is dict or isinstance(body, Mapping) else {}
+    query = dict(params) if params else {}
+    if ep.escalate is None:
+        return _new_call(Call, (ep, ep.access, path_params, body_map, query, None))
+    access, reason = ep.classify(body_map, query)
+    return _new_call(Call, (ep, access, path_params, body_map, query, reason))
+
+
+_new_call = tuple.__new__
+"""``Call``'s fields positionally, without ``NamedTuple.__new__``'s keyword handling."""
 
 
 def access_allows(granted: Access, wanted: Access) -> bool:
