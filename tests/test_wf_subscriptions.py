@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,7 +191,7 @@ async def test_a_paused_subscription_is_reactivated_and_what_it_missed_caught_up
 
 
 def test_cli_sync_is_idempotent_and_never_prints_the_key(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     sim = Simulator(seed=2, leads=1, clock=FakeClock())
     monkeypatch.setattr(webhooks_cli, "connect", lambda: intake(sim, store))
@@ -209,5 +210,19 @@ def test_cli_sync_is_idempotent_and_never_prints_the_key(
     for result in (first, again, one):
         assert hook["signature_key"] not in result.output
 
+    mine = tmp_path / "mine.py"
+    mine.write_text(
+        "from closeguard.workflows.definition import EventTrigger, Workflow\n"
+        "async def step(ctx):\n    pass\n"
+        "WORKFLOW = Workflow(name='mine', trigger=EventTrigger('task', 'completed'),"
+        " policy='read-only', steps=(step,))\n"
+    )
+    own = runner.invoke(
+        app, ["webhooks", "sync", "--url", URL, "-w", "mine", "--path", str(mine), "--json"]
+    )
+    assert own.exit_code == 0, own.output
+    assert json.loads(own.stdout)[0]["events"] == ["task.completed"]
+    assert hooks(sim)[0]["events"] == [{"object_type": "task", "action": "completed"}]
+
     unknown = runner.invoke(app, ["webhooks", "sync", "--url", URL, "--workflows", "nope"])
-    assert unknown.exit_code == 2 and "unknown workflow(s): nope" in unknown.output
+    assert unknown.exit_code == 2 and "no workflow nope" in unknown.output

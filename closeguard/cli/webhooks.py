@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from closeguard.cli._common import JsonOpt, fail, print_json
+from closeguard.cli._common import JsonOpt, print_json
+from closeguard.cli.workflows import PathOpt, enabled_workflows
 from closeguard.guardrails import Guarded, Policy
 from closeguard.store import default_store
 from closeguard.store.cursors import Cursors
 from closeguard.tools import CloseClient, ConfigError
 from closeguard.workflows.definition import Workflow
-from closeguard.workflows.loader import packaged_workflows
 from closeguard.workflows.subscriptions import Subscriptions, SyncResult, event_pairs
 
 app = typer.Typer(help="Keep Close's webhook subscription for the workflows.", no_args_is_help=True)
@@ -33,17 +33,6 @@ def connect() -> CloseClient:
         ) from exc
 
 
-def _selected(names: str | None) -> list[Workflow]:
-    available = packaged_workflows()
-    if not names:
-        return list(available.values())
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in available]
-    if unknown:
-        raise fail(f"unknown workflow(s): {', '.join(unknown)} (closeguard workflows list)", 2)
-    return [available[n] for n in wanted]
-
-
 async def _sync(url: str, workflows: list[Workflow]) -> SyncResult:
     cursors = Cursors(default_store())
     async with connect() as client:
@@ -59,16 +48,21 @@ def sync(
     workflows: Annotated[
         str | None,
         typer.Option(
-            "--workflows", metavar="A,B", help="Enabled workflows (default: every packaged one)."
+            "--workflows",
+            "-w",
+            metavar="NAMES",
+            help="Comma-separated workflow names to enable (default: all).",
         ),
     ] = None,
+    path: PathOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create or update the subscription for exactly the events the workflows need.
 
     Running it again changes nothing; the signature key is stored, never printed.
     """
-    result = asyncio.run(_sync(url, _selected(workflows)))
+    enabled = enabled_workflows(workflows, path)
+    result = asyncio.run(_sync(url, list(enabled.values())))
     events = [f"{o}.{a}" for o, a in result.events]
     if as_json:
         print_json(
