@@ -1,7 +1,7 @@
 """The run-queue contract: one suite, run against every ``RunQueue`` implementation.
 
-The embedded SQL queue runs on SQLite and on PostgreSQL; the scale-out issue adds its
-PostgreSQL job engine to ``IMPLEMENTATIONS``. Each factory gets a temporary folder and a fake
+The embedded SQL queue runs on SQLite and on PostgreSQL, and procrastinate's job engine
+(the scale-out queue) on PostgreSQL. Each factory gets a temporary folder and a fake
 clock and yields a fresh, empty queue.
 """
 
@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 from closeguard.store import Store
 from closeguard.tools.clock import FakeClock
 from closeguard.workflows.queue import Backoff, RunQueue, RunRequest, SqlRunQueue
+from closeguard.workflows.queue_pg import ProcrastinateRunQueue
 
 PG_URL = os.environ.get("CLOSEGUARD_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 BACKOFF = Backoff(max_attempts=3, base=10.0, cap=60.0)
@@ -35,7 +36,9 @@ def sqlite_queue(tmp_path: Path, clock: FakeClock) -> Iterator[RunQueue]:
 
 
 @contextlib.contextmanager
-def postgresql_queue(tmp_path: Path, clock: FakeClock) -> Iterator[RunQueue]:
+def postgresql_queue(
+    tmp_path: Path, clock: FakeClock, kind: type[SqlRunQueue] = SqlRunQueue
+) -> Iterator[RunQueue]:
     """The same SQL queue on PostgreSQL, in a schema of its own dropped afterwards."""
     schema = f"cg_queue_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
@@ -47,7 +50,7 @@ def postgresql_queue(tmp_path: Path, clock: FakeClock) -> Iterator[RunQueue]:
         pytest.fail(f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}: {exc}")
     store = Store(PG_URL, schema=schema)
     try:
-        yield SqlRunQueue(store, clock=clock, backoff=BACKOFF, lease=LEASE)
+        yield kind(store, clock=clock, backoff=BACKOFF, lease=LEASE)
     finally:
         store.dispose()
         with admin.begin() as conn:
@@ -55,9 +58,15 @@ def postgresql_queue(tmp_path: Path, clock: FakeClock) -> Iterator[RunQueue]:
         admin.dispose()
 
 
+def procrastinate_queue(tmp_path: Path, clock: FakeClock) -> AbstractContextManager[RunQueue]:
+    """procrastinate's job engine on PostgreSQL (the scale-out queue)."""
+    return postgresql_queue(tmp_path, clock, ProcrastinateRunQueue)
+
+
 IMPLEMENTATIONS: dict[str, Callable[[Path, FakeClock], AbstractContextManager[RunQueue]]] = {
     "sqlite": sqlite_queue,
     "sql-on-postgresql": postgresql_queue,
+    "procrastinate": procrastinate_queue,
 }
 
 

@@ -1,8 +1,9 @@
 """The ``Store``: one SQLAlchemy engine and the tables closeguard persists to.
 
 SQLite (the default, a file in the user data dir, created on first use) or PostgreSQL
-(``postgresql://…`` is run with psycopg 3). Tables are created on first use; a ``schema``
-puts them in a PostgreSQL schema of their own (used by tests and side-by-side installs).
+(``postgresql://…`` is run with psycopg 3). Tables are created on first use and migrated
+to the newest schema version on every open (Alembic revisions in ``migrations/``); a
+``schema`` puts them in a PostgreSQL schema of their own (used by tests and side-by-side installs).
 ``Store(url, create=False)`` opens only a store that already exists (commands that just
 read must not leave an empty database behind), else raises ``StoreError``; either way, the
 tables of a group added since the store was created are added to it.
@@ -24,6 +25,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from closeguard.store.migrations import upgrade as migrate
 from closeguard.tools.errors import StoreError
 from closeguard.tools.settings import Settings
 
@@ -106,6 +108,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _search_path(schema: str, dbapi_conn: Any, _record: Any) -> None:
+    """Unqualified names (procrastinate's functions, LangGraph's tables) resolve in
+    ``schema`` first."""
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f'SET search_path TO "{schema}", public')
+    cursor.close()
+    dbapi_conn.commit()
+
+
 def display_url(url: str | URL) -> str:
     """The URL fit to print: password hidden, or nothing if it cannot even be parsed."""
     try:
@@ -173,6 +184,8 @@ class Store:
     """
 
     _executor: ThreadPoolExecutor | None = None
+    revision_before: str | None = None
+    """The schema version the store was at when opened (None: new, or made before versions)."""
 
     def __init__(
         self, url: str | URL | None = None, *, schema: str | None = None, create: bool = True
@@ -186,9 +199,11 @@ class Store:
             self.tables = Tables(schema)
             if self.dialect == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
+            elif schema is not None:
+                event.listen(self.engine, "connect", partial(_search_path, schema))
             missing = None if create else _missing(self.engine, self.tables)
             if missing is None:
-                self.tables.metadata.create_all(self.engine, checkfirst=True)
+                self.revision_before = migrate(self.engine, self.tables.metadata)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise _cannot_open(url, exc) from exc
         if missing is not None:
