@@ -96,6 +96,10 @@ async def test_sync_creates_once_stores_the_key_and_changes_nothing_the_second_t
     assert again.action == "unchanged" and again.subscription_id == hook["id"]
     assert sim.state_hash() == before and sim.request_count["webhook.create"] == writes
     assert sim.request_count["webhook.update"] == 0
+    await subs.client.aclose()  # flushes the audit batch
+    with store.engine.connect() as conn:
+        audited = [str(row) for row in conn.execute(store.tables["audit"].select())]
+    assert audited and not any(hook["signature_key"] in row for row in audited)
 
 
 async def test_sync_updates_events_and_url_in_place(store: Store) -> None:
