@@ -16,6 +16,7 @@ from closeguard.cli import catalog as catalog_cmd
 from closeguard.cli import chat as chat_cmd
 from closeguard.cli import eval as eval_cmd
 from closeguard.cli import info as info_cmd
+from closeguard.cli import mcp as mcp_cmd
 from closeguard.cli import policy as policy_cmd
 from closeguard.cli import run as run_cmd
 from closeguard.cli import runs as runs_cmd
@@ -126,6 +127,7 @@ app.add_typer(webhooks_cmd.app, name="webhooks")
 app.command("run")(run_cmd.run)
 app.add_typer(workflows_cmd.app, name="workflows")
 app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(mcp_cmd.app, name="mcp")
 
 
 def main() -> None:

@@ -1,0 +1,108 @@
+"""``closeguard mcp serve``: Close's tools for any MCP client, through the guard.
+
+Wires the gateway (``closeguard.mcp``) to Close when a key is set, else to an embedded
+simulated organization (kept beside the store between runs, as ``chat`` does), and serves
+it over stdio (the default: what Claude Desktop and Cursor start) or streamable HTTP.
+Everything this command says goes to stderr: on stdio, stdout is the protocol channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from closeguard.agent import data_dir
+from closeguard.cli.sim import bind
+from closeguard.guardrails import Guarded, Policy
+from closeguard.mcp import HTTP_PATH, ClientFactory, Gateway, serve_http, serve_stdio
+from closeguard.simulator import Simulator
+from closeguard.store import default_store
+from closeguard.tools import CloseClient, Settings
+
+app = typer.Typer(help="Serve Close's tools over MCP, behind a policy.", no_args_is_help=True)
+
+WORLD_FILE = "mcp-world.json"
+
+
+class Transport(StrEnum):
+    stdio = "stdio"
+    http = "http"
+
+
+def _say(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def _wire(guarded: Guarded, settings: Settings) -> tuple[ClientFactory, str, Simulator | None]:
+    """A client factory for Close with a key, else for an embedded simulator (and it)."""
+    if settings.close_api_key is not None or settings.close_oauth_access_token is not None:
+
+        def for_close(actor: str) -> CloseClient:
+            return CloseClient(settings=settings, policy=guarded, actor=actor)
+
+        return for_close, f"Close at {settings.close_base_url}", None
+    world = data_dir(settings.store_url) / WORLD_FILE
+    sim = Simulator.load(world) if world.exists() else Simulator(seed=7, leads=25)
+
+    def for_sim(actor: str) -> CloseClient:
+        return sim.client(policy=guarded, actor=actor)
+
+    return for_sim, f"the embedded simulator (no CLOSE_API_KEY set; world kept in {world})", sim
+
+
+@app.command("serve")
+def serve(
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", metavar="NAME|FILE", help="The policy to enforce.")
+    ],
+    transport: Annotated[
+        Transport, typer.Option("--transport", help="stdio (default) or http (streamable HTTP).")
+    ] = Transport.stdio,
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Interface for --transport http.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", min=0, max=65535, metavar="PORT", help="Port for http (0: any free port)."
+        ),
+    ] = 8766,
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--actor",
+            metavar="NAME",
+            help="Audit calls as NAME (default: the MCP client's name from its initialize).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the tools POLICY can ever allow; every call is checked, approved and audited."""
+    loaded = Policy.load(policy)
+    settings = Settings()
+    guarded = Guarded(loaded, store=default_store())
+    client_for, description, sim = _wire(guarded, settings)
+    gateway = Gateway(guarded, client_for, actor=actor, description=description)
+    _say(
+        f"closeguard mcp: policy {loaded.name!r}, {len(gateway.tools)} tools, Close: {description}"
+    )
+    try:
+        if transport is Transport.stdio:
+            _say("serving MCP on stdio")
+            asyncio.run(serve_stdio(gateway))
+        else:
+            sock = bind(host, port)
+            _say(
+                f"serving MCP (streamable HTTP) at http://{host}:{sock.getsockname()[1]}{HTTP_PATH}"
+            )
+            try:
+                asyncio.run(serve_http(gateway, sock, host=host))
+            finally:
+                sock.close()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if sim is not None:
+            sim.save(data_dir(settings.store_url) / WORLD_FILE)

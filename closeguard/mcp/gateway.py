@@ -1,0 +1,280 @@
+"""The MCP gateway: the catalog's tools over MCP, every call through the guarded client.
+
+``Gateway`` holds the policy (a ``Guarded``), the approval store and one guarded
+``CloseClient`` per actor (the ``--actor`` given, else the name the MCP client sent in its
+initialize request), made by a factory the caller passes in: a client for Close, or one
+wired to a simulator (this package never imports the simulator). ``Gateway.server()`` is
+the MCP SDK's low-level ``Server`` with list/call tools and list/read resources.
+
+Decisions become what an MCP user expects: a denial is an error result naming the rule and
+the reason; a call that needs approval is asked of the user by elicitation (accept approves
+that exact call and runs it once, decline or cancel rejects it) or, for a client without
+elicitation, is an error result carrying the pending approval id and the command that
+approves it. Close's own errors and bad arguments are error results too, never a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
+
+from closeguard import __version__
+from closeguard.guardrails import Approvals, Guarded
+from closeguard.mcp.approval import (
+    INPUT_KEY,
+    QUESTION_SCHEMA,
+    Answer,
+    answer_of,
+    approval_question,
+    can_elicit,
+    modern,
+    question_request,
+)
+from closeguard.mcp.resources import RESOURCES, read_resource
+from closeguard.mcp.tools import ArgumentsError, McpTool, offered_tools
+from closeguard.store import default_store
+from closeguard.tools import CloseClient
+from closeguard.tools.errors import (
+    ApprovalError,
+    ApprovalRequired,
+    CloseAPIError,
+    CloseConnectionError,
+    PolicyViolation,
+    ResponseFormatError,
+    UsageError,
+)
+from closeguard.tools.langchain import compact
+
+__all__ = ["DEFAULT_ACTOR", "ClientFactory", "Gateway"]
+
+ClientFactory = Callable[[str], CloseClient]
+"""Makes the guarded client that acts as the given actor."""
+
+DEFAULT_ACTOR = "mcp-client"
+"""The actor when neither ``--actor`` nor the client's initialize request names one."""
+
+_CALL_ERRORS = (CloseAPIError, CloseConnectionError, ResponseFormatError, UsageError)
+
+Ctx = ServerRequestContext[Any, Any]
+
+
+def _text(
+    text: str, *, error: bool = False, data: dict[str, Any] | None = None
+) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)],
+        structured_content=data,
+        is_error=error,
+    )
+
+
+class Gateway:
+    """One policy's tools and resources over MCP (see the module docstring)."""
+
+    def __init__(
+        self,
+        guarded: Guarded,
+        client_for: ClientFactory,
+        *,
+        actor: str | None = None,
+        description: str = "Close",
+    ) -> None:
+        self.guarded = guarded
+        self.policy = guarded.policy
+        self.store = guarded.store or default_store()
+        self.approvals = Approvals(self.store)
+        self.tools: dict[str, McpTool] = offered_tools(guarded.guard)
+        self.actor = actor
+        self.description = description
+        self._client_for = client_for
+        self._clients: dict[str, CloseClient] = {}
+
+    # -- clients ---------------------------------------------------------------------
+
+    def actor_of(self, ctx: Ctx) -> str:
+        """``--actor``, else the MCP client's name from its initialize request."""
+        if self.actor:
+            return self.actor
+        params = ctx.session.client_params
+        name = params.client_info.name if params is not None else None
+        return name or DEFAULT_ACTOR
+
+    def client(self, actor: str) -> CloseClient:
+        """The guarded client auditing as ``actor`` (made once per actor)."""
+        found = self._clients.get(actor)
+        if found is None:
+            found = self._clients[actor] = self._client_for(actor)
+        return found
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    # -- tools -----------------------------------------------------------------------
+
+    async def list_tools(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[t.definition for t in self.tools.values()])
+
+    async def call_tool(
+        self, ctx: Ctx, params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        tool = self.tools.get(params.name)
+        if tool is None:
+            return _text(
+                f"unknown tool {params.name!r}: policy {self.policy.name!r} offers "
+                f"{len(self.tools)} tools (tools/list shows them)",
+                error=True,
+            )
+        args = dict(params.arguments or {})
+        try:
+            split = tool.split(args)
+        except ArgumentsError as exc:
+            return _text(str(exc), error=True)
+        client = self.client(self.actor_of(ctx))
+        try:
+            return await self._run(client, tool, split)
+        except ApprovalRequired as exc:
+            return await self._approve_and_run(ctx, client, tool, args, split, exc)
+
+    async def _run(
+        self,
+        client: CloseClient,
+        tool: McpTool,
+        split: tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None],
+    ) -> types.CallToolResult:
+        """One call through the guard; every outcome but a pending approval is a result."""
+        path_params, query, body = split
+        try:
+            result = await client.call(
+                tool.endpoint, path_params=path_params, params=query, json=body
+            )
+        except PolicyViolation as exc:
+            return _text(f"denied: {exc}", error=True, data={"denied": True, "rule": exc.rule})
+        except _CALL_ERRORS as exc:
+            return _text(str(exc), error=True)
+        return _text(compact(result))
+
+    async def _approve_and_run(
+        self,
+        ctx: Ctx,
+        client: CloseClient,
+        tool: McpTool,
+        args: dict[str, Any],
+        split: tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None],
+        exc: ApprovalRequired,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        capabilities = ctx.session.client_capabilities
+        if not can_elicit(capabilities):
+            return self._pending(exc)
+        message = approval_question(tool, args, split[0], exc)
+        answer: Answer
+        if modern(ctx.session.protocol_version):
+            responses = ctx.params.get("inputResponses") if ctx.params else None
+            given = (responses or {}).get(INPUT_KEY)
+            if given is None:
+                return types.InputRequiredResult(
+                    input_requests={INPUT_KEY: question_request(message)},
+                    request_state=exc.approval_id,
+                )
+            answer = answer_of(types.ElicitResult.model_validate(given))
+        else:
+            try:
+                result = await ctx.session.elicit_form(
+                    message,
+                    QUESTION_SCHEMA,
+                    related_request_id=ctx.request_id,
+                )
+            except (MCPError, RuntimeError):
+                return self._pending(exc)
+            answer = answer_of(result)
+        return await self._settle(ctx, client, tool, split, exc.approval_id, answer)
+
+    async def _settle(
+        self,
+        ctx: Ctx,
+        client: CloseClient,
+        tool: McpTool,
+        split: tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None],
+        approval_id: str,
+        answer: Answer,
+    ) -> types.CallToolResult:
+        """Record the user's answer on the approval, then run the call once if accepted."""
+        by = self.actor_of(ctx)
+        if answer != "accept":
+            with contextlib.suppress(ApprovalError):  # decided elsewhere meanwhile
+                await self.store.run(
+                    self.approvals.reject, approval_id, by=by, note=f"{answer} in the MCP client"
+                )
+            return _text(
+                f"not run: the user answered {answer} to approval {approval_id}",
+                error=True,
+                data={"approval_id": approval_id, "answer": answer},
+            )
+        with contextlib.suppress(ApprovalError):  # decided elsewhere: the guard tells which way
+            await self.store.run(self.approvals.approve, approval_id, by=by)
+        try:
+            return await self._run(client, tool, split)
+        except ApprovalRequired as again:
+            return self._pending(again)
+
+    def _pending(self, exc: ApprovalRequired) -> types.CallToolResult:
+        approval_id = exc.approval_id
+        return _text(
+            f"needs approval: {exc} Then make the same call again; it runs once.",
+            error=True,
+            data={
+                "approval_id": approval_id,
+                "approve_with": f"closeguard approvals approve {approval_id}",
+            },
+        )
+
+    # -- resources -------------------------------------------------------------------
+
+    async def list_resources(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=list(RESOURCES.values()))
+
+    async def read_resource(
+        self, ctx: Ctx, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        try:
+            data = await read_resource(uri, self.policy, self.client(self.actor_of(ctx)))
+        except KeyError:
+            raise MCPError(types.INVALID_PARAMS, f"no resource {uri!r}") from None
+        except (PolicyViolation, ApprovalRequired, *_CALL_ERRORS) as exc:
+            raise MCPError(types.INTERNAL_ERROR, str(exc)) from None
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=uri, mime_type="application/json", text=text)]
+        )
+
+    # -- the server ------------------------------------------------------------------
+
+    def server(self) -> Server[Any]:
+        """The MCP SDK server for this gateway (serve it over stdio or streamable HTTP)."""
+        return Server(
+            "closeguard",
+            version=__version__,
+            title="closeguard: Close CRM behind a guard",
+            instructions=(
+                f"Tools for Close CRM ({self.description}), filtered and enforced by the "
+                f"closeguard policy {self.policy.name!r}. Denied calls return an error naming "
+                "the rule; calls that need a person ask for approval."
+            ),
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+            on_list_resources=self.list_resources,
+            on_read_resource=self.read_resource,
+        )
