@@ -123,9 +123,8 @@ class CatchUp:
         start = max(position - self.overlap, now - RETENTION + RETENTION_MARGIN)
         read = stored = 0
         while True:
-            end: datetime | None = start + self.slice_length
-            if start + self.slice_length >= now - self.overlap:
-                end = None
+            closed = start + self.slice_length < now - self.overlap
+            end = start + self.slice_length if closed else None
             events = await self._read(start, end)
             read += len(events)
             kept = [e for e in reversed(events) if self.wanted is None or self.wanted(e)]
