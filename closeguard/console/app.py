@@ -1,0 +1,420 @@
+"""The console's Starlette app: approvals, runs and the audit log, behind a login token.
+
+``build_console(ConsoleConfig(store=..., token=...))`` returns the ASGI app; ``serve`` in
+``closeguard.console.server`` puts it on a port. Pages are rendered on the server; the one
+script polls a small JSON digest and re-renders a page's list when it changes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from closeguard.console import queries
+from closeguard.console.records import Reader, Touched
+from closeguard.console.security import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    Session,
+    Sessions,
+    new_token,
+    same,
+)
+from closeguard.guardrails import Approval, Approvals, AuditLog
+from closeguard.store import Store
+from closeguard.store.effects import EffectRows
+from closeguard.store.runs import RunRows
+from closeguard.tools.errors import ApprovalError
+from closeguard.workflows.definition import Workflow
+from closeguard.workflows.queue import SqlRunQueue
+
+__all__ = ["ConsoleConfig", "build_console"]
+
+HERE = Path(__file__).parent
+COMMENT_MAX = 2000
+NAME_MAX = 100
+HEADERS = {
+    "content-security-policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class ConsoleConfig:
+    """What the console serves: ``store`` (approvals, runs, audit), the login ``token``,
+    an optional ``reader`` for the current state of touched records, the ``workflows`` (for
+    their steps), ``secure_cookies`` behind HTTPS, and the page refresh period in seconds."""
+
+    store: Store
+    token: str
+    reader: Reader | None = None
+    workflows: Mapping[str, Workflow] = field(default_factory=dict)
+    secure_cookies: bool = False
+    poll: float = 1.5
+
+
+class _Headers:
+    """Adds the security headers to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(k.encode(), v.encode()) for k, v in HEADERS.items()]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with if scope["type"] == "http" else send)
+
+
+class Console:
+    """The routes, bound to one configuration and its sessions."""
+
+    def __init__(self, config: ConsoleConfig) -> None:
+        self.config = config
+        self.store = config.store
+        self.sessions = Sessions()
+        self.approvals = Approvals(config.store)
+        self.runs = RunRows(config.store)
+        self.effects = EffectRows(config.store)
+        self.audit = AuditLog(config.store)
+        self.queue = SqlRunQueue(config.store)
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        env = self.templates.env
+        env.filters["when"] = queries.when
+        env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
+        env.globals["poll_ms"] = int(config.poll * 1000)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def session(self, request: Request) -> Session | None:
+        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+
+    def page(
+        self, request: Request, name: str, session: Session | None, status: int = 200, **ctx: Any
+    ) -> Response:
+        flash, error = session.flash_take() if session else (None, None)
+        ctx.setdefault("flash", flash)
+        ctx.setdefault("error", error)
+        return self.templates.TemplateResponse(
+            request, name, {"session": session, **ctx}, status_code=status
+        )
+
+    def guarded(self, handler: Callable[[Request, Session], Awaitable[Response]]) -> Handler:
+        """Only for a logged-in session; every POST must carry the session's CSRF token."""
+
+        async def wrapped(request: Request) -> Response:
+            session = self.session(request)
+            if session is None:
+                if request.method != "GET":
+                    return Response("log in first", status_code=403, media_type="text/plain")
+                if request.url.path.startswith("/api/"):
+                    return JSONResponse({"error": "log in first"}, status_code=401)
+                target = quote(request.url.path, safe="/")
+                return RedirectResponse(f"/login?next={target}", status_code=303)
+            if request.method == "POST":
+                form = await request.form()
+                given = form.get("csrf")
+                if not same(given if isinstance(given, str) else None, session.csrf):
+                    return Response(
+                        "refused: the form's CSRF token is missing or wrong",
+                        status_code=403,
+                        media_type="text/plain",
+                    )
+            return await handler(request, session)
+
+        return wrapped
+
+    # -- login -----------------------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        return self._login(request, None, 200)
+
+    def _login(self, request: Request, error: str | None, status: int) -> Response:
+        nonce = new_token()
+        target = request.query_params.get("next", "/approvals")
+        response = self.page(
+            request, "login.html", None, status, nonce=nonce, next=_local(target), error=error
+        )
+        response.set_cookie(
+            LOGIN_COOKIE,
+            nonce,
+            max_age=600,
+            httponly=True,
+            samesite="strict",
+            secure=self.config.secure_cookies,
+        )
+        return response
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        token, name, nonce = (str(form.get(k) or "") for k in ("token", "name", "csrf"))
+        if not same(nonce, request.cookies.get(LOGIN_COOKIE) or "\0"):
+            return Response(
+                "refused: the form's CSRF token is missing or wrong",
+                status_code=403,
+                media_type="text/plain",
+            )
+        if not same(token, self.config.token):
+            return self._login(request, "Wrong token.", 401)
+        name = " ".join(name.split())[:NAME_MAX]
+        if not name:
+            return self._login(request, "Say who you are: your name goes on every decision.", 400)
+        session = self.sessions.open(name)
+        response = RedirectResponse(_local(str(form.get("next") or "/approvals")), 303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            session.id,
+            httponly=True,
+            samesite="strict",
+            secure=self.config.secure_cookies,
+            max_age=int(self.sessions.ttl),
+        )
+        response.delete_cookie(LOGIN_COOKIE)
+        return response
+
+    async def logout(self, request: Request, session: Session) -> Response:
+        self.sessions.close(session.id)
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    # -- approvals -------------------------------------------------------------------------
+
+    async def approvals_page(self, request: Request, session: Session) -> Response:
+        return await self._approvals(request, session)
+
+    async def _approvals(
+        self, request: Request, session: Session, status: int = 200, error: str | None = None
+    ) -> Response:
+        pending, decided = await self.store.run(queries.recent, self.approvals)
+        digest = await self.store.run(queries.approvals_digest, self.approvals)
+        touched: dict[str, list[Touched]] = {}
+        if self.config.reader is not None:
+            for approval in pending:
+                touched[approval.id] = await self.config.reader.touched(approval)
+        asking = await self.store.run(self._askers, pending)
+        partial = request.query_params.get("partial") == "1"
+        return self.page(
+            request,
+            "_approvals.html" if partial else "approvals.html",
+            session,
+            status,
+            pending=pending,
+            decided=decided,
+            touched=touched,
+            asking=asking,
+            digest=digest,
+            reader=self.config.reader is not None,
+            error=error,
+        )
+
+    def _askers(self, pending: list[Approval]) -> dict[str, str]:
+        """Who asks for each approval: a workflow run we know, else an agent/MCP thread."""
+        out = {}
+        for a in pending:
+            run = self.runs.get(a.run_id) if a.run_id else None
+            out[a.id] = "workflow run" if run is not None else "agent or MCP thread"
+        return out
+
+    async def decide(self, request: Request, session: Session) -> Response:
+        approval_id = request.path_params["approval_id"]
+        action = request.path_params["action"]
+        if action not in ("approve", "reject"):
+            return Response("no such action", status_code=404, media_type="text/plain")
+        form = await request.form()
+        comment = " ".join(str(form.get("comment") or "").split())[:COMMENT_MAX] or None
+        found = await self.store.run(self.approvals.get, approval_id)
+        if found is None:
+            return await self._approvals(request, session, 404, f"No approval {approval_id}.")
+        if str(form.get("call_hash") or "") != found.call_hash:
+            return await self._approvals(
+                request, session, 409, f"Approval {approval_id} is not for the call shown."
+            )
+        decide = self.approvals.approve if action == "approve" else self.approvals.reject
+        try:
+            decided = await self.store.run(decide, approval_id, by=session.name, note=comment)
+        except ApprovalError as exc:
+            return await self._approvals(request, session, 409, f"Refused: {exc}.")
+        await self.store.run(self.audit.append, _decision_row(decided, session.name), flush=True)
+        verb = "Approved" if action == "approve" else "Rejected"
+        session.flash = f"{verb} {decided.endpoint} ({decided.id}) as {session.name}."
+        return RedirectResponse("/approvals", 303)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def runs_page(self, request: Request, session: Session) -> Response:
+        recent, dead = await self.store.run(queries.runs_overview, self.runs)
+        digest = await self.store.run(queries.runs_digest, self.runs)
+        partial = request.query_params.get("partial") == "1"
+        return self.page(
+            request,
+            "_runs.html" if partial else "runs.html",
+            session,
+            recent=recent,
+            dead=dead,
+            digest=digest,
+        )
+
+    async def run_page(self, request: Request, session: Session) -> Response:
+        run_id = request.path_params["run_id"]
+        run = await self.store.run(self.runs.get, run_id)
+        if run is None:
+            return self.page(request, "missing.html", session, 404, what=f"run {run_id}")
+        effects = await self.store.run(self.effects.for_run, run_id)
+        calls = await self.store.run(queries.calls_of, self.store, run_id)
+        workflow = self.config.workflows.get(run.workflow)
+        steps = [(s.__name__, _first_line(s.__doc__)) for s in workflow.steps] if workflow else []
+        return self.page(
+            request,
+            "run.html",
+            session,
+            run=run,
+            effects=effects,
+            calls=calls,
+            writes=[c for c in calls if c["access"] not in (None, "read")],
+            errors=[c for c in calls if c["error"] or c["decision"] == "deny"],
+            steps=steps,
+        )
+
+    async def retry(self, request: Request, session: Session) -> Response:
+        run_id = request.path_params["run_id"]
+        if await self.queue.retry(run_id):
+            session.flash = f"Run {run_id} is queued again in its lead's order."
+        else:
+            session.error = f"Run {run_id} is not dead or failed: not retried."
+        return RedirectResponse(f"/runs/{quote(run_id)}", 303)
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def _filter(self, request: Request) -> queries.AuditFilter:
+        q = request.query_params
+        return queries.AuditFilter(
+            **{k: q.get(k, "").strip() for k in ("actor", "endpoint", "decision", "since", "until")}
+        )
+
+    async def audit_page(self, request: Request, session: Session) -> Response:
+        flt = self._filter(request)
+        error = None
+        try:
+            rows = await self.store.run(queries.audit_rows, self.store, flt)
+        except ValueError:
+            rows, error = [], "Times are UTC, as 2026-11-27 or 2026-11-27T16:05."
+        report = await self.store.run(self.audit.verify)
+        choices = await self.store.run(queries.audit_choices, self.store)
+        return self.page(
+            request,
+            "audit.html",
+            session,
+            400 if error else 200,
+            rows=rows,
+            report=report,
+            flt=flt,
+            choices=choices,
+            export=f"/audit/export.jsonl?{urlencode(flt.query())}",
+            error=error,
+        )
+
+    async def export(self, request: Request, session: Session) -> Response:
+        try:
+            rows = await self.store.run(
+                queries.audit_rows, self.store, self._filter(request), limit=None
+            )
+        except ValueError:
+            return Response("bad time filter", status_code=400, media_type="text/plain")
+        lines = (
+            json.dumps({k: v for k, v in r.items() if k != "args_obj"}, sort_keys=True)
+            for r in rows
+        )
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        return Response(
+            "".join(line + "\n" for line in lines),
+            media_type="application/x-ndjson",
+            headers={"content-disposition": f'attachment; filename="audit-{stamp}.jsonl"'},
+        )
+
+    # -- live updates ----------------------------------------------------------------------
+
+    async def digest(self, request: Request, session: Session) -> Response:
+        view = request.path_params["view"]
+        if view == "approvals":
+            value = await self.store.run(queries.approvals_digest, self.approvals)
+        elif view == "runs":
+            value = await self.store.run(queries.runs_digest, self.runs)
+        else:
+            return JSONResponse({"error": f"no view {view}"}, status_code=404)
+        return JSONResponse({"digest": value})
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse("/approvals", 303)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().split("\n")[0]
+
+
+def _local(target: str) -> str:
+    """Only a path on this site as a redirect target (no open redirect)."""
+    return target if target.startswith("/") and not target.startswith("//") else "/approvals"
+
+
+def _decision_row(approval: Approval, name: str) -> dict[str, Any]:
+    """The audit row of a decision made in the console, under the approver's name."""
+    return {
+        "actor": name,
+        "run_id": approval.run_id,
+        "policy": "console",
+        "endpoint": approval.endpoint,
+        "method": "POST",
+        "path": f"/console/approvals/{approval.id}/{approval.status}",
+        "access": approval.access,
+        "decision": approval.status,
+        "reason": approval.note,
+        "args": {"approval_id": approval.id, "call_hash": approval.call_hash},
+        "approval_id": approval.id,
+    }
+
+
+def build_console(config: ConsoleConfig) -> Starlette:
+    """The console as an ASGI app."""
+    c = Console(config)
+    g = c.guarded
+    routes = [
+        Route("/", c.home),
+        Route("/login", c.login_form, methods=["GET"]),
+        Route("/login", c.login, methods=["POST"]),
+        Route("/logout", g(c.logout), methods=["POST"]),
+        Route("/approvals", g(c.approvals_page)),
+        Route("/approvals/{approval_id}/{action:str}", g(c.decide), methods=["POST"]),
+        Route("/runs", g(c.runs_page)),
+        Route("/runs/{run_id}", g(c.run_page)),
+        Route("/runs/{run_id}/retry", g(c.retry), methods=["POST"]),
+        Route("/audit", g(c.audit_page)),
+        Route("/audit/export.jsonl", g(c.export)),
+        Route("/api/digest/{view}", g(c.digest)),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    app = Starlette(routes=routes)
+    app.state.console = c
+    app.add_middleware(_Headers)
+    return app
