@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -226,19 +226,12 @@ async def test_run_forever_outlives_a_failing_pass(store: Store) -> None:
     catchup = CatchUp(sim.client(), inbox, Cursors(store), clock=clock)
     task = asyncio.create_task(catchup.run_forever(every=60))
     try:
-        for _ in range(2000):
-            if inbox.failures == 0:
-                break
-            await asyncio.sleep(0)
-        for _ in range(20):
-            await asyncio.sleep(0)
+        await until(lambda: inbox.failures == 0)
+        await settle()
         assert catchup.passes == 0 and not task.done()
         catchup.trigger()
-        for _ in range(2000):
-            if catchup.passes:
-                break
-            await asyncio.sleep(0)
-        assert catchup.passes == 1 and inbox.events
+        await until(lambda: catchup.passes == 1)
+        assert inbox.events
     finally:
         task.cancel()
 
@@ -250,13 +243,8 @@ async def test_run_forever_passes_on_start_every_minute_and_when_triggered(store
     task = asyncio.create_task(catchup.run_forever(every=60))
 
     async def passes(n: int) -> None:
-        for _ in range(2000):
-            if catchup.passes >= n:
-                for _ in range(20):  # let it go back to sleep on the clock
-                    await asyncio.sleep(0)
-                return
-            await asyncio.sleep(0)
-        raise AssertionError(f"{catchup.passes} passes, expected {n}")
+        await until(lambda: catchup.passes >= n)
+        await settle()  # let it go back to sleep on the clock
 
     try:
         await passes(1)
@@ -269,6 +257,20 @@ async def test_run_forever_passes_on_start_every_minute_and_when_triggered(store
         await passes(3)
     finally:
         task.cancel()
+
+
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait, polling with a bound, for what the store's thread finishes on its own time."""
+    for _ in range(int(within * 1000)):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("not reached in time")
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
 
 
 async def _noop(ctx: Any) -> None:
