@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
@@ -18,17 +19,23 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
 )
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 
 from closeguard.agent.review import AnswerError
+from closeguard.store import Store
 from closeguard.tools import Settings
 from closeguard.tools.settings import default_data_dir
 
@@ -40,6 +47,7 @@ __all__ = [
     "list_threads",
     "new_thread_id",
     "open_checkpointer",
+    "open_store_checkpointer",
     "pending_interrupts",
     "resume_command",
     "thread_config",
@@ -115,6 +123,40 @@ async def open_checkpointer(path: Path | None = None) -> AsyncIterator[LoopSqlit
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
         yield LoopSqliteSaver(conn)
+
+
+@asynccontextmanager
+async def open_store_checkpointer(
+    store: Store, path: Path | None = None, *, connections: int = 8
+) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    """The checkpointer that goes with ``store``: on PostgreSQL, LangGraph's
+    ``AsyncPostgresSaver`` in the same database (and schema), so a run checkpointed on one
+    machine continues on another; else the SQLite file beside the store (``path``)."""
+    if store.dialect != "postgresql":
+        async with open_checkpointer(path) as saver:
+            yield saver
+        return
+    conninfo = store.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    options = {"options": f"-c search_path={store.schema},public"} if store.schema else {}
+    pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=connections,
+        open=False,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row, **options},
+    )
+    await pool.open()
+    try:
+        async with pool.connection() as conn:
+            key = zlib.crc32(f"closeguard-checkpoints:{store.schema or ''}".encode())
+            await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                await AsyncPostgresSaver(conn).setup()
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        yield AsyncPostgresSaver(pool)
+    finally:
+        await pool.close()
 
 
 def new_thread_id() -> str:

@@ -14,7 +14,7 @@ from closeguard.cli._common import JsonOpt, LimitOpt, console, existing_store, f
 from closeguard.store import Store
 from closeguard.store.effects import EffectRows
 from closeguard.store.runs import RunRow, RunRows
-from closeguard.workflows.queue import SqlRunQueue
+from closeguard.workflows.queue_pg import queue_for
 
 __all__ = ["app", "audit_rows_for"]
 
@@ -147,6 +147,6 @@ def retry(run_id: IdArg) -> None:
     """Put a dead or failed run back in its lead's order (a running worker takes it)."""
     store = existing_store()
     run = _find(RunRows(store), run_id)
-    if not asyncio.run(SqlRunQueue(store).retry(run.id)):
+    if not asyncio.run(queue_for(store).retry(run.id)):
         raise fail(f"run {run.id} is {run.status}; only dead or failed runs are retried")
     typer.echo(f"run {run.id} ({run.workflow}) is queued again in its lead's order")

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from closeguard.agent.runtime import open_checkpointer
+from closeguard.agent.runtime import open_store_checkpointer
 from closeguard.cli._common import JsonOpt, console, fail, print_json
 from closeguard.cli.runs import audit_rows_for
 from closeguard.simulator import Simulator
@@ -33,7 +33,7 @@ from closeguard.workflows.definition import (
 from closeguard.workflows.executor import Executor, RunSpec
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.loader import load_workflows, packaged_workflows
-from closeguard.workflows.queue import SqlRunQueue
+from closeguard.workflows.queue_pg import queue_for
 from closeguard.workflows.worker import Worker
 
 __all__ = ["PathOpt", "app", "enabled_workflows", "trigger_text"]
@@ -194,7 +194,7 @@ async def _run_once(
     params: Mapping[str, Any],
     dry_run: bool,
 ) -> dict[str, Any]:
-    async with open_checkpointer(target.checkpoints) as saver:
+    async with open_store_checkpointer(target.store, target.checkpoints) as saver:
         executor = Executor(
             store=target.store,
             checkpointer=saver,
@@ -215,7 +215,7 @@ async def _run_once(
             )
             outcome = await executor.execute(workflow, spec)
             return {"run_id": spec.run_id, "status": outcome.status, "error": outcome.error}
-        queue = SqlRunQueue(target.store)
+        queue = queue_for(target.store)
         inbox = Inbox(target.store, [workflow], queue)
         if event is not None:
             await inbox.add(event, source="cli")

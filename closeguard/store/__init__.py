@@ -11,6 +11,7 @@ opened raises ``StoreError``.
 
 from closeguard.store import approvals as approvals
 from closeguard.store import audit as audit
+from closeguard.store import budget as budget
 from closeguard.store import cursors as cursors
 from closeguard.store import effects as effects
 from closeguard.store import inbox as inbox

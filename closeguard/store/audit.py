@@ -7,6 +7,7 @@ pre-rendered SQL on the DBAPI driver's own cursor: a flush costs no SQLAlchemy c
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -119,6 +120,10 @@ class _Statements:
         head = prep.format_table(store.tables.audit_head)
         one = f"WHERE {c('id')} = 1"
         self.lock = f"UPDATE {head} SET {c('seq')} = {c('seq')} {one}"
+        key = zlib.crc32(f"closeguard-audit:{head}".encode())
+        self.serialize = (
+            f"SELECT pg_advisory_xact_lock({key})" if dialect.name == "postgresql" else None
+        )
         self.head = f"SELECT {c('seq')}, {c('hash')} FROM {head} {one}"
         self.init = (
             f"INSERT INTO {head} ({c('id')}, {c('seq')}, {c('hash')}, {c('updated')}) "
@@ -161,11 +166,15 @@ class AuditRows:
     def append(self, queued: list[Any], chain: Chain) -> None:
         """In one transaction: lock the head, let ``chain`` link the ``queued`` values after
         it, insert the rows and advance the head. Concurrent writers queue on the head's
-        lock (a row lock on PostgreSQL, SQLite's RESERVED lock), so the chain never forks."""
+        lock (on PostgreSQL an advisory lock first, so even the very first batches of several
+        processes, before the head row exists, wait in turn; SQLite's RESERVED lock), so the
+        chain never forks."""
         sql = self._sql or self._statements()
         with self.store.engine.begin() as conn:
             cursor = conn.connection.cursor()
             try:
+                if sql.serialize is not None:
+                    cursor.execute(sql.serialize)
                 cursor.execute(sql.lock)
                 if not cursor.rowcount:
                     cursor.execute(sql.init, (_now(),))

@@ -35,7 +35,14 @@ import httpx
 
 from closeguard.tools import _accessors as acc
 from closeguard.tools import models as m
-from closeguard.tools._pacing import DEFAULT_GROUP, Pacer, make_jitter, rate_limit_wait
+from closeguard.tools._pacing import (
+    DEFAULT_GROUP,
+    Pacer,
+    make_jitter,
+    parse_rate_limit,
+    rate_limit_wait,
+)
+from closeguard.tools.budget import RateBudget
 from closeguard.tools.calls import path_of
 from closeguard.tools.catalog import API_PREFIX, Endpoint, endpoint, find_endpoint
 from closeguard.tools.clock import Clock, SystemClock
@@ -155,6 +162,8 @@ class CloseClient:
     ``httpx.MockTransport``, the simulator ``httpx.ASGITransport``); ``policy`` wraps it.
     ``clock`` is the time pacing and retries wait on (``SystemClock`` by default; a
     ``FakeClock`` makes every wait free, as ``Simulator.client()`` does on fake time).
+    ``budget`` (``tools.budget.RateBudget``) shares the rate windows with every other
+    process using the same key, on top of this client's own pacing.
     """
 
     def __init__(
@@ -172,6 +181,7 @@ class CloseClient:
         settings: Settings | None = None,
         on_token_refresh: TokenCallback | None = None,
         clock: Clock | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         if (api_key is None and oauth is None) or base_url is None:
             settings = settings or Settings()
@@ -194,6 +204,7 @@ class CloseClient:
         self.clock: Clock = clock or SystemClock()
         self._jitter = make_jitter(self.retry.jitter, self.retry.jitter_seconds)
         self._pacer = Pacer(clock=self.clock, jitter=self._jitter)
+        self.budget = budget
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._inner = transport if transport is not None else httpx.AsyncHTTPTransport()
         outer = policy.wrap(self._inner, actor=actor, run_id=run_id) if policy else self._inner
@@ -335,6 +346,8 @@ class CloseClient:
         refreshed = False
         while True:
             attempt += 1
+            if self.budget is not None:
+                await self._take_budget(group)
             await self._pacer.acquire(group)
             token_used = self._oauth.access_token if self._oauth else None
             request = self._build(method, path, params, json, call_id, attempt)
@@ -355,6 +368,10 @@ class CloseClient:
                 # Sent (or not): the credential must not live on in errors that hold it.
                 request.headers.pop("authorization", None)
             self._pacer.observe(group, response.headers)
+            if self.budget is not None:
+                info = parse_rate_limit(response.headers)
+                if info is not None:
+                    await self.budget.observe(group, info, self.clock.now())
             status = response.status_code
             if status == 429:
                 rate_hits += 1
@@ -380,6 +397,12 @@ class CloseClient:
             if status >= 400:
                 raise self._api_error(response, method, path)
             return response
+
+    async def _take_budget(self, group: str) -> None:
+        """Wait for the shared budget (every process's requests in this window) to grant one."""
+        assert self.budget is not None
+        while (wait := await self.budget.take(group, self.clock.now())) > 0:
+            await self.clock.sleep(wait)
 
     def _build(
         self,

@@ -53,3 +53,6 @@ class Settings(BaseSettings):
     model: str | None = Field(
         default=None, validation_alias=AliasChoices("CLOSEGUARD_MODEL", "model")
     )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("CLOSEGUARD_REDIS_URL", "redis_url")
+    )

@@ -31,6 +31,7 @@ from langgraph.types import Command, interrupt
 from closeguard.guardrails import Guard, Guarded
 from closeguard.store import Store
 from closeguard.tools import CloseClient
+from closeguard.tools.budget import RateBudget
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.tools.errors import (
     ApprovalRequired,
@@ -196,9 +197,11 @@ class Executor:
         clock: Clock | None = None,
         llm: BaseChatModel | None = None,
         feed: Feed | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         self.store = store
         self.feed = feed
+        self.budget = budget
         self.checkpointer = checkpointer
         self.api_key = api_key
         self.transport = _Unclosed(transport or httpx.AsyncHTTPTransport())
@@ -242,6 +245,7 @@ class Executor:
             actor=workflow.name,
             run_id=spec.run_id,
             clock=self.clock,
+            budget=self.budget,
         )
 
     async def execute(

@@ -12,6 +12,11 @@ sync and pause checks), ``scheduler`` (APScheduler ticks into the inbox), ``work
 from the queue, approvals noticed). ``all`` is the default; each role is a component of its
 own, so a process can run any subset against a shared store. A stopping runtime lets runs
 in progress finish for ``grace`` seconds, then releases the rest to be claimed again.
+
+On a PostgreSQL store the run queue is procrastinate's (``queue_pg.queue_for``) and every
+client shares one Close rate budget (``store.budget.budget_for``: Redis when
+``CLOSEGUARD_REDIS_URL`` is set), so any number of processes on any number of machines
+split the work and stay under Close's limits together.
 """
 
 from __future__ import annotations
@@ -34,11 +39,12 @@ from closeguard.tools import CloseClient
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.tools.errors import ConfigError
 from closeguard.workflows.activity import Activity, Feed
+from closeguard.workflows.budget import budget_for
 from closeguard.workflows.catchup import CatchUp
 from closeguard.workflows.definition import EventTrigger, Workflow
 from closeguard.workflows.executor import Executor
 from closeguard.workflows.inbox import Inbox
-from closeguard.workflows.queue import SqlRunQueue
+from closeguard.workflows.queue_pg import queue_for
 from closeguard.workflows.receiver import DEFAULT_PATH, build_receiver_app, serve
 from closeguard.workflows.schedules import Schedules
 from closeguard.workflows.subscriptions import Subscriptions, event_pairs, wants
@@ -75,6 +81,7 @@ class RuntimeConfig:
     grace: float = 10.0
     poll: float = 0.5
     approvals_every: float = 2.0
+    shared_budget: bool = True
 
 
 @dataclass
@@ -113,7 +120,8 @@ class Runtime:
         self.feed = feed or Feed()
         self.api_key = api_key
         self.base_url = base_url
-        self.queue = SqlRunQueue(store, clock=self.clock, lease=self.config.lease)
+        self.queue = queue_for(store, clock=self.clock, lease=self.config.lease)
+        self.budget = budget_for(store, api_key) if self.config.shared_budget else None
         self.inbox = Inbox(store, self.workflows.values(), self.queue)
         self.executor = Executor(
             store=store,
@@ -124,6 +132,7 @@ class Runtime:
             clock=self.clock,
             llm=llm,
             feed=self.feed,
+            budget=self.budget,
         )
         self.worker = Worker(
             self.queue,
@@ -167,6 +176,7 @@ class Runtime:
             policy=Guarded(Policy.load(INTAKE_POLICY), store=self.store),
             actor=INTAKE_ACTOR,
             clock=self.clock,
+            budget=self.budget,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

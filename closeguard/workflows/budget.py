@@ -1,0 +1,111 @@
+"""The shared Close rate budget's backends: the store's ``rate_budget`` table, or Redis.
+
+Both hold one ``tools.budget.Window`` per (scope, endpoint group) and apply the pure
+arithmetic of ``tools/budget.py`` to it atomically: the table under ``SELECT ... FOR
+UPDATE`` (``store/budget.py``), Redis in a ``WATCH``ed transaction retried on conflict.
+``budget_for`` picks Redis when ``CLOSEGUARD_REDIS_URL`` is set, else the store when it is
+PostgreSQL; on SQLite (one process) there is nothing to share and each client paces alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from closeguard.store import Store
+from closeguard.store.budget import BudgetRows
+from closeguard.tools._pacing import RateLimitInfo
+from closeguard.tools.budget import RateBudget, Window, observe, scope_of, take
+from closeguard.tools.settings import Settings
+
+__all__ = ["RedisBudget", "SqlBudget", "budget_for"]
+
+Change = Callable[[Window], tuple[Window, float]]
+
+
+class SqlBudget:
+    """``RateBudget`` in the store's ``rate_budget`` table (queries on the store thread)."""
+
+    def __init__(self, store: Store, scope: str) -> None:
+        self.store = store
+        self.rows = BudgetRows(store, scope)
+
+    async def take(self, group: str, now: float) -> float:
+        return await self.store.run(self.rows.change, group, _plain(lambda w: take(w, now)))
+
+    async def observe(self, group: str, info: RateLimitInfo, now: float) -> None:
+        await self.store.run(
+            self.rows.change, group, _plain(lambda w: (observe(w, info, now), 0.0))
+        )
+
+
+def _plain(change: Change) -> Callable[[dict[str, Any]], tuple[dict[str, Any], float]]:
+    def on_dicts(old: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        new, result = change(Window(**old))
+        return asdict(new), result
+
+    return on_dicts
+
+
+def _decode(raw: Mapping[Any, Any]) -> Window:
+    def number(name: str) -> float | None:
+        value = raw.get(name.encode(), raw.get(name))
+        return None if value in (None, b"", "") else float(value)
+
+    return Window(
+        end=number("end"),
+        limit=number("limit"),
+        span=number("span") or 1.0,
+        used=number("used") or 0.0,
+    )
+
+
+class RedisBudget:
+    """``RateBudget`` in Redis: one hash per (scope, group), changed in ``WATCH``ed
+    transactions; keys expire an hour after their last change."""
+
+    def __init__(self, url: str, scope: str) -> None:
+        self.redis = aioredis.Redis.from_url(url)
+        self.scope = scope
+
+    async def take(self, group: str, now: float) -> float:
+        return await self._change(group, lambda w: take(w, now))
+
+    async def observe(self, group: str, info: RateLimitInfo, now: float) -> None:
+        await self._change(group, lambda w: (observe(w, info, now), 0.0))
+
+    async def _change(self, group: str, change: Change) -> float:
+        key = f"closeguard:budget:{self.scope}:{group}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    new, result = change(_decode(await pipe.hgetall(key)))
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    fields: dict[str | bytes, str] = {
+                        k: "" if v is None else repr(v) for k, v in asdict(new).items()
+                    }
+                    pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+                    pipe.expire(key, 3600)
+                    await pipe.execute()
+                    return result
+                except WatchError:
+                    continue
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
+def budget_for(store: Store, api_key: str, settings: Settings | None = None) -> RateBudget | None:
+    """The shared budget of ``api_key``: Redis if configured, else a PostgreSQL store's
+    table, else None (SQLite: one process paces alone)."""
+    redis_url = (settings or Settings()).redis_url
+    if redis_url:
+        return RedisBudget(redis_url, scope_of(api_key))
+    if store.dialect == "postgresql":
+        return SqlBudget(store, scope_of(api_key))
+    return None

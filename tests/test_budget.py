@@ -1,0 +1,113 @@
+"""The shared rate budget: its window arithmetic, and every backend granting each window's
+limit once across clients (the store's table and Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from closeguard.store import Store
+from closeguard.tools._pacing import RateLimitInfo
+from closeguard.tools.budget import MARGIN, RateBudget, Window, observe, take
+from closeguard.workflows.budget import RedisBudget, SqlBudget
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def test_a_window_grants_its_limit_then_waits_for_its_end() -> None:
+    window = observe(Window(), RateLimitInfo(limit=3, remaining=2, reset=0.5), now=100.0)
+    assert (window.end, window.limit, window.used) == (100.5, 3, 1)
+    window, wait = take(window, 100.1)
+    assert wait == 0 and window.used == 2
+    window, wait = take(window, 100.2)
+    assert wait == 0 and window.used == 3
+    same, wait = take(window, 100.3)
+    assert same == window and wait == pytest.approx(0.2 + MARGIN)
+    rolled, wait = take(window, 100.5 + MARGIN)
+    assert wait == 0 and (rolled.end, rolled.used) == (101.5, 1)
+
+
+def test_what_close_counted_raises_the_count_and_late_reports_do_not_reset_it() -> None:
+    window = Window(end=10.0, limit=20, span=1.0, used=2)
+    busier = observe(window, RateLimitInfo(limit=20, remaining=5, reset=0.3), now=9.7)
+    assert busier.used == 15 and busier.end == 10.0
+    late = observe(busier, RateLimitInfo(limit=20, remaining=19, reset=0.1), now=9.95)
+    assert late.used == 15, "a report of the same window never lowers the count"
+    nothing_known, wait = take(Window(), 5.0)
+    assert wait == 0 and nothing_known.used == 1
+
+
+async def _grants(make: Callable[[], RateBudget], now: float) -> int:
+    budgets = [make() for _ in range(4)]
+    info = RateLimitInfo(limit=10, remaining=10, reset=0.8)
+    await budgets[0].observe("lead:read", info, now)
+    waits = await asyncio.gather(*(b.take("lead:read", now + 0.1) for b in budgets * 5))
+    return sum(1 for w in waits if w == 0)
+
+
+async def test_the_store_table_grants_a_window_once_across_clients(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        assert await _grants(lambda: SqlBudget(store, "key:t"), 1000.0) == 10
+    finally:
+        store.dispose()
+
+
+@pytest.fixture
+async def redis_scope() -> AsyncIterator[str]:
+    scope = f"test-{uuid.uuid4().hex[:8]}"
+    probe = RedisBudget(REDIS_URL, scope)
+    try:
+        await probe.redis.ping()
+    except Exception as exc:
+        pytest.fail(f"Redis not reachable at {REDIS_URL}: {exc}")
+    yield scope
+    await probe.redis.delete(f"closeguard:budget:{scope}:lead:read")
+    await probe.aclose()
+
+
+async def test_redis_grants_a_window_once_across_clients(redis_scope: str) -> None:
+    made: list[RedisBudget] = []
+
+    def make() -> RedisBudget:
+        made.append(RedisBudget(REDIS_URL, redis_scope))
+        return made[-1]
+
+    try:
+        assert await _grants(make, 2000.0) == 10
+    finally:
+        for budget in made:
+            await budget.aclose()
+
+
+class _Recorder:
+    """A budget that asks to wait once, then grants; records what it is told."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, float]] = []
+        self.seen: list[RateLimitInfo] = []
+
+    async def take(self, group: str, now: float) -> float:
+        self.asked.append((group, now))
+        return 0.25 if len(self.asked) == 1 else 0.0
+
+    async def observe(self, group: str, info: RateLimitInfo, now: float) -> None:
+        self.seen.append(info)
+
+
+async def test_the_client_waits_for_the_budget_and_feeds_it_the_header(
+    make_client: Callable[..., Any], fake_time: Any
+) -> None:
+    budget = _Recorder()
+    headers = {"RateLimit": "limit=20, remaining=7, reset=0.4"}
+    client = make_client(lambda r: httpx.Response(200, json={}, headers=headers), budget=budget)
+    await client.request("GET", "/me/")
+    assert [g for g, _ in budget.asked] == ["me:read", "me:read"]
+    assert 0.25 in fake_time.sleeps
+    assert budget.seen == [RateLimitInfo(limit=20, remaining=7, reset=0.4)]
