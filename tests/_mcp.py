@@ -220,3 +220,20 @@ def audited_actors(store: Store) -> set[str | None]:
 
 def endpoints_audited(store: Store, actor: str) -> Iterable[str]:
     return [row["endpoint"] for row in AuditLog(store).rows() if row["actor"] == actor]
+
+
+def refusals_audited(store: Store, actor: str) -> set[tuple[str, str]]:
+    """(tool, rule) of the calls refused before they became a request."""
+    return {
+        (row["path"], row["rule"])
+        for row in AuditLog(store).rows()
+        if row["actor"] == actor and row["method"] == "TOOL"
+    }
+
+
+REFUSED = {
+    ("lead_merge", "mcp.tools"),
+    ("lead_get", "mcp.arguments"),
+    ("lead_list", "mcp.arguments"),
+}
+"""What ``check_denied_and_bad_arguments`` leaves in the audit log besides the guard's rows."""

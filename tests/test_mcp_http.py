@@ -21,6 +21,7 @@ from closeguard.store import Store
 from tests._mcp import (
     CLIENT_NAME,
     POLICY_YAML,
+    REFUSED,
     Outputs,
     User,
     audited_actors,
@@ -30,6 +31,7 @@ from tests._mcp import (
     check_tools_and_reads,
     endpoints_audited,
     leads,
+    refusals_audited,
     texts,
 )
 from tests._serve import served
@@ -73,6 +75,7 @@ async def test_gateway_over_streamable_http(store: Store) -> None:
     out.assert_no(sim.api_key)
     assert {CLIENT_NAME, "no-elicitation-client"} <= audited_actors(store)
     assert "lead.delete" in endpoints_audited(store, CLIENT_NAME)
+    assert refusals_audited(store, CLIENT_NAME) == REFUSED
 
 
 async def test_modern_protocol_asks_with_input_required(store: Store) -> None:

@@ -24,6 +24,7 @@ from tests._mcp import (
     FAKE_KEY,
     POLICY_YAML,
     READ_ONLY_TOOLS,
+    REFUSED,
     Outputs,
     User,
     audited_actors,
@@ -32,6 +33,7 @@ from tests._mcp import (
     check_elicited_delete,
     check_tools_and_reads,
     endpoints_audited,
+    refusals_audited,
     texts,
     tool_names,
 )
@@ -93,6 +95,7 @@ async def test_gateway_on_stdio_against_close(store: Store, tmp_path: Path) -> N
     out.assert_no(FAKE_KEY)
     assert {CLIENT_NAME, "no-elicitation-client"} <= audited_actors(store)
     assert "lead.delete" in endpoints_audited(store, CLIENT_NAME)
+    assert refusals_audited(store, CLIENT_NAME) == REFUSED
 
 
 async def test_without_a_key_it_serves_the_embedded_simulator(store: Store, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,8 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
 from closeguard import __version__
-from closeguard.guardrails import Approvals, Guarded
+from closeguard.guardrails import Approvals, AuditLog, Guarded, redact
+from closeguard.guardrails.audit import EMPTY_ROW
 from closeguard.mcp.approval import (
     INPUT_KEY,
     QUESTION_SCHEMA,
@@ -90,6 +92,7 @@ class Gateway:
         self.policy = guarded.policy
         self.store = guarded.store or default_store()
         self.approvals = Approvals(self.store)
+        self.audit = AuditLog(self.store)
         self.tools: dict[str, McpTool] = offered_tools(guarded.guard)
         self.actor = actor
         self.description = description
@@ -129,17 +132,20 @@ class Gateway:
         self, ctx: Ctx, params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
         tool = self.tools.get(params.name)
+        args = dict(params.arguments or {})
         if tool is None:
-            return _text(
+            return await self._refuse(
+                ctx,
+                params.name,
+                args,
+                "mcp.tools",
                 f"unknown tool {params.name!r}: policy {self.policy.name!r} offers "
                 f"{len(self.tools)} tools (tools/list shows them)",
-                error=True,
             )
-        args = dict(params.arguments or {})
         try:
             split = tool.split(args)
         except ArgumentsError as exc:
-            return _text(str(exc), error=True)
+            return await self._refuse(ctx, tool.name, args, "mcp.arguments", str(exc))
         client = self.client(self.actor_of(ctx))
         try:
             return await self._run(client, tool, split)
@@ -226,6 +232,26 @@ class Gateway:
             return await self._run(client, tool, split)
         except ApprovalRequired as again:
             return self._pending(again)
+
+    async def _refuse(
+        self, ctx: Ctx, name: str, args: dict[str, Any], rule: str, reason: str
+    ) -> types.CallToolResult:
+        """A call refused before it became a request: audited, then an error result."""
+        row = {
+            **EMPTY_ROW,
+            "actor": self.actor_of(ctx),
+            "call_id": uuid.uuid4().hex,
+            "attempt": 1,
+            "policy": self.policy.name,
+            "method": "TOOL",
+            "path": name,
+            "decision": "deny",
+            "rule": rule,
+            "reason": reason,
+            "args": redact({"tool_args": args}),
+        }
+        await self.store.run(self.audit.append, row, flush=True)
+        return _text(reason, error=True, data={"denied": True, "rule": rule})
 
     def _pending(self, exc: ApprovalRequired) -> types.CallToolResult:
         approval_id = exc.approval_id

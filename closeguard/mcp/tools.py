@@ -50,6 +50,8 @@ class McpTool:
                 for e in exc.errors(include_url=False)
             )
             raise ArgumentsError(f"invalid arguments for {self.name}: {problems}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArgumentsError(f"invalid arguments for {self.name}: {exc}") from None
 
 
 def _tool(ep: Endpoint) -> McpTool:
