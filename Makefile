@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean browser
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "closeguard needs Python 3.11 or newer on PATH"; exit 1; }
@@ -22,7 +22,16 @@ DURATION ?= 30
 run: $(STAMP)
 	$(BIN)/closeguard run $(if $(DURATION),--duration $(DURATION))
 
-test: $(STAMP)
+# Debian's Chromium for the console's browser tests (Playwright drives it; no browser
+# download). Installed only when missing; needs root (as in CI), else says what to run.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the console's browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  >/dev/null || echo "could not install chromium: run 'apt-get install chromium' as root; \
+	the console's browser tests need /usr/bin/chromium"; }
+
+test: $(STAMP) browser
 	$(BIN)/ruff check closeguard tests bench
 	$(BIN)/ruff format --check closeguard tests bench
 	$(BIN)/mypy

@@ -15,7 +15,7 @@ from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from closeguard.console import build_console
-from closeguard.guardrails import Approvals, AuditLog
+from closeguard.guardrails import Approval, Approvals, AuditLog
 from closeguard.store.runs import RunRows
 from tests._console import TOKEN, MergeOrg
 
@@ -94,6 +94,8 @@ def test_a_pending_merge_shows_who_asks_the_call_and_both_leads_now(
     assert f"source lead {source}" in html and f"destination lead {destination}" in html
     assert org.sim.state["leads"][destination]["display_name"] in html
     assert "merged away" in html
+    after = r'<tr class="changed"><td>contacts</td><td>[^<]+</td><td>[^<]+, Dup</td></tr>'
+    assert re.search(after, html), "the destination's contacts after the merge, beside now"
     consoles = [r for r in AuditLog(org.store).rows() if r["actor"] == "console"]
     assert {r["path"] for r in consoles} >= {
         f"/lead/{source}/",
@@ -226,3 +228,20 @@ def test_a_tampered_chain_shows_as_failed(org: MergeOrg, client: TestClient) -> 
         conn.execute(update(table).where(table.c.seq == 1).values(path="/api/v1/elsewhere/"))
     login(client)
     assert "verification FAILED" in client.get("/audit").text
+
+
+async def test_an_update_shows_each_field_now_and_after(org: MergeOrg) -> None:
+    opp = next(iter(org.sim.state["opportunities"].values()))
+    path = f"/api/v1/opportunity/{opp['id']}/"
+    body = {"confidence": 95, "note": opp.get("note")}
+    approval = Approval(
+        "appr_x", "h", "pending", 0.0, 1e12, "opportunity.update", "PUT", path, "write",
+        None, None, {"body": body, "params": {}},
+    )  # fmt: skip
+    [record] = await org.config().reader.touched(approval)  # type: ignore[union-attr]
+    assert record.effect == "updated" and record.error is None
+    changes = {c.field: (c.current, c.proposed, c.differs) for c in record.changes}
+    assert changes == {
+        "confidence": (opp["confidence"], 95, opp["confidence"] != 95),
+        "note": (opp.get("note"), opp.get("note"), False),
+    }

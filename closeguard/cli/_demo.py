@@ -47,7 +47,7 @@ class DemoDriver:
         runtime: Runtime,
         *,
         every: float = 1.5,
-        approve_after: float = 3.0,
+        approve_after: float | None = 3.0,
         seed: int = 7,
     ) -> None:
         self.sim = sim
@@ -100,6 +100,9 @@ class DemoDriver:
         """Grant the approval a parked run waits for, a few seconds later, as a person would."""
         run = await self.runtime.queue.get(run_id)
         if run is None or run.approval_id is None:
+            return
+        if self.approve_after is None:
+            self.say(f"{run.approval_id} waits for a person: approve or reject it in the console")
             return
         self.say(
             f"{run.approval_id} waits for a person (closeguard approvals approve "

@@ -17,7 +17,7 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,7 +31,9 @@ from closeguard.agent.runtime import open_store_checkpointer
 from closeguard.cli._common import fail
 from closeguard.cli._demo import DemoDriver
 from closeguard.cli._live import LiveView, PlainView
+from closeguard.cli.console import DEFAULT_CONSOLE, open_console, parse_console
 from closeguard.cli.workflows import PathOpt, enabled_workflows
+from closeguard.console import Reader
 from closeguard.simulator import Simulator
 from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
 from closeguard.store import Store, default_store
@@ -113,6 +115,7 @@ async def _serve(
     llm: BaseChatModel | None,
     console: Console,
     plain: bool,
+    approve_after: float | None = 3.0,
 ) -> Counter[str]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -154,7 +157,11 @@ async def _serve(
                 if "receiver" in config.roles:
                     url = runtime.receiver_url
                     runtime.feed.emit(Activity("note", f"simulator webhooks -> {url}"))
-                extra.append(asyncio.create_task(DemoDriver(target.sim, runtime).run(stop)))
+                extra.append(
+                    asyncio.create_task(
+                        DemoDriver(target.sim, runtime, approve_after=approve_after).run(stop)
+                    )
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(_first_done(main, stop)), duration)
             stop.set()
@@ -197,6 +204,30 @@ def runs_logged_to(feed: Feed) -> Iterator[None]:
         logger.removeHandler(handler)
         logger.setLevel(level)
         logger.propagate = propagate
+
+
+async def _with_console(
+    at: tuple[str, int] | None,
+    target: Target,
+    workflows: Mapping[str, Workflow],
+    console: Console,
+    main: Coroutine[Any, Any, Counter[str]],
+) -> Counter[str]:
+    """Run ``main`` with the web console served beside it (``at`` None: no console)."""
+    if at is None:
+        return await main
+    reader = Reader(
+        target.store,
+        api_key=target.api_key,
+        base_url=target.base_url,
+        transport=target.sim.transport() if target.sim else None,
+    )
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    async with open_console(target.store, *at, reader=reader, workflows=workflows, say=say):
+        return await main
 
 
 async def _first_done(main: asyncio.Task[None], stop: asyncio.Event) -> None:
@@ -266,6 +297,15 @@ def run(
     plain: Annotated[
         bool, typer.Option("--plain", help="Plain lines instead of the live view.")
     ] = False,
+    console_at: Annotated[
+        str | None,
+        typer.Option(
+            "--console",
+            metavar="HOST:PORT|off",
+            help=f"Where the web console listens (default {DEFAULT_CONSOLE}; the demo takes "
+            "any free port); off: no console.",
+        ),
+    ] = None,
 ) -> None:
     """Run the workflows: webhooks, catch-up, schedules and workers, with a live view."""
     enabled = enabled_workflows(workflows, path)
@@ -282,6 +322,9 @@ def run(
     )
     llm = _model(model)
     console = Console()
+    at = None if console_at == "off" else parse_console(console_at or DEFAULT_CONSOLE)
+    if at is not None and target.sim is not None and console_at is None:
+        at = (at[0], 0)
     if target.sim is not None:
         console.print(
             "No CLOSE_API_KEY: running on an embedded simulated organization "
@@ -307,14 +350,21 @@ def run(
             soft_wrap=True,
         )
     counts = asyncio.run(
-        _serve(
-            enabled,
+        _with_console(
+            at,
             target,
-            config,
-            duration=duration,
-            llm=llm,
-            console=console,
-            plain=plain or not console.is_terminal,
+            enabled,
+            console,
+            _serve(
+                enabled,
+                target,
+                config,
+                duration=duration,
+                llm=llm,
+                console=console,
+                plain=plain or not console.is_terminal,
+                approve_after=None if at is not None else 3.0,
+            ),
         )
     )
     elapsed = counts.pop("_elapsed", 0)

@@ -103,6 +103,7 @@ class Console:
         env = self.templates.env
         env.filters["when"] = queries.when
         env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
+        env.filters["shown"] = _shown
         env.globals["poll_ms"] = int(config.poll * 1000)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -367,6 +368,13 @@ class Console:
 
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/approvals", 303)
+
+
+def _shown(value: Any) -> str:
+    """A value in a table cell: text as is, anything else as compact JSON."""
+    if value is None or value == "":
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
 def _first_line(text: str | None) -> str:

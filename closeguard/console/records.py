@@ -126,4 +126,20 @@ class Reader:
                 else:
                     record.current = {k: data.get(k) for k in sorted(body)} or data
                     record.changes = [Change(k, data.get(k), v) for k, v in sorted(body.items())]
+        if approval.endpoint == "lead.merge":
+            _merge_outcome(*records)
         return records
+
+
+def _merge_outcome(source: Touched, destination: Touched) -> None:
+    """The destination's fields now and after the merge, beside the source's."""
+    if source.current is None or destination.current is None:
+        return
+    src, dst = source.current, destination.current
+    after = dict(dst)
+    for key in ("contacts", "emails"):
+        parts = [p for text in (dst.get(key), src.get(key)) if text for p in str(text).split(", ")]
+        after[key] = ", ".join(dict.fromkeys(parts))
+    for key in ("opportunities", "tasks"):
+        after[key] = int(dst.get(key) or 0) + int(src.get(key) or 0)
+    destination.changes = [Change(k, dst.get(k), after.get(k)) for k in dst]
