@@ -9,6 +9,7 @@ Everything this command says goes to stderr: on stdio, stdout is the protocol ch
 from __future__ import annotations
 
 import asyncio
+import signal
 from enum import StrEnum
 from typing import Annotated
 
@@ -30,6 +31,10 @@ WORLD_FILE = "mcp-world.json"
 class Transport(StrEnum):
     stdio = "stdio"
     http = "http"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _say(text: str) -> None:
@@ -88,6 +93,7 @@ def serve(
     _say(
         f"closeguard mcp: policy {loaded.name!r}, {len(gateway.tools)} tools, Close: {description}"
     )
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: the world is saved
     try:
         if transport is Transport.stdio:
             _say("serving MCP on stdio")
