@@ -31,6 +31,16 @@ def test_tools_are_the_langchain_tools_the_policy_can_allow(name: str) -> None:
         assert "destructive" not in {t.endpoint.access for t in offered.values()}
 
 
+def test_hints_follow_the_catalog() -> None:
+    tools = offered_tools(Guard(Policy.from_yaml(POLICY_YAML)))
+    hints = {n: tools[n].definition.annotations for n in ("lead_get", "lead_create", "lead_update")}
+    assert hints["lead_get"] is not None and hints["lead_get"].read_only_hint
+    assert hints["lead_create"] is not None and hints["lead_create"].destructive_hint is False
+    assert hints["lead_update"] is not None and hints["lead_update"].destructive_hint is True
+    delete = tools["lead_delete"].definition.annotations
+    assert delete is not None and delete.destructive_hint and delete.idempotent_hint
+
+
 def test_a_policy_that_grants_nothing_lists_nothing() -> None:
     assert offered_tools(Guard(Policy.from_yaml("name: nothing\n"))) == {}
 

@@ -150,7 +150,9 @@ class Gateway:
         try:
             return await self._run(client, tool, split)
         except ApprovalRequired as exc:
-            return await self._approve_and_run(ctx, client, tool, args, split, exc)
+            return await self._approve_and_run(
+                ctx, client, tool, args, split, exc, params.input_responses
+            )
 
     async def _run(
         self,
@@ -178,6 +180,7 @@ class Gateway:
         args: dict[str, Any],
         split: tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None],
         exc: ApprovalRequired,
+        responses: types.InputResponses | None,
     ) -> types.CallToolResult | types.InputRequiredResult:
         capabilities = ctx.session.client_capabilities
         if not can_elicit(capabilities):
@@ -185,14 +188,12 @@ class Gateway:
         message = approval_question(tool, args, split[0], exc)
         answer: Answer
         if modern(ctx.session.protocol_version):
-            responses = ctx.params.get("inputResponses") if ctx.params else None
             given = (responses or {}).get(INPUT_KEY)
             if given is None:
                 return types.InputRequiredResult(
-                    input_requests={INPUT_KEY: question_request(message)},
-                    request_state=exc.approval_id,
+                    input_requests={INPUT_KEY: question_request(message)}
                 )
-            answer = answer_of(types.ElicitResult.model_validate(given))
+            answer = answer_of(given)
         else:
             try:
                 result = await ctx.session.elicit_form(

@@ -3,7 +3,9 @@
 Only the endpoints a policy can ever allow are offered (``agent.review.offered_endpoints``,
 the agent's own default deny), so a client never sees a tool that could only be refused.
 Arguments are checked against the same pydantic model the LangChain tool uses, then turned
-into path parameters, query and body by the same ``split_arguments``.
+into path parameters, query and body by the same ``split_arguments``. MCP's hints follow
+the catalog: reads are read-only; a create of one object is additive (not destructive); an
+update or anything the catalog calls destructive is destructive.
 """
 
 from __future__ import annotations
@@ -57,13 +59,15 @@ class McpTool:
 def _tool(ep: Endpoint) -> McpTool:
     schema = args_schema(ep)
     name = tool_name(ep)
+    read = ep.access == "read"
     definition = types.Tool(
         name=name,
         description=tool_description(ep),
         input_schema=schema.model_json_schema(),
         annotations=types.ToolAnnotations(
-            read_only_hint=ep.access == "read",
-            destructive_hint=ep.access == "destructive",
+            read_only_hint=read,
+            destructive_hint=None if read else ep.access == "destructive" or ep.method != "POST",
+            idempotent_hint=read or ep.method in ("PUT", "DELETE"),
             open_world_hint=False,
         ),
     )
