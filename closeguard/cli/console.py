@@ -85,6 +85,7 @@ def console(
 ) -> None:
     """Serve the web console: approvals, workflow runs and the audit log (Ctrl-C stops)."""
     host, port = parse_console(listen)
+    check_listen(host, bool(os.environ.get(TOKEN_ENV, "").strip()))
     settings = Settings()
     store = existing_store()
     reader = None

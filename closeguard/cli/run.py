@@ -226,8 +226,11 @@ async def _with_console(
     def say(text: str) -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    async with open_console(target.store, *at, reader=reader, workflows=workflows, say=say):
-        return await main
+    try:
+        async with open_console(target.store, *at, reader=reader, workflows=workflows, say=say):
+            return await main
+    finally:
+        main.close()  # no-op once awaited; else (the console could not start) it never ran
 
 
 async def _first_done(main: asyncio.Task[None], stop: asyncio.Event) -> None:
