@@ -245,3 +245,18 @@ async def test_an_update_shows_each_field_now_and_after(org: MergeOrg) -> None:
         "confidence": (opp["confidence"], 95, opp["confidence"] != 95),
         "note": (opp.get("note"), opp.get("note"), False),
     }
+
+
+def test_wrong_tokens_are_throttled(client: TestClient) -> None:
+    for _ in range(10):
+        assert login(client, token="guess") == 401
+    assert login(client) == 429, "even the right token waits once too many were wrong"
+
+
+def test_a_login_redirects_only_within_the_site(client: TestClient) -> None:
+    for target in ("//evil.example/", "/\\evil.example/", "https://evil.example/", "/runs"):
+        nonce = _field(client.get("/login").text, "csrf")
+        data = {"token": TOKEN, "name": NAME, "csrf": nonce, "next": target}
+        answer = client.post("/login", data=data, follow_redirects=False)
+        assert answer.status_code == 303
+        assert answer.headers["location"] == ("/runs" if target == "/runs" else "/approvals")

@@ -46,6 +46,10 @@ __all__ = ["ConsoleConfig", "build_console"]
 HERE = Path(__file__).parent
 COMMENT_MAX = 2000
 NAME_MAX = 100
+READ_LIMIT = 20
+"""Pending approvals whose touched records are read for one page (the newest)."""
+LOGIN_FAILURES = 10
+"""Wrong tokens allowed per minute before logins are refused for the rest of it."""
 HEADERS = {
     "content-security-policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
     "x-frame-options": "DENY",
@@ -99,6 +103,7 @@ class Console:
         self.effects = EffectRows(config.store)
         self.audit = AuditLog(config.store)
         self.queue = SqlRunQueue(config.store)
+        self.failures: list[float] = []
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
         env.filters["when"] = queries.when
@@ -176,7 +181,12 @@ class Console:
                 status_code=403,
                 media_type="text/plain",
             )
+        now = time.monotonic()
+        self.failures = [t for t in self.failures if t > now - 60]
+        if len(self.failures) >= LOGIN_FAILURES:
+            return self._login(request, "Too many wrong tokens: wait a minute.", 429)
         if not same(token, self.config.token):
+            self.failures.append(now)
             return self._login(request, "Wrong token.", 401)
         name = " ".join(name.split())[:NAME_MAX]
         if not name:
@@ -212,7 +222,7 @@ class Console:
         digest = await self.store.run(queries.approvals_digest, self.approvals)
         touched: dict[str, list[Touched]] = {}
         if self.config.reader is not None:
-            for approval in pending:
+            for approval in pending[:READ_LIMIT]:
                 touched[approval.id] = await self.config.reader.touched(approval)
         asking = await self.store.run(self._askers, pending)
         partial = request.query_params.get("partial") == "1"
@@ -383,7 +393,8 @@ def _first_line(text: str | None) -> str:
 
 def _local(target: str) -> str:
     """Only a path on this site as a redirect target (no open redirect)."""
-    return target if target.startswith("/") and not target.startswith("//") else "/approvals"
+    local = target.startswith("/") and not target.startswith("//") and "\\" not in target
+    return target if local else "/approvals"
 
 
 def _decision_row(approval: Approval, name: str) -> dict[str, Any]:
