@@ -260,3 +260,24 @@ def test_a_login_redirects_only_within_the_site(client: TestClient) -> None:
         answer = client.post("/login", data=data, follow_redirects=False)
         assert answer.status_code == 303
         assert answer.headers["location"] == ("/runs" if target == "/runs" else "/approvals")
+
+
+def test_the_live_digest_changes_when_approvals_arrive_or_are_answered_elsewhere(
+    org: MergeOrg, client: TestClient
+) -> None:
+    login(client)
+
+    def digest() -> str:
+        return str(client.get("/api/digest/approvals").json()["digest"])
+
+    empty = digest()
+    assert digest() == empty, "stable while nothing happens"
+    run = asyncio.run(org.waiting())
+    arrived = digest()
+    assert arrived != empty
+    assert run.approval_id and run.approval_id in client.get("/approvals?partial=1").text
+    Approvals(org.store).reject(run.approval_id, by="someone at the CLI")
+    assert digest() not in (empty, arrived)
+    partial = client.get("/approvals?partial=1").text
+    assert partial.startswith('<section id="approvals"') and "someone at the CLI" in partial
+    assert client.get("/api/digest/nothing").status_code == 404

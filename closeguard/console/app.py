@@ -156,9 +156,11 @@ class Console:
     async def login_form(self, request: Request) -> Response:
         return self._login(request, None, 200)
 
-    def _login(self, request: Request, error: str | None, status: int) -> Response:
+    def _login(
+        self, request: Request, error: str | None, status: int, target: str | None = None
+    ) -> Response:
         nonce = new_token()
-        target = request.query_params.get("next", "/approvals")
+        target = target or request.query_params.get("next", "/approvals")
         response = self.page(
             request, "login.html", None, status, nonce=nonce, next=_local(target), error=error
         )
@@ -175,6 +177,7 @@ class Console:
     async def login(self, request: Request) -> Response:
         form = await request.form()
         token, name, nonce = (str(form.get(k) or "") for k in ("token", "name", "csrf"))
+        goto = _local(str(form.get("next") or "/approvals"))
         if not same(nonce, request.cookies.get(LOGIN_COOKIE) or "\0"):
             return Response(
                 "refused: the form's CSRF token is missing or wrong",
@@ -184,15 +187,17 @@ class Console:
         now = time.monotonic()
         self.failures = [t for t in self.failures if t > now - 60]
         if len(self.failures) >= LOGIN_FAILURES:
-            return self._login(request, "Too many wrong tokens: wait a minute.", 429)
+            return self._login(request, "Too many wrong tokens: wait a minute.", 429, goto)
         if not same(token, self.config.token):
             self.failures.append(now)
-            return self._login(request, "Wrong token.", 401)
+            return self._login(request, "Wrong token.", 401, goto)
         name = " ".join(name.split())[:NAME_MAX]
         if not name:
-            return self._login(request, "Say who you are: your name goes on every decision.", 400)
+            return self._login(
+                request, "Say who you are: your name goes on every decision.", 400, goto
+            )
         session = self.sessions.open(name)
-        response = RedirectResponse(_local(str(form.get("next") or "/approvals")), 303)
+        response = RedirectResponse(goto, 303)
         response.set_cookie(
             SESSION_COOKIE,
             session.id,
