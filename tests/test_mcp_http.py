@@ -14,7 +14,7 @@ import mcp_types as types
 from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from closeguard.guardrails import Guarded, Policy
+from closeguard.guardrails import Approvals, Guarded, Policy
 from closeguard.mcp import HTTP_PATH, Gateway, http_app
 from closeguard.simulator import Simulator
 from closeguard.store import Store
@@ -112,3 +112,23 @@ async def test_actor_option_overrides_the_client_name(store: Store) -> None:
         assert len(json.loads(texts(listed))["data"]) == 1
     await gateway.aclose()
     assert audited_actors(store) == {"desk-bot"}
+
+
+async def test_an_elicited_approval_is_decided_by_the_client(store: Store) -> None:
+    """With --actor, calls are audited as the actor; the approval names the answering client."""
+    sim = Simulator(seed=6, leads=3)
+    guarded = Guarded(Policy.from_yaml(POLICY_YAML), store=store)
+    gateway = Gateway(
+        guarded, lambda actor: sim.client(policy=guarded, actor=actor), actor="desk-bot"
+    )
+    lead_id = leads(sim, 1)[0]
+    async with (
+        served(http_app(gateway), lifespan="on") as base,
+        _session(base + HTTP_PATH, CLIENT_NAME, User(answers=["accept"])) as session,
+    ):
+        deleted = await session.call_tool("lead_delete", {"id": lead_id})
+        assert not deleted.is_error, texts(deleted)
+    await gateway.aclose()
+    (approval,) = Approvals(store).list()
+    assert approval.status == "consumed" and approval.decided_by == CLIENT_NAME
+    assert approval.actor == "desk-bot" and audited_actors(store) == {"desk-bot"}

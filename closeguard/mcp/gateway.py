@@ -101,13 +101,15 @@ class Gateway:
 
     # -- clients ---------------------------------------------------------------------
 
+    @staticmethod
+    def client_name(ctx: Ctx) -> str | None:
+        """The name the MCP client gave in its initialize request, if any."""
+        params = ctx.session.client_params
+        return (params.client_info.name or None) if params is not None else None
+
     def actor_of(self, ctx: Ctx) -> str:
         """``--actor``, else the MCP client's name from its initialize request."""
-        if self.actor:
-            return self.actor
-        params = ctx.session.client_params
-        name = params.client_info.name if params is not None else None
-        return name or DEFAULT_ACTOR
+        return self.actor or self.client_name(ctx) or DEFAULT_ACTOR
 
     def client(self, actor: str) -> CloseClient:
         """The guarded client auditing as ``actor`` (made once per actor)."""
@@ -216,7 +218,7 @@ class Gateway:
         answer: Answer,
     ) -> types.CallToolResult:
         """Record the user's answer on the approval, then run the call once if accepted."""
-        by = self.actor_of(ctx)
+        by = self.client_name(ctx) or self.actor_of(ctx)  # whose user answered
         if answer != "accept":
             with contextlib.suppress(ApprovalError):  # decided elsewhere meanwhile
                 await self.store.run(
