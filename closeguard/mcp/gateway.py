@@ -19,6 +19,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
@@ -40,7 +41,7 @@ from closeguard.mcp.approval import (
     question_request,
 )
 from closeguard.mcp.resources import RESOURCES, read_resource
-from closeguard.mcp.tools import ArgumentsError, McpTool, offered_tools
+from closeguard.mcp.tools import ArgumentsError, McpTool, Split, offered_tools
 from closeguard.store import default_store
 from closeguard.tools import CloseClient
 from closeguard.tools.errors import (
@@ -75,6 +76,16 @@ def _text(
         structured_content=data,
         is_error=error,
     )
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One validated tool call and the guarded client that makes it."""
+
+    tool: McpTool
+    args: dict[str, Any]
+    split: Split
+    client: CloseClient
 
 
 class Gateway:
@@ -148,25 +159,18 @@ class Gateway:
             split = tool.split(args)
         except ArgumentsError as exc:
             return await self._refuse(ctx, tool.name, args, "mcp.arguments", str(exc))
-        client = self.client(self.actor_of(ctx))
+        call = _Call(tool, args, split, self.client(self.actor_of(ctx)))
         try:
-            return await self._run(client, tool, split)
+            return await self._run(call)
         except ApprovalRequired as exc:
-            return await self._approve_and_run(
-                ctx, client, tool, args, split, exc, params.input_responses
-            )
+            return await self._approve_and_run(ctx, call, exc, params.input_responses)
 
-    async def _run(
-        self,
-        client: CloseClient,
-        tool: McpTool,
-        split: tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None],
-    ) -> types.CallToolResult:
+    async def _run(self, call: _Call) -> types.CallToolResult:
         """One call through the guard; every outcome but a pending approval is a result."""
-        path_params, query, body = split
+        path_params, query, body = call.split
         try:
-            result = await client.call(
-                tool.endpoint, path_params=path_params, params=query, json=body
+            result = await call.client.call(
+                call.tool.endpoint, path_params=path_params, params=query, json=body
             )
         except PolicyViolation as exc:
             return _text(f"denied: {exc}", error=True, data={"denied": True, "rule": exc.rule})
@@ -177,17 +181,14 @@ class Gateway:
     async def _approve_and_run(
         self,
         ctx: Ctx,
-        client: CloseClient,
-        tool: McpTool,
-        args: dict[str, Any],
-        split: tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None],
+        call: _Call,
         exc: ApprovalRequired,
         responses: types.InputResponses | None,
     ) -> types.CallToolResult | types.InputRequiredResult:
-        capabilities = ctx.session.client_capabilities
-        if not can_elicit(capabilities):
+        """Ask the user (or hand back the approval id), then settle the approval."""
+        if not can_elicit(ctx.session.client_capabilities):
             return self._pending(exc)
-        message = approval_question(tool, args, split[0], exc)
+        message = approval_question(call.tool, call.args, call.split[0], exc)
         answer: Answer
         if modern(ctx.session.protocol_version):
             given = (responses or {}).get(INPUT_KEY)
@@ -206,16 +207,10 @@ class Gateway:
             except (MCPError, RuntimeError):
                 return self._pending(exc)
             answer = answer_of(result)
-        return await self._settle(ctx, client, tool, split, exc.approval_id, answer)
+        return await self._settle(ctx, call, exc.approval_id, answer)
 
     async def _settle(
-        self,
-        ctx: Ctx,
-        client: CloseClient,
-        tool: McpTool,
-        split: tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None],
-        approval_id: str,
-        answer: Answer,
+        self, ctx: Ctx, call: _Call, approval_id: str, answer: Answer
     ) -> types.CallToolResult:
         """Record the user's answer on the approval, then run the call once if accepted."""
         by = self.client_name(ctx) or self.actor_of(ctx)  # whose user answered
@@ -232,7 +227,7 @@ class Gateway:
         with contextlib.suppress(ApprovalError):  # decided elsewhere: the guard tells which way
             await self.store.run(self.approvals.approve, approval_id, by=by)
         try:
-            return await self._run(client, tool, split)
+            return await self._run(call)
         except ApprovalRequired as again:
             return self._pending(again)
 

@@ -22,7 +22,10 @@ from closeguard.guardrails import Guard
 from closeguard.tools import Endpoint
 from closeguard.tools.langchain import args_schema, split_arguments, tool_description, tool_name
 
-__all__ = ["ArgumentsError", "McpTool", "offered_tools"]
+__all__ = ["ArgumentsError", "McpTool", "Split", "offered_tools"]
+
+Split = tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None]
+"""Tool arguments as Close takes them: (path parameters, query, JSON body)."""
 
 
 class ArgumentsError(ValueError):
@@ -38,9 +41,7 @@ class McpTool:
     schema: type[BaseModel]
     definition: types.Tool
 
-    def split(
-        self, arguments: Mapping[str, Any] | None
-    ) -> tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None]:
+    def split(self, arguments: Mapping[str, Any] | None) -> Split:
         """(path params, query, body) for validated ``arguments``; ``ArgumentsError`` if not."""
         try:
             model = self.schema.model_validate(dict(arguments or {}))
