@@ -26,6 +26,7 @@ from closeguard.tools import CloseClient, Settings
 app = typer.Typer(help="Serve Close's tools over MCP, behind a policy.", no_args_is_help=True)
 
 WORLD_FILE = "mcp-world.json"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class Transport(StrEnum):
@@ -103,6 +104,11 @@ def serve(
             _say(
                 f"serving MCP (streamable HTTP) at http://{host}:{sock.getsockname()[1]}{HTTP_PATH}"
             )
+            if host not in LOOPBACK:
+                _say(
+                    f"warning: {host} is not loopback and the endpoint has no authentication: "
+                    "anyone who reaches it acts on Close under this policy"
+                )
             try:
                 asyncio.run(serve_http(gateway, sock, host=host))
             finally:
