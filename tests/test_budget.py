@@ -14,7 +14,7 @@ import pytest
 
 from closeguard.store import Store
 from closeguard.tools._pacing import RateLimitInfo
-from closeguard.tools.budget import MARGIN, RateBudget, Window, observe, take
+from closeguard.tools.budget import MARGIN, RateBudget, Window, chunk, observe, take
 from closeguard.workflows.budget import RedisBudget, SqlBudget
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -23,14 +23,15 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 def test_a_window_grants_its_limit_then_waits_for_its_end() -> None:
     window = observe(Window(), RateLimitInfo(limit=3, remaining=2, reset=0.5), now=100.0)
     assert (window.end, window.limit, window.used) == (100.5, 3, 1)
-    window, wait = take(window, 100.1)
-    assert wait == 0 and window.used == 2
-    window, wait = take(window, 100.2)
-    assert wait == 0 and window.used == 3
+    window, granted = take(window, 100.1)
+    assert granted == 1 and window.used == 2
+    window, granted = take(window, 100.2, want=5)
+    assert granted == 1 and window.used == 3, "never more than the limit"
     same, wait = take(window, 100.3)
-    assert same == window and wait == pytest.approx(0.2 + MARGIN)
-    rolled, wait = take(window, 100.5 + MARGIN)
-    assert wait == 0 and (rolled.end, rolled.used) == (101.5, 1)
+    assert same == window and wait == pytest.approx(-(0.2 + MARGIN))
+    rolled, granted = take(window, 100.5 + MARGIN)
+    assert granted == 1 and (rolled.end, rolled.used) == (101.5, 1)
+    assert chunk(Window(limit=20)) == 1 and chunk(Window(limit=4000)) == 8
 
 
 def test_what_close_counted_raises_the_count_and_late_reports_do_not_reset_it() -> None:
@@ -39,8 +40,8 @@ def test_what_close_counted_raises_the_count_and_late_reports_do_not_reset_it() 
     assert busier.used == 15 and busier.end == 10.0
     late = observe(busier, RateLimitInfo(limit=20, remaining=19, reset=0.1), now=9.95)
     assert late.used == 15, "a report of the same window never lowers the count"
-    nothing_known, wait = take(Window(), 5.0)
-    assert wait == 0 and nothing_known.used == 1
+    nothing_known, granted = take(Window(), 5.0)
+    assert granted == 1 and nothing_known.used == 1
 
 
 async def _grants(make: Callable[[], RateBudget], now: float) -> int:
@@ -55,6 +56,21 @@ async def test_the_store_table_grants_a_window_once_across_clients(tmp_path: Pat
     store = Store(f"sqlite:///{tmp_path / 's.db'}")
     try:
         assert await _grants(lambda: SqlBudget(store, "key:t"), 1000.0) == 10
+    finally:
+        store.dispose()
+
+
+async def test_under_a_large_limit_a_trip_takes_a_few_grants(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        budget, other = SqlBudget(store, "key:big"), SqlBudget(store, "key:big")
+        info = RateLimitInfo(limit=400, remaining=400, reset=0.9)
+        await budget.observe("lead:read", info, 50.0)
+        assert [await budget.take("lead:read", 50.1) for _ in range(8)] == [0.0] * 8
+        window = budget._seen["lead:read"]
+        assert window.used == 8, "one trip took eight grants"
+        await other.take("lead:read", 50.2)
+        assert other._seen["lead:read"].used == 9, "a client that knows no limit yet takes one"
     finally:
         store.dispose()
 

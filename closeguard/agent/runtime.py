@@ -8,6 +8,7 @@ and the ids it does not get stay pending, to be asked again; nothing is left stu
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 import zlib
@@ -125,6 +126,11 @@ async def open_checkpointer(path: Path | None = None) -> AsyncIterator[LoopSqlit
         yield LoopSqliteSaver(conn)
 
 
+_TRY_LOCK = "SELECT pg_try_advisory_lock(%s) AS ok"
+"""Polled, not waited on: LangGraph's setup creates indexes ``CONCURRENTLY``, which waits
+for every open transaction, a blocked lock request included (a deadlock)."""
+
+
 @asynccontextmanager
 async def open_store_checkpointer(
     store: Store, path: Path | None = None, *, connections: int = 8
@@ -149,7 +155,8 @@ async def open_store_checkpointer(
     try:
         async with pool.connection() as conn:
             key = zlib.crc32(f"closeguard-checkpoints:{store.schema or ''}".encode())
-            await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            while not (await (await conn.execute(_TRY_LOCK, (key,))).fetchone() or {})["ok"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
             try:
                 await AsyncPostgresSaver(conn).setup()
             finally:

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from closeguard.tools._pacing import RateLimitInfo
 
-__all__ = ["MARGIN", "RateBudget", "Window", "observe", "scope_of", "take"]
+__all__ = ["MARGIN", "RateBudget", "Window", "chunk", "news", "observe", "scope_of", "take"]
 
 MARGIN = 0.02
 """Seconds past a window's reported end before the next one is granted."""
@@ -65,12 +65,38 @@ def _roll(window: Window, now: float) -> Window:
     return replace(window, end=window.end + behind * window.span, used=0.0)
 
 
-def take(window: Window, now: float) -> tuple[Window, float]:
-    """Grant a request (the window with it counted, 0.0) or say how long to wait."""
+def take(window: Window, now: float, want: int = 1) -> tuple[Window, float]:
+    """Grant up to ``want`` requests (the window with them counted, and how many: a
+    positive number) or say how long to wait (a negative number of seconds)."""
     window = _roll(window, now)
-    if window.end is None or window.limit is None or window.used < window.limit:
-        return replace(window, used=window.used + 1), 0.0
-    return window, max(window.end + MARGIN - now, 0.001)
+    if window.end is None or window.limit is None:
+        return replace(window, used=window.used + 1), 1.0
+    granted = min(float(want), window.limit - window.used)
+    if granted >= 1:
+        return replace(window, used=window.used + granted), granted
+    return window, -max(window.end + MARGIN - now, 0.001)
+
+
+def chunk(window: Window) -> int:
+    """How many requests one trip to the shared store takes at once: 1 under a small
+    limit (exact sharing), up to 8 under a large one (fewer trips; a few grants may go
+    unused when the window ends)."""
+    return 1 if window.limit is None else max(1, min(8, int(window.limit // 40)))
+
+
+def news(window: Window, info: RateLimitInfo, now: float) -> bool:
+    """Whether a report tells the shared window something it may need: a new window or
+    limit, or, once less than half the window is left, more requests counted by Close
+    than ``window`` (a recent copy) had granted. Every grant is counted by ``take``
+    anyway; a report only adds requests the budget did not grant (another tool on the
+    same key), which matter once the window runs low, so earlier the trip is saved."""
+    if window.end is None or info.limit != window.limit or info.limit is None:
+        return True
+    current = _roll(window, now)
+    if abs(now + info.reset - (current.end or 0.0)) > current.span / 2:
+        return True
+    counted = info.limit - info.remaining
+    return info.remaining < info.limit / 2 and counted > current.used
 
 
 def observe(window: Window, info: RateLimitInfo, now: float) -> Window:

@@ -19,7 +19,16 @@ from redis.exceptions import WatchError
 from closeguard.store import Store
 from closeguard.store.budget import BudgetRows
 from closeguard.tools._pacing import RateLimitInfo
-from closeguard.tools.budget import RateBudget, Window, observe, scope_of, take
+from closeguard.tools.budget import (
+    MARGIN,
+    RateBudget,
+    Window,
+    chunk,
+    news,
+    observe,
+    scope_of,
+    take,
+)
 from closeguard.tools.settings import Settings
 
 __all__ = ["RedisBudget", "SqlBudget", "budget_for"]
@@ -27,20 +36,58 @@ __all__ = ["RedisBudget", "SqlBudget", "budget_for"]
 Change = Callable[[Window], tuple[Window, float]]
 
 
-class SqlBudget:
+class _Shared:
+    """What both backends share: a few grants taken per trip and kept here for the
+    current window (``chunk``), and reports that tell the shared window nothing new
+    (``news``) answered without a trip."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, Window] = {}
+        self._left: dict[str, tuple[float | None, float]] = {}
+
+    async def _change(self, group: str, change: Change) -> float:
+        raise NotImplementedError
+
+    async def take(self, group: str, now: float) -> float:
+        end, left = self._left.get(group, (None, 0.0))
+        if left >= 1 and end is not None and now < end + MARGIN:
+            self._left[group] = (end, left - 1)
+            return 0.0
+        want = chunk(self._seen.get(group, Window()))
+
+        def grant(window: Window) -> tuple[Window, float]:
+            new, result = take(window, now, want)
+            self._seen[group] = new
+            return new, result
+
+        result = await self._change(group, grant)
+        if result < 0:
+            return -result
+        self._left[group] = (self._seen[group].end, result - 1)
+        return 0.0
+
+    async def observe(self, group: str, info: RateLimitInfo, now: float) -> None:
+        seen = self._seen.get(group)
+        if seen is not None and not news(seen, info, now):
+            return
+
+        def merge(window: Window) -> tuple[Window, float]:
+            self._seen[group] = observe(window, info, now)
+            return self._seen[group], 0.0
+
+        await self._change(group, merge)
+
+
+class SqlBudget(_Shared):
     """``RateBudget`` in the store's ``rate_budget`` table (queries on the store thread)."""
 
     def __init__(self, store: Store, scope: str) -> None:
+        super().__init__()
         self.store = store
         self.rows = BudgetRows(store, scope)
 
-    async def take(self, group: str, now: float) -> float:
-        return await self.store.run(self.rows.change, group, _plain(lambda w: take(w, now)))
-
-    async def observe(self, group: str, info: RateLimitInfo, now: float) -> None:
-        await self.store.run(
-            self.rows.change, group, _plain(lambda w: (observe(w, info, now), 0.0))
-        )
+    async def _change(self, group: str, change: Change) -> float:
+        return await self.store.run(self.rows.change, group, _plain(change))
 
 
 def _plain(change: Change) -> Callable[[dict[str, Any]], tuple[dict[str, Any], float]]:
@@ -64,19 +111,14 @@ def _decode(raw: Mapping[Any, Any]) -> Window:
     )
 
 
-class RedisBudget:
+class RedisBudget(_Shared):
     """``RateBudget`` in Redis: one hash per (scope, group), changed in ``WATCH``ed
     transactions; keys expire an hour after their last change."""
 
     def __init__(self, url: str, scope: str) -> None:
+        super().__init__()
         self.redis = aioredis.Redis.from_url(url)
         self.scope = scope
-
-    async def take(self, group: str, now: float) -> float:
-        return await self._change(group, lambda w: take(w, now))
-
-    async def observe(self, group: str, info: RateLimitInfo, now: float) -> None:
-        await self._change(group, lambda w: (observe(w, info, now), 0.0))
 
     async def _change(self, group: str, change: Change) -> float:
         key = f"closeguard:budget:{self.scope}:{group}"
