@@ -117,7 +117,6 @@ async def test_approve_one_merge_and_reject_another_in_the_browser(
             row = page.locator("tr", has_text=pending.run_id)
             await expect(row.locator(".status")).to_have_text("completed", timeout=WAIT_MS)
             assert source not in org.sim.state["leads"]
-            await shot(page, "runs")
 
             await page.goto(base + "/audit?endpoint=lead.merge")
             rows = page.locator("table.audit tbody tr")
@@ -125,8 +124,6 @@ async def test_approve_one_merge_and_reject_another_in_the_browser(
             guard_row = rows.filter(has_text="duplicate-lead-merge").filter(has_text="approved")
             await expect(guard_row).to_have_count(1)
             await expect(page.locator(".verify")).to_contain_text("Chain verified")
-            await page.goto(base + "/audit")
-            await shot(page, "audit")
 
             # the second duplicate is rejected: the organization stays as it was
             await page.goto(base + "/approvals")
@@ -144,6 +141,9 @@ async def test_approve_one_merge_and_reject_another_in_the_browser(
             assert org.sim.diff(before).empty
             decisions = [r["decision"] for r in AuditLog(org.store).rows() if r["actor"] == NAME]
             assert decisions == ["approved", "rejected"]
+            await shot(page, "runs")
+            await page.goto(base + "/audit")
+            await shot(page, "audit")
     finally:
         stop.set()
         await task
