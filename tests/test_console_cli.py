@@ -81,3 +81,12 @@ async def test_the_served_console_answers_on_its_port(tmp_path: Path) -> None:
         assert (await client.get("/static/console.js")).status_code == 200
         assert (await client.get("/approvals")).status_code == 303
     assert len(said) == 1 and said[0].startswith(f"console: {url}/approvals (login token ")
+
+
+def test_a_part_of_a_scaled_out_runtime_serves_no_console_unless_asked() -> None:
+    worker = runner.invoke(app, ["run", "--duration", "0.5", "--role", "worker", "--plain"])
+    assert worker.exit_code == 0, worker.output
+    assert "console:" not in worker.output
+    asked = ["run", "--duration", "0.5", "--role", "worker", "--console", "127.0.0.1:0"]
+    served = runner.invoke(app, asked)
+    assert served.exit_code == 0 and "console: http://127.0.0.1:" in served.output

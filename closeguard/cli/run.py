@@ -306,7 +306,7 @@ def run(
             "--console",
             metavar="HOST:PORT|off",
             help=f"Where the web console listens (default {DEFAULT_CONSOLE}; the demo takes "
-            "any free port); off: no console.",
+            "any free port; with --role, only when given); off: no console.",
         ),
     ] = None,
 ) -> None:
@@ -326,6 +326,8 @@ def run(
     llm = _model(model)
     console = Console()
     at = None if console_at == "off" else parse_console(console_at or DEFAULT_CONSOLE)
+    if console_at is None and config.roles != frozenset(ROLES):
+        at = None  # one part of a scaled-out runtime: the console only where asked for
     if at is not None and target.sim is not None and console_at is None:
         at = (at[0], 0)
     if target.sim is not None:
