@@ -281,3 +281,13 @@ def test_the_live_digest_changes_when_approvals_arrive_or_are_answered_elsewhere
     partial = client.get("/approvals?partial=1").text
     assert partial.startswith('<section id="approvals"') and "someone at the CLI" in partial
     assert client.get("/api/digest/nothing").status_code == 404
+
+
+def test_the_verification_is_redone_once_the_head_moves(org: MergeOrg, client: TestClient) -> None:
+    asyncio.run(org.waiting())
+    login(client)
+    first = client.get("/audit").text
+    assert "Chain verified" in first
+    asyncio.run(org.waiting())  # new rows: a new head, so the chain is checked again
+    report = AuditLog(org.store).verify()
+    assert f"{report.head_seq}:{report.head_hash}" in client.get("/audit").text

@@ -33,7 +33,7 @@ from closeguard.console.security import (
     new_token,
     same,
 )
-from closeguard.guardrails import Approval, Approvals, AuditLog
+from closeguard.guardrails import Approval, Approvals, AuditLog, VerifyReport
 from closeguard.store import Store
 from closeguard.store.effects import EffectRows
 from closeguard.store.runs import RunRows
@@ -48,6 +48,9 @@ COMMENT_MAX = 2000
 NAME_MAX = 100
 READ_LIMIT = 20
 """Pending approvals whose touched records are read for one page (the newest)."""
+VERIFY_FOR = 30.0
+"""Seconds a chain verification is shown again while the head has not moved (a full
+verification reads every row: about 0.8 s per 100,000 on SQLite)."""
 LOGIN_FAILURES = 10
 """Wrong tokens allowed per minute before logins are refused for the rest of it."""
 HEADERS = {
@@ -104,6 +107,7 @@ class Console:
         self.audit = AuditLog(config.store)
         self.queue = SqlRunQueue(config.store)
         self.failures: list[float] = []
+        self._verification: tuple[float, tuple[int, str], VerifyReport] | None = None
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
         env.filters["when"] = queries.when
@@ -336,7 +340,7 @@ class Console:
             rows = await self.store.run(queries.audit_rows, self.store, flt)
         except ValueError:
             rows, error = [], "Times are UTC, as 2026-11-27 or 2026-11-27T16:05."
-        report = await self.store.run(self.audit.verify)
+        report = await self.store.run(self._verified)
         choices = await self.store.run(queries.audit_choices, self.store)
         return self.page(
             request,
@@ -350,6 +354,16 @@ class Console:
             export=f"/audit/export.jsonl?{urlencode(flt.query())}",
             error=error,
         )
+
+    def _verified(self) -> VerifyReport:
+        """The chain's verification, redone when the head moved or it is ``VERIFY_FOR`` old."""
+        head, now = self.audit.head(), time.monotonic()
+        last = self._verification
+        if last is not None and last[1] == head and now - last[0] < VERIFY_FOR:
+            return last[2]
+        report = self.audit.verify()
+        self._verification = (now, head, report)
+        return report
 
     async def export(self, request: Request, session: Session) -> Response:
         try:
