@@ -102,7 +102,7 @@ async def main(roles: str, names: str, ready: Path) -> None:
         concurrency=int(os.environ.get("CG_CONCURRENCY", "4")),
         lease=lease,
         grace=2.0,
-        poll=0.1,
+        poll=0.25,
         approvals_every=5.0,
         shared_budget=not os.environ.get("CG_NO_SHARED_BUDGET"),
     )

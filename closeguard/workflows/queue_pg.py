@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from closeguard.store import Store
 from closeguard.store.jobs import JobRows, has_jobs
-from closeguard.tools.clock import Clock
+from closeguard.tools.clock import Clock, SystemClock
 from closeguard.workflows.queue import Backoff, SqlRunQueue
 
 __all__ = ["ProcrastinateRunQueue", "queue_for"]
@@ -31,6 +31,7 @@ class ProcrastinateRunQueue(SqlRunQueue):
     ) -> None:
         super().__init__(store, clock=clock, backoff=backoff, lease=lease)
         self.rows = JobRows(store, self.clock.now)
+        self.rows.follow_clock = not isinstance(self.clock, SystemClock)
 
 
 def queue_for(
