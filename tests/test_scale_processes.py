@@ -109,13 +109,10 @@ async def test_events_run_once_in_lead_order_across_a_killed_worker_and_ticks_on
         last = time.time()
     finally:
         cluster.close()
-    runs = Counter(
-        tuple(r)
-        for r in store.engine.connect().execute(text("SELECT workflow, status FROM runs")).all()
-    )
-    assert runs[("scale-log", "completed")] == total
     with store.engine.connect() as conn:
+        runs = Counter(tuple(r) for r in conn.execute(text("SELECT workflow, status FROM runs")))
         rows = conn.execute(text("SELECT run_id, lead, n, tick FROM scale_log ORDER BY id")).all()
+    assert runs[("scale-log", "completed")] == total
     events = [r for r in rows if r.tick is None]
     assert len(events) == total and len({r.run_id for r in events}) == total
     order: dict[str, list[int]] = defaultdict(list)
