@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -112,8 +113,19 @@ def root(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            metavar="URL",
+            help="The store for this command (sets CLOSEGUARD_STORE_URL): a SQLite file or "
+            "postgresql://... to scale out.",
+        ),
+    ] = None,
 ) -> None:
     """closeguard: typed Close tools, a guard, workflows and a Close simulator."""
+    if store:
+        os.environ["CLOSEGUARD_STORE_URL"] = store
 
 
 app.command("info")(info_cmd.info)
