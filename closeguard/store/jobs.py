@@ -39,10 +39,11 @@ _FINISH = {
 
 
 def has_jobs(conn: Connection) -> bool:
-    """Whether procrastinate's tables are in this database (search path)."""
+    """Whether procrastinate's tables are in this store's schema (the first on its path)."""
     if conn.dialect.name != "postgresql":
         return False
-    return conn.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar() is not None
+    here = "SELECT to_regclass(format('%I.procrastinate_jobs', current_schema()))"
+    return conn.execute(text(here)).scalar() is not None
 
 
 class JobRows(RunRows):
