@@ -194,3 +194,14 @@ def test_queued_rows_add_no_objects_for_the_garbage_collector(store: Store) -> N
     finally:
         gc.enable()
     assert log.flush() == 500
+
+
+def test_nulls_are_bound_without_a_failed_adaptation_and_stay_null(store: Store) -> None:
+    log = AuditLog(store)
+    log.append(entry(0), flush=True)
+    adapter = sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)]
+    assert adapter(None) is None
+    with store.engine.connect() as conn:
+        nulls = "SELECT error IS NULL, approval_id IS NULL, actor IS NULL FROM audit"
+        assert tuple(conn.execute(text(nulls)).one()) == (1, 1, 1)
+    assert log.verify().ok

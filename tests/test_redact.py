@@ -44,3 +44,7 @@ def test_guard_decodes_bodies_orjson_refuses() -> None:
     }
     assert _decode_body(b"\xff not json") == {"_unparsed_bytes": 10}
     assert _decode_body(b"") == {}
+    big = 18446744073709551616  # 2**64, 20 digits: orjson alone would make it a float
+    assert _decode_body(b'{"id": "a1b2c3d4e5f6g7h8i9j0k1", "n": %d}' % big)["n"] == big
+    many = b'{"a": 123456789, "b": 123456789, "c": 12}'  # 20 digits, none past 64 bits
+    assert _decode_body(many) == {"a": 123456789, "b": 123456789, "c": 12}

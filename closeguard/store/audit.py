@@ -7,6 +7,7 @@ pre-rendered SQL on the DBAPI driver's own cursor: a flush costs no SQLAlchemy c
 
 from __future__ import annotations
 
+import sqlite3
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -99,6 +100,22 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def _bind_none_as_is() -> None:
+    """Let the stdlib ``sqlite3`` driver bind ``None`` without raising anything.
+
+    It "adapts" every parameter that is not an int, float, str or bytearray: for ``None``
+    it finds no adapter, then looks up ``PrepareProtocol.__adapt__`` and
+    ``None.__conform__``, each an ``AttributeError`` formatted and thrown away: about a
+    sixth of an audit row's insert, for its usual two NULLs. An adapter handing ``None``
+    back (``{}.get``, a C call) is found first and binds NULL, as before. Process-wide,
+    and changes no value for any connection; an adapter someone else registered stays.
+    """
+    key = (type(None), sqlite3.PrepareProtocol)
+    if key not in sqlite3.adapters:
+        none: dict[None, None] = {}
+        sqlite3.register_adapter(type(None), none.get)
+
+
 class _Statements:
     """The SQL of an append, rendered once for the store's DBAPI driver (positional
     parameters: SQLite's ``?``, psycopg's ``%s``)."""
@@ -137,6 +154,8 @@ class _Statements:
         self._values = f"({', '.join([mark] * len(COLUMNS))})"
         self._sqlite = dialect.name == "sqlite"
         self._many: dict[int, str] = {}
+        if self._sqlite:
+            _bind_none_as_is()
 
     def insert(self, cursor: Any, flat: list[Any]) -> None:
         """Insert the rows whose columns ``flat`` lists one after another: one prepared
