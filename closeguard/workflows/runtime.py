@@ -67,6 +67,8 @@ class RuntimeConfig:
     ``listen``: where the receiver listens (port 0: any free port). ``public_url``: the
     receiver's address as Close reaches it; with it (or ``subscribe``, which uses the
     listening address) the subscription is synced on start and checked for pauses.
+    ``shared_budget``: every client shares its key's Close rate budget with the other
+    processes on the store (PostgreSQL, or Redis with ``CLOSEGUARD_REDIS_URL``).
     """
 
     roles: frozenset[Role] = frozenset(ROLES)
