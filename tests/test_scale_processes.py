@@ -113,6 +113,8 @@ async def test_events_run_once_in_lead_order_across_a_killed_worker_and_ticks_on
         runs = Counter(tuple(r) for r in conn.execute(text("SELECT workflow, status FROM runs")))
         rows = conn.execute(text("SELECT run_id, lead, n, tick FROM scale_log ORDER BY id")).all()
     assert runs[("scale-log", "completed")] == total
+    retaken = "SELECT count(*) FROM runs WHERE workflow = 'scale-log' AND attempts > 1"
+    assert _count(store, retaken) >= 1, "the killed worker's runs were taken over"
     events = [r for r in rows if r.tick is None]
     assert len(events) == total and len({r.run_id for r in events}) == total
     order: dict[str, list[int]] = defaultdict(list)
