@@ -32,7 +32,7 @@ from closeguard.cli._common import fail
 from closeguard.cli._demo import DemoDriver
 from closeguard.cli._live import LiveView, PlainView
 from closeguard.cli.console import DEFAULT_CONSOLE, open_console, parse_console
-from closeguard.cli.workflows import PathOpt, enabled_workflows
+from closeguard.cli.workflows import PathOpt, WorkflowsOpt, enabled_workflows
 from closeguard.console import Reader
 from closeguard.simulator import Simulator
 from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
@@ -242,15 +242,7 @@ async def _first_done(main: asyncio.Task[None], stop: asyncio.Event) -> None:
 
 
 def run(
-    workflows: Annotated[
-        str | None,
-        typer.Option(
-            "--workflows",
-            "-w",
-            metavar="NAMES",
-            help="Comma-separated workflow names to enable (default: all).",
-        ),
-    ] = None,
+    workflows: WorkflowsOpt = None,
     path: PathOpt = None,
     duration: Annotated[
         float | None,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from closeguard.cli._common import JsonOpt, print_json
-from closeguard.cli.workflows import PathOpt, enabled_workflows
+from closeguard.cli.workflows import PathOpt, WorkflowsOpt, enabled_workflows
 from closeguard.guardrails import Guarded, Policy
 from closeguard.store import default_store
 from closeguard.store.cursors import Cursors
@@ -45,15 +45,7 @@ def sync(
         str,
         typer.Option("--url", metavar="URL", help="The public URL of the webhook receiver."),
     ],
-    workflows: Annotated[
-        str | None,
-        typer.Option(
-            "--workflows",
-            "-w",
-            metavar="NAMES",
-            help="Comma-separated workflow names to enable (default: all).",
-        ),
-    ] = None,
+    workflows: WorkflowsOpt = None,
     path: PathOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -36,7 +36,7 @@ from closeguard.workflows.loader import load_workflows, packaged_workflows
 from closeguard.workflows.queue_pg import queue_for
 from closeguard.workflows.worker import Worker
 
-__all__ = ["PathOpt", "app", "enabled_workflows", "trigger_text"]
+__all__ = ["PathOpt", "WorkflowsOpt", "app", "enabled_workflows", "trigger_text"]
 
 app = typer.Typer(help="The workflows: packaged ones and your own.", no_args_is_help=True)
 
@@ -46,6 +46,15 @@ PathOpt = Annotated[
         "--path",
         metavar="FILE|DIR",
         help="Also load your workflows from this module or folder of modules.",
+    ),
+]
+WorkflowsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--workflows",
+        "-w",
+        metavar="NAMES",
+        help="Comma-separated workflow names to enable (default: all).",
     ),
 ]
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The workflow's name.")]
