@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
 
-import uvicorn
 from starlette.types import ASGIApp
 
 from closeguard.tools.errors import ConfigError
+from closeguard.tools.serving import serve_on_socket
 
 __all__ = ["serve"]
 
@@ -31,22 +30,9 @@ async def serve(
             f"the console cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from exc
     bound = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(int(startup_timeout * 100)):  # uvicorn offers a flag, not an event
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    if not server.started:
-        task.cancel()
-        sock.close()
-        raise ConfigError(f"the console did not start on {host}:{bound}")
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    try:
+    failure = ConfigError(f"the console did not start on {host}:{bound}")
+    async with serve_on_socket(
+        app, sock, lifespan="off", not_started=failure, startup_timeout=startup_timeout
+    ):
         yield f"http://{shown}:{bound}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
-        sock.close()

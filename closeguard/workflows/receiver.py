@@ -36,9 +36,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-import uvicorn
-
 from closeguard.tools import Clock, SystemClock
+from closeguard.tools.serving import serve_on_socket
 from closeguard.tools.webhooks import (
     DEFAULT_TOLERANCE,
     SIG_HASH,
@@ -339,21 +338,8 @@ async def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(int(startup_timeout * 100)):  # uvicorn offers a flag, not an event
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    if not server.started:
-        task.cancel()
-        sock.close()
-        raise RuntimeError(f"the webhook receiver did not start on {host}:{bound}")
-    try:
+    failure = RuntimeError(f"the webhook receiver did not start on {host}:{bound}")
+    async with serve_on_socket(
+        app, sock, lifespan="on", not_started=failure, startup_timeout=startup_timeout
+    ):
         yield f"http://{host}:{bound}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
-        sock.close()
