@@ -131,9 +131,13 @@ class _OfflineModel(BaseChatModel):
         tool_choice: str | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        described = _tool_dicts(tools)
+        described = self._describe_tools(tools)
         self.log.bound.append([t["name"] for t in described])
         return self.model_copy(update={"tools": described})
+
+    def _describe_tools(self, tools: Sequence[Any]) -> list[dict[str, Any]]:
+        """The tools' OpenAI function form, as bound; subclasses may cache it."""
+        return _tool_dicts(tools)
 
     def _reply(self, messages: list[BaseMessage]) -> AIMessage:
         raise NotImplementedError

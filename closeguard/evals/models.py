@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from closeguard.agent import AgentInfo, FunctionChatModel, ScriptedChatModel, resolve_model
@@ -54,29 +52,13 @@ def _described(tools: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 class _Scripted(ScriptedChatModel):
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        described = _described(tools)
-        self.log.bound.append([t["name"] for t in described])
-        return self.model_copy(update={"tools": described})
+    def _describe_tools(self, tools: Sequence[Any]) -> list[dict[str, Any]]:
+        return _described(tools)
 
 
 class _Function(FunctionChatModel):
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        described = _described(tools)
-        self.log.bound.append([t["name"] for t in described])
-        return self.model_copy(update={"tools": described})
+    def _describe_tools(self, tools: Sequence[Any]) -> list[dict[str, Any]]:
+        return _described(tools)
 
 
 def reference_model(reference: Reference) -> ScriptedChatModel:
