@@ -86,6 +86,32 @@ def _spec(
     )
 
 
+async def _execute(
+    workflow: Workflow,
+    spec: RunSpec,
+    store: Store,
+    transport: httpx.AsyncBaseTransport,
+    api_key: str,
+    base_url: str,
+    clock: Clock | None,
+    llm: BaseChatModel | None,
+    *,
+    resume: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run or continue ``spec`` with a fresh executor on ``store`` and report where it ended."""
+    executor = Executor(
+        store=store,
+        checkpointer=_saver(store),
+        api_key=api_key,
+        transport=transport,
+        base_url=base_url,
+        clock=clock,
+        llm=llm,
+    )
+    outcome = await executor.execute(workflow, spec, resume=resume)
+    return RunResult(spec.run_id, outcome.status, outcome.state, outcome.error, outcome.approval_id)
+
+
 async def run_workflow(
     workflow: Workflow,
     *,
@@ -107,18 +133,8 @@ async def run_workflow(
     not made again.
     """
     store = store or _temporary_store()
-    executor = Executor(
-        store=store,
-        checkpointer=_saver(store),
-        api_key=api_key,
-        transport=transport,
-        base_url=base_url,
-        clock=clock,
-        llm=llm,
-    )
     spec = _spec(workflow, run_id or f"run_{uuid.uuid4().hex[:12]}", event, tick, params)
-    outcome = await executor.execute(workflow, spec)
-    return RunResult(spec.run_id, outcome.status, outcome.state, outcome.error, outcome.approval_id)
+    return await _execute(workflow, spec, store, transport, api_key, base_url, clock, llm)
 
 
 async def resume_workflow(
@@ -154,16 +170,8 @@ async def resume_workflow(
             waiting.state,
             f"RunRejected: approval {waiting.approval_id} was {status}",
         )
-    executor = Executor(
-        store=store,
-        checkpointer=_saver(store),
-        api_key=api_key,
-        transport=transport,
-        base_url=base_url,
-        clock=clock,
-        llm=llm,
-    )
     spec = _spec(workflow, waiting.run_id, event, tick, params)
     answer = {"approval_id": waiting.approval_id, "status": status}
-    outcome = await executor.execute(workflow, spec, resume=answer)
-    return RunResult(spec.run_id, outcome.status, outcome.state, outcome.error, outcome.approval_id)
+    return await _execute(
+        workflow, spec, store, transport, api_key, base_url, clock, llm, resume=answer
+    )
