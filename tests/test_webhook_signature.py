@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from closeguard.simulator import Simulator
 from closeguard.tools import FakeClock
 from closeguard.tools.webhooks import SignatureVerifier, Verdict, compute_signature
+from tests._hooks import subscribe_lead_created
 
 # Computed outside Python:
 # printf '%s' "$TS$BODY" | openssl dgst -sha256 -mac HMAC -macopt hexkey:$KEY
@@ -116,13 +117,7 @@ async def test_the_simulators_deliveries_verify() -> None:
     capture = Capture()
     sim.webhooks.mount("http://hooks.test", capture)
     async with sim.client() as client:
-        hook = await client.post(
-            "/webhook/",
-            json={
-                "url": "http://hooks.test/close",
-                "events": [{"object_type": "lead", "action": "created"}],
-            },
-        )
+        hook = await subscribe_lead_created(client, "http://hooks.test/close")
         await client.post("/lead/", json={"name": "Signed Ltd"})
         await client.post("/lead/", json={"name": "Ünïcode GmbH ✓"})
     await sim.webhooks.drain()

@@ -16,9 +16,9 @@ from closeguard.store import Store
 from closeguard.store.cursors import CATCHUP_POSITION, Cursors
 from closeguard.tools import CloseClient, FakeClock, PolicyViolation
 from closeguard.workflows.catchup import CatchUp
-from closeguard.workflows.definition import EventTrigger, Workflow
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.receiver import WebhookReceiver
+from tests._hooks import lead_created_flow, subscribe_lead_created
 
 HOUR = 3600.0
 
@@ -72,13 +72,7 @@ async def create_leads(sim: Simulator, *names: str) -> list[str]:
 async def test_events_missed_while_the_receiver_was_down_are_stored_once(store: Store) -> None:
     sim, clock, _, catchup, inbox = setup(store)
     async with sim.client() as client:
-        hook = await client.post(
-            "/webhook/",
-            json={
-                "url": "http://hooks.test/webhooks/close",
-                "events": [{"object_type": "lead", "action": "created"}],
-            },
-        )
+        hook = await subscribe_lead_created(client)
     await catchup.run_once()  # the runtime started: the position is now
     leads = await create_leads(sim, "Missed A", "Missed B", "Missed C")
     await sim.webhooks.run_due()  # nothing listens at hooks.test: every attempt fails
@@ -273,32 +267,17 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def _noop(ctx: Any) -> None:
-    return None
-
-
 async def test_with_the_real_inbox_each_missed_event_is_one_run(store: Store) -> None:
     """Webhooks failing, then catch-up (twice, overlapping), then the late webhook retries:
     each missed lead gets exactly one stored event and one run."""
     clock = FakeClock()
     sim = Simulator(seed=1, leads=2, clock=clock)
-    flow = Workflow(
-        name="on-new-lead",
-        trigger=EventTrigger("lead", "created"),
-        policy="read-only",
-        steps=(_noop,),
-    )
+    flow = lead_created_flow()
     inbox = Inbox(store, [flow])
     cursors = Cursors(store)
     catchup = CatchUp(sim.client(), inbox, cursors, clock=clock)
     async with sim.client() as client:
-        hook = await client.post(
-            "/webhook/",
-            json={
-                "url": "http://hooks.test/webhooks/close",
-                "events": [{"object_type": "lead", "action": "created"}],
-            },
-        )
+        hook = await subscribe_lead_created(client)
     await catchup.run_once()
     leads = await create_leads(sim, "Lost 1", "Lost 2", "Lost 3")
     await sim.webhooks.run_due()  # the receiver is down: nothing listens

@@ -19,9 +19,9 @@ from closeguard.simulator.faults import FaultConfig, WebhookFaults
 from closeguard.store import Store
 from closeguard.tools import FakeClock
 from closeguard.tools.webhooks import compute_signature
-from closeguard.workflows.definition import EventTrigger, Workflow
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.receiver import DEFAULT_PATH, WebhookReceiver, serve
+from tests._hooks import lead_created_flow, subscribe_lead_created
 
 KEY = "5ac3" * 16
 NOW = 1_700_000_000
@@ -335,13 +335,7 @@ async def test_the_simulators_deliveries_land_in_the_inbox() -> None:
     clock = FakeClock()
     sim = Simulator(seed=5, leads=2, clock=clock)
     async with sim.client() as client:
-        hook = await client.post(
-            "/webhook/",
-            json={
-                "url": "http://hooks.test/webhooks/close",
-                "events": [{"object_type": "lead", "action": "created"}],
-            },
-        )
+        hook = await subscribe_lead_created(client)
         inbox = MemoryInbox()
         sim.webhooks.mount(
             "http://hooks.test", WebhookReceiver(inbox, [hook["signature_key"]], clock=clock)
@@ -386,30 +380,15 @@ async def test_served_on_uvicorn_with_the_real_inbox(tmp_path: Path) -> None:
     store.dispose()
 
 
-async def _noop(ctx: Any) -> None:
-    return None
-
-
 async def test_duplicated_deliveries_make_one_event_and_one_run(tmp_path: Path) -> None:
     clock = FakeClock()
     faults = FaultConfig(webhooks=WebhookFaults(duplicate=1.0))
     sim = Simulator(seed=5, leads=1, clock=clock, faults=faults)
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    flow = Workflow(
-        name="on-new-lead",
-        trigger=EventTrigger("lead", "created"),
-        policy="read-only",
-        steps=(_noop,),
-    )
+    flow = lead_created_flow()
     inbox = Inbox(store, [flow])
     async with sim.client() as client:
-        hook = await client.post(
-            "/webhook/",
-            json={
-                "url": "http://hooks.test/webhooks/close",
-                "events": [{"object_type": "lead", "action": "created"}],
-            },
-        )
+        hook = await subscribe_lead_created(client)
         app = WebhookReceiver(inbox, [hook["signature_key"]], clock=clock)
         sim.webhooks.mount("http://hooks.test", app)
         leads = [(await client.post("/lead/", json={"name": f"Twice {i}"}))["id"] for i in range(3)]
