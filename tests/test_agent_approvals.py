@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage
-from langgraph.types import Command
+from langgraph.types import Command, Interrupt
 from typer.testing import CliRunner
 
 from closeguard.agent import (
@@ -24,7 +26,7 @@ from closeguard.agent.testing import answer_all, call, scripted, turn
 from closeguard.guardrails import Approvals
 from closeguard.simulator import Simulator
 from closeguard.store import Store
-from tests._agent import MERGE_POLICY, TASKS_POLICY, rig, tool_messages
+from tests._agent import MERGE_POLICY, TASKS_POLICY, Rig, rig, tool_messages
 
 
 def _merge_model() -> Any:
@@ -209,14 +211,24 @@ async def test_wrong_answers_are_refused_or_asked_again_never_stuck(store: Store
             await resume_command(r.agent, r.config, {ids[0]: "approve"})
 
 
-async def test_edited_arguments_are_validated_and_checked_again(store: Store) -> None:
-    policy = TASKS_POLICY + "constraints:\n  task.create:\n    text: {in: [a, edited]}\n"
+@asynccontextmanager
+async def _asked_to_create_task(
+    store: Store, policy: str
+) -> AsyncIterator[tuple[Rig, str, Interrupt]]:
+    """A rig whose agent asked approval to create task "a" on its first lead: the rig,
+    that lead's id and the interrupt."""
     model = scripted(turn("", call("task_create", lead_id="L", text="a")), turn("ok"))
     async with rig(store, policy, model) as r:
         lead = r.lead_ids()[0]
         _aim(model, 0, L=lead)
         first = await r.ask("go")
         [asked] = first["__interrupt__"]
+        yield r, lead, asked
+
+
+async def test_edited_arguments_are_validated_and_checked_again(store: Store) -> None:
+    policy = TASKS_POLICY + "constraints:\n  task.create:\n    text: {in: [a, edited]}\n"
+    async with _asked_to_create_task(store, policy) as (r, lead, asked):
         bad = await r.resume(
             Command(resume={asked.id: {"action": "edit", "args": {"lead_id": lead, "txt": 1}}})
         )
@@ -239,12 +251,7 @@ async def test_edited_arguments_are_validated_and_checked_again(store: Store) ->
 
 async def test_an_edit_the_guard_denies_is_refused(store: Store) -> None:
     policy = TASKS_POLICY + "constraints:\n  task.create:\n    text: {in: [a]}\n"
-    model = scripted(turn("", call("task_create", lead_id="L", text="a")), turn("ok"))
-    async with rig(store, policy, model) as r:
-        lead = r.lead_ids()[0]
-        _aim(model, 0, L=lead)
-        first = await r.ask("go")
-        [asked] = first["__interrupt__"]
+    async with _asked_to_create_task(store, policy) as (r, lead, asked):
         done = await r.resume(
             Command(
                 resume={asked.id: {"action": "edit", "args": {"lead_id": lead, "text": "sneaky"}}}
