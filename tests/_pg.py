@@ -14,6 +14,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from sqlalchemy import create_engine, text
+
+from closeguard.store import Store
 
 ADMIN_URL = os.environ.get("CLOSEGUARD_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 
@@ -32,3 +35,25 @@ def fresh_database() -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@contextlib.contextmanager
+def schema_store(prefix: str) -> Iterator[Store]:
+    """Yield a ``Store`` in a new schema ``<prefix><random>`` of the test database; drop the
+    schema afterwards."""
+    schema = f"{prefix}{uuid.uuid4().hex[:10]}"
+    admin = create_engine(ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        admin.dispose()
+        pytest.fail(f"PostgreSQL not reachable at {ADMIN_URL}: {type(exc).__name__}: {exc}")
+    store = Store(ADMIN_URL, schema=schema)
+    try:
+        yield store
+    finally:
+        store.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -2,43 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from closeguard.guardrails import Approvals, AuditLog, Guarded, Policy
 from closeguard.guardrails.quotas import Quotas
 from closeguard.store import Store
 from closeguard.tools.catalog import classify
 from closeguard.tools.errors import ApprovalRequired
-
-# PostgreSQL runs on every machine of this project, CI included; point elsewhere with
-# CLOSEGUARD_TEST_PG_URL. An unreachable server fails the test: it must not pass silently.
-PG_URL = os.environ.get("CLOSEGUARD_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
+from tests._pg import schema_store
 
 
 @pytest.fixture
 def pg_store() -> Iterator[Store]:
-    schema = f"cg_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}: {exc}")
-    store = Store(PG_URL, schema=schema)
-    try:
+    with schema_store("cg_test_") as store:
         yield store
-    finally:
-        store.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 async def test_guard_on_postgres(pg_store: Store) -> None:

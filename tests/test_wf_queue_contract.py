@@ -8,22 +8,19 @@ clock and yields a fresh, empty queue.
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from closeguard.store import Store
 from closeguard.tools.clock import FakeClock
 from closeguard.workflows.queue import Backoff, RunQueue, RunRequest, SqlRunQueue
 from closeguard.workflows.queue_pg import ProcrastinateRunQueue
+from tests._pg import schema_store
 
-PG_URL = os.environ.get("CLOSEGUARD_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 BACKOFF = Backoff(max_attempts=3, base=10.0, cap=60.0)
 LEASE = 30.0
 
@@ -40,22 +37,8 @@ def postgresql_queue(
     tmp_path: Path, clock: FakeClock, kind: type[SqlRunQueue] = SqlRunQueue
 ) -> Iterator[RunQueue]:
     """The same SQL queue on PostgreSQL, in a schema of its own dropped afterwards."""
-    schema = f"cg_queue_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}: {exc}")
-    store = Store(PG_URL, schema=schema)
-    try:
+    with schema_store("cg_queue_") as store:
         yield kind(store, clock=clock, backoff=BACKOFF, lease=LEASE)
-    finally:
-        store.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def procrastinate_queue(tmp_path: Path, clock: FakeClock) -> AbstractContextManager[RunQueue]:
