@@ -108,15 +108,9 @@ class ApprovalRows:
         self, approval_id: str, status: str, *, by: str, note: str | None, now: float
     ) -> bool:
         """Set a pending, unexpired approval's decision; False if it was not one."""
-        t = self.t
-        with self.store.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    update(t)
-                    .where(and_(t.c.id == approval_id, t.c.status == "pending", t.c.expires > now))
-                    .values(status=status, decided_by=by, decided_at=now, note=note)
-                ).rowcount
-            )
+        return self._move(
+            approval_id, "pending", now, status=status, decided_by=by, decided_at=now, note=note
+        )
 
     def granted(self, digest: str, now: float) -> Row | None:
         """An approved, unexpired, unused row for ``digest``."""
@@ -124,12 +118,17 @@ class ApprovalRows:
 
     def consume(self, approval_id: str, now: float) -> bool:
         """Mark an approved, unexpired approval used; False if it was not one."""
+        return self._move(approval_id, "approved", now, status="consumed", consumed_at=now)
+
+    def _move(self, approval_id: str, current: str, now: float, /, **values: Any) -> bool:
+        """Set ``values`` on the approval if it is unexpired and still ``current`` (one atomic
+        conditional update, so two deciders cannot both win); False if it was not."""
         t = self.t
         with self.store.engine.begin() as conn:
             return bool(
                 conn.execute(
                     update(t)
-                    .where(and_(t.c.id == approval_id, t.c.status == "approved", t.c.expires > now))
-                    .values(status="consumed", consumed_at=now)
+                    .where(and_(t.c.id == approval_id, t.c.status == current, t.c.expires > now))
+                    .values(**values)
                 ).rowcount
             )
