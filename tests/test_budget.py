@@ -14,24 +14,31 @@ import pytest
 
 from closeguard.store import Store
 from closeguard.tools._pacing import RateLimitInfo
-from closeguard.tools.budget import MARGIN, RateBudget, Window, chunk, observe, take
+from closeguard.tools.budget import GUARD, MARGIN, RateBudget, Window, chunk, observe, take
 from closeguard.workflows.budget import RedisBudget, SqlBudget
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def test_a_window_grants_its_limit_then_waits_for_its_end() -> None:
-    window = observe(Window(), RateLimitInfo(limit=3, remaining=2, reset=0.5), now=100.0)
-    assert (window.end, window.limit, window.used) == (100.5, 3, 1)
-    window, granted = take(window, 100.1)
-    assert granted == 1 and window.used == 2
-    window, granted = take(window, 100.2, want=5)
-    assert granted == 1 and window.used == 3, "never more than the limit"
-    same, wait = take(window, 100.3)
-    assert same == window and wait == pytest.approx(-(0.2 + MARGIN))
+def test_a_window_grants_its_limit_less_headroom_then_waits_for_its_end() -> None:
+    window = observe(Window(), RateLimitInfo(limit=10, remaining=9, reset=0.5), now=100.0)
+    assert (window.end, window.limit, window.used) == (100.5, 10, 1)
+    window, granted = take(window, 100.1, want=20)
+    assert granted == 8 and window.used == 9, "never more than the limit less HEADROOM"
+    same, wait = take(window, 100.2)
+    assert same == window and wait == pytest.approx(-(0.3 + MARGIN))
     rolled, granted = take(window, 100.5 + MARGIN)
     assert granted == 1 and (rolled.end, rolled.used) == (101.5, 1)
     assert chunk(Window(limit=20)) == 1 and chunk(Window(limit=4000)) == 8
+
+
+def test_nothing_is_granted_in_the_last_part_of_a_window() -> None:
+    fresh = Window(end=100.5, limit=10, span=1.0, used=0)
+    late = 100.5 - GUARD + 0.01
+    same, wait = take(fresh, late)
+    assert same == fresh and wait == pytest.approx(-(100.5 + MARGIN - late))
+    _, granted = take(fresh, 100.5 - GUARD - 0.01)
+    assert granted == 1
 
 
 def test_what_close_counted_raises_the_count_and_late_reports_do_not_reset_it() -> None:
@@ -42,6 +49,10 @@ def test_what_close_counted_raises_the_count_and_late_reports_do_not_reset_it() 
     assert late.used == 15, "a report of the same window never lowers the count"
     nothing_known, granted = take(Window(), 5.0)
     assert granted == 1 and nothing_known.used == 1
+    for _ in range(5):
+        nothing_known, _ = take(nothing_known, 5.0)
+    first = observe(nothing_known, RateLimitInfo(limit=20, remaining=19, reset=0.5), now=5.01)
+    assert first.used == 6, "grants made before any report still count in its window"
 
 
 async def _grants(make: Callable[[], RateBudget], now: float) -> int:
@@ -55,7 +66,7 @@ async def _grants(make: Callable[[], RateBudget], now: float) -> int:
 async def test_the_store_table_grants_a_window_once_across_clients(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 's.db'}")
     try:
-        assert await _grants(lambda: SqlBudget(store, "key:t"), 1000.0) == 10
+        assert await _grants(lambda: SqlBudget(store, "key:t"), 1000.0) == 9
     finally:
         store.dispose()
 
@@ -96,7 +107,7 @@ async def test_redis_grants_a_window_once_across_clients(redis_scope: str) -> No
         return made[-1]
 
     try:
-        assert await _grants(make, 2000.0) == 10
+        assert await _grants(make, 2000.0) == 9
     finally:
         for budget in made:
             await budget.aclose()

@@ -12,7 +12,9 @@ backend only has to apply it atomically to one stored ``Window``.
 Times are wall-clock epoch seconds (``Clock.now``), the only time processes on several
 machines share. A window is rolled over only once its end (as last reported by Close, plus
 ``MARGIN``) has passed, and latency makes that report late, never early, so a request
-granted in the next window reaches Close in it.
+granted in the next window reaches Close in it. Nothing is granted in a window's last
+``GUARD`` part, and ``HEADROOM`` of its limit is kept back for requests delayed between
+grant and send.
 """
 
 from __future__ import annotations
@@ -24,10 +26,27 @@ from typing import Protocol
 
 from closeguard.tools._pacing import RateLimitInfo
 
-__all__ = ["MARGIN", "RateBudget", "Window", "chunk", "news", "observe", "scope_of", "take"]
+__all__ = [
+    "GUARD",
+    "HEADROOM",
+    "MARGIN",
+    "RateBudget",
+    "Window",
+    "chunk",
+    "news",
+    "observe",
+    "scope_of",
+    "take",
+]
 
 MARGIN = 0.02
 """Seconds past a window's reported end before the next one is granted."""
+GUARD = 0.05
+"""The last part of a window (a fraction of its length) in which nothing is granted: a
+request granted then could reach Close after the window ended and count in the next."""
+HEADROOM = 0.1
+"""The part of each window's limit never granted, for requests that reach Close later
+than planned (a stalled process between grant and send) and land in the next window."""
 
 
 class RateBudget(Protocol):
@@ -71,8 +90,9 @@ def take(window: Window, now: float, want: int = 1) -> tuple[Window, float]:
     window = _roll(window, now)
     if window.end is None or window.limit is None:
         return replace(window, used=window.used + 1), 1.0
-    granted = min(float(want), window.limit - window.used)
-    if granted >= 1:
+    cap = max(1.0, math.floor(window.limit * (1 - HEADROOM)))
+    granted = min(float(want), cap - window.used)
+    if granted >= 1 and now < window.end - GUARD * window.span:
         return replace(window, used=window.used + granted), granted
     return window, -max(window.end + MARGIN - now, 0.001)
 
@@ -108,7 +128,8 @@ def observe(window: Window, info: RateLimitInfo, now: float) -> Window:
     if current.end is None or abs(end - current.end) > span / 2:
         if current.end is not None and end < current.end:
             return replace(current, limit=info.limit, span=span)
-        return Window(end=end, limit=info.limit, span=span, used=counted)
+        first = current.used if current.end is None else 0.0
+        return Window(end=end, limit=info.limit, span=span, used=max(counted, first))
     return Window(
         end=max(end, current.end), limit=info.limit, span=span, used=max(current.used, counted)
     )
