@@ -16,6 +16,7 @@ from closeguard.cli import audit as audit_cmd
 from closeguard.cli import catalog as catalog_cmd
 from closeguard.cli import chat as chat_cmd
 from closeguard.cli import console as console_cmd
+from closeguard.cli import drill as drill_cmd
 from closeguard.cli import eval as eval_cmd
 from closeguard.cli import info as info_cmd
 from closeguard.cli import mcp as mcp_cmd
@@ -142,6 +143,7 @@ app.add_typer(workflows_cmd.app, name="workflows")
 app.add_typer(runs_cmd.app, name="runs")
 app.command("console")(console_cmd.console)
 app.add_typer(mcp_cmd.app, name="mcp")
+app.add_typer(drill_cmd.app, name="drill")
 
 
 def main() -> None:

@@ -1,0 +1,120 @@
+"""``closeguard drill``: the reliability and security drills of docs/reliability.md."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from closeguard.cli._common import JsonOpt, console, fail, print_json
+from closeguard.drills import PROFILES, attack_drill, downtime_drill, fault_matrix
+from closeguard.drills.crash import crash_drill
+from closeguard.store import Store
+
+app = typer.Typer(help="Reliability and security drills (figures for docs/reliability.md).")
+
+SeedsOpt = Annotated[int, typer.Option("--seeds", min=1, metavar="N", help="Fault seeds per task.")]
+
+
+def _show(title: str, rows: list[dict[str, Any]], json_out: bool) -> None:
+    if json_out:
+        print_json(rows)
+        return
+    table = Table(title=title)
+    for key in rows[0]:
+        if key != "failures":
+            table.add_column(key)
+    for row in rows:
+        table.add_row(*(str(v) for k, v in row.items() if k != "failures"))
+    console(120).print(table)
+    for row in rows:
+        for failure in row.get("failures") or []:
+            console(120).print(f"  [yellow]{row.get('profile', '')}[/] {failure}")
+
+
+@app.command("faults")
+def faults(
+    profile: Annotated[
+        list[str] | None,
+        typer.Option("--profile", "-p", metavar="NAME", help="Only these (repeatable)."),
+    ] = None,
+    seeds: SeedsOpt = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Every sales-ops and workflows task under each fault profile: completed, lost, duplicated."""
+    names = profile or list(PROFILES)
+    unknown = [n for n in names if n not in PROFILES]
+    if unknown:
+        raise fail(f"unknown profile {unknown[0]!r}; known: {', '.join(PROFILES)}")
+    started = time.perf_counter()
+    figures = asyncio.run(fault_matrix(names, seeds=seeds))
+    _show("fault matrix", [asdict(f) for f in figures], json_out)
+    if not json_out:
+        console(120).print(f"{time.perf_counter() - started:.0f} s")
+
+
+def _store() -> tuple[Store, tempfile.TemporaryDirectory[str]]:
+    folder = tempfile.TemporaryDirectory(prefix="closeguard-drill-")
+    return Store(f"sqlite:///{Path(folder.name) / 'drill.db'}"), folder
+
+
+@app.command("downtime")
+def downtime(
+    events: Annotated[
+        int, typer.Option("--events", min=1, metavar="N", help="Leads created while down.")
+    ] = 500,
+    json_out: JsonOpt = False,
+) -> None:
+    """The runtime down for an hour while EVENTS leads arrive; each processed once."""
+    store, folder = _store()
+    with folder:
+        figures = asyncio.run(downtime_drill(store, events=events))
+        store.dispose()
+    _show("downtime", [asdict(figures)], json_out)
+
+
+@app.command("attack")
+def attack(
+    calls: Annotated[
+        int, typer.Option("--calls", min=1, metavar="N", help="Random calls per policy.")
+    ] = 200,
+    trials: Annotated[
+        int, typer.Option("--trials", min=1, metavar="N", help="Injection suite trials.")
+    ] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """The injection suite and random calls under every shipped policy: none may reach Close."""
+    store, folder = _store()
+    with folder:
+        figures = asyncio.run(attack_drill(store, calls=calls, trials=trials))
+        store.dispose()
+    _show("guard under attack", [asdict(figures)], json_out)
+
+
+@app.command("crash")
+def crash(
+    kills: Annotated[
+        int, typer.Option("--kills", min=1, metavar="N", help="Worker SIGKILLs.")
+    ] = 50,
+    runs: Annotated[int, typer.Option("--runs", min=1, metavar="N", help="Runs queued.")] = 600,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", help="Random seed of the kill points.")
+    ] = 0,
+    pg: Annotated[
+        str | None,
+        typer.Option("--pg", metavar="URL", help="An empty PostgreSQL database to run on."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A worker SIGKILLed at random points KILLS times while RUNS runs drain."""
+    with tempfile.TemporaryDirectory(prefix="closeguard-drill-") as folder:
+        figures = asyncio.run(
+            crash_drill(Path(folder), kills=kills, runs=runs, seed=seed, store_url=pg)
+        )
+    _show("crash", [asdict(figures)], json_out)
