@@ -17,12 +17,13 @@ import signal
 import socket
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from closeguard.drills._crash_worker import WORKFLOW
 from closeguard.simulator import Simulator
 from closeguard.store import Store
+from closeguard.store.effects import EffectRows
 from closeguard.tools.serving import serve_on_socket
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.queue_pg import queue_for
@@ -38,6 +39,8 @@ class CrashFigures:
     completed: int = 0
     lost: int = 0
     duplicated: int = 0
+    failures: list[str] = field(default_factory=list)
+    """Each lost or duplicated run: its lead, status, attempts, state and journal entry."""
 
 
 async def _until(path: Path, process: asyncio.subprocess.Process, limit: float = 60) -> None:
@@ -84,11 +87,21 @@ async def crash_drill(
         last = await asyncio.create_subprocess_exec(sys.executable, *args, env=env)
         if await asyncio.wait_for(last.wait(), 300) != 0:
             raise RuntimeError("the last worker failed")
-    states = Counter(r.status for r in await inbox.queue.list(limit=runs * 2))
-    figures.completed = states["completed"]
+    rows = await inbox.queue.list(limit=runs * 2)
+    figures.completed = sum(r.status == "completed" for r in rows)
     tasks = sim.state["tasks"].values()
     per_lead = Counter(t["lead_id"] for t in tasks if str(t.get("text", "")).startswith("drill "))
     figures.lost = sum(1 for lead in sim.state["leads"] if per_lead[lead] == 0)
     figures.duplicated = sum(1 for lead in sim.state["leads"] if per_lead[lead] > 1)
+    journal = EffectRows(store)
+    for row in rows:
+        lead = row.lead_id or ""
+        if per_lead[lead] != 1:
+            entry = journal.get(row.id, "task")
+            effect = None if entry is None else (entry.status, entry.result)
+            figures.failures.append(
+                f"{per_lead[lead]} task(s) for run {row.id} ({row.status}, "
+                f"{row.attempts} attempt(s), state {row.state}, journal {effect})"
+            )
     await asyncio.to_thread(store.dispose)
     return figures
