@@ -87,6 +87,19 @@ async def test_429_without_any_hint_uses_default_backoff(make_client: Any, fake_
     assert within_jitter(fake_time.sleeps[1], 0.5)
 
 
+async def test_429_with_a_zero_reset_still_waits_a_moment(make_client: Any, fake_time: Any) -> None:
+    """A reset rounded to 0 at a window's edge must not become retries at the same instant.
+
+    On a fake clock an immediate retry sees the very window that refused it, so every retry
+    was spent at once (the simulator's rate-limited burst test failed about one run in six).
+    """
+    handler = burst(3, lambda: httpx.Response(429, json={"error": {"rate_reset": 0}}))
+    client = make_client(handler, retry=RetrySettings(max_rate_limit_retries=3))
+    assert (await client.leads.get("lead_1")).id == "lead_1"
+    assert len(fake_time.sleeps) == 3
+    assert all(within_jitter(w, 0.05) for w in fake_time.sleeps), fake_time.sleeps
+
+
 async def test_429_on_a_write_is_retried_since_close_did_not_apply_it(
     make_client: Any, fake_time: Any
 ) -> None:

@@ -82,4 +82,5 @@ async def test_rate_limited_burst_on_a_fake_clock_costs_no_real_sleep() -> None:
     wall = time.perf_counter() - wall_start
     assert counter.statuses[200] == 50 and counter.statuses[429] >= 5, counter.statuses
     assert clock.monotonic() - fake_start >= 50 / 5 - 1  # the waits, on fake time
-    assert wall < 0.5, f"{wall:.2f}s of real time"
+    # Slept for real, the waits alone would take over 9 s; a loaded CI machine needs slack.
+    assert wall < 3, f"{wall:.2f}s of real time"

@@ -117,7 +117,9 @@ class RetrySettings:
     connection errors); ``max_rate_limit_retries``: resends after 429s; backoff is
     ``backoff_base * 2**(n-1)`` capped at ``backoff_max``; every wait gets up to
     ``jitter * wait + jitter_seconds`` extra; a 429 asking for more than
-    ``max_rate_limit_wait`` seconds raises ``RateLimited`` at once.
+    ``max_rate_limit_wait`` seconds raises ``RateLimited`` at once, and one asking for less
+    than ``min_rate_limit_wait`` (a reset rounded to ``0`` at a window's edge) waits that
+    long, so a retry never goes out at the very instant that was refused.
     """
 
     max_attempts: int = 4
@@ -127,6 +129,7 @@ class RetrySettings:
     jitter: float = 0.05
     jitter_seconds: float = 0.01
     default_rate_limit_wait: float = 1.0
+    min_rate_limit_wait: float = 0.05
     max_rate_limit_wait: float = 300.0
 
     def __post_init__(self) -> None:
@@ -383,7 +386,7 @@ class CloseClient:
                     or wait > self.retry.max_rate_limit_wait
                 ):
                     raise self._api_error(response, method, path, retry_after=wait)
-                self._pacer.block(group, wait)
+                self._pacer.block(group, max(wait, self.retry.min_rate_limit_wait))
                 continue
             if status == 401 and not refreshed and self._oauth and self._oauth.can_refresh:
                 refreshed = True
