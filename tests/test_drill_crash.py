@@ -5,8 +5,15 @@ done twice."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from langgraph.checkpoint.memory import InMemorySaver
+
+from closeguard.drills._crash_worker import WORKFLOW
 from closeguard.drills.crash import crash_drill
+from closeguard.simulator import BASE_URL, Simulator
+from closeguard.store import Store
+from closeguard.workflows.executor import Executor, RunSpec
 from tests._pg import fresh_database
 
 
@@ -21,3 +28,43 @@ async def test_killed_workers_on_postgresql_lose_and_repeat_nothing(tmp_path: Pa
         figures = await crash_drill(tmp_path, kills=2, runs=80, seed=2, store_url=url)
     assert figures.kills == 2
     assert (figures.completed, figures.lost, figures.duplicated) == (80, 0, 0)
+
+
+class DiesAfterFirstCheckpoint(InMemorySaver):
+    """A checkpointer whose process 'dies' (raises) when the first step's checkpoint is
+    written: the input checkpoint and its start writes are kept, nothing after them."""
+
+    dead = True
+
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        if self.dead and metadata.get("step", -1) >= 0:
+            raise OSError("killed")
+        return await super().aput(config, checkpoint, metadata, new_versions)
+
+
+async def test_a_run_killed_before_its_first_step_checkpoint_runs_its_steps(
+    store: Store,
+) -> None:
+    """Found by the PostgreSQL crash drill: such a run was reported completed, steps undone."""
+    sim = Simulator(seed=3, leads=1)
+    lead_id = next(iter(sim.state["leads"]))
+    event = {"id": "ev_1", "object_type": "lead", "action": "created", "data": {"id": lead_id}}
+    spec = RunSpec(run_id="run_killed", workflow=WORKFLOW.name, event=event, lead_id=lead_id)
+    saver = DiesAfterFirstCheckpoint()
+
+    def executor() -> Executor:
+        return Executor(
+            store=store,
+            checkpointer=saver,
+            api_key=sim.api_key,
+            transport=sim.transport(),
+            base_url=BASE_URL,
+        )
+
+    first = await executor().execute(WORKFLOW, spec)
+    assert first.status == "failed"
+    saver.dead = False
+    again = await executor().execute(WORKFLOW, spec)
+    assert again.status == "completed" and again.state.get("checked") is True
+    drill_tasks = [t for t in sim.state["tasks"].values() if t["text"] == "drill run_killed"]
+    assert len(drill_tasks) == 1

@@ -253,8 +253,10 @@ class Executor:
     ) -> Outcome:
         """Run (or continue) ``spec`` to its end or its next approval.
 
-        A run with a checkpoint continues where it stopped; ``resume`` answers the approval
-        it waits for (``{"approval_id": ..., "status": "approved" | "rejected"}``).
+        A run with a checkpoint continues where it stopped (it is over only when no task is
+        left: a process killed after a step's writes but before the next checkpoint leaves
+        ``next`` empty with work to do); ``resume`` answers the approval it waits for
+        (``{"approval_id": ..., "status": "approved" | "rejected"}``).
         """
         graph = self.graph(workflow)
         async with self.client(workflow, spec) as client:
@@ -275,7 +277,7 @@ class Executor:
             }
             snapshot = await graph.aget_state(config)
             started = bool(snapshot.values)
-            if started and not snapshot.next:
+            if started and not snapshot.tasks:
                 return Outcome("completed", dict(snapshot.values.get("state") or {}))
             payload: Any
             if resume is not None and snapshot.interrupts:
