@@ -72,7 +72,10 @@ def offline(args: list[str]) -> bool:
     """Whether a ``closeguard`` command line can run here: no real model, no live prompt."""
     model = args[args.index("--model") + 1] if "--model" in args else "scripted:"
     interactive = args[0] == "chat" and not {"--once", "--threads"} & set(args)
-    return model.startswith("scripted:") and not interactive
+    offline_model = model.startswith("scripted:") or (
+        args[0] == "eval" and model in {"reference", "noop", "adversary"}
+    )
+    return offline_model and not interactive
 
 
 @pytest.fixture
