@@ -15,6 +15,7 @@ from rich.table import Table
 from closeguard.cli._common import JsonOpt, console, fail, print_json
 from closeguard.drills import PROFILES, attack_drill, downtime_drill, fault_matrix
 from closeguard.drills.crash import crash_drill
+from closeguard.drills.receiver import receiver_drill
 from closeguard.store import Store
 
 app = typer.Typer(help="Reliability and security drills (figures for docs/reliability.md).")
@@ -118,3 +119,21 @@ def crash(
             crash_drill(Path(folder), kills=kills, runs=runs, seed=seed, store_url=pg)
         )
     _show("crash", [asdict(figures)], json_out)
+
+
+@app.command("receiver")
+def receiver(
+    deliveries: Annotated[
+        int, typer.Option("--deliveries", min=1, metavar="N", help="Signed deliveries sent.")
+    ] = 2000,
+    kill_after: Annotated[
+        int, typer.Option("--kill-after", min=1, metavar="N", help="Kill after N answered.")
+    ] = 300,
+    json_out: JsonOpt = False,
+) -> None:
+    """The receiver SIGKILLed mid-burst, restarted, the unanswered sent again."""
+    with tempfile.TemporaryDirectory(prefix="closeguard-drill-") as folder:
+        figures = asyncio.run(
+            receiver_drill(Path(folder), deliveries=deliveries, kill_after=kill_after)
+        )
+    _show("receiver kill", [asdict(figures)], json_out)
