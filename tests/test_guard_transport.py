@@ -27,7 +27,12 @@ from closeguard.store import Store
 from closeguard.tools.catalog import ENDPOINTS
 from closeguard.tools.client import CloseClient
 from closeguard.tools.clock import FakeClock
-from closeguard.tools.errors import ApprovalRequired, CloseAPIError, PolicyViolation
+from closeguard.tools.errors import (
+    ApprovalRequired,
+    CloseAPIError,
+    CloseguardError,
+    PolicyViolation,
+)
 
 
 @pytest.fixture
@@ -299,6 +304,42 @@ async def test_a_retried_call_counts_once_and_is_audited_per_attempt(store: Stor
         (1, None, "deny"),
     ]
     assert rows[0]["call_id"] == rows[1]["call_id"] != rows[2]["call_id"]
+
+
+@pytest.mark.parametrize("failure", ["503", "no answer"])
+async def test_a_write_close_failed_gives_its_per_run_units_back(
+    store: Store, failure: str
+) -> None:
+    """A run retried after a 5xx (or no answer) is not refused by its failed attempt's units."""
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        if len(sent) == 1:
+            if failure == "no answer":  # sent, then lost: the client must not resend a write
+                raise httpx.ReadError("connection lost", request=request)
+            return httpx.Response(503, json={"error": "unavailable"})
+        return httpx.Response(200, json={"id": f"task_{len(sent)}", "lead_id": "lead_1"})
+
+    policy = Policy.from_yaml(
+        "grants: {task: write}\nlimits:\n  per_run: {per_endpoint: {task.create: 1}}\n"
+    )
+    client = CloseClient(
+        api_key="k",
+        base_url="https://api.close.com/api/v1",
+        transport=httpx.MockTransport(answer),
+        policy=Guarded(policy, store=store),
+        run_id=f"r-{failure}",
+        clock=FakeClock(),
+    )
+    async with client:
+        with pytest.raises(CloseguardError):
+            await client.tasks.create({"lead_id": "lead_1", "text": "x"})
+        await client.tasks.create({"lead_id": "lead_1", "text": "x"})
+        with pytest.raises(PolicyViolation) as info:
+            await client.tasks.create({"lead_id": "lead_1", "text": "y"})
+    assert info.value.rule == "limits.per_run.per_endpoint.task.create"
+    assert len(sent) == 2
 
 
 async def test_lead_scope_only_allows_triggered_leads(store: Store, sim: Simulator) -> None:

@@ -6,7 +6,11 @@ same store shares them; the check and the increment are one conditional upsert
 (``RETURNING`` tells whether it counted), so two workers cannot both take the last unit.
 A call takes its per-run units first and gives them back if a window refuses it, so no lock
 is held while the store is asked. A logical call is charged once, whatever the number of
-attempts (retries share ``call_id``).
+attempts (retries share ``call_id``). A call that Close failed (a 5xx, or no answer at all)
+gets its per-run units back through ``refund``, so a run retried after a transient failure
+is not refused by the units its failed attempt used; its per-window units stay spent, since
+those limit the rate of attempts. If such a write did land after all, the retried run's
+effect journal reads it back before writing again.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ class Quotas:
         self.store = store
         self.counters = None if store is None else QuotaCounters(store)
         self.clock = clock
-        self._charged: dict[str, None] = {}
+        self._charged: dict[str, Reserved | None] = {}
         self._checks: dict[
             tuple[str, str], tuple[list[tuple[str, int]], list[tuple[str, int]]]
         ] = {}
@@ -134,9 +138,10 @@ class Quotas:
                     return f"limits.per_run.{name}"
             for name, _ in run_checks:
                 counts[name] += 1
+        step = Reserved(counts, run_checks, window_checks)
         if window_checks:
-            return Reserved(counts, run_checks, window_checks)
-        self._mark(call_id)
+            return step
+        self._mark(call_id, step)
         return None
 
     def _give_back(self, step: Reserved) -> None:
@@ -149,13 +154,19 @@ class Quotas:
         if window_rule is not None:
             self._give_back(step)
             return window_rule
-        self._mark(call_id)
+        self._mark(call_id, step)
         return None
 
-    def _mark(self, call_id: str) -> None:
-        """Remember that ``call_id`` is charged (its retries are not charged again)."""
+    def refund(self, call_id: str) -> None:
+        """Give back the per-run units of a call Close failed; its retry is charged anew."""
+        step = self._charged.pop(call_id, None)
+        if step is not None:
+            self._give_back(step)
+
+    def _mark(self, call_id: str, step: Reserved) -> None:
+        """Remember what ``call_id`` took (its retries are not charged again)."""
         charged = self._charged
-        charged[call_id] = None
+        charged[call_id] = step
         if len(charged) > _MAX_CALL_IDS:
             del charged[next(iter(charged))]
 

@@ -246,6 +246,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
         try:
             response = await self.inner.handle_async_request(request)
         except Exception as exc:
+            self.quotas.refund(call_id)
             row = self._row(call_id, attempt, method, path, args, decision, approval_id)
             row.update(
                 decision=label,
@@ -255,6 +256,8 @@ class GuardTransport(httpx.AsyncBaseTransport):
             await self._audit(row)
             raise
         status = response.status_code
+        if status >= 500:
+            self.quotas.refund(call_id)
         context = self.context
         due = self.audit.record(
             (
