@@ -35,7 +35,7 @@ def raise_(exc_type: type[httpx.TransportError]) -> Callable[[httpx.Request], ht
     return fail
 
 
-@pytest.mark.parametrize("status", [502, 503, 504])
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
 async def test_reads_retry_5xx_with_backoff_then_succeed(
     make_client: Any, fake_time: Any, status: int
 ) -> None:

@@ -3,8 +3,6 @@ eval tasks under API and webhook delivery faults complete with nothing lost or d
 
 from __future__ import annotations
 
-import pytest
-
 from closeguard.drills import fault_matrix
 from closeguard.drills.faults import FaultFigures
 
@@ -37,11 +35,6 @@ def test_failures_are_classified_lost_duplicated_or_other() -> None:
     assert (fig.tried, fig.completed, fig.lost, fig.duplicated, fig.other) == (6, 1, 2, 2, 1)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known (docs/reliability.md, finding 1): under 30% 5xx a run can use up its "
-    "attempts (the client does not retry a 500 on a read) and go dead, its effect undone",
-)
 async def test_a_workflow_retried_after_a_5xx_on_a_write_still_completes() -> None:
     [figures] = await fault_matrix(["5xx-30%"], suites=["workflows"])
     assert figures.completed == figures.tried, figures.failures

@@ -8,7 +8,7 @@ Every request, typed (``client.leads.create(...)``) or raw (``client.request("GE
    policy is given, with ``request.extensions["closeguard"] = {"call_id", "attempt"}`` so
    the guard can tell retries of one logical call from new calls;
 3. on 429 wait Close's precise ``rate_reset`` and resend (writes too: Close did not apply
-   them); on 502/503/504 and connection failures retry reads with exponential backoff;
+   them); on 500/502/503/504 and connection failures retry reads with exponential backoff;
    resend writes only when Close cannot have seen them (connection refused, pool timeout);
    a write that timed out after sending raises ``CloseConnectionError(request_sent=True)``;
 4. on 401 with an OAuth refresh token, refresh once (one refresh for concurrent callers)
@@ -68,7 +68,7 @@ USER_AGENT = "closeguard/0.1"
 AuthKind = Literal["api_key", "oauth"]
 TokenCallback = Callable[["OAuthCredentials"], Awaitable[None] | None]
 
-_RETRYABLE_READ_STATUS = frozenset({502, 503, 504})
+_RETRYABLE_READ_STATUS = frozenset({500, 502, 503, 504})
 # Raised before a byte of the request reached Close: safe to resend even a write.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Transient failures after sending: resend reads only.
