@@ -192,7 +192,7 @@ class JobRows(RunRows):
             {"j": job[0], "at": when},
         )
 
-    def _apply(self, conn: Connection, run_id: str, values: Mapping[str, Any]) -> None:
+    def _settled(self, conn: Connection, run_id: str, values: Mapping[str, Any]) -> None:
         status = values.get("status")
         if status == "queued":
             self._retry(conn, run_id, values.get("available_at"))
@@ -201,35 +201,5 @@ class JobRows(RunRows):
             if job is not None and job[1] in ("todo", "doing"):
                 self._finish(conn, job[0], _FINISH[status])
 
-    def settle(self, run_id: str, holder: str | None, **values: Any) -> bool:
-        t = self.table
-        if values.get("state") is not None:
-            values["state"] = json.dumps(values["state"], default=str)
-        where = t.c.id == run_id
-        if holder is not None:
-            where = and_(where, t.c.worker == holder, t.c.status == "running")
-        with self.store.engine.begin() as conn:
-            changed = conn.execute(update(t).where(where).values(updated=self.now(), **values))
-            if changed.rowcount:
-                self._apply(conn, run_id, values)
-        return bool(changed.rowcount)
-
-    def requeue(self, run_id: str, from_statuses: Sequence[str], **values: Any) -> bool:
-        t = self.table
-        now = self.now()
-        with self.store.engine.begin() as conn:
-            changed = conn.execute(
-                update(t)
-                .where(and_(t.c.id == run_id, t.c.status.in_(from_statuses)))
-                .values(
-                    status="queued",
-                    available_at=now,
-                    lease_until=None,
-                    worker=None,
-                    updated=now,
-                    **values,
-                )
-            ).rowcount
-            if changed:
-                self._retry(conn, run_id, None)
-        return bool(changed)
+    def _requeued(self, conn: Connection, run_id: str) -> None:
+        self._retry(conn, run_id, None)

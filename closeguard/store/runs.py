@@ -223,6 +223,8 @@ class RunRows:
             where = and_(where, t.c.worker == holder, t.c.status == "running")
         with self.store.engine.begin() as conn:
             changed = conn.execute(update(t).where(where).values(updated=self.now(), **values))
+            if changed.rowcount:
+                self._settled(conn, run_id, values)
         return bool(changed.rowcount)
 
     def requeue(self, run_id: str, from_statuses: Sequence[str], **values: Any) -> bool:
@@ -242,7 +244,15 @@ class RunRows:
                     **values,
                 )
             ).rowcount
+            if changed:
+                self._requeued(conn, run_id)
         return bool(changed)
+
+    def _settled(self, conn: Connection, run_id: str, values: Mapping[str, Any]) -> None:
+        """Hook in ``settle``'s transaction: a job engine mirrors the outcome here."""
+
+    def _requeued(self, conn: Connection, run_id: str) -> None:
+        """Hook in ``requeue``'s transaction: a job engine puts its job back here."""
 
     def get(self, run_id: str) -> RunRow | None:
         t = self.table
