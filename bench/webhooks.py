@@ -34,7 +34,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from closeguard.simulator import BASE_URL, Simulator
 from closeguard.store import Store
 from closeguard.store.cursors import Cursors, StoredSubscription
 from closeguard.tools.webhooks import compute_signature
+from closeguard.workflows.definition import Workflow
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.loader import packaged_workflows
 from closeguard.workflows.receiver import DEFAULT_PATH, WebhookReceiver, serve
@@ -208,8 +210,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-async def latency(rate: float, seconds: float, folder: Path) -> bool:
-    """Steady deliveries through receiver, inbox, queue and workers into the simulator."""
+@dataclass
+class Paced:
+    """What ``deliver_paced`` measured: the sender's report, when each lead's task landed."""
+
+    sim: Simulator
+    store: Store
+    result: dict[str, Any]
+    landed: dict[str, float]
+    cpu_ms: float
+
+
+async def deliver_paced(
+    workflow: Workflow,
+    rate: float,
+    seconds: float,
+    folder: Path,
+    *,
+    wait: float = 30.0,
+    during: Callable[[asyncio.Event], Awaitable[None]] | None = None,
+) -> Paced:
+    """``lead.created`` deliveries at a steady ``rate`` through a served runtime (receiver and
+    workers running ``workflow`` against the in-process simulator); the store is left open.
+
+    ``during`` runs from the first delivery until every task landed (or ``wait`` ran out),
+    told to stop by the event it is given.
+    """
     count = int(rate * seconds)
     landed: dict[str, float] = {}
     all_landed = asyncio.Event()
@@ -223,19 +249,18 @@ async def latency(rate: float, seconds: float, folder: Path) -> bool:
     sim = Simulator(seed=9, leads=5, rate_limits=None, on_event=on_event)
     async with sim.client() as client:
         for i in range(count):
-            await client.post("/lead/", json={"name": f"Latency lead {i}"})
+            await client.post("/lead/", json={"name": f"Paced lead {i}"})
     created = [e for e in sim.events if (e["object_type"], e["action"]) == ("lead", "created")]
     events = created[-count:]
-    store = Store(f"sqlite:///{folder / 'latency.db'}")
+    store = Store(f"sqlite:///{folder / 'paced.db'}")
     pairs = (("lead", "created"),)
     Cursors(store).save_subscription(StoredSubscription("whsub_bench", "-", pairs, KEY))
-    triage = packaged_workflows()["new-lead-triage"]
     config = RuntimeConfig(
         roles=frozenset({"receiver", "worker"}), listen=("127.0.0.1", 0), catchup=False
     )
     async with open_checkpointer(folder / "checkpoints.db") as saver:
         runtime = Runtime(
-            [triage],
+            [workflow],
             store=store,
             checkpointer=saver,
             api_key=sim.api_key,
@@ -243,7 +268,7 @@ async def latency(rate: float, seconds: float, folder: Path) -> bool:
             base_url=BASE_URL,
             config=config,
         )
-        stop = asyncio.Event()
+        stop, watched = asyncio.Event(), asyncio.Event()
         running = asyncio.create_task(runtime.run(stop))
         await runtime.ready.wait()
         # Close is in this process only because the bench embeds the simulator: freeze its
@@ -251,6 +276,7 @@ async def latency(rate: float, seconds: float, folder: Path) -> bool:
         # otherwise stalls the loop ~250 ms every few seconds; a real Close is not our heap.
         gc.collect()
         gc.freeze()
+        watcher = asyncio.create_task(during(watched)) if during is not None else None
         assert runtime.receiver_url is not None
         port = int(runtime.receiver_url.split(":")[2].split("/")[0])
         host = f"127.0.0.1:{port}"
@@ -264,13 +290,24 @@ async def latency(rate: float, seconds: float, folder: Path) -> bool:
         result = await asyncio.to_thread(mine.recv)
         await asyncio.to_thread(child.join)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_landed.wait(), 30)
+            await asyncio.wait_for(all_landed.wait(), wait)
         cpu_ms = (time.process_time() - cpu) * 1000 / count
+        watched.set()
+        if watcher is not None:
+            await watcher
         stop.set()
         with contextlib.suppress(Exception):
             await running
     gc.unfreeze()
-    store.dispose()
+    return Paced(sim, store, result, landed, cpu_ms)
+
+
+async def latency(rate: float, seconds: float, folder: Path) -> bool:
+    """Steady deliveries through receiver, inbox, queue and workers into the simulator."""
+    count = int(rate * seconds)
+    paced = await deliver_paced(packaged_workflows()["new-lead-triage"], rate, seconds, folder)
+    paced.store.dispose()
+    result, landed, cpu_ms = paced.result, paced.landed, paced.cpu_ms
     sent: dict[str, float] = result["sent"]
     waits = [(landed[k] - sent[k]) * 1000 for k in sent if k in landed]
     p50, p99 = percentile(waits, 50), percentile(waits, 99) if waits else float("inf")
