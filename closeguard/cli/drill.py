@@ -14,6 +14,7 @@ from rich.table import Table
 
 from closeguard.cli._common import JsonOpt, console, fail, print_json
 from closeguard.drills import PROFILES, attack_drill, downtime_drill, fault_matrix
+from closeguard.drills.battery import DrillResult, Sizes, run_battery
 from closeguard.drills.crash import crash_drill
 from closeguard.drills.receiver import receiver_drill
 from closeguard.store import Store
@@ -137,3 +138,52 @@ def receiver(
             receiver_drill(Path(folder), deliveries=deliveries, kill_after=kill_after)
         )
     _show("receiver kill", [asdict(figures)], json_out)
+
+
+@app.command("all")
+def all_drills(
+    pg: Annotated[
+        str | None,
+        typer.Option(
+            "--pg",
+            metavar="URL",
+            help="A PostgreSQL server: adds the crash drill there, in a scratch database "
+            "created and dropped by the drill.",
+        ),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", metavar="NAME", help="Only these drills (repeatable)."),
+    ] = None,
+    seeds: SeedsOpt = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Every drill, one after another: faults, crash (SQLite, and PostgreSQL with --pg),
+    receiver, downtime, attack. Exits 1 if anything was lost, duplicated or let through."""
+    sizes = Sizes(fault_seeds=seeds)
+    started = time.perf_counter()
+
+    def progress(name: str, result: DrillResult | None) -> None:
+        if json_out:
+            return
+        if result is None:
+            console(120).print(f"[bold]{name}[/] ...")
+        else:
+            mark = "[green]PASS[/]" if result.ok else "[red]FAIL[/]"
+            console(120).print(f"  {mark} {result.tried} ({result.seconds:.0f} s)")
+
+    results = asyncio.run(run_battery(sizes, pg=pg, only=only, progress=progress))
+    if json_out:
+        print_json([asdict(r) for r in results])
+    else:
+        table = Table(title="drills")
+        for column in ("drill", "tried", "lost", "duplicated", "reached Close", "s", "result"):
+            table.add_column(column)
+        for r in results:
+            verdict = "[green]PASS[/]" if r.ok else "[red]FAIL[/]"
+            cells = (r.tried, str(r.lost), str(r.duplicated), str(r.reached), f"{r.seconds:.0f}")
+            table.add_row(r.drill, *cells, verdict)
+        console(120).print(table)
+        console(120).print(f"{time.perf_counter() - started:.0f} s in all")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
