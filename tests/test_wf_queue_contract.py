@@ -206,6 +206,23 @@ async def test_a_released_run_is_claimable_again_without_counting_the_attempt(
     assert again is not None and (again.id, again.attempts) == ("r-s", 1)
 
 
+async def test_a_run_released_until_later_waits_keeps_its_lead_order_and_its_error(
+    queue: RunQueue, clock: FakeClock
+) -> None:
+    await queue.enqueue([req("s", "lead"), req("t", "lead")])
+    await queue.claim("w")
+    until = clock.now() + 600
+    await queue.release("r-s", "w", at=until, error="limits.per_window.writes reached")
+    assert await queue.claim("w") is None, "the lead's next run waits behind it"
+    waiting = await queue.get("r-s")
+    assert waiting is not None
+    assert (waiting.status, waiting.attempts, waiting.available_at) == ("queued", 0, until)
+    assert waiting.error == "limits.per_window.writes reached"
+    clock.advance(601)
+    again = await queue.claim("w2")
+    assert again is not None and (again.id, again.attempts) == ("r-s", 1)
+
+
 async def test_a_worker_claims_only_the_workflows_it_runs(queue: RunQueue) -> None:
     await queue.enqueue([req("o1", "lead", workflow="other"), req("m1", "lead2")])
     mine = await queue.claim("w", ["wf"])

@@ -183,6 +183,11 @@ class Quotas:
         prefix = f"window:{self.policy.name}{':dry_run' if dry_run else ''}:{size}:"
         return prefix, int(self.clock() // size * size)
 
+    def window_end(self) -> float:
+        """When the current per-window limits start counting afresh (epoch seconds)."""
+        size = self.policy.limits.window_seconds
+        return float(int(self.clock() // size * size) + size)
+
     def window_count(self, name: str, *, dry_run: bool = False) -> int:
         """The current window's count for ``name`` (``writes``, ``per_endpoint.task.create``)."""
         if self.counters is None:

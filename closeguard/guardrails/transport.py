@@ -22,6 +22,7 @@ import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any, NoReturn
 
@@ -37,7 +38,8 @@ from closeguard.guardrails.quotas import Quotas, Reserved
 from closeguard.guardrails.redact import redacted_json
 from closeguard.store import Store, default_store
 from closeguard.tools.catalog import Call, classify, relative_path
-from closeguard.tools.errors import ApprovalRequired, PolicyViolation
+from closeguard.tools.clock import Clock, SystemClock
+from closeguard.tools.errors import ApprovalRequired, PolicyViolation, QuotaExhausted
 
 __all__ = ["GuardTransport", "Guarded"]
 
@@ -48,7 +50,8 @@ class Guarded:
     """A policy bound to a store and run context; ``wrap`` is the client's guard hook.
 
     ``CloseClient(policy=Guarded(Policy.load("sales-rep")), actor="bot")``; the store
-    defaults to ``CLOSEGUARD_STORE_URL``'s, ``triggered_leads`` scopes a workflow run.
+    defaults to ``CLOSEGUARD_STORE_URL``'s, ``triggered_leads`` scopes a workflow run,
+    ``clock`` (default: the system's) times the per-window limits.
     """
 
     def __init__(
@@ -59,12 +62,14 @@ class Guarded:
         triggered_leads: Iterable[str] | None = None,
         approval_ttl: float | None = None,
         guard: Guard | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.policy = policy
         self.store = store
         self.triggered_leads = None if triggered_leads is None else frozenset(triggered_leads)
         self.approval_ttl = approval_ttl
         self.guard = guard or Guard(policy)
+        self.clock = clock
 
     def wrap(
         self, transport: httpx.AsyncBaseTransport, *, actor: str | None, run_id: str | None
@@ -77,11 +82,18 @@ class Guarded:
             store=self.store or default_store(),
             triggered_leads=self.triggered_leads,
             approval_ttl=self.approval_ttl,
+            clock=self.clock,
         )
 
 
 _LONG_NUMBER = re.compile(rb"\d{19}")
 _DIGITS = b"0123456789"
+_WINDOW = "limits.per_window."
+
+
+def _utc(epoch: float) -> str:
+    """``epoch`` as an ISO time in UTC, to the second."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _may_hold_long_number(content: bytes) -> bool:
@@ -159,6 +171,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
         approval_ttl: float | None = None,
         audit: AuditLog | None = None,
         approvals: Approvals | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.inner = inner
         self.guard = guard if isinstance(guard, Guard) else Guard(guard)
@@ -172,7 +185,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
         self.audit = audit or AuditLog(self.store)
         self.approvals = approvals or Approvals(self.store)
         self.approval_ttl = approval_ttl
-        self.quotas = Quotas(self.policy, self.store)
+        self.quotas = Quotas(self.policy, self.store, (clock or SystemClock()).now)
         self._quota_run = run_id or f"transport-{uuid.uuid4().hex}"
         self._approved: OrderedDict[str, str] = OrderedDict()
         self.dry_run = self.policy.mode == "dry_run"
@@ -226,7 +239,8 @@ class GuardTransport(httpx.AsyncBaseTransport):
                     "deny", over, f"{over} reached", decision.endpoint, decision.access
                 )
                 row = self._row(call_id, attempt, method, path, args, decision, approval_id)
-                await self._refuse(row, limited, started)
+                retry_at = self.quotas.window_end() if over.startswith(_WINDOW) else None
+                await self._refuse(row, limited, started, retry_at=retry_at)
         if approval_id is not None and self._approved.get(call_id) != approval_id:
             if not await self.store.run(self.approvals.consume, approval_id):
                 refused = Decision(
@@ -312,7 +326,15 @@ class GuardTransport(httpx.AsyncBaseTransport):
             "approval_id": approval_id,
         }
 
-    async def _refuse(self, row: dict[str, Any], decision: Decision, started: float) -> NoReturn:
+    async def _refuse(
+        self,
+        row: dict[str, Any],
+        decision: Decision,
+        started: float,
+        *,
+        retry_at: float | None = None,
+    ) -> NoReturn:
+        """Audit the refusal, then raise it; ``retry_at``: a per-window limit ran out."""
         row.update(
             decision="deny",
             rule=decision.rule,
@@ -321,12 +343,18 @@ class GuardTransport(httpx.AsyncBaseTransport):
         )
         self.audit.queue(row)
         await self.audit.aflush()
-        raise PolicyViolation(
+        message = (
             f"{row['method']} {row['path']} denied by policy {self.policy.name!r} "
-            f"({decision.rule}): {decision.reason}",
-            decision=decision,
-            rule=decision.rule,
+            f"({decision.rule}): {decision.reason}"
         )
+        if retry_at is not None:
+            raise QuotaExhausted(
+                f"{message} until {_utc(retry_at)}",
+                retry_at=retry_at,
+                decision=decision,
+                rule=decision.rule,
+            )
+        raise PolicyViolation(message, decision=decision, rule=decision.rule)
 
     async def _approval_for(
         self, call: Call, decision: Decision, row: dict[str, Any], path: str, started: float

@@ -21,6 +21,7 @@
     │   └── UnknownEndpoint        a request that matches no catalog endpoint
     ├── GuardError                 the guard stopped a call or cannot act on an approval
     │   ├── PolicyViolation        the guard denied a call (.decision, .rule)
+    │   │   └── QuotaExhausted     a per-window limit ran out until .retry_at
     │   ├── ApprovalRequired       the guard wants a human yes first (.approval_id)
     │   └── ApprovalError          an approval that does not exist or cannot change state
     ├── ConfigError                bad policy / workflow / config file (.file, .line)
@@ -200,6 +201,17 @@ class PolicyViolation(GuardError):
         super().__init__(message)
         self.decision = decision
         self.rule = rule
+
+
+class QuotaExhausted(PolicyViolation):
+    """A per-window limit of the policy ran out: the call may go after ``retry_at`` (epoch
+    seconds, when the window ends). A workflow run waits for it instead of failing."""
+
+    def __init__(
+        self, message: str, *, retry_at: float, decision: Any = None, rule: str | None = None
+    ) -> None:
+        super().__init__(message, decision=decision, rule=rule)
+        self.retry_at = retry_at
 
 
 class ApprovalRequired(GuardError):

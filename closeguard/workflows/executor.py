@@ -38,6 +38,7 @@ from closeguard.tools.errors import (
     CloseConnectionError,
     CloseguardError,
     PolicyViolation,
+    QuotaExhausted,
     RateLimited,
     ServerError,
 )
@@ -48,7 +49,7 @@ from closeguard.workflows.effects import EffectJournal
 
 __all__ = ["Executor", "Outcome", "OutcomeStatus", "RunRejected", "RunSpec", "is_transient"]
 
-OutcomeStatus = Literal["completed", "failed", "waiting_approval", "rejected"]
+OutcomeStatus = Literal["completed", "failed", "waiting_approval", "rejected", "deferred"]
 _HANDLE = "closeguard_run"
 
 
@@ -74,13 +75,15 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an execution ended. ``transient``: a failure worth retrying later."""
+    """How an execution ended. ``transient``: a failure worth retrying later;
+    ``deferred`` until ``retry_at``: a per-window limit of the policy ran out."""
 
     status: OutcomeStatus
     state: dict[str, Any]
     error: str | None = None
     approval_id: str | None = None
     transient: bool = False
+    retry_at: float | None = None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -233,6 +236,7 @@ class Executor:
             guard=decisions,
             store=self.store,
             triggered_leads=None if spec.lead_id is None else {spec.lead_id},
+            clock=self.clock,
         )
         transport: httpx.AsyncBaseTransport = self.transport
         if self.feed is not None:
@@ -290,6 +294,9 @@ class Executor:
                 result = await graph.ainvoke(payload, config)
             except RunRejected as exc:
                 return Outcome("rejected", dict(ctx.state), error=describe(exc))
+            except QuotaExhausted as exc:
+                state = dict(ctx.state)
+                return Outcome("deferred", state, error=describe(exc), retry_at=exc.retry_at)
             except PolicyViolation as exc:
                 return Outcome("failed", dict(ctx.state), error=describe(exc))
             except Exception as exc:

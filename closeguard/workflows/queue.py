@@ -95,8 +95,11 @@ class RunQueue(Protocol):
         """End a run parked for approval (``rejected``)."""
         ...
 
-    async def release(self, run_id: str, worker: str) -> None:
-        """Give a claimed run back unfinished (shutdown); the attempt is not counted."""
+    async def release(
+        self, run_id: str, worker: str, *, at: float | None = None, error: str | None = None
+    ) -> None:
+        """Give a claimed run back unfinished, the attempt not counted: at shutdown, or
+        until ``at`` when a per-window limit ran out (``error`` says which)."""
         ...
 
     async def resume(self, run_id: str) -> bool:
@@ -196,17 +199,21 @@ class SqlRunQueue:
     async def end(self, run_id: str, status: str, error: str | None = None) -> None:
         await self.store.run(self.rows.settle, run_id, None, status=status, error=error)
 
-    async def release(self, run_id: str, worker: str) -> None:
+    async def release(
+        self, run_id: str, worker: str, *, at: float | None = None, error: str | None = None
+    ) -> None:
         attempts = self.rows.table.c.attempts
+        extra = {} if error is None else {"error": error}
         await self.store.run(
             self.rows.settle,
             run_id,
             worker,
             status="queued",
-            available_at=self.clock.now(),
+            available_at=self.clock.now() if at is None else at,
             lease_until=None,
             worker=None,
             attempts=attempts - 1,
+            **extra,
         )
 
     async def resume(self, run_id: str) -> bool:

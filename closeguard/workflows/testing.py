@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from langchain_core.language_models import BaseChatModel
@@ -35,7 +35,7 @@ from closeguard.guardrails import Approvals
 from closeguard.store import Store
 from closeguard.tools.clock import Clock
 from closeguard.workflows.definition import Workflow
-from closeguard.workflows.executor import Executor, RunSpec
+from closeguard.workflows.executor import Executor, OutcomeStatus, RunSpec
 
 __all__ = ["RunResult", "resume_workflow", "run_workflow"]
 
@@ -47,11 +47,12 @@ _savers: weakref.WeakKeyDictionary[Store, BaseCheckpointSaver[Any]] = weakref.We
 @dataclass(frozen=True)
 class RunResult:
     """How a run ended: ``completed``, ``failed`` (``error`` says why, a denial names its
-    rule), ``waiting_approval`` (``approval_id``) or ``rejected``; ``state`` is what the
-    steps left in ``ctx.state``."""
+    rule), ``waiting_approval`` (``approval_id``), ``rejected``, or ``deferred`` (a
+    per-window limit ran out; the runtime would run it again when the window ends);
+    ``state`` is what the steps left in ``ctx.state``."""
 
     run_id: str
-    status: Literal["completed", "failed", "waiting_approval", "rejected"]
+    status: OutcomeStatus
     state: dict[str, Any]
     error: str | None = None
     approval_id: str | None = None

@@ -141,6 +141,9 @@ class Worker:
             assert outcome.approval_id is not None
             await self.queue.wait_approval(run.id, self.name, outcome.approval_id, outcome.state)
             self._report(run, "waiting_approval", outcome.approval_id)
+        elif outcome.status == "deferred":
+            await self.queue.release(run.id, self.name, at=outcome.retry_at, error=outcome.error)
+            self._report(run, "deferred", outcome.error)
         elif outcome.status == "rejected":
             await self.queue.end(run.id, "rejected", outcome.error)
             self._report(run, "rejected", outcome.error)
