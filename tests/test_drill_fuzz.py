@@ -2,12 +2,14 @@
 raises ``ConfigError`` (one clear message naming the file); nothing else escapes.
 
 The webhook receiver's fuzz is tests/test_wf_receiver.py (``test_fuzzed_deliveries_...``).
+``CLOSEGUARD_FUZZ_EXAMPLES`` sets the examples per test (60 in CI; ``make drills``: 600).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ from closeguard.guardrails import Policy
 from closeguard.tools.errors import ConfigError
 from closeguard.workflows.loader import load_workflows
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+EXAMPLES = int(os.environ.get("CLOSEGUARD_FUZZ_EXAMPLES") or 60)
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12)
