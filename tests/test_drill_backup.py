@@ -1,7 +1,7 @@
-"""The backup drill: a copy of the SQLite store taken (sqlite3's online backup) while a
-guarded client writes audit rows and the inbox stores events and their runs restores to
-a consistent state: integrity check ok, the audit chain verifies, every event's run is in
-the copy, and a store opened on it keeps working."""
+"""The backup drill: a copy of the SQLite store taken with ``closeguard store backup``
+(sqlite3's online backup) while a guarded client writes audit rows and the inbox stores
+events and their runs restores to a consistent state: integrity check ok, the audit chain
+verifies, every event's run is in the copy, and a store opened on it keeps working."""
 
 from __future__ import annotations
 
@@ -9,22 +9,30 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from closeguard.cli import app
 from closeguard.guardrails import AuditLog, Guarded, Policy
 from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.workflows.inbox import Inbox
 from tests._hooks import lead_created_flow
+from tests._pg import ADMIN_URL
 
 EVENTS = 150
 
 
-def _backup(source: Path, target: Path) -> None:
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-        src.backup(dst, pages=8)
+def _backup(source: Path, folder: Path) -> str:
+    env = {"CLOSEGUARD_STORE_URL": f"sqlite:///{source}"}
+    result = CliRunner().invoke(app, ["store", "backup", str(folder)], env=env)
+    assert result.exit_code == 0, result.output + result.stderr
+    return result.stdout
 
 
 async def test_a_backup_taken_while_in_use_restores_consistent(tmp_path: Path) -> None:
-    source, copy = tmp_path / "store.db", tmp_path / "copy.db"
+    source, folder = tmp_path / "live" / "store.db", tmp_path / "backup"
+    source.parent.mkdir()
+    copy = folder / "store.db"
     store = Store(f"sqlite:///{source}")
     sim = Simulator(seed=4, leads=1)
     inbox = Inbox(store, [lead_created_flow()])
@@ -47,8 +55,9 @@ async def test_a_backup_taken_while_in_use_restores_consistent(tmp_path: Path) -
         if added >= EVENTS // 3 or writer.done():
             break
         await asyncio.sleep(0.005)
-    await asyncio.to_thread(_backup, source, copy)
+    printed = await asyncio.to_thread(_backup, source, folder)
     during = added
+    assert "integrity ok" in printed and "verifies" in printed
     await writer
     assert during < EVENTS, "the backup was taken after the writes ended"
 
@@ -75,3 +84,23 @@ async def test_a_backup_taken_while_in_use_restores_consistent(tmp_path: Path) -
     finally:
         restored.dispose()
         store.dispose()
+
+
+def test_backup_refuses_a_used_folder_a_missing_store_and_postgresql(tmp_path: Path) -> None:
+    runner = CliRunner()
+    source = tmp_path / "store.db"
+    Store(f"sqlite:///{source}").dispose()
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("mine")
+    env = {"CLOSEGUARD_STORE_URL": f"sqlite:///{source}"}
+    refused = runner.invoke(app, ["store", "backup", str(used)], env=env)
+    assert refused.exit_code == 1 and "not an empty folder" in refused.stderr
+    assert [p.name for p in used.iterdir()] == ["keep.txt"]
+    env = {"CLOSEGUARD_STORE_URL": f"sqlite:///{tmp_path / 'none.db'}"}
+    missing = runner.invoke(app, ["store", "backup", str(tmp_path / "b1")], env=env)
+    assert missing.exit_code == 1 and not (tmp_path / "none.db").exists()
+    assert "Traceback" not in missing.output + missing.stderr
+    env = {"CLOSEGUARD_STORE_URL": ADMIN_URL}
+    pg = runner.invoke(app, ["store", "backup", str(tmp_path / "b2")], env=env)
+    assert pg.exit_code == 1 and "pg_dump" in pg.stderr
