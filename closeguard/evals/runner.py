@@ -101,14 +101,21 @@ async def run_trial(
     seed: int,
     guard: bool,
     limit: float | None,
+    seen: Callable[[Outcome], None] | None = None,
 ) -> dict[str, Any]:
-    """One graded trial as the report stores it (``limit``: seconds, else the task's)."""
+    """One graded trial as the report stores it (``limit``: seconds, else the task's).
+
+    ``seen`` is handed the finished trial's ``Outcome`` (states, answer, calls) before it
+    is graded: the fault drill reads what the report does not keep.
+    """
     started = time.perf_counter()
     out: dict[str, Any] = {"seed": seed, "passed": False}
     limit = limit or task.timeout
     try:
         async with asyncio.timeout(limit):
             outcome = await _outcome(loaded, world, task, model, seed, guard)
+        if seen is not None:
+            seen(outcome)
         grades = grade(task, outcome, diff)
     except TimeoutError:
         out["error"] = f"timed out after {limit:g}s"

@@ -11,7 +11,8 @@ guarded, from the wire when not.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
@@ -121,12 +122,33 @@ def shared_tools() -> list[BaseTool]:
     return make_tools(_TrialCaller())
 
 
+@contextmanager
+def _fault_free(sim: Simulator) -> Iterator[None]:
+    """``sim``'s fault injection off for the block, then back as it was."""
+    injector = sim.faults
+    if injector is None:
+        yield
+        return
+    config = injector.config
+    injector.disable()
+    try:
+        yield
+    finally:
+        injector.configure(config)
+
+
 async def run_setup(sim: Simulator, calls: Sequence[Call]) -> None:
-    """A task's ``setup`` calls, unguarded (``tool`` is ``METHOD /path/``)."""
-    async with sim.client() as client:
-        for call in calls:
-            method, _, path = call.tool.partition(" ")
-            await client.request(method, path, json=call.args or None)
+    """A task's ``setup`` calls, unguarded (``tool`` is ``METHOD /path/``) and fault-free.
+
+    Setup is the person's own edits that set the scene, not what a trial measures, so the
+    task's faults are off while it runs and switch on after it (their seeded sequence
+    starts there: an injector that is off draws nothing).
+    """
+    with _fault_free(sim):
+        async with sim.client() as client:
+            for call in calls:
+                method, _, path = call.tool.partition(" ")
+                await client.request(method, path, json=call.args or None)
 
 
 def _answer(messages: Sequence[Any]) -> str:

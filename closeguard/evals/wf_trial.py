@@ -1,9 +1,10 @@
 """Workflow trials: the task's packaged workflow through the real runtime path.
 
-The ``setup`` calls are made as a person would (unguarded), so the simulator records the
-very events Close would. Those that trigger the workflow are then delivered to the
-durable inbox in the task's ``deliveries.order`` (a repeated index is a duplicated
-webhook, a permutation an out-of-order one, a missing index a missed one), and Event Log
+The ``setup`` calls are made as a person would (unguarded, and free of the task's faults,
+which apply to what the workflow does), so the simulator records the very events Close
+would. Those that trigger the workflow are then delivered to the durable inbox in the
+task's ``deliveries.order`` (a repeated index is a duplicated webhook, a permutation an
+out-of-order one, a missing index a missed one), and Event Log
 catch-up, under the ``event-intake`` policy as in ``closeguard run``, brings back what
 was missed. Schedule ticks go in twice (a second scheduler firing the same tick) and
 manual runs once. A worker then drains the run queue through the executor (the
@@ -14,6 +15,7 @@ the task says and the parked runs resumed. ``noop`` delivers everything and runs
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -34,7 +36,7 @@ from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.queue import SqlRunQueue
 from closeguard.workflows.worker import Worker
 
-__all__ = ["MAX_RUNS", "run_workflow_task", "workflow_of"]
+__all__ = ["MAX_RUNS", "drain", "eval_worker", "run_workflow_task", "workflow_of"]
 
 MAX_RUNS = 200
 """Runs one trial may execute: a bound, so a run that re-queues itself cannot spin forever."""
@@ -79,8 +81,14 @@ async def _deliver(
     return notes
 
 
+@cache
+def _intake_policy() -> Policy:
+    """``closeguard run``'s intake policy, parsed once per process (it is immutable)."""
+    return Policy.load("event-intake")
+
+
 async def _catch_up(sim: Simulator, inbox: Inbox, store: Store) -> int:
-    intake = Guarded(Policy.load("event-intake"), store=store)
+    intake = Guarded(_intake_policy(), store=store)
     async with sim.client(policy=intake, actor="closeguard-intake") as client:
         catch = CatchUp(
             client,
@@ -92,7 +100,27 @@ async def _catch_up(sim: Simulator, inbox: Inbox, store: Store) -> int:
     return result.stored
 
 
-async def _drain(
+def eval_worker(
+    workflow: Workflow,
+    sim: Simulator,
+    store: Store,
+    queue: SqlRunQueue,
+    llm: BaseChatModel | None = None,
+) -> Worker:
+    """A worker for ``workflow`` on ``queue``, its executor calling ``sim``."""
+    executor = Executor(
+        store=store,
+        checkpointer=InMemorySaver(),
+        api_key=sim.api_key,
+        transport=sim.transport(),
+        base_url=BASE_URL,
+        clock=sim.clock,
+        llm=llm,
+    )
+    return Worker(queue, executor, {workflow.name: workflow}, store=store, name="eval")
+
+
+async def drain(
     worker: Worker, queue: SqlRunQueue, approvals: Approvals, answer: str, clock: FakeClock
 ) -> int:
     """Run everything queued; answer approvals as told and resume parked runs; a run
@@ -136,18 +164,9 @@ async def run_workflow_task(
     inbox = Inbox(store, [workflow], queue)
     notes = await _deliver(task, sim, workflow, inbox, store, seen)
     if not noop:
-        executor = Executor(
-            store=store,
-            checkpointer=InMemorySaver(),
-            api_key=sim.api_key,
-            transport=sim.transport(),
-            base_url=BASE_URL,
-            clock=sim.clock,
-            llm=llm,
-        )
-        worker = Worker(queue, executor, {workflow.name: workflow}, store=store, name="eval")
+        worker = eval_worker(workflow, sim, store, queue, llm)
         assert isinstance(sim.clock, FakeClock), "eval trials run on a fake clock"
-        executed = await _drain(worker, queue, Approvals(store), task.approvals, sim.clock)
+        executed = await drain(worker, queue, Approvals(store), task.approvals, sim.clock)
         notes.append(f"{executed} run(s) executed")
         notes.extend(await _run_states(queue))
     outcome = Outcome(before=before, after=sim.snapshot(IGNORED), notes=notes)
