@@ -28,6 +28,7 @@ from closeguard.evals.format import Reference
 __all__ = [
     "OFFLINE_MODELS",
     "adversary_model",
+    "close_failures",
     "injected_actions",
     "make_model",
     "reference_model",
@@ -61,12 +62,44 @@ class _Function(FunctionChatModel):
         return _described(tools)
 
 
+_CLOSE_FAILED = re.compile(r"failed: (?:5\d\d|429)\b|request failed \(")
+"""How the client words a call Close failed (a 5xx, 429s past their retries, no answer)."""
+
+
+def close_failures(messages: Sequence[BaseMessage]) -> list[str]:
+    """The tool results in ``messages`` that say Close failed a call (not a guard refusal)."""
+    return [
+        f"{m.name}: {unwrap_result(str(m.content)).removeprefix('Error: ')}"
+        for m in messages
+        if isinstance(m, ToolMessage)
+        and m.status == "error"
+        and _CLOSE_FAILED.search(str(m.content))
+    ]
+
+
+class _Reference(_Scripted):
+    """The scripted reference, except that it does not claim a success Close did not give:
+    when a call failed, its last turn says what was not done instead of the scripted answer
+    (as any model reading its tool results must)."""
+
+    def _reply(self, messages: list[BaseMessage]) -> AIMessage:
+        reply = super()._reply(messages)
+        failed = close_failures(messages)
+        if reply.tool_calls or not failed:
+            return reply
+        text = (
+            f"I could not finish this: {'; '.join(failed)}. A change whose outcome is "
+            "unknown is not retried blindly, so please check Close before asking me again."
+        )
+        return AIMessage(content=text, id=reply.id)
+
+
 def reference_model(reference: Reference) -> ScriptedChatModel:
     turns: list[dict[str, Any]] = [
         {"text": "", "tool_calls": [{"name": c.tool, "args": c.args}]} for c in reference.calls
     ]
     turns.append({"text": reference.answer or "Done."})
-    return _Scripted(turns=turns, name="reference")
+    return _Reference(turns=turns, name="reference")
 
 
 def noop_model() -> FunctionChatModel:
