@@ -1,27 +1,47 @@
 """The fault matrix: every ``sales-ops`` and ``workflows`` eval task (so every packaged
 workflow) replayed with its reference solution under each simulator fault profile.
 
-A trial that passes its graders completed with exactly the expected end state. A failed
-state check ``expected N, found M`` is counted as lost (M < N) or duplicated (M > N)
-effects, a field left unchanged (``is_complete is False, expected True``) as lost; any
-other failure (a crash, a timeout, a wrong answer) as ``other``.
+Faults apply to what the agent or the workflow does, never to the task's ``setup`` (the
+eval rig makes those edits fault-free). Each trial lands in exactly one category, read
+from what each grader's failure means (``closeguard/evals/graders``), the final answer
+and the runs:
+
+- ``completed``: every grader passed, so exactly the expected end state.
+- ``duplicated``: a count check found more than the task makes (``expected 1, found 2``).
+- ``unwanted``: a change the task must not make (an ``exists: false`` check that held at
+  the start but not at the end, an unexpected change, a forbidden effect).
+- ``dead``: a workflow run ran out of attempts on transient failures and is dead-lettered
+  with its error, in ``closeguard runs list`` and retriable with ``closeguard runs retry``;
+  the rest of its effects are missing, nothing is doubled.
+- ``refused_to_guess``: a chat write that Close failed (5xx, no answer) and that the client
+  would not resend blind (its outcome is unknown); the effect is missing, nothing is
+  doubled, and the agent's answer tells the user so.
+- ``lost``: an effect missing with none of the above to account for it (``expected 1, found
+  0``, ``not found``, a field left as it was, an ``exists: false`` check whose objects were
+  there at the start and still are, or the task's call never succeeding).
+- ``other``: a crash, a timeout, a wrong answer alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from closeguard.evals.format import Delivery, Faults, Task
+from closeguard.evals.graders import Trial, grade_state
 from closeguard.evals.loader import LoadedSuite, find_suites
 from closeguard.evals.runner import run_trial
+from closeguard.evals.trial import Outcome
 from closeguard.evals.world import BuiltWorld, build_world
 from closeguard.simulator.faults import HTTPFaults
+from closeguard.simulator.hashing import diff
+from closeguard.tools.catalog import BY_NAME
 
-__all__ = ["PROFILES", "FaultFigures", "Profile", "fault_matrix"]
+__all__ = ["PROFILES", "Evidence", "FaultFigures", "Profile", "failure_kind", "fault_matrix"]
 
 Reorder = Callable[[list[int]], list[int]]
 
@@ -64,40 +84,113 @@ PROFILES: dict[str, Profile] = {
     "webhook-dropped": Profile(deliveries=_drop_all),
 }
 
-_COUNT = re.compile(r"expected (\d+|none), found (\d+)")
-_FIELD = re.compile(r"^\w+ \S+: \w+ is .*, expected ")
+_COUNT = re.compile(r"^(.*): expected (\d+|none), found (\d+)$")
+_FIELD = re.compile(r"^\w+ \S+: [\w.]+ is .*, expected ")
+_UNWANTED = ("expected no change", "unexpected change:", "forbidden effect happened")
+_TOLD = re.compile(r"(?i)\b(?:could not|couldn't|cannot|failed|not done|did not|didn't|unable)\b")
+"""An answer that says something was not done (for ``refused_to_guess``)."""
+_DEAD = ": dead ("
+"""How the workflow trial notes a dead-lettered run (``run ID: dead (error)``)."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a trial's report does not keep and its classification needs."""
+
+    answer: str = ""
+    failed_writes: tuple[str, ...] = ()
+    """Writes that went to Close and got a 5xx or no answer (endpoint names)."""
+    present_at_start: frozenset[str] = frozenset()
+    """``exists: false`` checks (as the state grader names them) that already matched
+    objects at the start: the task had to clear those, so a miss is a lost effect."""
+
+    @classmethod
+    def of(cls, task: Task, outcome: Outcome) -> Evidence:
+        failed = tuple(
+            a.endpoint
+            for a in outcome.actions
+            if a.endpoint in BY_NAME
+            and BY_NAME[a.endpoint].method != "GET"
+            and not a.blocked
+            and (a.status is None or a.status >= 500)
+        )
+        start = Trial(before=outcome.before, after=outcome.before, diff=diff({}, {}))
+        present = frozenset(
+            m[1]
+            for f in grade_state(
+                start, task.expect.model_copy(update={"unchanged": False})
+            ).failures
+            if (m := _COUNT.match(f)) is not None and m[2] == "none"
+        )
+        return cls(outcome.answer, failed, present)
+
+
+def failure_kind(failure: str, evidence: Evidence | None = None) -> str:
+    """What one grader failure means: lost, duplicated, unwanted, answer or other."""
+    line = failure.splitlines()[0] if failure else ""
+    count = _COUNT.match(line)
+    if count is not None:
+        found = int(count[3])
+        if count[2] == "none":
+            present = evidence.present_at_start if evidence is not None else frozenset()
+            return "lost" if count[1] in present else "unwanted"
+        return "lost" if found < int(count[2]) else "duplicated"
+    if line.endswith(": not found") or _FIELD.match(line) or "never called successfully" in line:
+        return "lost"
+    if line.startswith(_UNWANTED) or "got through the guard" in line:
+        return "unwanted"
+    if line.startswith("the answer does not say"):
+        return "answer"
+    return "other"
 
 
 @dataclass
 class FaultFigures:
-    """One profile's totals over every task and seed."""
+    """One profile's totals over every task and seed; each trial counts in exactly one
+    category (see the module's docstring), so they add up to ``tried``."""
 
     profile: str
     tried: int = 0
     completed: int = 0
     lost: int = 0
     duplicated: int = 0
+    unwanted: int = 0
+    dead: int = 0
+    refused_to_guess: int = 0
     other: int = 0
+    seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
 
-    def add(self, where: str, result: dict[str, Any]) -> None:
+    def add(self, where: str, result: dict[str, Any], evidence: Evidence | None = None) -> None:
         self.tried += 1
         if result["passed"]:
             self.completed += 1
             return
-        kinds = set()
-        for failure in result.get("failures") or ["failed"]:
-            match = _COUNT.search(failure)
-            if match is None:
-                kinds.add("lost" if _FIELD.search(failure) else "other")
-                continue
-            want = 0 if match[1] == "none" else int(match[1])
-            kinds.add("lost" if int(match[2]) < want else "duplicated")
-        self.lost += "lost" in kinds
-        self.duplicated += "duplicated" in kinds
-        self.other += kinds == {"other"}
-        first = (result.get("failures") or ["failed"])[0].splitlines()[0]
-        self.failures.append(f"{where} seed {result['seed']}: {first[:200]}")
+        failures = result.get("failures") or ["failed"]
+        kinds = {failure_kind(f, evidence) for f in failures}
+        dead = [n for n in result.get("notes") or [] if _DEAD in n]
+        category = _category(kinds, dead, evidence)
+        setattr(self, category, getattr(self, category) + 1)
+        detail = dead[0] if category == "dead" else failures[0].splitlines()[0]
+        if category == "refused_to_guess" and evidence is not None:
+            detail = f"{detail}; answer: {evidence.answer}"
+        self.failures.append(f"{category}: {where} seed {result['seed']}: {detail[:300]}")
+
+
+def _category(kinds: set[str], dead: list[str], evidence: Evidence | None) -> str:
+    for worst in ("duplicated", "unwanted"):
+        if worst in kinds:
+            return worst
+    if dead and kinds <= {"lost"}:
+        return "dead"
+    if (
+        evidence is not None
+        and evidence.failed_writes
+        and kinds <= {"lost", "answer"}
+        and _TOLD.search(evidence.answer)
+    ):
+        return "refused_to_guess"
+    return "lost" if "lost" in kinds else "other"
 
 
 def _apply(task: Task, profile: Profile) -> Task | None:
@@ -126,7 +219,9 @@ async def fault_matrix(
     concurrency: int = 4,
     limit: float = 120.0,
 ) -> list[FaultFigures]:
-    """Run the matrix; one ``FaultFigures`` per profile, in the order given."""
+    """Run the matrix; one ``FaultFigures`` per profile, in the order given. Profiles run
+    one after another (their trials ``concurrency`` at a time), so each has its own wall
+    time."""
     loaded = find_suites(list(suites))
     worlds = [(s, await build_world(s)) for s in loaded]
     tasks = [(s, w, t) for s, w in worlds for t in await _resolved(s, w)]
@@ -136,18 +231,28 @@ async def fault_matrix(
     async def one(
         fig: FaultFigures, suite: LoadedSuite, world: BuiltWorld, task: Task, seed: int
     ) -> None:
+        seen: list[Evidence] = []
         async with gate:
             result = await run_trial(
-                suite, world, task, model="reference", seed=seed, guard=True, limit=limit
+                suite,
+                world,
+                task,
+                model="reference",
+                seed=seed,
+                guard=True,
+                limit=limit,
+                seen=lambda outcome: seen.append(Evidence.of(task, outcome)),
             )
-        fig.add(f"{suite.name}/{task.id}", result)
+        fig.add(f"{suite.name}/{task.id}", result, seen[0] if seen else None)
 
-    jobs: list[Coroutine[Any, Any, None]] = []
     for fig in figures:
         profile = PROFILES[fig.profile]
+        jobs: list[Coroutine[Any, Any, None]] = []
         for suite, world, task in tasks:
             faulted = _apply(task, profile)
             if faulted is not None:
                 jobs.extend(one(fig, suite, world, faulted, seed) for seed in range(seeds))
-    await asyncio.gather(*jobs)
+        started = time.perf_counter()
+        await asyncio.gather(*jobs)
+        fig.seconds = round(time.perf_counter() - started, 1)
     return figures
