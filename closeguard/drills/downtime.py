@@ -40,6 +40,8 @@ class DowntimeFigures:
     runs_other: int = 0
     lost: int = 0
     duplicated: int = 0
+    windows_waited: int = 0
+    """Times the backlog outran the policy's hourly write limit and waited for a window."""
 
 
 async def downtime_drill(store: Store, *, events: int = 500, hours: float = 1.0) -> DowntimeFigures:
@@ -79,8 +81,14 @@ async def downtime_drill(store: Store, *, events: int = 500, hours: float = 1.0)
         clock=clock,
     )
     worker = Worker(queue, executor, {workflow.name: workflow}, store=store, name="drill")
-    while await worker.run_one():
-        pass
+    while True:
+        while await worker.run_one():
+            pass
+        waiting = await queue.list(status="queued", limit=events * 2)
+        if not waiting:
+            break
+        clock.advance_to(min(r.available_at for r in waiting) + 0.001)
+        figures.windows_waited += 1
     assert not Approvals(store).list("pending")
     states = Counter(r.status for r in await queue.list(limit=events * 2))
     figures.runs_completed = states.pop("completed", 0)
