@@ -1,4 +1,6 @@
-"""Shared fixtures: fake time, a CloseClient on an httpx.MockTransport, a temp store."""
+"""Shared fixtures: fake time, a CloseClient on an httpx.MockTransport, a temp store; and the
+suite-wide secrets drill (``tests/_secrets.py``: every test under known fake keys, every
+surface scanned for them)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,12 @@ from closeguard.store import Store
 from closeguard.tools.client import CloseClient
 from closeguard.tools.clock import FakeClock
 
-TEST_API_KEY = "test_key_s3cr3t_do_not_print"
+pytest.register_assert_rewrite("tests._secrets")
+from tests._secrets import api_key  # noqa: E402
+
+pytest_plugins = ["tests._secrets", "pytester"]
+
+TEST_API_KEY = api_key("_test")
 TEST_BASE_URL = "https://api.close.test/api/v1"
 
 Handler = Callable[[httpx.Request], Any]
