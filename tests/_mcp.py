@@ -19,8 +19,9 @@ from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.tools import ENDPOINTS
 from closeguard.tools.langchain import tool_name
+from tests._secrets import api_key
 
-FAKE_KEY = "api_KnownFakeKey0123456789abcdef.sim"
+FAKE_KEY = api_key("_mcp")
 """The Close key the gateway is given: it must appear in no output."""
 CLIENT_NAME = "closeguard-test-client"
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from closeguard.cli import app
 from closeguard.store import Store
+from tests._secrets import api_key
 
 runner = CliRunner()
 SECRETS = ("CLOSE_API_KEY", "CLOSE_OAUTH_ACCESS_TOKEN", "CLOSEGUARD_MODEL", "CLOSE_BASE_URL")
@@ -40,11 +41,11 @@ def test_info_without_settings_says_simulator_and_store_missing(
 def test_info_masks_the_key_and_the_store_password(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CLOSE_API_KEY", "api_s3cr3t_value_WXYZ")
+    monkeypatch.setenv("CLOSE_API_KEY", api_key("_WXYZ"))
     monkeypatch.setenv("CLOSE_BASE_URL", "http://127.0.0.1:8765/api/v1")
     monkeypatch.setenv("CLOSEGUARD_MODEL", "openai:gpt-4o-mini")
     text = runner.invoke(app, ["info"]).stdout
-    assert "api_s3cr3t" not in text and "API key …WXYZ (CLOSE_API_KEY)" in text
+    assert api_key() not in text and "API key …WXYZ (CLOSE_API_KEY)" in text
     assert "http://127.0.0.1:8765/api/v1" in text and "openai:gpt-4o-mini" in text
     assert "(exists)" in text
     data = json.loads(runner.invoke(app, ["info", "--json"]).stdout)

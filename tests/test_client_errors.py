@@ -23,6 +23,7 @@ from closeguard.tools.errors import (
     UnsupportedMediaType,
 )
 from closeguard.tools.settings import Settings
+from tests._secrets import api_key
 from tests.conftest import TEST_API_KEY, TEST_BASE_URL
 
 
@@ -134,7 +135,7 @@ def test_missing_credential_is_a_one_line_config_error(monkeypatch: pytest.Monke
 async def test_credential_and_base_url_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CLOSE_API_KEY", "env_key_123456")
+    monkeypatch.setenv("CLOSE_API_KEY", api_key("_env"))
     monkeypatch.setenv("CLOSE_BASE_URL", "http://sim.local/api/v1/")
     seen: list[tuple[str, str]] = []
 
@@ -146,9 +147,12 @@ async def test_credential_and_base_url_come_from_the_environment(
         assert client.base_url == "http://sim.local/api/v1"
         await client.users.me()
     assert seen == [
-        ("http://sim.local/api/v1/me/", "Basic " + base64.b64encode(b"env_key_123456:").decode())
+        (
+            "http://sim.local/api/v1/me/",
+            "Basic " + base64.b64encode(f"{api_key('_env')}:".encode()).decode(),
+        )
     ]
-    assert "env_key_123456" not in repr(client)
+    assert api_key() not in repr(client)
 
 
 async def test_api_key_is_basic_username_with_blank_password(make_client: Any) -> None:

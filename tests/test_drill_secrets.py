@@ -31,8 +31,9 @@ from closeguard.tools import CloseClient
 from closeguard.tools.errors import CloseguardError
 from closeguard.workflows.definition import Context, EventTrigger, Workflow
 from closeguard.workflows.runtime import Runtime, RuntimeConfig
+from tests._secrets import api_key
 
-API_KEY = "api_DRILL0000secretKEY0000closeguard0000"
+API_KEY = api_key("_drill")
 POLICY = Policy.from_dict({"name": "drill-secrets", "grants": {"task": "write", "lead": "read"}})
 
 

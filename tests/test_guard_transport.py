@@ -33,6 +33,7 @@ from closeguard.tools.errors import (
     CloseguardError,
     PolicyViolation,
 )
+from tests._secrets import api_key
 
 
 @pytest.fixture
@@ -285,7 +286,7 @@ async def test_a_retried_call_counts_once_and_is_audited_per_attempt(store: Stor
         "grants: {task: write}\nlimits:\n  per_run: {per_endpoint: {task.create: 1}}\n"
     )
     client = CloseClient(
-        api_key="k",
+        api_key=api_key(),
         base_url="https://api.close.com/api/v1",
         transport=httpx.MockTransport(answer),
         policy=Guarded(policy, store=store),
@@ -325,7 +326,7 @@ async def test_a_write_close_failed_gives_its_per_run_units_back(
         "grants: {task: write}\nlimits:\n  per_run: {per_endpoint: {task.create: 1}}\n"
     )
     client = CloseClient(
-        api_key="k",
+        api_key=api_key(),
         base_url="https://api.close.com/api/v1",
         transport=httpx.MockTransport(answer),
         policy=Guarded(policy, store=store),

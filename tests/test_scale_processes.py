@@ -33,11 +33,12 @@ from closeguard.workflows.queue_pg import ProcrastinateRunQueue, queue_for
 from tests._pg import fresh_database
 from tests._scale_cluster import Cluster, prepare
 from tests._scale_proc import WORKFLOWS
+from tests._secrets import signature_key
 from tests._serve import served
 
 pytestmark = pytest.mark.postgres
 
-KEY = "ab" * 32
+KEY = signature_key(1)
 LEADS, PER_LEAD = 100, 20
 
 

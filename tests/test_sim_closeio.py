@@ -18,6 +18,7 @@ from closeio_api import API, APIError, ValidationError
 
 from closeguard.simulator import Simulator
 from closeguard.simulator.webhooks import with_dispatcher
+from tests._secrets import api_key
 
 
 def _free_port() -> int:
@@ -147,7 +148,7 @@ def test_official_client_sees_validation_errors(api: API) -> None:
     assert "lead_id" in bad.value.field_errors
     with pytest.raises(ValidationError):
         api.get("lead", params={"_limit": 5000})
-    wrong = API(api.base_url, api_key="not-a-key", max_retries=1)
+    wrong = API(api.base_url, api_key=api_key("_wrong"), max_retries=1)
     with pytest.raises(APIError) as denied:
         wrong.get("me")
     assert denied.value.response.status_code == 401

@@ -19,6 +19,7 @@ from closeguard.simulator.faults import (
     HTTPFaults,
 )
 from closeguard.simulator.ratelimit import RateLimiter, RateLimitMiddleware, RateLimits
+from tests._secrets import api_key
 from tests._serve import served
 
 
@@ -39,7 +40,7 @@ def client_for(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://sim/api/v1",
-        auth=httpx.BasicAuth("api_key", ""),
+        auth=httpx.BasicAuth(api_key(), ""),
     )
 
 
@@ -176,9 +177,9 @@ async def test_drop_when_served_closes_the_socket(http: str) -> None:
     app = FaultMiddleware(ok_app, injector)
     async with served(app, http=http) as base, httpx.AsyncClient(base_url=base) as client:
         with pytest.raises(httpx.RemoteProtocolError):
-            await client.get("/api/v1/lead/", auth=("api_key", ""))
+            await client.get("/api/v1/lead/", auth=(api_key(), ""))
         injector.disable()
-        response = await client.get("/api/v1/lead/", auth=("api_key", ""))
+        response = await client.get("/api/v1/lead/", auth=(api_key(), ""))
         assert response.status_code == 200
 
 

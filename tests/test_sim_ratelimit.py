@@ -24,7 +24,10 @@ from closeguard.simulator.ratelimit import (
     credential_id,
     rate_group_for,
 )
+from tests._secrets import api_key
 
+KEY_ONE, SECOND_KEY = api_key("_one"), api_key("_second")
+KEY_A, KEY_B, KEY_C, KEY_D = (api_key(f"_{c}") for c in "abcd")
 HEADER = re.compile(r"^limit=(\d+), remaining=(\d+), reset=(\d+(?:\.\d+)?)$")
 
 
@@ -47,7 +50,7 @@ async def tiny_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def client_for(app: Any, key: str | None = "api_key_one") -> httpx.AsyncClient:
+def client_for(app: Any, key: str | None = KEY_ONE) -> httpx.AsyncClient:
     auth = httpx.BasicAuth(key, "") if key else None
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://sim/api/v1", auth=auth
@@ -144,18 +147,18 @@ async def test_per_key_and_per_org_limits(clock: FakeClock) -> None:
     limiter = RateLimiter(RateLimits(groups={"lead:read": 2}), clock)
     app = RateLimitMiddleware(tiny_app, limiter)
     results: dict[str, list[int]] = {}
-    for key in ("key_a", "key_b", "key_c", "key_d"):
+    for key in (KEY_A, KEY_B, KEY_C, KEY_D):
         async with client_for(app, key) as client:
             results[key] = [(await client.get("/lead/")).status_code for _ in range(3)]
     # Each key gets 2 per window; the organization 6: the fourth key finds it exhausted.
-    assert results["key_a"] == results["key_b"] == results["key_c"] == [200, 200, 429]
-    assert results["key_d"] == [429, 429, 429]
-    async with client_for(app, "key_d") as client:
+    assert results[KEY_A] == results[KEY_B] == results[KEY_C] == [200, 200, 429]
+    assert results[KEY_D] == [429, 429, 429]
+    async with client_for(app, KEY_D) as client:
         refused = await client.get("/lead/")
         assert parse(refused.headers["RateLimit"])[:2] == (6, 0)
         clock.advance(1)
         assert (await client.get("/lead/")).status_code == 200
-    assert limiter.rejected[credential_id_of("key_d")] == 4
+    assert limiter.rejected[credential_id_of(KEY_D)] == 4
 
 
 def credential_id_of(key: str) -> str:
@@ -166,9 +169,9 @@ def credential_id_of(key: str) -> str:
 
 
 def test_credential_is_hashed_never_kept() -> None:
-    kid = credential_id_of("api_secret_value")
-    assert "api_secret_value" not in kid
-    assert kid == credential_id_of("api_secret_value") != credential_id_of("other")
+    kid = credential_id_of(KEY_ONE)
+    assert api_key() not in kid
+    assert kid == credential_id_of(KEY_ONE) != credential_id_of(KEY_A)
     bearer = credential_id({"headers": [(b"authorization", b"Bearer tok_123")]})
     assert bearer is not None and "tok_123" not in bearer
     assert credential_id({"headers": []}) is None
@@ -193,12 +196,12 @@ async def test_disabled_limits_allow_everything(clock: FakeClock) -> None:
 
 async def test_simulator_rate_limits_per_key_and_client_paces(clock: FakeClock) -> None:
     sim = Simulator(
-        seed=2, leads=3, clock=clock, rate_limits=RateLimits(rps=2), api_keys=["second_key"]
+        seed=2, leads=3, clock=clock, rate_limits=RateLimits(rps=2), api_keys=[SECOND_KEY]
     )
     async with sim.http_client() as first:
         answers = [await first.get("/lead/") for _ in range(3)]
         unauthenticated = await first.get("/lead/", auth=None)
-        async with sim.http_client(auth=("second_key", "")) as second:
+        async with sim.http_client(auth=(SECOND_KEY, "")) as second:
             other = await second.get("/lead/")
         bad_key = await first.get("/me/", auth=("no_such_key", ""))
     assert [r.status_code for r in answers] == [200, 200, 429]
@@ -285,7 +288,7 @@ async def test_every_simulator_response_carries_the_header(clock: FakeClock) -> 
 async def test_bad_keys_do_not_spend_the_organization_budget(clock: FakeClock) -> None:
     """A flood of bad or missing keys is refused on its own budget; valid keys keep theirs."""
     sim = Simulator(
-        seed=2, leads=2, clock=clock, rate_limits=RateLimits(rps=5), api_keys=["second_key"]
+        seed=2, leads=2, clock=clock, rate_limits=RateLimits(rps=5), api_keys=[SECOND_KEY]
     )
     flood: list[int] = []
     async with sim.http_client() as http:
@@ -293,7 +296,7 @@ async def test_bad_keys_do_not_spend_the_organization_budget(clock: FakeClock) -
             auth = None if n % 4 == 0 else (f"bad_key_{n % 3}", "")
             flood.append((await http.get("/lead/", auth=auth)).status_code)
         first = [await http.get("/lead/") for _ in range(5)]
-        async with sim.http_client(auth=("second_key", "")) as second:
+        async with sim.http_client(auth=(SECOND_KEY, "")) as second:
             other = [await second.get("/lead/") for _ in range(5)]
     assert [r.status_code for r in first + other] == [200] * 10
     assert [parse(r.headers["RateLimit"])[:2] for r in first] == [(5, n) for n in range(4, -1, -1)]

@@ -25,9 +25,10 @@ from closeguard.simulator.webhooks import (
     verify_signature,
     with_dispatcher,
 )
+from tests._secrets import signature_key
 from tests._serve import served
 
-KEY = "8f3c2a1b" * 8  # 64 hex chars, as Close issues them
+KEY = signature_key(2)  # 64 hex chars, as Close issues them
 HOOKS = "http://hooks.test"
 
 

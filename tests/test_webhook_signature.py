@@ -13,15 +13,18 @@ from closeguard.simulator import Simulator
 from closeguard.tools import FakeClock
 from closeguard.tools.webhooks import SignatureVerifier, Verdict, compute_signature
 from tests._hooks import subscribe_lead_created
+from tests._secrets import signature_key
 
 # Computed outside Python:
 # printf '%s' "$TS$BODY" | openssl dgst -sha256 -mac HMAC -macopt hexkey:$KEY
-KEY = "00112233445566778899aabbccddeeff0102030405060708090a0b0c0d0e0f10"
+# KEY is tests/_secrets.py's signature_key(3) under the default known key, written out: a
+# fixed vector cannot follow CLOSEGUARD_TEST_SIGNATURE_KEY.
+KEY = "5ec7e75d0c105e90a7d5ec7e75d7e57500000000000000000000000000000003"
 TS = "1700000000"
 BODY = b'{"subscription_id":"whsub_1","event":{"id":"ev_1"}}'
-EXPECTED = "45e0f4e89d7b17a53f745a9ce6d4997e23b46a41cab14a3c743d73e39dab9f83"
+EXPECTED = "688b26c7454f93b8c6a3ea001ca322d53e6cbbfa1a7785d8d4e03b943afc40ad"
 # The same with the hex *text* as the key (openssl -hmac $KEY): what a wrong receiver computes.
-KEYED_WITH_HEX_TEXT = "22ad0d9424857fcee3d4ed554cbfbe3c0546be345cef617deb5effb57482e10c"
+KEYED_WITH_HEX_TEXT = "1c59b37a4c4e40908e43766ab62bee1628448ca47fda0e69da3ee2d6864f76b6"
 
 
 def verifier(now: float = 1_700_000_000, keys: tuple[str, ...] = (KEY,)) -> SignatureVerifier:
@@ -78,7 +81,7 @@ def test_malformed_headers(timestamp: str | None, signature: str | None, verdict
 
 def test_no_key_and_several_keys() -> None:
     assert verifier(keys=()).check(TS, EXPECTED, BODY) is Verdict.NO_KEY
-    other = "ff" * 32
+    other = signature_key(4)
     assert verifier(keys=(other, KEY)).verify(TS, EXPECTED, BODY)
     assert not verifier(keys=(other,)).verify(TS, EXPECTED, BODY)
 

@@ -22,8 +22,9 @@ from closeguard.tools.webhooks import compute_signature
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.receiver import DEFAULT_PATH, WebhookReceiver, serve
 from tests._hooks import lead_created_flow, subscribe_lead_created
+from tests._secrets import signature_key
 
-KEY = "5ac3" * 16
+KEY = signature_key(5)
 NOW = 1_700_000_000
 
 
