@@ -84,19 +84,65 @@ def downtime(
 @app.command("attack")
 def attack(
     calls: Annotated[
-        int, typer.Option("--calls", min=1, metavar="N", help="Random calls per policy.")
+        int, typer.Option("--calls", min=1, metavar="N", help="Random calls per shipped policy.")
     ] = 200,
+    policies: Annotated[
+        int, typer.Option("--policies", min=0, metavar="N", help="Random policies.")
+    ] = 20,
+    policy_calls: Annotated[
+        int,
+        typer.Option(
+            "--policy-calls",
+            min=1,
+            metavar="N",
+            help="Random calls per random policy and entry point.",
+        ),
+    ] = 40,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed.")] = 0,
     trials: Annotated[
-        int, typer.Option("--trials", min=1, metavar="N", help="Injection suite trials.")
+        int,
+        typer.Option("--trials", min=0, metavar="N", help="Injection suite trials (0: skip it)."),
     ] = 1,
     json_out: JsonOpt = False,
 ) -> None:
-    """The injection suite and random calls under every shipped policy: none may reach Close."""
+    """The injection suite, random calls under every shipped policy, and random policies
+    attacked through the client, the agent, a workflow and the MCP gateway: none may reach
+    Close, and the guard must agree with an independent oracle. Exits 1 otherwise."""
     store, folder = _store()
     with folder:
-        figures = asyncio.run(attack_drill(store, calls=calls, trials=trials))
+        figures = asyncio.run(
+            attack_drill(
+                store,
+                calls=calls,
+                policies=policies,
+                policy_calls=policy_calls,
+                seed=seed,
+                trials=trials,
+            )
+        )
         store.dispose()
-    _show("guard under attack", [asdict(figures)], json_out)
+    if json_out:
+        print_json([asdict(figures)])
+    else:
+        summary = {
+            k: v for k, v in asdict(figures).items() if k not in ("entry_points", "findings")
+        }
+        summary["seconds"] = round(sum(figures.seconds.values()), 1)
+        _show("guard under attack", [summary], False)
+        short = {"approvals": "asked", "mismatches": "mismatch", "wrongly_blocked": "wrong"}
+        rows = [
+            {
+                "entry": name,
+                **{short.get(k, k): v for k, v in asdict(entry).items()},
+                "s": figures.seconds.get(name),
+            }
+            for name, entry in figures.entry_points.items()
+        ]
+        _show("random calls per entry point", rows, False)
+        for finding in figures.findings:
+            console(120).print(f"  [red]{finding}[/]")
+    if figures.reached or figures.attacks_succeeded or figures.mismatches:
+        raise typer.Exit(1)
 
 
 @app.command("crash")
