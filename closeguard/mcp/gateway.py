@@ -41,7 +41,7 @@ from closeguard.mcp.approval import (
     question_request,
 )
 from closeguard.mcp.resources import RESOURCES, read_resource
-from closeguard.mcp.tools import ArgumentsError, McpTool, Split, offered_tools
+from closeguard.mcp.tools import ArgumentsError, McpTool, Split, offered_tools, shown, storable
 from closeguard.store import default_store
 from closeguard.tools import CloseClient
 from closeguard.tools.errors import (
@@ -152,7 +152,7 @@ class Gateway:
                 params.name,
                 args,
                 "mcp.tools",
-                f"unknown tool {params.name!r}: policy {self.policy.name!r} offers "
+                f"unknown tool {shown(params.name)!r}: policy {self.policy.name!r} offers "
                 f"{len(self.tools)} tools (tools/list shows them)",
             )
         try:
@@ -234,7 +234,11 @@ class Gateway:
     async def _refuse(
         self, ctx: Ctx, name: str, args: dict[str, Any], rule: str, reason: str
     ) -> types.CallToolResult:
-        """A call refused before it became a request: audited, then an error result."""
+        """A call refused before it became a request: audited, then an error result.
+
+        The row keeps what the audit log can store (``storable``): one row the log cannot
+        write would stay in its batch and fail every flush after it.
+        """
         row = {
             **EMPTY_ROW,
             "actor": self.actor_of(ctx),
@@ -242,11 +246,11 @@ class Gateway:
             "attempt": 1,
             "policy": self.policy.name,
             "method": "TOOL",
-            "path": name,
+            "path": shown(name, 200),
             "decision": "deny",
             "rule": rule,
             "reason": reason,
-            "args": redact({"tool_args": args}),
+            "args": redact({"tool_args": storable(args)}),
         }
         await self.store.run(self.audit.append, row, flush=True)
         return _text(reason, error=True, data={"denied": True, "rule": rule})
