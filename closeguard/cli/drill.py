@@ -90,14 +90,14 @@ def attack(
         int, typer.Option("--policies", min=0, metavar="N", help="Random policies.")
     ] = 20,
     policy_calls: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--policy-calls",
             min=1,
             metavar="N",
-            help="Random calls per random policy and entry point.",
+            help="Random calls per random policy and entry point (default: CALLS / 5).",
         ),
-    ] = 40,
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed.")] = 0,
     trials: Annotated[
         int,

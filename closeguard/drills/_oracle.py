@@ -4,9 +4,10 @@ The oracle re-implements the documented policy rules (``closeguard/guardrails/po
 docstring and docs/architecture.md) from scratch, sharing no code with the guard: it reads
 only the catalog's facts (endpoint names, resources, declared access, argument names). Per
 call it says ``allow``, ``deny``, ``approve`` or, where it does not model something (a
-per-window limit, a typed rule on query text, per-run counts after a refunded 5xx),
-``unjudged``. Decision order: ``deny`` entries, the most specific grant, zero limits,
-constraints, ``approve`` entries; per-run limits when the call is sent.
+per-window limit, a typed rule on query text, per-run counts after a refunded 5xx, a call
+an earlier person's approval may cover), ``unjudged``. Decision order: ``deny`` entries, the
+most specific grant, zero limits, constraints, ``approve`` entries; per-run limits when the
+call is sent.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "Verdict",
     "random_calls",
     "random_policy",
+    "reachable_constraints",
 ]
 
 Verdict = Literal["allow", "deny", "approve", "unjudged"]

@@ -530,26 +530,27 @@ async def attack_drill(
     *,
     calls: int = 200,
     policies: int = 20,
-    policy_calls: int = 40,
+    policy_calls: int | None = None,
     seed: int = 0,
     trials: int = 1,
     entry_points: tuple[str, ...] = ENTRY_POINTS,
 ) -> AttackFigures:
-    """The injection suite ``trials`` times (0: not at all); ``calls`` random calls per shipped policy
-    through the client; ``policies`` random policies, each with ``policy_calls`` random calls
-    through each of ``entry_points``."""
+    """The injection suite ``trials`` times (0: not at all); ``calls`` random calls per
+    shipped policy through the client; ``policies`` random policies, each with
+    ``policy_calls`` random calls (default: a fifth of ``calls``) through each of
+    ``entry_points``."""
     figures = AttackFigures(entry_points={name: EntryFigures() for name in entry_points})
     if trials:
         started = time.perf_counter()
         await _injection(figures, trials)
         figures.seconds["injection"] = round(time.perf_counter() - started, 2)
     rng = random.Random(seed)
-    work: list[tuple[str, Policy, dict[str, Any], tuple[str, ...], int]] = [
-        (name, policy := Policy.load(name), _spec_of(policy), ("client",), calls)
-        for name in shipped_policies()
-    ]
+    work: list[tuple[str, Policy, dict[str, Any], tuple[str, ...], int]] = []
+    for name in shipped_policies():
+        shipped = Policy.load(name)
+        work.append((name, shipped, _spec_of(shipped), ("client",), calls))
     for policy, spec in _random_policies(rng, policies, seed):
-        work.append((policy.name, policy, spec, entry_points, policy_calls))
+        work.append((policy.name, policy, spec, entry_points, policy_calls or calls // 5 or 1))
     figures.policies = policies
     lingering: set[str] = set()
     token = uuid.uuid4().hex[:8]
