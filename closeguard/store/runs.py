@@ -46,6 +46,9 @@ __all__ = ["ACTIVE", "FINAL", "RunRow", "RunRows", "define"]
 ACTIVE = ("queued", "running")
 """Statuses that hold a run's lead: later runs of that lead wait."""
 FINAL = ("completed", "failed", "rejected", "dead")
+WORKFLOW_STATUS_INDEX = "ix_runs_workflow_status"
+"""A claim's search: the unfinished runs of the worker's workflows, never the finished
+ones, which pile up with every run ever made (migration ``0003`` adds it to older stores)."""
 
 
 @table_group
@@ -72,6 +75,7 @@ def define(metadata: MetaData) -> None:
         Column("updated", Float, nullable=False),
         UniqueConstraint("workflow", "trigger_key", name="runs_once_per_trigger"),
         Index("ix_runs_lead_status", "lead_id", "status"),
+        Index(WORKFLOW_STATUS_INDEX, "workflow", "status"),
     )
 
 
@@ -168,7 +172,9 @@ class RunRows:
                 ),
             )
         )
-        return and_(ready, or_(t.c.lead_id.is_(None), not_(blocked)))
+        # ``status IN ACTIVE`` repeats what ``ready`` says, so the planner can see it and
+        # search by status instead of scanning every run of a workflow ever made.
+        return and_(t.c.status.in_(ACTIVE), ready, or_(t.c.lead_id.is_(None), not_(blocked)))
 
     def claim(
         self,
