@@ -252,6 +252,15 @@ class Executor:
             budget=self.budget,
         )
 
+    async def forget(self, run_id: str) -> None:
+        """Delete a completed run's checkpoints (its LangGraph thread).
+
+        A finished run never resumes, and its outcome and state are in the run's record, so
+        its checkpoints would only pile up (five or so per run, forever). Only for runs
+        recorded ``completed``: a failed or dead run keeps its own, for ``runs retry``.
+        """
+        await self.checkpointer.adelete_thread(run_id)
+
     async def execute(
         self, workflow: Workflow, spec: RunSpec, *, resume: Mapping[str, Any] | None = None
     ) -> Outcome:

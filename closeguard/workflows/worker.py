@@ -137,6 +137,7 @@ class Worker:
         if outcome.status == "completed":
             await self.queue.complete(run.id, self.name, outcome.state)
             self._report(run, "completed")
+            await self._forget(run.id)
         elif outcome.status == "waiting_approval":
             assert outcome.approval_id is not None
             await self.queue.wait_approval(run.id, self.name, outcome.approval_id, outcome.state)
@@ -151,6 +152,17 @@ class Worker:
             error = outcome.error or "failed"
             settled = await self.queue.fail(run.id, self.name, error, transient=outcome.transient)
             self._report(run, settled.status if settled.status != "queued" else "retrying", error)
+
+    async def _forget(self, run_id: str) -> None:
+        """Drop the checkpoints of a run now recorded completed by this worker (not one whose
+        lease another worker took over meanwhile: it may still need them)."""
+        settled = await self.queue.get(run_id)
+        if settled is None or settled.status != "completed" or settled.worker != self.name:
+            return
+        try:
+            await self.executor.forget(run_id)
+        except Exception:
+            log.exception("run %s: could not delete its checkpoints; they are kept", run_id)
 
     def _report(self, run: RunRow, status: str, detail: str | None = None) -> None:
         text = f"{run.workflow} {status}" + (f": {detail}" if detail else "")
