@@ -20,7 +20,7 @@ import binascii
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from closeguard.simulator.clock import Clock, SystemClock
 from closeguard.simulator.events import EventListener, EventLog
 from closeguard.simulator.handlers import HANDLERS
 from closeguard.simulator.state import ApiKey, OrgState, from_epoch
-from closeguard.tools.catalog import API_PREFIX, find_endpoint
+from closeguard.tools.catalog import API_PREFIX, Endpoint, find_endpoint
 from closeguard.tools.errors import UnknownEndpoint
 
 __all__ = ["ASGIApp", "Backend", "Middleware", "build_app"]
@@ -70,6 +70,58 @@ class Backend:
         elif scheme == "bearer":
             credential = value.strip()
         return self.state.api_keys.get(credential) if credential else None
+
+    def dispatch(
+        self,
+        endpoint: Endpoint,
+        key: ApiKey,
+        *,
+        path_params: Mapping[str, str],
+        query: Mapping[str, str],
+        body: Any,
+        path: str,
+    ) -> tuple[int, Any]:
+        """Run ``endpoint``'s handler as ``key``, then commit the events it staged and hand
+        each to the listeners; ``ApiError`` (nothing changed) when it refuses.
+
+        Requests come here once decoded; ``Simulator.call`` comes straight here, without
+        HTTP or middleware, to seed large worlds quickly.
+        """
+        state = self.state
+        counter_before = state.ids.counter
+        ctx = Ctx(
+            state=state,
+            log=self.log,
+            endpoint=endpoint,
+            path_params=path_params,
+            query=query,
+            body=body,
+            user_id=key.user_id,
+            api_key_id=key.id,
+            request_id=state.ids.new("req"),
+            method=endpoint.method,
+            path=path,
+            now=from_epoch(self.clock.now()),
+        )
+        try:
+            status, payload = HANDLERS[endpoint.name](ctx)
+        except ApiError:
+            state.ids.counter = counter_before
+            raise
+        finally:
+            if endpoint.access != "read":
+                state.wrote()
+        for event in ctx.pending:
+            self.log.append(event)
+        if ctx.pending:
+            self.log.prune(ctx.now)
+        for event in ctx.pending:
+            for listener in list(self.listeners):
+                try:
+                    listener(event)
+                except Exception:  # a listener must not fail the request
+                    logger.exception("event listener failed")
+        return status, payload
 
     def organization_of(self, scope: Scope, _key_id: str = "") -> str | None:
         """The organization whose key a request carries, ``None`` for a bad or missing one.
@@ -181,41 +233,9 @@ class _Core:
             from urllib.parse import parse_qsl
 
             query = dict(parse_qsl(raw_query, keep_blank_values=True))
-        backend = self.backend
-        state = backend.state
-        counter_before = state.ids.counter
-        ctx = Ctx(
-            state=state,
-            log=backend.log,
-            endpoint=endpoint,
-            path_params=path_params,
-            query=query,
-            body=body,
-            user_id=key.user_id,
-            api_key_id=key.id,
-            request_id=state.ids.new("req"),
-            method=method,
-            path=path,
-            now=from_epoch(backend.clock.now()),
+        status, payload = self.backend.dispatch(
+            endpoint, key, path_params=path_params, query=query, body=body, path=path
         )
-        try:
-            status, payload = HANDLERS[endpoint.name](ctx)
-        except ApiError:
-            state.ids.counter = counter_before
-            raise
-        finally:
-            if endpoint.access != "read":
-                state.wrote()
-        for event in ctx.pending:
-            backend.log.append(event)
-        if ctx.pending:
-            backend.log.prune(ctx.now)
-        for event in ctx.pending:
-            for listener in list(backend.listeners):
-                try:
-                    listener(event)
-                except Exception:  # a listener must not fail the request
-                    logger.exception("event listener failed")
         return status, payload, {}
 
 

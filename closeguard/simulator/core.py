@@ -33,6 +33,8 @@ from closeguard.simulator.ratelimit import Callers, RateLimiter, RateLimitMiddle
 from closeguard.simulator.state import ApiKey, Obj, OrgState, base62, from_epoch
 from closeguard.simulator.webhooks import WebhookDispatcher
 from closeguard.simulator.world import generate_world, load_world, save_world
+from closeguard.tools import catalog
+from closeguard.tools.catalog import API_PREFIX
 from closeguard.tools.client import CloseClient
 
 __all__ = ["BASE_URL", "Simulator"]
@@ -161,6 +163,32 @@ class Simulator:
         kwargs.setdefault("auth", (self.api_key, ""))
         kwargs.setdefault("base_url", BASE_URL)
         return httpx.AsyncClient(transport=self.transport(), **kwargs)
+
+    def call(
+        self,
+        name: str,
+        body: Any = None,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Run catalog endpoint ``name`` straight on the state, as the default key: the
+        handler's validation, events and listeners, without HTTP or middleware (no rate
+        limits, faults or request count). The response body; ``ApiError`` if refused.
+
+        About 40x faster than a request, for seeding large worlds (``bench/soak.py``
+        creates 30,000 leads) with the very objects and events the API would make.
+        """
+        endpoint = catalog.endpoint(name)
+        params = dict(path_params or {})
+        path = API_PREFIX + endpoint.path.format(**params)
+        key = self.state.api_keys[self.api_key]
+        if body is None and endpoint.method in ("POST", "PUT"):
+            body = {}
+        _status, payload = self._backend.dispatch(
+            endpoint, key, path_params=params, query=dict(query or {}), body=body, path=path
+        )
+        return payload
 
     def _publish_webhooks(self, event: Obj) -> None:
         self.webhooks.publish(event)
