@@ -47,7 +47,9 @@ class Sizes:
 
 @dataclass
 class DrillResult:
-    """One drill's verdict: ``ok`` when nothing was lost, doubled or let through."""
+    """One drill's verdict: ``ok`` when nothing was lost, doubled, done unasked or let
+    through. A run left dead (shown in ``runs list``, retriable) or a write Close failed
+    and the agent reported is not a loss: the user sees it and nothing was guessed."""
 
     drill: str
     tried: str
@@ -97,15 +99,18 @@ async def _faults(sizes: Sizes, folder: Path) -> DrillResult:
     figures = await fault_matrix(list(PROFILES), seeds=sizes.fault_seeds)
     lost, doubled = _sum(figures, "lost"), _sum(figures, "duplicated")
     tried, done = _sum(figures, "tried"), _sum(figures, "completed")
+    unwanted, other = _sum(figures, "unwanted"), _sum(figures, "other")
+    dead, refused = _sum(figures, "dead"), _sum(figures, "refused_to_guess")
     detail = {"profiles": [asdict(f) for f in figures]}
     return DrillResult(
         "faults",
-        f"{tried} trials, {len(figures)} profiles; {done} completed",
+        f"{tried} trials, {len(figures)} profiles; {done} completed, {dead} dead (retriable), "
+        f"{refused} writes Close failed and the agent reported",
         lost,
         doubled,
         0,
         0.0,
-        lost == doubled == 0,
+        lost == doubled == unwanted == other == 0,
         detail,
     )
 
