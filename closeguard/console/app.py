@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.applications import Starlette
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -179,9 +180,11 @@ class Console:
         return response
 
     async def login(self, request: Request) -> Response:
-        form = await request.form()
-        token, name, nonce = (str(form.get(k) or "") for k in ("token", "name", "csrf"))
-        goto = _local(str(form.get("next") or "/approvals"))
+        form = _text_fields(await request.form(), "token", "name", "csrf", "next")
+        if form is None:
+            return _not_text()
+        token, name, nonce = form["token"], form["name"], form["csrf"]
+        goto = _local(form["next"] or "/approvals")
         if not same(nonce, request.cookies.get(LOGIN_COOKIE) or "\0"):
             return Response(
                 "refused: the form's CSRF token is missing or wrong",
@@ -262,12 +265,14 @@ class Console:
         action = request.path_params["action"]
         if action not in ("approve", "reject"):
             return Response("no such action", status_code=404, media_type="text/plain")
-        form = await request.form()
-        comment = " ".join(str(form.get("comment") or "").split())[:COMMENT_MAX] or None
+        form = _text_fields(await request.form(), "comment", "call_hash")
+        if form is None:
+            return _not_text()
+        comment = " ".join(form["comment"].split())[:COMMENT_MAX] or None
         found = await self.store.run(self.approvals.get, approval_id)
         if found is None:
             return await self._approvals(request, session, 404, f"No approval {approval_id}.")
-        if str(form.get("call_hash") or "") != found.call_hash:
+        if form["call_hash"] != found.call_hash:
             return await self._approvals(
                 request, session, 409, f"Approval {approval_id} is not for the call shown."
             )
@@ -297,7 +302,16 @@ class Console:
         )
 
     async def run_page(self, request: Request, session: Session) -> Response:
-        run_id = request.path_params["run_id"]
+        return await self._run_page(request, session, request.path_params["run_id"])
+
+    async def _run_page(
+        self,
+        request: Request,
+        session: Session,
+        run_id: str,
+        status: int = 200,
+        error: str | None = None,
+    ) -> Response:
         run = await self.store.run(self.runs.get, run_id)
         if run is None:
             return self.page(request, "missing.html", session, 404, what=f"run {run_id}")
@@ -309,21 +323,26 @@ class Console:
             request,
             "run.html",
             session,
+            status,
             run=run,
             effects=effects,
             calls=calls,
             writes=[c for c in calls if c["access"] not in (None, "read")],
             errors=[c for c in calls if c["error"] or c["decision"] == "deny"],
             steps=steps,
+            error=error,
         )
 
     async def retry(self, request: Request, session: Session) -> Response:
+        """Queue a dead or failed run again; any other run (or no run) is a 4xx, not a
+        redirect, so a refused retry is never mistaken for one that happened."""
         run_id = request.path_params["run_id"]
         if await self.queue.retry(run_id):
             session.flash = f"Run {run_id} is queued again in its lead's order."
-        else:
-            session.error = f"Run {run_id} is not dead or failed: not retried."
-        return RedirectResponse(f"/runs/{quote(run_id)}", 303)
+            return RedirectResponse(f"/runs/{quote(run_id)}", 303)
+        return await self._run_page(
+            request, session, run_id, 409, f"Run {run_id} is not dead or failed: not retried."
+        )
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -397,6 +416,26 @@ class Console:
 
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/approvals", 303)
+
+
+def _text_fields(form: FormData, *names: str) -> dict[str, str] | None:
+    """The named fields as text ("" when missing); None if any is an uploaded file, which
+    no console form sends (its repr would otherwise pass for the value)."""
+    out = {}
+    for name in names:
+        value = form.get(name)
+        if value is not None and not isinstance(value, str):
+            return None
+        out[name] = value or ""
+    return out
+
+
+def _not_text() -> Response:
+    return Response(
+        "refused: the form's fields must be text, not files",
+        status_code=400,
+        media_type="text/plain",
+    )
 
 
 def _shown(value: Any) -> str:
