@@ -391,3 +391,13 @@ def test_numbers_json_cannot_carry_and_deep_nesting_are_bad_arguments() -> None:
     kept = storable({"k": ["\ud800", math.inf, _nest(40)]})
     assert kept["k"][:2] == ["\\ud800", "inf"]
     assert "nested deeper than 32 levels" in json.dumps(kept).encode("utf-8").decode()
+
+
+def test_a_message_quotes_a_huge_name_only_in_part() -> None:
+    """Found by the long fuzz: a 5,000-character custom field name came back whole in the
+    error (the model's own message quotes it), a message no person reads."""
+    update = offered_tools(Guard(Policy.load(NARROW_POLICY)))["lead_update"]
+    with pytest.raises(ArgumentsError) as refused:
+        update.split({"id": "lead_x", "custom": {"k" * 5000: 1}})
+    message = str(refused.value)
+    assert "unknown field(s) custom.kkk" in message and len(message) < 700

@@ -129,8 +129,7 @@ class McpTool:
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
             problems = "; ".join(
-                f"{shown('.'.join(str(p) for p in e['loc'])) or 'arguments'}: {e['msg']}"
-                for e in errors[:5]
+                f"{_where(tuple(e['loc']))}: {shown(e['msg'], 300)}" for e in errors[:5]
             ) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
             raise ArgumentsError(f"invalid arguments for {self.name}: {problems}") from None
         except (KeyError, TypeError, ValueError) as exc:
