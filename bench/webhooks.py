@@ -34,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -219,6 +219,7 @@ class Paced:
     result: dict[str, Any]
     landed: dict[str, float]
     cpu_ms: float
+    seed_seconds: float
 
 
 async def deliver_paced(
@@ -228,13 +229,16 @@ async def deliver_paced(
     folder: Path,
     *,
     wait: float = 30.0,
-    during: Callable[[asyncio.Event], Awaitable[None]] | None = None,
+    during: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None,
+    seeded: Callable[[Simulator], None] | None = None,
 ) -> Paced:
     """``lead.created`` deliveries at a steady ``rate`` through a served runtime (receiver and
     workers running ``workflow`` against the in-process simulator); the store is left open.
 
-    ``during`` runs from the first delivery until every task landed (or ``wait`` ran out),
-    told to stop by the event it is given.
+    The leads are created first, straight on the simulator's state (``Simulator.call``:
+    30,000 in seconds), outside the clock; ``seeded`` is then given the simulator. ``during``
+    runs from the first delivery until every task landed (or ``wait`` ran out), told to stop
+    by the event it is given.
     """
     count = int(rate * seconds)
     landed: dict[str, float] = {}
@@ -247,11 +251,15 @@ async def deliver_paced(
                 all_landed.set()
 
     sim = Simulator(seed=9, leads=5, rate_limits=None, on_event=on_event)
-    async with sim.client() as client:
-        for i in range(count):
-            await client.post("/lead/", json={"name": f"Paced lead {i}"})
-    created = [e for e in sim.events if (e["object_type"], e["action"]) == ("lead", "created")]
-    events = created[-count:]
+    began, before = time.perf_counter(), len(sim.log)
+    for i in range(count):
+        sim.call("lead.create", {"name": f"Paced lead {i}"})
+    events = [
+        e for e in sim.events[before:] if (e["object_type"], e["action"]) == ("lead", "created")
+    ]
+    seed_seconds = time.perf_counter() - began
+    if seeded is not None:
+        seeded(sim)
     store = Store(f"sqlite:///{folder / 'paced.db'}")
     pairs = (("lead", "created"),)
     Cursors(store).save_subscription(StoredSubscription("whsub_bench", "-", pairs, KEY))
@@ -299,7 +307,7 @@ async def deliver_paced(
         with contextlib.suppress(Exception):
             await running
     gc.unfreeze()
-    return Paced(sim, store, result, landed, cpu_ms)
+    return Paced(sim, store, result, landed, cpu_ms, seed_seconds)
 
 
 async def latency(rate: float, seconds: float, folder: Path) -> bool:
