@@ -40,21 +40,29 @@ def call_hash(
     path_params: Mapping[str, Any],
     body: Mapping[str, Any],
     params: Mapping[str, Any],
+    *,
+    actor: str | None = None,
+    policy: str | None = None,
 ) -> str:
-    """What an approval is bound to: the exact call, arguments included."""
+    """What an approval is bound to: the exact call, arguments included, by this actor
+    under this policy (a person who approved one agent's call approved no other's)."""
     payload = canonical_json(
         {
             "endpoint": endpoint,
             "path": dict(path_params),
             "body": dict(body),
             "params": dict(params),
+            "actor": actor,
+            "policy": policy,
         }
     )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def hash_call(call: Call) -> str:
-    return call_hash(call.endpoint.name, call.path_params, call.body, call.params)
+def hash_call(call: Call, *, actor: str | None = None, policy: str | None = None) -> str:
+    return call_hash(
+        call.endpoint.name, call.path_params, call.body, call.params, actor=actor, policy=policy
+    )
 
 
 @dataclass(frozen=True)
@@ -117,11 +125,12 @@ class Approvals:
         run_id: str | None = None,
         ttl: float | None = None,
     ) -> Approval:
-        """A pending approval for ``call``; an open request for the same call is reused."""
+        """A pending approval for ``call``; an open request for the same call, by the same
+        actor under the same policy, is reused."""
         now = self.clock()
         values = {
             "id": f"appr_{secrets.token_hex(8)}",
-            "call_hash": hash_call(call),
+            "call_hash": hash_call(call, actor=actor, policy=policy),
             "status": "pending",
             "created": now,
             "expires": now + (self.ttl if ttl is None else ttl),

@@ -386,7 +386,8 @@ class GuardTransport(httpx.AsyncBaseTransport):
     ) -> Approval:
         """A granted approval for the call, else a pending one (found or created): one trip
         to the store's thread."""
-        granted = self.approvals.granted(hash_call(call))
+        digest = hash_call(call, actor=self.context.actor, policy=self.policy.name)
+        granted = self.approvals.granted(digest)
         if granted is not None:
             return granted
         return self.approvals.request(
