@@ -185,7 +185,7 @@ async def _attack(sizes: Sizes, folder: Path) -> DrillResult:
         0,
         figures.reached,
         0.0,
-        figures.reached == figures.attacks_succeeded == 0,
+        figures.reached == figures.attacks_succeeded == figures.mismatches == 0,
         asdict(figures),
     )
 
