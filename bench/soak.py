@@ -26,9 +26,9 @@ hand (not in CI). Each figure is printed beside its target:
   quota counters, holds 10,000 runs, about 4 MB; SQLite page caches, the audit buffer of at
   most 1,000 rows): a leak of 2 KB per run would break the target within a 10-minute soak.
 
-CPU time of this process per delivery, in the first and the last window, shows whether a
-run's cost grows with the runs before it (independent of other load on the machine,
-unlike latency).
+CPU time of this process per run finished in the first and in the last window shows whether
+a run's cost grows with the runs before it; it depends far less on other load on the
+machine than latency does (a shared machine that cannot keep up shows as backlog).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ async def soak(rate: float, seconds: float, window: float, folder: Path) -> bool
         print(
             f"  {name} ({window:g} s, {delivered} deliveries): latency p50 "
             f"{percentile(waits or [math.nan], 50):.1f} ms, max {max(waits, default=0):.1f} ms; "
-            f"{done / window:.1f} runs/s; CPU {cpu / max(1, delivered):.1f} ms per delivery; "
+            f"{done / window:.1f} runs/s; CPU {cpu / max(1, done):.1f} ms per run finished; "
             f"RSS {min(rss):.0f}-{max(rss):.0f} MB"
         )
         checks.append(
