@@ -68,6 +68,7 @@ from typing import Any
 import click.testing
 import httpx
 import pytest
+import typer.testing
 
 from closeguard.guardrails import dryrun
 from closeguard.simulator import Simulator
@@ -249,7 +250,7 @@ def _patch_keys(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(IdFactory, "hex_secret", hex_secret)
     mp.setattr(Simulator, "add_api_key", add_api_key)
     mp.setattr(Simulator, "__init__", init)
-    mp.setattr(dryrun, "secrets", _Secrets(dryrun.secrets))
+    mp.setattr(dryrun, "secrets", _Secrets(getattr(dryrun, "secrets")))  # noqa: B009
 
 
 # -- surfaces --------------------------------------------------------------------------
@@ -308,6 +309,7 @@ def _wrap_error_init(cls: type[BaseException], mp: pytest.MonkeyPatch) -> None:
 
 def _subclasses(cls: type) -> Iterator[type]:
     yield cls
+    sub: type
     for sub in cls.__subclasses__():
         yield from _subclasses(sub)
 
@@ -322,7 +324,7 @@ def _patch_errors(mp: pytest.MonkeyPatch) -> None:
         _wrap_error_init(cls, mp)
     real_hook = CloseguardError.__dict__.get("__init_subclass__")
 
-    def init_subclass(cls: type[CloseguardError], **kwargs: Any) -> None:
+    def init_subclass(cls: type[CloseguardError], /, **kwargs: Any) -> None:
         if real_hook is not None:
             real_hook.__func__(cls, **kwargs)
         else:
@@ -450,11 +452,11 @@ def _allowed_cli_text(args: Any, text: str) -> str:
     return text
 
 
-def _patch_cli(mp: pytest.MonkeyPatch) -> None:
-    real_invoke = click.testing.CliRunner.invoke
+def _patch_cli(mp: pytest.MonkeyPatch, runner: Any) -> None:
+    real_invoke = runner.invoke
 
-    def invoke(self: click.testing.CliRunner, cli: Any, args: Any = None, **kwargs: Any) -> Any:
-        result = real_invoke(self, cli, args, **kwargs)
+    def invoke(self: Any, cli: Any, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        result = real_invoke(self, cli, args, *rest, **kwargs)
         scanner = _active()
         if scanner is not None:
             parts = [result.output]
@@ -467,7 +469,7 @@ def _patch_cli(mp: pytest.MonkeyPatch) -> None:
             scanner.text("CLI outputs", text, "closeguard " + " ".join(map(str, argv))[:80])
         return result
 
-    mp.setattr(click.testing.CliRunner, "invoke", invoke)
+    mp.setattr(runner, "invoke", invoke)
 
 
 # -- files at the end ------------------------------------------------------------------
@@ -528,7 +530,8 @@ def pytest_configure(config: pytest.Config) -> None:
     _patch_errors(mp)
     for module in _http_modules():
         _patch_http(mp, module)
-    _patch_cli(mp)
+    _patch_cli(mp, click.testing.CliRunner)
+    _patch_cli(mp, typer.testing.CliRunner)  # typer's is its own class, not click's
     _patch_logging(mp)
     cg = logging.getLogger("closeguard")
     level = cg.level

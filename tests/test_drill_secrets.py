@@ -4,7 +4,9 @@ webhook signature key; neither may appear in a log line, stdout or stderr, a sto
 (but the signature key's own column), an error message, a report or a repr.
 
 The console's pages and the MCP gateway's outputs are checked for the key by
-tests/test_console_pages.py and tests/test_mcp_*.py (``Outputs.assert_no``).
+tests/test_console_pages.py and tests/test_mcp_*.py (``Outputs.assert_no``). Every other
+test runs under the same known keys and is scanned by the suite-wide plugin,
+tests/_secrets.py; this drill is the one that drives every surface on purpose.
 """
 
 from __future__ import annotations

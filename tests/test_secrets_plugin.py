@@ -31,6 +31,8 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 import httpx
+import typer
+from typer.testing import CliRunner
 
 from closeguard.simulator import Simulator
 from closeguard.store import Store
@@ -45,6 +47,16 @@ def test_log_line():
 
 def test_stdout():
     print("the webhook key is", KNOWN_SIGNATURE_KEY)
+
+
+def test_cli_output():
+    app = typer.Typer()
+
+    @app.command()
+    def show() -> None:
+        typer.echo(f"key {KNOWN_API_KEY}")
+
+    assert CliRunner().invoke(app, []).exit_code == 0
 
 
 def test_error_message():
@@ -122,22 +134,30 @@ def test_a_leak_on_each_surface_fails_its_test_and_the_allowlisted_places_pass(
     assert outcomes == {
         "test_log_line": "FAILED",
         "test_stdout": "FAILED",
+        "test_cli_output": "FAILED",
         "test_error_message": "FAILED",
         "test_http_page": "FAILED",
         "test_store_file": "PASSED",
         "test_known_keys_and_allowlisted_places": "PASSED",
     }, text
-    inner.assert_outcomes(passed=2, failed=4)
+    inner.assert_outcomes(passed=2, failed=5)
     assert inner.ret == pytest.ExitCode.TESTS_FAILED
-    for surface in ("log records", "captured outputs", "error messages", "HTTP responses"):
+    surfaces = (
+        "log records",
+        "captured outputs",
+        "CLI outputs",
+        "error messages",
+        "HTTP responses",
+    )
+    for surface in surfaces:
         assert re.search(rf"known key leaked:\n  [^\n]* in {surface} \(test_inner\.py::", text)
     assert "API key in log records (test_inner.py::test_log_line, logger closeguard.demo)" in text
     assert "secrets: leaks outside tests or in files" in text
     leaks = [line for line in text.splitlines() if line.startswith("signature key in files")]
     assert len(leaks) == 1 and "report.db notes.body" in leaks[0], text
     assert "<KEY>" in leaks[0] and INNER_SIGNATURE_KEY[:32] not in leaks[0]
-    # six: the log line is seen as a record and again in the test's captured log
-    summary = [line for line in text.splitlines() if line.startswith("secrets: 6 leaks in ")]
+    # seven: the log line is seen as a record and again in the test's captured log
+    summary = [line for line in text.splitlines() if line.startswith("secrets: 7 leaks in ")]
     assert len(summary) == 1 and "3 HTTP responses" in summary[0], text
 
 
