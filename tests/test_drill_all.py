@@ -17,7 +17,7 @@ TINY = Sizes(kills=1, crash_runs=6, deliveries=60, downtime_events=12, attack_ca
 
 
 @pytest.mark.postgres
-async def test_small_battery_passes_and_the_scratch_database_is_dropped() -> None:
+async def test_a_small_battery_passes_on_sqlite_and_postgresql() -> None:
     seen: list[tuple[str, bool]] = []
     results = await run_battery(
         TINY,
@@ -33,11 +33,25 @@ async def test_small_battery_passes_and_the_scratch_database_is_dropped() -> Non
     assert results[0].detail["events"] == 12
     assert results[2].detail["completed"] == 6
     assert seen == [(n, s) for n in ("downtime", "attack", "crash-pg") for s in (True, False)]
+
+
+def _exists(name: str) -> bool:
     with psycopg.connect(ADMIN_URL) as conn:
-        left = conn.execute(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'closeguard_drill_%'"
-        ).fetchone()
-    assert left == (0,)
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return found is not None
+
+
+@pytest.mark.postgres
+def test_the_scratch_database_is_new_and_dropped_afterwards() -> None:
+    with scratch_database(ADMIN_URL) as url:
+        name = url.rsplit("/", 1)[1]
+        assert name.startswith("closeguard_drill_") and _exists(name)
+        with psycopg.connect(url) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchone()
+        assert tables == (0,)
+    assert not _exists(name)
 
 
 def test_scratch_database_on_an_unreachable_server_is_one_config_error() -> None:
