@@ -131,10 +131,13 @@ def _sender(port: int, requests: list[bytes], connections: int, out: Connection)
 
 
 async def _send_paced(
-    port: int, requests: list[tuple[str, bytes]], rate: float, connections: int
+    port: int, deliveries: list[tuple[str, dict[str, Any]]], rate: float, connections: int
 ) -> dict[str, Any]:
-    """Send ``(key, request)`` pairs at a steady ``rate``; per key, the ``time.monotonic()``
-    (system-wide, so comparable across processes) just before its first byte went out."""
+    """Send ``(key, event)`` deliveries at a steady ``rate``, each signed as it goes out (as
+    Close signs them: a soak outlasts the receiver's 5-minute timestamp tolerance); per key,
+    the ``time.monotonic()`` (system-wide, so comparable across processes) just before its
+    first byte went out."""
+    host = f"127.0.0.1:{port}"
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(connections):
         idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
@@ -143,8 +146,9 @@ async def _send_paced(
     statuses: dict[int, int] = {}
     late = 0
 
-    async def one(key: str, request: bytes) -> None:
+    async def one(key: str, event: dict[str, Any]) -> None:
         reader, writer = await idle.get()
+        request = signed_request(event, host)
         sent[key] = time.monotonic()
         writer.write(request)
         status = await _read_response(reader)
@@ -154,21 +158,21 @@ async def _send_paced(
 
     start = time.monotonic()
     tasks = []
-    for i, (key, request) in enumerate(requests):
+    for i, (key, event) in enumerate(deliveries):
         delay = start + i / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         else:
             late += 1
-        tasks.append(asyncio.create_task(one(key, request)))
+        tasks.append(asyncio.create_task(one(key, event)))
     await asyncio.gather(*tasks)
     return {"sent": sent, "answered": answered, "statuses": statuses, "late": late}
 
 
 def _paced_sender(
-    port: int, requests: list[tuple[str, bytes]], rate: float, out: Connection
+    port: int, deliveries: list[tuple[str, dict[str, Any]]], rate: float, out: Connection
 ) -> None:
-    out.send(asyncio.run(_send_paced(port, requests, rate, connections=8)))
+    out.send(asyncio.run(_send_paced(port, deliveries, rate, connections=8)))
 
 
 # -- 1. throughput -------------------------------------------------------------------------
@@ -287,12 +291,10 @@ async def deliver_paced(
         watcher = asyncio.create_task(during(watched)) if during is not None else None
         assert runtime.receiver_url is not None
         port = int(runtime.receiver_url.split(":")[2].split("/")[0])
-        host = f"127.0.0.1:{port}"
-        at = time.time() + seconds / 2
-        requests = [(e["object_id"], signed_request(e, host, at)) for e in events]
+        deliveries = [(str(e["object_id"]), e) for e in events]
         ctx = mp.get_context("spawn")
         mine, theirs = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_paced_sender, args=(port, requests, rate, theirs))
+        child = ctx.Process(target=_paced_sender, args=(port, deliveries, rate, theirs))
         cpu = time.process_time()
         child.start()
         result = await asyncio.to_thread(mine.recv)
