@@ -119,7 +119,10 @@ async def _approved_update(store: Store) -> httpx.Request:
     request = _request("PUT", "/lead/lead_1/", {"name": "n"})
     approvals = Approvals(store)
     pending = approvals.request(
-        classify("PUT", "/lead/lead_1/", {"name": "n"}), method="PUT", path="/lead/lead_1/"
+        classify("PUT", "/lead/lead_1/", {"name": "n"}),
+        method="PUT",
+        path="/lead/lead_1/",
+        policy="gated",
     )
     approvals.approve(pending.id, by="me")
     return request
