@@ -120,6 +120,35 @@ async def test_transient_failures_back_off_then_dead_letter_keeping_the_error(
     assert await drain_ids(queue) == ["r-y"], "a dead run no longer holds its lead"
 
 
+async def test_an_attempt_that_progressed_is_not_counted_toward_the_dead_letter(
+    queue: RunQueue, clock: FakeClock
+) -> None:
+    await queue.enqueue([req("x", "lead")])
+    for _ in range(BACKOFF.max_attempts * 2):
+        run = await queue.claim("w")
+        assert run is not None and run.attempts == 1
+        failed = await queue.fail("r-x", "w", "ServerError: 502", transient=True, progressed=True)
+        assert (failed.status, failed.attempts) == ("queued", 0)
+        clock.advance(failed.available_at - clock.now())
+    statuses = []
+    for _ in range(BACKOFF.max_attempts):
+        await queue.claim("w")
+        stuck = await queue.fail("r-x", "w", "ServerError: 503", transient=True)
+        statuses.append(stuck.status)
+        clock.advance(max(0.0, stuck.available_at - clock.now()))
+    assert statuses == ["queued"] * (BACKOFF.max_attempts - 1) + ["dead"]
+
+
+async def test_parking_for_an_approval_is_not_a_failed_attempt(queue: RunQueue) -> None:
+    await queue.enqueue([req("a", "lead")])
+    run = await queue.claim("w")
+    assert run is not None and run.attempts == 1
+    await queue.wait_approval("r-a", "w", "appr_1", {"step": 1})
+    assert await queue.resume("r-a")
+    again = await queue.claim("w")
+    assert again is not None and (again.id, again.attempts) == ("r-a", 1)
+
+
 async def test_a_permanent_failure_ends_the_run_at_once(queue: RunQueue) -> None:
     await queue.enqueue([req("p")])
     await queue.claim("w")

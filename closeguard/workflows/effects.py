@@ -10,6 +10,7 @@ never in the event loop.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
@@ -42,6 +43,9 @@ class EffectJournal:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.rows = EffectRows(store)
+        self.made: Counter[str] = Counter()
+        """Writes this process made and journaled, per run: an attempt that made one
+        progressed (the executor tells a stuck run from a slow one by it)."""
 
     async def get(self, run_id: str, key: str) -> EffectRow | None:
         return await self.store.run(self.rows.get, run_id, key)
@@ -74,4 +78,5 @@ class EffectJournal:
                 return result
         result = to_json(await write())
         await self.store.run(self.rows.done, run_id, key, result)
+        self.made[run_id] += 1
         return result

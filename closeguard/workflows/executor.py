@@ -84,6 +84,8 @@ class Outcome:
     approval_id: str | None = None
     transient: bool = False
     retry_at: float | None = None
+    progressed: bool = False
+    """A failed attempt that still journaled a new write (it did not fail where it began)."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -271,6 +273,15 @@ class Executor:
         ``next`` empty with work to do); ``resume`` answers the approval it waits for
         (``{"approval_id": ..., "status": "approved" | "rejected"}``).
         """
+        made = self.journal.made[spec.run_id]
+        try:
+            return await self._execute(workflow, spec, resume, made)
+        finally:
+            self.journal.made.pop(spec.run_id, None)
+
+    async def _execute(
+        self, workflow: Workflow, spec: RunSpec, resume: Mapping[str, Any] | None, made: int
+    ) -> Outcome:
         graph = self.graph(workflow)
         async with self.client(workflow, spec) as client:
             ctx = StepContext(
@@ -310,7 +321,11 @@ class Executor:
                 return Outcome("failed", dict(ctx.state), error=describe(exc))
             except Exception as exc:
                 return Outcome(
-                    "failed", dict(ctx.state), error=describe(exc), transient=is_transient(exc)
+                    "failed",
+                    dict(ctx.state),
+                    error=describe(exc),
+                    transient=is_transient(exc),
+                    progressed=self.journal.made[spec.run_id] > made,
                 )
             state = dict(result.get("state") or {})
             interrupts = result.get("__interrupt__") or ()

@@ -83,12 +83,17 @@ class RunQueue(Protocol):
     async def wait_approval(
         self, run_id: str, worker: str, approval_id: str, state: Mapping[str, Any]
     ) -> None:
-        """Park the run until its approval is decided; its lead is free meanwhile."""
+        """Park the run until its approval is decided; its lead is free meanwhile. Parking
+        is not a failed attempt: the claim that resumes it counts as the first again."""
         ...
 
-    async def fail(self, run_id: str, worker: str, error: str, *, transient: bool) -> RunRow:
+    async def fail(
+        self, run_id: str, worker: str, error: str, *, transient: bool, progressed: bool = False
+    ) -> RunRow:
         """Transient: retry after a backoff, or dead-letter when attempts are used up.
-        Otherwise the run ends ``failed``. The error is kept either way."""
+        Otherwise the run ends ``failed``. The error is kept either way. An attempt that
+        ``progressed`` (journaled a new write before failing) is not counted: attempts
+        bound a run stuck at one place, not a long run under a fault rate."""
         ...
 
     async def end(self, run_id: str, status: str, error: str | None = None) -> None:
@@ -177,20 +182,25 @@ class SqlRunQueue:
             approval_id=approval_id,
             state=dict(state),
             lease_until=None,
+            attempts=self.rows.table.c.attempts - 1,
         )
 
-    async def fail(self, run_id: str, worker: str, error: str, *, transient: bool) -> RunRow:
+    async def fail(
+        self, run_id: str, worker: str, error: str, *, transient: bool, progressed: bool = False
+    ) -> RunRow:
         run = await self.get(run_id)
         if run is None:
             raise KeyError(run_id)
         values: dict[str, Any] = {"error": error, "lease_until": None}
         if not transient:
             values["status"] = "failed"
-        elif run.attempts >= self.backoff.max_attempts:
+        elif run.attempts >= self.backoff.max_attempts and not progressed:
             values["status"] = "dead"
         else:
             values["status"] = "queued"
             values["available_at"] = self.clock.now() + self.backoff.delay(run.attempts)
+            if progressed:
+                values["attempts"] = self.rows.table.c.attempts - 1
         await self.store.run(self.rows.settle, run_id, worker, **values)
         settled = await self.get(run_id)
         assert settled is not None

@@ -150,7 +150,9 @@ class Worker:
             self._report(run, "rejected", outcome.error)
         else:
             error = outcome.error or "failed"
-            settled = await self.queue.fail(run.id, self.name, error, transient=outcome.transient)
+            settled = await self.queue.fail(
+                run.id, self.name, error, transient=outcome.transient, progressed=outcome.progressed
+            )
             self._report(run, settled.status if settled.status != "queued" else "retrying", error)
 
     async def _forget(self, run_id: str) -> None:
