@@ -205,3 +205,16 @@ def test_nulls_are_bound_without_a_failed_adaptation_and_stay_null(store: Store)
         nulls = "SELECT error IS NULL, approval_id IS NULL, actor IS NULL FROM audit"
         assert tuple(conn.execute(text(nulls)).one()) == (1, 1, 1)
     assert log.verify().ok
+
+
+def test_a_row_with_text_that_cannot_be_encoded_does_not_block_the_log(store: Store) -> None:
+    log = AuditLog(store)
+    log.append({**entry(0), "actor": "bad\ud800actor", "args": {"q": "x\udfff"}})
+    log.append({**entry(1), "actor": "next"})
+    assert log.flush() == 2
+    rows = list(log.rows())
+    assert [r["actor"] for r in rows] == ["bad\\ud800actor", "next"]
+    assert rows[0]["args"] == '{"q":"x\\udfff"}'
+    assert log.verify().ok
+    log.append({**entry(2), "actor": "later"}, flush=True)
+    assert [r["actor"] for r in log.rows()][-1] == "later"

@@ -165,6 +165,14 @@ def _chain(seq: int, prev: str, queued: list[Any]) -> tuple[list[Any], int, str]
     return out, seq, prev
 
 
+def _storable(value: Any) -> Any:
+    """``value`` with any lone surrogate escaped (``\\udxxx``): text that cannot be encoded
+    would otherwise keep its whole batch, and every later row, out of the log."""
+    if type(value) is str:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 class AuditLog:
     """Append-only, batched, hash-chained writes to the store's ``audit`` table."""
 
@@ -242,7 +250,11 @@ class AuditLog:
         if not queued:
             return 0
         try:
-            self._rows.append(queued, _chain)
+            try:
+                self._rows.append(queued, _chain)
+            except UnicodeError:
+                queued = [_storable(v) for v in queued]
+                self._rows.append(queued, _chain)
         except Exception as exc:
             with self._lock:
                 self._buffer[:0] = queued
