@@ -75,14 +75,42 @@ async def test_reads_give_up_after_max_attempts_with_server_error(make_client: A
     assert len(handler.seen) == 3
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
-async def test_503_on_a_write_is_not_retried(make_client: Any, method: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/lead/", {}),
+        ("DELETE", "/lead/lead_1/", None),
+        ("PUT", "/activity/email/acti_1/", {"status": "outbox"}),
+        ("PUT", "/task/", {"is_complete": True}),
+        ("PUT", "/organization/orga_1/", {"name": "x"}),
+    ],
+)
+async def test_503_on_a_write_that_is_not_idempotent_is_not_retried(
+    make_client: Any, method: str, path: str, body: Any
+) -> None:
     handler = failing(1, lambda r: httpx.Response(503, text="unavailable"))
     client = make_client(handler)
     with pytest.raises(ServerError) as info:
-        await client.request(method, "/lead/lead_1/" if method != "POST" else "/lead/", json={})
+        await client.request(method, path, json=body)
     assert info.value.status_code == 503
     assert len(handler.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "path", "body"),
+    [
+        (lambda r: httpx.Response(502, text="bad gateway"), "/lead/lead_1/", {"name": "n"}),
+        (raise_(httpx.ReadTimeout), "/opportunity/oppo_1/", {"confidence": 50}),
+        (lambda r: httpx.Response(500, text="oops"), "/activity/email/acti_1/", {"subject": "s"}),
+    ],
+)
+async def test_a_put_that_only_sets_fields_is_retried_like_a_read(
+    make_client: Any, fault: Any, path: str, body: Any
+) -> None:
+    handler = failing(2, fault)
+    client = make_client(handler)
+    await client.request("PUT", path, json=body)
+    assert len(handler.seen) == 3
 
 
 async def test_read_timeout_on_a_write_raises_and_is_never_resent(

@@ -8,8 +8,9 @@ Every request, typed (``client.leads.create(...)``) or raw (``client.request("GE
    policy is given, with ``request.extensions["closeguard"] = {"call_id", "attempt"}`` so
    the guard can tell retries of one logical call from new calls;
 3. on 429 wait Close's precise ``rate_reset`` and resend (writes too: Close did not apply
-   them); on 500/502/503/504 and connection failures retry reads with exponential backoff;
-   resend writes only when Close cannot have seen them (connection refused, pool timeout);
+   them); on 500/502/503/504 and connection failures retry reads, and PUTs that only set
+   fields of one object (idempotent), with exponential backoff; resend other writes only
+   when Close cannot have seen them (connection refused, pool timeout);
    a write that timed out after sending raises ``CloseConnectionError(request_sent=True)``;
 4. on 401 with an OAuth refresh token, refresh once (one refresh for concurrent callers)
    and resend once;
@@ -69,6 +70,20 @@ AuthKind = Literal["api_key", "oauth"]
 TokenCallback = Callable[["OAuthCredentials"], Awaitable[None] | None]
 
 _RETRYABLE_READ_STATUS = frozenset({500, 502, 503, 504})
+
+
+def _idempotent_update(
+    method: str, endpoint: Endpoint | None, params: Mapping[str, Any] | None, json: Any
+) -> bool:
+    """A PUT that sets fields of one object (access ``write``): sent twice it leaves the
+    same object, so a 5xx or a lost answer is retried like a read. Bulk and settings PUTs
+    and an email update that sends are ``destructive`` and never resent blindly."""
+    if method != "PUT" or endpoint is None:
+        return False
+    body = json if isinstance(json, Mapping) else None
+    return endpoint.classify(body, params)[0] == "write"
+
+
 # Raised before a byte of the request reached Close: safe to resend even a write.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Transient failures after sending: resend reads only.
@@ -343,6 +358,7 @@ class CloseClient:
         endpoint: Endpoint | None,
     ) -> httpx.Response:
         is_read = method == "GET" or (endpoint is not None and endpoint.paging == "search")
+        safe = is_read or _idempotent_update(method, endpoint, params, json)
         group = endpoint.rate_group if endpoint is not None else DEFAULT_GROUP
         call_id = uuid4().hex
         attempt = failures = rate_hits = 0
@@ -360,7 +376,7 @@ class CloseClient:
                 raise
             except httpx.RequestError as exc:
                 sent = not isinstance(exc, _NOT_SENT)
-                retryable = isinstance(exc, _NOT_SENT) or (is_read and isinstance(exc, _TRANSIENT))
+                retryable = isinstance(exc, _NOT_SENT) or (safe and isinstance(exc, _TRANSIENT))
                 failures += 1
                 if retryable and failures < self.retry.max_attempts:
                     await self.clock.sleep(self._jitter(self.retry.backoff(failures)))
@@ -392,7 +408,7 @@ class CloseClient:
                 refreshed = True
                 await self._refresh(token_used)
                 continue
-            if status in _RETRYABLE_READ_STATUS and is_read:
+            if status in _RETRYABLE_READ_STATUS and safe:
                 failures += 1
                 if failures < self.retry.max_attempts:
                     await self.clock.sleep(self._jitter(self.retry.backoff(failures)))
