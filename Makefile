@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean browser
+.PHONY: run test lint bench clean browser drills
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "closeguard needs Python 3.11 or newer on PATH"; exit 1; }
@@ -36,6 +36,23 @@ test: $(STAMP) browser
 	$(BIN)/ruff format --check closeguard tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# `make drills`: every reliability and security drill of docs/reliability.md, full size:
+# `closeguard drill all` (faults, crash on SQLite and on PostgreSQL in a scratch database,
+# receiver kill, downtime, attack), the pytest drills with FUZZ_EXAMPLES examples per fuzz
+# test (bad input: files, webhooks, MCP arguments, console forms; secrets; backup; random
+# policies), then a SOAK_MINUTES soak at 50 deliveries/s. The 10-minute soak is
+# `make drills SOAK_MINUTES=10` (over the 10 minutes in all) or bench/soak.py alone.
+DRILL_PG ?= postgresql://127.0.0.1:5432/test
+SOAK_MINUTES ?= 2
+FUZZ_EXAMPLES ?= 300
+drills: $(STAMP)
+	$(BIN)/closeguard drill all --pg $(DRILL_PG)
+	CLOSEGUARD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/test_drill_fuzz.py \
+	  tests/test_drill_fuzz_mcp.py tests/test_drill_fuzz_console.py tests/test_drill_secrets.py \
+	  tests/test_drill_backup.py tests/test_guard_properties.py tests/test_secrets_plugin.py \
+	  tests/test_wf_receiver.py
+	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES) --window 30
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
