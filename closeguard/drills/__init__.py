@@ -1,10 +1,21 @@
 """Reliability and security drills (issue 14): repeatable runs whose figures go into
 docs/reliability.md. Each drill returns plain counts (tried, completed, lost, duplicated,
-blocked, reached) so a test can assert them and ``closeguard drill`` can print them."""
+blocked, reached) so a test can assert them and ``closeguard drill`` can print them.
 
-from closeguard.drills.attack import AttackFigures, attack_drill
-from closeguard.drills.downtime import DowntimeFigures, downtime_drill
-from closeguard.drills.faults import PROFILES, FaultFigures, fault_matrix
+The names below load their module on first use: the crash drill starts a worker process
+(``python -m closeguard.drills._crash_worker``) fifty times, and importing every drill (the
+attack drill pulls in the agent, the evals and the MCP SDK) would cost it 3 s a start.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from closeguard.drills.attack import AttackFigures, attack_drill
+    from closeguard.drills.downtime import DowntimeFigures, downtime_drill
+    from closeguard.drills.faults import PROFILES, FaultFigures, fault_matrix
 
 __all__ = [
     "PROFILES",
@@ -15,3 +26,20 @@ __all__ = [
     "downtime_drill",
     "fault_matrix",
 ]
+
+_HOME = {
+    "PROFILES": "faults",
+    "FaultFigures": "faults",
+    "fault_matrix": "faults",
+    "AttackFigures": "attack",
+    "attack_drill": "attack",
+    "DowntimeFigures": "downtime",
+    "downtime_drill": "downtime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"closeguard.drills.{home}"), name)
