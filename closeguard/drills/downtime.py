@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -29,6 +30,12 @@ from closeguard.workflows.worker import Worker
 __all__ = ["DowntimeFigures", "downtime_drill"]
 
 HOOK = "http://runtime.test/webhooks/close"
+
+
+async def _down(scope: Any, receive: Any, send: Any) -> None:
+    """The stopped runtime's address, as a load balancer answers for it (no DNS lookup)."""
+    await send({"type": "http.response.start", "status": 503, "headers": []})
+    await send({"type": "http.response.body", "body": b"down"})
 
 
 @dataclass
@@ -64,7 +71,8 @@ async def downtime_drill(store: Store, *, events: int = 500, hours: float = 1.0)
             for i in range(events):
                 await person.post("/lead/", json={"name": f"Downtime lead {i}"})
                 clock.advance(hours * 3600 / events)
-        await sim.webhooks.run_due()  # nobody listens: every attempt fails
+        sim.webhooks.mount("http://runtime.test", _down)
+        await sim.webhooks.run_due()  # the runtime is down: every attempt fails
         figures.events = events
         while (stored := (await catchup.run_once()).stored) > 0:
             figures.caught_up += stored
