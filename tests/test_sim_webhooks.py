@@ -387,6 +387,25 @@ async def test_unreachable_url_is_a_failed_attempt() -> None:
     assert delivery.state == "dropped"
 
 
+async def test_a_reserved_name_fails_at_once_without_a_dns_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_dns(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a reserved name was looked up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    dispatcher = WebhookDispatcher(
+        FakeClock(),
+        subscriptions=[subscription(url="http://runtime.test/hook")],
+        retry=RetryPolicy(max_attempts=2),
+    )
+    (delivery,) = dispatcher.publish(event(1))
+    await dispatcher.drain()
+    await dispatcher.aclose()
+    assert [a.error for a in delivery.attempts] == ["ConnectError", "ConnectError"]
+    assert delivery.state == "dropped"
+
+
 # -- end to end through the simulator ------------------------------------------------------
 
 

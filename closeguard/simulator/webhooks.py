@@ -352,6 +352,17 @@ class Delivery:
 SubscriptionSource = Callable[[], Iterable[Any]]
 
 
+_RESERVED_TLDS = frozenset({"test", "invalid", "example"})
+"""RFC 2606 names that never resolve: a delivery there fails at once, with no DNS lookup."""
+
+
+class _Unresolvable(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(
+            f"{request.url.host}: reserved name, never resolves", request=request
+        )
+
+
 class WebhookDispatcher:
     """Queue, sign, deliver and retry webhook deliveries on a ``Clock``.
 
@@ -393,6 +404,7 @@ class WebhookDispatcher:
         self._records: dict[str, Any] = {}
         self._mounts: dict[str, httpx.AsyncClient] = {}
         self._clients: dict[bool, httpx.AsyncClient] = {}
+        self._unresolvable = httpx.AsyncClient(transport=_Unresolvable())
         self._client_factory = client_factory
         self._lock = asyncio.Lock()
         self._wakeup: asyncio.Event | None = None
@@ -414,6 +426,8 @@ class WebhookDispatcher:
         )
         if best is not None:
             return self._mounts[best]
+        if httpx.URL(url).host.rsplit(".", 1)[-1] in _RESERVED_TLDS:
+            return self._unresolvable
         client = self._clients.get(verify_ssl)
         if client is None:
             if self._client_factory is not None:
@@ -671,7 +685,7 @@ class WebhookDispatcher:
     async def aclose(self) -> None:
         """Stop, and close the HTTP clients."""
         await self.stop()
-        for client in [*self._mounts.values(), *self._clients.values()]:
+        for client in [*self._mounts.values(), *self._clients.values(), self._unresolvable]:
             await client.aclose()
         self._clients.clear()
 
