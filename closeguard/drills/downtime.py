@@ -13,19 +13,16 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from langgraph.checkpoint.memory import InMemorySaver
-
+from closeguard.evals.wf_trial import eval_worker
 from closeguard.guardrails import Approvals, Guarded, Policy
-from closeguard.simulator import BASE_URL, FakeClock, Simulator
+from closeguard.simulator import FakeClock, Simulator
 from closeguard.store import Store
 from closeguard.store.cursors import Cursors
 from closeguard.workflows import packaged_workflows
 from closeguard.workflows.catchup import CatchUp
-from closeguard.workflows.executor import Executor
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.queue import SqlRunQueue
 from closeguard.workflows.receiver import WebhookReceiver
-from closeguard.workflows.worker import Worker
 
 __all__ = ["DowntimeFigures", "downtime_drill"]
 
@@ -80,15 +77,7 @@ async def downtime_drill(store: Store, *, events: int = 500, hours: float = 1.0)
     sim.webhooks.mount("http://runtime.test", receiver)
     await sim.webhooks.drain()
     figures.late_webhooks_new = receiver.group.new
-    executor = Executor(
-        store=store,
-        checkpointer=InMemorySaver(),
-        api_key=sim.api_key,
-        transport=sim.transport(),
-        base_url=BASE_URL,
-        clock=clock,
-    )
-    worker = Worker(queue, executor, {workflow.name: workflow}, store=store, name="drill")
+    worker = eval_worker(workflow, sim, store, queue)
     while True:
         while await worker.run_one():
             pass
