@@ -14,9 +14,11 @@ transport wrapper that enforces them. Depends on ``tools`` (catalog) and ``store
 
 Modules, lowest first (imports point down only): ``static`` (the decision table),
 ``policy`` (data and loading), ``decision`` (``Guard``), ``quotas``, ``approvals``,
-``audit``, ``transport`` (``GuardTransport`` and ``Guarded``).
+``audit``, ``transport`` (``GuardTransport`` and ``Guarded``); ``accounts`` (the people who
+answer approvals) stands apart.
 """
 
+from closeguard.guardrails.accounts import Account, Accounts
 from closeguard.guardrails.approvals import (
     DEFAULT_TTL,
     Approval,
@@ -42,6 +44,8 @@ from closeguard.guardrails.transport import Guarded, GuardTransport
 __all__ = [
     "DEFAULT_TTL",
     "DRY_RUN_HEADER",
+    "Account",
+    "Accounts",
     "Approval",
     "ApprovalError",
     "Approvals",
