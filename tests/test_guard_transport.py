@@ -68,7 +68,9 @@ async def test_read_only_refuses_every_write_and_audits_each_attempt(
             body = None if ep.method == "DELETE" else {"lead_id": lead, "name": "x"}
             with pytest.raises(PolicyViolation) as info:
                 await client.request(ep.method, path, json=body)
-            assert info.value.rule == ("deny[0]" if ep.resource == "webhook" else "grants.*")
+            assert info.value.rule == (
+                "deny[read-only.yaml:7]" if ep.resource == "webhook" else "grants.*"
+            )
             assert info.value.decision.endpoint == ep.name
         # an email that would be sent is refused whatever its route
         with pytest.raises(PolicyViolation):

@@ -247,6 +247,7 @@ def _decide(deps: _Deps, name: str, prepared: Prepared, run_id: str | None) -> R
             policy=deps.policy.name,
             actor=deps.actor,
             run_id=run_id,
+            approvers=decision.approvers,
         )
         review["status"] = "pending"
         review["approval_id"] = approval.id

@@ -5,6 +5,10 @@ query), so approving "update opportunity X to 50%" does not approve "… to 90%"
 (default 24 h) and is used up by the one call it was granted for. ``wait`` lets a workflow
 run or agent thread park until a person decides.
 
+``approvers`` are the roles that may answer the request, named by the policy rule that
+asked (``approvers:`` in the policy, ``[admin]`` by default); they are stored with it, so
+every process that answers knows them.
+
 States: ``pending`` -> ``approved`` -> ``consumed``, or ``pending`` -> ``rejected``;
 a pending or approved approval past its expiry reads as ``expired`` and cannot be used.
 """
@@ -16,13 +20,14 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import and_
 from sqlalchemy.sql.elements import ColumnElement
 
+from closeguard.guardrails.policy import DEFAULT_APPROVERS
 from closeguard.guardrails.redact import canonical_json, redact
 from closeguard.store import Store
 from closeguard.store.approvals import ApprovalRows
@@ -86,9 +91,12 @@ class Approval:
     decided_at: float | None = None
     note: str | None = None
     consumed_at: float | None = None
+    approvers: tuple[str, ...] = DEFAULT_APPROVERS
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        data["approvers"] = list(self.approvers)
+        return data
 
 
 class Approvals:
@@ -110,6 +118,8 @@ class Approvals:
             status = "expired"
         data["status"] = status
         data["args"] = json.loads(data["args"])
+        roles = data.get("approvers")
+        data["approvers"] = tuple(json.loads(roles)) if roles else DEFAULT_APPROVERS
         return Approval(**data)
 
     def request(
@@ -124,9 +134,10 @@ class Approvals:
         actor: str | None = None,
         run_id: str | None = None,
         ttl: float | None = None,
+        approvers: Sequence[str] = DEFAULT_APPROVERS,
     ) -> Approval:
-        """A pending approval for ``call``; an open request for the same call, by the same
-        actor under the same policy, is reused."""
+        """A pending approval for ``call``, answerable by the ``approvers`` roles; an open
+        request for the same call, by the same actor under the same policy, is reused."""
         now = self.clock()
         values = {
             "id": f"appr_{secrets.token_hex(8)}",
@@ -144,6 +155,7 @@ class Approvals:
             "rule": rule,
             "reason": reason,
             "args": canonical_json(redact({"body": dict(call.body), "params": dict(call.params)})),
+            "approvers": json.dumps(list(approvers or DEFAULT_APPROVERS)),
         }
         return self._from_row(self._rows.open_or_insert(values, now))
 

@@ -400,6 +400,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
             actor=self.context.actor,
             run_id=self.context.run_id,
             ttl=self.approval_ttl,
+            approvers=decision.approvers,
         )
 
     def _remember(self, call_id: str, approval_id: str) -> None:

@@ -1,6 +1,7 @@
 """The ``approvals`` table and its queries.
 
-Rows are plain mappings (``args`` as canonical JSON text, times as epoch seconds); what a
+Rows are plain mappings (``args`` as canonical JSON text, ``approvers`` as a JSON list of
+roles, NULL in rows made before roles: read as ``["admin"]``; times as epoch seconds); what a
 status means (expiry included) is the guard's, in ``closeguard.guardrails.approvals``.
 Every state change is one conditional statement, so two processes cannot both decide or
 both use the same approval.
@@ -45,6 +46,7 @@ def define(metadata: MetaData) -> None:
         Column("decided_at", Float),
         Column("note", Text),
         Column("consumed_at", Float),
+        Column("approvers", Text),
     )
 
 
