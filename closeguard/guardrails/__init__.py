@@ -25,6 +25,7 @@ from closeguard.guardrails.approvals import (
     ApprovalError,
     Approvals,
     call_hash,
+    on_request,
 )
 from closeguard.guardrails.audit import AuditLog, AuditProblem, VerifyReport, row_hash
 from closeguard.guardrails.decision import Guard, RunContext
@@ -64,6 +65,7 @@ __all__ = [
     "VerifyReport",
     "call_hash",
     "fake_result",
+    "on_request",
     "redact",
     "row_hash",
     "shipped_policies",

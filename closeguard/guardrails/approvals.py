@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,21 @@ __all__ = ["DEFAULT_TTL", "Approval", "ApprovalError", "Approvals", "Status", "c
 
 DEFAULT_TTL = 24 * 3600.0
 Status = Literal["pending", "approved", "rejected", "consumed", "expired"]
+_LISTENERS: list[Callable[[Approval], None]] = []
+
+
+def on_request(listener: Callable[[Approval], None]) -> Callable[[], None]:
+    """Call ``listener(approval)`` for each new request this process makes (a reused open
+    request is not new); it runs on the requester's thread, so it must only queue work (the
+    notifier does). A listener that raises is logged, never the requester's failure.
+    Returns the function that removes it."""
+    _LISTENERS.append(listener)
+
+    def remove() -> None:
+        if listener in _LISTENERS:
+            _LISTENERS.remove(listener)
+
+    return remove
 
 
 def call_hash(
@@ -157,7 +173,14 @@ class Approvals:
             "args": canonical_json(redact({"body": dict(call.body), "params": dict(call.params)})),
             "approvers": json.dumps(list(approvers or DEFAULT_APPROVERS)),
         }
-        return self._from_row(self._rows.open_or_insert(values, now))
+        found = self._from_row(self._rows.open_or_insert(values, now))
+        if found.id == values["id"]:
+            for listener in tuple(_LISTENERS):
+                try:
+                    listener(found)
+                except Exception:
+                    logging.getLogger(__name__).exception("approval listener failed")
+        return found
 
     def get(self, approval_id: str) -> Approval | None:
         row = self._rows.get(approval_id)

@@ -16,6 +16,7 @@ from closeguard.store import cursors as cursors
 from closeguard.store import effects as effects
 from closeguard.store import inbox as inbox
 from closeguard.store import quotas as quotas
+from closeguard.store import reminders as reminders
 from closeguard.store import runs as runs
 from closeguard.store import sessions as sessions
 from closeguard.store import users as users
