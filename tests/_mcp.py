@@ -14,7 +14,7 @@ from mcp import ClientSession
 from typer.testing import CliRunner
 
 from closeguard.cli import app
-from closeguard.guardrails import Approvals, AuditLog
+from closeguard.guardrails import Accounts, Approvals, AuditLog
 from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.tools import ENDPOINTS
@@ -199,7 +199,8 @@ async def check_approval_by_id(
     assert other.structured_content is not None
     assert other.structured_content["approval_id"] != approval_id
 
-    approved = CliRunner().invoke(app, ["approvals", "approve", approval_id, "--by", "tester"])
+    Accounts(store).add("tester", roles=["admin"])
+    approved = CliRunner().invoke(app, ["approvals", "approve", approval_id, "--as", "tester"])
     assert approved.exit_code == 0, approved.output
     ran = out.call(await session.call_tool("lead_delete", {"id": lead_id}))
     assert not ran.is_error, texts(ran)

@@ -382,9 +382,11 @@ def _apply(deps: _Deps, review: Review, answer: Any, run_id: str) -> Review | No
         return _edit(deps, review, answer.args or {}, who, run_id)
     try:
         if answer.action == "approve":
-            deps.approvals.approve(approval_id, by=who)
+            deps.approvals.approve(approval_id, by=who, via="prompt", channel="agent")
         else:
-            deps.approvals.reject(approval_id, by=who, note=answer.message)
+            deps.approvals.reject(
+                approval_id, by=who, note=answer.message, via="prompt", channel="agent"
+            )
     except CloseguardError:
         pass  # decided meanwhile (another terminal): the store's first answer stands
     return _settled(deps, review)
@@ -397,11 +399,26 @@ def _edit(deps: _Deps, review: Review, args: dict[str, Any], who: str, run_id: s
     edited = _decide(deps, review["tool"], prepared, run_id)
     if edited["status"] == "pending":
         with suppress(CloseguardError):  # already approved for these exact arguments
-            deps.approvals.approve(str(edited.get("approval_id")), by=who, note="edited")
+            deps.approvals.approve(
+                str(edited.get("approval_id")),
+                by=who,
+                note="edited",
+                via="prompt",
+                channel="agent",
+                detail={"edited_from": review.get("approval_id")},
+            )
         edited = {**edited, "status": "run", "decided_by": who}
     original = str(review.get("approval_id"))
     if edited.get("approval_id") != original and _pending(deps, original):
-        deps.approvals.reject(original, by=who, note="replaced by an edited call")
+        deps.approvals.reject(
+            original,
+            by=who,
+            note="replaced by an edited call",
+            via="prompt",
+            channel="agent",
+            decision="edited",
+            detail={"replaced_by": edited.get("approval_id")},
+        )
     return edited
 
 

@@ -110,7 +110,9 @@ class DemoDriver:
         )
         await asyncio.sleep(self.approve_after)
         approvals = Approvals(self.runtime.store)
-        await self.runtime.store.run(approvals.approve, run.approval_id, by="demo")
+        await self.runtime.store.run(
+            approvals.approve, run.approval_id, by="demo", via="program", channel="demo"
+        )
 
     def _opportunities(self, status_type: str) -> list[dict[str, Any]]:
         return [

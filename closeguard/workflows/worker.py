@@ -173,6 +173,7 @@ class Worker:
     async def check_approvals(self) -> int:
         """Move parked runs whose approval was decided; how many moved."""
         moved = 0
+        await self.store.run(self.approvals.expire)
         for run in await self.queue.list(status="waiting_approval", limit=500):
             if run.approval_id is None:
                 continue

@@ -8,6 +8,7 @@ from typing import Any
 
 from closeguard.evals.format import Expect
 from closeguard.evals.graders.common import Action, Grade, Trial
+from closeguard.guardrails.approvals import DECIDE
 from closeguard.tools.catalog import ENDPOINTS
 from closeguard.tools.langchain import tool_name
 
@@ -20,6 +21,8 @@ def actions_from_audit(rows: Iterable[Mapping[str, Any]]) -> list[Action]:
     """One ``Action`` per logical call (the last attempt of each ``call_id``)."""
     last: dict[str, Mapping[str, Any]] = {}
     for row in rows:
+        if row.get("method") == DECIDE:
+            continue  # a person's decision on an approval, not a call
         last[str(row.get("call_id") or row.get("seq"))] = row
     out = []
     for row in last.values():
