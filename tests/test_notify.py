@@ -5,9 +5,12 @@ goes out once, half-way to expiry. Sinks are ``json://`` and ``mailto://`` on 12
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from closeguard.cli import app
 from closeguard.guardrails import Accounts, Approvals, Guarded, Policy
 from closeguard.notify import Describer, Notifier, money, possessive, split_urls
 from closeguard.simulator import Simulator
@@ -150,3 +153,36 @@ async def test_the_message_says_in_sales_words_what_is_asked(store: Store) -> No
     assert notice.title == (
         f"Approval needed: Move {possessive(deal['lead_name'])} 'Expansion' deal to Won, {amount}"
     )
+
+
+def test_closeguard_run_refuses_a_bad_notify_url_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.delenv("CLOSE_API_KEY", raising=False)
+    monkeypatch.setenv("CLOSEGUARD_NOTIFY", f"json://127.0.0.1:9/ok, bogus://{SECRET}")
+    result = CliRunner().invoke(app, ["run", "--duration", "0"])
+    assert result.exit_code == 2
+    assert "CLOSEGUARD_NOTIFY: URL 2 of 2 (bogus://...) is not an Apprise URL" in result.output
+    assert SECRET not in result.output
+    monkeypatch.delenv("CLOSEGUARD_NOTIFY")
+    result = CliRunner().invoke(app, ["run", "--duration", "0", "--console-url", "cg.example"])
+    assert result.exit_code == 2 and "--console-url takes an http(s) URL" in result.output
+
+
+def test_the_demo_tells_the_notify_urls_with_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.delenv("CLOSE_API_KEY", raising=False)
+    with json_sink() as (url, received):
+        monkeypatch.setenv("CLOSEGUARD_NOTIFY", f"{url}/team")
+        result = CliRunner().invoke(
+            app, ["run", "--duration", "9", "--console-url", "https://cg.example"]
+        )
+        assert result.exit_code == 0, result.output
+        got = received.wait_for(1, timeout=1)
+    assert got, result.output
+    path, message, _ = got[0]
+    assert path == "/team" and message["title"].startswith("Approval needed: Merge lead ")
+    assert "https://cg.example/approvals#appr_" in message["message"]

@@ -226,7 +226,8 @@ class Notifier:
     def _send(self, notice: Notice) -> None:
         if not notice.urls:
             if self.terminal is not None:
-                self.terminal(f"{notice.title}\n{notice.body}")
+                details = notice.body.split("\n", 1)[1:]
+                self.terminal("\n".join([notice.title, *details]))
                 self.sent.append(notice)
             return
         for url in notice.urls:
