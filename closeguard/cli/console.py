@@ -17,7 +17,14 @@ import typer
 
 from closeguard.cli._common import existing_store, fail
 from closeguard.cli.workflows import PathOpt, all_workflows
-from closeguard.console import ConsoleConfig, Reader, build_console, check_listen, new_token
+from closeguard.console import (
+    ConsoleConfig,
+    OIDCSettings,
+    Reader,
+    build_console,
+    check_listen,
+    new_token,
+)
 from closeguard.console import serve as serve_console
 from closeguard.store import Store
 from closeguard.tools import Settings
@@ -54,12 +61,17 @@ async def open_console(
     workflows: Mapping[str, Workflow],
     say: Callable[[str], None] = typer.echo,
 ) -> AsyncIterator[str]:
-    """Serve the console until the block ends; prints where, and the token if generated."""
+    """Serve the console until the block ends; prints where, and the token if generated.
+    Single sign-on is on when ``CLOSEGUARD_OIDC_*`` are set (``ConfigError`` if only some)."""
     token, chosen = console_token()
     check_listen(host, chosen)
-    app = build_console(ConsoleConfig(store=store, token=token, reader=reader, workflows=workflows))
+    oidc = OIDCSettings.from_env()
+    config = ConsoleConfig(store=store, token=token, reader=reader, workflows=workflows, oidc=oidc)
+    app = build_console(config)
     async with serve_console(app, host, port) as url:
         how = f"token from {TOKEN_ENV}" if chosen else f"login token {token}"
+        if oidc is not None:
+            how += f"; single sign-on with {oidc.issuer}"
         say(f"console: {url}/approvals ({how})")
         yield url
 

@@ -89,14 +89,18 @@ class OIDC:
         self.transport = transport
         self._meta: tuple[float, dict[str, Any], KeySet] | None = None
 
-    def _client(self, redirect_uri: str) -> AsyncOAuth2Client:
+    def _client(self, redirect_uri: str, meta: Mapping[str, Any]) -> AsyncOAuth2Client:
+        """Authlib's client; it authenticates to the token endpoint with HTTP Basic (the
+        default of the spec) unless the provider supports only ``client_secret_post``."""
+        methods = meta.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+        auth = "client_secret_basic" if "client_secret_basic" in methods else "client_secret_post"
         return AsyncOAuth2Client(
             self.settings.client_id,
             self.settings.client_secret,
             scope="openid email profile",
             redirect_uri=redirect_uri,
             code_challenge_method="S256",
-            token_endpoint_auth_method="client_secret_post",
+            token_endpoint_auth_method=auth,
             transport=self.transport,
             timeout=10.0,
         )
@@ -126,7 +130,7 @@ class OIDC:
         meta, _ = await self.metadata()
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         verifier = secrets.token_urlsafe(48)
-        async with self._client(redirect_uri) as client:
+        async with self._client(redirect_uri, meta) as client:
             url, _ = client.create_authorization_url(
                 meta["authorization_endpoint"], state=state, nonce=nonce, code_verifier=verifier
             )
@@ -149,7 +153,7 @@ class OIDC:
             raise OIDCError("the provider sent no authorization code")
         meta, key_set = await self.metadata()
         try:
-            async with self._client(redirect_uri) as client:
+            async with self._client(redirect_uri, meta) as client:
                 token = await client.fetch_token(
                     meta["token_endpoint"], code=params["code"], code_verifier=pending["verifier"]
                 )
