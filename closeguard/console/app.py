@@ -8,8 +8,9 @@ script polls a small JSON digest and re-renders a page's list when it changes.
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from closeguard.console.security import (
     same,
 )
 from closeguard.guardrails import Accounts, Approval, Approvals, AuditLog, VerifyReport
+from closeguard.notify import Describer
 from closeguard.store import Store
 from closeguard.store.effects import EffectRows
 from closeguard.store.runs import RunRows
@@ -51,6 +53,9 @@ COMMENT_MAX = 2000
 NAME_MAX = 100
 READ_LIMIT = 20
 """Pending approvals whose touched records are read for one page (the newest)."""
+NAMES_MAX = 50
+"""Lead and user ids named on one runs or audit page (each read once, then cached)."""
+RECORD_ID = re.compile(r"\b(?:lead|user)_[A-Za-z0-9]{6,}")
 VERIFY_FOR = 30.0
 """Seconds a chain verification is shown again while the head has not moved (a full
 verification reads every row: about 0.8 s per 100,000 on SQLite)."""
@@ -117,6 +122,7 @@ class Console:
         self.runs = RunRows(config.store)
         self.effects = EffectRows(config.store)
         self.audit = AuditLog(config.store)
+        self.describer = Describer(config.reader.client) if config.reader is not None else None
         self.queue = SqlRunQueue(config.store)
         self.failures: list[float] = []
         self._verification: tuple[float, tuple[int, str], VerifyReport] | None = None
@@ -310,9 +316,13 @@ class Console:
         pending, decided = await self.store.run(queries.recent, self.approvals)
         digest = await self.store.run(queries.approvals_digest, self.approvals)
         touched: dict[str, list[Touched]] = {}
+        sentences: dict[str, str] = {}
         if self.config.reader is not None:
             for approval in pending[:READ_LIMIT]:
                 touched[approval.id] = await self.config.reader.touched(approval)
+        if self.describer is not None:
+            for approval in pending[:READ_LIMIT]:
+                sentences[approval.id] = await self.describer.sentence(approval)
         asking = await self.store.run(self._askers, pending)
         answerable = {a.id for a in pending if not set(session.roles).isdisjoint(a.approvers)}
         partial = request.query_params.get("partial") == "1"
@@ -324,6 +334,7 @@ class Console:
             pending=pending,
             decided=decided,
             touched=touched,
+            sentences=sentences,
             asking=asking,
             answerable=answerable,
             digest=digest,
@@ -380,6 +391,7 @@ class Console:
         recent, dead = await self.store.run(queries.runs_overview, self.runs)
         digest = await self.store.run(queries.runs_digest, self.runs)
         partial = request.query_params.get("partial") == "1"
+        names = await self._names(r.lead_id for r in [*dead, *recent])
         return self.page(
             request,
             "_runs.html" if partial else "runs.html",
@@ -387,7 +399,16 @@ class Console:
             recent=recent,
             dead=dead,
             digest=digest,
+            names=names,
         )
+
+    async def _names(self, texts: Iterable[str | None]) -> dict[str, str]:
+        """Names of the lead and user ids in ``texts`` (the first ``NAMES_MAX``), read
+        through the read-only client and cached; none without a Close connection."""
+        if self.describer is None:
+            return {}
+        ids = dict.fromkeys(m for text in texts if text for m in RECORD_ID.findall(text))
+        return await self.describer.names(list(ids)[:NAMES_MAX])
 
     async def run_page(self, request: Request, session: Session) -> Response:
         return await self._run_page(request, session, request.path_params["run_id"])
@@ -449,6 +470,10 @@ class Console:
             rows, error = [], "Times are UTC, as 2026-11-27 or 2026-11-27T16:05."
         report = await self.store.run(self._verified)
         choices = await self.store.run(queries.audit_choices, self.store)
+        names = await self._names(f"{r['path']} {r['args']}" for r in rows)
+        for row in rows:
+            found = RECORD_ID.findall(f"{row['path']} {row['args']}")
+            row["named"] = list(dict.fromkeys(names[i] for i in found if i in names))
         return self.page(
             request,
             "audit.html",

@@ -138,8 +138,8 @@ def _merge_outcome(source: Touched, destination: Touched) -> None:
     src, dst = source.current, destination.current
     after = dict(dst)
     for key in ("contacts", "emails"):
-        parts = [p for text in (dst.get(key), src.get(key)) if text for p in str(text).split(", ")]
-        after[key] = ", ".join(dict.fromkeys(parts))
+        # every contact moves, so a name both leads have appears twice after the merge
+        after[key] = ", ".join(str(text) for text in (dst.get(key), src.get(key)) if text)
     for key in ("opportunities", "tasks"):
         after[key] = int(dst.get(key) or 0) + int(src.get(key) or 0)
     destination.changes = [Change(k, dst.get(k), after.get(k)) for k in dst]
