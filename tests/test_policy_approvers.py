@@ -4,11 +4,14 @@ request (so every process that answers it knows the roles)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
 
+from closeguard.cli import app
 from closeguard.guardrails import Approvals, Guard, Policy
 from closeguard.store import Store
 from closeguard.store.migrations import current, head
@@ -126,3 +129,24 @@ def test_a_store_before_roles_gets_the_column_and_old_rows_read_as_admin(tmp_pat
         classify("DELETE", "/lead/m/"), method="DELETE", path="/lead/m/", approvers=["ops"]
     )
     assert roles.approvers == ("ops",)
+
+
+def test_policy_list_reads_folded_descriptions_from_the_yaml() -> None:
+    result = CliRunner().invoke(app, ["policy", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    shipped = {p["name"]: p["description"] for p in json.loads(result.output)}
+    assert shipped["event-intake"].startswith("The workflow runtime's own intake.")
+    assert not any(d.startswith((">", "|")) for d in shipped.values())
+
+
+def test_explain_shows_who_may_approve(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(BASE)
+    result = CliRunner().invoke(app, ["policy", "explain", str(policy), "--json"])
+    rows = {(r["endpoint"], r["access"]): r for r in json.loads(result.output)}
+    assert rows[("opportunity.update", "write")]["approvers"] == ["sales-manager"]
+    assert rows[("lead.delete", "destructive")]["approvers"] == ["admin"]
+    assert rows[("lead.get", "read")]["approvers"] == []
+    table = CliRunner().invoke(app, ["policy", "explain", str(policy)])
+    assert "approvers: sales-manager" in table.output
+    assert "approve[p.yaml:4]" in table.output

@@ -75,6 +75,7 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from closeguard.guardrails._yaml import Lines, load_yaml, shown
@@ -277,8 +278,6 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, file: str = "<policy>") -> Policy:
-        import yaml
-
         return cls.from_yaml(yaml.safe_dump(dict(data), sort_keys=False), file=file)
 
 
@@ -288,16 +287,12 @@ def shipped_policies() -> dict[str, str]:
     root = importlib_resources.files("closeguard.guardrails") / "policies"
     for item in sorted(root.iterdir(), key=lambda p: p.name):
         if item.name.endswith(".yaml"):
-            text = item.read_text(encoding="utf-8")
-            desc = next(
-                (
-                    ln.split(":", 1)[1].strip()
-                    for ln in text.splitlines()
-                    if ln.startswith("description:")
-                ),
-                "",
-            )
-            out[item.name.removesuffix(".yaml")] = desc
+            try:
+                data = yaml.safe_load(item.read_text(encoding="utf-8"))
+            except yaml.YAMLError:
+                data = None
+            desc = data.get("description") if isinstance(data, dict) else None
+            out[item.name.removesuffix(".yaml")] = " ".join(str(desc or "").split())
     return out
 
 
