@@ -38,7 +38,6 @@ from closeguard.console.security import (
     same,
 )
 from closeguard.guardrails import Accounts, Approval, Approvals, AuditLog, VerifyReport
-from closeguard.notify import Describer
 from closeguard.store import Store
 from closeguard.store.effects import EffectRows
 from closeguard.store.runs import RunRows
@@ -122,7 +121,7 @@ class Console:
         self.runs = RunRows(config.store)
         self.effects = EffectRows(config.store)
         self.audit = AuditLog(config.store)
-        self.describer = Describer(config.reader.client) if config.reader is not None else None
+        self.describer = config.reader.describer if config.reader is not None else None
         self.queue = SqlRunQueue(config.store)
         self.failures: list[float] = []
         self._verification: tuple[float, tuple[int, str], VerifyReport] | None = None

@@ -130,6 +130,44 @@ class Describer:
                     out[record_id] = name
         return out
 
+    async def record_name(self, path: str) -> str | None:
+        """A person's name for the record at ``path``: a deal as "Acme Robotics'
+        'Expansion' deal", a lead or contact by its name; None if unknown."""
+        parts = [p for p in relative_path(path).strip("/").split("/") if p]
+        if len(parts) != 2 or parts[0] not in ("opportunity", "lead", "contact"):
+            return None
+        try:
+            async with self.client() as c:
+                record = await self._read(c, f"/{parts[0]}/{parts[1]}/")
+        except CloseguardError:
+            return None
+        if not record:
+            return None
+        if parts[0] == "opportunity":
+            lead, title = record.get("lead_name") or "a lead", record.get("note")
+            return f"{possessive(str(lead))} {_quoted(title) + ' ' if title else ''}deal"
+        name = record.get("display_name") or record.get("name")
+        return f"{parts[0]} {name}" if name else None
+
+    async def readable(self, kind: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` (field -> value of a ``kind`` record) as a person reads them: status
+        ids as labels, amounts in the organization's currency, lead and user ids as names."""
+        out = dict(values)
+        try:
+            async with self.client() as c:
+                for key, value in values.items():
+                    if not _shown(value):
+                        continue
+                    if key == "status_id" and kind in ("lead", "opportunity"):
+                        out[key] = await self._status(c, kind, value)
+                    elif key == "value" and kind == "opportunity":
+                        out[key] = money(value, await self._currency(c))
+                    elif key in ("user_id", "lead_id", "assigned_to"):
+                        out[key] = await self._name(c, value)
+        except CloseguardError:
+            return dict(values)
+        return out
+
     # -- sentences -------------------------------------------------------------------------
 
     async def sentence(self, approval: Approval) -> str:
