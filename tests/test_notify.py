@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from closeguard.cli import app
+from closeguard.cli._notify import notifying
 from closeguard.guardrails import Accounts, Approvals, Guarded, Policy
 from closeguard.notify import Describer, Notifier, money, possessive, split_urls
 from closeguard.simulator import Simulator
@@ -186,3 +187,18 @@ def test_the_demo_tells_the_notify_urls_with_a_link(
     path, message, _ = got[0]
     assert path == "/team" and message["title"].startswith("Approval needed: Merge lead ")
     assert "https://cg.example/approvals#appr_" in message["message"]
+
+
+async def test_a_short_lived_process_delivers_before_it_exits(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``closeguard workflows run`` asks inside ``notifying``: leaving it delivers."""
+    sim = Simulator(seed=3, leads=2)
+    with json_sink() as (url, received):
+        monkeypatch.setenv("CLOSEGUARD_NOTIFY", url)
+        async with notifying(
+            store, api_key=sim.api_key, base_url=None, transport=sim.transport(), say=print
+        ) as notifier:
+            _ask(store)
+            assert not notifier.sent
+        assert len(received.items) == 1 and len(notifier.sent) == 1

@@ -31,10 +31,11 @@ from closeguard.agent.runtime import open_store_checkpointer
 from closeguard.cli._common import fail
 from closeguard.cli._demo import DemoDriver
 from closeguard.cli._live import LiveView, PlainView
+from closeguard.cli._notify import notify_urls
 from closeguard.cli.console import DEFAULT_CONSOLE, open_console, parse_console
 from closeguard.cli.workflows import PathOpt, WorkflowsOpt, enabled_workflows
 from closeguard.console import Reader
-from closeguard.notify import Describer, Notifier, split_urls, valid_url
+from closeguard.notify import Notifier
 from closeguard.simulator import Simulator
 from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
 from closeguard.store import Store, default_store
@@ -234,7 +235,7 @@ async def _with_console(
             target.store,
             urls=notify,
             console_url=console_url or url,
-            describer=Describer(reader.client),
+            describer=reader.describer,
             terminal=lambda text: say(f"notify: {text}"),
         )
 
@@ -249,22 +250,6 @@ async def _with_console(
             return await main
     finally:
         main.close()  # no-op once awaited; else (the console could not start) it never ran
-
-
-def notify_urls(settings: Settings) -> tuple[str, ...]:
-    """``CLOSEGUARD_NOTIFY``'s Apprise URLs; a one-line error naming a bad one by position
-    and scheme (the rest of a URL may hold a token)."""
-    raw = settings.notify.get_secret_value() if settings.notify is not None else None
-    urls = split_urls(raw)
-    for i, url in enumerate(urls, 1):
-        if not valid_url(url):
-            scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
-            raise fail(
-                f"CLOSEGUARD_NOTIFY: URL {i} of {len(urls)} ({scheme}://...) is not an "
-                "Apprise URL (see https://github.com/caronc/apprise/wiki)",
-                2,
-            )
-    return urls
 
 
 async def _first_done(main: asyncio.Task[None], stop: asyncio.Event) -> None:

@@ -1,0 +1,55 @@
+"""The notifier of a CLI process that may ask for approvals (``run``, ``workflows run``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+
+from closeguard.cli._common import fail
+from closeguard.console import Reader
+from closeguard.notify import Notifier, split_urls, valid_url
+from closeguard.store import Store
+from closeguard.tools import Settings
+
+__all__ = ["notify_urls", "notifying"]
+
+
+def notify_urls(settings: Settings) -> tuple[str, ...]:
+    """``CLOSEGUARD_NOTIFY``'s Apprise URLs; a one-line error naming a bad one by position
+    and scheme (the rest of a URL may hold a token)."""
+    raw = settings.notify.get_secret_value() if settings.notify is not None else None
+    urls = split_urls(raw)
+    for i, url in enumerate(urls, 1):
+        if not valid_url(url):
+            scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
+            raise fail(
+                f"CLOSEGUARD_NOTIFY: URL {i} of {len(urls)} ({scheme}://...) is not an "
+                "Apprise URL (see https://github.com/caronc/apprise/wiki)",
+                2,
+            )
+    return urls
+
+
+@contextlib.asynccontextmanager
+async def notifying(
+    store: Store,
+    *,
+    api_key: str,
+    base_url: str | None,
+    transport: httpx.AsyncBaseTransport | None,
+    say: Callable[[str], None],
+) -> AsyncIterator[Notifier]:
+    """Tell people of the approvals this process asks for while the block runs; on leaving
+    it, deliver what is queued (within the notifier's bound) before the process exits."""
+    reader = Reader(store, api_key=api_key, base_url=base_url, transport=transport)
+    notifier = Notifier(
+        store,
+        urls=notify_urls(Settings()),
+        describer=reader.describer,
+        terminal=lambda text: say(f"notify: {text}"),
+        remind_every=0,
+    )
+    async with notifier:
+        yield notifier
