@@ -150,3 +150,8 @@ def test_explain_shows_who_may_approve(tmp_path: Path) -> None:
     table = CliRunner().invoke(app, ["policy", "explain", str(policy)])
     assert "approvers: sales-manager" in table.output
     assert "approve[p.yaml:4]" in table.output
+
+
+def test_role_names_follow_the_accounts_rule() -> None:
+    with pytest.raises(ConfigError, match="not a role name"):
+        Policy.from_yaml("grants: {'*': write}\napprove: [lead]\napprovers: {lead: [Sales]}\n")

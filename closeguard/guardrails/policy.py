@@ -79,6 +79,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from closeguard.guardrails._yaml import Lines, load_yaml, shown
+from closeguard.guardrails.accounts import ROLE
 from closeguard.guardrails.conditions import Condition, describe, parse_condition
 from closeguard.guardrails.static import possible_access, static_decisions
 from closeguard.tools.catalog import (
@@ -126,7 +127,6 @@ ENTRY_KINDS = ("endpoint", "resource", "access")
 DEFAULT_APPROVERS: tuple[str, ...] = ("admin",)
 STATUS_FIELDS = ("status_label", "status_type")
 """Fields a ``when`` may name beside an endpoint's own: the status ``status_id`` sets."""
-_ROLE_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 RULE_KEYS = ("in", "in_list", "min", "max", "immutable", "scope", "required")
 COUNTER_KEYS = ("calls", "writes", "destructive", "per_endpoint")
 SCOPES = ("triggered",)
@@ -497,10 +497,10 @@ def _parse_roles(raw: Any, lines: Lines, path: tuple[str | int, ...]) -> tuple[s
     if not isinstance(roles, list) or not roles:
         raise lines.error(path, "approvers is a non-empty list of roles, like [sales-manager]")
     for i, role in enumerate(roles):
-        if not isinstance(role, str) or not _ROLE_OK.match(role):
+        if not isinstance(role, str) or not ROLE.fullmatch(role):
             raise lines.error(
                 (*path, i) if isinstance(raw, list) else path,
-                f"{shown(role)} is not a role name (letters, digits, '-', '_', '.')",
+                f"{shown(role)} is not a role name (lower-case letters, digits, '.', '_', '-')",
             )
     return tuple(dict.fromkeys(roles))
 
