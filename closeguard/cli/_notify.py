@@ -1,9 +1,11 @@
-"""The notifier of a CLI process that may ask for approvals (``run``, ``workflows run``)."""
+"""The notifier of a CLI process that asks for approvals (``run``, ``workflows run``,
+``mcp serve``)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import httpx
 
@@ -13,7 +15,7 @@ from closeguard.notify import Notifier, split_urls, valid_url
 from closeguard.store import Store
 from closeguard.tools import Settings
 
-__all__ = ["notify_urls", "notifying"]
+__all__ = ["notified", "notify_urls", "notifying"]
 
 
 def notify_urls(settings: Settings) -> tuple[str, ...]:
@@ -32,22 +34,44 @@ def notify_urls(settings: Settings) -> tuple[str, ...]:
     return urls
 
 
+async def notified(
+    work: Coroutine[Any, Any, None],
+    store: Store,
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    transport: httpx.AsyncBaseTransport | None,
+    say: Callable[[str], None],
+) -> None:
+    """Await ``work`` inside ``notifying`` (for ``asyncio.run``)."""
+    try:
+        async with notifying(
+            store, api_key=api_key, base_url=base_url, transport=transport, say=say
+        ):
+            await work
+    finally:
+        work.close()  # no-op once awaited; else (a bad CLOSEGUARD_NOTIFY) it never ran
+
+
 @contextlib.asynccontextmanager
 async def notifying(
     store: Store,
     *,
-    api_key: str,
+    api_key: str | None,
     base_url: str | None,
     transport: httpx.AsyncBaseTransport | None,
     say: Callable[[str], None],
 ) -> AsyncIterator[Notifier]:
     """Tell people of the approvals this process asks for while the block runs; on leaving
-    it, deliver what is queued (within the notifier's bound) before the process exits."""
-    reader = Reader(store, api_key=api_key, base_url=base_url, transport=transport)
+    it, deliver what is queued (within the notifier's bound) before the process exits.
+    Without ``api_key`` (OAuth) the records are not read: messages name the endpoint."""
+    reader = (
+        Reader(store, api_key=api_key, base_url=base_url, transport=transport) if api_key else None
+    )
     notifier = Notifier(
         store,
         urls=notify_urls(Settings()),
-        describer=reader.describer,
+        describer=reader.describer if reader is not None else None,
         terminal=lambda text: say(f"notify: {text}"),
         remind_every=0,
     )
