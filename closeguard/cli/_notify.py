@@ -15,7 +15,10 @@ from closeguard.notify import Notifier, split_urls, valid_url
 from closeguard.store import Store
 from closeguard.tools import Settings
 
-__all__ = ["notified", "notify_urls", "notifying"]
+__all__ = ["REMIND_EVERY", "notified", "notify_urls", "notifying"]
+
+REMIND_EVERY = 30.0
+"""Seconds between looks for requests half-way to expiry, in a long-lived process."""
 
 
 def notify_urls(settings: Settings) -> tuple[str, ...]:
@@ -42,11 +45,12 @@ async def notified(
     base_url: str | None,
     transport: httpx.AsyncBaseTransport | None,
     say: Callable[[str], None],
+    remind: bool = False,
 ) -> None:
     """Await ``work`` inside ``notifying`` (for ``asyncio.run``)."""
     try:
         async with notifying(
-            store, api_key=api_key, base_url=base_url, transport=transport, say=say
+            store, api_key=api_key, base_url=base_url, transport=transport, say=say, remind=remind
         ):
             await work
     finally:
@@ -61,9 +65,11 @@ async def notifying(
     base_url: str | None,
     transport: httpx.AsyncBaseTransport | None,
     say: Callable[[str], None],
+    remind: bool = False,
 ) -> AsyncIterator[Notifier]:
     """Tell people of the approvals this process asks for while the block runs; on leaving
     it, deliver what is queued (within the notifier's bound) before the process exits.
+    ``remind``: a long-lived process also sends the reminders half-way to expiry.
     Without ``api_key`` (OAuth) the records are not read: messages name the endpoint."""
     reader = (
         Reader(store, api_key=api_key, base_url=base_url, transport=transport) if api_key else None
@@ -73,7 +79,7 @@ async def notifying(
         urls=notify_urls(Settings()),
         describer=reader.describer if reader is not None else None,
         terminal=lambda text: say(f"notify: {text}"),
-        remind_every=0,
+        remind_every=REMIND_EVERY if remind else 0,
     )
     async with notifier:
         yield notifier

@@ -110,6 +110,7 @@ def serve(
             base_url=SIM_BASE_URL if sim else settings.close_base_url,
             transport=sim.transport() if sim else None,
             say=_say,
+            remind=True,
         )
 
     try:

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from closeguard.store.reminders import ReminderRows
 __all__ = ["Notice", "Notifier", "split_urls", "valid_url"]
 
 log = logging.getLogger("closeguard.notify")
+SENT_KEPT = 100
 Kind = Literal["request", "reminder"]
 _URL_START = re.compile(r"[\s,]+(?=[A-Za-z][A-Za-z0-9+.\-]*://)")
 
@@ -94,8 +96,8 @@ class Notifier:
         self.accounts = Accounts(store)
         self.approvals = Approvals(store, clock=clock)
         self.reminders = ReminderRows(store)
-        self.sent: list[Notice] = []
-        """Notices delivered to at least one place (for the live view and tests)."""
+        self.sent: deque[Notice] = deque(maxlen=SENT_KEPT)
+        """The latest notices delivered to at least one place (for tests and status)."""
         self.failures = 0
         self._queue: asyncio.Queue[tuple[Kind, Approval]] = asyncio.Queue()
         self._inflight: set[asyncio.Task[None]] = set()

@@ -13,6 +13,7 @@ named by its id.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -171,11 +172,15 @@ class Describer:
     # -- sentences -------------------------------------------------------------------------
 
     async def sentence(self, approval: Approval) -> str:
-        """What ``approval`` asks, in one sentence (never raises)."""
+        """What ``approval`` asks, in one sentence (never raises: a failure to read or
+        build it is logged, and the catalog's summary of the endpoint stands in)."""
         try:
             async with self.client() as c:
                 return await self._sentence(c, approval)
-        except CloseguardError:
+        except Exception:
+            logging.getLogger(__name__).warning(
+                "no sentence for %s (%s)", approval.id, approval.endpoint, exc_info=True
+            )
             return _generic(approval, None)
 
     async def _sentence(self, c: CloseClient, a: Approval) -> str:
