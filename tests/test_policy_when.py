@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from closeguard.agent.prompt import policy_summary
 from closeguard.cli import app
 from closeguard.guardrails import AuditLog, Guard, Guarded, Policy
 from closeguard.simulator import Simulator
@@ -254,3 +255,15 @@ def test_a_when_rule_decides_as_the_reference(
     call = classify("PUT", "/opportunity/oppo_1/", body)
     assert guard.check(call).outcome == expected
     assert guard.decide_request("PUT", "/opportunity/oppo_1/", body).outcome == expected
+
+
+def test_the_agents_prompt_tells_conditions_apart_from_always() -> None:
+    policy = Policy.from_yaml(DEALS)
+    guard = Guard(policy)
+    summary = policy_summary(policy, [], guard)
+    assert "Always denied" not in summary
+    assert "Denied only when the arguments match: lead.update when {status_label: " in summary
+    assert (
+        "Needs approval only when the arguments match: opportunity.update when {any: "
+        "[{value: {min: 5000000}}, {status_type: {in: [won]}}]}" in summary
+    )
