@@ -190,3 +190,5 @@ async def test_the_runs_page_names_leads_and_has_room_for_errors(
             assert box is not None and box["width"] >= 200, (width, box)
             table = await page.locator("table.list").first.bounding_box()
             assert table is not None and table["x"] + table["width"] <= width, (width, table)
+        await row.locator("a").first.click()
+        await expect(page.locator("dl.facts")).to_contain_text(f"Acme Robotics {made['acme']}")

@@ -427,6 +427,7 @@ class Console:
         calls = await self.store.run(queries.calls_of, self.store, run_id)
         workflow = self.config.workflows.get(run.workflow)
         steps = [(s.__name__, _first_line(s.__doc__)) for s in workflow.steps] if workflow else []
+        names = await self._names([run.lead_id])
         return self.page(
             request,
             "run.html",
@@ -438,6 +439,7 @@ class Console:
             writes=[c for c in calls if c["access"] not in (None, "read")],
             errors=[c for c in calls if c["error"] or c["decision"] == "deny"],
             steps=steps,
+            names=names,
             error=error,
         )
 
