@@ -309,7 +309,7 @@ def _payload(call_id: str, review: Review, ep: Endpoint, error: str | None) -> d
         "rule": review.get("rule"),
         "reason": review.get("message"),
         "answers": list(ANSWERS),
-        "hint": f"or `closeguard approvals approve {approval_id}` elsewhere, then resume "
+        "hint": f"or `closeguard approvals approve {approval_id} --as NAME` elsewhere, then resume "
         "with 'check'",
     }
     if error:

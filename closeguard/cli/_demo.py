@@ -106,7 +106,7 @@ class DemoDriver:
             return
         self.say(
             f"{run.approval_id} waits for a person (closeguard approvals approve "
-            f"{run.approval_id}); approving it in {self.approve_after:g}s"
+            f"{run.approval_id} --as NAME); approving it in {self.approve_after:g}s"
         )
         await asyncio.sleep(self.approve_after)
         approvals = Approvals(self.runtime.store)

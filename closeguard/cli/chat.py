@@ -217,7 +217,7 @@ async def _run(
                 approval = item.value.get("approval_id")
                 out.info(
                     f"waiting for approval {approval} ({item.value.get('tool')}): "
-                    f"closeguard approvals approve {approval}, then "
+                    f"closeguard approvals approve {approval} --as NAME, then "
                     f"closeguard chat --thread {thread_id}"
                 )
             return EXIT_WAITING

@@ -137,7 +137,7 @@ def show(run_id: IdArg, as_json: JsonOpt = False) -> None:
             f"{call['status_code'] or ''} {call['rule'] or ''}".rstrip()
         )
     if run.status == "waiting_approval" and run.approval_id:
-        typer.echo(f"next:         closeguard approvals approve {run.approval_id}")
+        typer.echo(f"next:         closeguard approvals approve {run.approval_id} --as NAME")
     elif run.status in ("dead", "failed"):
         typer.echo(f"next:         closeguard runs retry {run.id}")
 

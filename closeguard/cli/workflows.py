@@ -314,7 +314,7 @@ def run_(
     if result.get("approval_id"):
         typer.echo(
             f"  waiting for approval: closeguard approvals approve {result['approval_id']} "
-            "(closeguard run resumes it)"
+            "--as NAME (closeguard run resumes it)"
         )
     if result["status"] in ("failed", "dead", "rejected"):
         raise typer.Exit(1)

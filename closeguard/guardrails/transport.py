@@ -433,7 +433,8 @@ class GuardTransport(httpx.AsyncBaseTransport):
         await self.audit.aflush()
         raise ApprovalRequired(
             f"{row['method']} {path} ({call.endpoint.name}) needs approval "
-            f"({decision.rule}): approve it with `closeguard approvals approve {pending.id}`",
+            f"({decision.rule}): approve it with "
+            f"`closeguard approvals approve {pending.id} --as NAME`",
             approval_id=pending.id,
             decision=decision,
         )

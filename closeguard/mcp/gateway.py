@@ -269,7 +269,7 @@ class Gateway:
             error=True,
             data={
                 "approval_id": approval_id,
-                "approve_with": f"closeguard approvals approve {approval_id}",
+                "approve_with": f"closeguard approvals approve {approval_id} --as NAME",
             },
         )
 
