@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from closeguard.agent.prompt import policy_summary
 from closeguard.cli import app
 from closeguard.guardrails import AuditLog, Guard, Guarded, Policy
+from closeguard.guardrails.decision import STATUS_REFRESH
 from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.tools.catalog import classify
@@ -267,3 +268,24 @@ def test_the_agents_prompt_tells_conditions_apart_from_always() -> None:
         "Needs approval only when the arguments match: opportunity.update when {any: "
         "[{value: {min: 5000000}}, {status_type: {in: [won]}}]}" in summary
     )
+
+
+async def test_a_status_added_since_the_read_is_read_again(store: Store) -> None:
+    sim = Simulator(seed=3, leads=4)
+    guarded = Guarded(Policy.from_yaml(DEALS, file="deals.yaml"), store=store)
+    async with sim.client() as raw:
+        deal = (await raw.get("/opportunity/", params={"_limit": 1}))["data"][0]
+    path = f"/opportunity/{deal['id']}/"
+    async with sim.client(policy=guarded, actor="bot") as client:
+        await client.request("PUT", path, json={"confidence": 10})
+        sim.state.add(
+            "opportunity_statuses", {"id": "stat_bigwin", "label": "Big win", "type": "won"}
+        )
+        guard = guarded.guard
+        guard.statuses_at -= STATUS_REFRESH  # the statuses read a minute ago
+        with pytest.raises(ApprovalRequired):
+            await client.request("PUT", path, json={"status_id": "stat_bigwin"})
+        guard.statuses_at -= STATUS_REFRESH
+        await client.request("PUT", path, json={"confidence": 20})  # known ids: no new read
+    reads = [r for r in AuditLog(store).rows() if r["rule"] == "when.statuses"]
+    assert len(reads) == 4

@@ -32,6 +32,7 @@ from closeguard.tools.errors import UnknownEndpoint
 from closeguard.tools.models import Access
 
 __all__ = [
+    "STATUS_REFRESH",
     "Decision",
     "Guard",
     "Outcome",
@@ -104,6 +105,8 @@ def _violation(rule: FieldRule, value: Any, context: RunContext) -> str | None:
 
 
 _NO_CONTEXT = RunContext()
+STATUS_REFRESH = 60.0
+"""Seconds before statuses are read again for a status id they do not know."""
 _ROUTES_MAX = 4096
 
 
@@ -161,6 +164,7 @@ class Guard:
         self.wants_statuses = any(c.statuses for c in self._when.values())
         """Whether a ``when`` names ``status_label``/``status_type`` (see ``learn_statuses``)."""
         self.statuses: dict[str, dict[str, str]] | None = None
+        self.statuses_at = 0.0
 
     def check(self, call: Call, context: RunContext | None = None) -> Decision:
         """The decision for one classified call (argument rules included)."""
@@ -200,10 +204,25 @@ class Guard:
                     )
         return decision
 
-    def learn_statuses(self, statuses: Mapping[str, Mapping[str, str]]) -> None:
+    def learn_statuses(self, statuses: Mapping[str, Mapping[str, str]], now: float = 0.0) -> None:
         """Status id -> ``{"label": ..., "type": ...}`` (lead and opportunity statuses), read
-        by the transport once, for ``when`` conditions on ``status_label``/``status_type``."""
+        by the transport once, for ``when`` conditions on ``status_label``/``status_type``;
+        ``now``: when they were read (monotonic seconds)."""
         self.statuses = {k: dict(v) for k, v in statuses.items()}
+        self.statuses_at = now
+
+    def statuses_stale(self, body: Mapping[str, Any] | None, now: float) -> bool:
+        """Whether the statuses must be read (again) before deciding a call with ``body``:
+        never read yet, or the call sets a status id they do not know (one added since)
+        and they are ``STATUS_REFRESH`` seconds old."""
+        if self.statuses is None:
+            return True
+        status = body.get("status_id") if body else None
+        return (
+            isinstance(status, str)
+            and status not in self.statuses
+            and now - self.statuses_at >= STATUS_REFRESH
+        )
 
     def _arguments(self, call: Call) -> dict[str, Any]:
         data = call_arguments(call)

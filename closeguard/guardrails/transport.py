@@ -221,7 +221,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
             raw_body = _decode_body(content)
             args = redacted_json({"body": raw_body, "params": params})
         body = raw_body if type(raw_body) is dict else None
-        if self.guard.wants_statuses and self.guard.statuses is None:
+        if self.guard.wants_statuses and self.guard.statuses_stale(body, started):
             await self._learn_statuses(request, call_id, attempt, started)
         decision = self.guard.decide_request(method, path, body, params, self.context)
         endpoint, access = decision.endpoint, decision.access
@@ -353,7 +353,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
                     statuses[item["id"]] = {
                         k: str(item[k]) for k in ("label", "type") if item.get(k) is not None
                     }
-        self.guard.learn_statuses(statuses)
+        self.guard.learn_statuses(statuses, perf_counter())
 
     def _row(
         self,
