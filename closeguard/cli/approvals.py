@@ -104,7 +104,17 @@ def list_(
         typer.echo("no approvals" if all_ else f"no {status} approvals")
         return
     table = Table(title=f"Approvals ({len(found)})")
-    for col in ("id", "status", "endpoint", "path", "actor", "run", "created", "expires"):
+    for col in (
+        "id",
+        "status",
+        "endpoint",
+        "path",
+        "actor",
+        "run",
+        "who answers",
+        "created",
+        "expires",
+    ):
         table.add_column(col, no_wrap=col in ("id", "endpoint"))
     for a in found:
         table.add_row(
@@ -114,6 +124,7 @@ def list_(
             a.path,
             shown(a.actor),
             shown(a.run_id),
+            " or ".join(a.approvers),
             _when(a.created),
             _when(a.expires),
         )
