@@ -17,6 +17,7 @@ from closeguard.store import Store
 from closeguard.store.migrations import current, head
 from closeguard.tools.catalog import classify
 from closeguard.tools.errors import ConfigError
+from tests._pg import fresh_database
 
 BASE = """\
 name: base
@@ -155,3 +156,24 @@ def test_explain_shows_who_may_approve(tmp_path: Path) -> None:
 def test_role_names_follow_the_accounts_rule() -> None:
     with pytest.raises(ConfigError, match="not a role name"):
         Policy.from_yaml("grants: {'*': write}\napprove: [lead]\napprovers: {lead: [Sales]}\n")
+
+
+def test_a_postgresql_store_before_roles_gets_the_column() -> None:
+    with fresh_database() as url:
+        store = Store(url)
+        asked = Approvals(store).request(
+            classify("DELETE", "/lead/l/"), method="DELETE", path="/lead/l/"
+        )
+        with store.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE approvals DROP COLUMN approvers"))
+            conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+        store.dispose()
+        reopened = Store(url)
+        found = Approvals(reopened).get(asked.id)
+        assert found is not None and found.approvers == ("admin",)
+        roles = Approvals(reopened).request(
+            classify("DELETE", "/lead/m/"), method="DELETE", path="/lead/m/", approvers=["ops"]
+        )
+        again = Approvals(reopened).get(roles.id)
+        assert again is not None and again.approvers == ("ops",)
+        reopened.dispose()
