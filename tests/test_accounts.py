@@ -118,3 +118,13 @@ def test_can_answer_needs_one_listed_role() -> None:
     assert rep.can_answer(["rep", "admin"])
     assert not rep.can_answer(["admin"])
     assert not rep.can_answer([])
+
+
+async def test_the_async_check_agrees_with_the_sync_one(store: Store) -> None:
+    accounts = Accounts(store)
+    account, token = accounts.add("maria", roles=["admin"])
+    assert await accounts.aauthenticate(token) == account, "first check: scrypt on a thread"
+    assert await accounts.aauthenticate(token) == account, "then the memo"
+    assert await accounts.aauthenticate(token[:-1] + "?") is None
+    accounts.rotate("maria")
+    assert await accounts.aauthenticate(token) is None

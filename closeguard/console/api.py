@@ -75,7 +75,7 @@ class ApprovalsAPI:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        return await self.store.run(self.accounts.authenticate, token.strip())
+        return await self.accounts.aauthenticate(token.strip())
 
     async def listing(self, request: Request) -> Response:
         if await self._who(request) is None:

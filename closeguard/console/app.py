@@ -237,7 +237,7 @@ class Console:
                 )
             roles, via = BOOTSTRAP_ROLES, "console-token"
         else:
-            account = await self.store.run(self.accounts.authenticate, token)
+            account = await self.accounts.aauthenticate(token)
             if account is None:
                 self.failures.append(now)
                 return self._login(request, "Wrong token.", 401, goto)
