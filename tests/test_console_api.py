@@ -11,6 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from closeguard.console import ConsoleConfig, build_console
+from closeguard.console.security import Sessions
 from closeguard.guardrails import Accounts, Approval, Approvals, AuditLog
 from closeguard.store import Store
 from closeguard.tools.catalog import classify
@@ -199,3 +200,9 @@ def test_sessions_live_in_the_store_and_a_disabled_account_is_logged_out(world: 
     world.accounts.disable("omar")
     assert other.get("/approvals", follow_redirects=False).status_code == 303
     assert world.client.get("/approvals", follow_redirects=False).status_code == 303
+
+
+def test_a_session_s_repr_holds_neither_its_id_nor_its_csrf_token(store: Store) -> None:
+    session = Sessions(store).open("maria", ("admin",), "token")
+    shown = repr(session)
+    assert "maria" in shown and session.id not in shown and session.csrf not in shown

@@ -73,12 +73,12 @@ class Session:
     (``token``: a personal token, ``oidc``: single sign-on, ``console-token``: the shared
     operator token), the session's CSRF token and the messages for the next page."""
 
-    id: str
+    id: str = field(repr=False)
     name: str
     expires: float
     roles: tuple[str, ...] = ()
     via: str = "console-token"
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     flash: str | None = None
     error: str | None = None
     loaded: tuple[str | None, str | None] = (None, None)
