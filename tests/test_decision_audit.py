@@ -5,6 +5,8 @@ have theirs in their own test files), and only a person holding a listed role an
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import uuid
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,7 @@ def test_the_cli_decides_as_an_account_with_the_role_and_records_the_os_user(
     [row] = decisions(store)
     assert row["actor"] == "maria" and row["decision"] == "rejected" and row["reason"] == "no"
     assert row["args"]["via"] == "cli" and row["args"]["channel"] == "cli"
-    assert row["args"]["os_user"] and row["args"]["os_user"] != "maria"
+    assert row["args"]["os_user"] == pwd.getpwuid(os.getuid()).pw_name != "somebody-else"
 
 
 def test_expiry_is_audited_once_and_then_nobody_can_answer(store: Store) -> None:

@@ -9,6 +9,7 @@ the store can act as anyone.
 from __future__ import annotations
 
 import getpass
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
@@ -147,10 +148,17 @@ def show(approval_id: IdArg, as_json: JsonOpt = False) -> None:
 
 
 def _os_user() -> str:
+    """The OS account running the command, by its uid where there is one ($USER and
+    $LOGNAME, which ``getpass`` reads first, can say anything)."""
     try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"
+        import pwd  # POSIX only
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        try:
+            return getpass.getuser()
+        except (OSError, KeyError):
+            return "unknown"
 
 
 def _decide(action: str, approval_id: str, name: str, note: str | None) -> Approval:
