@@ -95,7 +95,16 @@ def console(
     ] = DEFAULT_CONSOLE,
     path: PathOpt = None,
 ) -> None:
-    """Serve the web console: approvals, workflow runs and the audit log (Ctrl-C stops)."""
+    """Serve the web console: approvals, workflow runs and the audit log (Ctrl-C stops).
+
+    People log in with their own token (closeguard users add) or by single sign-on.
+
+    Single sign-on: set CLOSEGUARD_OIDC_ISSUER, _CLIENT_ID and _CLIENT_SECRET.
+
+    The console token logs an operator in, with the role admin.
+
+    Scripts: /api/approvals with Authorization: Bearer <personal token>.
+    """
     host, port = parse_console(listen)
     check_listen(host, bool(os.environ.get(TOKEN_ENV, "").strip()))
     settings = Settings()
