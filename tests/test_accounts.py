@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from closeguard.console.security import Sessions
 from closeguard.guardrails import Account, Accounts
 from closeguard.guardrails.accounts import hash_token, verify_token
 from closeguard.store import Store
 from closeguard.tools.errors import AccountError
+from tests._pg import fresh_database
 
 
 def _stored(store: Store) -> str:
@@ -128,3 +130,21 @@ async def test_the_async_check_agrees_with_the_sync_one(store: Store) -> None:
     assert await accounts.aauthenticate(token[:-1] + "?") is None
     accounts.rotate("maria")
     assert await accounts.aauthenticate(token) is None
+
+
+def test_accounts_and_console_sessions_on_postgresql() -> None:
+    with fresh_database() as url:
+        store = Store(url)
+        try:
+            accounts = Accounts(store)
+            account, token = accounts.add("maria", roles=["admin"], email="m@example.com")
+            assert Accounts(store).authenticate(token) == account
+            assert accounts.by_email("M@example.com") == account
+            sessions = Sessions(store)
+            opened = sessions.open("maria", account.roles, "token")
+            found = sessions.get(opened.id)
+            assert found is not None and found.roles == ("admin",) and found.via == "token"
+            accounts.rotate("maria")
+            assert accounts.authenticate(token) is None
+        finally:
+            store.dispose()
