@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from closeguard.evals.format import Task
-from closeguard.evals.graders import Grade
-from closeguard.evals.loader import LoadedSuite
+from closeguard.evals.format import NumberFact, Task
+from closeguard.evals.graders import Grade, numbers_in, resolve_facts
+from closeguard.evals.loader import LoadedSuite, copied_facts
 from closeguard.evals.models import make_model, workflow_llm
 from closeguard.evals.trial import Outcome, grade, run_chat
 from closeguard.evals.wf_trial import run_workflow_task
@@ -116,7 +116,7 @@ async def run_trial(
             outcome = await _outcome(loaded, world, task, model, seed, guard)
         if seen is not None:
             seen(outcome)
-        grades = grade(task, outcome, diff)
+        grades = grade(task, outcome, diff, guarded=guard)
     except TimeoutError:
         out["error"] = f"timed out after {limit:g}s"
         out["failures"] = [out["error"]]
@@ -152,12 +152,31 @@ def _graded(task: Task, outcome: Outcome, grades: list[Grade]) -> dict[str, Any]
 
 
 def _resolve(run: TaskRun, world: BuiltWorld) -> None:
+    """The task with its templates filled and its number facts computed on the world; a
+    fact the filled instruction already states makes the task broken."""
     try:
         data = world.fill(run.task.model_dump(mode="json", exclude_unset=True))
-        run.resolved = Task.model_validate(data)
-    except (CloseguardError, ValidationError) as exc:
+        task = Task.model_validate(data)
+        facts = resolve_facts(list(task.expect.answer), world.state["collections"])
+    except (CloseguardError, ValidationError, ValueError) as exc:
         first = str(exc).splitlines()[0]
         run.broken = f"{run.where}: cannot resolve the task: {first}"
+        return
+    task = task.model_copy(update={"expect": task.expect.model_copy(update={"answer": facts})})
+    copied = [s for _, s in copied_facts(task)]
+    stated = numbers_in(task.instruction or "")
+    copied += [
+        f"{f.number:g}"
+        for f in facts
+        if isinstance(f, NumberFact) and isinstance(f.number, float) and f.number in stated
+    ]
+    if copied:
+        run.broken = (
+            f"{run.where}: answer fact {copied[0]!r} is in the instruction itself "
+            "(an agent that repeats the question would pass it)"
+        )
+        return
+    run.resolved = task
 
 
 _VALIDATED: dict[tuple[str, str, int], dict[str, Any]] = {}
