@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from closeguard.evals.format import NumberFact, Task
 from closeguard.evals.graders import Grade, numbers_in, resolve_facts
 from closeguard.evals.loader import LoadedSuite, copied_facts
-from closeguard.evals.models import make_model, workflow_llm
+from closeguard.evals.models import make_model, task_model, workflow_llm
 from closeguard.evals.trial import Outcome, grade, run_chat
 from closeguard.evals.wf_trial import run_workflow_task
 from closeguard.evals.world import BuiltWorld, build_world
@@ -45,6 +45,11 @@ class RunOptions:
     guard: bool = True
     timeout: float | None = None
     """Overrides every task's own timeout (seconds of real time)."""
+    tasks: tuple[str, ...] = ()
+    """Run only these tasks (``id`` or ``suite/id``); empty: every task."""
+
+    def wants(self, suite: str, task: str) -> bool:
+        return not self.tasks or task in self.tasks or f"{suite}/{task}" in self.tasks
 
     def config(self) -> dict[str, Any]:
         """What must match for a report to be resumed."""
@@ -82,7 +87,10 @@ async def _outcome(
                 llm=workflow_llm(model, task.reference),
             )
         else:
-            chat_model = make_model(model, task.reference)
+            if model.startswith("scripted:"):
+                chat_model = task_model(model, task, world.fill)
+            else:
+                chat_model = make_model(model, task.reference)
             policy = loaded.policy_for(task)
             outcome = await run_chat(task, sim, chat_model, policy, guard=guard, store=store)
         outcome.faults = dict(sim.faults.counts) if sim.faults is not None else {}
@@ -228,6 +236,8 @@ async def run_suites(
         world = await build_world(loaded)
         worlds[loaded.name] = (loaded, world)
         for task in loaded.suite.tasks:
+            if not options.wants(loaded.name, task.id):
+                continue
             run = TaskRun(loaded.name, task, loaded.where(task))
             _resolve(run, world)
             runs.append(run)
