@@ -35,6 +35,7 @@ from closeguard.tools.errors import ConfigError
 
 __all__ = [
     "OFFLINE_MODELS",
+    "WRONG_AGENTS_DIR",
     "KeyedScript",
     "adversary_model",
     "close_failures",
@@ -44,6 +45,8 @@ __all__ = [
     "reference_model",
     "task_model",
     "workflow_llm",
+    "wrong_agent_targets",
+    "wrong_agents",
 ]
 
 OFFLINE_MODELS = ("reference", "noop", "adversary")
@@ -247,6 +250,35 @@ def keyed_script(path: str) -> KeyedScript | None:
     )
     script.description = str(data.get("description") or "")
     return script
+
+
+WRONG_AGENTS_DIR = Path(__file__).resolve().parent / "wrong_agents"
+"""Shipped keyed scripts that behave badly on purpose: every packaged task each one
+targets must fail (``wrong_agent_targets``)."""
+
+
+def wrong_agents() -> dict[str, Path]:
+    """The shipped wrong agents by name (file stem)."""
+    return {p.stem: p for p in sorted(WRONG_AGENTS_DIR.glob("*.yaml"))}
+
+
+def wrong_agent_targets(path: Path, suites: dict[str, list[Task]]) -> dict[str, list[str]]:
+    """Per suite (of those ``path`` names in ``suites:``), the task ids the wrong agent
+    targets: the ones it has turns for, and with a ``default`` every chat task that grades
+    its answer (a task that needs a change fails a do-nothing script anyway)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    script = keyed_script(str(path))
+    assert script is not None, f"{path} is not a keyed script"
+    out: dict[str, list[str]] = {}
+    for name in data.get("suites") or []:
+        tasks = [t for t in suites.get(name, []) if t.kind == "chat"]
+        out[name] = [
+            t.id
+            for t in tasks
+            if t.id in script.tasks
+            or (script.default is not None and (t.expect.answer or t.expect.refusal))
+        ]
+    return out
 
 
 _INSTRUCTION = "{{instruction}}"
