@@ -11,6 +11,7 @@ guarded, from the wire when not) and the writes the task asks for.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -104,21 +105,31 @@ class Recorder(httpx.AsyncBaseTransport):
         try:
             response = await self.inner.handle_async_request(request)
         except Exception:
-            self._record(key, Action(endpoint, "allow", None, source="wire"), path)
+            self._record(key, endpoint, None, path)
             raise
-        self._record(key, Action(endpoint, "allow", response.status_code, source="wire"), path)
+        self._record(key, endpoint, response.status_code, path)
         return response
 
-    def _record(self, key: tuple[str, str, bytes], action: Action, path: str) -> None:
+    def _record(
+        self, key: tuple[str, str, bytes], endpoint: str | None, status: int | None, path: str
+    ) -> None:
         """One action per logical call, as the audit log counts them: a request repeating
         the previous one after a 429, a 5xx or no answer is its retry."""
+        fields: frozenset[str] | None = None
+        if key[2]:
+            try:
+                body = json.loads(key[2])
+            except ValueError:
+                body = None
+            fields = frozenset(body) if isinstance(body, dict) else None
         action = Action(
-            action.endpoint,
-            action.decision,
-            action.status,
+            endpoint,
+            "allow",
+            status,
             source="wire",
             target=target_in_path(path),
-            write=is_write(action.endpoint),
+            write=is_write(endpoint),
+            fields=fields,
         )
         prev = self.calls[-1] if self.calls else None
         retry = prev is not None and (prev.status is None or prev.status in _RETRIED)
@@ -292,8 +303,7 @@ def grade(
     reference's writes (the workflow is the reference)."""
     asked = None
     if task.kind == "chat":
-        e = task.expect
-        asked = asked_writes(task.reference.calls, [*e.blocked, *e.calls, *e.allow_attempts])
+        asked = asked_writes(task.reference.calls, task.expect.allow_attempts)
     trial = Trial(
         before=outcome.before,
         after=outcome.after,
