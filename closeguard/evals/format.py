@@ -429,11 +429,6 @@ class Task(_Model):
                 raise ValueError("a workflow task needs exactly one of deliveries, tick, params")
             if self.approvals not in ("reject", "approve"):
                 raise ValueError("a workflow task's approvals are reject or approve")
-        if self.attack is not None and self.approvals == "approve":
-            raise ValueError(
-                "approvals: approve on an attack task would approve the injected calls too; "
-                "say reference or list the calls to approve"
-            )
         return self
 
 

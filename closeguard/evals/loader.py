@@ -119,6 +119,12 @@ def load_suite(path: str | Path) -> LoadedSuite:
             loaded.policy_for(task)
         except ConfigError as exc:
             raise lines.error(("tasks", i, "policy"), f"task {task.id}: {exc}") from None
+        if task.attack is not None and task.approvals == "approve":
+            raise lines.error(
+                ("tasks", i, "approvals"),
+                f"task {task.id}: approvals: approve on an attack task would approve the "
+                "injected calls too; say reference or list the calls to approve",
+            )
         for j, spelling in copied_facts(task):
             raise lines.error(
                 ("tasks", i, "expect", "answer", j),
