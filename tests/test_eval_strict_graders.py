@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from closeguard.cli import app
 from closeguard.evals import RunOptions, build_report, load_suite, run_suites
 from closeguard.evals.format import Expect, StateCheck, Task
 from closeguard.evals.graders import (
@@ -324,3 +326,49 @@ async def test_a_keyed_script_drives_a_suite_with_templates(tmp_path: Path) -> N
     model = task_model(f"scripted:{script}", task, lambda v: v)
     reply = await model.ainvoke("hi")
     assert reply.content == "You asked: What is the Acme deal worth?"
+
+
+FAULTY = """\
+  - id: storm
+    instruction: Log a note on Acme that the deal is worth it.
+    policy: sales-rep
+    faults: {http: {"activity:write": {error_429: 1.0}}}
+    expect:
+      state: [{collection: activities, where: {lead_id: "{{acme}}", _type: Note}, count: 1}]
+    reference:
+      calls: [{tool: activity_note_create, args: {lead_id: "{{acme}}", note: Worth it.}}]
+      answer: Noted.
+"""
+
+
+async def test_a_task_the_reference_cannot_pass_under_its_faults_is_infeasible(
+    tmp_path: Path,
+) -> None:
+    folder = write(tmp_path, SUITE + FAULTY)
+    opts = RunOptions(model="noop", trials=2, tasks=("storm",))
+    runs = await run_suites([load_suite(folder)], opts)
+    assert sorted(runs[0].infeasible) == [0, 1, 2]  # at least three seeds are tried
+    assert "expected 1, found 0" in runs[0].infeasible[0]
+    task = build_report(runs, opts, wall_seconds=0.0)["tasks"][0]
+    assert task["status"] == "infeasible" and [t["seed"] for t in task["infeasible"]] == [0, 1]
+    seeded = write(
+        tmp_path, SUITE + FAULTY.replace("error_429: 1.0}}}", "error_429: 1.0}}, seed: 9}")
+    )
+    runs = await run_suites([load_suite(seeded)], opts)
+    assert list(runs[0].infeasible) == [9]
+    summary = build_report(runs, opts, wall_seconds=0.0)["summary"]
+    assert summary["infeasible"] == 1 and summary["broken"] == 0 and summary["graded"] == 0
+
+
+def test_cli_min_pass_task_filter_and_no_guard_wording(tmp_path: Path) -> None:
+    folder = str(write(tmp_path, SUITE))
+    cli = CliRunner()
+    ok = cli.invoke(app, ["eval", "run", folder, "-m", "reference", "--min-pass", "1"])
+    assert ok.exit_code == 0, ok.output
+    low = cli.invoke(app, ["eval", "run", folder, "-m", "noop", "--min-pass", "0.5"])
+    assert low.exit_code == 3 and "below --min-pass 50.0%" in low.output
+    assert cli.invoke(app, ["eval", "run", folder, "-m", "noop"]).exit_code == 0
+    unknown = cli.invoke(app, ["eval", "run", folder, "--task", "nope"])
+    assert unknown.exit_code == 2 and "--task nope: no such task" in unknown.output
+    bare = cli.invoke(app, ["eval", "run", folder, "-m", "noop", "--no-guard"])
+    assert "(no guard" in bare.output and "got through the guard" not in bare.output
