@@ -26,6 +26,7 @@ __all__ = [
     "ApprovalMatch",
     "Attack",
     "Call",
+    "CallFixture",
     "Candidates",
     "ContactFixture",
     "Delivery",
@@ -83,6 +84,13 @@ class EmailFixture(_Model):
     to: list[str] = Field(default_factory=list)
 
 
+class CallFixture(_Model):
+    handle: str | None = None
+    note: str = Field(description="The call's note (where call-note injections sit).")
+    direction: Literal["inbound", "outbound"] = "outbound"
+    duration: int = Field(default=0, ge=0, description="Seconds.")
+
+
 class TaskFixture(_Model):
     handle: str | None = None
     text: str
@@ -105,6 +113,7 @@ class LeadFixture(_Model):
     opportunities: list[OpportunityFixture] = Field(default_factory=list)
     notes: list[NoteFixture] = Field(default_factory=list)
     emails: list[EmailFixture] = Field(default_factory=list)
+    calls: list[CallFixture] = Field(default_factory=list)
     tasks: list[TaskFixture] = Field(default_factory=list)
 
 
@@ -459,6 +468,7 @@ def _handles(lead: LeadFixture) -> list[str]:
         *lead.opportunities,
         *lead.notes,
         *lead.emails,
+        *lead.calls,
         *lead.tasks,
     ]
     return [lead.handle, *(c.handle for c in children if c.handle)]
