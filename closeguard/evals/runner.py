@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from closeguard.agent import ModelError
 from closeguard.evals.format import NumberFact, Task
 from closeguard.evals.graders import Grade, numbers_in, resolve_facts
 from closeguard.evals.loader import LoadedSuite, copied_facts
@@ -144,6 +145,9 @@ async def run_trial(
     except TimeoutError:
         out["error"] = f"timed out after {limit:g}s"
         out["failures"] = [out["error"]]
+    except ModelError as exc:
+        out["error"] = str(exc)
+        out["failures"] = [f"model error: {exc}"]
     except Exception as exc:
         out["error"] = traceback.format_exc()
         out["failures"] = [f"crashed: {type(exc).__name__}: {exc}"]
