@@ -491,7 +491,15 @@ def strict_violations(schema: Any, path: str = "parameters") -> list[str]:
 
 # -- provider failures --------------------------------------------------------------------
 
-_PROVIDER_MODULES = ("openai", "anthropic", "ollama", "httpx", "langchain_openai")
+_PROVIDER_MODULES = (
+    "openai",
+    "anthropic",
+    "ollama",
+    "httpx",
+    "langchain_openai",
+    "langchain_anthropic",
+    "langchain_ollama",
+)
 
 
 class ModelError(CloseguardError):
@@ -514,7 +522,8 @@ def provider_error(exc: BaseException) -> str | None:
     lines = (message or str(exc)).strip().splitlines()
     message = lines[0] if lines else ""
     what = f"answered {status}" if status else f"failed ({type(exc).__name__})"
-    return f"the model provider ({module}) {what}: {message}".rstrip(": ")
+    provider = module.removeprefix("langchain_")
+    return f"the model provider ({provider}) {what}: {message}".rstrip(": ")
 
 
 def malformed_tool_calls(reply: Any) -> str | None:
@@ -522,5 +531,13 @@ def malformed_tool_calls(reply: Any) -> str | None:
     bad = getattr(reply, "invalid_tool_calls", None) or []
     if not bad:
         return None
-    names = ", ".join(f"{c.get('name') or '?'} ({c.get('error') or 'unreadable'})" for c in bad)
+    names = ", ".join(f"{c.get('name') or '?'} ({_why(c.get('error'))})" for c in bad)
     return f"the model sent a malformed tool call: {names}"
+
+
+def _why(error: Any) -> str:
+    text = " ".join(str(error or "").split())
+    if "not valid JSON" in text:
+        return "its arguments are not valid JSON"
+    text = text.split(" For troubleshooting")[0]
+    return (text[:157] + "...") if len(text) > 160 else (text or "unreadable")
