@@ -64,6 +64,7 @@ STATE = {
         ("187.500 €", "de", [187500]),
         ("1.234,5 EUR", "de", [1234.5]),
         ("due 2026-01-17, 25% sure", "en", [25]),
+        ("As of January 15, 2026 it is $57,000 (since 3 Jan)", "en", [57000]),
     ],
 )
 def test_numbers_are_read_whatever_the_notation(

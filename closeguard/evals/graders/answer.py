@@ -56,6 +56,12 @@ def spellings(fact: str | list[str]) -> list[str]:
 _DATES = re.compile(
     r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"
 )
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_WORD_DATES = re.compile(
+    rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?\b"
+    rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}(?:,?\s+\d{{4}})?\b",
+    re.I,
+)
 _SUFFIX = r"(?:\s?(k|m|bn|thousand|million|billion)\b)?"
 _NUMBER = {
     "en": re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)" + _SUFFIX, re.I),
@@ -65,8 +71,9 @@ _SCALE = {"k": 1e3, "thousand": 1e3, "m": 1e6, "million": 1e6, "bn": 1e9, "billi
 
 
 def numbers_in(text: str, locale: str = "en") -> list[float]:
-    """Every number ``text`` states (ISO dates and times left out), read in ``locale``."""
-    text = _DATES.sub(" ", text)
+    """Every number ``text`` states (dates and times left out: ISO, ``January 17, 2026``,
+    ``17 Jan``), read in ``locale``."""
+    text = _WORD_DATES.sub(" ", _DATES.sub(" ", text))
     out = []
     for m in _NUMBER[locale].finditer(text):
         digits = m.group(1)
