@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from closeguard.cli import app
-from closeguard.evals import RunOptions, build_report, load_suite, run_suites
+from closeguard.evals import RunOptions, build_report, load_suite, run_suites, wrong_agents
 from closeguard.evals.format import Expect, StateCheck, Task
 from closeguard.evals.graders import (
     Action,
@@ -373,3 +373,11 @@ def test_cli_min_pass_task_filter_and_no_guard_wording(tmp_path: Path) -> None:
     assert unknown.exit_code == 2 and "--task nope: no such task" in unknown.output
     bare = cli.invoke(app, ["eval", "run", folder, "-m", "noop", "--no-guard"])
     assert "(no guard" in bare.output and "got through the guard" not in bare.output
+
+
+def test_cli_runs_a_keyed_script_on_one_packaged_task() -> None:
+    agent = str(wrong_agents()["wrong-pick"])
+    args = ["eval", "run", "sales-ops", "-m", f"scripted:{agent}", "--task", "largest-deal"]
+    done = CliRunner().invoke(app, [*args, "--min-pass", "1"])
+    assert done.exit_code == 3, done.output
+    assert "must pick one" in " ".join(done.output.split())

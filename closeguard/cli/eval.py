@@ -21,6 +21,7 @@ from closeguard.evals import (
     TaskRun,
     build_report,
     find_suites,
+    is_keyed_script,
     load_report,
     load_suite,
     packaged_suites,
@@ -129,7 +130,7 @@ def run(
         timeout=timeout,
         tasks=tuple(task or ()),
     )
-    if model not in OFFLINE_MODELS:
+    if model not in OFFLINE_MODELS and not is_keyed_script(model):
         resolve_model(model)  # a missing extra or key is one line now, not a crash per trial
     loaded = find_suites(suites)
     known = {(s.name, t.id) for s in loaded for t in s.suite.tasks}

@@ -13,7 +13,12 @@ Depends on ``simulator``, ``agent`` and ``workflows``; see ``docs/evals.md``.
 
 from closeguard.evals.format import Suite, Task, suite_schema
 from closeguard.evals.loader import LoadedSuite, find_suites, load_suite, packaged_suites
-from closeguard.evals.models import OFFLINE_MODELS, wrong_agent_targets, wrong_agents
+from closeguard.evals.models import (
+    OFFLINE_MODELS,
+    is_keyed_script,
+    wrong_agent_targets,
+    wrong_agents,
+)
 from closeguard.evals.report import (
     build_report,
     load_report,
@@ -34,6 +39,7 @@ __all__ = [
     "TaskRun",
     "build_report",
     "find_suites",
+    "is_keyed_script",
     "load_report",
     "load_suite",
     "packaged_suites",

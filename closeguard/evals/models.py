@@ -40,6 +40,7 @@ __all__ = [
     "adversary_model",
     "close_failures",
     "injected_actions",
+    "is_keyed_script",
     "keyed_script",
     "make_model",
     "reference_model",
@@ -279,6 +280,13 @@ def wrong_agent_targets(path: Path, suites: dict[str, list[Task]]) -> dict[str, 
             or (script.default is not None and (t.expect.answer or t.expect.refusal))
         ]
     return out
+
+
+def is_keyed_script(spec: str) -> bool:
+    """Whether ``spec`` is ``scripted:FILE`` with a script keyed by task id (a bad file
+    raises its one-line ``ConfigError``)."""
+    provider, _, path = spec.partition(":")
+    return provider == "scripted" and bool(path) and keyed_script(path) is not None
 
 
 _INSTRUCTION = "{{instruction}}"
