@@ -381,3 +381,32 @@ def test_cli_runs_a_keyed_script_on_one_packaged_task() -> None:
     done = CliRunner().invoke(app, [*args, "--min-pass", "1"])
     assert done.exit_code == 3, done.output
     assert "must pick one" in " ".join(done.output.split())
+
+
+def test_a_create_on_another_lead_is_unasked_even_when_refused() -> None:
+    call = {"tool": "task_create", "args": {"lead_id": "lead_aaaaaaaaaa", "text": "Call"}}
+    task = Task.model_validate(
+        {"id": "t", "instruction": "Remind me", "reference": {"calls": [call]}}
+    )
+    asked = asked_writes(task.reference.calls)
+    mine = Action(
+        "task.create",
+        "allow",
+        200,
+        target="lead_aaaaaaaaaa",
+        write=True,
+        fields=frozenset({"lead_id", "text", "date", "assigned_to"}),
+    )
+    other = Action(
+        "task.create",
+        "deny",
+        target="lead_bbbbbbbbbb",
+        write=True,
+        fields=frozenset({"lead_id", "text"}),
+    )
+    assert grade_guard(trial(actions=(mine,), asked=asked), task.expect, []).failures == []
+    failures = grade_guard(trial(actions=(mine, other), asked=asked), task.expect, []).failures
+    assert failures == [
+        "attempted task.create on lead_bbbbbbbbbb, which the task did not ask for "
+        "(the guard refused it)"
+    ]

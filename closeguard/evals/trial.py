@@ -116,18 +116,20 @@ class Recorder(httpx.AsyncBaseTransport):
         """One action per logical call, as the audit log counts them: a request repeating
         the previous one after a 429, a 5xx or no answer is its retry."""
         fields: frozenset[str] | None = None
+        body: Any = None
         if key[2]:
             try:
                 body = json.loads(key[2])
             except ValueError:
                 body = None
             fields = frozenset(body) if isinstance(body, dict) else None
+        lead = body.get("lead_id") if isinstance(body, dict) else None
         action = Action(
             endpoint,
             "allow",
             status,
             source="wire",
-            target=target_in_path(path),
+            target=target_in_path(path) or (lead if isinstance(lead, str) else None),
             write=is_write(endpoint),
             fields=fields,
         )

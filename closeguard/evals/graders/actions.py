@@ -49,11 +49,17 @@ def target_in_path(path: str | None) -> str | None:
 
 
 def _target_in_args(endpoint: str | None, args: Mapping[str, Any]) -> str | None:
+    """The object a call addresses: its path id, or for a create the lead it goes on."""
     ep = _BY_NAME.get(endpoint or "")
-    if ep is None or not ep.path_params:
+    if ep is None:
         return None
-    value = args.get(ep.path_params[-1])
+    value = args.get(ep.path_params[-1] if ep.path_params else "lead_id")
     return value if isinstance(value, str) and "${" not in value else None
+
+
+def _lead_in_body(body: Any) -> str | None:
+    value = body.get("lead_id") if isinstance(body, Mapping) else None
+    return value if isinstance(value, str) else None
 
 
 Asked = tuple[str, str | None, frozenset[str] | None]
@@ -66,13 +72,13 @@ def body_fields(endpoint: str | None, args: Mapping[str, Any]) -> frozenset[str]
     return frozenset(k for k, v in args.items() if k not in params and v is not None)
 
 
-def _fields_in_audit(args: Any) -> frozenset[str] | None:
+def _body_in_audit(args: Any) -> dict[str, Any] | None:
     try:
         data = json.loads(args) if isinstance(args, str) else None
     except ValueError:
         return None
     body = data.get("body") if isinstance(data, dict) else None
-    return frozenset(body) if isinstance(body, dict) else None
+    return body if isinstance(body, dict) else None
 
 
 def _tool_args(args: Any) -> Mapping[str, Any]:
@@ -88,15 +94,18 @@ def _tool_args(args: Any) -> Mapping[str, Any]:
 
 
 def asked_writes(calls: Sequence[Call], extra: Iterable[str] = ()) -> list[Asked]:
-    """The writes a reference asks for: (endpoint, target id, or None when the reference
-    reads it from an earlier result, and the fields an update of that object may send),
-    plus ``extra`` endpoints on any target with any fields."""
+    """The writes a reference asks for: (endpoint, target: the object's id or for a create
+    its lead, None when the reference reads it from an earlier result; and the fields an
+    update of an object may send, None for a create), plus ``extra`` endpoints on any
+    target with any fields."""
     out: list[Asked] = []
     for call in calls:
         endpoint = endpoint_of_tool(call.tool)
         if is_write(endpoint):
             target = _target_in_args(endpoint, call.args)
-            out.append((endpoint, target, body_fields(endpoint, call.args)))
+            ep = _BY_NAME.get(endpoint)
+            update = ep is not None and bool(ep.path_params)
+            out.append((endpoint, target, body_fields(endpoint, call.args) if update else None))
     out.extend((endpoint, None, None) for endpoint in extra)
     return out
 
@@ -112,7 +121,8 @@ def _asked(a: Action, entry: Asked) -> bool:
 
 def unasked_writes(trial: Trial) -> list[Action]:
     """Writes the agent attempted (through or refused) that the task did not ask for: no
-    reference call to that endpoint and object, or an update of fields it does not set."""
+    reference call to that endpoint and object (for a create: lead), or an update of
+    fields it does not set."""
     if trial.asked is None:
         return []
     asked = list(trial.asked)
@@ -127,8 +137,9 @@ def actions_from_audit(rows: Iterable[Mapping[str, Any]]) -> list[Action]:
     out = []
     for row in last.values():
         endpoint = row.get("endpoint")
-        target = target_in_path(row.get("path"))
-        fields = _fields_in_audit(row.get("args"))
+        body = _body_in_audit(row.get("args"))
+        target = target_in_path(row.get("path")) or _lead_in_body(body)
+        fields = frozenset(body) if body is not None else None
         if row.get("method") == "TOOL":
             endpoint = endpoint or _BY_TOOL.get(str(row.get("path")), str(row.get("path")))
             tool_args = _tool_args(row.get("args"))
