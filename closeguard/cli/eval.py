@@ -117,8 +117,7 @@ def run(
 ) -> None:
     """Run suites: every task K times on a fresh simulator, graded, summarized.
 
-    Exit status: 0 when the run finished; 1 when a task is broken (its reference does
-    not pass); 3 when pass^1 is below --min-pass; 2 for bad arguments.
+    Exit status: 0 done, 1 a task is broken, 3 pass^1 below --min-pass, 2 bad arguments.
     """
     prices = _prices(price)
     options = RunOptions(
