@@ -41,7 +41,14 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send, interrupt
 from pydantic import ValidationError
 
-from closeguard.agent.models import SYSTEM_NAME
+from closeguard.agent.models import (
+    SYSTEM_NAME,
+    ModelError,
+    malformed_tool_calls,
+    provider_error,
+    strict_tool_spec,
+    wants_strict_tools,
+)
 from closeguard.agent.prompt import (
     OrgContext,
     fetch_context,
@@ -96,6 +103,8 @@ class _Deps:
     client: CloseClient
     org: OrgContext | None = None
     triggered_leads: frozenset[str] | None = None
+    strict: bool = False
+    """Tools are bound in OpenAI's strict form: a null argument means "not given"."""
 
     @property
     def policy(self) -> Policy:
@@ -151,7 +160,16 @@ def _model_node(deps: _Deps) -> Callable[..., Any]:
         if deps.org is None:
             deps.org = await fetch_context(deps.client)
         prompt = system_prompt(deps.today(), deps.org, deps.summary)
-        reply = await deps.model.ainvoke([SystemMessage(prompt), *state["messages"]], config)
+        try:
+            reply = await deps.model.ainvoke([SystemMessage(prompt), *state["messages"]], config)
+        except Exception as exc:
+            line = provider_error(exc)
+            if line is None:
+                raise
+            raise ModelError(line) from None
+        malformed = malformed_tool_calls(reply)
+        if malformed and not getattr(reply, "tool_calls", None):
+            raise ModelError(malformed)
         update: dict[str, Any] = {"messages": [reply], "turns": turns + 1}
         usage = getattr(reply, "usage_metadata", None)
         if usage:
@@ -195,9 +213,10 @@ def _review_node(deps: _Deps) -> Callable[..., Any]:
                     "tool calls",
                 )
                 continue
-            reviews[call_id] = await deps.store.run(
-                _check, deps, call["name"], dict(call["args"]), run_id
-            )
+            args = dict(call["args"])
+            if deps.strict:
+                args = {k: v for k, v in args.items() if v is not None}
+            reviews[call_id] = await deps.store.run(_check, deps, call["name"], args, run_id)
         update: dict[str, Any] = {"reviews": reviews, "calls": used}
         if stopped:
             update["stopped"] = stopped
@@ -533,8 +552,15 @@ def build_agent(
         name = (tool.metadata or {}).get("endpoint")
         if name in offered:
             table[tool.name] = (tool, BY_NAME[name])
+    strict = wants_strict_tools(model)
+    offered_tools = [t for t, _ in table.values()]
     deps = _Deps(
-        model=model.bind_tools([t for t, _ in table.values()]),
+        model=(
+            model.bind_tools([strict_tool_spec(t) for t in offered_tools], strict=True)
+            if strict
+            else model.bind_tools(offered_tools)
+        ),
+        strict=strict,
         guard=guard,
         store=store,
         approvals=Approvals(store),
