@@ -7,6 +7,10 @@ on a fresh trigger in a simulated organization, counts the requests that reached
 simulator during the runs (not while the scenario was set up), and prints calls per run
 beside its target with PASS or FAIL.
 
+Organization facts (the key's user, members, statuses, custom fields) are read once per
+process: each workflow's first run (a warm-up, not counted) pays them, and the line says
+how many such one-time reads it made.
+
 Targets are the floor of what each job needs: its writes, plus the reads that check its
 own earlier write (the once-only read-backs) and the reads that find its work (a schedule's
 scan). For ``new-lead-triage``: its two writes plus at most one read.
@@ -197,19 +201,29 @@ async def stale(bench: Bench, index: int) -> Trigger:
 async def digest(bench: Bench, index: int) -> Trigger:
     tick = NOW + timedelta(days=60 + index)
     # the overdue tasks, and per user with some the day's draft and its read-back
-    return Trigger(lambda state: 1 + 2 * len(state["digests"]), tick=tick)
+    return Trigger(
+        lambda state: (
+            _pages(sum(len(tasks) for tasks in state["digests"].values()))
+            + 2 * len(state["digests"])
+        ),
+        tick=tick,
+    )
 
 
 async def offboarding(bench: Bench, index: int) -> Trigger:
     users = sorted(bench.sim.state["users"])
     source, target = users[index % len(users)], users[(index + 1) % len(users)]
     # the open tasks, the active opportunities, the owned leads (with an owner field), the
-    # bulk move of the tasks, and per opportunity and lead a read-back and a write
+    # bulk move of the tasks, and per opportunity and lead one write (a read-back only
+    # on a retry)
     return Trigger(
         lambda state: (
-            3
-            + bool(state.get("owner_field"))
-            + 2 * (len(state["opportunities"]) + len(state["leads"]))
+            _pages(state["tasks"])
+            + _pages(len(state["opportunities"]))
+            + (_pages(len(state["leads"])) if state.get("owner_field") else 0)
+            + 1
+            + len(state["opportunities"])
+            + len(state["leads"])
         ),
         params={"from_user": source, "to_user": target},
     )
@@ -227,21 +241,25 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-async def measure(runs: int) -> list[tuple[str, float, float]]:
-    """(workflow, calls per run, target per run) for every packaged workflow."""
+async def measure(runs: int) -> list[tuple[str, float, float, int]]:
+    """(workflow, calls per run, target per run, the warm-up run's calls over its floor)
+    for every packaged workflow."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="closeguard-calls-") as folder:
         bench = Bench(Path(folder), leads=max(30, 4 * runs))
         try:
             for name, workflow in packaged_workflows().items():
                 calls = floor = 0
-                for index in range(runs):
+                for index in range(runs + 1):
                     trigger = await SCENARIOS[name](bench, index)
                     made, least = await bench.run(workflow, trigger, index)
+                    bench.clock.advance(1)
+                    if index == 0:
+                        warmup = made - least
+                        continue
                     calls += made
                     floor += least
-                    bench.clock.advance(60)
-                rows.append((name, calls / runs, floor / runs))
+                rows.append((name, calls / runs, floor / runs, warmup))
         finally:
             bench.store.dispose()
     return rows
@@ -254,13 +272,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = 5 if args.quick else args.runs
     rows = asyncio.run(measure(runs))
-    print(f"calls per run, {runs} runs per workflow, one process (simulated organization)")
+    print(
+        f"calls per run, {runs} runs per workflow after one warm-up run, one process "
+        "(simulated organization)"
+    )
     failed = 0
-    for name, calls, target in rows:
+    for name, calls, target, warmup in rows:
         ok = calls <= target + 1e-9
         failed += not ok
         verdict = "PASS" if ok else "FAIL"
-        print(f"{name:28} {calls:6.2f} calls/run   target <= {target:6.2f}   {verdict}")
+        print(
+            f"{name:28} {calls:6.2f} calls/run   target <= {target:6.2f}   {verdict}"
+            f"   (first run: {warmup:+d} over its floor)"
+        )
     return 1 if failed else 0
 
 
