@@ -43,6 +43,7 @@ from closeguard.guardrails import Guard, Guarded, Policy
 from closeguard.store import Store
 from closeguard.store.fates import GONE_TYPES, LeadFates, merge_of
 from closeguard.tools import CloseClient
+from closeguard.tools import models as m
 from closeguard.tools.budget import RateBudget
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.tools.errors import (
@@ -360,19 +361,18 @@ class Executor:
         event = spec.event or {}
         if event.get("action") == "deleted":
             return spec  # a rule about deletions runs on what is gone
+        if spec.lead_id is not None:
+            fate = await self.store.run(self.fates.resolve, spec.lead_id)
+            if fate.merged_from:
+                if not workflow.follow_merges:
+                    return self._skipped(f"lead {spec.lead_id} was merged into {fate.lead}")
+                spec = replace(spec, lead_id=fate.lead)
+            if fate.gone:
+                return self._skipped(f"lead {fate.lead} was deleted")
         kind, oid = str(event.get("object_type") or ""), event.get("object_id")
         moot = kind in GONE_TYPES and kind != "lead" and isinstance(oid, str)
         if moot and await self.store.run(self.fates.is_gone, str(oid)):
             return self._skipped(f"{kind} {oid} was deleted")
-        if spec.lead_id is None:
-            return spec
-        fate = await self.store.run(self.fates.resolve, spec.lead_id)
-        if fate.merged_from:
-            if not workflow.follow_merges:
-                return self._skipped(f"lead {spec.lead_id} was merged into {fate.lead}")
-            spec = replace(spec, lead_id=fate.lead)
-        if fate.gone:
-            return self._skipped(f"lead {fate.lead} was deleted")
         return spec
 
     async def _probe(self, workflow: Workflow, spec: RunSpec) -> RunSpec | Outcome | None:
@@ -381,7 +381,16 @@ class Executor:
         everything is there (the failure was real)."""
         event = spec.event or {}
         kind, oid = str(event.get("object_type") or ""), event.get("object_id")
+        lead = spec.lead_id
         async with self.fates_client(spec) as client:
+            if lead is not None:
+                try:
+                    await client.leads.get(lead)
+                except NotFound:
+                    page = await client.events.list(
+                        lead_id=lead, object_type="lead", action="deleted", limit=5
+                    )
+                    return await self._why_gone(lead, page.data, spec)
             if kind in ("opportunity", "task") and isinstance(oid, str):
                 accessor = client.opportunities if kind == "opportunity" else client.tasks
                 try:
@@ -389,24 +398,20 @@ class Executor:
                 except NotFound:
                     await self.store.run(self.fates.record_gone, kind, oid)
                     return self._skipped(f"{kind} {oid} no longer exists")
-            lead = spec.lead_id
-            if lead is None:
-                return None
-            try:
-                await client.leads.get(lead)
-                return None
-            except NotFound:
-                pass
-            page = await client.events.list(
-                lead_id=lead, object_type="lead", action="deleted", limit=5
-            )
-        for found in page.data:
+        return None
+
+    async def _why_gone(
+        self, lead: str, deletions: list[m.Event], spec: RunSpec
+    ) -> RunSpec | Outcome:
+        """A missing lead's deletion events: a merge (recorded; ``spec`` goes on), a plain
+        delete (``skipped``), or none yet (a transient failure)."""
+        for found in deletions:
             merge = merge_of(found.model_dump(mode="json"))
             if merge is not None and merge[0] == lead:
                 await self.store.run(self.fates.record_merge, merge[0], merge[1], found.id)
                 return spec
-        if page.data:
-            await self.store.run(self.fates.record_gone, "lead", lead, page.data[0].id)
+        if deletions:
+            await self.store.run(self.fates.record_gone, "lead", lead, deletions[0].id)
             return self._skipped(f"lead {lead} was deleted")
         return Outcome(
             "failed",
