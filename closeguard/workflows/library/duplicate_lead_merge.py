@@ -34,7 +34,9 @@ def _new_lead_id(ctx: Context) -> str:
 
 
 async def find_original(ctx: Context) -> None:
-    """The oldest other lead with a contact email in common, if any."""
+    """The oldest other lead with a contact email in common, if any; only leads older than
+    this one (so the older of two duplicates, when its own run comes late, is left alone
+    and the newer is merged into it, never the other way round)."""
     lead_id = _new_lead_id(ctx)
     lead = await lead_or_none(ctx.client, lead_id)
     emails = _emails(lead) if lead else set()
@@ -42,9 +44,11 @@ async def find_original(ctx: Context) -> None:
         ctx.log.info("lead %s: %s", lead_id, "gone" if lead is None else "no contact email")
         return
     matches: dict[str, m.Lead] = {}
+    mine = (lead.date_created or "", lead_id) if lead else ("", lead_id)
     for email in sorted(emails):
         async for other in ctx.client.leads.iter(query=f'email:"{email}"'):
-            if other.id != lead_id and email in _emails(other):
+            older = (other.date_created or "", other.id) < mine
+            if other.id != lead_id and older and email in _emails(other):
                 matches[other.id] = other
     if not matches:
         ctx.log.info("lead %s: no other lead shares %s", lead_id, ", ".join(sorted(emails)))
