@@ -329,6 +329,35 @@ def run(
             "in approval notifications (default: the console's own address).",
         ),
     ] = None,
+    catch_up_every: Annotated[
+        float,
+        typer.Option(
+            "--catch-up-every",
+            metavar="SECONDS",
+            min=1,
+            help="Seconds between Event Log catch-up passes (events webhooks missed).",
+        ),
+    ] = RuntimeConfig.catchup_every,
+    upkeep_every: Annotated[
+        float,
+        typer.Option(
+            "--upkeep-every",
+            metavar="SECONDS",
+            min=1,
+            help="Seconds between checks that the webhook subscription is active "
+            "(a paused one is resumed and caught up).",
+        ),
+    ] = RuntimeConfig.subscription_every,
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            metavar="SECONDS",
+            min=3,
+            help="Seconds a claimed run stays its worker's without a heartbeat (renewed every "
+            "third of it); a dead worker's runs are taken over after it.",
+        ),
+    ] = RuntimeConfig.lease,
 ) -> None:
     """Run the workflows: webhooks, catch-up, schedules and workers, with a live view.
 
@@ -349,6 +378,9 @@ def run(
         listen=(host, port),
         public_url=public_url,
         subscribe=target.sim is not None,
+        catchup_every=catch_up_every,
+        subscription_every=upkeep_every,
+        lease=lease,
     )
     llm = _model(model)
     console = Console()

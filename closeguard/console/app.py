@@ -387,7 +387,7 @@ class Console:
     # -- runs ------------------------------------------------------------------------------
 
     async def runs_page(self, request: Request, session: Session) -> Response:
-        recent, dead = await self.store.run(queries.runs_overview, self.runs)
+        recent, dead, skipped = await self.store.run(queries.runs_overview, self.runs)
         digest = await self.store.run(queries.runs_digest, self.runs)
         partial = request.query_params.get("partial") == "1"
         names = await self._names(r.lead_id for r in [*dead, *recent])
@@ -397,6 +397,7 @@ class Console:
             session,
             recent=recent,
             dead=dead,
+            skipped=skipped,
             digest=digest,
             names=names,
         )

@@ -162,6 +162,15 @@ def _relative(url_path: str) -> str:
     return path
 
 
+async def _names_missing(response: httpx.Response) -> bool:
+    """Close refused a write because its object is not there (404, or a 400 saying "does
+    not exist"): nothing was written, so the write is not counted against the run."""
+    if response.status_code == 404:
+        return True
+    body = await response.aread()
+    return b"does not exist" in body.lower()
+
+
 class GuardTransport(httpx.AsyncBaseTransport):
     """Classify, decide, enforce and audit every request, then pass it to ``inner``."""
 
@@ -280,6 +289,8 @@ class GuardTransport(httpx.AsyncBaseTransport):
         status = response.status_code
         if status >= 500:
             self.quotas.refund(call_id)
+        elif status in (400, 404) and method != "GET" and await _names_missing(response):
+            self.quotas.refund_writes(call_id)
         context = self.context
         due = self.audit.record(
             (

@@ -16,6 +16,7 @@ from closeguard.workflows.library._common import (
     day,
     event_time,
     find_task,
+    now_on,
     once,
 )
 
@@ -29,7 +30,7 @@ TEXTS = {
 
 
 async def _status_type(ctx: Context, status_id: str) -> str:
-    for status in await ctx.client.statuses.opportunity():
+    for status in await ctx.facts.opportunity_statuses():
         if status.id == status_id:
             return status.type
     return "active"
@@ -38,7 +39,7 @@ async def _status_type(ctx: Context, status_id: str) -> str:
 async def create_follow_up(ctx: Context) -> None:
     """Create the follow-up task for the owner, once per status change."""
     opp = ctx.event_data
-    lead_id, owner = opp["lead_id"], opp.get("user_id")
+    lead_id, owner = now_on(ctx, str(opp["lead_id"])), opp.get("user_id")
     kind = opp.get("status_type") or await _status_type(ctx, opp["status_id"])
     label = opp.get("status_label") or opp["status_id"]
     deal = f"{opp.get('lead_name') or 'the'} deal ({opp['id']})"

@@ -22,6 +22,7 @@ from closeguard.workflows.library._common import (
     find_note,
     find_task,
     lead_or_none,
+    now_on,
     once,
 )
 
@@ -46,21 +47,23 @@ async def write_handoff_note(ctx: Context) -> None:
     ]
     if opp.get("note"):
         lines.append(f"Deal notes: {opp['note']}")
-    body = {"lead_id": opp["lead_id"], "note": "\n".join(lines)}
+    lead_id = now_on(ctx, str(opp["lead_id"]))
+    body = {"lead_id": lead_id, "note": "\n".join(lines)}
     await once(
         ctx,
         "handoff-note",
-        lambda: find_note(ctx.client, opp["lead_id"], head),
+        lambda: find_note(ctx.client, lead_id, head),
         lambda: ctx.client.notes.create(body),
     )
 
 
 async def move_to_customer(ctx: Context) -> None:
-    """Set the lead's status to the customer status, unless it is there already."""
-    lead_id = ctx.event_data["lead_id"]
+    """Set the lead's status to the customer status (a lead there already is unchanged:
+    the same status again changes nothing in Close, so no read comes first)."""
+    lead_id = now_on(ctx, str(ctx.event_data["lead_id"]))
     label = str(ctx.params["customer_status"])
     status = next(
-        (s for s in await ctx.client.statuses.lead() if s.label.casefold() == label.casefold()),
+        (s for s in await ctx.facts.lead_statuses() if s.label.casefold() == label.casefold()),
         None,
     )
     if status is None:
@@ -74,7 +77,7 @@ async def move_to_customer(ctx: Context) -> None:
     async def write() -> m.Lead:
         return await ctx.client.leads.update(lead_id, {"status_id": status_id})
 
-    await once(ctx, "customer-status", find, write)
+    await ctx.effect("customer-status", write, find=find)
 
 
 async def create_onboarding_task(ctx: Context) -> None:
@@ -82,15 +85,16 @@ async def create_onboarding_task(ctx: Context) -> None:
     opp = ctx.event_data
     won_at = event_time(ctx)
     due = business_days_after(won_at.date(), int(ctx.params["onboarding_days"]))
+    lead_id = now_on(ctx, str(opp["lead_id"]))
     text = f"Onboarding kickoff for {opp.get('lead_name') or opp['lead_id']} (deal {opp['id']})"
-    body: dict[str, Any] = {"lead_id": opp["lead_id"], "text": text, "date": day(due)}
+    body: dict[str, Any] = {"lead_id": lead_id, "text": text, "date": day(due)}
     assignee = ctx.params.get("onboarding_user") or opp.get("user_id")
     if assignee:
         body["assigned_to"] = assignee
     await once(
         ctx,
         "onboarding-task",
-        lambda: find_task(ctx.client, opp["lead_id"], text),
+        lambda: find_task(ctx.client, lead_id, text),
         lambda: ctx.client.tasks.create(body),
     )
 
