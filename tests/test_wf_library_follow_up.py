@@ -16,7 +16,7 @@ from tests._wf_library import Org, added, collections, event, rule_form
 
 @pytest.fixture
 def workflow() -> Workflow:
-    """The packaged rule (follow-up-on-status-change.yaml; a Python module before issue 22, same tests)."""
+    """The packaged rule follow-up-on-status-change.yaml (was a Python module; same tests)."""
     return rule_form("follow-up-on-status-change")
 
 

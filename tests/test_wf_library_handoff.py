@@ -13,7 +13,7 @@ from tests._wf_library import Org, added, collections, event, rule_form
 
 @pytest.fixture
 def workflow() -> Workflow:
-    """The packaged rule (won-deal-handoff.yaml; a Python module before issue 22, same tests)."""
+    """The packaged rule won-deal-handoff.yaml (was a Python module; same tests)."""
     return rule_form("won-deal-handoff")
 
 

@@ -13,7 +13,7 @@ from tests._wf_library import NOW, Org, added, collections, rule_form
 
 @pytest.fixture
 def workflow() -> Workflow:
-    """The packaged rule (stale-opportunity-nudge.yaml; a Python module before issue 22, same tests)."""
+    """The packaged rule stale-opportunity-nudge.yaml (was a Python module; same tests)."""
     return rule_form("stale-opportunity-nudge")
 
 

@@ -27,13 +27,14 @@ PACKAGED = {
     "call-summary",
     "duplicate-lead-merge",
     "rep-offboarding",
+    "call-follow-up-draft",
 }
 LIBRARY = Path(__file__).resolve().parents[1] / "closeguard" / "workflows" / "library"
 
 # -- the packaged library -------------------------------------------------------------------
 
 
-def test_eight_packaged_workflows_one_a_file_each_with_its_own_policy() -> None:
+def test_nine_packaged_workflows_one_a_file_each_with_its_own_policy() -> None:
     packaged = packaged_workflows()
     assert set(packaged) == PACKAGED
     modules = {p.stem for p in LIBRARY.glob("*.py") if not p.name.startswith("_")}

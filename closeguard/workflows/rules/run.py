@@ -385,9 +385,11 @@ async def _agent(
 ) -> Any:
     """The agent's answer (text), the agent acting under ``step.policy``.
 
-    Its thread lives in the run's checkpointer as ``RUN/KEY``: a call that needs a person
-    stops the workflow run (``ApprovalRequired``, the same approval id), and when the
-    run resumes the thread goes on from its approval instead of starting over.
+    Its thread lives in the run's checkpointer, named by the rule, the trigger (the
+    event's id: a duplicated delivery finds the finished thread and its answer, and calls
+    nothing) and the step. A call that needs a person stops the workflow run
+    (``ApprovalRequired``, the same approval id), and when the run resumes the thread goes
+    on from its approval instead of starting over.
     """
     if ctx.llm is None:
         _note(ctx, f"{step.name}: skipped, no model configured (set CLOSEGUARD_MODEL)")
@@ -410,7 +412,7 @@ async def _agent(
             today=lambda: when,
         )
         config: Any = {
-            "configurable": {"thread_id": f"{ctx.run_id}/{key}", "run_id": ctx.run_id},
+            "configurable": {"thread_id": _thread(ctx, rule, key), "run_id": ctx.run_id},
             "recursion_limit": 4 * step.max_turns + 20,
         }
         state = await agent.aget_state(config)
@@ -430,6 +432,15 @@ async def _agent(
             approval_id=str(ask.get("approval_id")),
         )
     return _answer(result)
+
+
+def _thread(ctx: Context, rule: Rule, key: str) -> str:
+    event_id = (ctx.event or {}).get("id")
+    if event_id:
+        return f"{rule.name}/{event_id}/{key}"
+    if ctx.tick is not None:
+        return f"{rule.name}/{ctx.tick.isoformat()}/{key}"
+    return f"{rule.name}/{ctx.run_id}/{key}"
 
 
 def _answer(result: Mapping[str, Any]) -> str:
