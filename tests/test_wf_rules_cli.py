@@ -1,0 +1,123 @@
+"""``closeguard workflows show | schema | test`` for rules, and ``run --path examples/rules/``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from closeguard.cli import app
+from closeguard.guardrails import Policy
+from closeguard.workflows import packaged_workflows
+
+runner = CliRunner()
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "rules"
+
+
+@pytest.fixture(autouse=True)
+def _offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLOSE_API_KEY", raising=False)
+    monkeypatch.delenv("CLOSEGUARD_MODEL", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+
+
+def test_show_json_is_the_derived_policy_as_policy_data() -> None:
+    result = runner.invoke(app, ["workflows", "show", "won-deal-handoff", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {
+        "name", "description", "mode", "grants", "deny", "approve", "constraints", "limits"
+    }  # fmt: skip
+    again = Policy.from_dict(data)  # the same data a policy YAML holds, read back
+    assert again.grants == packaged_workflows()["won-deal-handoff"].load_policy().grants
+    assert data["constraints"]["lead.update"]["id"] == {"scope": "triggered"}
+    assert data["limits"]["per_run"]["per_endpoint"] == {
+        "lead.update": 1, "activity.note.create": 1, "task.create": 1
+    }  # fmt: skip
+
+
+def test_show_prints_the_trigger_steps_and_policy_of_a_users_rule() -> None:
+    result = runner.invoke(
+        app, ["workflows", "show", "big-deal-follow-up", "--path", str(EXAMPLES)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "trigger:    event opportunity.updated changing status_id" in result.output
+    assert "if:         {value: {min: 100000}}" in result.output
+    assert "step 1:     step1: create task" in result.output
+    policy = yaml.safe_load(result.output.split("policy (derived from the steps):\n", 1)[1])
+    assert policy["grants"] == {"lead": "read", "task": "write"}
+
+
+def test_schema_validates_every_shipped_and_example_rule() -> None:
+    result = runner.invoke(app, ["workflows", "schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    files = [*EXAMPLES.glob("*.yaml"), *Path(packaged_rules_dir()).glob("*.yaml")]
+    assert len(files) >= 8
+    for file in files:
+        jsonschema.validate(yaml.safe_load(file.read_text().replace("\non:", "\n'on':")), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "x", "on": "lead.created", "steps": [{"frob": 1}]}, schema)
+
+
+def packaged_rules_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "closeguard" / "workflows" / "library" / "rules"
+
+
+def test_test_runs_a_rule_on_a_sample_event_and_shows_each_call() -> None:
+    result = runner.invoke(
+        app,
+        ["workflows", "test", "won-deal-handoff", "--sample", "opportunity.updated", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["status"] == "completed" and data["where"] == "simulator"
+    assert data["event"]["data"]["status_type"] == "won"  # a sample the if: matches
+    writes = [(c["method"], c["path"].split("/")[1], c["decision"]) for c in data["calls"]]
+    assert ("PUT", "lead", "allow") in writes and ("POST", "task", "allow") in writes
+    assert set(data["results"]) == {"customer", "customer_status", "handoff_note", "onboarding"}
+
+
+def test_test_explains_what_it_cannot_do(tmp_path: Path) -> None:
+    no_match = runner.invoke(
+        app,
+        ["workflows", "test", "call-follow-up-draft", "--sample", "opportunity.updated"],
+    )
+    assert no_match.exit_code == 1 and "none of the" in no_match.output
+    needs_key = runner.invoke(
+        app, ["workflows", "test", "won-deal-handoff", "--dry-run", "--sample", "x.updated"]
+    )
+    assert needs_key.exit_code == 2 and "set CLOSE_API_KEY" in needs_key.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\non: lead.created\nsteps:\n  - create: tsak\n    fields: {}\n")
+    broken = runner.invoke(app, ["workflows", "test", "bad", "--path", str(bad)])
+    assert broken.exit_code == 1
+    assert f"{bad}:4: unknown resource to create 'tsak'; did you mean task?" in broken.output
+    assert "Traceback" not in broken.output
+
+
+def test_test_with_an_event_file_that_the_rule_ignores(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"object_type": "lead", "action": "created", "data": {}}))
+    result = runner.invoke(app, ["workflows", "test", "won-deal-handoff", "--event", str(event)])
+    assert result.exit_code == 1 and "is not triggered by this event" in result.output
+
+
+def test_run_fires_the_example_rules_on_the_demo_organization() -> None:
+    result = runner.invoke(
+        app, ["run", "--path", str(EXAMPLES), "--duration", "10", "--plain", "--console", "off"]
+    )
+    assert result.exit_code == 0, result.output
+    for fired in (
+        "hot-deals-check completed",
+        "new-lead-hello completed",
+        "big-deal-follow-up completed",
+        "lost-deal-review waiting_approval",
+    ):
+        assert fired in result.output, fired
