@@ -263,7 +263,7 @@ class _Parser:
         actions: list[str] = []
         for i, name in enumerate(names):
             where = (*at, "on", i) if isinstance(on, list) else (*at, "on")
-            if name not in EVENTS:
+            if not isinstance(name, str) or name not in EVENTS:
                 raise self.error(where, _unknown("event", name, [*sorted(EVENTS), "manual"]))
             kind, _, action = str(name).rpartition(".")
             kinds.add(kind)
@@ -323,7 +323,7 @@ class _Parser:
             if not isinstance(entries, list):
                 raise self.error((*at, key), f"policy.{key} is a list of endpoints or resources")
             for i, entry in enumerate(entries):
-                if entry not in known:
+                if not isinstance(entry, str) or entry not in known:
                     raise self.error((*at, key, i), _unknown(f"{key} entry", entry, known))
             out[key] = tuple(entries)
         return out["deny"], out["approve"]
@@ -469,7 +469,11 @@ class _Parser:
             ident = self.value(raw["id"], (*at, "id"), known)
         match = raw.get("match")
         if match is not None:
-            if not isinstance(match, list) or not all(m in fields for m in match) or not match:
+            if (
+                not isinstance(match, list)
+                or not match
+                or not all(isinstance(m, str) and m in fields for m in match)
+            ):
                 raise self.error((*at, "match"), "match lists fields of this step's fields:")
             match = tuple(match)
         return WriteStep(
@@ -544,7 +548,7 @@ class _Parser:
             for key, kind in output.items():
                 if not _STEP_NAME.match(str(key)):
                     raise self.error((*at, "output", key), f"output field {key!r}: use a-z, 0-9, _")
-                if kind not in OUTPUT_TYPES:
+                if not isinstance(kind, str) or kind not in OUTPUT_TYPES:
                     raise self.error(
                         (*at, "output", key), _unknown("output type", kind, OUTPUT_TYPES)
                     )
