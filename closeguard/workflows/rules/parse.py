@@ -398,8 +398,8 @@ class _Parser:
 
     def value(self, raw: Any, at: Path_, known: Collection[str]) -> Any:
         value = compile_value(raw, self.lines, at, known)
-        from_value = _names(value) & set(FETCHED)
-        self.fetched |= from_value
+        if self.event:  # elsewhere lead/deal/user can only be a step's or an item's name
+            self.fetched |= _names(value) & set(FETCHED)
         return value
 
     def skip(self, raw: Any, at: Path_, known: Collection[str]) -> Skip:
@@ -419,7 +419,8 @@ class _Parser:
                 f"{at[-1]}: {', '.join(map(repr, unknown))} is not defined here; known: "
                 f"{', '.join(sorted(known))}",
             )
-        self.fetched |= roots & set(FETCHED)
+        if self.event:
+            self.fetched |= roots & set(FETCHED)
         return condition
 
     def endpoint(self, kind: str, target: Any, at: Path_, action: str) -> Endpoint:
