@@ -78,7 +78,7 @@ MISTAKES = [
         "name: x\non: lead.craeted\nsteps: [{find: lead}]\n",
         2,
         "unknown event 'lead.craeted'; did you mean lead.created",
-    ),  # noqa: E501
+    ),
     ("name: x\non: lead.created\nstep: []\n", 3, "unknown key 'step'; did you mean steps?"),
     ("name: x\non: lead.created\nsteps: []\n", 3, "steps is a non-empty list"),
     ("name: x\non: lead.created\nsteps: [{creat: task}]\n", 3, "a step has exactly one of"),
@@ -86,91 +86,91 @@ MISTAKES = [
         "name: x\non: lead.created\nsteps:\n  - create: tsak\n    fields: {text: a}\n",
         4,
         "unknown resource to create 'tsak'; did you mean task?",
-    ),  # noqa: E501
+    ),
     (
         "name: x\non: lead.created\nsteps:\n  - create: task\n    fields: {txt: a}\n",
         5,
         "unknown field of task.create 'txt'; did you mean text?",
-    ),  # noqa: E501
+    ),
     (
-        "name: x\non: lead.created\nsteps:\n  - create: task\n    fields: {text: '{{ leed.id }}'}\n",
+        "name: x\non: lead.created\nsteps:\n  - create: task\n    fields: {text: '{{ leed.id }}'}\n",  # noqa: E501
         5,
         "uses 'leed', which is not defined here",
-    ),  # noqa: E501
+    ),
     (
         "name: x\non: lead.created\nsteps:\n  - create: task\n    fields: {text: '{{ 1 + }}'}\n",
         5,
         "template '{{ 1 + }}'",
-    ),  # noqa: E501
+    ),
     (
         "name: x\non: lead.created\nsteps:\n  - update: lead\n    fields: {name: a}\n",
         4,
         "needs id:",
-    ),  # noqa: E501
+    ),
     (
-        "name: x\non: lead.created\nsteps:\n  - delete: lead\n    id: '{{ data.id }}'\n    fields: {a: 1}\n",
+        "name: x\non: lead.created\nsteps:\n  - delete: lead\n    id: '{{ data.id }}'\n    fields: {a: 1}\n",  # noqa: E501
         6,
         "unknown key for a delete step 'fields'",
-    ),  # noqa: E501
+    ),
     (
         "name: x\non: lead.created\nif: {value: {minimum: 3}}\nsteps: [{find: lead}]\n",
         3,
         "if: value: unknown matcher 'minimum'",
-    ),  # noqa: E501
+    ),
     (
         "name: x\nevery: 1h\nif: {value: {min: 3}}\nsteps: [{find: lead}]\n",
         3,
         "if: looks at an event's data",
-    ),  # noqa: E501
+    ),
     ("name: x\nevery: '0 25 * * *'\nsteps: [{find: lead}]\n", 2, "every: not a crontab line"),
     (
         "name: x\nevery: '0 8 * * *'\ntimezone: Mars/Base\nsteps: [{find: lead}]\n",
         3,
         "unknown timezone 'Mars/Base'",
-    ),  # noqa: E501
+    ),
     (
         "name: x\non: lead.created\npolicy: {grants: {lead: write}}\nsteps: [{find: lead}]\n",
         3,
         "never widen it",
-    ),  # noqa: E501
+    ),
     (
         "name: x\non: lead.created\nsteps:\n  - find: lead\n    as: a\n  - find: user\n    as: a\n",
         7,
         "step name 'a' is already used on line 4",
-    ),  # noqa: E501
+    ),
     (
         "name: x\non: lead.created\nsteps:\n  - find: lead\n    as: data\n",
         5,
         "'data' is a name every template already has",
-    ),  # noqa: E501
+    ),
     ("name: x\non: lead.created\nsteps:\n  - agent: hi\n", 4, "an agent step needs policy:"),
     (
         "name: x\non: lead.created\nsteps:\n  - agent: hi\n    policy: no-such-policy\n",
         5,
         "no policy file or shipped policy named 'no-such-policy'",
-    ),  # noqa: E501
+    ),
     (
         "name: x\non: lead.created\nsteps:\n  - llm: hi\n    output: {a: money}\n",
         5,
         "unknown output type 'money'",
-    ),  # noqa: E501
+    ),
     (
-        "name: x\non: lead.created\nsteps:\n  - for_each: '{{ [1] }}'\n    steps: [{create: task, fields: {text: a}}]\n",
+        "name: x\non: lead.created\nsteps:\n  - for_each: '{{ [1] }}'\n    steps: [{create: task, fields: {text: a}}]\n",  # noqa: E501
         4,
         "needs limit:",
-    ),  # noqa: E501
+    ),
     (
-        "name: x\non: lead.created\nlimits: {per_run: {writes: 5}}\nsteps:\n  - create: task\n    fields: {text: a}\n",
+        "name: x\non: lead.created\nlimits: {per_run: {writes: 5}}\nsteps:\n  - create: task\n    fields: {text: a}\n",  # noqa: E501
         1,
         "limits.per_run.writes: 5 is more than the steps need (1)",
-    ),  # noqa: E501
+    ),
     ("name: x\non: lead.created\nsteps: [{find: lead}]\nname: y\n", 4, "duplicate key 'name'"),
     ("name: x\non: [lead.created\n", 3, "YAML syntax"),
     (
-        "- name: a\n  on: lead.created\n  steps: [{find: lead}]\n- name: a\n  on: lead.created\n  steps: [{find: lead}]\n",
+        "- name: a\n  on: lead.created\n  steps: [{find: lead}]\n- name: a\n  on: lead.created\n  steps: [{find: lead}]\n",  # noqa: E501
         4,
         "rule name 'a' is already used on line 1",
-    ),  # noqa: E501
+    ),
     ("just text\n", 1, "a rule file holds one rule"),
 ]
 
