@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.messages import BaseMessage
 
+from closeguard.agent import AgentInfo, FunctionChatModel
 from closeguard.evals.wf_trial import _catch_up, drain, eval_worker
 from closeguard.guardrails import Approvals
 from closeguard.store import Store
@@ -129,3 +131,74 @@ steps:
     assert "RuleFailed" in str(result.error) and "SecurityError" in str(result.error)
     assert ":5: step step1: template:" in str(result.error)  # the rule's line
     assert org.diff(before).empty
+
+
+LLM_RULE = """
+name: call-notes
+on: activity.call.created
+steps:
+  - llm: "Summarize this call for the CRM: {{ data.note }}"
+    as: summary
+    output: {headline: text, urgent: boolean}
+  - create: activity.note
+    skip_if: {summary: {required: false}}
+    fields:
+      lead_id: "{{ data.lead_id }}"
+      note: "{{ '[urgent] ' if summary.urgent else '' }}{{ summary.headline }}"
+"""
+
+
+def answering(text: str) -> FunctionChatModel:
+    def answer(messages: list[BaseMessage], info: AgentInfo) -> str:
+        assert "headline" in str(messages[0].content)  # the typed output is asked for
+        assert "budget approved" in str(messages[-1].content)
+        return text
+
+    return FunctionChatModel(fn=answer)
+
+
+async def logged_call(org: Org) -> dict[str, Any]:
+    lead_id = next(iter(org.sim.state["leads"]))
+    events = await org.act(
+        lambda c: c.calls.create({"lead_id": lead_id, "note": "budget approved, sign Friday"})
+    )
+    return event(events, "activity.call", "created")
+
+
+async def test_an_llm_step_answers_in_its_typed_output_for_later_steps(org: Org) -> None:
+    [workflow] = load_rules_text(LLM_RULE)
+    call = await logged_call(org)
+    before = org.snapshot()
+    model = answering('{"headline": "Budget approved; signing Friday", "urgent": true}')
+
+    result = await org.run(workflow, event=call, llm=model)
+
+    assert result.status == "completed", result.error
+    assert result.state["results"]["summary"] == {
+        "headline": "Budget approved; signing Friday",
+        "urgent": True,
+    }
+    [note_id] = added(org.diff(before), "activities")
+    assert org.get("activities", note_id)["note"] == "[urgent] Budget approved; signing Friday"
+
+
+async def test_without_a_model_the_llm_step_is_skipped_with_a_note(org: Org) -> None:
+    [workflow] = load_rules_text(LLM_RULE)
+    call = await logged_call(org)
+    before = org.snapshot()
+
+    result = await org.run(workflow, event=call)
+
+    assert result.status == "completed", result.error
+    assert org.diff(before).empty
+    assert result.state["notes"][0].startswith("summary: skipped, no model configured")
+
+
+async def test_an_answer_that_does_not_fit_the_output_fails_the_run(org: Org) -> None:
+    [workflow] = load_rules_text(LLM_RULE)
+    call = await logged_call(org)
+
+    result = await org.run(workflow, event=call, llm=answering('{"headline": 3}'))
+
+    assert result.status == "failed"
+    assert "step summary: the model's answer does not fit output" in str(result.error)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -51,10 +52,16 @@ RULE_SUFFIXES = (".yaml", ".yml")
 def packaged_workflows() -> dict[str, Workflow]:
     """The shipped sales-ops workflows by name (Python modules, then rules)."""
     found: dict[str, Workflow] = {workflow.name: workflow for workflow in WORKFLOWS}
-    for file in sorted(RULES.glob("*.yaml")):
-        for workflow, _ in rule_workflows(file):
-            found[workflow.name] = workflow
+    for workflow in _packaged_rules():
+        found[workflow.name] = workflow
     return found
+
+
+@functools.cache
+def _packaged_rules() -> tuple[Workflow, ...]:
+    """The packaged rules, loaded once per process (reading and deriving them takes a few
+    hundred milliseconds; a workflow is immutable, like the Python modules' ones)."""
+    return tuple(w for file in sorted(RULES.glob("*.yaml")) for w, _ in rule_workflows(file))
 
 
 def load_workflows(path: str | Path) -> dict[str, Workflow]:
