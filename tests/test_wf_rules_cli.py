@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import jsonschema
 import pytest
 import yaml
@@ -121,3 +125,53 @@ def test_run_fires_the_example_rules_on_the_demo_organization() -> None:
         "lost-deal-review waiting_approval",
     ):
         assert fired in result.output, fired
+
+
+def test_dry_run_decides_every_call_against_close_and_sends_no_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against a served simulator standing in for the configured Close."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from closeguard.cli import main; main()", "sim", "serve",
+         "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip().removeprefix("Close simulator at ")
+        key = proc.stdout.readline().strip().removeprefix("API key: ")
+        opps = httpx.get(f"{url}/opportunity/", auth=(key, ""), params={"_limit": 100}).json()
+        won = next(o for o in opps["data"] if o["status_type"] == "won")
+        lead = httpx.get(f"{url}/lead/{won['lead_id']}/", auth=(key, "")).json()
+        event = tmp_path / "won.json"
+        event.write_text(
+            json.dumps(
+                {
+                    "object_type": "opportunity",
+                    "action": "updated",
+                    "object_id": won["id"],
+                    "lead_id": won["lead_id"],
+                    "changed_fields": ["status_id"],
+                    "data": won,
+                }
+            )
+        )
+        monkeypatch.setenv("CLOSE_API_KEY", key)
+        monkeypatch.setenv("CLOSE_BASE_URL", url)
+        monkeypatch.setenv("CLOSEGUARD_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+        result = runner.invoke(
+            app,
+            ["workflows", "test", "won-deal-handoff", "--event", str(event), "--dry-run", "--json"],
+        )
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        assert data["where"] == "close (dry run)" and data["status"] == "completed"
+        writes = [c for c in data["calls"] if c["method"] != "GET"]
+        assert len(writes) == 3 and {c["decision"] for c in writes} == {"dry_run"}
+        after = httpx.get(f"{url}/lead/{won['lead_id']}/", auth=(key, "")).json()
+        assert after["status_id"] == lead["status_id"]  # nothing was sent
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
