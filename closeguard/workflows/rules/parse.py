@@ -215,7 +215,7 @@ class _Parser:
         limits = raw.get("limits") or {}
         if not isinstance(limits, dict):
             raise self.error((*at, "limits"), "limits has per_run and/or per_window")
-        steps = self.steps(raw.get("steps"), (*at, "steps"), set(), top=True)
+        steps = self.steps(raw.get("steps"), (*at, "steps"), set())
         return Rule(
             name=name,
             trigger=trigger,
@@ -347,7 +347,7 @@ class _Parser:
             base |= set(EVENT_NAMES)
         return base | set(scope)
 
-    def steps(self, raw: Any, at: Path_, scope: set[str], *, top: bool) -> tuple[RuleStep, ...]:
+    def steps(self, raw: Any, at: Path_, scope: set[str]) -> tuple[RuleStep, ...]:
         if not isinstance(raw, list) or not raw:
             raise self.error(at, "steps is a non-empty list of steps (create:, find:, ...)")
         out: list[RuleStep] = []
@@ -624,7 +624,7 @@ class _Parser:
                 isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
             ):
                 raise self.error((*at, "limit"), "limit is a count >= 1 (or a template)")
-        inner = self.steps(raw.get("steps"), (*at, "steps"), {*scope, item}, top=False)
+        inner = self.steps(raw.get("steps"), (*at, "steps"), {*scope, item})
         if any(isinstance(s, ForEachStep) for s in inner):
             raise self.error((*at, "steps"), "for_each steps cannot hold another for_each")
         if any(isinstance(s, WriteStep) for s in inner) and limit is None:

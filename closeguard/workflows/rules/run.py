@@ -29,6 +29,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, ValidationError, create_model
 
 from closeguard.agent import SYSTEM_NAME, Limits, build_agent
+from closeguard.guardrails import Policy
 from closeguard.guardrails.conditions import Condition
 from closeguard.tools import NotFound
 from closeguard.tools.calls import walk
@@ -72,7 +73,7 @@ class RuleWorkflow(Workflow):
     rule: Rule | None = field(default=None, compare=False)
 
 
-def compile_rule(rule: Rule, policy: Any) -> RuleWorkflow:
+def compile_rule(rule: Rule, policy: Policy) -> RuleWorkflow:
     """The ``Workflow`` that runs ``rule`` under ``policy`` (its derived one)."""
     steps: list[Step] = []
     if rule.context:
