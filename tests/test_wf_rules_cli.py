@@ -175,3 +175,31 @@ def test_dry_run_decides_every_call_against_close_and_sends_no_write(
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_manual_rule_runs_with_its_parameters(tmp_path: Path) -> None:
+    rule = tmp_path / "note-it.yaml"
+    rule.write_text(
+        "name: note-it\non: manual\nrequired: [lead]\nparams: {text: Checked by hand}\n"
+        "steps:\n  - find: lead\n    as: target\n    id: '{{ params.lead }}'\n"
+        "    or_fail: 'no lead {{ params.lead }}'\n"
+        "  - create: activity.note\n"
+        "    fields: {lead_id: '{{ target.id }}', note: '{{ params.text }}'}\n"
+    )
+    missing = runner.invoke(app, ["workflows", "run", "note-it", "--path", str(rule)])
+    assert missing.exit_code == 2 and "needs --param lead=..." in missing.output
+    result = runner.invoke(
+        app,
+        [
+            "workflows",
+            "test",
+            "note-it",
+            "--path",
+            str(rule),
+            "--param",
+            "lead=lead_nope",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "no lead lead_nope" in json.loads(result.output)["error"]

@@ -161,7 +161,7 @@ MISTAKES = [
     ),
     (
         "name: x\non: lead.created\nlimits: {per_run: {writes: 5}}\nsteps:\n  - create: task\n    fields: {text: a}\n",  # noqa: E501
-        1,
+        3,
         "limits.per_run.writes: 5 is more than the steps need (1)",
     ),
     ("name: x\non: lead.created\nsteps: [{find: lead}]\nname: y\n", 4, "duplicate key 'name'"),

@@ -253,7 +253,7 @@ def _widen(rule: Rule, key: str, given: Any, derived: Any) -> ConfigError:
         f"limits.per_run.{key}: {given} is more than the steps need ({derived}); a rule's "
         "limits may only narrow its derived policy",
         file=rule.file,
-        line=rule.line,
+        line=rule.limits_line,
     )
 
 

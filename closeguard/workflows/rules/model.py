@@ -111,6 +111,7 @@ class Rule:
     """Which of ``lead``, ``deal``, ``user`` the templates read (fetched before step 1)."""
     file: str = "<rule>"
     line: int = 1
+    limits_line: int = 1
 
     @property
     def event_triggered(self) -> bool:

@@ -230,6 +230,7 @@ class _Parser:
             context=frozenset(self.fetched),
             file=self.lines.file,
             line=self.lines.line(at),
+            limits_line=self.lines.line((*at, "limits")),
         )
 
     def trigger(self, raw: dict[str, Any], at: Path_) -> Trigger:
