@@ -15,7 +15,7 @@ from closeguard.guardrails import Approvals
 from closeguard.store import Store
 from closeguard.workflows import Inbox, SqlRunQueue, Workflow, load_workflows
 from closeguard.workflows.rules import load_rules_text
-from tests._wf_library import Org, added, event
+from tests._wf_library import NOW, Org, added, event
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "rules"
 
@@ -202,3 +202,32 @@ async def test_an_answer_that_does_not_fit_the_output_fails_the_run(org: Org) ->
 
     assert result.status == "failed"
     assert "step summary: the model's answer does not fit output" in str(result.error)
+
+
+async def test_a_tick_fired_twice_runs_once_and_a_retried_run_writes_nothing(org: Org) -> None:
+    workflow = load_workflows(EXAMPLES / "hot-deals-check.yaml")["hot-deals-check"]
+    hot = [o for o in org.all("opportunities", status_type="active") if o["confidence"] >= 80]
+    assert hot
+    queue = SqlRunQueue(org.store, clock=org.clock)
+    inbox = Inbox(org.store, [workflow], queue)
+    before = org.snapshot()
+
+    first = await inbox.add_tick(workflow.name, NOW)
+    again = await inbox.add_tick(workflow.name, NOW)  # another scheduler, the same tick
+    await drain(
+        eval_worker(workflow, org.sim, org.store, queue),
+        queue,
+        Approvals(org.store),
+        "approve",
+        org.clock,
+    )
+    assert first is not None and again is None
+    tasks = added(org.diff(before), "tasks")
+    assert len(tasks) == min(len(hot), 5)
+    middle = org.snapshot()
+
+    retried = await org.run(workflow, tick=NOW, run_id=first)  # its journal answers
+    duplicate = await org.run(workflow, tick=NOW)  # a new run: the read-backs answer
+
+    assert retried.status == duplicate.status == "completed"
+    assert org.diff(middle).empty
