@@ -136,3 +136,12 @@ def test_an_agent_policy_is_checked_against_its_ceiling() -> None:
     problems = wider_than(lax, drafter)
     assert any("status is not held to" in p for p in problems)
     assert any(p.startswith("limits.per_run.writes: 9 > 1") for p in problems)
+
+
+@pytest.mark.parametrize(
+    "name", ["follow-up-on-status-change", "won-deal-handoff", "stale-opportunity-nudge"]
+)
+def test_a_ported_rules_policy_is_no_wider_than_the_hand_written_one(name: str) -> None:
+    derived = packaged_workflows()[name].load_policy()
+    assert wider_than(derived, Policy.load(name)) == []
+    assert wider_than(Policy.load(name), derived)  # and strictly narrower

@@ -5,7 +5,8 @@
   endpoints the steps (and their read-backs) use;
 - constraints: in a rule triggered by an event, ``scope: triggered`` on the lead of every
   write (``lead_id``, or the id of a lead) and of every read that names a lead; a write
-  may send only the fields its step sets (every other field is ``immutable``);
+  may send only the fields its step sets (every other field is ``immutable``), and an
+  update must send them (``required``);
 - limits: per run, writes equal to the steps' writes (a ``for_each`` counts its ``limit``
   times), per endpoint likewise, and no destructive call unless a step deletes;
 - the rule's ``policy:`` adds denies and approvals, its ``limits:`` may lower the per-run
@@ -211,6 +212,9 @@ def _constraints(
         if ep.access != "read":
             for other in sorted(_writes_fields(ep) - u.fields):
                 rules[other] = {"immutable": True}
+        if name.endswith(".update"):  # an update step always sends its fields
+            for sent in sorted(u.fields & _writes_fields(ep)):
+                rules.setdefault(sent, {"required": True})
         if rules:
             out[name] = rules
     return out
