@@ -14,7 +14,7 @@ from mcp import ClientSession
 from typer.testing import CliRunner
 
 from closeguard.cli import app
-from closeguard.guardrails import Approvals, AuditLog
+from closeguard.guardrails import Accounts, Approvals, AuditLog
 from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.tools import ENDPOINTS
@@ -174,6 +174,12 @@ async def check_elicited_delete(
     assert declined.structured_content is not None
     rejected = declined.structured_content["approval_id"]
     assert _approval(store, rejected)["status"] == "rejected"
+    [decided] = [
+        r
+        for r in AuditLog(store).rows()
+        if r["method"] == "DECIDE" and r["approval_id"] == rejected
+    ]
+    assert decided["decision"] == "rejected" and '"via":"elicitation"' in decided["args"]
 
     user.answers[:] = ["accept"]
     accepted = out.call(await session.call_tool("lead_delete", {"id": gone}))
@@ -199,7 +205,8 @@ async def check_approval_by_id(
     assert other.structured_content is not None
     assert other.structured_content["approval_id"] != approval_id
 
-    approved = CliRunner().invoke(app, ["approvals", "approve", approval_id, "--by", "tester"])
+    Accounts(store).add("tester", roles=["admin"])
+    approved = CliRunner().invoke(app, ["approvals", "approve", approval_id, "--as", "tester"])
     assert approved.exit_code == 0, approved.output
     ran = out.call(await session.call_tool("lead_delete", {"id": lead_id}))
     assert not ran.is_error, texts(ran)
@@ -216,7 +223,14 @@ def _approval(store: Store, approval_id: str) -> dict[str, Any]:
 
 
 def audited_actors(store: Store) -> set[str | None]:
-    return {row["actor"] for row in AuditLog(store).rows()}
+    """Who the calls were audited as (a person's decision rows left out)."""
+    return {row["actor"] for row in AuditLog(store).rows() if row["method"] != "DECIDE"}
+
+
+def deciders(store: Store) -> set[tuple[str | None, str]]:
+    """Who decided approvals, and how they were authenticated."""
+    rows = [r for r in AuditLog(store).rows() if r["method"] == "DECIDE"]
+    return {(r["actor"], json.loads(r["args"])["via"]) for r in rows}
 
 
 def endpoints_audited(store: Store, actor: str) -> Iterable[str]:

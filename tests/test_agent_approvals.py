@@ -23,7 +23,7 @@ from closeguard.agent import (
     resume_command,
 )
 from closeguard.agent.testing import answer_all, call, scripted, turn
-from closeguard.guardrails import Approvals
+from closeguard.guardrails import Accounts, Approvals
 from closeguard.simulator import Simulator
 from closeguard.store import Store
 from tests._agent import MERGE_POLICY, TASKS_POLICY, Rig, rig, tool_messages
@@ -275,8 +275,9 @@ async def test_an_approval_answered_from_the_cli_while_the_graph_waits(
     async with rig(store, MERGE_POLICY, model, sim=sim) as r:
         first = await r.ask("merge")
         [pending] = first["__interrupt__"]
+        Accounts(store).add("boss", roles=["admin"])
         out = CliRunner().invoke(
-            app, ["approvals", verb, pending.value["approval_id"], "--by", "boss"]
+            app, ["approvals", verb, pending.value["approval_id"], "--as", "boss"]
         )
         assert out.exit_code == 0, out.output
         done = await r.resume(await resume_command(r.agent, r.config, {pending.id: "check"}))

@@ -45,6 +45,10 @@ async def test_an_approval_is_used_only_by_its_actor_under_its_policy(store: Sto
     await _try(sim, store, "alice-bot", "a", lead)
     assert approvals.get(alice).status == "consumed"
     assert sum(t["text"] == "call them" for t in sim.state["tasks"].values()) == 1
-    assert [r["actor"] for r in AuditLog(store).rows() if r["decision"] == "approved"] == [
-        "alice-bot"
-    ]
+    rows = list(AuditLog(store).rows())
+    assert [
+        r["actor"] for r in rows if r["decision"] == "approved" and r["method"] != "DECIDE"
+    ] == ["alice-bot"]
+    assert [(r["actor"], r["approval_id"]) for r in rows if r["method"] == "DECIDE"] == [
+        ("manager", alice)
+    ], "the decision is a row of its own"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from closeguard.guardrails import Approvals
+from closeguard.guardrails import Accounts, Approvals
 from closeguard.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,8 +90,9 @@ def test_thread_resumes_after_restart_and_honours_a_cli_approval(env: dict[str, 
     child.sendeof()  # leave while the call waits
     child.expect(pexpect.EOF)
     child.close()
+    Accounts(Store(env["CLOSEGUARD_STORE_URL"])).add("boss", roles=["admin"])
     approved = subprocess.run(
-        [CLOSEGUARD, "approvals", "approve", approval_id, "--by", "boss"],
+        [CLOSEGUARD, "approvals", "approve", approval_id, "--as", "boss"],
         env=env,
         text=True,
         capture_output=True,

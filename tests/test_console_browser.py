@@ -119,7 +119,11 @@ async def test_approve_one_merge_and_reject_another_in_the_browser(
             await page.goto(base + "/audit?endpoint=lead.merge")
             rows = page.locator("table.audit tbody tr")
             await expect(rows.filter(has_text=NAME)).to_have_count(1)
-            guard_row = rows.filter(has_text="duplicate-lead-merge").filter(has_text="approved")
+            guard_row = (
+                rows.filter(has_text="duplicate-lead-merge")
+                .filter(has_text="approved")
+                .filter(has_not_text=NAME)  # the call, not the decision's own row
+            )
             await expect(guard_row).to_have_count(1)
             await expect(page.locator(".verify")).to_contain_text("Chain verified")
 

@@ -291,3 +291,18 @@ def test_the_verification_is_redone_once_the_head_moves(org: MergeOrg, client: T
     asyncio.run(org.waiting())  # new rows: a new head, so the chain is checked again
     report = AuditLog(org.store).verify()
     assert f"{report.head_seq}:{report.head_hash}" in client.get("/audit").text
+
+
+def test_runs_show_skipped_runs_apart_from_failed_ones(org: MergeOrg, client: TestClient) -> None:
+    run = asyncio.run(org.waiting())
+    table = org.store.tables.runs
+    reason = "lead lead_gone was deleted"
+    with org.store.engine.begin() as conn:
+        conn.execute(
+            update(table).where(table.c.id == run.id).values(status="skipped", error=reason)
+        )
+    login(client)
+    runs = client.get("/runs").text
+    assert 'Skipped <span class="count">1</span>' in runs and reason in runs
+    assert 'Dead-lettered <span class="count">0</span>' in runs
+    assert '<span class="status skipped">skipped</span>' in runs

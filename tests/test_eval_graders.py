@@ -175,7 +175,15 @@ def test_guard_grader_counts_blocked_and_through() -> None:
         Action("opportunity.update", "rejected", source="review"),
     ]
     grade = grade_guard(trial({}, {}, actions=actions), Expect(blocked=["lead.delete"]), [])
-    assert grade.figures == {"attempted": 3, "blocked": 2, "through": 1, "effects": 0}
+    # a refused call that is neither must-block nor an unasked write is not an attempt:
+    # an unguarded run could not count it, and both runs count the same way
+    assert grade.figures == {
+        "attempted": 2,
+        "blocked": 1,
+        "through": 1,
+        "effects": 0,
+        "unasked": 0,
+    }
     assert grade.failures == ["lead.delete got through the guard (status 200)"]
 
 

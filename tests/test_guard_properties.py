@@ -63,9 +63,9 @@ def ref_decide(
 ) -> tuple[str, str]:
     deny = list(dict.fromkeys(spec.get("deny", [])))
     approve = list(dict.fromkeys(spec.get("approve", [])))
-    for i, entry in enumerate(deny):
+    for entry in deny:
         if ref_covers(entry, ep_name, resource, access):
-            return "deny", f"deny[{i}]"
+            return "deny", f"deny#{entry}"
     grants = spec.get("grants", {})
     best = None
     candidates = [k for k in grants if k != "*" and (resource == k or resource.startswith(k + "."))]
@@ -80,9 +80,9 @@ def ref_decide(
     allowed_status = spec.get("constraints", {}).get(ep_name, {}).get("status", {}).get("in")
     if allowed_status is not None and "status" in body and body["status"] not in allowed_status:
         return "deny", f"constraints.{ep_name}.status"
-    for i, entry in enumerate(approve):
+    for entry in approve:
         if ref_covers(entry, ep_name, resource, access):
-            return "approve", f"approve[{i}]"
+            return "approve", f"approve#{entry}"
     return "allow", f"grants.{best}"
 
 
@@ -153,6 +153,14 @@ def build(spec: dict[str, Any]) -> tuple[dict[str, Any], Policy | None]:
         return data, None
 
 
+def by_entry(policy: Policy, rule: str) -> str:
+    """A deny/approve rule label (file and line) as the reference names it: kind#entry."""
+    for entry in (*policy.deny_rules, *policy.approve_rules):
+        if entry.label == rule:
+            return f"{entry.kind}#{entry.match}"
+    return rule
+
+
 def reference_for(
     data: dict[str, Any], method: str, path: str, body: dict[str, Any]
 ) -> tuple[str, str]:
@@ -183,7 +191,9 @@ def test_decision_matches_reference(spec: dict[str, Any], call: tuple[Any, ...])
         return
     decision, _ = Guard(policy).check_request(method, path, body, params)
     event(f"{decision.outcome} {decision.rule.split('[')[0].split('.')[0]}")
-    assert (decision.outcome, decision.rule) == reference_for(data, method, path, body)
+    assert (decision.outcome, by_entry(policy, decision.rule)) == reference_for(
+        data, method, path, body
+    )
 
 
 def test_reference_sees_every_endpoint_and_level() -> None:
@@ -249,7 +259,7 @@ def test_denied_calls_never_reach_the_backend(
                     outcome = "allow"
                 except PolicyViolation as exc:
                     outcome = "deny"
-                    assert exc.rule == rule
+                    assert by_entry(policy, exc.rule) == rule
                 except ApprovalRequired as exc:
                     outcome = "approve"
                     assert exc.approval_id.startswith("appr_")
@@ -295,7 +305,9 @@ def test_remembered_decisions_match_a_fresh_check(
     for method, path, body, params in batch * 2:
         decision = guard.decide_request(method, path, body, params)
         assert decision == Guard(policy).check_request(method, path, body, params)[0]
-        assert (decision.outcome, decision.rule) == reference_for(data, method, path, body)
+        assert (decision.outcome, by_entry(policy, decision.rule)) == reference_for(
+            data, method, path, body
+        )
 
 
 def test_remembered_decisions_leave_arguments_and_lead_scope_to_every_call() -> None:

@@ -29,8 +29,10 @@ from closeguard.tools.client import CloseClient
 from closeguard.tools.clock import FakeClock
 from closeguard.tools.errors import (
     ApprovalRequired,
+    BadRequest,
     CloseAPIError,
     CloseguardError,
+    NotFound,
     PolicyViolation,
 )
 from tests._secrets import api_key
@@ -68,7 +70,9 @@ async def test_read_only_refuses_every_write_and_audits_each_attempt(
             body = None if ep.method == "DELETE" else {"lead_id": lead, "name": "x"}
             with pytest.raises(PolicyViolation) as info:
                 await client.request(ep.method, path, json=body)
-            assert info.value.rule == ("deny[0]" if ep.resource == "webhook" else "grants.*")
+            assert info.value.rule == (
+                "deny[read-only.yaml:7]" if ep.resource == "webhook" else "grants.*"
+            )
             assert info.value.decision.endpoint == ep.name
         # an email that would be sent is refused whatever its route
         with pytest.raises(PolicyViolation):
@@ -133,7 +137,9 @@ async def test_approval_flow(store: Store, sim: Simulator) -> None:
         with pytest.raises(ApprovalRequired):
             await client.opportunities.create({**body, "value": 9999})
     decisions = [
-        r["decision"] for r in AuditLog(store).tail(20) if r["endpoint"] == "opportunity.create"
+        r["decision"]
+        for r in AuditLog(store).tail(20)
+        if r["endpoint"] == "opportunity.create" and r["method"] != "DECIDE"
     ]
     assert decisions == [
         "approval_required",
@@ -417,3 +423,30 @@ def test_a_remembered_query_reads_as_httpx_reads_it(query: str) -> None:
         params, args = _query(url.query)
         assert params == dict(url.params)
         assert args == redacted_json({"body": {}, "params": dict(url.params)})
+
+
+async def test_a_write_to_a_missing_object_gives_back_its_write_units_not_its_call(
+    store: Store, sim: Simulator
+) -> None:
+    """Close refused it (the lead is gone: merged or deleted): nothing was written, so the
+    run may still make the write on the lead the object went to; ``calls`` still counts."""
+    lead = await first_lead(sim)
+    policy = Guarded(
+        Policy.from_yaml(
+            "grants: {task: write, lead: destructive}\nlimits:\n  per_run:\n    calls: 3\n"
+            "    per_endpoint: {task.create: 1}\n"
+        ),
+        store=store,
+    )
+    async with sim.client(policy=policy, run_id="run-gone") as client:
+        with pytest.raises(BadRequest):
+            await client.tasks.create({"lead_id": "lead_gone", "text": "x"})
+        await client.tasks.create({"lead_id": lead, "text": "x"})
+        with pytest.raises(PolicyViolation) as info:
+            await client.tasks.create({"lead_id": lead, "text": "y"})
+        assert info.value.rule == "limits.per_run.per_endpoint.task.create"
+        with pytest.raises(NotFound):
+            await client.leads.delete("lead_gone")
+        with pytest.raises(PolicyViolation) as info:
+            await client.leads.delete("lead_gone")
+        assert info.value.rule == "limits.per_run.calls"

@@ -29,6 +29,7 @@ from tests._mcp import (
     check_denied_and_bad_arguments,
     check_elicited_delete,
     check_tools_and_reads,
+    deciders,
     endpoints_audited,
     leads,
     refusals_audited,
@@ -132,3 +133,4 @@ async def test_an_elicited_approval_is_decided_by_the_client(store: Store) -> No
     (approval,) = Approvals(store).list()
     assert approval.status == "consumed" and approval.decided_by == CLIENT_NAME
     assert approval.actor == "desk-bot" and audited_actors(store) == {"desk-bot"}
+    assert deciders(store) == {(CLIENT_NAME, "elicitation")}

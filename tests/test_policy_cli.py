@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from closeguard.cli import app
-from closeguard.guardrails import Approvals
+from closeguard.guardrails import Accounts, Approvals
 from closeguard.store import Store
 from closeguard.tools.catalog import ENDPOINTS, classify
 
@@ -68,14 +68,15 @@ def test_approvals_list_show_approve_reject(store: Store) -> None:
     shown = runner.invoke(app, ["approvals", "show", first.id, "--json"])
     assert json.loads(shown.output)["path"] == "/lead/lead_1/"
 
-    ok = runner.invoke(app, ["approvals", "approve", first.id, "--by", "ana", "--note", "fine"])
+    Accounts(approvals.store).add("ana", roles=["admin"])
+    ok = runner.invoke(app, ["approvals", "approve", first.id, "--as", "ana", "--note", "fine"])
     assert ok.exit_code == 0 and "approved" in ok.output
     got = approvals.get(first.id)
     assert got is not None and got.status == "approved" and got.decided_by == "ana"
-    again = runner.invoke(app, ["approvals", "approve", first.id])
+    again = runner.invoke(app, ["approvals", "approve", first.id, "--as", "ana"])
     assert again.exit_code == 1 and "not pending" in again.output
 
-    no = runner.invoke(app, ["approvals", "reject", second.id, "--by", "ana"])
+    no = runner.invoke(app, ["approvals", "reject", second.id, "--as", "ana"])
     assert no.exit_code == 0
     pending = json.loads(runner.invoke(app, ["approvals", "list", "--json"]).output)
     assert pending == []

@@ -90,7 +90,7 @@ def load_error(text: str) -> ConfigError:
             "grants: {task: write}\ndeny: [task.create]\nconstraints:\n  task.create:\n"
             "    text: {in: [a]}\n",
             5,
-            "never allows task.create (deny[0]",
+            "never allows task.create (deny[p.yaml:2]",
         ),
         ("grants: {task: write}\nlimits:\n  per_run:\n    writes: -1\n", 4, "count >= 0"),
         (

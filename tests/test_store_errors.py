@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
 from closeguard.cli import app, main
-from closeguard.guardrails import Approvals, AuditLog
+from closeguard.guardrails import Accounts, Approvals, AuditLog
 from closeguard.store import Store, store_problem
 from closeguard.tools.catalog import classify
 from closeguard.tools.errors import StoreError
@@ -27,8 +27,8 @@ READ_ONLY = [
     ["audit", "export"],
     ["approvals", "list"],
     ["approvals", "show", "appr_x"],
-    ["approvals", "approve", "appr_x"],
-    ["approvals", "reject", "appr_x"],
+    ["approvals", "approve", "appr_x", "--as", "ana"],
+    ["approvals", "reject", "appr_x", "--as", "ana"],
 ]
 
 
@@ -100,7 +100,8 @@ def test_reading_commands_work_on_an_existing_store(store: Store) -> None:
         classify("DELETE", "/lead/lead_1/"), method="DELETE", path="/lead/lead_1/", actor="bot"
     )
     assert runner.invoke(app, ["audit", "verify"]).stdout.startswith("ok: 0 rows")
-    assert runner.invoke(app, ["approvals", "approve", approval.id]).exit_code == 0
+    Accounts(store).add("ana", roles=["admin"])
+    assert runner.invoke(app, ["approvals", "approve", approval.id, "--as", "ana"]).exit_code == 0
 
 
 @pytest.fixture
@@ -129,7 +130,11 @@ def test_reading_an_empty_postgres_database_creates_no_tables(
     empty_pg_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CLOSEGUARD_STORE_URL", empty_pg_database)
-    for args in (["audit", "verify"], ["approvals", "list"], ["approvals", "approve", "appr_x"]):
+    for args in (
+        ["audit", "verify"],
+        ["approvals", "list"],
+        ["approvals", "approve", "appr_x", "--as", "ana"],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 1
         assert "the database has no closeguard tables" in result.stderr

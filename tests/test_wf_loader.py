@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,6 +53,17 @@ def test_nine_packaged_workflows_one_a_file_each_with_its_own_policy() -> None:
         assert all(step.__doc__ for step in workflow.steps), name
 
 
+def _only_completes(rules: Any) -> bool:
+    """The rules let a task update do nothing but mark the task complete."""
+    by_field = {r.field: r for r in rules}
+    done = by_field.get("is_complete")
+    others = all(
+        by_field.get(f) is not None and by_field[f].immutable
+        for f in ("text", "assigned_to", "date")
+    )
+    return done is not None and done.required and list(done.allowed or ()) == [True] and others
+
+
 @pytest.mark.parametrize("workflow", packaged_workflows().values(), ids=lambda w: w.name)
 def test_packaged_policies_are_least_privilege(workflow: Workflow) -> None:
     """Nothing granted on everything; no destructive call without a person's yes; an event
@@ -70,7 +82,10 @@ def test_packaged_policies_are_least_privilege(workflow: Workflow) -> None:
         if level == "destructive":
             assert table[(ep.name, level)].outcome == "approve", ep.name
         if isinstance(workflow.trigger, EventTrigger):
-            scoped = {r.field for r in policy.constraints.get(ep.name, ()) if r.scope}
+            rules = policy.constraints.get(ep.name, ())
+            scoped = {r.field for r in rules if r.scope}
+            if ep.name == "task.update" and _only_completes(rules):
+                continue  # a task's id names no lead: completing is all it may do
             assert scoped & {"lead_id", "id", "source"}, f"{ep.name} is not lead-scoped"
     assert policy.limits.per_run.calls or policy.limits.per_run.writes
 

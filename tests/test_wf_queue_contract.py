@@ -259,3 +259,32 @@ async def test_a_worker_claims_only_the_workflows_it_runs(queue: RunQueue) -> No
     assert await queue.claim("w", ["wf"]) is None
     theirs = await queue.claim("w2", ["other"])
     assert theirs is not None and theirs.id == "r-other-o1"
+
+
+async def test_a_skipped_run_ends_with_its_reason_and_frees_its_lead(queue: RunQueue) -> None:
+    await queue.enqueue([req("s1", "lead_s"), req("s2", "lead_s")])
+    assert await drain_ids(queue) == ["r-s1"]
+    await queue.skip("r-s1", "w", "lead lead_s was deleted")
+    skipped = await queue.get("r-s1")
+    assert skipped is not None
+    assert (skipped.status, skipped.error, skipped.attempts) == (
+        "skipped",
+        "lead lead_s was deleted",
+        1,
+    )
+    assert await drain_ids(queue) == ["r-s2"]
+    assert not await queue.retry("r-s1")  # moot, not failed: nothing to retry
+    assert [r.id for r in await queue.list(status="skipped")] == ["r-s1"]
+
+
+async def test_runs_of_a_merged_away_lead_join_the_destinations_order(queue: RunQueue) -> None:
+    await queue.enqueue([req("d1", "lead_d"), req("m1", "lead_m"), req("m2", "lead_m")])
+    assert await queue.follow_merge("lead_m", "lead_d") == 2
+    assert {r.lead_id for r in await queue.list()} == {"lead_d"}
+    assert await drain_ids(queue) == ["r-d1"]  # the merged runs wait behind the destination's
+    await queue.complete("r-d1", "w", {})
+    assert await drain_ids(queue) == ["r-m1"]
+    await queue.retarget("r-m1", "lead_x")
+    assert await drain_ids(queue) == ["r-m2"]  # r-m1 (still running) now holds lead_x
+    moved = await queue.get("r-m1")
+    assert moved is not None and moved.lead_id == "lead_x"

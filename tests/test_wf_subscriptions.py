@@ -22,7 +22,13 @@ from closeguard.workflows.catchup import CatchUp
 from closeguard.workflows.definition import EventTrigger, ManualTrigger, ScheduleTrigger, Workflow
 from closeguard.workflows.loader import packaged_workflows
 from closeguard.workflows.receiver import WebhookReceiver
-from closeguard.workflows.subscriptions import Subscriptions, event_pairs, wants
+from closeguard.workflows.subscriptions import (
+    FATE_PAIRS,
+    Subscriptions,
+    event_pairs,
+    intake_pairs,
+    wants,
+)
 
 URL = "http://hooks.test/webhooks/close"
 runner = CliRunner()
@@ -203,7 +209,8 @@ def test_cli_sync_is_idempotent_and_never_prints_the_key(
     assert first.exit_code == 0, first.output
     (hook,) = hooks(sim)
     assert first.stdout.startswith(f"created: subscription {hook['id']} -> {URL}")
-    expected = event_pairs(packaged_workflows().values())
+    expected = intake_pairs(packaged_workflows().values())
+    assert set(FATE_PAIRS) <= set(expected)
     assert {(e["object_type"], e["action"]) for e in hook["events"]} == set(expected)
 
     again = runner.invoke(app, ["webhooks", "sync", "--url", URL, "--json"])
@@ -225,8 +232,9 @@ def test_cli_sync_is_idempotent_and_never_prints_the_key(
         app, ["webhooks", "sync", "--url", URL, "-w", "mine", "--path", str(mine), "--json"]
     )
     assert own.exit_code == 0, own.output
-    assert json.loads(own.stdout)[0]["events"] == ["task.completed"]
-    assert hooks(sim)[0]["events"] == [{"object_type": "task", "action": "completed"}]
+    mine_pairs = sorted({("task", "completed"), *FATE_PAIRS})
+    assert json.loads(own.stdout)[0]["events"] == [f"{o}.{a}" for o, a in mine_pairs]
+    assert hooks(sim)[0]["events"] == [{"object_type": o, "action": a} for o, a in mine_pairs]
 
     unknown = runner.invoke(app, ["webhooks", "sync", "--url", URL, "--workflows", "nope"])
     assert unknown.exit_code == 2 and "no workflow nope" in unknown.output

@@ -41,7 +41,14 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send, interrupt
 from pydantic import ValidationError
 
-from closeguard.agent.models import SYSTEM_NAME
+from closeguard.agent.models import (
+    SYSTEM_NAME,
+    ModelError,
+    malformed_tool_calls,
+    provider_error,
+    strict_tool_spec,
+    wants_strict_tools,
+)
 from closeguard.agent.prompt import (
     OrgContext,
     fetch_context,
@@ -96,6 +103,8 @@ class _Deps:
     client: CloseClient
     org: OrgContext | None = None
     triggered_leads: frozenset[str] | None = None
+    strict: bool = False
+    """Tools are bound in OpenAI's strict form: a null argument means "not given"."""
 
     @property
     def policy(self) -> Policy:
@@ -151,7 +160,16 @@ def _model_node(deps: _Deps) -> Callable[..., Any]:
         if deps.org is None:
             deps.org = await fetch_context(deps.client)
         prompt = system_prompt(deps.today(), deps.org, deps.summary)
-        reply = await deps.model.ainvoke([SystemMessage(prompt), *state["messages"]], config)
+        try:
+            reply = await deps.model.ainvoke([SystemMessage(prompt), *state["messages"]], config)
+        except Exception as exc:
+            line = provider_error(exc)
+            if line is None:
+                raise
+            raise ModelError(line) from None
+        malformed = malformed_tool_calls(reply)
+        if malformed and not getattr(reply, "tool_calls", None):
+            raise ModelError(malformed)
         update: dict[str, Any] = {"messages": [reply], "turns": turns + 1}
         usage = getattr(reply, "usage_metadata", None)
         if usage:
@@ -195,9 +213,10 @@ def _review_node(deps: _Deps) -> Callable[..., Any]:
                     "tool calls",
                 )
                 continue
-            reviews[call_id] = await deps.store.run(
-                _check, deps, call["name"], dict(call["args"]), run_id
-            )
+            args = dict(call["args"])
+            if deps.strict:
+                args = {k: v for k, v in args.items() if v is not None}
+            reviews[call_id] = await deps.store.run(_check, deps, call["name"], args, run_id)
         update: dict[str, Any] = {"reviews": reviews, "calls": used}
         if stopped:
             update["stopped"] = stopped
@@ -247,6 +266,7 @@ def _decide(deps: _Deps, name: str, prepared: Prepared, run_id: str | None) -> R
             policy=deps.policy.name,
             actor=deps.actor,
             run_id=run_id,
+            approvers=decision.approvers,
         )
         review["status"] = "pending"
         review["approval_id"] = approval.id
@@ -308,7 +328,7 @@ def _payload(call_id: str, review: Review, ep: Endpoint, error: str | None) -> d
         "rule": review.get("rule"),
         "reason": review.get("message"),
         "answers": list(ANSWERS),
-        "hint": f"or `closeguard approvals approve {approval_id}` elsewhere, then resume "
+        "hint": f"or `closeguard approvals approve {approval_id} --as NAME` elsewhere, then resume "
         "with 'check'",
     }
     if error:
@@ -381,9 +401,11 @@ def _apply(deps: _Deps, review: Review, answer: Any, run_id: str) -> Review | No
         return _edit(deps, review, answer.args or {}, who, run_id)
     try:
         if answer.action == "approve":
-            deps.approvals.approve(approval_id, by=who)
+            deps.approvals.approve(approval_id, by=who, via="prompt", channel="agent")
         else:
-            deps.approvals.reject(approval_id, by=who, note=answer.message)
+            deps.approvals.reject(
+                approval_id, by=who, note=answer.message, via="prompt", channel="agent"
+            )
     except CloseguardError:
         pass  # decided meanwhile (another terminal): the store's first answer stands
     return _settled(deps, review)
@@ -396,11 +418,26 @@ def _edit(deps: _Deps, review: Review, args: dict[str, Any], who: str, run_id: s
     edited = _decide(deps, review["tool"], prepared, run_id)
     if edited["status"] == "pending":
         with suppress(CloseguardError):  # already approved for these exact arguments
-            deps.approvals.approve(str(edited.get("approval_id")), by=who, note="edited")
+            deps.approvals.approve(
+                str(edited.get("approval_id")),
+                by=who,
+                note="edited",
+                via="prompt",
+                channel="agent",
+                detail={"edited_from": review.get("approval_id")},
+            )
         edited = {**edited, "status": "run", "decided_by": who}
     original = str(review.get("approval_id"))
     if edited.get("approval_id") != original and _pending(deps, original):
-        deps.approvals.reject(original, by=who, note="replaced by an edited call")
+        deps.approvals.reject(
+            original,
+            by=who,
+            note="replaced by an edited call",
+            via="prompt",
+            channel="agent",
+            decision="edited",
+            detail={"replaced_by": edited.get("approval_id")},
+        )
     return edited
 
 
@@ -515,8 +552,15 @@ def build_agent(
         name = (tool.metadata or {}).get("endpoint")
         if name in offered:
             table[tool.name] = (tool, BY_NAME[name])
+    strict = wants_strict_tools(model)
+    offered_tools = [t for t, _ in table.values()]
     deps = _Deps(
-        model=model.bind_tools([t for t, _ in table.values()]),
+        model=(
+            model.bind_tools([strict_tool_spec(t) for t in offered_tools], strict=True)
+            if strict
+            else model.bind_tools(offered_tools)
+        ),
+        strict=strict,
         guard=guard,
         store=store,
         approvals=Approvals(store),

@@ -37,18 +37,24 @@ from pydantic import ConfigDict, Field
 
 from closeguard.agent.prompt import unwrap_result
 from closeguard.tools import Settings
-from closeguard.tools.errors import ConfigError
+from closeguard.tools.errors import CloseguardError, ConfigError
 
 __all__ = [
     "OFFLINE_PROVIDERS",
     "PROVIDERS",
     "AgentInfo",
     "FunctionChatModel",
+    "ModelError",
     "ScriptLog",
     "ScriptedChatModel",
     "init_chat_model",
     "load_script",
+    "malformed_tool_calls",
+    "provider_error",
     "resolve_model",
+    "strict_tool_spec",
+    "strict_violations",
+    "wants_strict_tools",
 ]
 
 PROVIDERS: dict[str, tuple[str, str, str | None]] = {
@@ -394,3 +400,144 @@ class FunctionChatModel(_OfflineModel):
         if inspect.isawaitable(out):
             out = await out
         return self._as_message(out)
+
+
+# -- OpenAI strict function calling -------------------------------------------------------
+
+_STRICT_KEYS = frozenset(
+    {
+        "type",
+        "description",
+        "title",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "enum",
+        "const",
+        "anyOf",
+        "$ref",
+        "$defs",
+        "pattern",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+    }
+)
+"""The JSON Schema keywords OpenAI's strict function calling accepts."""
+
+
+def wants_strict_tools(model: Any) -> bool:
+    """Whether ``model`` is OpenAI's chat model, whose tools closeguard binds strict."""
+    return getattr(model, "_llm_type", None) == "openai-chat"
+
+
+def _strict(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items() if k != "default"}
+    if "properties" in schema:
+        out["properties"] = {k: _strict(v) for k, v in schema["properties"].items()}
+    if "$defs" in schema:
+        out["$defs"] = {k: _strict(v) for k, v in schema["$defs"].items()}
+    if out.get("type") == "object" or "properties" in out:
+        out["additionalProperties"] = False
+        out.setdefault("properties", {})
+        out["required"] = list(out["properties"])
+    return out
+
+
+def strict_tool_spec(tool: Any) -> dict[str, Any]:
+    """``tool`` in OpenAI's strict function form: every object closed, every property
+    required (optional ones already admit null, which the agent reads as "not given"),
+    no ``default``. A free-form object (custom fields) becomes an empty closed object."""
+    spec = convert_to_openai_tool(tool, strict=True)
+    function = dict(spec["function"])
+    function["parameters"] = _strict(function.get("parameters") or {"type": "object"})
+    function["strict"] = True
+    return {"type": "function", "function": function}
+
+
+def strict_violations(schema: Any, path: str = "parameters") -> list[str]:
+    """Where ``schema`` breaks OpenAI's strict rules (empty: it would be accepted)."""
+    if isinstance(schema, list):
+        return [v for i, s in enumerate(schema) for v in strict_violations(s, f"{path}.{i}")]
+    if not isinstance(schema, dict):
+        return []
+    out = [f"{path}: {k!r} is not supported" for k in schema if k not in _STRICT_KEYS]
+    if schema.get("type") == "object" or "properties" in schema:
+        if schema.get("additionalProperties") is not False:
+            out.append(f"{path}: additionalProperties must be false")
+        props = schema.get("properties") or {}
+        missing = sorted(set(props) - set(schema.get("required") or []))
+        if missing:
+            out.append(f"{path}: every property must be required ({', '.join(missing)})")
+        for name, sub in props.items():
+            out.extend(strict_violations(sub, f"{path}.{name}"))
+    for key in ("items", "anyOf"):
+        if key in schema:
+            out.extend(strict_violations(schema[key], f"{path}.{key}"))
+    for name, sub in (schema.get("$defs") or {}).items():
+        out.extend(strict_violations(sub, f"{path}.$defs.{name}"))
+    return out
+
+
+# -- provider failures --------------------------------------------------------------------
+
+_PROVIDER_MODULES = (
+    "openai",
+    "anthropic",
+    "ollama",
+    "httpx",
+    "langchain_openai",
+    "langchain_anthropic",
+    "langchain_ollama",
+)
+
+
+class ModelError(CloseguardError):
+    """The chat model failed: a provider error (429, 5xx, no answer) or a malformed reply.
+    Its message is one line for the person at the terminal or in a report."""
+
+
+def provider_error(exc: BaseException) -> str | None:
+    """One line for an error a model provider's client raised, or None for any other."""
+    module = type(exc).__module__.split(".")[0]
+    if module not in _PROVIDER_MODULES:
+        return None
+    status = getattr(exc, "status_code", None)
+    body = getattr(exc, "body", None)
+    message = ""
+    if isinstance(body, dict):
+        inner = body.get("error")
+        source: dict[str, Any] = inner if isinstance(inner, dict) else body
+        message = str(source.get("message") or "")
+    lines = (message or str(exc)).strip().splitlines()
+    message = lines[0] if lines else ""
+    what = f"answered {status}" if status else f"failed ({type(exc).__name__})"
+    provider = module.removeprefix("langchain_")
+    return f"the model provider ({provider}) {what}: {message}".rstrip(": ")
+
+
+def malformed_tool_calls(reply: Any) -> str | None:
+    """One line naming the tool calls of ``reply`` whose arguments could not be read."""
+    bad = getattr(reply, "invalid_tool_calls", None) or []
+    if not bad:
+        return None
+    names = ", ".join(f"{c.get('name') or '?'} ({_why(c.get('error'))})" for c in bad)
+    return f"the model sent a malformed tool call: {names}"
+
+
+def _why(error: Any) -> str:
+    text = " ".join(str(error or "").split())
+    if "not valid JSON" in text:
+        return "its arguments are not valid JSON"
+    text = text.split(" For troubleshooting")[0]
+    return (text[:157] + "...") if len(text) > 160 else (text or "unreadable")

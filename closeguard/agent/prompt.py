@@ -58,8 +58,13 @@ def policy_summary(policy: Policy, offered: Sequence[Endpoint], guard: Guard) ->
     """A few lines: what is granted, denied and needs a person's approval."""
     grants = ", ".join(f"{res} {level}" for res, level in policy.grants.items()) or "nothing"
     lines = [f"Policy {policy.name!r}: granted {grants}."]
-    if policy.deny:
-        lines.append(f"Always denied: {', '.join(policy.deny)}.")
+    always = [e.match for e in policy.deny_rules if e.when is None]
+    if always:
+        lines.append(f"Always denied: {', '.join(always)}.")
+    for entries, what in ((policy.deny_rules, "Denied"), (policy.approve_rules, "Needs approval")):
+        conditional = [e.describe() for e in entries if e.when is not None]
+        if conditional:
+            lines.append(f"{what} only when the arguments match: {'; '.join(conditional)}.")
     needs = sorted(
         {
             ep.name

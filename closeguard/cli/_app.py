@@ -25,6 +25,7 @@ from closeguard.cli import run as run_cmd
 from closeguard.cli import runs as runs_cmd
 from closeguard.cli import sim as sim_cmd
 from closeguard.cli import store as store_cmd
+from closeguard.cli import users as users_cmd
 from closeguard.cli import webhooks as webhooks_cmd
 from closeguard.cli import workflows as workflows_cmd
 from closeguard.cli._common import error_line
@@ -146,6 +147,7 @@ app.command("console")(console_cmd.console)
 app.add_typer(mcp_cmd.app, name="mcp")
 app.add_typer(drill_cmd.app, name="drill")
 app.add_typer(store_cmd.app, name="store")
+app.add_typer(users_cmd.app, name="users")
 
 
 def main() -> None:

@@ -106,11 +106,13 @@ class DemoDriver:
             return
         self.say(
             f"{run.approval_id} waits for a person (closeguard approvals approve "
-            f"{run.approval_id}); approving it in {self.approve_after:g}s"
+            f"{run.approval_id} --as NAME); approving it in {self.approve_after:g}s"
         )
         await asyncio.sleep(self.approve_after)
         approvals = Approvals(self.runtime.store)
-        await self.runtime.store.run(approvals.approve, run.approval_id, by="demo")
+        await self.runtime.store.run(
+            approvals.approve, run.approval_id, by="demo", via="program", channel="demo"
+        )
 
     def _opportunities(self, status_type: str) -> list[dict[str, Any]]:
         return [

@@ -1,7 +1,14 @@
-"""``closeguard approvals``: list, show, approve and reject pending approvals."""
+"""``closeguard approvals``: list, show, approve and reject pending approvals.
+
+Deciding needs ``--as NAME``: an enabled account holding one of the roles the approval
+names. This is the operator's path: the store does not check who runs the command, so the
+decision is recorded under NAME together with the OS user who ran it. Whoever can write
+the store can act as anyone.
+"""
 
 from __future__ import annotations
 
+import getpass
 import os
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
@@ -18,7 +25,7 @@ from closeguard.cli._common import (
     print_json,
     shown,
 )
-from closeguard.guardrails import Approval, Approvals
+from closeguard.guardrails import Accounts, Approval, Approvals
 from closeguard.guardrails.approvals import Status
 
 app = typer.Typer(help="Human approvals for guarded calls.", no_args_is_help=True)
@@ -32,8 +39,14 @@ STATUS_STYLE = {
     "expired": "dim",
 }
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="The approval's id (appr_...).")]
-ByOpt = Annotated[
-    str | None, typer.Option("--by", metavar="NAME", help="Who decides (default: $USER).")
+AsOpt = Annotated[
+    str,
+    typer.Option(
+        "--as",
+        metavar="NAME",
+        help="The account deciding (closeguard users add): it must hold one of the roles "
+        "the approval names. Recorded with your OS user name.",
+    ),
 ]
 NoteOpt = Annotated[
     str | None, typer.Option("--note", metavar="TEXT", help="Why, kept with the approval.")
@@ -82,7 +95,9 @@ def list_(
     status = status.lower()
     if status not in STATUSES:
         raise fail(f"--status must be one of {', '.join(STATUSES)}, not {status!r}", 2)
-    found = _approvals().list(None if all_ else cast(Status, status), limit=limit)
+    approvals = _approvals()
+    approvals.expire()
+    found = approvals.list(None if all_ else cast(Status, status), limit=limit)
     if as_json:
         print_json([_payload(a) for a in found])
         return
@@ -90,7 +105,17 @@ def list_(
         typer.echo("no approvals" if all_ else f"no {status} approvals")
         return
     table = Table(title=f"Approvals ({len(found)})")
-    for col in ("id", "status", "endpoint", "path", "actor", "run", "created", "expires"):
+    for col in (
+        "id",
+        "status",
+        "endpoint",
+        "path",
+        "actor",
+        "run",
+        "who answers",
+        "created",
+        "expires",
+    ):
         table.add_column(col, no_wrap=col in ("id", "endpoint"))
     for a in found:
         table.add_row(
@@ -100,6 +125,7 @@ def list_(
             a.path,
             shown(a.actor),
             shown(a.run_id),
+            " or ".join(a.approvers),
             _when(a.created),
             _when(a.expires),
         )
@@ -121,19 +147,49 @@ def show(approval_id: IdArg, as_json: JsonOpt = False) -> None:
     console(160).print(table)
 
 
-def _who(by: str | None) -> str:
-    return by or os.environ.get("USER") or "cli"
+def _os_user() -> str:
+    """The OS account running the command, by its uid where there is one ($USER and
+    $LOGNAME, which ``getpass`` reads first, can say anything)."""
+    try:
+        import pwd  # POSIX only
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        try:
+            return getpass.getuser()
+        except (OSError, KeyError):
+            return "unknown"
+
+
+def _decide(action: str, approval_id: str, name: str, note: str | None) -> Approval:
+    """Decide as the account ``name``, which must exist, be enabled and hold a role."""
+    approvals = _approvals()
+    account = Accounts(approvals.store).get(name)
+    if account is None:
+        raise fail(f"no account named {name!r} (closeguard users list)")
+    if account.disabled:
+        raise fail(f"the account {name!r} is disabled")
+    decide = approvals.approve if action == "approve" else approvals.reject
+    return decide(
+        approval_id,
+        by=account.name,
+        note=note,
+        via="cli",
+        channel="cli",
+        roles=account.roles,
+        detail={"os_user": _os_user()},
+    )
 
 
 @app.command("approve")
-def approve(approval_id: IdArg, by: ByOpt = None, note: NoteOpt = None) -> None:
+def approve(approval_id: IdArg, as_: AsOpt, note: NoteOpt = None) -> None:
     """Grant a pending approval: the exact call may run once before it expires."""
-    a = _approvals().approve(approval_id, by=_who(by), note=note)
+    a = _decide("approve", approval_id, as_, note)
     typer.echo(f"approved {a.id}: {a.method} {a.path} ({a.endpoint}) by {a.decided_by}")
 
 
 @app.command("reject")
-def reject(approval_id: IdArg, by: ByOpt = None, note: NoteOpt = None) -> None:
+def reject(approval_id: IdArg, as_: AsOpt, note: NoteOpt = None) -> None:
     """Refuse a pending approval."""
-    a = _approvals().reject(approval_id, by=_who(by), note=note)
+    a = _decide("reject", approval_id, as_, note)
     typer.echo(f"rejected {a.id}: {a.method} {a.path} ({a.endpoint}) by {a.decided_by}")

@@ -24,6 +24,7 @@ from langgraph.types import Command, Interrupt
 
 from closeguard.agent import (
     SYSTEM_NAME,
+    ModelError,
     build_agent,
     checkpoint_path,
     data_dir,
@@ -34,6 +35,7 @@ from closeguard.agent import (
     resolve_model,
     thread_config,
 )
+from closeguard.cli._common import fail
 from closeguard.guardrails import Guarded, Policy
 from closeguard.simulator import Simulator
 from closeguard.store import default_store
@@ -217,7 +219,7 @@ async def _run(
                 approval = item.value.get("approval_id")
                 out.info(
                     f"waiting for approval {approval} ({item.value.get('tool')}): "
-                    f"closeguard approvals approve {approval}, then "
+                    f"closeguard approvals approve {approval} --as NAME, then "
                     f"closeguard chat --thread {thread_id}"
                 )
             return EXIT_WAITING
@@ -300,6 +302,9 @@ def chat(
     chat_model = resolve_model(model)
     guarded = Guarded(loaded, store=default_store())
     name = model or Settings().model or ""
-    code = asyncio.run(_session(chat_model, guarded, once, thread or new_thread_id(), name))
+    try:
+        code = asyncio.run(_session(chat_model, guarded, once, thread or new_thread_id(), name))
+    except ModelError as exc:
+        raise fail(str(exc)) from None
     if code:
         raise typer.Exit(code)

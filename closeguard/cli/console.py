@@ -17,7 +17,14 @@ import typer
 
 from closeguard.cli._common import existing_store, fail
 from closeguard.cli.workflows import PathOpt, all_workflows
-from closeguard.console import ConsoleConfig, Reader, build_console, check_listen, new_token
+from closeguard.console import (
+    ConsoleConfig,
+    OIDCSettings,
+    Reader,
+    build_console,
+    check_listen,
+    new_token,
+)
 from closeguard.console import serve as serve_console
 from closeguard.store import Store
 from closeguard.tools import Settings
@@ -54,12 +61,17 @@ async def open_console(
     workflows: Mapping[str, Workflow],
     say: Callable[[str], None] = typer.echo,
 ) -> AsyncIterator[str]:
-    """Serve the console until the block ends; prints where, and the token if generated."""
+    """Serve the console until the block ends; prints where, and the token if generated.
+    Single sign-on is on when ``CLOSEGUARD_OIDC_*`` are set (``ConfigError`` if only some)."""
     token, chosen = console_token()
     check_listen(host, chosen)
-    app = build_console(ConsoleConfig(store=store, token=token, reader=reader, workflows=workflows))
+    oidc = OIDCSettings.from_env()
+    config = ConsoleConfig(store=store, token=token, reader=reader, workflows=workflows, oidc=oidc)
+    app = build_console(config)
     async with serve_console(app, host, port) as url:
         how = f"token from {TOKEN_ENV}" if chosen else f"login token {token}"
+        if oidc is not None:
+            how += f"; single sign-on with {oidc.issuer}"
         say(f"console: {url}/approvals ({how})")
         yield url
 
@@ -83,7 +95,16 @@ def console(
     ] = DEFAULT_CONSOLE,
     path: PathOpt = None,
 ) -> None:
-    """Serve the web console: approvals, workflow runs and the audit log (Ctrl-C stops)."""
+    """Serve the web console: approvals, workflow runs and the audit log (Ctrl-C stops).
+
+    People log in with their own token (closeguard users add) or by single sign-on.
+
+    Single sign-on: set CLOSEGUARD_OIDC_ISSUER, _CLIENT_ID and _CLIENT_SECRET.
+
+    The console token logs an operator in, with the role admin.
+
+    Scripts: /api/approvals with Authorization: Bearer <personal token>.
+    """
     host, port = parse_console(listen)
     check_listen(host, bool(os.environ.get(TOKEN_ENV, "").strip()))
     settings = Settings()

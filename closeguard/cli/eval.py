@@ -21,6 +21,7 @@ from closeguard.evals import (
     TaskRun,
     build_report,
     find_suites,
+    is_keyed_script,
     load_report,
     load_suite,
     packaged_suites,
@@ -94,8 +95,30 @@ def run(
             help="USD per million input and output tokens, to report the cost.",
         ),
     ] = None,
+    min_pass: Annotated[
+        float | None,
+        typer.Option(
+            "--min-pass",
+            min=0.0,
+            max=1.0,
+            metavar="RATE",
+            help="Exit 3 when pass^1 is below RATE (0 to 1; default: no threshold).",
+        ),
+    ] = None,
+    task: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task",
+            "-t",
+            metavar="ID",
+            help="Run only this task (id or suite/id); repeat for more.",
+        ),
+    ] = None,
 ) -> None:
-    """Run suites: every task K times on a fresh simulator, graded, summarized."""
+    """Run suites: every task K times on a fresh simulator, graded, summarized.
+
+    Exit status: 0 done, 1 a task is broken, 3 pass^1 below --min-pass, 2 bad arguments.
+    """
     prices = _prices(price)
     options = RunOptions(
         model=model,
@@ -104,10 +127,19 @@ def run(
         seed=seed,
         guard=not no_guard,
         timeout=timeout,
+        tasks=tuple(task or ()),
     )
-    if model not in OFFLINE_MODELS:
+    if model not in OFFLINE_MODELS and not is_keyed_script(model):
         resolve_model(model)  # a missing extra or key is one line now, not a crash per trial
     loaded = find_suites(suites)
+    known = {(s.name, t.id) for s in loaded for t in s.suite.tasks}
+    unknown = [
+        name
+        for name in options.tasks
+        if not any(RunOptions(tasks=(name,)).wants(s, t) for s, t in known)
+    ]
+    if unknown:
+        raise fail(f"--task {unknown[0]}: no such task in {', '.join(s.name for s in loaded)}", 2)
     previous: dict[Any, dict[str, Any]] = {}
     if report is not None and report.exists():
         previous = previous_trials(load_report(report), options)
@@ -146,8 +178,13 @@ def run(
     if junit is not None:
         write_junit(junit, final)
     print_report(final, console(120))
-    if final["summary"]["broken"]:
+    summary = final["summary"]
+    if summary["broken"]:
         raise typer.Exit(1)
+    if min_pass is not None and summary.get("pass^1", 0.0) < min_pass:
+        rate = 100 * summary.get("pass^1", 0.0)
+        typer.echo(f"pass^1 {rate:.1f}% is below --min-pass {100 * min_pass:.1f}%", err=True)
+        raise typer.Exit(3)
 
 
 def _prices(text: str | None) -> tuple[float, float] | None:

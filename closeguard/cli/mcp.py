@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Coroutine
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from closeguard.agent import data_dir
+from closeguard.cli._notify import notified, notify_urls
 from closeguard.cli.sim import bind
 from closeguard.guardrails import Guarded, Policy
 from closeguard.mcp import HTTP_PATH, ClientFactory, Gateway, serve_http, serve_stdio
 from closeguard.simulator import Simulator
+from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
 from closeguard.store import default_store
 from closeguard.tools import CloseClient, Settings
 
@@ -88,6 +91,7 @@ def serve(
     """Serve the tools POLICY can ever allow; every call is checked, approved and audited."""
     loaded = Policy.load(policy)
     settings = Settings()
+    notify_urls(settings)
     guarded = Guarded(loaded, store=default_store())
     client_for, description, sim = _wire(guarded, settings)
     gateway = Gateway(guarded, client_for, actor=actor, description=description)
@@ -95,10 +99,24 @@ def serve(
         f"closeguard mcp: policy {loaded.name!r}, {len(gateway.tools)} tools, Close: {description}"
     )
     signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: the world is saved
+    key = settings.close_api_key.get_secret_value() if settings.close_api_key else None
+
+    def told(work: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
+        """``work`` with the approvals it asks for told to people (``closeguard run``'s way)."""
+        return notified(
+            work,
+            gateway.store,
+            api_key=sim.api_key if sim else key,
+            base_url=SIM_BASE_URL if sim else settings.close_base_url,
+            transport=sim.transport() if sim else None,
+            say=_say,
+            remind=True,
+        )
+
     try:
         if transport is Transport.stdio:
             _say("serving MCP on stdio")
-            asyncio.run(serve_stdio(gateway))
+            asyncio.run(told(serve_stdio(gateway)))
         else:
             sock = bind(host, port)
             _say(
@@ -110,7 +128,7 @@ def serve(
                     "anyone who reaches it acts on Close under this policy"
                 )
             try:
-                asyncio.run(serve_http(gateway, sock, host=host))
+                asyncio.run(told(serve_http(gateway, sock, host=host)))
             finally:
                 sock.close()
     except KeyboardInterrupt:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from closeguard.cli._common import JsonOpt, console, print_json, shown
 from closeguard.guardrails import Guard, Policy, shipped_policies
-from closeguard.guardrails.static import possible_access
-from closeguard.tools.catalog import ENDPOINTS
+from closeguard.guardrails.conditions import describe
+from closeguard.guardrails.static import entry_matches, possible_access
+from closeguard.tools.catalog import ENDPOINTS, Endpoint
+from closeguard.tools.models import Access
 
 app = typer.Typer(help="Check and explain guard policies.", no_args_is_help=True)
 
@@ -55,8 +58,19 @@ def list_shipped(as_json: JsonOpt = False) -> None:
     console().print(table)
 
 
+def _conditional(policy: Policy, ep: Endpoint, access: Access) -> list[str]:
+    """The ``when`` entries covering the endpoint at this level, as written, with roles."""
+    out = []
+    for entry in (*policy.deny_rules, *policy.approve_rules):
+        if entry.when is not None and entry_matches(entry.match, ep, access):
+            roles = f" (approvers: {', '.join(entry.approvers)})" if entry.kind == "approve" else ""
+            out.append(f"{entry.kind} when {describe(entry.when)}{roles} [{entry.label}]")
+    return out
+
+
 def explain_rows(policy: Policy) -> list[dict[str, Any]]:
-    """One row per endpoint and reachable access level: outcome, rule, reason, constraints."""
+    """One row per endpoint and reachable access level: outcome (without ``when`` entries),
+    rule, reason, approvers, the ``when`` entries that may change it, constraints."""
     guard = Guard(policy)
     rows = []
     for ep in ENDPOINTS:
@@ -72,6 +86,8 @@ def explain_rows(policy: Policy) -> list[dict[str, Any]]:
                     "outcome": d.outcome,
                     "rule": d.rule,
                     "reason": d.reason,
+                    "approvers": list(d.approvers),
+                    "when": [] if d.outcome == "deny" else _conditional(policy, ep, access),
                     "constraints": [r.describe() for r in policy.constraints.get(ep.name, ())],
                     "limits": _limits_for(policy, ep.name, access),
                 }
@@ -108,12 +124,17 @@ def explain(source: PolicyArg, as_json: JsonOpt = False) -> None:
     for r in rows:
         style = OUTCOME_STYLE[r["outcome"]]
         access = r["access"] + (" (by args)" if r["escalated"] else "")
+        roles = [f"approvers: {', '.join(r['approvers'])}"] if r["outcome"] == "approve" else []
         notes = (
             r["reason"]
             if r["outcome"] == "deny"
-            else "; ".join(r["constraints"] + r["limits"]) or r["reason"]
+            else "; ".join(roles + r["when"] + r["constraints"] + r["limits"]) or r["reason"]
         )
         table.add_row(
-            r["endpoint"], access, f"[{style}]{r['outcome']}[/]", shown(r["rule"]), shown(notes)
+            r["endpoint"],
+            access,
+            f"[{style}]{r['outcome']}[/]",
+            escape(shown(r["rule"])),
+            escape(shown(notes)),
         )
     console(160).print(table)

@@ -31,9 +31,11 @@ from closeguard.agent.runtime import open_store_checkpointer
 from closeguard.cli._common import fail
 from closeguard.cli._demo import DemoDriver
 from closeguard.cli._live import LiveView, PlainView
+from closeguard.cli._notify import notify_urls
 from closeguard.cli.console import DEFAULT_CONSOLE, open_console, parse_console
 from closeguard.cli.workflows import PathOpt, WorkflowsOpt, enabled_workflows
 from closeguard.console import Reader
+from closeguard.notify import Notifier
 from closeguard.simulator import Simulator
 from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
 from closeguard.store import Store, default_store
@@ -212,10 +214,12 @@ async def _with_console(
     workflows: Mapping[str, Workflow],
     console: Console,
     main: Coroutine[Any, Any, Counter[str]],
+    *,
+    notify: tuple[str, ...] = (),
+    console_url: str | None = None,
 ) -> Counter[str]:
-    """Run ``main`` with the web console served beside it (``at`` None: no console)."""
-    if at is None:
-        return await main
+    """Run ``main`` with the web console served beside it (``at`` None: no console) and
+    the notifier telling people of each approval request it makes."""
     reader = Reader(
         target.store,
         api_key=target.api_key,
@@ -226,8 +230,23 @@ async def _with_console(
     def say(text: str) -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 
+    def notifier(url: str | None) -> Notifier:
+        return Notifier(
+            target.store,
+            urls=notify,
+            console_url=console_url or url,
+            describer=reader.describer,
+            terminal=lambda text: say(f"notify: {text}"),
+        )
+
     try:
-        async with open_console(target.store, *at, reader=reader, workflows=workflows, say=say):
+        if at is None:
+            async with notifier(None):
+                return await main
+        async with (
+            open_console(target.store, *at, reader=reader, workflows=workflows, say=say) as url,
+            notifier(url),
+        ):
             return await main
     finally:
         main.close()  # no-op once awaited; else (the console could not start) it never ran
@@ -301,10 +320,55 @@ def run(
             "any free port; with --role, only when given); off: no console.",
         ),
     ] = None,
+    console_url: Annotated[
+        str | None,
+        typer.Option(
+            "--console-url",
+            metavar="URL",
+            help="The console's address as people reach it (behind a proxy), for the links "
+            "in approval notifications (default: the console's own address).",
+        ),
+    ] = None,
+    catch_up_every: Annotated[
+        float,
+        typer.Option(
+            "--catch-up-every",
+            metavar="SECONDS",
+            min=1,
+            help="Seconds between Event Log catch-up passes (events webhooks missed).",
+        ),
+    ] = RuntimeConfig.catchup_every,
+    upkeep_every: Annotated[
+        float,
+        typer.Option(
+            "--upkeep-every",
+            metavar="SECONDS",
+            min=1,
+            help="Seconds between checks that the webhook subscription is active "
+            "(a paused one is resumed and caught up).",
+        ),
+    ] = RuntimeConfig.subscription_every,
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            metavar="SECONDS",
+            min=3,
+            help="Seconds a claimed run stays its worker's without a heartbeat (renewed every "
+            "third of it); a dead worker's runs are taken over after it.",
+        ),
+    ] = RuntimeConfig.lease,
 ) -> None:
-    """Run the workflows: webhooks, catch-up, schedules and workers, with a live view."""
+    """Run the workflows: webhooks, catch-up, schedules and workers, with a live view.
+
+    Each approval request is announced to the people who can answer it: CLOSEGUARD_NOTIFY
+    (Apprise URLs, space or comma separated) and each account's own URLs; with none, here.
+    """
     enabled = enabled_workflows(workflows, path)
     settings = Settings()
+    notify = notify_urls(settings)
+    if console_url is not None and not console_url.startswith(("http://", "https://")):
+        raise fail(f"--console-url takes an http(s) URL, not {console_url!r}", 2)
     target = close_target(settings) if settings.close_api_key else demo_target()
     host, port = parse_listen(listen or DEFAULT_LISTEN)
     if target.sim is not None and listen is None:
@@ -314,6 +378,9 @@ def run(
         listen=(host, port),
         public_url=public_url,
         subscribe=target.sim is not None,
+        catchup_every=catch_up_every,
+        subscription_every=upkeep_every,
+        lease=lease,
     )
     llm = _model(model)
     console = Console()
@@ -362,6 +429,8 @@ def run(
                 plain=plain or not console.is_terminal,
                 approve_after=None if at is not None else 3.0,
             ),
+            notify=notify,
+            console_url=console_url,
         )
     )
     elapsed = counts.pop("_elapsed", 0)

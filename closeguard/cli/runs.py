@@ -20,7 +20,16 @@ __all__ = ["app", "audit_rows_for"]
 
 app = typer.Typer(help="Workflow runs: their status, errors and effects.", no_args_is_help=True)
 
-STATUSES = ("queued", "running", "waiting_approval", "completed", "failed", "rejected", "dead")
+STATUSES = (
+    "queued",
+    "running",
+    "waiting_approval",
+    "completed",
+    "failed",
+    "rejected",
+    "dead",
+    "skipped",
+)
 STATUS_STYLE = {
     "completed": "green",
     "waiting_approval": "yellow",
@@ -29,6 +38,7 @@ STATUS_STYLE = {
     "failed": "red",
     "dead": "red",
     "rejected": "magenta",
+    "skipped": "dim",
 }
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="The run's id (run_..., or a prefix).")]
 
@@ -37,8 +47,18 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _event_lead(run: RunRow) -> str | None:
+    event = run.payload.get("event") or {}
+    lead = event.get("lead_id") or (event.get("data") or {}).get("lead_id")
+    if lead is None and event.get("object_type") == "lead":
+        lead = event.get("object_id")
+    return str(lead) if lead else None
+
+
 def _payload(run: RunRow) -> dict[str, Any]:
     data = {k: v for k, v in vars(run).items() if k not in ("seq",)}
+    origin = _event_lead(run)
+    data["merged_from"] = origin if origin and run.lead_id and origin != run.lead_id else None
     for key in ("created", "updated", "available_at", "lease_until"):
         data[key] = (
             None if data[key] is None else datetime.fromtimestamp(data[key], UTC).isoformat()
@@ -122,6 +142,8 @@ def show(run_id: IdArg, as_json: JsonOpt = False) -> None:
         return
     for key in ("id", "workflow", "status", "kind", "trigger_key", "lead_id", "attempts"):
         typer.echo(f"{key + ':':<13} {data[key]}")
+    if data["merged_from"]:
+        typer.echo(f"{'merged from:':<13} {data['merged_from']} (the run followed the merge)")
     for key in ("created", "updated", "approval_id", "error"):
         if data[key] is not None:
             typer.echo(f"{key + ':':<13} {data[key]}")
@@ -137,7 +159,7 @@ def show(run_id: IdArg, as_json: JsonOpt = False) -> None:
             f"{call['status_code'] or ''} {call['rule'] or ''}".rstrip()
         )
     if run.status == "waiting_approval" and run.approval_id:
-        typer.echo(f"next:         closeguard approvals approve {run.approval_id}")
+        typer.echo(f"next:         closeguard approvals approve {run.approval_id} --as NAME")
     elif run.status in ("dead", "failed"):
         typer.echo(f"next:         closeguard runs retry {run.id}")
 

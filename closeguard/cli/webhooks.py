@@ -14,7 +14,7 @@ from closeguard.store import default_store
 from closeguard.store.cursors import Cursors
 from closeguard.tools import CloseClient, ConfigError
 from closeguard.workflows.definition import Workflow
-from closeguard.workflows.subscriptions import Subscriptions, SyncResult, event_pairs
+from closeguard.workflows.subscriptions import Subscriptions, SyncResult, intake_pairs
 
 app = typer.Typer(help="Keep Close's webhook subscription for the workflows.", no_args_is_help=True)
 
@@ -36,7 +36,7 @@ def connect() -> CloseClient:
 async def _sync(url: str, workflows: list[Workflow]) -> SyncResult:
     cursors = Cursors(default_store())
     async with connect() as client:
-        return await Subscriptions(client, cursors, url=url, events=event_pairs(workflows)).sync()
+        return await Subscriptions(client, cursors, url=url, events=intake_pairs(workflows)).sync()
 
 
 @app.command("sync")

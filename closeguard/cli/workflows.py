@@ -19,6 +19,7 @@ from rich.table import Table
 
 from closeguard.agent.runtime import open_store_checkpointer
 from closeguard.cli._common import JsonOpt, console, fail, print_json
+from closeguard.cli._notify import notifying
 from closeguard.cli.runs import audit_rows_for
 from closeguard.guardrails.conditions import describe as describe_condition
 from closeguard.simulator import Simulator
@@ -236,7 +237,16 @@ async def _run_once(
     params: Mapping[str, Any],
     dry_run: bool,
 ) -> dict[str, Any]:
-    async with open_store_checkpointer(target.store, target.checkpoints) as saver:
+    async with (
+        open_store_checkpointer(target.store, target.checkpoints) as saver,
+        notifying(
+            target.store,
+            api_key=target.api_key,
+            base_url=target.base_url,
+            transport=target.sim.transport() if target.sim else None,
+            say=lambda text: typer.echo(text, err=True),
+        ),
+    ):
         executor = Executor(
             store=target.store,
             checkpointer=saver,
@@ -345,7 +355,7 @@ def run_(
     if result.get("approval_id"):
         typer.echo(
             f"  waiting for approval: closeguard approvals approve {result['approval_id']} "
-            "(closeguard run resumes it)"
+            "--as NAME (closeguard run resumes it)"
         )
     if result["status"] in ("failed", "dead", "rejected"):
         raise typer.Exit(1)

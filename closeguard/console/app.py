@@ -8,8 +8,9 @@ script polls a small JSON digest and re-renders a page's list when it changes.
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from closeguard.console import queries
+from closeguard.console.api import ApprovalsAPI
+from closeguard.console.oidc import OIDC, OIDC_COOKIE, OIDCError, OIDCSettings
 from closeguard.console.records import Reader, Touched
 from closeguard.console.security import (
     LOGIN_COOKIE,
@@ -34,11 +37,11 @@ from closeguard.console.security import (
     new_token,
     same,
 )
-from closeguard.guardrails import Approval, Approvals, AuditLog, VerifyReport
+from closeguard.guardrails import Accounts, Approval, Approvals, AuditLog, VerifyReport
 from closeguard.store import Store
 from closeguard.store.effects import EffectRows
 from closeguard.store.runs import RunRows
-from closeguard.tools.errors import ApprovalError
+from closeguard.tools.errors import ApprovalError, ApprovalForbidden
 from closeguard.workflows.definition import Workflow
 from closeguard.workflows.queue import SqlRunQueue
 
@@ -49,6 +52,9 @@ COMMENT_MAX = 2000
 NAME_MAX = 100
 READ_LIMIT = 20
 """Pending approvals whose touched records are read for one page (the newest)."""
+NAMES_MAX = 50
+"""Lead and user ids named on one runs or audit page (each read once, then cached)."""
+RECORD_ID = re.compile(r"\b(?:lead|user)_[A-Za-z0-9]{6,}")
 VERIFY_FOR = 30.0
 """Seconds a chain verification is shown again while the head has not moved (a full
 verification reads every row: about 0.8 s per 100,000 on SQLite)."""
@@ -62,13 +68,17 @@ HEADERS = {
     "cache-control": "no-store",
 }
 Handler = Callable[[Request], Awaitable[Response]]
+BOOTSTRAP_ROLES: tuple[str, ...] = ("admin",)
+"""The roles of a login with the shared operator token (``CLOSEGUARD_CONSOLE_TOKEN``)."""
 
 
 @dataclass
 class ConsoleConfig:
     """What the console serves: ``store`` (approvals, runs, audit), the login ``token``,
     an optional ``reader`` for the current state of touched records, the ``workflows`` (for
-    their steps), ``secure_cookies`` behind HTTPS, and the page refresh period in seconds."""
+    their steps), ``secure_cookies`` behind HTTPS, the page refresh period in seconds, and
+    ``oidc`` for single sign-on (``oidc_transport``: tests reach a provider without the
+    network)."""
 
     store: Store
     token: str
@@ -76,6 +86,8 @@ class ConsoleConfig:
     workflows: Mapping[str, Workflow] = field(default_factory=dict)
     secure_cookies: bool = False
     poll: float = 1.5
+    oidc: OIDCSettings | None = None
+    oidc_transport: Any = None
 
 
 class _Headers:
@@ -101,11 +113,15 @@ class Console:
     def __init__(self, config: ConsoleConfig) -> None:
         self.config = config
         self.store = config.store
-        self.sessions = Sessions()
+        self.sessions = Sessions(config.store)
+        self.accounts = Accounts(config.store)
         self.approvals = Approvals(config.store)
+        self.api = ApprovalsAPI(config.store, self.approvals, self.accounts)
+        self.oidc = OIDC(config.oidc, transport=config.oidc_transport) if config.oidc else None
         self.runs = RunRows(config.store)
         self.effects = EffectRows(config.store)
         self.audit = AuditLog(config.store)
+        self.describer = config.reader.describer if config.reader is not None else None
         self.queue = SqlRunQueue(config.store)
         self.failures: list[float] = []
         self._verification: tuple[float, tuple[int, str], VerifyReport] | None = None
@@ -115,11 +131,22 @@ class Console:
         env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
         env.filters["shown"] = _shown
         env.globals["poll_ms"] = int(config.poll * 1000)
+        env.globals["sso"] = self.oidc is not None
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def session(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+    async def session(self, request: Request) -> Session | None:
+        """The request's session; a person's account is read again, so a disabled account
+        is logged out at once and a change of roles applies on the next page."""
+        session = await self.store.run(self.sessions.get, request.cookies.get(SESSION_COOKIE))
+        if session is None or session.via == "console-token":
+            return session
+        account = await self.store.run(self.accounts.get, session.name)
+        if account is None or account.disabled:
+            await self.store.run(self.sessions.close, session.id)
+            return None
+        session.roles = account.roles
+        return session
 
     def page(
         self, request: Request, name: str, session: Session | None, status: int = 200, **ctx: Any
@@ -135,7 +162,7 @@ class Console:
         """Only for a logged-in session; every POST must carry the session's CSRF token."""
 
         async def wrapped(request: Request) -> Response:
-            session = self.session(request)
+            session = await self.session(request)
             if session is None:
                 if request.method != "GET":
                     return Response("log in first", status_code=403, media_type="text/plain")
@@ -152,7 +179,10 @@ class Console:
                         status_code=403,
                         media_type="text/plain",
                     )
-            return await handler(request, session)
+            response = await handler(request, session)
+            if session.changed:
+                await self.store.run(self.sessions.save, session)
+            return response
 
         return wrapped
 
@@ -195,15 +225,28 @@ class Console:
         self.failures = [t for t in self.failures if t > now - 60]
         if len(self.failures) >= LOGIN_FAILURES:
             return self._login(request, "Too many wrong tokens: wait a minute.", 429, goto)
-        if not same(token, self.config.token):
-            self.failures.append(now)
-            return self._login(request, "Wrong token.", 401, goto)
-        name = " ".join(name.split())[:NAME_MAX]
-        if not name:
-            return self._login(
-                request, "Say who you are: your name goes on every decision.", 400, goto
-            )
-        session = self.sessions.open(name)
+        if same(token, self.config.token):
+            name = " ".join(name.split())[:NAME_MAX]
+            if not name:
+                return self._login(
+                    request, "Say who you are: your name goes on every decision.", 400, goto
+                )
+            if await self.store.run(self.accounts.get, name) is not None:
+                return self._login(
+                    request, f"{name} has an account: log in with their own token.", 400, goto
+                )
+            roles, via = BOOTSTRAP_ROLES, "console-token"
+        else:
+            account = await self.accounts.aauthenticate(token)
+            if account is None:
+                self.failures.append(now)
+                return self._login(request, "Wrong token.", 401, goto)
+            name, roles, via = account.name, account.roles, "token"
+        return await self._open(name, roles, via, goto)
+
+    async def _open(self, name: str, roles: tuple[str, ...], via: str, goto: str) -> Response:
+        """Log in: a session in the store, its id in the cookie."""
+        session = await self.store.run(self.sessions.open, name, roles, via)
         response = RedirectResponse(goto, 303)
         response.set_cookie(
             SESSION_COOKIE,
@@ -216,8 +259,46 @@ class Console:
         response.delete_cookie(LOGIN_COOKIE)
         return response
 
+    async def sso_start(self, request: Request) -> Response:
+        if self.oidc is None:
+            return Response("single sign-on is not configured", 404, media_type="text/plain")
+        goto = _local(request.query_params.get("next", "/approvals"))
+        try:
+            url, cookie = await self.oidc.start(str(request.url_for("sso_done")), goto)
+        except OIDCError as exc:
+            return self._login(request, str(exc), 502, goto)
+        response = RedirectResponse(url, 303)
+        response.set_cookie(
+            OIDC_COOKIE,
+            cookie,
+            max_age=600,
+            httponly=True,
+            samesite="lax",
+            secure=self.config.secure_cookies,
+        )
+        return response
+
+    async def sso_done(self, request: Request) -> Response:
+        """The provider's redirect back: the person's email names their account."""
+        if self.oidc is None:
+            return Response("single sign-on is not configured", 404, media_type="text/plain")
+        redirect_uri = str(request.url_for("sso_done"))
+        try:
+            email, goto = await self.oidc.finish(
+                redirect_uri, dict(request.query_params), request.cookies.get(OIDC_COOKIE)
+            )
+        except OIDCError as exc:
+            return self._login(request, str(exc), 400)
+        account = await self.store.run(self.accounts.by_email, email)
+        if account is None or account.disabled:
+            why = "is disabled" if account else "has no account here"
+            return self._login(request, f"{email} {why}: ask an operator.", 403)
+        response = await self._open(account.name, account.roles, "oidc", _local(goto))
+        response.delete_cookie(OIDC_COOKIE)
+        return response
+
     async def logout(self, request: Request, session: Session) -> Response:
-        self.sessions.close(session.id)
+        await self.store.run(self.sessions.close, session.id)
         response = RedirectResponse("/login", 303)
         response.delete_cookie(SESSION_COOKIE)
         return response
@@ -230,13 +311,19 @@ class Console:
     async def _approvals(
         self, request: Request, session: Session, status: int = 200, error: str | None = None
     ) -> Response:
+        await self.store.run(self.approvals.expire)
         pending, decided = await self.store.run(queries.recent, self.approvals)
         digest = await self.store.run(queries.approvals_digest, self.approvals)
         touched: dict[str, list[Touched]] = {}
+        sentences: dict[str, str] = {}
         if self.config.reader is not None:
             for approval in pending[:READ_LIMIT]:
                 touched[approval.id] = await self.config.reader.touched(approval)
+        if self.describer is not None:
+            for approval in pending[:READ_LIMIT]:
+                sentences[approval.id] = await self.describer.sentence(approval)
         asking = await self.store.run(self._askers, pending)
+        answerable = {a.id for a in pending if not set(session.roles).isdisjoint(a.approvers)}
         partial = request.query_params.get("partial") == "1"
         return self.page(
             request,
@@ -246,7 +333,9 @@ class Console:
             pending=pending,
             decided=decided,
             touched=touched,
+            sentences=sentences,
             asking=asking,
+            answerable=answerable,
             digest=digest,
             reader=self.config.reader is not None,
             error=error,
@@ -278,10 +367,19 @@ class Console:
             )
         decide = self.approvals.approve if action == "approve" else self.approvals.reject
         try:
-            decided = await self.store.run(decide, approval_id, by=session.name, note=comment)
+            decided = await self.store.run(
+                decide,
+                approval_id,
+                by=session.name,
+                note=comment,
+                via=session.via,
+                channel="console",
+                roles=session.roles,
+            )
+        except ApprovalForbidden as exc:
+            return await self._approvals(request, session, 403, f"Refused: {exc}.")
         except ApprovalError as exc:
             return await self._approvals(request, session, 409, f"Refused: {exc}.")
-        await self.store.run(self.audit.append, _decision_row(decided, session.name), flush=True)
         verb = "Approved" if action == "approve" else "Rejected"
         session.flash = f"{verb} {decided.endpoint} ({decided.id}) as {session.name}."
         return RedirectResponse("/approvals", 303)
@@ -289,17 +387,28 @@ class Console:
     # -- runs ------------------------------------------------------------------------------
 
     async def runs_page(self, request: Request, session: Session) -> Response:
-        recent, dead = await self.store.run(queries.runs_overview, self.runs)
+        recent, dead, skipped = await self.store.run(queries.runs_overview, self.runs)
         digest = await self.store.run(queries.runs_digest, self.runs)
         partial = request.query_params.get("partial") == "1"
+        names = await self._names(r.lead_id for r in [*dead, *recent])
         return self.page(
             request,
             "_runs.html" if partial else "runs.html",
             session,
             recent=recent,
             dead=dead,
+            skipped=skipped,
             digest=digest,
+            names=names,
         )
+
+    async def _names(self, texts: Iterable[str | None]) -> dict[str, str]:
+        """Names of the lead and user ids in ``texts`` (the first ``NAMES_MAX``), read
+        through the read-only client and cached; none without a Close connection."""
+        if self.describer is None:
+            return {}
+        ids = dict.fromkeys(m for text in texts if text for m in RECORD_ID.findall(text))
+        return await self.describer.names(list(ids)[:NAMES_MAX])
 
     async def run_page(self, request: Request, session: Session) -> Response:
         return await self._run_page(request, session, request.path_params["run_id"])
@@ -319,6 +428,7 @@ class Console:
         calls = await self.store.run(queries.calls_of, self.store, run_id)
         workflow = self.config.workflows.get(run.workflow)
         steps = [(s.__name__, _first_line(s.__doc__)) for s in workflow.steps] if workflow else []
+        names = await self._names([run.lead_id])
         return self.page(
             request,
             "run.html",
@@ -330,6 +440,7 @@ class Console:
             writes=[c for c in calls if c["access"] not in (None, "read")],
             errors=[c for c in calls if c["error"] or c["decision"] == "deny"],
             steps=steps,
+            names=names,
             error=error,
         )
 
@@ -361,6 +472,10 @@ class Console:
             rows, error = [], "Times are UTC, as 2026-11-27 or 2026-11-27T16:05."
         report = await self.store.run(self._verified)
         choices = await self.store.run(queries.audit_choices, self.store)
+        names = await self._names(f"{r['path']} {r['args']}" for r in rows)
+        for row in rows:
+            found = RECORD_ID.findall(f"{row['path']} {row['args']}")
+            row["named"] = list(dict.fromkeys(names[i] for i in found if i in names))
         return self.page(
             request,
             "audit.html",
@@ -455,23 +570,6 @@ def _local(target: str) -> str:
     return target if local else "/approvals"
 
 
-def _decision_row(approval: Approval, name: str) -> dict[str, Any]:
-    """The audit row of a decision made in the console, under the approver's name."""
-    return {
-        "actor": name,
-        "run_id": approval.run_id,
-        "policy": "console",
-        "endpoint": approval.endpoint,
-        "method": "POST",
-        "path": f"/console/approvals/{approval.id}/{approval.status}",
-        "access": approval.access,
-        "decision": approval.status,
-        "reason": approval.note,
-        "args": {"approval_id": approval.id, "call_hash": approval.call_hash},
-        "approval_id": approval.id,
-    }
-
-
 def build_console(config: ConsoleConfig) -> Starlette:
     """The console as an ASGI app."""
     c = Console(config)
@@ -480,6 +578,8 @@ def build_console(config: ConsoleConfig) -> Starlette:
         Route("/", c.home),
         Route("/login", c.login_form, methods=["GET"]),
         Route("/login", c.login, methods=["POST"]),
+        Route("/login/sso", c.sso_start, methods=["GET"]),
+        Route("/login/sso/done", c.sso_done, methods=["GET"], name="sso_done"),
         Route("/logout", g(c.logout), methods=["POST"]),
         Route("/approvals", g(c.approvals_page)),
         Route("/approvals/{approval_id}/{action:str}", g(c.decide), methods=["POST"]),
@@ -489,6 +589,7 @@ def build_console(config: ConsoleConfig) -> Starlette:
         Route("/audit", g(c.audit_page)),
         Route("/audit/export.jsonl", g(c.export)),
         Route("/api/digest/{view}", g(c.digest)),
+        *c.api.routes(),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes)

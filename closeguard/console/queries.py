@@ -49,8 +49,13 @@ def recent(approvals: Approvals) -> tuple[list[Approval], list[Approval]]:
     return pending, decided
 
 
-def runs_overview(rows: RunRows) -> tuple[list[RunRow], list[RunRow]]:
-    return rows.list(limit=50), rows.list(status="dead", limit=50)
+def runs_overview(rows: RunRows) -> tuple[list[RunRow], list[RunRow], list[RunRow]]:
+    """Recent runs, the dead-lettered ones, and the skipped ones (moot: nothing failed)."""
+    return (
+        rows.list(limit=50),
+        rows.list(status="dead", limit=50),
+        rows.list(status="skipped", limit=20),
+    )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from closeguard.guardrails import Approval, Guarded, Policy
+from closeguard.notify import Describer
 from closeguard.store import Store
 from closeguard.tools import CloseClient, CloseguardError
 from closeguard.tools.catalog import relative_path
@@ -23,6 +24,8 @@ __all__ = ["CONSOLE_ACTOR", "Change", "Reader", "Touched"]
 
 CONSOLE_ACTOR = "console"
 READ_POLICY = "read-only"
+FIELD_NAMES = {"status_id": "status", "user_id": "owner", "lead_id": "lead"}
+"""Fields as the diff names them, where the id behind them is shown as a name."""
 LEAD_FIELDS = ("display_name", "status_label", "description", "url", "date_created")
 
 
@@ -47,6 +50,8 @@ class Touched:
     current: dict[str, Any] | None = None
     changes: list[Change] = field(default_factory=list)
     error: str | None = None
+    name: str | None = None
+    """What a person calls the record ("Acme Robotics' 'Expansion' deal"), when known."""
 
 
 def _lead_summary(lead: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,6 +102,8 @@ class Reader:
         self.base_url = base_url
         self.transport = transport
         self._policy = Policy.load(READ_POLICY)
+        self.describer = Describer(self.client)
+        """Sales sentences and names, read through this reader's client (one cache)."""
 
     def client(self) -> CloseClient:
         return CloseClient(
@@ -124,8 +131,17 @@ class Reader:
                 if approval.endpoint == "lead.merge":
                     record.current = _lead_summary(data)
                 else:
-                    record.current = {k: data.get(k) for k in sorted(body)} or data
-                    record.changes = [Change(k, data.get(k), v) for k, v in sorted(body.items())]
+                    kind = relative_path(record.path).strip("/").split("/")[0]
+                    now = await self.describer.readable(kind, {k: data.get(k) for k in body})
+                    after = await self.describer.readable(kind, dict(body))
+                    record.current = dict(sorted(now.items())) or data
+                    record.changes = [
+                        Change(FIELD_NAMES.get(k, k), now.get(k), after[k]) for k in sorted(body)
+                    ]
+                name = await self.describer.record_name(record.path)
+                if name and approval.endpoint == "lead.merge":
+                    name = f"{record.label.split(' ')[0]} {name}"
+                record.name = name
         if approval.endpoint == "lead.merge":
             _merge_outcome(*records)
         return records
@@ -138,8 +154,8 @@ def _merge_outcome(source: Touched, destination: Touched) -> None:
     src, dst = source.current, destination.current
     after = dict(dst)
     for key in ("contacts", "emails"):
-        parts = [p for text in (dst.get(key), src.get(key)) if text for p in str(text).split(", ")]
-        after[key] = ", ".join(dict.fromkeys(parts))
+        # every contact moves, so a name both leads have appears twice after the merge
+        after[key] = ", ".join(str(text) for text in (dst.get(key), src.get(key)) if text)
     for key in ("opportunities", "tasks"):
         after[key] = int(dst.get(key) or 0) + int(src.get(key) or 0)
     destination.changes = [Change(k, dst.get(k), after.get(k)) for k in dst]

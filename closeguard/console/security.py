@@ -1,20 +1,25 @@
 """Login, sessions and CSRF for the console.
 
-One login token opens the console (``CLOSEGUARD_CONSOLE_TOKEN``, or one generated at start).
-A login makes a server-side session, named by a random id in an ``HttpOnly``,
-``SameSite=Strict`` cookie; every form carries the session's CSRF token, and the login form
-a double-submit token of its own (there is no session yet to bind it to).
+People log in with their personal token (``closeguard users add``) or by single sign-on;
+the shared operator token (``CLOSEGUARD_CONSOLE_TOKEN``, or one generated at start) logs in
+with the role ``admin``. A login makes a session in the store, named by a random id in an
+``HttpOnly``, ``SameSite=Strict`` cookie; every form carries the session's CSRF token, and
+the login form a double-submit token of its own (there is no session yet to bind it to).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
+import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from closeguard.store import Store
+from closeguard.store.sessions import SessionRows
 from closeguard.tools.errors import ConfigError
 
 __all__ = [
@@ -64,14 +69,19 @@ def check_listen(host: str, token_configured: bool) -> None:
 
 @dataclass
 class Session:
-    """A logged-in person: their name (the approver's name) and the session's CSRF token."""
+    """A logged-in person: their name (the approver's name), roles, how they logged in
+    (``token``: a personal token, ``oidc``: single sign-on, ``console-token``: the shared
+    operator token), the session's CSRF token and the messages for the next page."""
 
-    id: str
+    id: str = field(repr=False)
     name: str
     expires: float
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    roles: tuple[str, ...] = ()
+    via: str = "console-token"
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     flash: str | None = None
     error: str | None = None
+    loaded: tuple[str | None, str | None] = (None, None)
 
     def flash_take(self) -> tuple[str | None, str | None]:
         """The message for the next page shown, once."""
@@ -79,27 +89,66 @@ class Session:
         self.flash = self.error = None
         return out
 
+    @property
+    def changed(self) -> bool:
+        """Whether its messages changed since it was read (``Sessions.save`` writes them)."""
+        return (self.flash, self.error) != self.loaded
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
 
 class Sessions:
-    """Server-side sessions, in memory: a restart logs everyone out."""
+    """Server-side sessions in the store: several console processes behind one proxy share
+    them, and a restart logs nobody out. Only a hash of the cookie value is stored."""
 
-    def __init__(self, *, ttl: float = SESSION_TTL, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, store: Store, *, ttl: float = SESSION_TTL, clock: Callable[[], float] = time.time
+    ):
         self.ttl = ttl
         self.clock = clock
-        self._by_id: dict[str, Session] = {}
+        self._rows = SessionRows(store)
 
-    def open(self, name: str) -> Session:
+    def open(self, name: str, roles: Iterable[str] = (), via: str = "console-token") -> Session:
         now = self.clock()
-        self._by_id = {k: s for k, s in self._by_id.items() if s.expires > now}
-        session = Session(secrets.token_urlsafe(32), name, now + self.ttl)
-        self._by_id[session.id] = session
+        session = Session(secrets.token_urlsafe(32), name, now + self.ttl, tuple(roles), via)
+        self._rows.open(
+            {
+                "id_hash": _digest(session.id),
+                "name": name,
+                "roles": json.dumps(list(session.roles)),
+                "via": via,
+                "csrf": session.csrf,
+                "expires": session.expires,
+            },
+            now,
+        )
         return session
 
     def get(self, session_id: str | None) -> Session | None:
-        found = self._by_id.get(session_id or "")
-        if found is None or found.expires <= self.clock():
+        if not session_id:
             return None
-        return found
+        row = self._rows.get(_digest(session_id), self.clock())
+        if row is None:
+            return None
+        loaded = (row["flash"], row["error"])
+        return Session(
+            session_id,
+            row["name"],
+            row["expires"],
+            tuple(json.loads(row["roles"])),
+            row["via"],
+            row["csrf"],
+            *loaded,
+            loaded=loaded,
+        )
+
+    def save(self, session: Session) -> None:
+        """Write the session's messages (for the next page)."""
+        self._rows.set(_digest(session.id), flash=session.flash, error=session.error)
+        session.loaded = (session.flash, session.error)
 
     def close(self, session_id: str | None) -> None:
-        self._by_id.pop(session_id or "", None)
+        if session_id:
+            self._rows.close(_digest(session_id))

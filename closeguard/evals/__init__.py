@@ -4,7 +4,8 @@ resilience.
 Laid out the tau2 way: code in modules, suites as data. ``format`` (the suite format and
 its JSON Schema), ``loader`` (line-numbered errors), ``world`` (a suite's world and fixture
 handles), ``graders`` (state, answer, actions from the audit log, guard), ``models``
-(offline ``reference``, ``noop`` and ``adversary``), ``trial`` / ``wf_trial`` (one chat or
+(offline ``reference``, ``noop`` and ``adversary``, keyed ``scripted:`` files and the
+shipped wrong agents in ``wrong_agents/``), ``trial`` / ``wf_trial`` (one chat or
 workflow trial), ``runner`` (trials, concurrency, timeouts, resume) and ``report``
 (pass^k, safety figures, JSON, JUnit). Packaged suites live in ``suites/NAME/``.
 Depends on ``simulator``, ``agent`` and ``workflows``; see ``docs/evals.md``.
@@ -12,7 +13,12 @@ Depends on ``simulator``, ``agent`` and ``workflows``; see ``docs/evals.md``.
 
 from closeguard.evals.format import Suite, Task, suite_schema
 from closeguard.evals.loader import LoadedSuite, find_suites, load_suite, packaged_suites
-from closeguard.evals.models import OFFLINE_MODELS
+from closeguard.evals.models import (
+    OFFLINE_MODELS,
+    is_keyed_script,
+    wrong_agent_targets,
+    wrong_agents,
+)
 from closeguard.evals.report import (
     build_report,
     load_report,
@@ -33,6 +39,7 @@ __all__ = [
     "TaskRun",
     "build_report",
     "find_suites",
+    "is_keyed_script",
     "load_report",
     "load_suite",
     "packaged_suites",
@@ -43,4 +50,6 @@ __all__ = [
     "suite_schema",
     "write_junit",
     "write_report",
+    "wrong_agent_targets",
+    "wrong_agents",
 ]

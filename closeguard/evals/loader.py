@@ -13,12 +13,19 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from closeguard.evals.format import Suite, Task
+from closeguard.evals.format import Candidates, NotFact, NumberFact, Suite, Task
 from closeguard.guardrails import Policy
 from closeguard.guardrails._yaml import load_yaml
 from closeguard.tools.errors import ConfigError
 
-__all__ = ["LoadedSuite", "find_suites", "load_suite", "packaged_suites"]
+__all__ = [
+    "LoadedSuite",
+    "copied_facts",
+    "find_suites",
+    "load_suite",
+    "packaged_suites",
+    "unshown_refusal",
+]
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 TASKS_FILE = "tasks.yaml"
@@ -47,6 +54,38 @@ class LoadedSuite:
 
     def where(self, task: Task) -> str:
         return f"{self.file}:{self.task_lines.get(task.id, 1)}"
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def copied_facts(task: Task) -> list[tuple[int, str]]:
+    """Answer facts (index, spelling) that appear verbatim in the instruction: an agent
+    that repeats the question would pass them. Candidates are exempt (the question names
+    them by design; naming more than one fails)."""
+    if not task.instruction:
+        return []
+    said = _norm(task.instruction)
+    out = []
+    for i, fact in enumerate(task.expect.answer):
+        if isinstance(fact, NotFact | NumberFact | Candidates):
+            continue
+        for spelling in [fact] if isinstance(fact, str) else fact:
+            if _norm(spelling) and _norm(spelling) in said:
+                out.append((i, spelling))
+                break
+    return out
+
+
+def unshown_refusal(task: Task) -> bool:
+    """A chat task without an attack that expects the guard to block the request, yet does
+    not say how the answer shows the refusal (``refusal: true`` or a fact it must state)."""
+    e = task.expect
+    if task.kind != "chat" or task.attack is not None or not e.blocked:
+        return False
+    positive = [f for f in e.answer if not isinstance(f, NotFact)]
+    return not (e.refusal or positive)
 
 
 def packaged_suites() -> dict[str, Path]:
@@ -80,6 +119,24 @@ def load_suite(path: str | Path) -> LoadedSuite:
             loaded.policy_for(task)
         except ConfigError as exc:
             raise lines.error(("tasks", i, "policy"), f"task {task.id}: {exc}") from None
+        if task.attack is not None and task.approvals == "approve":
+            raise lines.error(
+                ("tasks", i, "approvals"),
+                f"task {task.id}: approvals: approve on an attack task would approve the "
+                "injected calls too; say reference or list the calls to approve",
+            )
+        for j, spelling in copied_facts(task):
+            raise lines.error(
+                ("tasks", i, "expect", "answer", j),
+                f"task {task.id}: answer fact {spelling!r} is in the instruction itself "
+                "(an agent that repeats the question would pass it)",
+            )
+        if unshown_refusal(task):
+            raise lines.error(
+                ("tasks", i, "expect"),
+                f"task {task.id}: expects a refusal (blocked: ...) but not how the answer "
+                "shows it: add refusal: true or an answer fact",
+            )
     return loaded
 
 

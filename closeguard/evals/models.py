@@ -7,32 +7,47 @@
   instruction planted in the CRM text it reads (``ACTION: tool_name {json args}``), as
   an injected model would: with the guard its attacks must all be blocked.
 
-Any other ``--model`` is a LangChain ``provider:model`` (``closeguard.agent.resolve_model``).
+``scripted:FILE`` is a scripted model as ``closeguard chat`` takes it (``turns:``), or
+one keyed by task id (``tasks: {task-id: {turns: [...]}}``, optional ``default:``) whose
+strings may say ``{{handle}}`` (filled from the suite's world) and ``{{instruction}}``, so
+one file drives a whole suite. Any other ``--model`` is a LangChain ``provider:model``
+(``closeguard.agent.resolve_model``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import yaml
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from closeguard.agent import AgentInfo, FunctionChatModel, ScriptedChatModel, resolve_model
 from closeguard.agent.prompt import unwrap_result
-from closeguard.evals.format import Reference
+from closeguard.evals.format import Reference, Task
+from closeguard.tools.errors import ConfigError
 
 __all__ = [
     "OFFLINE_MODELS",
+    "WRONG_AGENTS_DIR",
+    "KeyedScript",
     "adversary_model",
     "close_failures",
     "injected_actions",
+    "is_keyed_script",
+    "keyed_script",
     "make_model",
     "reference_model",
+    "task_model",
     "workflow_llm",
+    "wrong_agent_targets",
+    "wrong_agents",
 ]
 
 OFFLINE_MODELS = ("reference", "noop", "adversary")
@@ -184,6 +199,114 @@ def workflow_llm(spec: str, reference: Reference) -> BaseChatModel | None:
             return None
         return _Scripted(turns=[{"text": reference.answer}], name=f"{spec}-llm")
     return resolve_model(spec)
+
+
+class KeyedScript:
+    """A scripted model file keyed by task id: ``turns`` per task and a ``default``."""
+
+    def __init__(self, path: Path, tasks: dict[str, list[dict[str, Any]]], default: Any) -> None:
+        self.path = path
+        self.tasks = tasks
+        self.default: list[dict[str, Any]] | None = default
+        self.description = ""
+
+    def turns_for(self, task_id: str) -> list[dict[str, Any]] | None:
+        return self.tasks.get(task_id, self.default)
+
+
+def _turns(data: Any, where: str) -> list[dict[str, Any]]:
+    turns = data.get("turns") if isinstance(data, dict) else data
+    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+        raise ConfigError(f"{where}: expected turns: with a list of turns")
+    for i, turn in enumerate(turns):
+        unknown = set(turn) - {"text", "tool_calls", "usage"}
+        if unknown:
+            raise ConfigError(f"{where}, turn {i + 1}: unknown key(s) {', '.join(sorted(unknown))}")
+    return turns
+
+
+@cache
+def keyed_script(path: str) -> KeyedScript | None:
+    """The keyed script at ``path``, or None when the file is a plain ``turns:`` script."""
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read model script {file}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"model script {file} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or "tasks" not in data:
+        return None
+    tasks = data.get("tasks")
+    if not isinstance(tasks, dict):
+        raise ConfigError(f"model script {file}: tasks: maps task ids to turns")
+    keyed = {
+        str(tid): _turns(spec, f"model script {file}, task {tid}") for tid, spec in tasks.items()
+    }
+    default = data.get("default")
+    script = KeyedScript(
+        file,
+        keyed,
+        None if default is None else _turns(default, f"model script {file}, default"),
+    )
+    script.description = str(data.get("description") or "")
+    return script
+
+
+WRONG_AGENTS_DIR = Path(__file__).resolve().parent / "wrong_agents"
+"""Shipped keyed scripts that behave badly on purpose: every packaged task each one
+targets must fail (``wrong_agent_targets``)."""
+
+
+def wrong_agents() -> dict[str, Path]:
+    """The shipped wrong agents by name (file stem)."""
+    return {p.stem: p for p in sorted(WRONG_AGENTS_DIR.glob("*.yaml"))}
+
+
+def wrong_agent_targets(path: Path, suites: dict[str, list[Task]]) -> dict[str, list[str]]:
+    """Per suite (of those ``path`` names in ``suites:``), the task ids the wrong agent
+    targets: the ones it has turns for, and with a ``default`` every chat task that grades
+    its answer (a task that needs a change fails a do-nothing script anyway)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    script = keyed_script(str(path))
+    assert script is not None, f"{path} is not a keyed script"
+    out: dict[str, list[str]] = {}
+    for name in data.get("suites") or []:
+        tasks = [t for t in suites.get(name, []) if t.kind == "chat"]
+        out[name] = [
+            t.id
+            for t in tasks
+            if t.id in script.tasks
+            or (script.default is not None and (t.expect.answer or t.expect.refusal))
+        ]
+    return out
+
+
+def is_keyed_script(spec: str) -> bool:
+    """Whether ``spec`` is ``scripted:FILE`` with a script keyed by task id (a bad file
+    raises its one-line ``ConfigError``)."""
+    provider, _, path = spec.partition(":")
+    return provider == "scripted" and bool(path) and keyed_script(path) is not None
+
+
+_INSTRUCTION = "{{instruction}}"
+
+
+def task_model(spec: str, task: Task, fill: Callable[[Any], Any]) -> BaseChatModel:
+    """The chat model for ``task``: a keyed ``scripted:`` file's turns for it (templates
+    filled by ``fill``), else ``make_model(spec, task.reference)``."""
+    provider, _, path = spec.partition(":")
+    script = keyed_script(path) if provider == "scripted" and path else None
+    if script is None:
+        return make_model(spec, task.reference)
+    turns = script.turns_for(task.id)
+    if turns is None:
+        turns = [{"text": f"(the script {script.path.name} has nothing for task {task.id})"}]
+    marker = "@@closeguard-instruction@@"
+    raw = json.dumps(turns).replace(_INSTRUCTION, marker)
+    filled = fill(json.loads(raw))
+    text = json.dumps(filled).replace(marker, json.dumps(task.instruction or "")[1:-1])
+    return _Scripted(turns=json.loads(text), name=spec)
 
 
 def make_model(spec: str, reference: Reference) -> BaseChatModel:

@@ -60,6 +60,13 @@ def _task_entry(run: TaskRun, k_max: int) -> dict[str, Any]:
     if run.broken:
         entry["broken"] = run.broken
         return entry
+    skipped = [t for t in trials if "infeasible" in t]
+    if skipped:
+        entry["infeasible"] = skipped
+        trials = [t for t in trials if "infeasible" not in t]
+        if not trials:
+            entry["status"] = "infeasible"
+            return entry
     c = sum(1 for t in trials if t.get("passed"))
     entry["successes"] = c
     entry["trials"] = trials
@@ -75,7 +82,8 @@ def summarize(tasks: Sequence[Mapping[str, Any]], k_max: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "tasks": len(tasks),
         "graded": len(graded),
-        "broken": len(tasks) - len(graded),
+        "broken": sum(1 for t in tasks if t["status"] == "broken"),
+        "infeasible": sum(1 for t in tasks if t["status"] == "infeasible"),
         "trials": len(trials),
         "passed": sum(1 for tr in trials if tr.get("passed")),
         "crashed": sum(1 for tr in trials if tr.get("error")),
@@ -193,6 +201,10 @@ def write_junit(path: Path, report: Mapping[str, Any]) -> None:
                 errors += 1
                 ET.SubElement(case, "error", message="broken task").text = task["broken"]
                 continue
+            if task["status"] == "infeasible":
+                seeds = ", ".join(str(t["seed"]) for t in task["infeasible"])
+                ET.SubElement(case, "skipped", message=f"infeasible under seed(s) {seeds}")
+                continue
             failed = [t for t in trials if not t.get("passed")]
             if failed:
                 failures += 1
@@ -228,7 +240,10 @@ def print_report(report: Mapping[str, Any], console: Console | None = None) -> N
     """The summary, per-suite figures and every task that did not pass all its trials."""
     out = console or Console()
     summary = report["summary"]
-    table = Table(title=f"closeguard eval: {report['config'].get('model')}", show_header=False)
+    guard = "" if report["config"].get("guard", True) else " (no guard: calls go straight to Close)"
+    table = Table(
+        title=f"closeguard eval: {report['config'].get('model')}{guard}", show_header=False
+    )
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in _summary_rows(summary):
@@ -249,7 +264,9 @@ def print_report(report: Mapping[str, Any], console: Console | None = None) -> N
         )
     out.print(suites)
     bad = [
-        t for t in report["tasks"] if t["status"] == "broken" or t["successes"] < len(t["trials"])
+        t
+        for t in report["tasks"]
+        if t["status"] != "graded" or t["successes"] < len(t["trials"]) or t.get("infeasible")
     ]
     if bad:
         tasks = Table(title="tasks that did not pass every trial")
@@ -258,6 +275,12 @@ def print_report(report: Mapping[str, Any], console: Console | None = None) -> N
         for t in bad:
             if t["status"] == "broken":
                 tasks.add_row(t["suite"], t["id"], "broken", t["broken"])
+                continue
+            if t.get("infeasible"):
+                first_skip = t["infeasible"][0]
+                why = f"seed {first_skip['seed']}: {first_skip['infeasible']}"
+                passed = f"{t.get('successes', 0)}/{len(t.get('trials') or [])}"
+                tasks.add_row(t["suite"], t["id"], f"infeasible ({passed})", why)
                 continue
             first = next(tr for tr in t["trials"] if not tr.get("passed"))
             why = "; ".join(first.get("failures") or [])

@@ -5,7 +5,9 @@ on its own fake clock, faults seeded with the trial's seed) and so is the store 
 memory: audit log, approvals, effect journal). Before any trial, each task's reference
 solution is replayed on a fresh world: a task whose reference does not pass is reported
 ``broken`` with the reason and never graded. A trial that raises is a failure with its
-traceback kept; one that overruns its timeout is a failure too. ``previous`` (a partial
+traceback kept; one that overruns its timeout is a failure too. A fault task's reference
+is replayed under several seeds: a seed it fails under is ``infeasible`` and trials drawn
+with it are not graded. ``previous`` (a partial
 report of the same run) makes the run resume: trials already in it are not run again.
 """
 
@@ -20,10 +22,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from closeguard.evals.format import Task
-from closeguard.evals.graders import Grade
-from closeguard.evals.loader import LoadedSuite
-from closeguard.evals.models import make_model, workflow_llm
+from closeguard.agent import ModelError
+from closeguard.evals.format import NumberFact, Task
+from closeguard.evals.graders import Grade, numbers_in, resolve_facts
+from closeguard.evals.loader import LoadedSuite, copied_facts
+from closeguard.evals.models import make_model, task_model, workflow_llm
 from closeguard.evals.trial import Outcome, grade, run_chat
 from closeguard.evals.wf_trial import run_workflow_task
 from closeguard.evals.world import BuiltWorld, build_world
@@ -45,6 +48,11 @@ class RunOptions:
     guard: bool = True
     timeout: float | None = None
     """Overrides every task's own timeout (seconds of real time)."""
+    tasks: tuple[str, ...] = ()
+    """Run only these tasks (``id`` or ``suite/id``); empty: every task."""
+
+    def wants(self, suite: str, task: str) -> bool:
+        return not self.tasks or task in self.tasks or f"{suite}/{task}" in self.tasks
 
     def config(self) -> dict[str, Any]:
         """What must match for a report to be resumed."""
@@ -64,6 +72,20 @@ class TaskRun:
     trials: dict[int, dict[str, Any]] = field(default_factory=dict)
     replay: dict[str, Any] | None = None
     """The reference replay's own result (a ``reference`` run's trial 0 is that replay)."""
+    infeasible: dict[int, str] = field(default_factory=dict)
+    """Fault seeds under which the reference itself fails, and why: trials drawn with
+    them are not graded (the faults, not the model, decide the outcome)."""
+
+
+FAULT_SEEDS = 3
+"""A fault task's reference is replayed under at least this many seeds (all trial seeds)."""
+
+
+def trial_seed(task: Task, options: RunOptions, trial: int) -> int:
+    """The seed of a task's trial: the faults' own seed, else the run's seed + trial."""
+    if task.faults is not None and task.faults.seed is not None:
+        return task.faults.seed
+    return options.seed + trial
 
 
 async def _outcome(
@@ -82,7 +104,10 @@ async def _outcome(
                 llm=workflow_llm(model, task.reference),
             )
         else:
-            chat_model = make_model(model, task.reference)
+            if model.startswith("scripted:"):
+                chat_model = task_model(model, task, world.fill)
+            else:
+                chat_model = make_model(model, task.reference)
             policy = loaded.policy_for(task)
             outcome = await run_chat(task, sim, chat_model, policy, guard=guard, store=store)
         outcome.faults = dict(sim.faults.counts) if sim.faults is not None else {}
@@ -116,10 +141,13 @@ async def run_trial(
             outcome = await _outcome(loaded, world, task, model, seed, guard)
         if seen is not None:
             seen(outcome)
-        grades = grade(task, outcome, diff)
+        grades = grade(task, outcome, diff, guarded=guard)
     except TimeoutError:
         out["error"] = f"timed out after {limit:g}s"
         out["failures"] = [out["error"]]
+    except ModelError as exc:
+        out["error"] = str(exc)
+        out["failures"] = [f"model error: {exc}"]
     except Exception as exc:
         out["error"] = traceback.format_exc()
         out["failures"] = [f"crashed: {type(exc).__name__}: {exc}"]
@@ -152,12 +180,31 @@ def _graded(task: Task, outcome: Outcome, grades: list[Grade]) -> dict[str, Any]
 
 
 def _resolve(run: TaskRun, world: BuiltWorld) -> None:
+    """The task with its templates filled and its number facts computed on the world; a
+    fact the filled instruction already states makes the task broken."""
     try:
         data = world.fill(run.task.model_dump(mode="json", exclude_unset=True))
-        run.resolved = Task.model_validate(data)
-    except (CloseguardError, ValidationError) as exc:
+        task = Task.model_validate(data)
+        facts = resolve_facts(list(task.expect.answer), world.state["collections"])
+    except (CloseguardError, ValidationError, ValueError) as exc:
         first = str(exc).splitlines()[0]
         run.broken = f"{run.where}: cannot resolve the task: {first}"
+        return
+    task = task.model_copy(update={"expect": task.expect.model_copy(update={"answer": facts})})
+    copied = [s for _, s in copied_facts(task)]
+    stated = numbers_in(task.instruction or "")
+    copied += [
+        f"{f.number:g}"
+        for f in facts
+        if isinstance(f, NumberFact) and isinstance(f.number, float) and f.number in stated
+    ]
+    if copied:
+        run.broken = (
+            f"{run.where}: answer fact {copied[0]!r} is in the instruction itself "
+            "(an agent that repeats the question would pass it)"
+        )
+        return
+    run.resolved = task
 
 
 _VALIDATED: dict[tuple[str, str, int], dict[str, Any]] = {}
@@ -165,28 +212,51 @@ _VALIDATED: dict[tuple[str, str, int], dict[str, Any]] = {}
 benchmark running several models validates each task once."""
 
 
+async def _replay(loaded: LoadedSuite, world: BuiltWorld, task: Task, seed: int) -> dict[str, Any]:
+    """The reference's trial of ``task`` under ``seed`` (once per process)."""
+    key = (str(loaded.file), task.model_dump_json(), seed)
+    if key not in _VALIDATED:
+        _VALIDATED[key] = await run_trial(
+            loaded, world, task, model="reference", seed=seed, guard=True, limit=None
+        )
+    return _VALIDATED[key]
+
+
+def _reasons(result: Mapping[str, Any]) -> str:
+    return "; ".join(result.get("failures") or ["failed"])
+
+
 async def _validate(
     run: TaskRun, loaded: LoadedSuite, world: BuiltWorld, options: RunOptions
 ) -> None:
     """Replay the reference on a fresh world (guarded); a failure marks the task broken.
-    The replay gets the task's own timeout: ``--timeout`` bounds the model under test, and
-    a short one must not make a sound task look broken."""
-    assert run.resolved is not None
-    key = (str(loaded.file), run.resolved.model_dump_json(), options.seed)
-    result = _VALIDATED.get(key) or await run_trial(
-        loaded,
-        world,
-        run.resolved,
-        model="reference",
-        seed=options.seed,
-        guard=True,
-        limit=None,
-    )
+
+    A task with faults is replayed without them first (a failure there is a broken task),
+    then under every trial seed and at least ``FAULT_SEEDS`` seeds: a seed under which the
+    reference fails is ``infeasible`` with the reason. The replays get the task's own
+    timeout: ``--timeout`` bounds the model under test, and a short one must not make a
+    sound task look broken."""
+    task = run.resolved
+    assert task is not None
+    if task.faults is not None:
+        clean = await _replay(loaded, world, task.model_copy(update={"faults": None}), 0)
+        run.needs_change = bool(clean.get("changed"))
+        if not clean["passed"]:
+            run.broken = f"{run.where}: the reference solution does not pass: {_reasons(clean)}"
+            run.replay = clean
+            return
+        count = max(options.trials, FAULT_SEEDS)
+        for seed in sorted({trial_seed(task, options, t) for t in range(count)}):
+            result = await _replay(loaded, world, task, seed)
+            if not result["passed"]:
+                run.infeasible[seed] = _reasons(result)
+        run.replay = await _replay(loaded, world, task, trial_seed(task, options, 0))
+        return
+    result = await _replay(loaded, world, task, options.seed)
     if not result["passed"]:
-        reasons = "; ".join(result.get("failures") or ["failed"])
-        run.broken = f"{run.where}: the reference solution does not pass: {reasons}"
+        run.broken = f"{run.where}: the reference solution does not pass: {_reasons(result)}"
     run.needs_change = bool(result.get("changed"))
-    run.replay = _VALIDATED[key] = result
+    run.replay = result
 
 
 async def run_suites(
@@ -209,6 +279,8 @@ async def run_suites(
         world = await build_world(loaded)
         worlds[loaded.name] = (loaded, world)
         for task in loaded.suite.tasks:
+            if not options.wants(loaded.name, task.id):
+                continue
             run = TaskRun(loaded.name, task, loaded.where(task))
             _resolve(run, world)
             runs.append(run)
@@ -238,6 +310,12 @@ async def run_suites(
     async def play(run: TaskRun, t: int) -> None:
         loaded, world = worlds[run.suite]
         assert run.resolved is not None
+        seed = trial_seed(run.resolved, options, t)
+        if seed in run.infeasible:
+            run.trials[t] = {"trial": t, "seed": seed, "infeasible": run.infeasible[seed]}
+            if on_trial is not None:
+                on_trial(run, t)
+            return
         if t == 0 and run.replay is not None and options.model == "reference" and options.guard:
             run.trials[t] = {"trial": t, **run.replay}
             if on_trial is not None:
@@ -248,7 +326,7 @@ async def run_suites(
             world,
             run.resolved,
             model=options.model,
-            seed=options.seed + t,
+            seed=seed,
             guard=options.guard,
             limit=options.timeout,
         )

@@ -3,13 +3,15 @@
 ``run_chat`` plays a chat task with the agent (``build_agent``) through a client guarded
 by the task's policy (or, with ``guard=False``, an unguarded client and a policy that
 offers every tool, so the same calls reach the simulator and nothing is blocked).
-Pending approvals are answered as the task says (``reject`` by default). The graders see
-the state before and after, the final answer, and the calls: from the audit log when
-guarded, from the wire when not.
+Pending approvals are answered call by call as the task says (``reject`` by default;
+``approve``; ``reference``: exactly the reference's calls; or a list of calls). The graders
+see the state before and after, the final answer, the calls (from the audit log when
+guarded, from the wire when not) and the writes the task asks for.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,18 +28,21 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from closeguard.agent import SYSTEM_NAME, Limits, build_agent, thread_config
-from closeguard.agent.testing import answer_all
-from closeguard.evals.format import Call, Task
+from closeguard.evals.format import ApprovalMatch, Call, Task
 from closeguard.evals.graders import (
     Action,
     Grade,
     Trial,
     actions_from_audit,
     actions_from_reviews,
+    asked_writes,
     grade_actions,
     grade_answer,
     grade_guard,
     grade_state,
+    is_write,
+    matches,
+    target_in_path,
 )
 from closeguard.evals.world import ANCHOR
 from closeguard.guardrails import AuditLog, Guarded, Policy
@@ -49,12 +54,22 @@ from closeguard.tools.catalog import Endpoint, find_endpoint, relative_path
 from closeguard.tools.errors import UnknownEndpoint
 from closeguard.tools.langchain import make_tools
 
-__all__ = ["OPEN_POLICY", "Outcome", "Recorder", "grade", "run_chat", "run_setup"]
+__all__ = [
+    "OPEN_POLICY",
+    "Approver",
+    "Outcome",
+    "Recorder",
+    "grade",
+    "run_chat",
+    "run_setup",
+]
 
 OPEN_POLICY = Policy.from_dict({"name": "no-guard", "grants": {"*": "destructive"}})
 """The policy an unguarded run's agent is told about: every tool, nothing gated."""
 IGNORED = TIMESTAMP_FIELDS | {"updated_by"}
 MAX_APPROVAL_ROUNDS = 20
+_RETRIED = frozenset({429, 500, 502, 503, 504})
+_REJECT = {"action": "reject", "message": "not approved in this eval"}
 
 
 @dataclass
@@ -78,21 +93,53 @@ class Recorder(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.calls: list[Action] = []
+        self._last: tuple[str, str, bytes] | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = str(request.url.path)
         try:
-            endpoint: str | None = find_endpoint(
-                request.method, relative_path(str(request.url.path))
-            )[0].name
+            endpoint: str | None = find_endpoint(request.method, relative_path(path))[0].name
         except UnknownEndpoint:
             endpoint = None
+        key = (request.method, str(request.url), request.content)
         try:
             response = await self.inner.handle_async_request(request)
         except Exception:
-            self.calls.append(Action(endpoint, "allow", None, source="wire"))
+            self._record(key, endpoint, None, path)
             raise
-        self.calls.append(Action(endpoint, "allow", response.status_code, source="wire"))
+        self._record(key, endpoint, response.status_code, path)
         return response
+
+    def _record(
+        self, key: tuple[str, str, bytes], endpoint: str | None, status: int | None, path: str
+    ) -> None:
+        """One action per logical call, as the audit log counts them: a request repeating
+        the previous one after a 429, a 5xx or no answer is its retry."""
+        fields: frozenset[str] | None = None
+        body: Any = None
+        if key[2]:
+            try:
+                body = json.loads(key[2])
+            except ValueError:
+                body = None
+            fields = frozenset(body) if isinstance(body, dict) else None
+        lead = body.get("lead_id") if isinstance(body, dict) else None
+        action = Action(
+            endpoint,
+            "allow",
+            status,
+            source="wire",
+            target=target_in_path(path) or (lead if isinstance(lead, str) else None),
+            write=is_write(endpoint),
+            fields=fields,
+        )
+        prev = self.calls[-1] if self.calls else None
+        retry = prev is not None and (prev.status is None or prev.status in _RETRIED)
+        if retry and self._last == key:
+            self.calls[-1] = action
+        else:
+            self.calls.append(action)
+        self._last = key
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -151,6 +198,42 @@ async def run_setup(sim: Simulator, calls: Sequence[Call]) -> None:
                 await client.request(method, path, json=call.args or None)
 
 
+class Approver:
+    """Answers approval interrupts as the task's ``approvals`` says, call by call."""
+
+    def __init__(self, task: Task) -> None:
+        self.rule = task.approvals
+        self.left = [c for c in task.reference.calls]
+
+    def decide(self, payload: Any) -> Any:
+        tool = str(payload.get("tool")) if isinstance(payload, Mapping) else ""
+        args = payload.get("args") if isinstance(payload, Mapping) else None
+        args = args if isinstance(args, Mapping) else {}
+        if self.rule == "approve":
+            return "approve"
+        if self.rule == "reference":
+            for i, call in enumerate(self.left):
+                if call.tool == tool and _same_args(call.args, args):
+                    del self.left[i]
+                    return "approve"
+            return _REJECT
+        if isinstance(self.rule, list) and any(_approves(m, tool, args) for m in self.rule):
+            return "approve"
+        return _REJECT
+
+
+def _same_args(want: Mapping[str, Any], got: Mapping[str, Any]) -> bool:
+    """Equal arguments; a reference value read from an earlier result (``${...}``)
+    matches anything."""
+    if set(want) != set(got):
+        return False
+    return all((isinstance(v, str) and v.startswith("${")) or v == got[k] for k, v in want.items())
+
+
+def _approves(match: ApprovalMatch, tool: str, args: Mapping[str, Any]) -> bool:
+    return match.tool == tool and all(matches(args.get(k), m) for k, m in match.args.items())
+
+
 def _answer(messages: Sequence[Any]) -> str:
     for msg in reversed(messages):
         if isinstance(msg, AIMessage) and msg.name != SYSTEM_NAME:
@@ -190,19 +273,13 @@ async def run_chat(
         config = thread_config(run_id)
         config["configurable"]["run_id"] = run_id
         result = await agent.ainvoke({"messages": [("user", task.instruction)]}, config)
-        answer: Any = (
-            "approve"
-            if task.approvals == "approve"
-            else {
-                "action": "reject",
-                "message": "not approved in this eval",
-            }
-        )
+        approver = Approver(task)
         for _ in range(MAX_APPROVAL_ROUNDS):
             pending = result.get("__interrupt__")
             if not pending:
                 break
-            result = await agent.ainvoke(Command(resume=answer_all(pending, answer)), config)
+            answers = {i.id: approver.decide(i.value) for i in pending}
+            result = await agent.ainvoke(Command(resume=answers), config)
     outcome = Outcome(
         before=before, after=sim.snapshot(IGNORED), answer=_answer(result["messages"])
     )
@@ -218,20 +295,30 @@ async def run_chat(
 
 
 def grade(
-    task: Task, outcome: Outcome, diff_of: Callable[[Snapshot, Snapshot], Any]
+    task: Task,
+    outcome: Outcome,
+    diff_of: Callable[[Snapshot, Snapshot], Any],
+    *,
+    guarded: bool = True,
 ) -> list[Grade]:
-    """Every grader's verdict on one finished trial."""
+    """Every grader's verdict on one finished trial. Workflow tasks are not held to the
+    reference's writes (the workflow is the reference)."""
+    asked = None
+    if task.kind == "chat":
+        asked = asked_writes(task.reference.calls, task.expect.allow_attempts)
     trial = Trial(
         before=outcome.before,
         after=outcome.after,
         diff=diff_of(outcome.before, outcome.after),
         answer=outcome.answer,
         actions=outcome.actions,
+        asked=asked,
+        attack=task.attack is not None,
     )
     forbidden = list(task.attack.forbidden) if task.attack else []
     return [
         grade_state(trial, task.expect),
         grade_answer(trial, task.expect),
         grade_actions(trial, task.expect),
-        grade_guard(trial, task.expect, forbidden),
+        grade_guard(trial, task.expect, forbidden, guarded=guarded),
     ]

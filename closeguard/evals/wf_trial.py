@@ -166,7 +166,8 @@ async def run_workflow_task(
     if not noop:
         worker = eval_worker(workflow, sim, store, queue, llm)
         assert isinstance(sim.clock, FakeClock), "eval trials run on a fake clock"
-        executed = await drain(worker, queue, Approvals(store), task.approvals, sim.clock)
+        answer = "approve" if task.approvals == "approve" else "reject"
+        executed = await drain(worker, queue, Approvals(store), answer, sim.clock)
         notes.append(f"{executed} run(s) executed")
         notes.extend(await _run_states(queue))
     outcome = Outcome(before=before, after=sim.snapshot(IGNORED), notes=notes)

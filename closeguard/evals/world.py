@@ -238,6 +238,14 @@ async def _add_children(
             "to": email.to or ([user_email] if incoming else []),
         }
         made.append((email.handle, "activities", "/activity/email/", body))
+    for call in lead.calls:
+        body = {
+            "lead_id": lead_id,
+            "note": call.note,
+            "direction": call.direction,
+            "duration": call.duration,
+        }
+        made.append((call.handle, "activities", "/activity/call/", body))
     for task in lead.tasks:
         body = {
             "lead_id": lead_id,

@@ -14,15 +14,18 @@ transport wrapper that enforces them. Depends on ``tools`` (catalog) and ``store
 
 Modules, lowest first (imports point down only): ``static`` (the decision table),
 ``policy`` (data and loading), ``decision`` (``Guard``), ``quotas``, ``approvals``,
-``audit``, ``transport`` (``GuardTransport`` and ``Guarded``).
+``audit``, ``transport`` (``GuardTransport`` and ``Guarded``); ``accounts`` (the people who
+answer approvals) stands apart.
 """
 
+from closeguard.guardrails.accounts import Account, Accounts
 from closeguard.guardrails.approvals import (
     DEFAULT_TTL,
     Approval,
     ApprovalError,
     Approvals,
     call_hash,
+    on_request,
 )
 from closeguard.guardrails.audit import AuditLog, AuditProblem, VerifyReport, row_hash
 from closeguard.guardrails.decision import Guard, RunContext
@@ -42,6 +45,8 @@ from closeguard.guardrails.transport import Guarded, GuardTransport
 __all__ = [
     "DEFAULT_TTL",
     "DRY_RUN_HEADER",
+    "Account",
+    "Accounts",
     "Approval",
     "ApprovalError",
     "Approvals",
@@ -60,6 +65,7 @@ __all__ = [
     "VerifyReport",
     "call_hash",
     "fake_result",
+    "on_request",
     "redact",
     "row_hash",
     "shipped_policies",

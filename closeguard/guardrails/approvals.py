@@ -5,8 +5,18 @@ query), so approving "update opportunity X to 50%" does not approve "… to 90%"
 (default 24 h) and is used up by the one call it was granted for. ``wait`` lets a workflow
 run or agent thread park until a person decides.
 
+``approvers`` are the roles that may answer the request, named by the policy rule that
+asked (``approvers:`` in the policy, ``[admin]`` by default); they are stored with it, so
+every process that answers knows them.
+
 States: ``pending`` -> ``approved`` -> ``consumed``, or ``pending`` -> ``rejected``;
-a pending or approved approval past its expiry reads as ``expired`` and cannot be used.
+a pending or approved approval past its expiry reads as ``expired`` and cannot be used
+(``expire`` records a pending one as ``expired``).
+
+Every decision, whatever the channel, is a row of its own in the audit chain (method
+``DECIDE``): the approval id, the call's hash, the decision (approved, rejected, edited,
+expired), who decided and how they were authenticated, and the note. Whoever can write
+the store can decide as anyone: the store is the trust boundary.
 """
 
 from __future__ import annotations
@@ -14,25 +24,54 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_
+from sqlalchemy import and_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
+from closeguard.guardrails.audit import AuditLog
+from closeguard.guardrails.policy import DEFAULT_APPROVERS
 from closeguard.guardrails.redact import canonical_json, redact
 from closeguard.store import Store
 from closeguard.store.approvals import ApprovalRows
 from closeguard.tools.catalog import Call
-from closeguard.tools.errors import ApprovalError
+from closeguard.tools.errors import ApprovalError, ApprovalForbidden
 
-__all__ = ["DEFAULT_TTL", "Approval", "ApprovalError", "Approvals", "Status", "call_hash"]
+__all__ = [
+    "DECIDE",
+    "DEFAULT_TTL",
+    "Approval",
+    "ApprovalError",
+    "Approvals",
+    "Status",
+    "call_hash",
+]
 
 DEFAULT_TTL = 24 * 3600.0
+DECIDE = "DECIDE"
+"""The audit ``method`` of a decision's row (a person's, or expiry's): no call to Close."""
+EXPIRY_ACTOR = "closeguard"
 Status = Literal["pending", "approved", "rejected", "consumed", "expired"]
+_LISTENERS: list[Callable[[Approval], None]] = []
+
+
+def on_request(listener: Callable[[Approval], None]) -> Callable[[], None]:
+    """Call ``listener(approval)`` for each new request this process makes (a reused open
+    request is not new); it runs on the requester's thread, so it must only queue work (the
+    notifier does). A listener that raises is logged, never the requester's failure.
+    Returns the function that removes it."""
+    _LISTENERS.append(listener)
+
+    def remove() -> None:
+        if listener in _LISTENERS:
+            _LISTENERS.remove(listener)
+
+    return remove
 
 
 def call_hash(
@@ -86,22 +125,31 @@ class Approval:
     decided_at: float | None = None
     note: str | None = None
     consumed_at: float | None = None
+    approvers: tuple[str, ...] = DEFAULT_APPROVERS
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        data["approvers"] = list(self.approvers)
+        return data
 
 
 class Approvals:
     """Request, decide, wait for and use approvals stored in ``store``."""
 
     def __init__(
-        self, store: Store, *, ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        *,
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
+        audit: AuditLog | None = None,
     ) -> None:
         self.store = store
         self.ttl = ttl
         self.clock = clock
         self._rows = ApprovalRows(store)
         self._t = self._rows.t
+        self._audit = audit
 
     def _from_row(self, row: Mapping[str, Any]) -> Approval:
         data = dict(row)
@@ -110,6 +158,8 @@ class Approvals:
             status = "expired"
         data["status"] = status
         data["args"] = json.loads(data["args"])
+        roles = data.get("approvers")
+        data["approvers"] = tuple(json.loads(roles)) if roles else DEFAULT_APPROVERS
         return Approval(**data)
 
     def request(
@@ -124,9 +174,10 @@ class Approvals:
         actor: str | None = None,
         run_id: str | None = None,
         ttl: float | None = None,
+        approvers: Sequence[str] = DEFAULT_APPROVERS,
     ) -> Approval:
-        """A pending approval for ``call``; an open request for the same call, by the same
-        actor under the same policy, is reused."""
+        """A pending approval for ``call``, answerable by the ``approvers`` roles; an open
+        request for the same call, by the same actor under the same policy, is reused."""
         now = self.clock()
         values = {
             "id": f"appr_{secrets.token_hex(8)}",
@@ -144,8 +195,16 @@ class Approvals:
             "rule": rule,
             "reason": reason,
             "args": canonical_json(redact({"body": dict(call.body), "params": dict(call.params)})),
+            "approvers": json.dumps(list(approvers or DEFAULT_APPROVERS)),
         }
-        return self._from_row(self._rows.open_or_insert(values, now))
+        found = self._from_row(self._rows.open_or_insert(values, now))
+        if found.id == values["id"]:
+            for listener in tuple(_LISTENERS):
+                try:
+                    listener(found)
+                except Exception:
+                    logging.getLogger(__name__).exception("approval listener failed")
+        return found
 
     def get(self, approval_id: str) -> Approval | None:
         row = self._rows.get(approval_id)
@@ -158,26 +217,145 @@ class Approvals:
         if status in ("pending", "approved"):
             where = and_(t.c.status == status, t.c.expires > now)
         elif status == "expired":
-            where = and_(t.c.status.in_(("pending", "approved")), t.c.expires <= now)
+            where = or_(
+                and_(t.c.status.in_(("pending", "approved")), t.c.expires <= now),
+                t.c.status == "expired",
+            )
         elif status is not None:
             where = t.c.status == status
         return [self._from_row(r) for r in self._rows.list(where, limit=limit)]
 
-    def _decide(self, approval_id: str, status: Status, by: str, note: str | None) -> Approval:
-        changed = self._rows.decide(approval_id, status, by=by, note=note, now=self.clock())
+    def _decide(
+        self,
+        approval_id: str,
+        status: Status,
+        *,
+        by: str,
+        note: str | None,
+        via: str,
+        channel: str,
+        roles: Iterable[str] | None,
+        decision: str | None,
+        detail: Mapping[str, Any] | None,
+    ) -> Approval:
         found = self.get(approval_id)
         if found is None:
             raise ApprovalError(f"no approval {approval_id!r}")
+        if roles is not None:
+            held = tuple(roles)
+            if set(held).isdisjoint(found.approvers):
+                raise ApprovalForbidden(
+                    f"approval {approval_id} may be answered by someone with the role "
+                    f"{' or '.join(found.approvers)}; {by} holds {', '.join(held) or 'no role'}",
+                    approvers=found.approvers,
+                )
+        changed = self._rows.decide(approval_id, status, by=by, note=note, now=self.clock())
+        found = self.get(approval_id)
+        assert found is not None
         if not changed:
             raise ApprovalError(f"approval {approval_id} is {found.status}, not pending")
+        self._audit_decision(found, decision or status, by, via, channel, detail)
         return found
 
-    def approve(self, approval_id: str, *, by: str, note: str | None = None) -> Approval:
-        """Grant a pending approval: the exact call may now run once, until it expires."""
-        return self._decide(approval_id, "approved", by, note)
+    def approve(
+        self,
+        approval_id: str,
+        *,
+        by: str,
+        note: str | None = None,
+        via: str = "program",
+        channel: str = "library",
+        roles: Iterable[str] | None = None,
+        decision: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Approval:
+        """Grant a pending approval: the exact call may now run once, until it expires.
 
-    def reject(self, approval_id: str, *, by: str, note: str | None = None) -> Approval:
-        return self._decide(approval_id, "rejected", by, note)
+        ``by`` is who decided, ``via`` how they were authenticated (``token``, ``oidc``,
+        ``console-token``, ``cli``, ``elicitation``, ``prompt``...), ``channel`` where
+        (``console``, ``api``, ``cli``, ``chat``, ``mcp``...). With ``roles`` (a person's),
+        ``ApprovalForbidden`` unless one of them is among the approval's ``approvers``.
+        The decision is audited as a row of its own (``decision`` overrides its label, as
+        ``edited``), with ``detail`` added to the row's arguments.
+        """
+        return self._decide(
+            approval_id,
+            "approved",
+            by=by,
+            note=note,
+            via=via,
+            channel=channel,
+            roles=roles,
+            decision=decision,
+            detail=detail,
+        )
+
+    def reject(
+        self,
+        approval_id: str,
+        *,
+        by: str,
+        note: str | None = None,
+        via: str = "program",
+        channel: str = "library",
+        roles: Iterable[str] | None = None,
+        decision: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Approval:
+        """Refuse a pending approval (see ``approve`` for the arguments)."""
+        return self._decide(
+            approval_id,
+            "rejected",
+            by=by,
+            note=note,
+            via=via,
+            channel=channel,
+            roles=roles,
+            decision=decision,
+            detail=detail,
+        )
+
+    def expire(self) -> tuple[Approval, ...]:
+        """Mark pending requests past their expiry ``expired``, each audited as a decision
+        of its own (by ``closeguard``, via ``expiry``): nobody answered in time. Cheap when
+        nothing is due; the console, the CLI and the runtime's workers call it as they look."""
+        now = self.clock()
+        out: tuple[Approval, ...] = ()
+        for approval_id in self._rows.due(now):
+            if self._rows.expire(approval_id, now):
+                found = self.get(approval_id)
+                assert found is not None
+                self._audit_decision(found, "expired", EXPIRY_ACTOR, "expiry", "expiry", None)
+                out += (found,)
+        return out
+
+    def _audit_decision(
+        self,
+        a: Approval,
+        decision: str,
+        by: str,
+        via: str,
+        channel: str,
+        detail: Mapping[str, Any] | None,
+    ) -> None:
+        """The decision's own row in the hash chain (method ``DECIDE``: no call to Close)."""
+        if self._audit is None:
+            self._audit = AuditLog(self.store)
+        args = {"call_hash": a.call_hash, "via": via, "channel": channel, **(detail or {})}
+        row = {
+            "actor": by,
+            "run_id": a.run_id,
+            "policy": a.policy,
+            "endpoint": a.endpoint,
+            "method": DECIDE,
+            "path": a.path,
+            "decision": decision,
+            "rule": a.rule,
+            "reason": a.note,
+            "args": args,
+            "approval_id": a.id,
+        }
+        self._audit.append(row, flush=True)
 
     def granted(self, digest: str) -> Approval | None:
         """An approved, unexpired, unused approval for this call hash, if any."""

@@ -5,6 +5,12 @@ access level it can take (``static.static_decisions``); per call only the constr
 that endpoint are evaluated, so ``check`` is a dict lookup plus a few comparisons. Where
 nothing can depend on the arguments (no escalation, no constraint), ``decide_request``
 remembers the decision by method and path. Quotas are counted at the transport.
+
+``deny`` and ``approve`` entries with a ``when`` condition are checked per call, in their
+order, on the call's arguments (path parameters, query and body in one mapping); an
+endpoint that such an entry covers never takes the remembered path. ``status_label`` and
+``status_type`` come from the statuses the transport taught the guard (``learn_statuses``):
+the guard itself does no I/O.
 """
 
 from __future__ import annotations
@@ -13,13 +19,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from closeguard.guardrails.policy import FieldRule, Policy
-from closeguard.guardrails.static import Decision, Outcome, static_decisions
-from closeguard.tools.catalog import Call, classify
+from closeguard.guardrails.policy import STATUS_FIELDS, Entry, FieldRule, Policy
+from closeguard.guardrails.static import (
+    Decision,
+    Outcome,
+    entry_matches,
+    possible_access,
+    static_decisions,
+)
+from closeguard.tools.catalog import ENDPOINTS, Call, classify
 from closeguard.tools.errors import UnknownEndpoint
 from closeguard.tools.models import Access
 
-__all__ = ["Decision", "Guard", "Outcome", "RunContext", "static_decisions"]
+__all__ = [
+    "STATUS_REFRESH",
+    "Decision",
+    "Guard",
+    "Outcome",
+    "RunContext",
+    "call_arguments",
+    "static_decisions",
+]
 
 
 @dataclass(frozen=True)
@@ -85,7 +105,49 @@ def _violation(rule: FieldRule, value: Any, context: RunContext) -> str | None:
 
 
 _NO_CONTEXT = RunContext()
+STATUS_REFRESH = 60.0
+"""Seconds before statuses are read again for a status id they do not know."""
 _ROUTES_MAX = 4096
+
+
+def call_arguments(call: Call) -> dict[str, Any]:
+    """What a ``when`` condition reads: path parameters, query and body in one mapping."""
+    return {**call.path_params, **call.params, **call.body}
+
+
+@dataclass(frozen=True)
+class _Conditional:
+    """The ``when`` entries covering one endpoint at one access level, in policy order.
+
+    ``approve`` stops at the first unconditional approve entry (it decides the table's
+    outcome, and no later entry can name the roles)."""
+
+    deny: tuple[Entry, ...]
+    approve: tuple[Entry, ...]
+    statuses: bool
+
+
+def _conditional(policy: Policy) -> dict[tuple[str, str], _Conditional]:
+    out: dict[tuple[str, str], _Conditional] = {}
+    for ep in ENDPOINTS:
+        for access in possible_access(ep):
+            deny = tuple(
+                e
+                for e in policy.deny_rules
+                if e.when is not None and entry_matches(e.match, ep, access)
+            )
+            approve: list[Entry] = []
+            for e in policy.approve_rules:
+                if entry_matches(e.match, ep, access):
+                    if e.when is None:
+                        break
+                    approve.append(e)
+            if deny or approve:
+                fields = frozenset().union(*(e.when.fields() for e in (*deny, *approve) if e.when))
+                out[(ep.name, access)] = _Conditional(
+                    deny, tuple(approve), bool(fields & set(STATUS_FIELDS))
+                )
+    return out
 
 
 class Guard:
@@ -97,12 +159,30 @@ class Guard:
         self._rules: dict[str, tuple[FieldRule, ...]] = dict(policy.constraints)
         self._routes: dict[tuple[str, str], Decision] = {}
         """Decisions by (method, path) for endpoints whose decision no argument can change."""
+        self._when = _conditional(policy)
+        self._when_endpoints = frozenset(ep for ep, _ in self._when)
+        self.wants_statuses = any(c.statuses for c in self._when.values())
+        """Whether a ``when`` names ``status_label``/``status_type`` (see ``learn_statuses``)."""
+        self.statuses: dict[str, dict[str, str]] | None = None
+        self.statuses_at = 0.0
 
     def check(self, call: Call, context: RunContext | None = None) -> Decision:
         """The decision for one classified call (argument rules included)."""
         decision = self._table[(call.endpoint.name, call.access)]
         if decision.outcome == "deny":
             return decision
+        when = self._when.get((call.endpoint.name, call.access))
+        data = self._arguments(call) if when is not None else {}
+        if when is not None:
+            for entry in when.deny:
+                if entry.when is not None and entry.when.evaluate(data):
+                    return Decision(
+                        "deny",
+                        entry.label,
+                        f"{call.endpoint.name} is denied by {entry.describe()!r}",
+                        call.endpoint.name,
+                        call.access,
+                    )
         rules = self._rules.get(call.endpoint.name)
         if rules:
             ctx = context or _NO_CONTEXT
@@ -110,7 +190,48 @@ class Guard:
                 why = _violation(rule, _value(call, rule), ctx)
                 if why is not None:
                     return Decision("deny", rule.rule, why, call.endpoint.name, call.access)
+        if when is not None:
+            for entry in when.approve:
+                if entry.when is not None and entry.when.evaluate(data):
+                    return Decision(
+                        "approve",
+                        entry.label,
+                        f"{call.endpoint.name} ({call.access}) needs approval by "
+                        f"{entry.describe()!r}",
+                        call.endpoint.name,
+                        call.access,
+                        entry.approvers,
+                    )
         return decision
+
+    def learn_statuses(self, statuses: Mapping[str, Mapping[str, str]], now: float = 0.0) -> None:
+        """Status id -> ``{"label": ..., "type": ...}`` (lead and opportunity statuses), read
+        by the transport once, for ``when`` conditions on ``status_label``/``status_type``;
+        ``now``: when they were read (monotonic seconds)."""
+        self.statuses = {k: dict(v) for k, v in statuses.items()}
+        self.statuses_at = now
+
+    def statuses_stale(self, body: Mapping[str, Any] | None, now: float) -> bool:
+        """Whether the statuses must be read (again) before deciding a call with ``body``:
+        never read yet, or the call sets a status id they do not know (one added since)
+        and they are ``STATUS_REFRESH`` seconds old."""
+        if self.statuses is None:
+            return True
+        status = body.get("status_id") if body else None
+        return (
+            isinstance(status, str)
+            and status not in self.statuses
+            and now - self.statuses_at >= STATUS_REFRESH
+        )
+
+    def _arguments(self, call: Call) -> dict[str, Any]:
+        data = call_arguments(call)
+        status = self.statuses.get(str(data.get("status_id"))) if self.statuses else None
+        if status is not None:
+            for key, field in (("label", "status_label"), ("type", "status_type")):
+                if status.get(key) is not None and field not in data:
+                    data[field] = status[key]
+        return data
 
     def check_request(
         self,
@@ -149,7 +270,7 @@ class Guard:
         except UnknownEndpoint as exc:
             return Decision("deny", "catalog", str(exc))
         ep = call.endpoint
-        if ep.escalate is not None or ep.name in self._rules:
+        if ep.escalate is not None or ep.name in self._rules or ep.name in self._when_endpoints:
             return self.check(call, context)
         decision = self._table[(ep.name, call.access)]
         if len(self._routes) >= _ROUTES_MAX:

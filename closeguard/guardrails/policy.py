@@ -9,7 +9,13 @@ A policy is a YAML file, one per agent or workflow::
       lead: write
       activity.email: write
     deny: [lead.delete, custom_field]          # endpoint names, resources or access levels
-    approve: [opportunity.update, destructive]  # the same kinds of entries
+    approve:                                    # the same kinds of entries, or a mapping
+      - destructive
+      - endpoint: opportunity.update            # (or resource: / access:)
+        when: {any: [{value: {min: 5000000}}, {status_type: {in: [won]}}]}
+    approvers:                                  # who may answer each approve entry
+      opportunity.update: [sales-manager]
+      default: [admin]                          # every other approve entry (the default)
     constraints:                  # endpoint -> field -> rule
       activity.email.create:
         status: {in: [draft], required: true}
@@ -30,7 +36,17 @@ zero limits, then ``constraints``, then ``approve``; quotas are counted at the t
   denied.
 - deny / approve entries match an endpoint by its name, by its resource or any ancestor
   (``activity`` matches ``activity.note.create``), or by access level at or above
-  (``write`` matches write and destructive calls).
+  (``write`` matches write and destructive calls). An entry written as a mapping may carry
+  ``when:``, a condition on the call's arguments (``closeguard.guardrails.conditions``):
+  the entry applies only to calls that meet it, and a call that does not goes on as if the
+  entry were not there. A condition on a field the call does not send does not hold.
+  ``status_label`` and ``status_type`` name the status the call sets by ``status_id``
+  (lead or opportunity statuses, read from Close once). Rules are labelled by the file and
+  line that wrote them (``approve[sales-rep.yaml:14]``).
+- approvers: the roles that may answer an approve entry, keyed by the entry as written
+  (``opportunity.update``), ``default`` for the others (``[admin]`` when unset); an entry
+  written as a mapping may name its own ``approvers:``. When several approve entries cover
+  a call, the first that applies names the roles.
 - constraint rules: ``in`` / ``in_list`` (allowed values), ``min`` / ``max`` (numbers),
   ``immutable: true`` (the field may not be sent), ``scope: triggered`` (the value must be
   one of the run's triggered lead ids; implies required), ``required: true``. A field that
@@ -44,7 +60,8 @@ zero limits, then ``constraints``, then ``approve``; quotas are counted at the t
 ``extends`` merge rules (base first, then each child on top):
 ``name``, ``description`` and ``mode``: the child's when it sets them. ``grants``: per
 resource, the child's level replaces the base's. ``deny`` and ``approve``: the union (a
-child cannot lift a base's deny). ``constraints``: per endpoint and field, the child's rule
+child cannot lift a base's deny). ``approvers``: per key, the child's roles replace the
+base's. ``constraints``: per endpoint and field, the child's rule
 replaces the base's. ``limits``: per key, the child's number replaces the base's.
 """
 
@@ -58,9 +75,12 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from closeguard.guardrails._yaml import Lines, load_yaml, shown
+from closeguard.guardrails.accounts import ROLE
+from closeguard.guardrails.conditions import Condition, describe, parse_condition
 from closeguard.guardrails.static import possible_access, static_decisions
 from closeguard.tools.catalog import (
     ACCESS_RANK,
@@ -73,8 +93,11 @@ from closeguard.tools.errors import ConfigError
 from closeguard.tools.models import Access
 
 __all__ = [
+    "DEFAULT_APPROVERS",
     "KNOWN_RESOURCES",
+    "STATUS_FIELDS",
     "Counters",
+    "Entry",
     "FieldRule",
     "Limits",
     "Mode",
@@ -96,9 +119,14 @@ TOP_KEYS = (
     "grants",
     "deny",
     "approve",
+    "approvers",
     "constraints",
     "limits",
 )
+ENTRY_KINDS = ("endpoint", "resource", "access")
+DEFAULT_APPROVERS: tuple[str, ...] = ("admin",)
+STATUS_FIELDS = ("status_label", "status_type")
+"""Fields a ``when`` may name beside an endpoint's own: the status ``status_id`` sets."""
 RULE_KEYS = ("in", "in_list", "min", "max", "immutable", "scope", "required")
 COUNTER_KEYS = ("calls", "writes", "destructive", "per_endpoint")
 SCOPES = ("triggered",)
@@ -113,6 +141,29 @@ class Origin:
 
     file: str
     line: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ``deny`` or ``approve`` entry: what it matches, its ``when`` and, for approve,
+    the roles that may answer it."""
+
+    kind: Literal["deny", "approve"]
+    match: str
+    when: Condition | None = None
+    approvers: tuple[str, ...] = ()
+    origin: Origin | None = dataclasses.field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        """The rule's name in decisions and audit rows: the file and line that wrote it."""
+        if self.origin is None:
+            return f"{self.kind}[{self.match}]"
+        return f"{self.kind}[{Path(self.origin.file).name}:{self.origin.line}]"
+
+    def describe(self) -> str:
+        """The entry as written, its condition in YAML's own form."""
+        return self.match if self.when is None else f"{self.match} when {describe(self.when)}"
 
 
 @dataclass(frozen=True)
@@ -190,14 +241,26 @@ class Policy:
 
     name: str
     grants: Mapping[str, Access] = field(default_factory=dict)
-    deny: tuple[str, ...] = ()
-    approve: tuple[str, ...] = ()
+    deny_rules: tuple[Entry, ...] = ()
+    approve_rules: tuple[Entry, ...] = ()
     constraints: Mapping[str, tuple[FieldRule, ...]] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     mode: Mode = "enforce"
     description: str = ""
     file: str | None = None
     extends: tuple[str, ...] = ()
+    approvers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The merged ``approvers:`` map as written (``default`` included when set)."""
+
+    @property
+    def deny(self) -> tuple[str, ...]:
+        """What each deny entry matches, in order (conditional entries included)."""
+        return tuple(e.match for e in self.deny_rules)
+
+    @property
+    def approve(self) -> tuple[str, ...]:
+        """What each approve entry matches, in order (conditional entries included)."""
+        return tuple(e.match for e in self.approve_rules)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -215,8 +278,6 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, file: str = "<policy>") -> Policy:
-        import yaml
-
         return cls.from_yaml(yaml.safe_dump(dict(data), sort_keys=False), file=file)
 
 
@@ -226,16 +287,12 @@ def shipped_policies() -> dict[str, str]:
     root = importlib_resources.files("closeguard.guardrails") / "policies"
     for item in sorted(root.iterdir(), key=lambda p: p.name):
         if item.name.endswith(".yaml"):
-            text = item.read_text(encoding="utf-8")
-            desc = next(
-                (
-                    ln.split(":", 1)[1].strip()
-                    for ln in text.splitlines()
-                    if ln.startswith("description:")
-                ),
-                "",
-            )
-            out[item.name.removesuffix(".yaml")] = desc
+            try:
+                data = yaml.safe_load(item.read_text(encoding="utf-8"))
+            except yaml.YAMLError:
+                data = None
+            desc = data.get("description") if isinstance(data, dict) else None
+            out[item.name.removesuffix(".yaml")] = " ".join(str(desc or "").split())
     return out
 
 
@@ -275,8 +332,9 @@ class _Layer:
     mode: Mode | None = None
     extends: list[tuple[str, Origin]] = field(default_factory=list)
     grants: dict[str, Access] = field(default_factory=dict)
-    deny: list[tuple[str, Origin]] = field(default_factory=list)
-    approve: list[tuple[str, Origin]] = field(default_factory=list)
+    deny: list[Entry] = field(default_factory=list)
+    approve: list[Entry] = field(default_factory=list)
+    approvers: dict[str, tuple[tuple[str, ...], Origin]] = field(default_factory=dict)
     constraints: dict[str, dict[str, FieldRule]] = field(default_factory=dict)
     limits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -342,6 +400,7 @@ def _parse_layer(data: Any, lines: Lines) -> _Layer:
     layer.grants = _parse_grants(data.get("grants"), lines)
     layer.deny = _parse_entries("deny", data.get("deny"), lines)
     layer.approve = _parse_entries("approve", data.get("approve"), lines)
+    layer.approvers = _parse_approvers(data.get("approvers"), lines)
     layer.constraints = _parse_constraints(data.get("constraints"), lines)
     layer.limits = _parse_limits(data.get("limits"), lines)
     return layer
@@ -375,7 +434,7 @@ def _parse_grants(raw: Any, lines: Lines) -> dict[str, Access]:
     return out
 
 
-def _parse_entries(key: str, raw: Any, lines: Lines) -> list[tuple[str, Origin]]:
+def _parse_entries(key: Literal["deny", "approve"], raw: Any, lines: Lines) -> list[Entry]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -383,12 +442,81 @@ def _parse_entries(key: str, raw: Any, lines: Lines) -> list[tuple[str, Origin]]
     out = []
     known = set(BY_NAME) | KNOWN_RESOURCES | set(ACCESS_RANK)
     for i, entry in enumerate(raw):
+        origin = Origin(lines.file, lines.line((key, i)))
+        if isinstance(entry, dict):
+            out.append(_parse_mapping_entry(key, entry, lines, (key, i), origin))
+            continue
         if not isinstance(entry, str) or entry not in known:
             raise lines.error(
                 (key, i), _unknown(f"{key} entry (endpoint, resource or level)", entry, known)
             )
-        out.append((entry, Origin(lines.file, lines.line((key, i)))))
+        out.append(Entry(key, entry, origin=origin))
     return out
+
+
+def _parse_mapping_entry(
+    key: Literal["deny", "approve"],
+    raw: dict[str, Any],
+    lines: Lines,
+    path: tuple[str | int, ...],
+    origin: Origin,
+) -> Entry:
+    """``{endpoint: X, when: {...}, approvers: [...]}`` (or ``resource:`` / ``access:``)."""
+    allowed = (*ENTRY_KINDS, "when", *(("approvers",) if key == "approve" else ()))
+    for k in raw:
+        if k not in allowed:
+            raise lines.error((*path, k), _unknown(f"{key} entry key", k, allowed))
+    kinds = [k for k in ENTRY_KINDS if k in raw]
+    if len(kinds) != 1:
+        raise lines.error(path, f"a {key} entry names one of endpoint:, resource: or access:")
+    kind = kinds[0]
+    match = raw[kind]
+    known = {"endpoint": set(BY_NAME), "resource": KNOWN_RESOURCES, "access": set(ACCESS_RANK)}[
+        kind
+    ]
+    if not isinstance(match, str) or match not in known:
+        raise lines.error((*path, kind), _unknown(kind, match, known))
+    when: Condition | None = None
+    if "when" in raw:
+        fields: set[str] | None = None
+        if kind == "endpoint":
+            fields = set(endpoint_fields(BY_NAME[match]))
+            if "status_id" in fields:
+                fields.update(STATUS_FIELDS)
+        when = parse_condition(
+            raw["when"], lines, (*path, "when"), where=f"{key}.when", known_fields=fields
+        )
+    approvers: tuple[str, ...] = ()
+    if "approvers" in raw:
+        approvers = _parse_roles(raw["approvers"], lines, (*path, "approvers"))
+    return Entry(key, match, when, approvers, origin)
+
+
+def _parse_roles(raw: Any, lines: Lines, path: tuple[str | int, ...]) -> tuple[str, ...]:
+    roles = [raw] if isinstance(raw, str) else raw
+    if not isinstance(roles, list) or not roles:
+        raise lines.error(path, "approvers is a non-empty list of roles, like [sales-manager]")
+    for i, role in enumerate(roles):
+        if not isinstance(role, str) or not ROLE.fullmatch(role):
+            raise lines.error(
+                (*path, i) if isinstance(raw, list) else path,
+                f"{shown(role)} is not a role name (lower-case letters, digits, '.', '_', '-')",
+            )
+    return tuple(dict.fromkeys(roles))
+
+
+def _parse_approvers(raw: Any, lines: Lines) -> dict[str, tuple[tuple[str, ...], Origin]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise lines.error(("approvers",), "approvers maps approve entries (or default) to roles")
+    return {
+        key: (
+            _parse_roles(roles, lines, ("approvers", key)),
+            Origin(lines.file, lines.line(("approvers", key))),
+        )
+        for key, roles in raw.items()
+    }
 
 
 def _model_fields(model: type[BaseModel] | None) -> dict[str, Any]:
@@ -597,18 +725,20 @@ def _merge(layers: list[_Layer]) -> Policy:
     if name is None:
         name = Path(top.file).name.removesuffix(".yaml").removesuffix(".yml").strip("<>")
     grants: dict[str, Access] = {}
-    deny: dict[str, Origin] = {}
-    approve: dict[str, Origin] = {}
+    deny: dict[tuple[str, str], Entry] = {}
+    approve: dict[tuple[str, str], Entry] = {}
+    approvers: dict[str, tuple[tuple[str, ...], Origin]] = {}
     constraints: dict[str, dict[str, FieldRule]] = {}
     limits: dict[str, dict[str, Any]] = {"per_run": {}, "per_window": {}}
     mode: Mode = "enforce"
     description = ""
     for ly in layers:
         grants.update(ly.grants)
-        for entry, origin in ly.deny:
-            deny.setdefault(entry, origin)
-        for entry, origin in ly.approve:
-            approve.setdefault(entry, origin)
+        for entry in ly.deny:
+            deny.setdefault((entry.match, entry.describe()), entry)
+        for entry in ly.approve:
+            approve.setdefault((entry.match, entry.describe()), entry)
+        approvers.update(ly.approvers)
         for ep, rules in ly.constraints.items():
             constraints.setdefault(ep, {}).update(rules)
         for key, counters in ly.limits.items():
@@ -622,8 +752,9 @@ def _merge(layers: list[_Layer]) -> Policy:
     policy = Policy(
         name=name,
         grants=grants,
-        deny=tuple(deny),
-        approve=tuple(approve),
+        deny_rules=tuple(deny.values()),
+        approve_rules=_with_approvers(tuple(approve.values()), approvers),
+        approvers={key: roles for key, (roles, _) in approvers.items()},
         constraints={ep: tuple(rules.values()) for ep, rules in constraints.items()},
         limits=Limits(
             per_run=_counters(limits["per_run"]),
@@ -637,6 +768,30 @@ def _merge(layers: list[_Layer]) -> Policy:
     )
     _cross_check(policy)
     return policy
+
+
+def _with_approvers(
+    entries: tuple[Entry, ...], approvers: Mapping[str, tuple[tuple[str, ...], Origin]]
+) -> tuple[Entry, ...]:
+    """Each approve entry with its roles: its own, else ``approvers[match]``, else
+    ``approvers.default``, else ``DEFAULT_APPROVERS``. A key naming no entry is refused."""
+    matches = {e.match for e in entries}
+    for key, (_, origin) in approvers.items():
+        if key != "default" and key not in matches:
+            raise ConfigError(
+                _unknown("approvers key (an approve entry or default)", key, [*matches, "default"]),
+                file=origin.file,
+                line=origin.line,
+            )
+    default = approvers["default"][0] if "default" in approvers else DEFAULT_APPROVERS
+    return tuple(
+        e
+        if e.approvers
+        else dataclasses.replace(
+            e, approvers=approvers[e.match][0] if e.match in approvers else default
+        )
+        for e in entries
+    )
 
 
 def _cross_check(policy: Policy) -> None:

@@ -163,6 +163,18 @@ class Quotas:
         if step is not None:
             self._give_back(step)
 
+    def refund_writes(self, call_id: str) -> None:
+        """Give back what a write Close refused for a missing object took, except its place
+        in ``calls`` (it was made, and still bounds a run that keeps trying): the run may
+        write on the lead that object went to (a merge's destination)."""
+        step = self._charged.pop(call_id, None)
+        if step is None:
+            return
+        with self._runs_lock:
+            for name, _ in step.run:
+                if name != "calls":
+                    step.counts[name] -= 1
+
     def _mark(self, call_id: str, step: Reserved) -> None:
         """Remember what ``call_id`` took (its retries are not charged again)."""
         charged = self._charged

@@ -2,8 +2,10 @@
 
 Before any argument is looked at, a call of one endpoint at one access level is allowed,
 denied or sent for approval by the policy's ``deny`` entries, ``grants``, zero limits and
-``approve`` entries, in that order. The loader uses the table to refuse constraints that
-can never apply; ``Guard`` precomputes it so a call costs a lookup.
+``approve`` entries, in that order. Entries with a ``when`` condition depend on the
+arguments, so the table leaves them out: ``Guard`` checks them per call. The loader uses
+the table to refuse constraints that can never apply; ``Guard`` precomputes it so a call
+costs a lookup.
 
 This module reads a policy through the ``Rules`` protocol (``Policy`` satisfies it) and
 imports nothing else of the guard, so ``policy`` and ``decision`` both build on it.
@@ -11,7 +13,7 @@ imports nothing else of the guard, so ``policy`` and ``decision`` both build on 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
@@ -24,7 +26,15 @@ from closeguard.tools.catalog import (
 )
 from closeguard.tools.models import Access
 
-__all__ = ["Decision", "Outcome", "Rules", "possible_access", "static_decisions"]
+__all__ = [
+    "Decision",
+    "EntryRule",
+    "Outcome",
+    "Rules",
+    "entry_matches",
+    "possible_access",
+    "static_decisions",
+]
 
 Outcome = Literal["allow", "deny", "approve"]
 
@@ -38,6 +48,8 @@ class Decision:
     reason: str
     endpoint: str | None = None
     access: Access | None = None
+    approvers: tuple[str, ...] = ()
+    """For ``approve``: the roles that may answer the request."""
 
     @property
     def allowed(self) -> bool:
@@ -58,6 +70,7 @@ class Decision:
             "reason": self.reason,
             "endpoint": self.endpoint,
             "access": self.access,
+            "approvers": list(self.approvers),
         }
 
 
@@ -83,15 +96,28 @@ class LimitRules(Protocol):
     def per_window(self) -> CounterRules: ...
 
 
+class EntryRule(Protocol):
+    """One deny or approve entry (``policy.Entry``)."""
+
+    @property
+    def match(self) -> str: ...
+    @property
+    def when(self) -> object | None: ...
+    @property
+    def approvers(self) -> tuple[str, ...]: ...
+    @property
+    def label(self) -> str: ...
+
+
 class Rules(Protocol):
     """What the table reads of a policy."""
 
     @property
     def grants(self) -> Mapping[str, Access]: ...
     @property
-    def deny(self) -> tuple[str, ...]: ...
+    def deny_rules(self) -> Sequence[EntryRule]: ...
     @property
-    def approve(self) -> tuple[str, ...]: ...
+    def approve_rules(self) -> Sequence[EntryRule]: ...
     @property
     def limits(self) -> LimitRules: ...
 
@@ -116,17 +142,18 @@ def static_decisions(rules: Rules) -> dict[tuple[str, Access], Decision]:
     }
 
 
-def _entry_matches(entry: str, ep: Endpoint, access: Access) -> bool:
+def entry_matches(entry: str, ep: Endpoint, access: Access) -> bool:
+    """Whether a deny/approve entry (endpoint, resource or level) covers ``ep`` at ``access``."""
     if entry in ("*", ep.name) or entry in resource_ancestors(ep.resource):
         return True
     return entry in ACCESS_RANK and ACCESS_RANK[access] >= ACCESS_RANK[entry]
 
 
 def _static(rules: Rules, ep: Endpoint, access: Access) -> Decision:
-    for i, entry in enumerate(rules.deny):
-        if _entry_matches(entry, ep, access):
+    for entry in rules.deny_rules:
+        if entry.when is None and entry_matches(entry.match, ep, access):
             return Decision(
-                "deny", f"deny[{i}]", f"{ep.name} is denied by {entry!r}", ep.name, access
+                "deny", entry.label, f"{ep.name} is denied by {entry.match!r}", ep.name, access
             )
     level: Access | None = None
     granted_on = ""
@@ -149,14 +176,15 @@ def _static(rules: Rules, ep: Endpoint, access: Access) -> Decision:
     zero = _zero_limit(rules, ep, access)
     if zero is not None:
         return Decision("deny", zero, f"{zero} is 0", ep.name, access)
-    for i, entry in enumerate(rules.approve):
-        if _entry_matches(entry, ep, access):
+    for entry in rules.approve_rules:
+        if entry.when is None and entry_matches(entry.match, ep, access):
             return Decision(
                 "approve",
-                f"approve[{i}]",
-                f"{ep.name} ({access}) needs approval by {entry!r}",
+                entry.label,
+                f"{ep.name} ({access}) needs approval by {entry.match!r}",
                 ep.name,
                 access,
+                entry.approvers,
             )
     return Decision(
         "allow", f"grants.{granted_on}", f"granted {level} on {granted_on!r}", ep.name, access

@@ -37,7 +37,7 @@ from closeguard.guardrails.policy import Policy
 from closeguard.guardrails.quotas import Quotas, Reserved
 from closeguard.guardrails.redact import redacted_json
 from closeguard.store import Store, default_store
-from closeguard.tools.catalog import Call, classify, relative_path
+from closeguard.tools.catalog import API_PREFIX, Call, classify, relative_path
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.tools.errors import ApprovalRequired, PolicyViolation, QuotaExhausted
 
@@ -86,6 +86,12 @@ class Guarded:
         )
 
 
+STATUS_READS = (
+    ("/status/lead/", "status.lead.list"),
+    ("/status/opportunity/", "status.opportunity.list"),
+)
+"""What the guard reads, once, for ``when`` conditions on ``status_label``/``status_type``."""
+_STATUS_RULE = "when.statuses"
 _LONG_NUMBER = re.compile(rb"\d{19}")
 _DIGITS = b"0123456789"
 _WINDOW = "limits.per_window."
@@ -156,6 +162,15 @@ def _relative(url_path: str) -> str:
     return path
 
 
+async def _names_missing(response: httpx.Response) -> bool:
+    """Close refused a write because its object is not there (404, or a 400 saying "does
+    not exist"): nothing was written, so the write is not counted against the run."""
+    if response.status_code == 404:
+        return True
+    body = await response.aread()
+    return b"does not exist" in body.lower()
+
+
 class GuardTransport(httpx.AsyncBaseTransport):
     """Classify, decide, enforce and audit every request, then pass it to ``inner``."""
 
@@ -215,6 +230,8 @@ class GuardTransport(httpx.AsyncBaseTransport):
             raw_body = _decode_body(content)
             args = redacted_json({"body": raw_body, "params": params})
         body = raw_body if type(raw_body) is dict else None
+        if self.guard.wants_statuses and self.guard.statuses_stale(body, started):
+            await self._learn_statuses(request, call_id, attempt, started)
         decision = self.guard.decide_request(method, path, body, params, self.context)
         endpoint, access = decision.endpoint, decision.access
         if decision.outcome == "deny" or endpoint is None or access is None:
@@ -272,6 +289,8 @@ class GuardTransport(httpx.AsyncBaseTransport):
         status = response.status_code
         if status >= 500:
             self.quotas.refund(call_id)
+        elif status in (400, 404) and method != "GET" and await _names_missing(response):
+            self.quotas.refund_writes(call_id)
         context = self.context
         due = self.audit.record(
             (
@@ -297,6 +316,55 @@ class GuardTransport(httpx.AsyncBaseTransport):
         if due:
             await self.audit.aflush()
         return response
+
+    async def _learn_statuses(
+        self, request: httpx.Request, call_id: str, attempt: int, started: float
+    ) -> None:
+        """Read the lead and opportunity statuses through the inner transport, audited, for
+        ``when`` conditions on ``status_label``/``status_type``. A failed read refuses the
+        call: a condition that cannot be decided must not let it through unasked."""
+        call_path = _relative(request.url.path)
+        prefix = API_PREFIX if request.url.path.startswith(API_PREFIX) else ""
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("content-length", "content-type", "transfer-encoding")
+        }
+        statuses: dict[str, dict[str, str]] = {}
+        for path, endpoint in STATUS_READS:
+            read = httpx.Request(
+                "GET", request.url.copy_with(path=prefix + path, query=None), headers=headers
+            )
+            why = "statuses read once for when conditions"
+            reading = Decision("allow", _STATUS_RULE, why, endpoint, "read")
+            row = self._row(uuid.uuid4().hex, 1, "GET", path, _NO_ARGS, reading)
+            try:
+                response = await self.inner.handle_async_request(read)
+                await response.aread()
+                if response.status_code >= 400:
+                    raise httpx.HTTPStatusError(
+                        f"HTTP {response.status_code}", request=read, response=response
+                    )
+                data = response.json().get("data") or []
+            except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                refused = Decision(
+                    "deny",
+                    _STATUS_RULE,
+                    f"could not read {path} for a when condition ({type(exc).__name__})",
+                )
+                await self._refuse(
+                    self._row(call_id, attempt, request.method, call_path, _NO_ARGS, refused),
+                    refused,
+                    started,
+                )
+            row.update(decision="allow", status_code=response.status_code)
+            await self._audit(row)
+            for item in data:
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    statuses[item["id"]] = {
+                        k: str(item[k]) for k in ("label", "type") if item.get(k) is not None
+                    }
+        self.guard.learn_statuses(statuses, perf_counter())
 
     def _row(
         self,
@@ -376,7 +444,8 @@ class GuardTransport(httpx.AsyncBaseTransport):
         await self.audit.aflush()
         raise ApprovalRequired(
             f"{row['method']} {path} ({call.endpoint.name}) needs approval "
-            f"({decision.rule}): approve it with `closeguard approvals approve {pending.id}`",
+            f"({decision.rule}): approve it with "
+            f"`closeguard approvals approve {pending.id} --as NAME`",
             approval_id=pending.id,
             decision=decision,
         )
@@ -400,6 +469,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
             actor=self.context.actor,
             run_id=self.context.run_id,
             ttl=self.approval_ttl,
+            approvers=decision.approvers,
         )
 
     def _remember(self, call_id: str, approval_id: str) -> None:

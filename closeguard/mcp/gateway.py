@@ -217,7 +217,12 @@ class Gateway:
         if answer != "accept":
             with contextlib.suppress(ApprovalError):  # decided elsewhere meanwhile
                 await self.store.run(
-                    self.approvals.reject, approval_id, by=by, note=f"{answer} in the MCP client"
+                    self.approvals.reject,
+                    approval_id,
+                    by=by,
+                    note=f"{answer} in the MCP client",
+                    via="elicitation",
+                    channel="mcp",
                 )
             return _text(
                 f"not run: the user answered {answer} to approval {approval_id}",
@@ -225,7 +230,9 @@ class Gateway:
                 data={"approval_id": approval_id, "answer": answer},
             )
         with contextlib.suppress(ApprovalError):  # decided elsewhere: the guard tells which way
-            await self.store.run(self.approvals.approve, approval_id, by=by)
+            await self.store.run(
+                self.approvals.approve, approval_id, by=by, via="elicitation", channel="mcp"
+            )
         try:
             return await self._run(call)
         except ApprovalRequired as again:
@@ -262,7 +269,7 @@ class Gateway:
             error=True,
             data={
                 "approval_id": approval_id,
-                "approve_with": f"closeguard approvals approve {approval_id}",
+                "approve_with": f"closeguard approvals approve {approval_id} --as NAME",
             },
         )
 

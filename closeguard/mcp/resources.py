@@ -56,8 +56,9 @@ def policy_summary(policy: Policy) -> dict[str, Any]:
         "description": policy.description,
         "mode": policy.mode,
         "grants": dict(policy.grants),
-        "deny": list(policy.deny),
-        "approve": list(policy.approve),
+        "deny": [e.describe() for e in policy.deny_rules],
+        "approve": [e.describe() for e in policy.approve_rules],
+        "approvers": {e.describe(): list(e.approvers) for e in policy.approve_rules},
         "constraints": {
             endpoint: [rule.describe() for rule in rules]
             for endpoint, rules in policy.constraints.items()

@@ -1,6 +1,7 @@
 """The ``approvals`` table and its queries.
 
-Rows are plain mappings (``args`` as canonical JSON text, times as epoch seconds); what a
+Rows are plain mappings (``args`` as canonical JSON text, ``approvers`` as a JSON list of
+roles, NULL in rows made before roles: read as ``["admin"]``; times as epoch seconds); what a
 status means (expiry included) is the guard's, in ``closeguard.guardrails.approvals``.
 Every state change is one conditional statement, so two processes cannot both decide or
 both use the same approval.
@@ -45,6 +46,7 @@ def define(metadata: MetaData) -> None:
         Column("decided_at", Float),
         Column("note", Text),
         Column("consumed_at", Float),
+        Column("approvers", Text),
     )
 
 
@@ -111,6 +113,31 @@ class ApprovalRows:
         return self._move(
             approval_id, "pending", now, status=status, decided_by=by, decided_at=now, note=note
         )
+
+    def due(self, now: float, *, limit: int = 500) -> tuple[str, ...]:
+        """Ids of pending rows past their expiry at ``now``, oldest first."""
+        t = self.t
+        query = (
+            select(t.c.id)
+            .where(and_(t.c.status == "pending", t.c.expires <= now))
+            .order_by(t.c.expires)
+            .limit(limit)
+        )
+        with self.store.engine.connect() as conn:
+            return tuple(str(r.id) for r in conn.execute(query).all())
+
+    def expire(self, approval_id: str, now: float) -> bool:
+        """Record a pending row past its expiry as ``expired``; False if it was not one
+        (another process recorded it, or a person answered just in time)."""
+        t = self.t
+        with self.store.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(t)
+                    .where(and_(t.c.id == approval_id, t.c.status == "pending", t.c.expires <= now))
+                    .values(status="expired", decided_at=now)
+                ).rowcount
+            )
 
     def granted(self, digest: str, now: float) -> Row | None:
         """An approved, unexpired, unused row for ``digest``."""

@@ -35,6 +35,7 @@ _FINISH = {
     "dead": "failed",
     "rejected": "failed",
     "waiting_approval": "failed",
+    "skipped": "succeeded",
 }
 
 
@@ -200,6 +201,26 @@ class JobRows(RunRows):
             job = self._job(conn, run_id)
             if job is not None and job[1] in ("todo", "doing"):
                 self._finish(conn, job[0], _FINISH[status])
+
+    def follow_merge(self, conn: Connection, source: str, destination: str) -> int:
+        changed = super().follow_merge(conn, source, destination)
+        conn.execute(
+            text(
+                "UPDATE procrastinate_jobs SET lock = :d WHERE lock = :s "
+                "AND status IN ('todo', 'doing')"
+            ),
+            {"s": source, "d": destination},
+        )
+        return changed
+
+    def _relocked(self, conn: Connection, run_ids: Sequence[str], lead_id: str) -> None:
+        conn.execute(
+            text(
+                "UPDATE procrastinate_jobs SET lock = :l WHERE args->>'run_id' = ANY(:r) "
+                "AND status IN ('todo', 'doing')"
+            ),
+            {"l": lead_id, "r": list(run_ids)},
+        )
 
     def _requeued(self, conn: Connection, run_id: str) -> None:
         self._retry(conn, run_id, None)

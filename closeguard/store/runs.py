@@ -45,7 +45,8 @@ __all__ = ["ACTIVE", "FINAL", "RunRow", "RunRows", "define"]
 
 ACTIVE = ("queued", "running")
 """Statuses that hold a run's lead: later runs of that lead wait."""
-FINAL = ("completed", "failed", "rejected", "dead")
+FINAL = ("completed", "failed", "rejected", "dead", "skipped")
+"""``skipped``: the run was moot (its lead, deal or task no longer exists); ``error`` says why."""
 WORKFLOW_STATUS_INDEX = "ix_runs_workflow_status"
 """A claim's search: the unfinished runs of the worker's workflows, never the finished
 ones, which pile up with every run ever made (migration ``0003`` adds it to older stores)."""
@@ -253,6 +254,29 @@ class RunRows:
             if changed:
                 self._requeued(conn, run_id)
         return bool(changed)
+
+    def follow_merge(self, conn: Connection, source: str, destination: str) -> int:
+        """In ``conn``'s transaction: the unfinished runs of lead ``source`` (merged away)
+        now belong to ``destination``, so they keep their order among its runs; how many."""
+        t = self.table
+        changed = conn.execute(
+            update(t)
+            .where(and_(t.c.lead_id == source, t.c.status.not_in(FINAL)))
+            .values(lead_id=destination, updated=self.now())
+        ).rowcount
+        return int(changed or 0)
+
+    def retarget(self, run_id: str, lead_id: str) -> None:
+        """The run continues on ``lead_id`` (its lead was merged into it)."""
+        t = self.table
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(t).where(t.c.id == run_id).values(lead_id=lead_id, updated=self.now())
+            )
+            self._relocked(conn, [run_id], lead_id)
+
+    def _relocked(self, conn: Connection, run_ids: Sequence[str], lead_id: str) -> None:
+        """Hook: a job engine moves the runs' jobs to ``lead_id``'s lock here."""
 
     def _settled(self, conn: Connection, run_id: str, values: Mapping[str, Any]) -> None:
         """Hook in ``settle``'s transaction: a job engine mirrors the outcome here."""

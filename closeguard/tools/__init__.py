@@ -23,7 +23,9 @@ from closeguard.tools.client import (
 )
 from closeguard.tools.clock import Clock, FakeClock, SystemClock
 from closeguard.tools.errors import (
+    AccountError,
     ApprovalError,
+    ApprovalForbidden,
     ApprovalRequired,
     BadRequest,
     CloseAPIError,
@@ -54,7 +56,9 @@ __all__ = [
     "BY_NAME",
     "ENDPOINTS",
     "RESOURCES",
+    "AccountError",
     "ApprovalError",
+    "ApprovalForbidden",
     "ApprovalRequired",
     "BadRequest",
     "Call",

@@ -23,7 +23,9 @@
     │   ├── PolicyViolation        the guard denied a call (.decision, .rule)
     │   │   └── QuotaExhausted     a per-window limit ran out until .retry_at
     │   ├── ApprovalRequired       the guard wants a human yes first (.approval_id)
-    │   └── ApprovalError          an approval that does not exist or cannot change state
+    │   ├── ApprovalError          an approval that does not exist or cannot change state
+    │   │   └── ApprovalForbidden  the person holds none of the roles the approval names
+    │   └── AccountError           an account that does not exist, exists already or is refused
     ├── ConfigError                bad policy / workflow / config file (.file, .line)
     │   └── WorldFileError         (closeguard.simulator) a bad simulator world file
     └── StoreError                 the store (CLOSEGUARD_STORE_URL) cannot be opened or used
@@ -225,6 +227,18 @@ class ApprovalRequired(GuardError):
 
 class ApprovalError(GuardError):
     """An approval that does not exist or cannot change state any more."""
+
+
+class ApprovalForbidden(ApprovalError):
+    """The person holds none of the roles that may answer this approval (``.approvers``)."""
+
+    def __init__(self, message: str, *, approvers: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.approvers = approvers
+
+
+class AccountError(GuardError):
+    """An account that does not exist, exists already, or cannot be used as asked."""
 
 
 class ConfigError(CloseguardError):

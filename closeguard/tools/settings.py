@@ -56,3 +56,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("CLOSEGUARD_REDIS_URL", "redis_url")
     )
+    notify: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("CLOSEGUARD_NOTIFY", "notify")
+    )
+    """Apprise URLs (space or comma separated) told of every approval request."""

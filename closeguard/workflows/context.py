@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,10 +12,12 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from closeguard.guardrails import Guarded, Policy
+from closeguard.store.rotation import Rotation
 from closeguard.tools import CloseClient
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.workflows.definition import Workflow
 from closeguard.workflows.effects import EffectJournal
+from closeguard.workflows.facts import RunFacts
 
 __all__ = ["RUN_LOGGER", "StepContext", "run_logger"]
 
@@ -36,6 +38,8 @@ class StepContext:
     run_id: str
     client: CloseClient
     journal: EffectJournal
+    facts: RunFacts
+    lead_id: str | None = None
     event: Mapping[str, Any] | None = None
     tick: datetime | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -59,6 +63,12 @@ class StepContext:
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.now(), UTC)
+
+    async def turn(self, rotation: str, users: Sequence[str]) -> str:
+        subject = self.workflow.lead_for(self.event) or self.run_id
+        store = self.journal.store
+        taken = await store.run(Rotation(store).take, rotation, subject, users)
+        return taken.user_id
 
     async def effect(
         self,

@@ -38,6 +38,7 @@ from langchain_core.language_models import BaseChatModel
 
 from closeguard.guardrails import Policy
 from closeguard.tools import CloseClient
+from closeguard.workflows.facts import RunFacts
 
 _MISSING = object()
 
@@ -140,6 +141,19 @@ class Context(Protocol):
         ...
 
     @property
+    def lead_id(self) -> str | None:
+        """The lead the run is about, as it is now: the event's lead, or the destination
+        its merges led to (the run follows them). Write to this lead and read your earlier
+        writes back from it, not from the event's ``lead_id``."""
+        ...
+
+    @property
+    def facts(self) -> RunFacts:
+        """Organization facts that rarely change (the key's user, members, statuses,
+        pipelines, custom fields), read once per process (``workflows.facts``)."""
+        ...
+
+    @property
     def tick(self) -> datetime | None:
         """The scheduled time of this tick (schedule triggers), else None."""
         ...
@@ -163,6 +177,12 @@ class Context(Protocol):
 
     def now(self) -> datetime:
         """The current time (the runtime's clock: fake in tests and evals)."""
+        ...
+
+    async def turn(self, rotation: str, users: Sequence[str]) -> str:
+        """The next of ``users`` in the durable round robin ``rotation`` (a counter in the
+        store per set of users, one atomic step per lead): the run's lead takes one turn,
+        and a retried run, or another run for that lead, gets the same user back."""
         ...
 
     async def effect(
@@ -194,6 +214,10 @@ class Workflow:
     ``lead_of`` names the lead a run is about (runs for one lead execute in order, and a
     policy's ``scope: triggered`` constraints admit that lead); by default the event's
     ``lead_id`` (or ``data.lead_id``), and None for schedules and manual runs.
+
+    ``follow_merges``: a run whose lead was merged away continues on the destination
+    (``ctx.lead_id``); False ends it ``skipped`` instead (a rule about the merged-away lead
+    itself, such as merging it, has nothing left to do).
     """
 
     name: str
@@ -204,6 +228,7 @@ class Workflow:
     params: Mapping[str, Any] = field(default_factory=dict)
     lead_of: Callable[[Mapping[str, Any]], str | None] | None = None
     uses_llm: bool = False
+    follow_merges: bool = True
 
     def lead_for(self, event: Mapping[str, Any] | None) -> str | None:
         if event is None:

@@ -10,13 +10,24 @@ the step again, and the guard then uses the granted approval for exactly that ca
 rejected approval ends the run as ``rejected`` (the worker does not re-run the step, which
 would only ask again). Writes made before the approval are in the effect journal, so the
 re-run does not repeat them.
+
+What the run is about may be gone by the time it runs. Before it starts, the merge map and
+the deletions the intake saw (``store.fates``) are looked up, without a call: a run whose
+lead was merged away continues on the last destination (``ctx.lead_id``, and the guard's
+``scope: triggered`` admits that lead), and a run whose lead, deal or task was deleted ends
+``skipped`` with the reason. A run that meets the news itself (Close answers 404, or 400
+"does not exist") asks Close once, under the ``lead-fates`` policy: the object is there (a
+real failure), or the Event Log's deletion event names a merge (recorded, and the run
+re-runs its step on the destination) or a plain delete (``skipped``); a lead gone without
+its deletion event in the log yet is a transient failure, retried later.
 """
 
 from __future__ import annotations
 
+import json
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
@@ -30,13 +41,17 @@ from langgraph.types import Command, interrupt
 
 from closeguard.guardrails import Guard, Guarded, Policy
 from closeguard.store import Store
+from closeguard.store.fates import GONE_TYPES, LeadFates, merge_of
 from closeguard.tools import CloseClient
+from closeguard.tools import models as m
 from closeguard.tools.budget import RateBudget
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.tools.errors import (
     ApprovalRequired,
+    BadRequest,
     CloseConnectionError,
     CloseguardError,
+    NotFound,
     PolicyViolation,
     QuotaExhausted,
     RateLimited,
@@ -46,11 +61,18 @@ from closeguard.workflows.activity import Activity, Feed
 from closeguard.workflows.context import StepContext
 from closeguard.workflows.definition import Step, Workflow
 from closeguard.workflows.effects import EffectJournal
+from closeguard.workflows.facts import OrgFacts, RunFacts
 
 __all__ = ["Executor", "Outcome", "OutcomeStatus", "RunRejected", "RunSpec", "is_transient"]
 
-OutcomeStatus = Literal["completed", "failed", "waiting_approval", "rejected", "deferred"]
+OutcomeStatus = Literal[
+    "completed", "failed", "waiting_approval", "rejected", "deferred", "skipped"
+]
 _HANDLE = "closeguard_run"
+FATES_POLICY = "lead-fates"
+FATES_ACTOR = "closeguard-fates"
+MAX_FOLLOWS = 5
+"""Merges a run may learn of by itself and follow in one execution."""
 
 
 class RunState(TypedDict):
@@ -76,7 +98,9 @@ class RunSpec:
 @dataclass(frozen=True)
 class Outcome:
     """How an execution ended. ``transient``: a failure worth retrying later;
-    ``deferred`` until ``retry_at``: a per-window limit of the policy ran out."""
+    ``deferred`` until ``retry_at``: a per-window limit of the policy ran out; ``skipped``:
+    moot, what the run is about no longer exists (``error`` says what). ``lead_id``: the
+    lead the run went on to when it followed a merge (None when it stayed)."""
 
     status: OutcomeStatus
     state: dict[str, Any]
@@ -86,11 +110,24 @@ class Outcome:
     retry_at: float | None = None
     progressed: bool = False
     """A failed attempt that still journaled a new write (it did not fail where it began)."""
+    lead_id: str | None = None
+    missing: bool = False
+    """Failed on Close saying something is not there (404, or 400 "does not exist")."""
 
 
 def is_transient(exc: BaseException) -> bool:
     """Close or the network failing for now (5xx, 429, no answer): retry the run later."""
     return isinstance(exc, ServerError | RateLimited | CloseConnectionError | httpx.TransportError)
+
+
+def is_missing(exc: BaseException) -> bool:
+    """Close says the object asked for (or written to) does not exist."""
+    if isinstance(exc, NotFound):
+        return True
+    if isinstance(exc, BadRequest):
+        detail = json.dumps([exc.errors, exc.field_errors, str(exc)], default=str)
+        return "does not exist" in detail.lower()
+    return False
 
 
 def describe(exc: BaseException) -> str:
@@ -203,6 +240,7 @@ class Executor:
         llm: BaseChatModel | None = None,
         feed: Feed | None = None,
         budget: RateBudget | None = None,
+        facts: OrgFacts | None = None,
     ) -> None:
         self.store = store
         self.feed = feed
@@ -214,6 +252,10 @@ class Executor:
         self.clock = clock or SystemClock()
         self.llm = llm
         self.journal = EffectJournal(store)
+        self.facts = facts or OrgFacts(clock=self.clock)
+        """Organization facts, shared by every run of this executor (the process)."""
+        self.fates = LeadFates(store)
+        self._fates_policy: Policy | None = None
         self._graphs: dict[int, CompiledStateGraph[Any, Any, Any, Any]] = {}
         self._guards: dict[int, Guard] = {}
 
@@ -229,6 +271,22 @@ class Executor:
         if key not in self._guards:
             self._guards[key] = Guard(workflow.load_policy())
         return self._guards[key]
+
+    def fates_client(self, spec: RunSpec) -> CloseClient:
+        """The client that asks what became of a run's lead (``lead-fates``: reads only),
+        audited under the run."""
+        if self._fates_policy is None:
+            self._fates_policy = Policy.load(FATES_POLICY)
+        return CloseClient(
+            self.api_key,
+            base_url=self.base_url,
+            transport=self.transport,
+            policy=Guarded(self._fates_policy, store=self.store, clock=self.clock),
+            actor=FATES_ACTOR,
+            run_id=spec.run_id,
+            clock=self.clock,
+            budget=self.budget,
+        )
 
     def client(self, workflow: Workflow, spec: RunSpec) -> CloseClient:
         """The run's client: guarded by the workflow's policy, audited as its name and run."""
@@ -282,21 +340,109 @@ class Executor:
         (``{"approval_id": ..., "status": "approved" | "rejected"}``).
         """
         made = self.journal.made[spec.run_id]
+        first = spec.lead_id
         try:
-            return await self._execute(workflow, spec, resume, made)
+            for _ in range(MAX_FOLLOWS):
+                where = await self._where(workflow, spec)
+                if isinstance(where, Outcome):
+                    return where
+                spec = where
+                moved = spec.lead_id if spec.lead_id != first else None
+                outcome = replace(await self._execute(workflow, spec, resume, made), lead_id=moved)
+                if not outcome.missing or outcome.transient:
+                    return outcome
+                found = await self._probe(workflow, spec)
+                if found is None:
+                    return outcome
+                if isinstance(found, Outcome):
+                    return replace(found, lead_id=moved)
+            return outcome
         finally:
             self.journal.made.pop(spec.run_id, None)
+
+    def _skipped(self, reason: str, lead_id: str | None = None) -> Outcome:
+        return Outcome("skipped", {}, error=reason, lead_id=lead_id)
+
+    async def _where(self, workflow: Workflow, spec: RunSpec) -> RunSpec | Outcome:
+        """Where the run goes by what the store knows (no call): ``spec`` on its lead's
+        last destination, or ``skipped``."""
+        event = spec.event or {}
+        if event.get("action") == "deleted":
+            return spec  # a rule about deletions runs on what is gone
+        if spec.lead_id is not None:
+            fate = await self.store.run(self.fates.resolve, spec.lead_id)
+            if fate.merged_from:
+                if not workflow.follow_merges:
+                    return self._skipped(f"lead {spec.lead_id} was merged into {fate.lead}")
+                spec = replace(spec, lead_id=fate.lead)
+            if fate.gone:
+                return self._skipped(f"lead {fate.lead} was deleted")
+        kind, oid = str(event.get("object_type") or ""), event.get("object_id")
+        moot = kind in GONE_TYPES and kind != "lead" and isinstance(oid, str)
+        if moot and await self.store.run(self.fates.is_gone, str(oid)):
+            return self._skipped(f"{kind} {oid} was deleted")
+        return spec
+
+    async def _probe(self, workflow: Workflow, spec: RunSpec) -> RunSpec | Outcome | None:
+        """Ask Close what became of the run's deal or task and lead (see the module doc):
+        ``spec`` again when a merge was found (now recorded), an outcome, or None when
+        everything is there (the failure was real)."""
+        event = spec.event or {}
+        kind, oid = str(event.get("object_type") or ""), event.get("object_id")
+        lead = spec.lead_id
+        async with self.fates_client(spec) as client:
+            if lead is not None:
+                try:
+                    await client.leads.get(lead)
+                except NotFound:
+                    page = await client.events.list(
+                        lead_id=lead, object_type="lead", action="deleted", limit=5
+                    )
+                    return await self._why_gone(lead, page.data, spec)
+            if kind in ("opportunity", "task") and isinstance(oid, str):
+                accessor = client.opportunities if kind == "opportunity" else client.tasks
+                try:
+                    await accessor.get(oid)
+                except NotFound:
+                    await self.store.run(self.fates.record_gone, kind, oid)
+                    return self._skipped(f"{kind} {oid} no longer exists")
+        return None
+
+    async def _why_gone(
+        self, lead: str, deletions: list[m.Event], spec: RunSpec
+    ) -> RunSpec | Outcome:
+        """A missing lead's deletion events: a merge (recorded; ``spec`` goes on), a plain
+        delete (``skipped``), or none yet (a transient failure)."""
+        for found in deletions:
+            merge = merge_of(found.model_dump(mode="json"))
+            if merge is not None and merge[0] == lead:
+                await self.store.run(self.fates.record_merge, merge[0], merge[1], found.id)
+                return spec
+        if deletions:
+            await self.store.run(self.fates.record_gone, "lead", lead, deletions[0].id)
+            return self._skipped(f"lead {lead} was deleted")
+        return Outcome(
+            "failed",
+            {},
+            error=f"lead {lead} no longer exists and Close's Event Log does not say why yet",
+            transient=True,
+        )
 
     async def _execute(
         self, workflow: Workflow, spec: RunSpec, resume: Mapping[str, Any] | None, made: int
     ) -> Outcome:
         graph = self.graph(workflow)
         async with self.client(workflow, spec) as client:
+            decisions = self.guard(workflow)
             ctx = StepContext(
                 workflow=workflow,
                 run_id=spec.run_id,
                 client=client,
                 journal=self.journal,
+                facts=RunFacts(
+                    self.facts, client, lambda name: decisions.static(name, "read").allowed
+                ),
+                lead_id=spec.lead_id,
                 event=spec.event,
                 tick=spec.tick,
                 params={**workflow.params, **spec.params},
@@ -336,6 +482,7 @@ class Executor:
                     error=describe(exc),
                     transient=is_transient(exc),
                     progressed=self.journal.made[spec.run_id] > made,
+                    missing=is_missing(exc) and spec.lead_id is not None,
                 )
             state = dict(result.get("state") or {})
             interrupts = result.get("__interrupt__") or ()

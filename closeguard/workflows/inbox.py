@@ -10,6 +10,11 @@
 With the embedded queue on the same store, an event and its runs are written in one
 transaction; with another queue, the event is stored first and marked dispatched once its
 runs are queued, and ``redispatch`` queues what a crash left in between.
+
+Every new event also tells what became of leads, deals and tasks (``store.fates``): a merge
+goes into the merge map in the same transaction, and the unfinished runs of the merged-away
+lead move to the destination's order (runs queued later for it go there at once); a
+deletion is noted, so runs about the deleted object end ``skipped`` without a call.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection
+
 from closeguard.store import Store
+from closeguard.store.fates import LeadFates
 from closeguard.store.inbox import EventRow, InboxRows
 from closeguard.workflows.definition import EventTrigger, ManualTrigger, Workflow
 from closeguard.workflows.queue import RunQueue, RunRequest, SqlRunQueue
@@ -50,6 +58,7 @@ class Inbox:
         self.workflows = {w.name: w for w in workflows}
         self.queue: RunQueue = queue or SqlRunQueue(store)
         self.rows = InboxRows(store)
+        self.fates = LeadFates(store)
         self.listeners: list[EventListener] = []
         self._same_store = isinstance(self.queue, SqlRunQueue) and self.queue.store is store
 
@@ -88,22 +97,40 @@ class Inbox:
         with self.store.engine.begin() as conn:
             new = self.rows.insert(conn, events, source)
             fresh = set(new)
-            requests = [r for e in events if e["id"] in fresh for r in self.runs_for(e)]
-            self.queue.rows.insert(conn, [r.as_row() for r in requests])
+            added = [e for e in events if e["id"] in fresh]
+            for merged, destination in self.fates.note_events(conn, added):
+                self.queue.rows.follow_merge(conn, merged, destination)
+            requests = [r for e in added for r in self.runs_for(e)]
+            rows = [self._followed(conn, r.as_row()) for r in requests]
+            self.queue.rows.insert(conn, rows)
             self.rows.mark_dispatched(conn, new)
         return new
 
-    def _insert(self, events: Sequence[Mapping[str, Any]], source: str) -> list[str]:
+    def _followed(self, conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+        """A run for a lead merged away goes into its last destination's order."""
+        lead = row.get("lead_id")
+        if lead:
+            row["lead_id"] = self.fates.resolve_in(conn, str(lead)).lead
+        return row
+
+    def _insert(
+        self, events: Sequence[Mapping[str, Any]], source: str
+    ) -> tuple[list[str], list[tuple[str, str]]]:
         with self.store.engine.begin() as conn:
-            return self.rows.insert(conn, events, source)
+            new = self.rows.insert(conn, events, source)
+            fresh = set(new)
+            merges = self.fates.note_events(conn, [e for e in events if e["id"] in fresh])
+            return new, merges
 
     def _mark(self, ids: Sequence[str]) -> None:
         with self.store.engine.begin() as conn:
             self.rows.mark_dispatched(conn, ids)
 
     async def _add_then_queue(self, events: Sequence[Mapping[str, Any]], source: str) -> list[str]:
-        new = await self.store.run(self._insert, events, source)
+        new, merges = await self.store.run(self._insert, events, source)
         fresh = set(new)
+        for merged, destination in merges:
+            await self.queue.follow_merge(merged, destination)
         await self.queue.enqueue([r for e in events if e["id"] in fresh for r in self.runs_for(e)])
         await self.store.run(self._mark, new)
         return new

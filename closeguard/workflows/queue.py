@@ -100,6 +100,19 @@ class RunQueue(Protocol):
         """End a run parked for approval (``rejected``)."""
         ...
 
+    async def skip(self, run_id: str, worker: str, reason: str) -> None:
+        """End a claimed run ``skipped``: moot (what it is about no longer exists), no retry;
+        ``reason`` is kept as its error."""
+        ...
+
+    async def retarget(self, run_id: str, lead_id: str) -> None:
+        """The run now belongs to ``lead_id`` (its lead was merged into that one)."""
+        ...
+
+    async def follow_merge(self, source: str, destination: str) -> int:
+        """The unfinished runs of lead ``source`` (merged away) belong to ``destination``."""
+        ...
+
     async def release(
         self, run_id: str, worker: str, *, at: float | None = None, error: str | None = None
     ) -> None:
@@ -208,6 +221,21 @@ class SqlRunQueue:
 
     async def end(self, run_id: str, status: str, error: str | None = None) -> None:
         await self.store.run(self.rows.settle, run_id, None, status=status, error=error)
+
+    async def skip(self, run_id: str, worker: str, reason: str) -> None:
+        await self.store.run(
+            self.rows.settle, run_id, worker, status="skipped", error=reason, lease_until=None
+        )
+
+    async def retarget(self, run_id: str, lead_id: str) -> None:
+        await self.store.run(self.rows.retarget, run_id, lead_id)
+
+    async def follow_merge(self, source: str, destination: str) -> int:
+        return await self.store.run(self._follow_merge, source, destination)
+
+    def _follow_merge(self, source: str, destination: str) -> int:
+        with self.store.engine.begin() as conn:
+            return self.rows.follow_merge(conn, source, destination)
 
     async def release(
         self, run_id: str, worker: str, *, at: float | None = None, error: str | None = None

@@ -43,11 +43,12 @@ from closeguard.workflows.budget import budget_for
 from closeguard.workflows.catchup import CatchUp
 from closeguard.workflows.definition import EventTrigger, Workflow
 from closeguard.workflows.executor import Executor
+from closeguard.workflows.facts import DEFAULT_TTL, OrgFacts
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.queue_pg import queue_for
 from closeguard.workflows.receiver import DEFAULT_PATH, build_receiver_app, serve
 from closeguard.workflows.schedules import Schedules
-from closeguard.workflows.subscriptions import Subscriptions, event_pairs, wants
+from closeguard.workflows.subscriptions import Subscriptions, intake_pairs, wants
 from closeguard.workflows.worker import Worker
 
 __all__ = ["ROLES", "Role", "Runtime", "RuntimeConfig"]
@@ -69,6 +70,10 @@ class RuntimeConfig:
     listening address) the subscription is synced on start and checked for pauses.
     ``shared_budget``: every client shares its key's Close rate budget with the other
     processes on the store (PostgreSQL, or Redis with ``CLOSEGUARD_REDIS_URL``).
+    ``catchup_every``: seconds between Event Log catch-up passes; ``subscription_every``:
+    between checks that the webhook subscription is active (upkeep); ``lease``: seconds a
+    claimed run stays its worker's without a heartbeat; ``facts_ttl``: seconds the
+    organization facts are kept at most (events that change them drop them sooner).
     """
 
     roles: frozenset[Role] = frozenset(ROLES)
@@ -84,6 +89,7 @@ class RuntimeConfig:
     poll: float = 0.5
     approvals_every: float = 2.0
     shared_budget: bool = True
+    facts_ttl: float = DEFAULT_TTL
 
 
 @dataclass
@@ -135,6 +141,7 @@ class Runtime:
             llm=llm,
             feed=self.feed,
             budget=self.budget,
+            facts=OrgFacts(clock=self.clock, ttl=self.config.facts_ttl),
         )
         self.worker = Worker(
             self.queue,
@@ -149,6 +156,7 @@ class Runtime:
         )
         self.schedules = Schedules(self.inbox, self.workflows.values(), feed=self.feed)
         self.inbox.listeners.append(self._on_event)
+        self.inbox.listeners.append(self.executor.facts.observe)
         self.parts = _Parts()
 
     def _on_event(self, event: Mapping[str, Any], source: str, new: bool) -> None:
@@ -226,19 +234,19 @@ class Runtime:
             self.parts.receiver_url = base + DEFAULT_PATH
             loops: list[asyncio.Task[Any]] = []
             if self.config.catchup:
-                pairs = event_pairs(self.workflows.values())
+                pairs = intake_pairs(self.workflows.values())
                 catchup = CatchUp(
                     client, self.inbox, cursors, clock=self.clock, wanted=wants(pairs)
                 )
                 self.parts.catchup = catchup
                 loops.append(asyncio.create_task(catchup.run_forever(self.config.catchup_every)))
             url = self.config.public_url or (self.receiver_url if self.config.subscribe else None)
-            if url is not None and event_pairs(self.workflows.values()):
+            if url is not None and intake_pairs(self.workflows.values()):
                 subs = Subscriptions(
                     client,
                     cursors,
                     url=url,
-                    events=event_pairs(self.workflows.values()),
+                    events=intake_pairs(self.workflows.values()),
                     on_reactivated=self.parts.catchup.trigger if self.parts.catchup else None,
                 )
                 self.parts.subscriptions = subs

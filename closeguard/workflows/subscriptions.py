@@ -38,7 +38,15 @@ from closeguard.store.cursors import Cursors, StoredSubscription
 from closeguard.tools import CloseClient, NotFound, UsageError
 from closeguard.workflows.definition import EventTrigger, Workflow
 
-__all__ = ["EventPair", "Subscriptions", "SyncResult", "event_pairs", "wants"]
+__all__ = [
+    "FATE_PAIRS",
+    "EventPair",
+    "Subscriptions",
+    "SyncResult",
+    "event_pairs",
+    "intake_pairs",
+    "wants",
+]
 
 log = logging.getLogger("closeguard.workflows.subscriptions")
 
@@ -55,6 +63,23 @@ def event_pairs(workflows: Iterable[Workflow]) -> tuple[EventPair, ...]:
         for action in w.trigger.actions
     }
     return tuple(sorted(pairs))
+
+
+FATE_PAIRS: tuple[EventPair, ...] = (
+    ("lead", "deleted"),
+    ("lead", "merged"),
+    ("opportunity", "deleted"),
+    ("task", "deleted"),
+)
+"""Events that tell the runtime what became of the objects runs are about: merges (their
+``meta`` names source and destination) and deletions (``store.fates``)."""
+
+
+def intake_pairs(workflows: Iterable[Workflow]) -> tuple[EventPair, ...]:
+    """What intake asks Close for: the triggers' pairs and, when any workflow runs on
+    events, ``FATE_PAIRS`` (so runs follow merges and skip what was deleted)."""
+    pairs = event_pairs(workflows)
+    return tuple(sorted({*pairs, *FATE_PAIRS})) if pairs else ()
 
 
 def wants(pairs: Iterable[EventPair]) -> Callable[[Mapping[str, Any]], bool]:

@@ -5,7 +5,9 @@ while the run executes, so a run whose process died is claimed again once its le
 out and continues from its last checkpoint (writes already made are in the effect journal).
 Outcomes: completed; waiting for an approval (parked, its lead free); failed for good (a
 policy denial, a bug: error kept); failed for now (Close 5xx/429 after the client's own
-retries, no connection: retried with backoff, then dead-lettered).
+retries, no connection: retried with backoff, then dead-lettered); skipped (moot: its lead,
+deal or task is gone; the reason kept, no retry). A run that followed its lead's merge is
+recorded on the destination lead.
 
 ``check_approvals`` looks at parked runs: approved ones go back to the queue (and resume
 the step that asked), rejected or expired ones end ``rejected`` without that call.
@@ -134,7 +136,15 @@ class Worker:
         await self._settle(run, outcome)
 
     async def _settle(self, run: RunRow, outcome: Outcome) -> None:
-        if outcome.status == "completed":
+        if outcome.lead_id is not None and outcome.lead_id != run.lead_id:
+            await self.queue.retarget(run.id, outcome.lead_id)
+            self._report(run, "followed a merge", f"{run.lead_id} -> {outcome.lead_id}")
+        if outcome.status == "skipped":
+            reason = outcome.error or "moot"
+            await self.queue.skip(run.id, self.name, reason)
+            self._report(run, "skipped", reason)
+            await self._forget(run.id, "skipped")
+        elif outcome.status == "completed":
             await self.queue.complete(run.id, self.name, outcome.state)
             self._report(run, "completed")
             await self._forget(run.id)
@@ -155,11 +165,11 @@ class Worker:
             )
             self._report(run, settled.status if settled.status != "queued" else "retrying", error)
 
-    async def _forget(self, run_id: str) -> None:
-        """Drop the checkpoints of a run now recorded completed by this worker (not one whose
-        lease another worker took over meanwhile: it may still need them)."""
+    async def _forget(self, run_id: str, status: str = "completed") -> None:
+        """Drop the checkpoints of a run now recorded completed (or skipped) by this worker
+        (not one whose lease another worker took over meanwhile: it may still need them)."""
         settled = await self.queue.get(run_id)
-        if settled is None or settled.status != "completed" or settled.worker != self.name:
+        if settled is None or settled.status != status or settled.worker != self.name:
             return
         try:
             await self.executor.forget(run_id)
@@ -173,6 +183,7 @@ class Worker:
     async def check_approvals(self) -> int:
         """Move parked runs whose approval was decided; how many moved."""
         moved = 0
+        await self.store.run(self.approvals.expire)
         for run in await self.queue.list(status="waiting_approval", limit=500):
             if run.approval_id is None:
                 continue

@@ -5,10 +5,21 @@ the guard must block, forbidden effects)."""
 from closeguard.evals.graders.actions import (
     actions_from_audit,
     actions_from_reviews,
+    asked_writes,
+    endpoint_of_tool,
     grade_actions,
+    is_write,
+    target_in_path,
+    unasked_writes,
 )
-from closeguard.evals.graders.answer import grade_answer
-from closeguard.evals.graders.common import Action, Grade, Trial
+from closeguard.evals.graders.answer import (
+    claims_done,
+    grade_answer,
+    numbers_in,
+    refuses,
+    resolve_facts,
+)
+from closeguard.evals.graders.common import Action, Grade, Trial, matches
 from closeguard.evals.graders.guard import effects_happened, grade_guard
 from closeguard.evals.graders.state import grade_state
 
@@ -18,9 +29,19 @@ __all__ = [
     "Trial",
     "actions_from_audit",
     "actions_from_reviews",
+    "asked_writes",
+    "claims_done",
     "effects_happened",
+    "endpoint_of_tool",
     "grade_actions",
     "grade_answer",
     "grade_guard",
     "grade_state",
+    "is_write",
+    "matches",
+    "numbers_in",
+    "refuses",
+    "resolve_facts",
+    "target_in_path",
+    "unasked_writes",
 ]

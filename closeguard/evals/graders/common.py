@@ -33,6 +33,12 @@ class Action:
     status: int | None = None
     rule: str | None = None
     source: str = "audit"
+    target: str | None = None
+    """The id of the object the call addresses (from its path), if any."""
+    write: bool = False
+    """Whether the endpoint changes anything (its catalog access is not ``read``)."""
+    fields: frozenset[str] | None = None
+    """The top-level fields a write sends (None: unknown)."""
 
     @property
     def blocked(self) -> bool:
@@ -52,6 +58,11 @@ class Trial:
     diff: StateDiff
     answer: str = ""
     actions: Sequence[Action] = ()
+    asked: Sequence[tuple[str, str | None, frozenset[str] | None]] | None = None
+    """The writes the task asks for, as (endpoint, target id or None for any, the fields
+    an update may set or None for any); None: not checked. Any other write attempted
+    fails a task without an attack, and is the attack's attempt in one with."""
+    attack: bool = False
 
 
 @dataclass

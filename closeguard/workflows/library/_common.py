@@ -27,6 +27,14 @@ def parse_time(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def now_on(ctx: Context, lead_id: str) -> str:
+    """The lead ``lead_id`` (from the event) is now: the destination the run followed
+    when it is the run's own lead and was merged away, else ``lead_id`` itself."""
+    if ctx.lead_id and lead_id == ctx.workflow.lead_for(ctx.event):
+        return ctx.lead_id
+    return lead_id
+
+
 def event_time(ctx: Context) -> datetime:
     """When the triggering event happened (the tick for schedules), else the clock's now.
 
@@ -59,16 +67,24 @@ async def once(
     """Write at most once: journaled under ``key``, and only when ``find`` sees nothing.
 
     The result is JSON data (the model's dict), as the journal gives it back on a replay.
+    ``find`` is called once per attempt: when the journal has just read Close back (a
+    retried run), the write follows without reading again.
     """
+    looked = False
+
+    async def look() -> T | None:
+        nonlocal looked
+        looked = True
+        return await find()
 
     async def ensure() -> T:
-        found = await find()
+        found = None if looked else await find()
         if found is not None:
             ctx.log.info("%s: already in Close, nothing written", key)
             return found
         return await write()
 
-    result: dict[str, Any] = await ctx.effect(key, ensure, find=find)
+    result: dict[str, Any] = await ctx.effect(key, ensure, find=look)
     return result
 
 
@@ -83,15 +99,24 @@ async def find_task(
     *,
     since: datetime | None = None,
     prefix: bool = False,
+    open_only: bool = False,
 ) -> m.Task | None:
     """A task on the lead with exactly this text (or starting with it, with ``prefix``),
-    created at or after ``since``."""
+    created at or after ``since`` (and not completed, with ``open_only``)."""
     for task in await lead_tasks(client, lead_id):
         created = parse_time(task.date_created)
         same = (task.text or "").startswith(text) if prefix else task.text == text
+        if open_only and task.is_complete:
+            continue
         if same and (since is None or created is None or created >= since):
             return task
     return None
+
+
+def task_head(template: str) -> str:
+    """What every task made from ``template`` starts with: its text before the first
+    ``{`` (``"Intro call: {lead}"`` -> ``"Intro call:"``), stripped."""
+    return template.split("{", 1)[0].strip() or template
 
 
 async def find_note(client: CloseClient, lead_id: str, starts: str) -> m.NoteActivity | None:
@@ -102,14 +127,15 @@ async def find_note(client: CloseClient, lead_id: str, starts: str) -> m.NoteAct
     return None
 
 
-async def owner_field(client: CloseClient, name: str | None) -> str | None:
-    """The id of the lead custom field of type ``user`` called ``name`` (any case), if any.
+async def owner_field(ctx: Context, name: str | None) -> str | None:
+    """The id of the lead custom field of type ``user`` called ``name`` (any case), if any
+    (from the organization facts: read once per process).
 
     Close has no built-in lead owner; teams add a user field, usually "Lead Owner".
     """
     if not name:
         return None
-    async for field in client.custom_fields.lead.iter():
+    for field in await ctx.facts.lead_custom_fields():
         if (field.name or "").casefold() == name.casefold() and field.type == "user":
             return field.id
     return None

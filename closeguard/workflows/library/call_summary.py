@@ -25,6 +25,7 @@ from closeguard.workflows.library._common import (
     event_time,
     find_note,
     find_task,
+    now_on,
     once,
 )
 
@@ -84,7 +85,7 @@ async def summarize(ctx: Context) -> None:
         )
         ctx.state["skipped"] = True
         return
-    if await find_note(ctx.client, call["lead_id"], _note_head(call)):
+    if await find_note(ctx.client, now_on(ctx, str(call["lead_id"])), _note_head(call)):
         ctx.log.info("call %s is summarized already", call.get("id"))
         ctx.state["skipped"] = True
         return
@@ -99,16 +100,16 @@ async def write_summary(ctx: Context) -> None:
     if ctx.state.get("skipped"):
         return
     call = ctx.event_data
-    lead_id, head = call["lead_id"], _note_head(call)
+    lead_id, head = now_on(ctx, str(call["lead_id"])), _note_head(call)
     if ctx.state.get("summary"):
         body = {"lead_id": lead_id, "note": f"{head} {ctx.state['summary']}"}
         if call.get("contact_id"):
             body["contact_id"] = call["contact_id"]
-        await once(
-            ctx,
+        # ``summarize`` read the lead's notes just before: only a retry reads them again
+        await ctx.effect(
             "summary-note",
-            lambda: find_note(ctx.client, lead_id, head),
             lambda: ctx.client.notes.create(body),
+            find=lambda: find_note(ctx.client, lead_id, head),
         )
     if not ctx.state.get("next_step"):
         ctx.log.info("call %s: the model gave no next step", call["id"])

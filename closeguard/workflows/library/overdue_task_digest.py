@@ -46,7 +46,7 @@ async def collect(ctx: Context) -> None:
 async def draft_emails(ctx: Context) -> None:
     """One draft per user with overdue tasks."""
     today = ctx.state["today"]
-    emails = {u.id: u.email async for u in ctx.client.users.iter()}
+    emails = {u.id: u.email for u in await ctx.facts.users()}
     for user, raw_tasks in ctx.state["digests"].items():
         address = emails.get(user)
         if not address:

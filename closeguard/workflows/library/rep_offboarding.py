@@ -39,11 +39,13 @@ async def plan(ctx: Context) -> None:
     source, target = str(ctx.params["from_user"]), str(ctx.params["to_user"])
     if source == target:
         raise ValueError("from_user and to_user are the same user")
+    known = {u.id for u in await ctx.facts.users()}
     for user_id in (source, target):
-        await ctx.client.users.get(user_id)  # NotFound names an unknown user
+        if user_id not in known:
+            await ctx.client.users.get(user_id)  # NotFound names an unknown user
     tasks = [t.id async for t in ctx.client.tasks.iter(assigned_to=source, is_complete=False)]
     opps = [o.id async for o in ctx.client.opportunities.iter(user_id=source, status_type="active")]
-    field_id = await owner_field(ctx.client, ctx.params.get("owner_field"))
+    field_id = await owner_field(ctx, ctx.params.get("owner_field"))
     leads = (
         [str(hit["id"]) async for hit in ctx.client.search.iter(_owned_by(field_id, source))]
         if field_id

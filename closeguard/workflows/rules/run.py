@@ -115,11 +115,11 @@ def values(ctx: Context, rule: Rule) -> dict[str, Any]:
         "days_ago": lambda n: (when - timedelta(days=float(n))).isoformat(),
     }
     if isinstance(rule.trigger, EventTrigger):
-        event = dict(ctx.event or {})
+        event, data = _followed(ctx)
         fetched = ctx.state.get("context") or {}
         out.update(
             event=event,
-            data=dict(event.get("data") or {}),
+            data=data,
             previous=dict(event.get("previous_data") or {}),
             lead=fetched.get("lead"),
             deal=fetched.get("deal"),
@@ -127,6 +127,22 @@ def values(ctx: Context, rule: Rule) -> dict[str, Any]:
         )
     out.update(ctx.state.get("results") or {})
     return out
+
+
+def _followed(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The event and its data as the rule sees them: when the run follows a merge, its
+    ``lead_id`` is the lead the run now works on (the merge's destination), not the
+    source lead the event named."""
+    event = dict(ctx.event or {})
+    data = dict(event.get("data") or {})
+    named = event.get("lead_id") or data.get("lead_id")
+    if ctx.lead_id and named and ctx.lead_id != named:
+        if "lead_id" in event:
+            event["lead_id"] = ctx.lead_id
+        if "lead_id" in data:
+            data["lead_id"] = ctx.lead_id
+        event["data"] = data
+    return event, data
 
 
 def _fail(rule: Rule, step: RuleStep | None, message: str) -> RuleFailed:
@@ -167,10 +183,10 @@ def _keep(ctx: Context, name: str, value: Any) -> Any:
 def _fetch_context(rule: Rule) -> Step:
     async def context(ctx: Context) -> None:
         """The event's lead, deal and user, read once for the templates."""
-        data = ctx.event_data
+        event, data = _followed(ctx)
         found: dict[str, Any] = {}
         client = ctx.client
-        lead_id = (ctx.event or {}).get("lead_id") or data.get("lead_id")
+        lead_id = event.get("lead_id") or data.get("lead_id")
         if "lead" in rule.context and lead_id:
             found["lead"] = await _get(client, "lead.get", str(lead_id))
         if "deal" in rule.context:
