@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from closeguard.simulator import Simulator
@@ -17,6 +18,7 @@ from closeguard.simulator.hashing import Snapshot, StateDiff
 from closeguard.store import Store
 from closeguard.tools import CloseClient, FakeClock
 from closeguard.workflows import Workflow
+from closeguard.workflows.rules import rule_workflows
 from closeguard.workflows.testing import RunResult, resume_workflow, run_workflow
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)  # a Thursday
@@ -104,3 +106,12 @@ def collections(diff: StateDiff) -> dict[str, str]:
     out.update({c.id: f"-{c.collection}" for c in diff.removed})
     out.update({c.id: f"~{c.collection}" for c in diff.changed})
     return out
+
+
+RULES = Path(__file__).resolve().parents[1] / "closeguard" / "workflows" / "library" / "rules"
+
+
+def rule_form(name: str) -> Workflow:
+    """The packaged rule file ``name``.yaml, loaded as the runtime loads it."""
+    [(workflow, _)] = rule_workflows(RULES / f"{name}.yaml")
+    return workflow

@@ -70,7 +70,7 @@ def test_run_refuses_unknown_workflows_and_bad_options() -> None:
 
 def test_workflows_list_and_show() -> None:
     listed = json.loads(runner.invoke(app, ["workflows", "list", "--json"]).output)
-    assert len(listed) == 8
+    assert len(listed) == 9
     by_name = {w["name"]: w for w in listed}
     assert by_name["won-deal-handoff"]["trigger"].startswith("event opportunity.updated")
     assert by_name["rep-offboarding"]["trigger"] == "manual (needs from_user, to_user)"

@@ -8,10 +8,16 @@ import httpx
 import pytest
 
 from closeguard.store import Store
+from closeguard.workflows import Workflow
 from closeguard.workflows.library._common import business_days_after
-from closeguard.workflows.library.follow_up_on_status_change import WORKFLOW
 from closeguard.workflows.testing import run_workflow
-from tests._wf_library import Org, added, collections, event
+from tests._wf_library import Org, added, collections, event, rule_form
+
+
+@pytest.fixture
+def workflow() -> Workflow:
+    """The packaged rule follow-up-on-status-change.yaml (was a Python module; same tests)."""
+    return rule_form("follow-up-on-status-change")
 
 
 @pytest.fixture
@@ -34,16 +40,16 @@ async def move(org: Org, opp_id: str, label: str) -> dict[str, object]:
     [("Won", "Won "), ("Lost", "Lost "), ("Proposal Sent", "moved to Proposal Sent")],
 )
 async def test_a_status_change_gives_the_owner_one_task_and_nothing_else(
-    org: Org, label: str, wording: str
+    org: Org, label: str, wording: str, workflow: Workflow
 ) -> None:
     opp = active_opportunity(org)
     if opp["status_label"] == label:
         label = "Demo Scheduled"
     change = await move(org, str(opp["id"]), label)
-    assert WORKFLOW.trigger.matches(change)
+    assert workflow.trigger.matches(change)
     before = org.snapshot()
 
-    result = await org.run(WORKFLOW, event=change)
+    result = await org.run(workflow, event=change)
 
     assert result.status == "completed", result.error
     diff = org.diff(before)
@@ -56,14 +62,14 @@ async def test_a_status_change_gives_the_owner_one_task_and_nothing_else(
     assert task["is_complete"] is False
 
 
-async def test_the_same_change_twice_makes_one_task(org: Org) -> None:
+async def test_the_same_change_twice_makes_one_task(org: Org, workflow: Workflow) -> None:
     opp = active_opportunity(org)
     change = await move(org, str(opp["id"]), "Won")
-    first = await org.run(WORKFLOW, event=change)
+    first = await org.run(workflow, event=change)
     before = org.snapshot()
 
-    again = await org.run(WORKFLOW, event=change)  # a duplicated delivery, a new run
-    retried = await org.run(WORKFLOW, event=change, run_id=first.run_id)  # a retried run
+    again = await org.run(workflow, event=change)  # a duplicated delivery, a new run
+    retried = await org.run(workflow, event=change, run_id=first.run_id)  # a retried run
 
     assert again.status == retried.status == "completed"
     assert org.diff(before).empty
@@ -84,40 +90,44 @@ class LosesOneAnswer(httpx.AsyncBaseTransport):
         return response
 
 
-async def test_a_run_cut_off_after_its_write_landed_reads_close_back(org: Org) -> None:
+async def test_a_run_cut_off_after_its_write_landed_reads_close_back(
+    org: Org, workflow: Workflow
+) -> None:
     opp = active_opportunity(org)
     change = await move(org, str(opp["id"]), "Won")
     before = org.snapshot()
     flaky = LosesOneAnswer(org.sim.transport())
 
     cut = await run_workflow(
-        WORKFLOW,
+        workflow,
         transport=flaky,
         api_key=org.sim.api_key,
         event=change,
         store=org.store,
         clock=org.clock,
     )
-    retried = await org.run(WORKFLOW, event=change, run_id=cut.run_id)
+    retried = await org.run(workflow, event=change, run_id=cut.run_id)
 
     assert cut.status == "failed" and "CloseConnectionError" in str(cut.error)
     assert flaky.lost == 1 and retried.status == "completed", retried.error
     assert len(added(org.diff(before), "tasks")) == 1
 
 
-async def test_a_later_change_of_the_same_deal_gets_its_own_task(org: Org) -> None:
+async def test_a_later_change_of_the_same_deal_gets_its_own_task(
+    org: Org, workflow: Workflow
+) -> None:
     opp = active_opportunity(org)
-    await org.run(WORKFLOW, event=await move(org, str(opp["id"]), "Won"))
+    await org.run(workflow, event=await move(org, str(opp["id"]), "Won"))
     org.clock.advance(3600)
     before = org.snapshot()
 
-    await org.run(WORKFLOW, event=await move(org, str(opp["id"]), "Lost"))
+    await org.run(workflow, event=await move(org, str(opp["id"]), "Lost"))
 
     [task_id] = added(org.diff(before), "tasks")
     assert org.get("tasks", task_id)["text"].startswith("Lost ")
 
 
-async def test_near_misses_do_not_fire(org: Org) -> None:
+async def test_near_misses_do_not_fire(org: Org, workflow: Workflow) -> None:
     opp = active_opportunity(org)
     value_events = await org.act(
         lambda c: c.opportunities.update(str(opp["id"]), {"value": 123_400})
@@ -134,17 +144,19 @@ async def test_near_misses_do_not_fire(org: Org) -> None:
         event(created, "opportunity", "created"),
         event(lead_events, "lead", "updated"),  # a lead's status, not a deal's
     ):
-        assert not WORKFLOW.trigger.matches(near_miss)
+        assert not workflow.trigger.matches(near_miss)
 
 
-async def test_the_policy_keeps_the_run_on_the_triggering_lead(org: Org) -> None:
+async def test_the_policy_keeps_the_run_on_the_triggering_lead(
+    org: Org, workflow: Workflow
+) -> None:
     opp = active_opportunity(org)
     change = await move(org, str(opp["id"]), "Won")
     other_lead = next(lid for lid in org.sim.state["leads"] if lid != opp["lead_id"])
     forged = {**change, "data": {**change["data"], "lead_id": other_lead}}
     before = org.snapshot()
 
-    result = await org.run(WORKFLOW, event=forged)  # in scope: the event's own lead_id only
+    result = await org.run(workflow, event=forged)  # in scope: the event's own lead_id only
 
     assert result.status == "failed"
     assert "denied by policy 'follow-up-on-status-change'" in str(result.error)

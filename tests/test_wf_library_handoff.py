@@ -7,8 +7,14 @@ from typing import Any
 import pytest
 
 from closeguard.store import Store
-from closeguard.workflows.library.won_deal_handoff import WORKFLOW
-from tests._wf_library import Org, added, collections, event
+from closeguard.workflows import Workflow
+from tests._wf_library import Org, added, collections, event, rule_form
+
+
+@pytest.fixture
+def workflow() -> Workflow:
+    """The packaged rule won-deal-handoff.yaml (was a Python module; same tests)."""
+    return rule_form("won-deal-handoff")
 
 
 @pytest.fixture
@@ -31,13 +37,13 @@ async def win(org: Org, opp_id: str, label: str = "Won") -> dict[str, Any]:
     return event(events, "opportunity", "updated")
 
 
-async def test_a_won_deal_hands_off_and_changes_nothing_else(org: Org) -> None:
+async def test_a_won_deal_hands_off_and_changes_nothing_else(org: Org, workflow: Workflow) -> None:
     opp = deal_on_a_prospect(org)
     won = await win(org, opp["id"])
-    assert WORKFLOW.trigger.matches(won)
+    assert workflow.trigger.matches(won)
     before = org.snapshot()
 
-    result = await org.run(WORKFLOW, event=won)
+    result = await org.run(workflow, event=won)
 
     assert result.status == "completed", result.error
     diff = org.diff(before)
@@ -62,43 +68,45 @@ async def test_a_won_deal_hands_off_and_changes_nothing_else(org: Org) -> None:
     assert task["text"].startswith("Onboarding kickoff")
 
 
-async def test_the_same_win_twice_hands_off_once(org: Org) -> None:
+async def test_the_same_win_twice_hands_off_once(org: Org, workflow: Workflow) -> None:
     won = await win(org, deal_on_a_prospect(org)["id"])
-    await org.run(WORKFLOW, event=won)
+    await org.run(workflow, event=won)
     org.clock.advance(30)
     before = org.snapshot()
 
-    again = await org.run(WORKFLOW, event=won)
+    again = await org.run(workflow, event=won)
 
     assert again.status == "completed" and org.diff(before).empty
 
 
-async def test_a_lead_already_customer_keeps_its_status(org: Org) -> None:
+async def test_a_lead_already_customer_keeps_its_status(org: Org, workflow: Workflow) -> None:
     opp = deal_on_a_prospect(org)
     customer = org.status_id("Customer", "lead_statuses")
     await org.act(lambda c: c.leads.update(opp["lead_id"], {"status_id": customer}))
     won = await win(org, opp["id"])
     before = org.snapshot()
 
-    await org.run(WORKFLOW, event=won)
+    await org.run(workflow, event=won)
 
     diff = org.diff(before)
     assert not diff.changed
     assert sorted(c.collection for c in diff.added) == ["activities", "tasks"]
 
 
-async def test_an_unknown_customer_status_fails_before_any_write(org: Org) -> None:
+async def test_an_unknown_customer_status_fails_before_any_write(
+    org: Org, workflow: Workflow
+) -> None:
     won = await win(org, deal_on_a_prospect(org)["id"])
     before = org.snapshot()
 
-    result = await org.run(WORKFLOW, event=won, params={"customer_status": "Client"})
+    result = await org.run(workflow, event=won, params={"customer_status": "Client"})
 
     assert result.status == "failed"
     assert "no lead status labelled 'Client' (parameter customer_status)" in str(result.error)
     assert org.diff(before).empty
 
 
-async def test_near_misses_do_not_fire(org: Org) -> None:
+async def test_near_misses_do_not_fire(org: Org, workflow: Workflow) -> None:
     opp = deal_on_a_prospect(org)
     lost = await win(org, opp["id"], "Lost")
     other = next(o for o in org.all("opportunities", status_type="active") if o["id"] != opp["id"])
@@ -110,4 +118,4 @@ async def test_near_misses_do_not_fire(org: Org) -> None:
     won_already = org.first("opportunities", status_type="won")
     edited = await org.act(lambda c: c.opportunities.update(won_already["id"], {"confidence": 99}))
     for near_miss in (lost, moved, event(edited, "opportunity", "updated")):
-        assert not WORKFLOW.trigger.matches(near_miss)
+        assert not workflow.trigger.matches(near_miss)

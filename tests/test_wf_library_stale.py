@@ -7,8 +7,14 @@ from datetime import timedelta
 import pytest
 
 from closeguard.store import Store
-from closeguard.workflows.library.stale_opportunity_nudge import WORKFLOW
-from tests._wf_library import NOW, Org, added, collections
+from closeguard.workflows import Workflow
+from tests._wf_library import NOW, Org, added, collections, rule_form
+
+
+@pytest.fixture
+def workflow() -> Workflow:
+    """The packaged rule stale-opportunity-nudge.yaml (was a Python module; same tests)."""
+    return rule_form("stale-opportunity-nudge")
 
 
 @pytest.fixture
@@ -39,12 +45,14 @@ def nudged(org: Org, task_ids: list[str]) -> dict[str, dict[str, object]]:
     return out
 
 
-async def test_each_quiet_active_deal_gets_one_nudge_for_its_owner(org: Org) -> None:
+async def test_each_quiet_active_deal_gets_one_nudge_for_its_owner(
+    org: Org, workflow: Workflow
+) -> None:
     stale = expected_stale(org)
     assert 2 <= len(stale) < len(org.all("opportunities"))  # the world has both kinds
     before = org.snapshot()
 
-    result = await org.run(WORKFLOW, tick=NOW)
+    result = await org.run(workflow, tick=NOW)
 
     assert result.status == "completed", result.error
     diff = org.diff(before)
@@ -58,8 +66,10 @@ async def test_each_quiet_active_deal_gets_one_nudge_for_its_owner(org: Org) -> 
         assert str(task["text"]).startswith("Nudge: no activity for 14 days")
 
 
-async def test_an_open_nudge_is_not_repeated_but_a_completed_one_is(org: Org) -> None:
-    first = await org.run(WORKFLOW, tick=NOW)
+async def test_an_open_nudge_is_not_repeated_but_a_completed_one_is(
+    org: Org, workflow: Workflow
+) -> None:
+    first = await org.run(workflow, tick=NOW)
     assert first.status == "completed"
     nudges = org.all("tasks")
     done = next(t for t in nudges if str(t["text"]).startswith("Nudge:"))
@@ -68,19 +78,21 @@ async def test_an_open_nudge_is_not_repeated_but_a_completed_one_is(org: Org) ->
     org.clock.advance(86400)
     before = org.snapshot()
 
-    await org.run(WORKFLOW, tick=NOW + timedelta(days=1))
+    await org.run(workflow, tick=NOW + timedelta(days=1))
 
     [again] = added(org.diff(before), "tasks")
     assert org.get("tasks", again)["lead_id"] == done["lead_id"]
 
 
-async def test_recent_activity_or_a_shorter_window_changes_who_is_nudged(org: Org) -> None:
+async def test_recent_activity_or_a_shorter_window_changes_who_is_nudged(
+    org: Org, workflow: Workflow
+) -> None:
     stale = sorted(expected_stale(org))
     revived = org.get("opportunities", stale[0])
     await org.act(lambda c: c.notes.create({"lead_id": revived["lead_id"], "note": "Spoke today"}))
     before = org.snapshot()
 
-    await org.run(WORKFLOW, tick=NOW)
+    await org.run(workflow, tick=NOW)
 
     by_opp = nudged(org, added(org.diff(before), "tasks"))
     assert revived["id"] not in by_opp
@@ -89,12 +101,12 @@ async def test_recent_activity_or_a_shorter_window_changes_who_is_nudged(org: Or
     }
 
 
-async def test_max_nudges_caps_a_run(org: Org) -> None:
+async def test_max_nudges_caps_a_run(org: Org, workflow: Workflow) -> None:
     before = org.snapshot()
-    result = await org.run(WORKFLOW, tick=NOW, params={"max_nudges": 1})
+    result = await org.run(workflow, tick=NOW, params={"max_nudges": 1})
     assert result.status == "completed"
     assert len(added(org.diff(before), "tasks")) == 1
 
 
-def test_it_runs_daily() -> None:
-    assert WORKFLOW.trigger.cron == "0 8 * * *"
+def test_it_runs_daily(workflow: Workflow) -> None:
+    assert workflow.trigger.cron == "0 8 * * *"

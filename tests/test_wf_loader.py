@@ -16,7 +16,7 @@ from closeguard.store import Store
 from closeguard.tools import ConfigError
 from closeguard.tools.catalog import ENDPOINTS
 from closeguard.workflows import EventTrigger, Workflow, load_workflows, packaged_workflows
-from closeguard.workflows.library import WORKFLOWS
+from closeguard.workflows.rules import RuleWorkflow
 from closeguard.workflows.testing import run_workflow
 
 PACKAGED = {
@@ -28,19 +28,27 @@ PACKAGED = {
     "call-summary",
     "duplicate-lead-merge",
     "rep-offboarding",
+    "call-follow-up-draft",
 }
 LIBRARY = Path(__file__).resolve().parents[1] / "closeguard" / "workflows" / "library"
 
 # -- the packaged library -------------------------------------------------------------------
 
 
-def test_eight_packaged_workflows_one_a_file_each_with_its_own_policy() -> None:
+def test_nine_packaged_workflows_one_a_file_each_with_its_own_policy() -> None:
     packaged = packaged_workflows()
     assert set(packaged) == PACKAGED
-    files = {p.stem for p in LIBRARY.glob("*.py") if not p.name.startswith("_")}
-    assert files == {name.replace("-", "_") for name in PACKAGED}
+    modules = {p.stem for p in LIBRARY.glob("*.py") if not p.name.startswith("_")}
+    rules = {p.stem for p in (LIBRARY / "rules").glob("*.yaml")}
+    assert not modules & {r.replace("-", "_") for r in rules}
+    assert modules | {r.replace("-", "_") for r in rules} == {
+        name.replace("-", "_") for name in PACKAGED
+    }
     for name, workflow in packaged.items():
-        assert workflow.policy == name and workflow.load_policy().name == name
+        if isinstance(workflow, RuleWorkflow):  # the policy derived from the rule's steps
+            assert workflow.load_policy().name == name and name in rules
+        else:
+            assert workflow.policy == name and workflow.load_policy().name == name
         assert workflow.description and workflow.steps
         assert all(step.__doc__ for step in workflow.steps), name
 
@@ -56,7 +64,7 @@ def _only_completes(rules: Any) -> bool:
     return done is not None and done.required and list(done.allowed or ()) == [True] and others
 
 
-@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda w: w.name)
+@pytest.mark.parametrize("workflow", packaged_workflows().values(), ids=lambda w: w.name)
 def test_packaged_policies_are_least_privilege(workflow: Workflow) -> None:
     """Nothing granted on everything; no destructive call without a person's yes; an event
     workflow writes only on the lead it was triggered for."""

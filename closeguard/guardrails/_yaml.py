@@ -49,6 +49,8 @@ def _convert(node: yaml.Node, path: Path_, lines: Lines) -> Any:
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
             key = _scalar(key_node, lines.file)
+            if isinstance(key, bool) and isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value  # a key written on/yes/true is that word, not YAML 1.1's bool
             key = key if isinstance(key, str) else str(key)
             if key in out:
                 raise ConfigError(f"duplicate key {key!r}", file=lines.file, line=line)

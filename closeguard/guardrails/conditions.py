@@ -246,7 +246,7 @@ class _Parser:
         return items[0] if len(items) == 1 else AllOf(tuple(items))
 
     def field(self, name: str, rule: Any, path: Path_) -> FieldCondition:
-        if not name or any(not part for part in name.split(".")):
+        if not name or not name.isprintable() or any(not part for part in name.split(".")):
             raise self.error(path, f"{name!r} is not a field name")
         if self.known is not None and name.split(".")[0] not in self.known:
             raise self.error(

@@ -1,7 +1,8 @@
 """Workflows: sales-ops rules that run on Close events, schedules or by hand.
 
-Holds workflow definitions (``definition``), the packaged library (``library``, one
-workflow a file) and the loader for a user's own modules (``loader``), their triggers
+Holds workflow definitions (``definition``), rules written in YAML with their policy
+derived from their steps (``rules``), the packaged library (``library``, one workflow a
+file) and the loader for a user's own modules and rules (``loader``), their triggers
 (Close webhooks, Event Log catch-up, APScheduler schedules), and the runtime: webhook
 receiver, durable inbox, run queue, effect journal and workers, so nothing is lost when a
 process dies or a webhook is missed. Depends on ``tools``, ``guardrails``, ``agent`` and
@@ -20,6 +21,7 @@ from closeguard.workflows.definition import (
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.loader import load_workflows, packaged_workflows
 from closeguard.workflows.queue import RunQueue, SqlRunQueue
+from closeguard.workflows.rules import RuleWorkflow, derive_policy, rule_workflows
 from closeguard.workflows.runtime import Runtime, RuntimeConfig
 from closeguard.workflows.testing import RunResult, resume_workflow, run_workflow
 
@@ -28,6 +30,7 @@ __all__ = [
     "EventTrigger",
     "Inbox",
     "ManualTrigger",
+    "RuleWorkflow",
     "RunQueue",
     "RunResult",
     "Runtime",
@@ -37,8 +40,10 @@ __all__ = [
     "Step",
     "Trigger",
     "Workflow",
+    "derive_policy",
     "load_workflows",
     "packaged_workflows",
     "resume_workflow",
+    "rule_workflows",
     "run_workflow",
 ]

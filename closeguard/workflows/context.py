@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from closeguard.guardrails import Guarded, Policy
 from closeguard.store.rotation import Rotation
 from closeguard.tools import CloseClient
 from closeguard.tools.clock import Clock, SystemClock
@@ -44,6 +46,11 @@ class StepContext:
     state: dict[str, Any] = field(default_factory=dict)
     llm: BaseChatModel | None = None
     clock: Clock = field(default_factory=SystemClock)
+    open_client: Callable[[Policy, str], tuple[Guarded, CloseClient]] | None = None
+    """Another client for this run under ``policy``, audited as ``actor`` (a rule's agent
+    step acts under its own policy, not the workflow's)."""
+    checkpointer: BaseCheckpointSaver[Any] | None = None
+    """The executor's checkpointer (a rule's agent step keeps its thread there)."""
     log: logging.LoggerAdapter[logging.Logger] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -291,26 +291,34 @@ class Executor:
     def client(self, workflow: Workflow, spec: RunSpec) -> CloseClient:
         """The run's client: guarded by the workflow's policy, audited as its name and run."""
         decisions = self.guard(workflow)
-        guard = Guarded(
-            decisions.policy,
-            guard=decisions,
+        return self.guarded_client(decisions.policy, workflow.name, spec, guard=decisions)[1]
+
+    def guarded_client(
+        self, policy: Policy, actor: str, spec: RunSpec, *, guard: Guard | None = None
+    ) -> tuple[Guarded, CloseClient]:
+        """A client for ``spec``'s run under ``policy`` (its lead in scope), audited as
+        ``actor``, with the guard it is bound to."""
+        guarded = Guarded(
+            policy,
+            guard=guard,
             store=self.store,
             triggered_leads=None if spec.lead_id is None else {spec.lead_id},
             clock=self.clock,
         )
         transport: httpx.AsyncBaseTransport = self.transport
         if self.feed is not None:
-            transport = _Observed(transport, self.feed, workflow.name, spec.run_id)
-        return CloseClient(
+            transport = _Observed(transport, self.feed, actor, spec.run_id)
+        client = CloseClient(
             self.api_key,
             base_url=self.base_url,
             transport=transport,
-            policy=guard,
-            actor=workflow.name,
+            policy=guarded,
+            actor=actor,
             run_id=spec.run_id,
             clock=self.clock,
             budget=self.budget,
         )
+        return guarded, client
 
     async def forget(self, run_id: str) -> None:
         """Delete a completed run's checkpoints (its LangGraph thread).
@@ -440,6 +448,8 @@ class Executor:
                 params={**workflow.params, **spec.params},
                 llm=self.llm,
                 clock=self.clock,
+                open_client=lambda policy, actor: self.guarded_client(policy, actor, spec),
+                checkpointer=self.checkpointer,
             )
             config: RunnableConfig = {
                 "configurable": {"thread_id": spec.run_id, _HANDLE: ctx},

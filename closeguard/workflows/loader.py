@@ -1,5 +1,9 @@
 """Finding workflows: the packaged library, and a user's own module file or folder.
 
+A folder may also hold rules (``*.yaml`` / ``*.yml``, see ``closeguard.workflows.rules``);
+a YAML file there that is a policy (``grants:`` or ``extends:``, and no ``steps:``) is
+left for the workflows that name it.
+
 A user's module defines ``WORKFLOW`` (one ``Workflow``) or ``WORKFLOWS`` (a list, tuple
 or name -> workflow mapping). A folder is every ``*.py`` in it, in name order, except
 files starting with ``_`` (helpers the modules may import: the folder is on ``sys.path``
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -31,6 +36,7 @@ from closeguard.guardrails import Policy
 from closeguard.tools.errors import ConfigError
 from closeguard.workflows.definition import EventTrigger, ManualTrigger, ScheduleTrigger, Workflow
 from closeguard.workflows.library import WORKFLOWS
+from closeguard.workflows.rules import rule_workflows
 
 __all__ = ["load_workflows", "packaged_workflows"]
 
@@ -38,18 +44,41 @@ _NAME_OK = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _PACKAGE = Path(__file__).resolve().parents[1]
 
 
+RULES = _PACKAGE / "workflows" / "library" / "rules"
+"""The packaged workflows written as rules (one YAML file each)."""
+RULE_SUFFIXES = (".yaml", ".yml")
+
+
 def packaged_workflows() -> dict[str, Workflow]:
-    """The shipped sales-ops workflows by name."""
-    return {workflow.name: workflow for workflow in WORKFLOWS}
+    """The shipped sales-ops workflows by name (Python modules, then rules)."""
+    found: dict[str, Workflow] = {workflow.name: workflow for workflow in WORKFLOWS}
+    for workflow in _packaged_rules():
+        found[workflow.name] = workflow
+    return found
+
+
+@functools.cache
+def _packaged_rules() -> tuple[Workflow, ...]:
+    """The packaged rules, loaded once per process (reading and deriving them takes a few
+    hundred milliseconds; a workflow is immutable, like the Python modules' ones)."""
+    return tuple(w for file in sorted(RULES.glob("*.yaml")) for w, _ in rule_workflows(file))
 
 
 def load_workflows(path: str | Path) -> dict[str, Workflow]:
-    """The workflows a module file, or a folder of modules, defines, by name."""
+    """The workflows a module or rule file, or a folder of them, defines, by name."""
     root = Path(path).expanduser()
     if root.is_dir():
-        files = sorted(p for p in root.glob("*.py") if not p.name.startswith("_"))
+        files = sorted(
+            p
+            for p in root.iterdir()
+            if p.is_file()
+            and not p.name.startswith(("_", "."))
+            and (p.suffix == ".py" or (p.suffix in RULE_SUFFIXES and _is_rule_file(p)))
+        )
         if not files:
-            raise ConfigError("no workflow modules (*.py) in this folder", file=str(root))
+            raise ConfigError(
+                "no workflow modules (*.py) or rules (*.yaml) in this folder", file=str(root)
+            )
     elif root.is_file():
         files = [root]
     else:
@@ -57,7 +86,8 @@ def load_workflows(path: str | Path) -> dict[str, Workflow]:
     found: dict[str, Workflow] = {}
     where: dict[str, str] = {}
     for file in files:
-        for workflow, line in _workflows_in(file):
+        loaded = rule_workflows(file) if file.suffix in RULE_SUFFIXES else _workflows_in(file)
+        for workflow, line in loaded:
             if workflow.name in found:
                 raise ConfigError(
                     f"workflow name {workflow.name!r} is already used in {where[workflow.name]}",
@@ -67,6 +97,19 @@ def load_workflows(path: str | Path) -> dict[str, Workflow]:
             found[workflow.name] = workflow
             where[workflow.name] = str(file)
     return found
+
+
+def _is_rule_file(file: Path) -> bool:
+    """Whether a YAML file in a workflow folder is a rule file, not a policy beside them."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return True  # the rule loader names the problem
+    top = {m.group(1) for m in _TOP_KEY.finditer(text)}
+    return not (top & {"grants", "extends"} and "steps" not in top)
+
+
+_TOP_KEY = re.compile(r"^([A-Za-z_]+)\s*:", re.MULTILINE)
 
 
 def _workflows_in(file: Path) -> list[tuple[Workflow, int | None]]:
