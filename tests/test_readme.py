@@ -70,7 +70,8 @@ class Tour:
 
 def offline(args: list[str]) -> bool:
     """Whether a ``closeguard`` command line can run here: no real model, no live prompt."""
-    model = args[args.index("--model") + 1] if "--model" in args else "scripted:"
+    flag = next((f for f in ("--model", "-m") if f in args), None)
+    model = args[args.index(flag) + 1] if flag else "scripted:"
     interactive = args[0] == "chat" and not {"--once", "--threads"} & set(args)
     offline_model = model.startswith("scripted:") or (
         args[0] == "eval" and model in {"reference", "noop", "adversary"}
