@@ -184,6 +184,8 @@ class Store:
     """
 
     _executor: ThreadPoolExecutor | None = None
+    handoffs = 0
+    """Calls handed to the store's thread so far (``run``): the benches count them per run."""
     revision_before: str | None = None
     """The schema version the store was at when opened (None: new, or made before versions)."""
 
@@ -231,6 +233,7 @@ class Store:
         with ``asyncio.to_thread``, ``fn`` sees the caller's context variables.
         """
         executor = self._executor or self._start()
+        self.handoffs += 1
         context = contextvars.copy_context()
         call = partial(context.run, fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(executor, call)

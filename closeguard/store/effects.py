@@ -9,11 +9,24 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, and_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from closeguard.store.core import Store, table_group
 
@@ -54,38 +67,58 @@ class EffectRows:
         self.table = store.tables["effects"]
 
     def get(self, run_id: str, key: str) -> EffectRow | None:
-        t = self.table
         with self.store.engine.connect() as conn:
-            row = conn.execute(select(t).where(and_(t.c.run_id == run_id, t.c.key == key))).first()
+            return self._get(conn, run_id, key)
+
+    def _get(self, conn: Connection, run_id: str, key: str) -> EffectRow | None:
+        t = self.table
+        row = conn.execute(select(t).where(and_(t.c.run_id == run_id, t.c.key == key))).first()
         if row is None:
             return None
         data = dict(row._mapping)
         data["result"] = None if data["result"] is None else json.loads(data["result"])
         return EffectRow(**data)
 
-    def begin(self, run_id: str, key: str) -> EffectRow | None:
-        """The row already journaled for this write, or None after recording its intent."""
-        found = self.get(run_id, key)
-        if found is None:
-            self.intent(run_id, key)
+    def begin(
+        self, run_id: str, key: str, done: Sequence[tuple[str, str, Any]] = ()
+    ) -> EffectRow | None:
+        """The row already journaled for this write, or None after recording its intent;
+        ``done``: results of earlier writes, ``(run_id, key, result)``, recorded in the same
+        transaction (one commit for both)."""
+        with self.store.engine.begin() as conn:
+            self.done_in(conn, done)
+            found = self._get(conn, run_id, key)
+            if found is None:
+                self._intent(conn, run_id, key)
         return found
 
     def intent(self, run_id: str, key: str) -> None:
         """Record that the write is about to be sent (kept if it is already there)."""
+        with self.store.engine.begin() as conn:
+            self._intent(conn, run_id, key)
+
+    def _intent(self, conn: Connection, run_id: str, key: str) -> None:
         now = time.time()
-        try:
-            with self.store.engine.begin() as conn:
-                conn.execute(
-                    self.table.insert().values(
-                        run_id=run_id, key=key, status="intent", created=now, updated=now
-                    )
-                )
-        except IntegrityError:
-            pass
+        insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
+        conn.execute(
+            insert(self.table)
+            .values(run_id=run_id, key=key, status="intent", created=now, updated=now)
+            .on_conflict_do_nothing(index_elements=["run_id", "key"])
+        )
 
     def done(self, run_id: str, key: str, result: Any) -> None:
-        t = self.table
         with self.store.engine.begin() as conn:
+            self.done_in(conn, [(run_id, key, result)])
+
+    def done_in_own(self, done: Sequence[tuple[str, str, Any]]) -> None:
+        """``done_in`` in a transaction of its own."""
+        with self.store.engine.begin() as conn:
+            self.done_in(conn, done)
+
+    def done_in(self, conn: Connection, done: Sequence[tuple[str, str, Any]]) -> None:
+        """Record writes' results, ``(run_id, key, result)``, in ``conn``'s transaction."""
+        t = self.table
+        for run_id, key, result in done:
             conn.execute(
                 update(t)
                 .where(and_(t.c.run_id == run_id, t.c.key == key))

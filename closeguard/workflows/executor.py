@@ -41,7 +41,7 @@ from langgraph.types import Command, interrupt
 
 from closeguard.guardrails import Guard, Guarded, Policy
 from closeguard.store import Store
-from closeguard.store.fates import GONE_TYPES, LeadFates, merge_of
+from closeguard.store.fates import GONE_TYPES, Fate, LeadFates, merge_of
 from closeguard.tools import CloseClient
 from closeguard.tools import models as m
 from closeguard.tools.budget import RateBudget
@@ -93,6 +93,8 @@ class RunSpec:
     tick: datetime | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     lead_id: str | None = None
+    fate: Fate | None = None
+    """What became of ``lead_id``, read when the run was claimed (None: ask the store)."""
 
 
 @dataclass(frozen=True)
@@ -369,8 +371,13 @@ class Executor:
         event = spec.event or {}
         if event.get("action") == "deleted":
             return spec  # a rule about deletions runs on what is gone
+        known, spec = spec.fate, replace(spec, fate=None)
         if spec.lead_id is not None:
-            fate = await self.store.run(self.fates.resolve, spec.lead_id)
+            fate = (
+                known
+                if known is not None
+                else await self.store.run(self.fates.resolve, spec.lead_id)
+            )
             if fate.merged_from:
                 if not workflow.follow_merges:
                     return self._skipped(f"lead {spec.lead_id} was merged into {fate.lead}")

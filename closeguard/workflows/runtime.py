@@ -155,6 +155,8 @@ class Runtime:
             feed=self.feed,
         )
         self.schedules = Schedules(self.inbox, self.workflows.values(), feed=self.feed)
+        if "worker" in self.config.roles:
+            self.inbox.lanes = self.worker
         self.inbox.listeners.append(self._on_event)
         self.inbox.listeners.append(self.executor.facts.observe)
         self.parts = _Parts()
