@@ -93,6 +93,7 @@ class Worker:
         self.executed = 0
         self.journal = executor.journal
         self.journal.defer = True
+        executor.defer_audit = True
         self._generation = 0
         """Bumped by every nudge: a lane whose claim found nothing claims again only once
         it moved (or its poll timer ran out)."""
@@ -164,7 +165,7 @@ class Worker:
         except Exception as exc:
             log.exception("run %s: the worker failed around it", run.id)
             error = describe(exc)
-            await self.journal.flush(run.id)
+            await self._flush(run.id)
             settled = await self.queue.fail(run.id, self.name, error, transient=is_transient(exc))
             self._report(run, settled.status, error)
         finally:
@@ -175,8 +176,16 @@ class Worker:
         return following
 
     async def _release(self, run_id: str) -> None:
-        await self.journal.flush(run_id)
+        await self._flush(run_id)
         await self.queue.release(run_id, self.name)
+
+    async def _flush(self, run_id: str) -> None:
+        """Commit what the run left for its outcome's transaction (journal results, audit
+        rows), before an outcome recorded on its own."""
+        await self.journal.flush(run_id)
+        audit = self.executor.take_audit(run_id)
+        if audit is not None:
+            await audit.aflush()
 
     async def _beat(self, run_id: str) -> None:
         while True:
@@ -202,7 +211,7 @@ class Worker:
     async def _settle(self, run: RunRow, outcome: Outcome, claim_next: bool) -> RunRow | None:
         if outcome.status == "completed" and (outcome.lead_id in (None, run.lead_id)):
             return await self._complete(run, outcome, claim_next)
-        await self.journal.flush(run.id)
+        await self._flush(run.id)
         if outcome.lead_id is not None and outcome.lead_id != run.lead_id:
             await self.queue.retarget(run.id, outcome.lead_id)
             self._report(run, "followed a merge", f"{run.lead_id} -> {outcome.lead_id}")
@@ -239,16 +248,25 @@ class Worker:
         the lane's next claim, in one transaction."""
         pending = self.journal.take(run.id)
         rows = self.journal.rows
+        audit = self.executor.take_audit(run.id)
 
         def before(conn: Connection) -> None:
             rows.done_in(conn, pending)
+            if audit is not None:
+                audit.write_in(conn)
 
         claim = self.workflows.keys() if claim_next and not self._handed else None
         if claim is not None:
             self._claimed_at[run.id] = self._generation
-        done = await self.queue.complete(
-            run.id, self.name, outcome.state, before=before if pending else None, claim=claim
-        )
+        try:
+            done = await self.queue.complete(
+                run.id, self.name, outcome.state, before=before, claim=claim
+            )
+        except Exception:
+            if audit is not None:
+                audit.restore()
+                await audit.aflush()
+            raise
         self._report(run, "completed")
         if done.recorded:
             await self._forget(run.id, check=False)
