@@ -22,13 +22,14 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from closeguard.store.core import Store, table_group
+from closeguard.store.core import Prepared, Store, table_group
 
 __all__ = ["EffectRow", "EffectRows", "define"]
 
@@ -70,9 +71,35 @@ class EffectRows:
         with self.store.engine.connect() as conn:
             return self._get(conn, run_id, key)
 
-    def _get(self, conn: Connection, run_id: str, key: str) -> EffectRow | None:
+    def _sql(self, conn: Connection, which: str) -> Prepared:
+        """The journal's statements, compiled once per store."""
+        return self.store.prepared(conn, ("effects", which), lambda: self._statement(which))
+
+    def _statement(self, which: str) -> Any:
         t = self.table
-        row = conn.execute(select(t).where(and_(t.c.run_id == run_id, t.c.key == key))).first()
+        this = and_(t.c.run_id == bindparam("run_id", ""), t.c.key == bindparam("key", ""))
+        now: Any = bindparam("now", 0.0)
+        if which == "get":
+            return select(t).where(this)
+        if which == "intent":
+            insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
+            return (
+                insert(t)
+                .values(
+                    run_id=bindparam("run_id", ""),
+                    key=bindparam("key", ""),
+                    status="intent",
+                    created=now,
+                    updated=now,
+                )
+                .on_conflict_do_nothing(index_elements=["run_id", "key"])
+            )
+        return (
+            update(t).where(this).values(status="done", result=bindparam("result", ""), updated=now)
+        )
+
+    def _get(self, conn: Connection, run_id: str, key: str) -> EffectRow | None:
+        row = self._sql(conn, "get").execute(conn, {"run_id": run_id, "key": key}).first()
         if row is None:
             return None
         data = dict(row._mapping)
@@ -98,13 +125,8 @@ class EffectRows:
             self._intent(conn, run_id, key)
 
     def _intent(self, conn: Connection, run_id: str, key: str) -> None:
-        now = time.time()
-        insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
-        conn.execute(
-            insert(self.table)
-            .values(run_id=run_id, key=key, status="intent", created=now, updated=now)
-            .on_conflict_do_nothing(index_elements=["run_id", "key"])
-        )
+        values = {"run_id": run_id, "key": key, "now": time.time()}
+        self._sql(conn, "intent").execute(conn, values)
 
     def done(self, run_id: str, key: str, result: Any) -> None:
         with self.store.engine.begin() as conn:
@@ -117,13 +139,10 @@ class EffectRows:
 
     def done_in(self, conn: Connection, done: Sequence[tuple[str, str, Any]]) -> None:
         """Record writes' results, ``(run_id, key, result)``, in ``conn``'s transaction."""
-        t = self.table
         for run_id, key, result in done:
-            conn.execute(
-                update(t)
-                .where(and_(t.c.run_id == run_id, t.c.key == key))
-                .values(status="done", result=json.dumps(result, default=str), updated=time.time())
-            )
+            text = json.dumps(result, default=str)
+            values = {"run_id": run_id, "key": key, "result": text, "now": time.time()}
+            self._sql(conn, "done").execute(conn, values)
 
     def for_run(self, run_id: str) -> list[EffectRow]:
         t = self.table

@@ -39,9 +39,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult, Row
+from sqlalchemy.engine import Row
 
-from closeguard.store.core import Store, table_group
+from closeguard.store.core import Prepared, Store, prepare, table_group
 from closeguard.store.fates import Fate
 
 __all__ = ["ACTIVE", "FINAL", "RunRow", "RunRows", "define"]
@@ -116,33 +116,9 @@ def _row(row: Row[Any]) -> RunRow:
 
 
 @dataclass(frozen=True)
-class _Compiled:
-    """A statement compiled once for one dialect: its SQL string and how to order values."""
-
-    sql: str
-    defaults: Mapping[str, Any]
-    """The values bound in the statement itself (its literals)."""
-    names: tuple[str, ...] | None
-    """The bound parameters' names in the order a positional driver (SQLite) takes them;
-    None for a driver taking a mapping (psycopg)."""
-
-    def execute(self, conn: Connection, values: Mapping[str, Any]) -> CursorResult[Any]:
-        given = {**self.defaults, **values}
-        if self.names is None:
-            return conn.exec_driver_sql(self.sql, given)
-        return conn.exec_driver_sql(self.sql, tuple(given[n] for n in self.names))
-
-
-def _compiled(conn: Connection, statement: Any) -> _Compiled:
-    compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    names = tuple(compiled.positiontup or ()) if compiled.positional else None
-    return _Compiled(str(compiled), dict(compiled.params), names)
-
-
-@dataclass(frozen=True)
 class _Prepared:
-    first: _Compiled
-    take: _Compiled
+    first: Prepared
+    take: Prepared
 
 
 class RunRows:
@@ -245,7 +221,7 @@ class RunRows:
             )
             .returning(*t.c)
         )
-        return _Prepared(_compiled(conn, first), _compiled(conn, take))
+        return _Prepared(prepare(conn, first), prepare(conn, take))
 
     def claim(
         self,
