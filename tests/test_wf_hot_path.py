@@ -125,8 +125,9 @@ def test_a_claim_that_finds_nothing_writes_nothing(tmp_path: Path) -> None:
 async def test_completing_a_run_claims_the_next_in_the_same_trip(
     tmp_path: Path, saver: LoopSqliteSaver
 ) -> None:
-    """Runs queued ahead: each run costs its journal's trip and one trip that records its
-    outcome (with the journal's result and its audit rows) and claims the next run."""
+    """Runs queued ahead: each run costs its journal's intent, its result (committed before
+    the step's checkpoint) and one trip that records its outcome (with its audit rows) and
+    claims the next run."""
     store, sim, queue, worker, inbox = setup(tmp_path, saver)
     events = lead_events(sim)
     await inbox.add_many(events, source="webhook")
@@ -140,11 +141,11 @@ async def test_completing_a_run_claims_the_next_in_the_same_trip(
     runs = await queue.list(status="completed")
     assert len(runs) == len(events)
     assert queue.claims == 1, "only the first run was claimed on its own"
-    # per run: the journal's intent, then the outcome with the next claim; besides them
-    # the first claim and the approvals watcher's first look (expire, list)
+    # per run: the journal's intent and result, then the outcome with the next claim;
+    # besides them the first claim and the approvals watcher's first look (expire, list)
     trips = store.handoffs - before
-    assert trips <= 2 * len(events) + 4, f"{trips} trips to the store for {len(events)} runs"
-    assert commits.count <= 2 * len(events) + 2, f"{commits.count} commits"
+    assert trips <= 3 * len(events) + 4, f"{trips} trips to the store for {len(events)} runs"
+    assert commits.count <= 3 * len(events) + 2, f"{commits.count} commits"
     journal = EffectRows(store)
     assert all(journal.get(r.id, "task").status == "done" for r in runs)  # type: ignore[union-attr]
     audited = {row["run_id"] for row in AuditLog(store).rows()}
@@ -190,7 +191,7 @@ async def test_the_inbox_hands_a_new_run_to_an_idle_lane(
     stop.set()
     await running
     assert queue.claims == claims, "the run came with the inbox's transaction"
-    assert store.handoffs - before <= 3
+    assert store.handoffs - before <= 4, "intake with the claim, intent, result, outcome"
     assert [r.status for r in await queue.list()] == ["completed"]
     store.dispose()
 

@@ -195,6 +195,8 @@ def _node(step: Step) -> Any:
             ctx.state = dict(start)
             try:
                 await step(ctx)
+                # the step's checkpoint follows: its writes' results are committed first
+                await ctx.journal.flush(ctx.run_id)
             except ApprovalRequired as exc:
                 answer = _answer_for(exc)
                 if answer.get("status") != "approved":
