@@ -163,6 +163,7 @@ async def test_a_disabled_account_is_refused_at_once(store: Store) -> None:
 async def test_the_shared_token_audits_as_the_client_and_sessions_keep_their_owner(
     store: Store,
 ) -> None:
+    """The shared token names nobody: calls go under the client's name, never a person's."""
     sim = Simulator(seed=4, leads=2)
     _, token = Accounts(store).add("ana", roles=["admin"])
     async with _served(store, sim) as url:
@@ -178,6 +179,13 @@ async def test_the_shared_token_audits_as_the_client_and_sessions_keep_their_own
                 url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=hijack
             )
         assert other.status_code == 404  # a session answers only the token that opened it
+        before = sim.request_count["total"]
+        async with _session(url, SHARED, name="ana") as posing:
+            refused = await posing.call_tool("lead_list", {"limit": 1})
+            assert refused.is_error and "cannot act as 'ana'" in texts(refused)
+            with pytest.raises(MCPError, match="cannot act as 'ana'"):
+                await posing.read_resource("closeguard://policy")
+        assert sim.request_count["total"] == before
     assert audited_actors(store) == {"desk-bot"}
 
 

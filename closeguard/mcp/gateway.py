@@ -29,7 +29,7 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
 from closeguard import __version__
-from closeguard.guardrails import Approvals, AuditLog, Guarded, redact
+from closeguard.guardrails import Accounts, Approvals, AuditLog, Guarded, redact
 from closeguard.guardrails.audit import EMPTY_ROW
 from closeguard.mcp.approval import (
     INPUT_KEY,
@@ -81,6 +81,13 @@ def _text(
     )
 
 
+def _posing(name: str) -> str:
+    return (
+        f"refused: the shared token cannot act as {name!r}, who has an account: use their "
+        "personal token, or another --actor or client name"
+    )
+
+
 @dataclass(frozen=True)
 class _Call:
     """One validated tool call and the guarded client that makes it."""
@@ -112,6 +119,8 @@ class Gateway:
         self.description = description
         self._client_for = client_for
         self._clients: dict[str, CloseClient] = {}
+        self._accounts = Accounts(self.store)
+        self._people: dict[str, bool] = {}
 
     # -- clients ---------------------------------------------------------------------
 
@@ -132,6 +141,19 @@ class Gateway:
         if caller is not None and caller.name is not None:
             return caller.name
         return self.actor or self.client_name(ctx) or DEFAULT_ACTOR
+
+    async def posing_as(self, ctx: Ctx) -> str | None:
+        """The person a shared-token request would be audited as, if its actor name (from
+        ``--actor`` or the client) is an account's: only their own token acts as them."""
+        caller = self.caller(ctx)
+        if caller is None or caller.person:
+            return None
+        name = self.actor_of(ctx)
+        known = self._people.get(name)
+        if known is None:
+            known = await self.store.run(self._accounts.get, name) is not None
+            self._people[name] = known
+        return name if known else None
 
     def client(self, actor: str) -> CloseClient:
         """The guarded client auditing as ``actor`` (made once per actor)."""
@@ -155,6 +177,9 @@ class Gateway:
     async def call_tool(
         self, ctx: Ctx, params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
+        posing = await self.posing_as(ctx)
+        if posing is not None:
+            return _text(_posing(posing), error=True, data={"denied": True, "rule": "mcp.auth"})
         tool = self.tools.get(params.name)
         args = dict(params.arguments or {})
         if tool is None:
@@ -305,6 +330,9 @@ class Gateway:
         self, ctx: Ctx, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         uri = str(params.uri)
+        posing = await self.posing_as(ctx)
+        if posing is not None:
+            raise MCPError(types.INVALID_REQUEST, _posing(posing))
         try:
             data = await read_resource(uri, self.policy, self.client(self.actor_of(ctx)))
         except KeyError:
