@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from closeguard.cli import app
 from closeguard.guardrails import AuditLog, Policy
 from closeguard.guardrails.replay import replay
 from closeguard.store import Store
+from tests._pg import schema_store
 
 runner = CliRunner()
 
@@ -245,8 +247,19 @@ def _row(seq: int, **values: Any) -> dict[str, Any]:
     }
 
 
-def test_what_a_row_lacks_is_undecidable_not_guessed(store: Store) -> None:
-    """Rows as an older closeguard wrote them (no scope) and a shortened argument."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, store: Store) -> Iterator[Store]:
+    if request.param == "sqlite":
+        yield store
+        return
+    with schema_store("replay_") as pg:
+        yield pg
+
+
+def test_what_a_row_lacks_is_undecidable_not_guessed(any_store: Store) -> None:
+    """Rows as an older closeguard wrote them (no scope) and a shortened argument, on
+    SQLite and PostgreSQL."""
+    store = any_store
     log = AuditLog(store)
     long_text = "x" * 200 + "…[+100 chars]"
     log.append(_row(1, args={"body": {"lead_id": "lead_a", "text": "hi"}, "params": {}}))
@@ -278,3 +291,6 @@ def test_what_a_row_lacks_is_undecidable_not_guessed(store: Store) -> None:
         (4, "the log redacted or shortened text")
     ]
     assert report.unchanged == 3
+    assert replay(store, matching, actor="someone-else").calls == 0
+    assert replay(store, matching, since="2999-01-01T00:00:00+00:00").calls == 0
+    assert log.head() == head and log.verify().ok
