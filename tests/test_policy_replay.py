@@ -291,6 +291,34 @@ def test_what_a_row_lacks_is_undecidable_not_guessed(any_store: Store) -> None:
         (4, "the log redacted or shortened text")
     ]
     assert report.unchanged == 3
+    log.append(_row(6, run_id=None, args={"body": {"lead_id": "lead_a"}, "params": {}}))
+    log.append(
+        _row(
+            7,
+            run_id=None,
+            endpoint="lead.get",
+            method="GET",
+            path="/lead/lead_a/",
+            access="read",
+            args={"body": {}, "params": {}},
+        ),
+        flush=True,
+    )
+    head = log.head()
+    per_run = Policy.from_yaml(
+        "name: old-rows\ngrants: {task: write, lead: read}\n"
+        "limits: {per_run: {per_endpoint: {task.create: 1}}}\n"
+    )
+    report = replay(store, per_run)
+    assert [(u.seq, u.why) for u in report.undecidable] == [
+        (6, "the row does not record which session its per-run limits count")
+    ]
+    assert [(c.seq, c.rule_after) for c in report.changes] == [
+        (2, "limits.per_run.per_endpoint.task.create"),
+        (3, "limits.per_run.per_endpoint.task.create"),
+        (4, "limits.per_run.per_endpoint.task.create"),
+    ]
+    assert report.unchanged == 2
     assert replay(store, matching, actor="someone-else").calls == 0
     assert replay(store, matching, since="2999-01-01T00:00:00+00:00").calls == 0
     assert log.head() == head and log.verify().ok

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from closeguard.guardrails.decision import Guard, RunContext
 from closeguard.guardrails.policy import Policy
-from closeguard.guardrails.quotas import Quotas
+from closeguard.guardrails.quotas import Quotas, _applicable
 from closeguard.guardrails.redact import REDACTED
 from closeguard.store import Store
 from closeguard.store.audit import AuditRows
@@ -243,7 +243,7 @@ class _Replayer:
                 None,
                 "the row does not record the run's triggered leads (scope: triggered)",
             )
-        if run is None and not self.policy.limits.per_run.empty:
+        if run is None and _applicable(self.policy.limits.per_run, call.endpoint.name, call.access):
             return None, None, "the row does not record which session its per-run limits count"
         return leads, run, None
 
