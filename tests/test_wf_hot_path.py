@@ -89,7 +89,13 @@ def setup(
         base_url=BASE_URL,
     )
     worker = Worker(
-        queue, executor, {"hot": WORKFLOW}, store=store, concurrency=concurrency, poll=30
+        queue,
+        executor,
+        {"hot": WORKFLOW},
+        store=store,
+        concurrency=concurrency,
+        poll=30,
+        approvals_every=3600,  # its look at parked runs happens once, at the start
     )
     inbox = Inbox(store, [WORKFLOW], queue)
     return store, sim, queue, worker, inbox
@@ -183,6 +189,7 @@ async def test_the_inbox_hands_a_new_run_to_an_idle_lane(
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     await until(lambda: worker.idle_lanes >= 2)
+    await until(lambda: store.handoffs >= 2)  # the approvals watcher's first look
     claims = queue.claims
     before = store.handoffs
     await inbox.add(lead_events(sim)[0], source="webhook")
