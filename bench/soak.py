@@ -236,7 +236,7 @@ async def soak(rate: float, seconds: float, window: float, folder: Path) -> bool
             backlog <= allowed,
         )
     )
-    windows = max(1, math.ceil((last - first) / window))
+    windows = max(1, round((last - first) / window))
     worst = 0.0
     for index in range(windows):
         lo = first + index * window
