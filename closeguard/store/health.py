@@ -1,0 +1,70 @@
+"""What a readiness probe and the metrics' gauges read of the store.
+
+``probe`` opens a connection of its own (not the store's worker thread, which a long
+transaction may hold), so a store that stopped answering is reported, not waited on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy import func, select, text
+
+from closeguard.store import migrations
+from closeguard.store.core import Store
+
+__all__ = ["backlog", "probe", "readiness", "sample"]
+
+
+def _reason(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0][:200]}" if first else type(exc).__name__
+
+
+def probe(store: Store) -> dict[str, str | None]:
+    """``{"store": ..., "migrations": ...}``: None for a part that is fine, else why not."""
+    try:
+        with store.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            at = migrations.current(conn, store.schema)
+    except Exception as exc:
+        return {"store": f"does not answer ({_reason(exc)})", "migrations": "unknown"}
+    want = migrations.head()
+    behind = None if at == want else f"at {at or 'none'}, this version needs {want}"
+    return {"store": None, "migrations": behind}
+
+
+def backlog(store: Store, now: float) -> dict[str, float | dict[str, float]]:
+    """Inbox depth, runs by status, the oldest claimable queued run's wait, pending approvals."""
+    inbox, runs, approvals = store.tables.inbox, store.tables.runs, store.tables.approvals
+    with store.engine.connect() as conn:
+        depth = conn.execute(
+            select(func.count()).select_from(inbox).where(inbox.c.dispatched.is_(False))
+        ).scalar_one()
+        by_status = conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status))
+        counts = {str(status): float(n) for status, n in by_status}
+        oldest = conn.execute(
+            select(func.min(runs.c.available_at)).where(
+                runs.c.status == "queued", runs.c.available_at <= now
+            )
+        ).scalar_one()
+        pending = conn.execute(
+            select(func.count()).select_from(approvals).where(approvals.c.status == "pending")
+        ).scalar_one()
+    return {
+        "inbox_depth": float(depth),
+        "runs": counts,
+        "queue_age_seconds": max(0.0, now - float(oldest)) if oldest is not None else 0.0,
+        "approvals_pending": float(pending),
+    }
+
+
+async def readiness(store: Store) -> dict[str, str | None]:
+    """``probe`` on a thread of its own (a readiness check for ``telemetry.Probes``)."""
+    return await asyncio.to_thread(probe, store)
+
+
+async def sample(store: Store) -> dict[str, float | dict[str, float]]:
+    """``backlog`` now, on a thread of its own (a sampler for ``telemetry.metrics``)."""
+    return await asyncio.to_thread(backlog, store, time.time())
