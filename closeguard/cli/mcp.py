@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from closeguard.agent import data_dir
+from closeguard.cli._common import LogFormatOpt, start_serving
 from closeguard.cli._notify import notified, notify_urls
 from closeguard.cli.sim import bind
 from closeguard.guardrails import Guarded, Policy
@@ -87,8 +88,10 @@ def serve(
             help="Audit calls as NAME (default: the MCP client's name from its initialize).",
         ),
     ] = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Serve the tools POLICY can ever allow; every call is checked, approved and audited."""
+    start_serving(log_format)
     loaded = Policy.load(policy)
     settings = Settings()
     notify_urls(settings)

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import func, select, text
+from sqlalchemy.pool import StaticPool
 
 from closeguard.store import migrations
 from closeguard.store.core import Store
 
 __all__ = ["backlog", "probe", "readiness", "sample"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _reason(exc: Exception) -> str:
@@ -62,9 +68,17 @@ def backlog(store: Store, now: float) -> dict[str, float | dict[str, float]]:
 
 async def readiness(store: Store) -> dict[str, str | None]:
     """``probe`` on a thread of its own (a readiness check for ``telemetry.Probes``)."""
-    return await asyncio.to_thread(probe, store)
+    return await _off_loop(store, probe, store)
 
 
 async def sample(store: Store) -> dict[str, float | dict[str, float]]:
     """``backlog`` now, on a thread of its own (a sampler for ``telemetry.metrics``)."""
-    return await asyncio.to_thread(backlog, store, time.time())
+    return await _off_loop(store, backlog, store, time.time())
+
+
+async def _off_loop(store: Store, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """On a thread of its own, except for an in-memory SQLite database: that is one
+    connection, which only the store's own thread may use."""
+    if isinstance(store.engine.pool, StaticPool):
+        return await store.run(fn, *args, **kwargs)
+    return await asyncio.to_thread(fn, *args, **kwargs)

@@ -40,17 +40,18 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(fmt: LogFormat, level: int = logging.INFO) -> None:
-    """Send the root logger's records to stderr as ``fmt`` (text: the usual one-liners).
-
-    Replaces the root's handlers, so uvicorn's and our own loggers share the one format.
+    """With ``json``: every record of ``closeguard`` at ``level`` and up, and every other
+    library's warnings, go to stderr as JSON lines (the root's handlers are replaced, so
+    uvicorn's and ours share the format). ``text`` leaves logging as it is: warnings as
+    plain lines, beside the live view.
     """
+    if fmt != "json":
+        return
     handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("closeguard").setLevel(level)
