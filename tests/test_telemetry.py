@@ -192,12 +192,17 @@ async def test_a_denied_call_and_an_approval_show_on_the_request_span(
             await client.tasks.create({"lead_id": lead_id, "text": "nope"})
     requests = [attrs(s) for s in spans.get_finished_spans() if s.name == "close.request"]
     asked = [a for a in requests if a.get("closeguard.decision") == "approval_required"]
+    finished = list(spans.get_finished_spans())
+    assert all(not s.events for s in finished)  # no exception message, no stack trace
+    errors = {s.status.description for s in finished if s.name == "close.request"}
+    assert errors == {"ApprovalRequired", "PolicyViolation"}
     assert len(asked) == 1 and str(asked[0]["closeguard.approval_id"]).startswith("appr_")
     assert asked[0]["closeguard.endpoint"] == "lead.delete"
     assert "http.response.status_code" not in asked[0]
     denied = [a for a in requests if a.get("closeguard.decision") == "deny"]
     assert len(denied) == 1 and denied[0]["closeguard.endpoint"] == "task.create"
-    assert "nope" not in every_value(list(spans.get_finished_spans()))
+    assert {a["closeguard.error"] for a in requests} == {"ApprovalRequired", "PolicyViolation"}
+    assert "nope" not in every_value(finished)
 
 
 async def test_agent_turns_and_tool_calls_have_spans(

@@ -77,12 +77,21 @@ def _attributes(attrs: Mapping[str, Scalar | None]) -> dict[str, Scalar]:
 
 
 class _Live:
-    """A started span; ``set`` adds attributes; leaving ends it (an exception is recorded)."""
+    """A started span; ``set`` adds attributes; leaving ends it.
+
+    An exception leaving the block marks the span an error naming the exception's class
+    only: messages may quote a call's arguments or Close's answer, so none is recorded.
+    """
 
     __slots__ = ("_cm", "_span")
 
     def __init__(self, tracer: Any, name: str, attrs: Mapping[str, Scalar | None]) -> None:
-        self._cm = tracer.start_as_current_span(name, attributes=_attributes(attrs))
+        self._cm = tracer.start_as_current_span(
+            name,
+            attributes=_attributes(attrs),
+            record_exception=False,
+            set_status_on_exception=False,
+        )
         self._span: Any = None
 
     def __enter__(self) -> _Live:
@@ -92,6 +101,11 @@ class _Live:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if kind is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            self._span.set_attribute("closeguard.error", kind.__name__)
+            self._span.set_status(Status(StatusCode.ERROR, kind.__name__))
         self._cm.__exit__(kind, exc, tb)
 
     def set(self, **attrs: Scalar | None) -> None:
