@@ -14,8 +14,11 @@ process), set up before the bench's ``main``:
   ``otel-otlp`` extra) to a sink on 127.0.0.1 that answers 200, batched as in production.
 
 It prints the bench's headline figures per mode, the change against ``off``, and the load
-average before each run. Target: metrics and spans exported over OTLP cost <= 10 % of
-the guarded/unguarded throughput ratio (``guard``) and of delivery throughput (``webhooks``).
+average before each run. Target: metrics, always on in a serving process, cost <= 5 % of
+the guarded/unguarded throughput ratio (``guard``) and of delivery throughput
+(``webhooks``). Spans are opt-in and their cost is the OpenTelemetry SDK's (tens of
+microseconds a span in CPython): reported, with no target; sampling
+(``OTEL_TRACES_SAMPLER=parentbased_traceidratio``) bounds it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 MODES = ("off", "metrics", "spans", "otlp")
-TARGET = 0.10
+TARGET = 0.05
 
 SETUP = {
     "off": "",
@@ -130,12 +133,12 @@ def main() -> int:
             if base is None or value is None or mode == "off":
                 continue
             cost = 1 - value / base
-            passed = cost <= TARGET if mode == "otlp" else None
+            passed = cost <= TARGET if mode == "metrics" else None
             ok = ok and passed is not False
             verdict = "" if passed is None else ("PASS" if passed else "FAIL")
             print(
                 f"{bench:<9} {mode:<8} {HEADLINE[bench]} {cost:+.1%} against off "
-                f"(target <= {TARGET:.0%} for otlp) {verdict}"
+                f"(target <= {TARGET:.0%} for metrics) {verdict}"
             )
     server.shutdown()
     print(f"OTLP exports received by the sink: {_Sink.received}")

@@ -27,8 +27,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from closeguard.agent.testing import call, scripted, turn
+from closeguard.cli import app
 from closeguard.console import ConsoleConfig, build_console
 from closeguard.guardrails import Guarded, Policy
 from closeguard.mcp import Gateway
@@ -483,3 +485,49 @@ def test_log_format_json_makes_the_root_logger_write_json(tmp_path: Path) -> Non
         ("uvicorn.error", "port in use"),
     ]
     configure_logging("text")  # text leaves logging alone
+
+
+# -- the serving commands -------------------------------------------------------------------
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CLOSE_API_KEY", "CLOSEGUARD_MODEL", "CLOSEGUARD_CONSOLE_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("CLOSEGUARD_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "says"),
+    [
+        (["console", "--log-format", "xml"], {}, 2, "--log-format takes text or json"),
+        (
+            ["mcp", "serve", "-p", "read-only", "--log-format", "yaml"],
+            {},
+            2,
+            "--log-format takes text or json",
+        ),
+        (
+            ["run", "--duration", "0.5", "--plain"],
+            {"OTEL_TRACES_EXPORTER": "zipkin"},
+            1,
+            "OTEL_TRACES_EXPORTER='zipkin' is not supported",
+        ),
+    ],
+)
+def test_serving_commands_refuse_a_bad_log_format_or_exporter_in_one_line(
+    offline: None,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    code: int,
+    says: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, args)
+    tracing.reset()
+    assert result.exit_code == code, result.output
+    assert says in result.output and "Traceback" not in result.output

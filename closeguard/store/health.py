@@ -7,6 +7,7 @@ transaction may hold), so a store that stopped answering is reported, not waited
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -23,9 +24,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _reason(exc: Exception) -> str:
-    first = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {first[0][:200]}" if first else type(exc).__name__
+log = logging.getLogger("closeguard.store.health")
 
 
 def probe(store: Store) -> dict[str, str | None]:
@@ -35,7 +34,10 @@ def probe(store: Store) -> dict[str, str | None]:
             conn.execute(text("SELECT 1"))
             at = migrations.current(conn, store.schema)
     except Exception as exc:
-        return {"store": f"does not answer ({_reason(exc)})", "migrations": "unknown"}
+        # The driver's message may name hosts and users: logged here, not served.
+        first = str(exc).strip().splitlines()
+        log.warning("readiness: the store does not answer: %s", first[0] if first else exc)
+        return {"store": f"does not answer ({type(exc).__name__})", "migrations": "unknown"}
     want = migrations.head()
     behind = None if at == want else f"at {at or 'none'}, this version needs {want}"
     return {"store": None, "migrations": behind}

@@ -64,7 +64,6 @@ __all__ = [
 log = logging.getLogger("closeguard.workflows.receiver")
 
 DEFAULT_PATH = "/webhooks/close"
-HEALTH_PATH = "/healthz"
 DEFAULT_MAX_BODY = 1024 * 1024
 SOURCE = "webhook"
 

@@ -169,7 +169,7 @@ class Runtime:
         self.parts = _Parts()
         self.probes = probes or Probes()
         self.probes.add("store", functools.partial(readiness, store))
-        for role in self.config.roles - {"receiver"}:
+        for role in self.config.roles:  # the receiver, once listening, adds a finer check
             self.probes.part(PARTS[role], functools.partial(self._why_not, role))
 
     def _why_not(self, role: Role) -> str | None:
@@ -211,8 +211,13 @@ class Runtime:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the configured roles until ``stop`` is set, then end gracefully."""
-        metrics.enable()
         metrics.set_sampler(repr(self.store), functools.partial(sample, self.store))
+        try:
+            await self._run(stop)
+        finally:
+            metrics.set_sampler(repr(self.store), None)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         await self.inbox.redispatch()
         roles = self.config.roles
         components: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
