@@ -32,13 +32,16 @@ from typer.testing import CliRunner
 from closeguard.agent.testing import call, scripted, turn
 from closeguard.cli import app
 from closeguard.console import ConsoleConfig, build_console
-from closeguard.guardrails import Guarded, Policy
+from closeguard.guardrails import AuditLog, Guarded, Policy
 from closeguard.mcp import Gateway
 from closeguard.simulator import Simulator
 from closeguard.simulator.core import BASE_URL
+from closeguard.simulator.faults import FaultConfig
+from closeguard.simulator.ratelimit import RateLimits
 from closeguard.store import Store
 from closeguard.telemetry import Probes, metrics, tracing
 from closeguard.telemetry.logs import JsonFormatter, configure_logging
+from closeguard.tools.clock import FakeClock
 from closeguard.workflows.definition import Context, EventTrigger, Workflow
 from closeguard.workflows.runtime import Runtime, RuntimeConfig
 from tests._agent import rig
@@ -369,6 +372,31 @@ async def test_metrics_count_a_webhook_run_and_scrape_in_prometheus_format(
     [run] = await runtime.queue.list(status="completed")
     for private in (lead.id, run.id, "Grace Metrics", sim.api_key):
         assert private not in scraped.text
+
+
+async def test_429s_and_rate_limit_waits_are_counted(store: Store) -> None:
+    metrics.enable()
+    limited, waited = (
+        sample("closeguard_close_rate_limited_total"),
+        sample("closeguard_rate_limit_wait_seconds_total"),
+    )
+    statuses = sample("closeguard_close_requests_total", status="429")
+    sim = Simulator(
+        seed=4,
+        leads=3,
+        clock=FakeClock(),
+        rate_limits=RateLimits(rps=5),
+        faults=FaultConfig.everywhere(error_429=0.3),
+    )
+    lead_id = next(iter(sim.state["leads"]))
+    guarded = Guarded(Policy.load("read-only"), store=store)
+    async with sim.client(policy=guarded, actor="reader") as close:
+        await asyncio.gather(*(close.leads.get(lead_id) for _ in range(40)))
+    rows = [r for r in AuditLog(store).tail(500) if r["status_code"] == 429]
+    assert len(rows) >= 3
+    assert sample("closeguard_close_rate_limited_total") - limited == len(rows)
+    assert sample("closeguard_close_requests_total", status="429") - statuses == len(rows)
+    assert sample("closeguard_rate_limit_wait_seconds_total") - waited >= 40 / 5 - 1
 
 
 # -- health ---------------------------------------------------------------------------------
