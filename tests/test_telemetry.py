@@ -8,14 +8,17 @@ through the guard; an agent turn and its tool call; an MCP call.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import psycopg
@@ -269,6 +272,70 @@ def test_tracing_follows_the_otel_variables() -> None:
             tracing.configure({"OTEL_TRACES_EXPORTER": "zipkin"})
     finally:
         tracing.reset()
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector keeping what it is sent."""
+
+    posts: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        type(self).posts.append((self.path, body))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+SPAN_SCRIPT = (
+    "from closeguard.telemetry import span\n"
+    "with span('close.request', actor='exporter-test', policy='p') as s:\n"
+    "    s.set(status=200)\n"
+)
+
+
+def test_spans_reach_the_console_and_an_otlp_collector() -> None:
+    """The exporters the OTEL variables name, end to end in a fresh process each (spans
+    leave in batches, flushed at exit)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    printed = subprocess.run(
+        [sys.executable, "-c", SPAN_SCRIPT],
+        env={**env, "OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "cg-test"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    exported = json.loads(printed.stdout)
+    assert exported["name"] == "close.request"
+    assert exported["attributes"] == {
+        "closeguard.actor": "exporter-test",
+        "closeguard.policy": "p",
+        "http.response.status_code": 200,
+    }
+    assert exported["resource"]["attributes"]["service.name"] == "cg-test"
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        subprocess.run(
+            [sys.executable, "-c", SPAN_SCRIPT],
+            env={
+                **env,
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+            },
+            check=True,
+            timeout=120,
+        )
+    finally:
+        server.shutdown()
+    [(path, body)] = _Collector.posts
+    assert path == "/v1/traces"
+    assert b"close.request" in body and b"exporter-test" in body
 
 
 def test_commands_that_serve_nothing_import_neither_sdk_nor_prometheus() -> None:

@@ -66,6 +66,7 @@ _OFF = _Off()
 _UNSET: Any = object()
 _tracer: Any = _UNSET
 """``_UNSET`` until the environment is read; then ``None`` (off) or an SDK tracer."""
+_provider_set = False
 
 
 def _attributes(attrs: Mapping[str, Scalar | None]) -> dict[str, Scalar]:
@@ -224,8 +225,11 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
     provider = TracerProvider(resource=Resource.create(given))
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    _tracer = trace.get_tracer("closeguard")
+    global _provider_set
+    if not _provider_set:  # the global provider can be set once; other libraries see ours
+        trace.set_tracer_provider(provider)
+        _provider_set = True
+    _tracer = provider.get_tracer("closeguard")
     return True
 
 
