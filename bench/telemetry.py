@@ -13,7 +13,12 @@ process), set up before the bench's ``main``:
 - ``otlp``: metrics, and spans exported over OTLP/HTTP (``OTEL_TRACES_EXPORTER=otlp``, the
   ``otel-otlp`` extra) to a sink on 127.0.0.1 that answers 200, batched as in production.
 
-It prints the bench's headline figures per mode, the change against ``off``, and the load
+First, in-process and free of the end-to-end benches' noise, what the instrumentation
+adds to one guarded request (the ``close.request`` span, the audit row's counters and span
+attributes, the pacing's wait counter) in a subprocess per mode; target with telemetry
+off: <= 1 us, i.e. nothing beside the guard's own tens of microseconds.
+
+Then it prints the benches' headline figures per mode, the change against ``off``, and the load
 average before each run. Target: metrics, always on in a serving process, cost <= 5 % of
 the guarded/unguarded throughput ratio (``guard``) and of delivery throughput
 (``webhooks``). Spans are opt-in and their cost is the OpenTelemetry SDK's (tens of
@@ -88,6 +93,48 @@ class _Sink(http.server.BaseHTTPRequestHandler):
         return
 
 
+MICRO = (
+    "import asyncio, time\n"
+    "from closeguard.guardrails.audit import _observe\n"
+    "from closeguard.telemetry.metrics import record_rate_wait\n"
+    "from closeguard.telemetry.tracing import traced\n"
+    "row = ('bot', 'run_1', 'c1', 1, 'bench', 'lead.get', 'GET', '/lead/x/', 'read', 'allow',\n"
+    "       'grants.lead', None, '{}', 200, 90, None, None)\n"
+    "async def bare():\n"
+    "    return None\n"
+    "@traced('close.request', lambda: {'actor': 'bot', 'policy': 'bench', 'method': 'GET'})\n"
+    "async def request():\n"
+    "    record_rate_wait(0.0)\n"
+    "    _observe(row)\n"
+    "async def main(n):\n"
+    "    best = {}\n"
+    "    for name, fn in (('bare', bare), ('instrumented', request)):\n"
+    "        runs = []\n"
+    "        for _ in range(5):\n"
+    "            t = time.perf_counter()\n"
+    "            for _ in range(n):\n"
+    "                await fn()\n"
+    "            runs.append((time.perf_counter() - t) / n * 1e6)\n"
+    "        best[name] = min(runs)\n"
+    "    print(f\"{best['instrumented'] - best['bare']:.2f}\")\n"
+    "asyncio.run(main(20000))\n"
+)
+
+
+def micro(mode: str, endpoint: str) -> float:
+    """Microseconds the instrumentation adds to one request under ``mode`` (best of 5)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    if mode == "otlp":
+        env |= {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+    done = subprocess.run(
+        [sys.executable, "-c", SETUP[mode] + MICRO], capture_output=True, text=True, env=env
+    )
+    if done.returncode:
+        print(done.stderr[-2000:])
+        return float("nan")
+    return float(done.stdout.split()[-1])
+
+
 def run(bench: str, mode: str, args: list[str], endpoint: str) -> dict[str, float]:
     path = str(HERE / f"{bench}.py")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -114,6 +161,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bench", choices=("guard", "webhooks", "both"), default="both")
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--micro-only", action="store_true", help="only the per-request figure")
     parser.add_argument("rest", nargs="*", help="arguments for the bench (after --)")
     opts = parser.parse_args()
     modes = [m for m in opts.modes.split(",") if m]
@@ -125,6 +173,20 @@ def main() -> int:
     endpoint = f"http://127.0.0.1:{server.server_address[1]}"
     benches = ["guard", "webhooks"] if opts.bench == "both" else [opts.bench]
     ok = True
+    for mode in modes:
+        load = os.getloadavg()[0]
+        added = micro(mode, endpoint)
+        target, passed = ("<= 1 us", added <= 1.0) if mode == "off" else ("", None)
+        verdict = "" if passed is None else ("PASS" if passed else "FAIL")
+        ok = ok and passed is not False
+        print(
+            f"request  {mode:<8} load {load:5.2f}   instrumentation adds {added:7.2f} us "
+            f"a request   {target} {verdict}",
+            flush=True,
+        )
+    if opts.micro_only:
+        server.shutdown()
+        return 0 if ok else 1
     for bench in benches:
         results = {mode: run(bench, mode, opts.rest, endpoint) for mode in modes}
         base = results.get("off", {}).get(HEADLINE[bench])

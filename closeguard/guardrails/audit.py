@@ -175,7 +175,8 @@ def _chain(seq: int, prev: str, queued: list[Any]) -> tuple[list[Any], int, str]
 def _observe(values: Sequence[Any]) -> None:
     """Count the row's decision (and Close's status) and put them on the span in progress:
     every guard decision and approval decision passes here, whoever made it."""
-    metrics.record_audit(*_SEEN(values))
+    if metrics.enabled():
+        metrics.record_audit(*_SEEN(values))
     if tracing.active():
         endpoint, decision, rule, approval_id, status = _TRACED(values)
         tracing.current(
