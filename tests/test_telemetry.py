@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import httpx
 import psycopg
 import pytest
+from langchain_core.callbacks import AsyncCallbackHandler
 from langgraph.checkpoint.memory import InMemorySaver
 from mcp import Client
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -236,6 +237,32 @@ async def test_agent_turns_and_tool_calls_have_spans(
     ]
     assert request.parent is not None and request.parent.span_id == tool.context.span_id
     assert "Call back about pricing" not in every_value(found)
+
+
+class _Seen(AsyncCallbackHandler):
+    """A LangChain callback handler, as LangSmith's tracer is one: what it was told."""
+
+    def __init__(self) -> None:
+        self.model_starts = 0
+        self.chain_starts = 0
+
+    async def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        self.model_starts += 1
+
+    async def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
+        self.chain_starts += 1
+
+
+async def test_langchain_callbacks_still_see_the_agent_while_spans_are_made(
+    store: Store, spans: InMemorySpanExporter
+) -> None:
+    seen = _Seen()
+    model = scripted(turn("", call("lead_search", query="Acme")), turn("None found."))
+    async with rig(store, "read-only", model) as r:
+        r.config["callbacks"] = [seen]
+        await r.ask("Any lead called Acme?")
+    assert seen.model_starts == 2 and seen.chain_starts > 0
+    assert [s.name for s in spans.get_finished_spans()].count("agent.turn") == 2
 
 
 async def test_an_mcp_call_has_a_span_around_its_close_request(
