@@ -229,14 +229,19 @@ class AuditRows:
             row = conn.execute(select(t).where(t.c.seq == seq)).first()
         return dict(row._mapping) if row else None
 
-    def rows(self, *, chunk: int = 1000) -> Iterator[dict[str, Any]]:
-        """Every row in ``seq`` order, read ``chunk`` rows per query."""
+    def rows(
+        self, *, chunk: int = 1000, start: int | None = None, stop: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every row in ``seq`` order (only ``start`` to ``stop``, both included, when
+        given), read ``chunk`` rows per query."""
         t = self.store.tables.audit
-        last = None
+        last = None if start is None else start - 1
         while True:
             query = select(t).order_by(t.c.seq).limit(chunk)
             if last is not None:
                 query = query.where(t.c.seq > last)
+            if stop is not None:
+                query = query.where(t.c.seq <= stop)
             with self.store.engine.connect() as conn:
                 batch = conn.execute(query).all()
             if not batch:
@@ -244,3 +249,10 @@ class AuditRows:
             for r in batch:
                 yield dict(r._mapping)
             last = batch[-1].seq
+
+    def with_decision(self, decision: str) -> list[dict[str, Any]]:
+        """The rows whose ``decision`` is ``decision``, oldest first (anchor rows: few)."""
+        t = self.store.tables.audit
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.decision == decision).order_by(t.c.seq))
+            return [dict(r._mapping) for r in rows]
