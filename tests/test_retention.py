@@ -3,6 +3,7 @@ and leaves a chain (and an archive) that verify; unfinished work is never touche
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -233,6 +234,9 @@ def test_cli_usage_errors_are_one_line(store: Store) -> None:
     assert both.exit_code == 2 and "either --before" in both.output
     bad = runner.invoke(app, ["store", "prune", "--older-than", "ninety"])
     assert bad.exit_code == 2 and "90d" in bad.output and "Traceback" not in bad.output
+    retain = runner.invoke(app, ["run", "--retain", "forever", "--duration", "1"])
+    assert retain.exit_code == 2 and "--retain" in retain.output
+    assert "Traceback" not in retain.output
     missing = runner.invoke(app, ["audit", "verify", "--archive", "/nonexistent.jsonl"])
     assert missing.exit_code == 2 and "no archive file" in missing.output
 
@@ -278,3 +282,39 @@ def test_prune_on_postgres_removes_finished_work_jobs_and_checkpoints(tmp_path: 
         proof = verify_archive(archives(tmp_path), AuditLog(store))
         assert proof.ok and proof.linked == f"anchor row {report.anchor}"
         assert RetentionRows(store).count_runs(CUTOFF.timestamp()) == (0, 0)
+
+
+async def test_run_retain_prunes_from_the_runtime_scheduler(store: Store, tmp_path: Path) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from closeguard.workflows.runtime import Runtime, RuntimeConfig
+
+    seeded = seed(store)
+    runtime = Runtime(
+        [],
+        store=store,
+        checkpointer=InMemorySaver(),
+        api_key="test-key",
+        config=RuntimeConfig(
+            roles=frozenset({"scheduler"}),
+            retain=90 * 86400.0,
+            retain_archive=tmp_path / "arch",
+            grace=1.0,
+        ),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    try:
+        for _ in range(200):
+            if archives(tmp_path / "arch") and audit_seqs(store)[0] > 1:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert audit_seqs(store)[0] == seeded.first_kept_audit
+    assert run_ids(store) == {*seeded.unfinished, *seeded.kept_runs}
+    assert AuditLog(store).verify().ok
+    assert verify_archive(archives(tmp_path / "arch"), AuditLog(store)).ok
+    job = runtime.schedules.upkeep["upkeep:retention"]
+    assert job.every == 86400.0

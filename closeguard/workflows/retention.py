@@ -147,20 +147,25 @@ def _prune_runs(
     report: PruneReport,
     shown: Progress,
 ) -> None:
+    """Batch by batch: the runs (still finished) go first, then the checkpoint threads of
+    those that went, so a run retried meanwhile keeps its checkpoints; a crash in between
+    leaves only threads nothing will read."""
     total, effects = rows.count_runs(before)
     shown.stage("runs", total)
     after = 0
     while batch := rows.finished_runs(before, after, RUN_BATCH):
         after = batch[-1].seq
-        found = threads.find(batch)
-        report.checkpoint_threads += len(found)
         if report.dry_run:
             report.runs += len(batch)
+            report.checkpoint_threads += len(threads.find(batch))
         else:
-            threads.delete(found)
             gone, journal = rows.delete_runs([r.id for r in batch], before)
+            removed = set(gone)
+            found = threads.find([r for r in batch if r.id in removed])
+            threads.delete(found)
             report.runs += len(gone)
             report.effects += journal
+            report.checkpoint_threads += len(found)
         shown.advance(len(batch))
     if report.dry_run:
         report.effects = effects
