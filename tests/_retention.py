@@ -76,9 +76,10 @@ def _run(i: int, workflow: str = "follow-up") -> dict[str, Any]:
     }
 
 
-def seed(store: Store, *, old_runs: int = 5, old_audit: int = 30) -> Seeded:
-    """Fill ``store``; audit rows ``1..old_audit`` are old, then the rows of an unfinished
-    run and an open approval (old too, so they must hold the boundary), then recent ones."""
+def seed(store: Store, *, old_runs: int = 5, old_audit: int = 30, pin: bool = True) -> Seeded:
+    """Fill ``store``; audit rows ``1..old_audit`` are old, then (with ``pin``) the rows of
+    an unfinished run and an open approval (old too, so they must hold the boundary), then
+    recent ones."""
     out = Seeded()
     old_rows = RunRows(store, now=lambda: OLD)
     requests = [_run(i) for i in range(old_runs)]
@@ -134,10 +135,10 @@ def seed(store: Store, *, old_runs: int = 5, old_audit: int = 30) -> Seeded:
     log = AuditLog(store, batch_size=10_000, max_delay=3600)
     for i in range(old_audit):
         log.append(_audit_row(i, OLD + i))
-    log.append(_audit_row(old_audit, OLD + old_audit, run_id=waiting["id"]))
-    log.append(
-        _audit_row(old_audit + 1, OLD + old_audit + 1, approval_id=approval, decision="deny")
-    )
+    pinned = {"run_id": waiting["id"]} if pin else {}
+    log.append(_audit_row(old_audit, OLD + old_audit, **pinned))
+    pinned = {"approval_id": approval, "decision": "deny"} if pin else {}
+    log.append(_audit_row(old_audit + 1, OLD + old_audit + 1, **pinned))
     for i in range(old_audit + 2, old_audit + 12):
         log.append(_audit_row(i, NOW - DAY + i))
     log.flush()
