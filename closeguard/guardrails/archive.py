@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from closeguard.guardrails.audit import GENESIS, AuditLog, AuditProblem, anchor_target, row_hash
+from closeguard.guardrails.audit import GENESIS, AuditLog, AuditProblem, _link, anchor_target
 from closeguard.store.audit import COLUMNS
 from closeguard.tools.errors import StoreError
 
@@ -61,15 +61,16 @@ def archive_name(first: int, last: int) -> str:
 
 
 def write_archive(
-    rows: Iterable[Mapping[str, Any]],
+    batches: Iterable[Sequence[Sequence[Any]]],
     folder: Path,
     first: int,
     last: int,
     *,
     progress: Callable[[int], None] | None = None,
 ) -> ArchiveFile:
-    """Write ``rows`` (seq ``first``..``last``, in order) to ``folder``; raises
-    ``StoreError`` (leaving no file) if they are not exactly those rows, unbroken."""
+    """Write the rows of ``batches`` (each row a tuple in ``COLUMNS`` order, seq ``first``
+    to ``last`` in order) to ``folder``; raises ``StoreError`` (leaving no file) if they
+    are not exactly those rows, unbroken."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / archive_name(first, last)
     part = target.with_name(f".{target.name}.part")
@@ -77,20 +78,23 @@ def write_archive(
     expected, prev, count = first, None, 0
     try:
         with part.open("wb") as out:
-            for row in rows:
-                seq = int(row["seq"])
-                problem = _link_problem(row, expected, prev)
-                if problem:
-                    raise StoreError(
-                        f"the audit chain is broken at seq {seq} ({problem}): nothing was "
-                        "pruned; see closeguard audit verify"
-                    )
-                line = orjson.dumps({c: row[c] for c in COLUMNS}, option=_LINE)
-                out.write(line)
-                digest.update(line)
-                prev, expected, count = str(row["hash"]), seq + 1, count + 1
-                if progress is not None and count % 10_000 == 0:
-                    progress(10_000)
+            for batch in batches:
+                lines = []
+                for row in batch:
+                    problem = _link_problem(row, expected, prev)
+                    if problem:
+                        raise StoreError(
+                            f"the audit chain is broken at seq {row[0]} ({problem}): nothing "
+                            "was pruned; see closeguard audit verify"
+                        )
+                    lines.append(orjson.dumps(dict(zip(COLUMNS, row, strict=True)), option=_LINE))
+                    prev, expected = str(row[-1]), int(row[0]) + 1
+                data = b"".join(lines)
+                out.write(data)
+                digest.update(data)
+                count += len(batch)
+                if progress is not None:
+                    progress(len(batch))
             if expected != last + 1 or prev is None:
                 raise StoreError(
                     f"audit rows {first}-{last} changed while they were archived "
@@ -102,8 +106,6 @@ def write_archive(
         _sync_folder(folder)
     finally:
         part.unlink(missing_ok=True)
-    if progress is not None:
-        progress(count % 10_000)
     return ArchiveFile(target, first, last, count, prev, digest.hexdigest())
 
 
@@ -116,15 +118,17 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _link_problem(row: Mapping[str, Any], expected: int, prev: str | None) -> str | None:
-    seq = int(row["seq"])
+def _link_problem(row: Sequence[Any], expected: int, prev: str | None) -> str | None:
+    """What is wrong with ``row`` (a tuple in ``COLUMNS`` order) at this place in the
+    chain, or None."""
+    seq, prev_hash = int(row[0]), str(row[-2])
     if seq != expected:
         return f"expected seq {expected}, found {seq}"
-    if seq == 1 and row["prev_hash"] != GENESIS:
+    if seq == 1 and prev_hash != GENESIS:
         return "the first row does not start from the genesis hash"
-    if prev is not None and row["prev_hash"] != prev:
+    if prev is not None and prev_hash != prev:
         return "it does not follow the row before it"
-    if row_hash(str(row["prev_hash"]), row) != row["hash"]:
+    if _link(prev_hash, row[:-1]) != row[-1]:
         return "it was changed after it was written"
     return None
 
@@ -181,7 +185,7 @@ def _read(path: Path, walk: _Walk) -> tuple[int | None, int | None, str]:
                 walk.problems.append(
                     AuditProblem(seq, kind, f"{path.name}: expected seq {(file_last or 0) + 1}")
                 )
-            problem = _link_problem(row, seq, prev)
+            problem = _link_problem([row[c] for c in COLUMNS], seq, prev)
             if problem:
                 walk.problems.append(AuditProblem(seq, _kind(problem), f"row {seq}: {problem}"))
             prev, file_last = str(row["hash"]), seq

@@ -32,6 +32,7 @@ from closeguard.agent.runtime import checkpoint_path, data_dir
 from closeguard.guardrails.archive import archive_name, write_archive
 from closeguard.guardrails.audit import AuditLog
 from closeguard.store import Store
+from closeguard.store.audit import AuditRows
 from closeguard.store.retention import FinishedRun, RetentionRows
 from closeguard.tools.errors import ConfigError, StoreError
 
@@ -206,7 +207,7 @@ def _prune_audit(
     log = AuditLog(store)
     shown.stage("audit archive", report.audit_rows)
     archive = write_archive(
-        log.rows(start=first, stop=last, chunk=5000),
+        AuditRows(store).batches(first, last),
         folder,
         first,
         last,
