@@ -98,7 +98,7 @@ def seed(store: Store, *, old_runs: int = 5, old_audit: int = 30, pin: bool = Tr
     out.unfinished = [waiting["id"], queued["id"]]
     effects.intent(waiting["id"], "note:1")
     new_rows = RunRows(store, now=lambda: NOW - DAY)
-    recent = _run(50)
+    recent = _run(100_000)
     new_rows.enqueue([recent])
     new_rows.settle(recent["id"], None, status="failed", error="boom")
     out.kept_runs = [recent["id"]]
