@@ -260,21 +260,16 @@ class AuditRows:
     def batches(
         self, start: int, stop: int, *, chunk: int = 5000
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Rows ``start`` to ``stop`` as tuples in ``COLUMNS`` order, ``chunk`` a query: the
-        archive's fast path (no mapping built per row)."""
+        """Rows ``start`` to ``stop`` as tuples in ``COLUMNS`` order, a range of ``chunk``
+        seqs a query: the archive's fast path (no mapping built per row). Each query is
+        bounded on both sides, so the planner reads just that range even when its
+        statistics are stale (a ``LIMIT`` alone let PostgreSQL sort the whole rest)."""
         t = self.store.tables.audit
         columns = [t.c[name] for name in COLUMNS]
-        last = start - 1
-        while last < stop:
-            query = (
-                select(*columns)
-                .where(t.c.seq > last, t.c.seq <= stop)
-                .order_by(t.c.seq)
-                .limit(chunk)
-            )
+        for low in range(start, stop + 1, chunk):
+            high = min(low + chunk - 1, stop)
+            query = select(*columns).where(t.c.seq.between(low, high)).order_by(t.c.seq)
             with self.store.engine.connect() as conn:
                 batch = [tuple(r) for r in conn.execute(query)]
-            if not batch:
-                return
-            yield batch
-            last = int(batch[-1][0])
+            if batch:
+                yield batch
