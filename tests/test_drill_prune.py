@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from closeguard.guardrails import AuditLog
 from closeguard.guardrails.archive import verify_archive
@@ -122,6 +122,16 @@ async def test_prune_while_workers_run_loses_and_doubles_nothing(
             select(approvals.c.status).where(approvals.c.id == seeded.approval)
         ).scalar_one()
     assert status == "pending"
+
+    if store.dialect == "postgresql":
+        with store.engine.connect() as conn:
+            orphans = conn.execute(
+                text(
+                    "SELECT count(*) FROM procrastinate_jobs j WHERE NOT EXISTS "
+                    "(SELECT 1 FROM runs r WHERE r.id = j.args->>'run_id')"
+                )
+            ).scalar_one()
+        assert orphans == 0, "the jobs of pruned runs went with them"
 
     log = AuditLog(store)
     report = log.verify()

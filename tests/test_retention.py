@@ -20,6 +20,7 @@ from closeguard.cli import app
 from closeguard.guardrails import AuditLog, row_hash
 from closeguard.guardrails.archive import verify_archive
 from closeguard.store import Store
+from closeguard.store.jobs import JobRows
 from closeguard.store.retention import RetentionRows
 from closeguard.tools.errors import ConfigError, StoreError
 from closeguard.workflows.retention import parse_age, parse_before, prune
@@ -27,6 +28,7 @@ from tests._pg import schema_store
 from tests._retention import (
     CUTOFF,
     NOW,
+    _run,
     archives,
     audit_seqs,
     effect_runs,
@@ -250,6 +252,11 @@ def test_parse_age_and_date() -> None:
     assert parse_before("2026-09-01T12:00:00+02:00").hour == 10
 
 
+def _jobs(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar_one())
+
+
 def test_prune_on_postgres_removes_finished_work_jobs_and_checkpoints(tmp_path: Path) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg import connect
@@ -257,6 +264,13 @@ def test_prune_on_postgres_removes_finished_work_jobs_and_checkpoints(tmp_path: 
 
     with schema_store("cgret_") as store:
         seeded = seed(store)
+        jobs = JobRows(store, now=lambda: NOW - 100 * 86400)
+        jobs.enqueue([{**_run(i, "jobbed"), "lead_id": f"jl_{i}"} for i in range(3)])
+        for _ in range(3):
+            claimed = jobs.claim("w1", 60)
+            assert claimed is not None
+            jobs.settle(claimed.id, "w1", status="dead", error="gave up")
+        assert _jobs(store) == 3
         conninfo = store.url.set(drivername="postgresql").render_as_string(hide_password=False)
         with connect(
             conninfo,
@@ -274,7 +288,8 @@ def test_prune_on_postgres_removes_finished_work_jobs_and_checkpoints(tmp_path: 
 
             left = {r["thread_id"] for r in conn.execute("SELECT thread_id FROM checkpoints")}
         assert left == set(seeded.unfinished)
-        assert report.runs == 5 and report.checkpoint_threads == 5
+        assert report.runs == 5 + 3 and report.checkpoint_threads == 5
+        assert _jobs(store) == 0
         assert run_ids(store) == {*seeded.unfinished, *seeded.kept_runs}
         assert event_ids(store) == set(seeded.kept_events)
         assert audit_seqs(store)[0] == seeded.first_kept_audit

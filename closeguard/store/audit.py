@@ -152,6 +152,10 @@ class _Statements:
         )
         self._into = f"INSERT INTO {audit} ({', '.join(c(n) for n in COLUMNS)}) VALUES "
         self._values = f"({', '.join([mark] * len(COLUMNS))})"
+        self.range = (
+            f"SELECT {', '.join(c(n) for n in COLUMNS)} FROM {audit} "
+            f"WHERE {c('seq')} BETWEEN {mark} AND {mark} ORDER BY {c('seq')}"
+        )
         self._sqlite = dialect.name == "sqlite"
         self._many: dict[int, str] = {}
         if self._sqlite:
@@ -261,15 +265,19 @@ class AuditRows:
         self, start: int, stop: int, *, chunk: int = 5000
     ) -> Iterator[list[tuple[Any, ...]]]:
         """Rows ``start`` to ``stop`` as tuples in ``COLUMNS`` order, a range of ``chunk``
-        seqs a query: the archive's fast path (no mapping built per row). Each query is
-        bounded on both sides, so the planner reads just that range even when its
-        statistics are stale (a ``LIMIT`` alone let PostgreSQL sort the whole rest)."""
-        t = self.store.tables.audit
-        columns = [t.c[name] for name in COLUMNS]
+        seqs a query, on the driver's own cursor (no row objects built): the archive's
+        fast path. Each query is bounded on both sides, so the planner reads just that
+        range even when its statistics are stale (a ``LIMIT`` alone let PostgreSQL sort
+        the whole rest)."""
+        sql = (self._sql or self._statements()).range
         for low in range(start, stop + 1, chunk):
             high = min(low + chunk - 1, stop)
-            query = select(*columns).where(t.c.seq.between(low, high)).order_by(t.c.seq)
             with self.store.engine.connect() as conn:
-                batch = [tuple(r) for r in conn.execute(query)]
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(sql, (low, high))
+                    batch = [tuple(r) for r in cursor.fetchall()]
+                finally:
+                    cursor.close()
             if batch:
                 yield batch
