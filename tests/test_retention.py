@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -297,6 +298,12 @@ def test_prune_on_postgres_removes_finished_work_jobs_and_checkpoints(tmp_path: 
         proof = verify_archive(archives(tmp_path), AuditLog(store))
         assert proof.ok and proof.linked == f"anchor row {report.anchor}"
         assert RetentionRows(store).count_runs(CUTOFF.timestamp()) == (0, 0)
+        key = zlib.crc32(f"closeguard-prune:{store.schema}".encode())
+        with store.engine.connect() as other:
+            other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            with pytest.raises(StoreError, match="another prune"):
+                prune(store, CUTOFF, archive_dir=tmp_path, now=NOW)
+            other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
 
 
 async def test_run_retain_prunes_from_the_runtime_scheduler(store: Store, tmp_path: Path) -> None:

@@ -230,7 +230,9 @@ def _exclusive(store: Store) -> Iterator[None]:
     if store.dialect == "postgresql":
         key = zlib.crc32(f"closeguard-prune:{store.schema or ''}".encode())
         with store.engine.connect() as conn:
-            if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+            held = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()  # the lock is the session's: no transaction stays open meanwhile
+            if not held:
                 raise StoreError("another prune of this store is running: try again later")
             try:
                 yield
