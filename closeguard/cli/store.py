@@ -185,7 +185,7 @@ def prune(
         f"({report.effects:,} journal entries, {report.checkpoint_threads:,} checkpoint threads)"
     )
     typer.echo(f"  inbox    {report.inbox:>9,}  dispatched events past the 30-day dedup window")
-    span = f"seq {report.audit_first}-{report.audit_last}" if report.audit_rows else "none before"
+    span = f"seq {report.audit_first}-{report.audit_last}" if report.audit_rows else "none to prune"
     typer.echo(f"  audit    {report.audit_rows:>9,}  rows ({span})")
     if report.audit_held_by:
         typer.echo(f"  audit rows from there on are kept: {report.audit_held_by}")
