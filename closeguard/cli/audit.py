@@ -135,7 +135,7 @@ def verify(
         typer.Option(
             "--archive",
             metavar="FILE",
-            help="Prove archive files written by `closeguard store prune` instead (repeat "
+            help="Prove archive files written by closeguard store prune instead (repeat "
             "for several, oldest first): their chain and their link to the store's anchor.",
         ),
     ] = None,
@@ -143,8 +143,8 @@ def verify(
 ) -> None:
     """Check the hash chain; exit 1 and say where if any row was changed, removed or added.
 
-    After a prune the chain starts after an anchor row that records the last archived row;
-    --archive FILE proves the archived rows themselves."""
+    After a prune the chain starts after an anchor row that records the last
+    archived row; --archive FILE proves the archived rows themselves."""
     if archive:
         _verify_archive(archive, as_json)
         return

@@ -168,8 +168,8 @@ def prune(
     """Remove finished runs (with their journal and checkpoints), inbox rows past the
     30-day dedup window and audit rows from before the cutoff. Audit rows are first
     written to DIR/audit-FIRST-LAST.jsonl, then an anchor row in the chain records the last
-    one, so `closeguard audit verify` still proves the rest and `closeguard audit verify
-    --archive FILE` proves the file. Unfinished runs and open approvals (and their audit
+    one, so closeguard audit verify still proves the rest and closeguard audit verify
+    --archive FILE proves the file. Unfinished runs and open approvals (and their audit
     rows) are never touched. Safe while workers run; no prompt."""
     cutoff = _cutoff(before, older_than)
     store = existing_store()
