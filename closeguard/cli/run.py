@@ -41,10 +41,12 @@ from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
 from closeguard.store import Store, default_store
 from closeguard.telemetry import Probes
 from closeguard.tools import Settings
+from closeguard.tools.errors import ConfigError
 from closeguard.tools.settings import default_data_dir
 from closeguard.workflows.activity import Activity, Feed
 from closeguard.workflows.context import RUN_LOGGER
 from closeguard.workflows.definition import Workflow
+from closeguard.workflows.retention import parse_age
 from closeguard.workflows.runtime import ROLES, Role, Runtime, RuntimeConfig
 
 __all__ = ["run"]
@@ -69,6 +71,16 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise fail(f"--listen takes HOST:PORT, not {value!r}", 2)
     return host, int(port)
+
+
+def _retention(value: str | None) -> float | None:
+    """``--retain``'s age in seconds."""
+    if value is None:
+        return None
+    try:
+        return parse_age(value).total_seconds()
+    except ConfigError as exc:
+        raise fail(f"--retain: {exc}", 2) from None
 
 
 def parse_roles(value: str) -> frozenset[Role]:
@@ -364,6 +376,15 @@ def run(
             "third of it); a dead worker's runs are taken over after it.",
         ),
     ] = RuntimeConfig.lease,
+    retain: Annotated[
+        str | None,
+        typer.Option(
+            "--retain",
+            metavar="AGE",
+            help="Prune daily (and at start) what finished more than AGE ago (90d, 12h, 2w), "
+            "as closeguard store prune --older-than AGE does; with the scheduler role.",
+        ),
+    ] = None,
     log_format: LogFormatOpt = "text",
 ) -> None:
     """Run the workflows: webhooks, catch-up, schedules and workers, with a live view.
@@ -385,7 +406,10 @@ def run(
     host, port = parse_listen(listen or DEFAULT_LISTEN)
     if target.sim is not None and listen is None:
         port = 0
+    retain_for = _retention(retain)
     config = RuntimeConfig(
+        retain=retain_for,
+        checkpoints=target.checkpoints,
         roles=parse_roles(role),
         listen=(host, port),
         public_url=public_url,

@@ -25,8 +25,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -50,7 +53,8 @@ from closeguard.workflows.facts import DEFAULT_TTL, OrgFacts
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.queue_pg import queue_for
 from closeguard.workflows.receiver import DEFAULT_PATH, build_receiver_app, serve
-from closeguard.workflows.schedules import Schedules
+from closeguard.workflows.retention import PruneReport, prune
+from closeguard.workflows.schedules import Schedules, Upkeep
 from closeguard.workflows.subscriptions import Subscriptions, intake_pairs, wants
 from closeguard.workflows.worker import Worker
 
@@ -79,6 +83,10 @@ class RuntimeConfig:
     between checks that the webhook subscription is active (upkeep); ``lease``: seconds a
     claimed run stays its worker's without a heartbeat; ``facts_ttl``: seconds the
     organization facts are kept at most (events that change them drop them sooner).
+    ``retain``: with the ``scheduler`` role, prune what finished more than ``retain``
+    seconds ago, at start and then every ``retain_every`` seconds (``closeguard run
+    --retain``), archiving audit rows to ``retain_archive`` (default beside the store) and
+    removing the runs' checkpoints from ``checkpoints`` (the SQLite file).
     """
 
     roles: frozenset[Role] = frozenset(ROLES)
@@ -95,6 +103,10 @@ class RuntimeConfig:
     approvals_every: float = 2.0
     shared_budget: bool = True
     facts_ttl: float = DEFAULT_TTL
+    retain: float | None = None
+    retain_every: float = 86400.0
+    retain_archive: Path | None = None
+    checkpoints: Path | None = None
 
 
 @dataclass
@@ -163,7 +175,12 @@ class Runtime:
             approvals_every=self.config.approvals_every,
             feed=self.feed,
         )
-        self.schedules = Schedules(self.inbox, self.workflows.values(), feed=self.feed)
+        upkeep = []
+        if self.config.retain is not None:
+            upkeep.append(Upkeep("retention", self.prune, self.config.retain_every))
+        self.schedules = Schedules(
+            self.inbox, self.workflows.values(), feed=self.feed, upkeep=upkeep
+        )
         self.inbox.listeners.append(self._on_event)
         self.inbox.listeners.append(self.executor.facts.observe)
         self.parts = _Parts()
@@ -178,6 +195,33 @@ class Runtime:
         if task is None:
             return "not started"
         return "stopped" if task.done() else None
+
+    async def prune(self) -> PruneReport | None:
+        """Prune what finished more than ``config.retain`` seconds ago, off the event loop;
+        a failure is logged and left for the next day."""
+        retain = self.config.retain
+        if retain is None:
+            return None
+        before = datetime.fromtimestamp(time.time() - retain, UTC)
+        try:
+            report = await asyncio.to_thread(
+                prune,
+                self.store,
+                before,
+                archive_dir=self.config.retain_archive,
+                checkpoints=self.config.checkpoints,
+            )
+        except Exception as exc:
+            log.warning("the daily prune failed: %s", exc)
+            self.feed.emit(Activity("note", f"prune failed: {exc}"))
+            return None
+        text = (
+            f"pruned {report.runs} runs, {report.inbox} inbox rows, {report.audit_rows} audit "
+            f"rows" + (f" (archived to {report.archive})" if report.anchor is not None else "")
+        )
+        log.info("%s", text)
+        self.feed.emit(Activity("note", text))
+        return report
 
     def _on_event(self, event: Mapping[str, Any], source: str, new: bool) -> None:
         if new:
