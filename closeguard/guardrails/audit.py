@@ -50,6 +50,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from closeguard.guardrails.redact import canonical_json
 from closeguard.store import Store
 from closeguard.store.audit import COLUMNS, GENESIS, AuditRows
+from closeguard.telemetry import metrics, tracing
 from closeguard.tools.errors import StoreError
 
 __all__ = [
@@ -74,6 +75,12 @@ _pick = operator.itemgetter(*RECORDED)
 EMPTY_ROW: dict[str, Any] = dict.fromkeys(_SUPPLIED)
 """Every column ``append`` takes, unset; rows built from it take the fast path."""
 _ARGS = RECORDED.index("args")
+_SEEN = operator.itemgetter(
+    *(RECORDED.index(c) for c in ("method", "policy", "decision", "status_code"))
+)
+_TRACED = operator.itemgetter(
+    *(RECORDED.index(c) for c in ("endpoint", "decision", "rule", "approval_id", "status_code"))
+)
 _live: weakref.WeakSet[AuditLog] = weakref.WeakSet()
 ANCHOR = "anchor"
 """The ``decision`` of an anchor row: the rows up to ``args.through_seq`` were archived."""
@@ -199,6 +206,18 @@ def _chain(seq: int, prev: str, queued: list[Any]) -> tuple[list[Any], int, str]
     return out, seq, prev
 
 
+def _observe(values: Sequence[Any]) -> None:
+    """Count the row's decision (and Close's status) and put them on the span in progress:
+    every guard decision and approval decision passes here, whoever made it."""
+    if metrics.enabled():
+        metrics.record_audit(*_SEEN(values))
+    if tracing.active():
+        endpoint, decision, rule, approval_id, status = _TRACED(values)
+        tracing.current(
+            endpoint=endpoint, decision=decision, rule=rule, approval_id=approval_id, status=status
+        )
+
+
 def _storable(value: Any) -> Any:
     """``value`` with any lone surrogate escaped (``\\udxxx``): text that cannot be encoded
     would otherwise keep its whole batch, and every later row, out of the log."""
@@ -245,6 +264,7 @@ class AuditLog:
         """``queue`` for a row already in ``RECORDED`` order with ``args`` as JSON text (the
         guard's hot path builds it so); ``ts`` defaults to now. True when the batch is due.
         """
+        _observe(values)
         now = time.time_ns()
         with self._lock:
             buffer = self._buffer
@@ -289,6 +309,7 @@ class AuditLog:
             except UnicodeError:
                 queued = [_storable(v) for v in queued]
                 self._rows.append(queued, _chain)
+            metrics.record_audit_written(len(queued) // _WIDTH)
         except Exception as exc:
             with self._lock:
                 self._buffer[:0] = queued

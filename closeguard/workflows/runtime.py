@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -38,6 +39,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from closeguard.guardrails import Guarded, Policy
 from closeguard.store import Store
 from closeguard.store.cursors import Cursors
+from closeguard.store.health import readiness, sample
+from closeguard.telemetry import Probes, metrics
 from closeguard.tools import CloseClient
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.tools.errors import ConfigError
@@ -61,6 +64,8 @@ log = logging.getLogger("closeguard.workflows.runtime")
 
 Role = Literal["receiver", "scheduler", "worker"]
 ROLES: tuple[Role, ...] = ("receiver", "scheduler", "worker")
+PARTS: dict[Role, str] = {"receiver": "receiver", "scheduler": "scheduler", "worker": "workers"}
+"""The name each role's part has in ``/readyz``."""
 INTAKE_POLICY = "event-intake"
 INTAKE_ACTOR = "closeguard-intake"
 
@@ -110,13 +115,16 @@ class _Parts:
     subscriptions: Subscriptions | None = None
     catchup: CatchUp | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    running: dict[Role, asyncio.Task[None]] = field(default_factory=dict)
 
 
 class Runtime:
     """Everything ``closeguard run`` runs, for ``workflows`` against one Close (or simulator).
 
     ``transport``/``base_url``/``api_key``: how to reach Close (a simulator's transport and
-    base URL in tests and the embedded demo).
+    base URL in tests and the embedded demo). ``probes``: the ``/readyz`` checks this runtime
+    adds its parts to (the store, its migrations, and each role's component), served by its
+    receiver and, when the caller shares them, by the console.
     """
 
     def __init__(
@@ -132,6 +140,7 @@ class Runtime:
         llm: BaseChatModel | None = None,
         config: RuntimeConfig | None = None,
         feed: Feed | None = None,
+        probes: Probes | None = None,
     ) -> None:
         self.workflows: Mapping[str, Workflow] = {w.name: w for w in workflows}
         self.store = store
@@ -175,6 +184,17 @@ class Runtime:
         self.inbox.listeners.append(self._on_event)
         self.inbox.listeners.append(self.executor.facts.observe)
         self.parts = _Parts()
+        self.probes = probes or Probes()
+        self.probes.add("store", functools.partial(readiness, store))
+        for role in self.config.roles:  # the receiver, once listening, adds a finer check
+            self.probes.part(PARTS[role], functools.partial(self._why_not, role))
+
+    def _why_not(self, role: Role) -> str | None:
+        """Why ``role``'s component is not ready (not started, or stopped), or None."""
+        task = self.parts.running.get(role)
+        if task is None:
+            return "not started"
+        return "stopped" if task.done() else None
 
     async def prune(self) -> PruneReport | None:
         """Prune what finished more than ``config.retain`` seconds ago, off the event loop;
@@ -235,6 +255,13 @@ class Runtime:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the configured roles until ``stop`` is set, then end gracefully."""
+        metrics.set_sampler(repr(self.store), functools.partial(sample, self.store))
+        try:
+            await self._run(stop)
+        finally:
+            metrics.set_sampler(repr(self.store), None)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         await self.inbox.redispatch()
         roles = self.config.roles
         components: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
@@ -245,6 +272,7 @@ class Runtime:
         if "worker" in roles:
             components.append(self.worker.run)
         tasks = [asyncio.create_task(c(stop)) for c in components]
+        self.parts.running = dict(zip([r for r in ROLES if r in roles], tasks, strict=True))
         if "receiver" not in roles:
             self.ready.set()
         try:
@@ -266,7 +294,9 @@ class Runtime:
         """Receiver on uvicorn, catch-up loop and subscription upkeep, until ``stop``."""
         cursors = Cursors(self.store)
         host, port = self.config.listen
-        app = build_receiver_app(self.inbox, cursors.signature_keys, clock=self.clock)
+        app = build_receiver_app(
+            self.inbox, cursors.signature_keys, clock=self.clock, probes=self.probes
+        )
         async with contextlib.AsyncExitStack() as stack:
             client = await stack.enter_async_context(self.intake_client())
             try:
