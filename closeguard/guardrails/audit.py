@@ -326,13 +326,20 @@ class AuditLog:
 
     def write_in(self, conn: Connection) -> int:
         """Write the buffered rows in ``conn``'s transaction (with other store work: one
-        commit for all); how many. If that transaction fails, call ``restore`` with them."""
+        commit for all); how many. Once it committed, call ``committed``; if it failed,
+        ``restore``."""
         with self._lock:
             queued, self._buffer = self._buffer, []
         if queued:
             self._taken = queued
             self._rows.append_in(conn, [_storable(v) for v in queued], _chain)
         return len(queued) // _WIDTH
+
+    def committed(self) -> None:
+        """The transaction of ``write_in`` committed: its rows count as written."""
+        taken, self._taken = self._taken, []
+        if taken:
+            metrics.record_audit_written(len(taken) // _WIDTH)
 
     def restore(self) -> None:
         """Put back the rows of a ``write_in`` whose transaction failed."""

@@ -270,6 +270,8 @@ class Worker:
                 audit.restore()
                 await audit.aflush()
             raise
+        if audit is not None:
+            audit.committed()
         self._report(run, "completed")
         if done.recorded:
             await self._forget(run.id, check=False)
