@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-from closeguard.store import Store, default_store
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from closeguard.store import Store
 
 __all__ = [
     "JsonOpt",
@@ -49,6 +51,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def existing_store() -> Store:
     """The configured store, only if it exists: reading must not create a database."""
+    from closeguard.store import default_store
+
     return default_store(create=False)
 
 
@@ -67,6 +71,8 @@ def shown(value: Any) -> str:
 
 def console(width: int | None = None) -> Console:
     """A Rich console for tables: the terminal's width, or ``width`` when piped."""
+    from rich.console import Console
+
     out = Console()
     if width is not None and not out.is_terminal:
         out.width = max(out.width, width)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from closeguard.cli._common import (
     JsonOpt,
@@ -20,7 +19,9 @@ from closeguard.cli._common import (
     print_json,
     shown,
 )
-from closeguard.guardrails import AuditLog
+
+if TYPE_CHECKING:
+    from closeguard.guardrails.audit import AuditLog
 
 app = typer.Typer(help="The hash-chained audit log of every guarded call.", no_args_is_help=True)
 
@@ -48,6 +49,8 @@ COLUMNS = (
 
 
 def _log() -> AuditLog:
+    from closeguard.guardrails.audit import AuditLog
+
     return AuditLog(existing_store())
 
 
@@ -86,6 +89,8 @@ def tail(limit: LimitOpt = 20, as_json: JsonOpt = False) -> None:
     if not rows:
         typer.echo("no audit rows yet: guarded calls write them")
         return
+    from rich.table import Table
+
     table = Table(title=f"Audit log (last {len(rows)})")
     for col in COLUMNS:
         table.add_column(col, no_wrap=col in ("endpoint", "path", "rule"))
@@ -107,6 +112,8 @@ def show(
     if as_json:
         print_json(data)
         return
+    from rich.table import Table
+
     table = Table(show_header=False, title=f"Audit row {seq}")
     table.add_column("field", style="bold")
     table.add_column("value")

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from closeguard.cli._common import JsonOpt, console, print_json, shown
-from closeguard.guardrails import Guard, Policy, shipped_policies
-from closeguard.guardrails.conditions import describe
-from closeguard.guardrails.static import entry_matches, possible_access
-from closeguard.tools.catalog import ENDPOINTS, Endpoint
-from closeguard.tools.models import Access
+
+if TYPE_CHECKING:
+    from closeguard.guardrails import Policy
+    from closeguard.tools.catalog import Endpoint
+    from closeguard.tools.models import Access
 
 app = typer.Typer(help="Check and explain guard policies.", no_args_is_help=True)
 
@@ -25,6 +23,8 @@ PolicyArg = Annotated[
 
 def _load(source: str) -> Policy:
     """Load a policy; warn on stderr when it grants nothing (it then denies every call)."""
+    from closeguard.guardrails.policy import Policy
+
     policy = Policy.load(source)
     if not policy.grants:
         typer.echo(
@@ -46,6 +46,10 @@ def check(source: PolicyArg) -> None:
 @app.command("list")
 def list_shipped(as_json: JsonOpt = False) -> None:
     """The policies shipped with closeguard (use a name wherever a policy file goes)."""
+    from rich.table import Table
+
+    from closeguard.guardrails.policy import shipped_policies
+
     shipped = shipped_policies()
     if as_json:
         print_json([{"name": name, "description": desc} for name, desc in shipped.items()])
@@ -60,6 +64,9 @@ def list_shipped(as_json: JsonOpt = False) -> None:
 
 def _conditional(policy: Policy, ep: Endpoint, access: Access) -> list[str]:
     """The ``when`` entries covering the endpoint at this level, as written, with roles."""
+    from closeguard.guardrails.conditions import describe
+    from closeguard.guardrails.static import entry_matches
+
     out = []
     for entry in (*policy.deny_rules, *policy.approve_rules):
         if entry.when is not None and entry_matches(entry.match, ep, access):
@@ -71,6 +78,10 @@ def _conditional(policy: Policy, ep: Endpoint, access: Access) -> list[str]:
 def explain_rows(policy: Policy) -> list[dict[str, Any]]:
     """One row per endpoint and reachable access level: outcome (without ``when`` entries),
     rule, reason, approvers, the ``when`` entries that may change it, constraints."""
+    from closeguard.guardrails.decision import Guard
+    from closeguard.guardrails.static import possible_access
+    from closeguard.tools.catalog import ENDPOINTS
+
     guard = Guard(policy)
     rows = []
     for ep in ENDPOINTS:
@@ -113,6 +124,9 @@ def _limits_for(policy: Policy, endpoint: str, access: str) -> list[str]:
 @app.command("explain")
 def explain(source: PolicyArg, as_json: JsonOpt = False) -> None:
     """For every catalog endpoint: allowed, denied (and why) or needs approval."""
+    from rich.markup import escape
+    from rich.table import Table
+
     policy = _load(source)
     rows = explain_rows(policy)
     if as_json:
