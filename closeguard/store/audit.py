@@ -244,3 +244,33 @@ class AuditRows:
             for r in batch:
                 yield dict(r._mapping)
             last = batch[-1].seq
+
+    def matching(
+        self,
+        *,
+        policy: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        chunk: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """The rows of ``policy`` and/or ``actor`` from ``since`` (an ISO time, compared
+        as the stored text: write it as ``ts`` is written), in ``seq`` order, ``chunk``
+        rows per query."""
+        t = self.store.tables.audit
+        where = []
+        if policy is not None:
+            where.append(t.c.policy == policy)
+        if actor is not None:
+            where.append(t.c.actor == actor)
+        if since is not None:
+            where.append(t.c.ts >= since)
+        last = 0
+        while True:
+            query = select(t).where(t.c.seq > last, *where).order_by(t.c.seq).limit(chunk)
+            with self.store.engine.connect() as conn:
+                batch = conn.execute(query).all()
+            if not batch:
+                return
+            for r in batch:
+                yield dict(r._mapping)
+            last = batch[-1].seq
