@@ -122,6 +122,16 @@ def test_a_store_command_skips_alembic_and_langgraph(
     assert heavy_in(modules) == []
 
 
+def test_listing_workflows_builds_no_graph(tmp_path: Path) -> None:
+    """The packaged workflows and rules load without LangGraph, LangChain or the agent's
+    graph (an LLM or agent step imports them when it runs)."""
+    code, modules = loaded(["workflows", "list"], tmp_path)
+    assert code == 0
+    unwanted = ("langgraph", "langchain_core", "langsmith", "closeguard.agent.graph")
+    assert sorted(m for m in modules if m.startswith(unwanted)) == []
+    assert "closeguard.cli.run" not in modules and "closeguard.simulator" not in modules
+
+
 def test_a_store_that_needs_migrating_still_is(tmp_path: Path) -> None:
     """Alembic is skipped only when the version row says the store is at the head."""
     from sqlalchemy import create_engine, text
@@ -215,3 +225,24 @@ def test_store_url_reads_what_settings_read(
             else:
                 env_file.write_text(dotenv)
             assert store_url() == Settings().store_url, (env, dotenv)
+
+
+@pytest.mark.parametrize(
+    "package",
+    ["closeguard.tools", "closeguard.guardrails", "closeguard.workflows", "closeguard.agent"],
+)
+def test_every_lazy_export_is_the_object_its_module_defines(package: str) -> None:
+    """A lazy export resolves to its module's object, even once every submodule is imported
+    (the import system sets a package attribute to a submodule of the same name)."""
+    import importlib
+    import pkgutil
+
+    module = importlib.import_module(package)
+    for info in pkgutil.iter_modules(module.__path__):
+        importlib.import_module(f"{package}.{info.name}")
+    for name in module.__all__:
+        value = getattr(module, name)
+        assert not isinstance(value, type(module)), f"{package}.{name} is a module"
+        home = getattr(value, "__module__", None)
+        if home is not None and home.startswith(package):
+            assert getattr(importlib.import_module(home), name, value) is value

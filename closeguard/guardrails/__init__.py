@@ -25,6 +25,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# Eager: the export shares its name with its module, which would shadow a lazy export once
+# the module is imported (the import system sets the package's attribute to the module).
+from closeguard.guardrails.redact import redact
+
 if TYPE_CHECKING:
     from closeguard.guardrails.accounts import Account, Accounts
     from closeguard.guardrails.approvals import (
@@ -46,7 +50,6 @@ if TYPE_CHECKING:
         shipped_policies,
     )
     from closeguard.guardrails.quotas import Quotas
-    from closeguard.guardrails.redact import redact
     from closeguard.guardrails.static import Decision
     from closeguard.guardrails.transport import Guarded, GuardTransport
 
@@ -73,7 +76,6 @@ _LAZY = {
     "Policy": "policy",
     "shipped_policies": "policy",
     "Quotas": "quotas",
-    "redact": "redact",
     "Decision": "static",
     "Guarded": "transport",
     "GuardTransport": "transport",
