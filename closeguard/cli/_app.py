@@ -73,7 +73,10 @@ COMMANDS: dict[str, Entry] = {
         "closeguard.cli.drill:app",
         "Reliability and security drills (figures for docs/reliability.md).",
     ),
-    "store": Entry("closeguard.cli.store:app", "The store: back it up while in use."),
+    "store": Entry(
+        "closeguard.cli.store:app",
+        "The store: back it up while in use, prune what finished long ago.",
+    ),
     "users": Entry(
         "closeguard.cli.users:app",
         "People who answer approvals: accounts, roles and personal tokens.",

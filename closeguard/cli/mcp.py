@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from closeguard.agent import data_dir
-from closeguard.cli._common import fail
+from closeguard.cli._common import LogFormatOpt, fail, start_serving
 from closeguard.cli._notify import notified, notify_urls
 from closeguard.cli.sim import bind
 from closeguard.guardrails import Accounts, Guarded, Policy
@@ -123,11 +123,13 @@ def serve(
             "over HTTP, a person's token audits as that person instead.",
         ),
     ] = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Serve the tools POLICY can ever allow; every call is checked, approved and audited.
 
     Over HTTP every request needs Authorization: Bearer TOKEN, a person's token (closeguard
     users add) or CLOSEGUARD_MCP_TOKEN; a non-loopback --host needs one of them to exist."""
+    start_serving(log_format)
     verifier = _verifier(host) if transport is Transport.http else None
     loaded = Policy.load(policy)
     settings = Settings()

@@ -40,6 +40,7 @@ from closeguard.guardrails.policy import Policy
 from closeguard.guardrails.quotas import Quotas, Reserved
 from closeguard.guardrails.redact import canonical_json, redacted_json
 from closeguard.store import Store, default_store
+from closeguard.telemetry.tracing import traced
 from closeguard.tools.catalog import API_PREFIX, Call, classify, relative_path
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.tools.errors import ApprovalRequired, PolicyViolation, QuotaExhausted
@@ -219,6 +220,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
         self._approved: OrderedDict[str, str] = OrderedDict()
         self.dry_run = self.policy.mode == "dry_run"
 
+    @traced("close.request", lambda self, request: self.span_attributes(request))
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         started = perf_counter()
         meta = request.extensions.get(EXTENSION)
@@ -331,6 +333,16 @@ class GuardTransport(httpx.AsyncBaseTransport):
         if due:
             await self.audit.aflush()
         return response
+
+    def span_attributes(self, request: httpx.Request) -> dict[str, str | None]:
+        """Who asks, under which policy (the audit row adds the decision and the status)."""
+        context = self.context
+        return {
+            "actor": context.actor,
+            "run_id": context.run_id,
+            "policy": self.policy.name,
+            "method": request.method,
+        }
 
     async def _learn_statuses(
         self, request: httpx.Request, call_id: str, attempt: int, started: float

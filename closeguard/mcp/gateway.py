@@ -45,6 +45,7 @@ from closeguard.mcp.auth import Caller, caller_of
 from closeguard.mcp.resources import RESOURCES, read_resource
 from closeguard.mcp.tools import ArgumentsError, McpTool, Split, offered_tools, shown, storable
 from closeguard.store import default_store
+from closeguard.telemetry.tracing import traced
 from closeguard.tools import CloseClient
 from closeguard.tools.errors import (
     ApprovalError,
@@ -174,6 +175,7 @@ class Gateway:
     ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=[t.definition for t in self.tools.values()])
 
+    @traced("mcp.call_tool", lambda self, ctx, params: self.span_attributes(ctx, params))
     async def call_tool(
         self, ctx: Ctx, params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
@@ -200,6 +202,10 @@ class Gateway:
             return await self._run(call)
         except ApprovalRequired as exc:
             return await self._approve_and_run(ctx, call, exc, params.input_responses)
+
+    def span_attributes(self, ctx: Ctx, params: types.CallToolRequestParams) -> dict[str, str]:
+        """The tool's name, the caller and the policy: never the arguments."""
+        return {"tool": params.name, "actor": self.actor_of(ctx), "policy": self.policy.name}
 
     async def _run(self, call: _Call) -> types.CallToolResult:
         """One call through the guard; every outcome but a pending approval is a result."""
