@@ -32,13 +32,15 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from langchain_core.language_models import BaseChatModel
-
-from closeguard.guardrails import Policy
-from closeguard.tools import CloseClient
+from closeguard.guardrails.policy import Policy
 from closeguard.workflows.facts import RunFacts
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from closeguard.tools.client import CloseClient
 
 _MISSING = object()
 
