@@ -1,8 +1,11 @@
-"""Running one workflow run: its steps as a LangGraph graph, checkpointed per step.
+"""Running one workflow run: its steps as a LangGraph graph, checkpointed where it stops.
 
 Each step is a node (``START -> 1_step -> 2_step -> ... -> END``) and the graph runs with a
-checkpointer whose thread id is the run id, so a run cut off by a crash resumes after its
-last completed step, and a run stopped by an approval resumes in the step that asked.
+checkpointer whose thread id is the run id, held while the run executes
+(``workflows.checkpoints``): a run stopped by an approval, a failure or a limit keeps one
+checkpoint and resumes in the step that stopped; a run that completes keeps none; a run cut
+off by a crash starts again from its last kept checkpoint (or its first step), the effect
+journal replaying the writes it had made.
 
 A step whose call needs approval (the guard raises ``ApprovalRequired``) stops the run with
 an ``interrupt()`` carrying the approval id; ``resume`` with that id and ``approved`` runs
