@@ -208,7 +208,7 @@ class RunCheckpoints(BaseCheckpointSaver[Any]):
             await self.inner.aput(config, checkpoint, metadata, new_versions)
             held.saved = True
         held.last = _Put(config, checkpoint, metadata, new_versions, written)
-        held.writes = []
+        held.writes = [w for w in held.writes if _thread(w.config)[2] == checkpoint["id"]]
         return _config_of(held.thread_id, checkpoint["id"])
 
     async def aput_writes(
