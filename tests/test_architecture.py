@@ -4,7 +4,10 @@
   (read from the doc itself, so code, table and text cannot drift apart), or what those
   import in turn; nothing imports ``cli``.
 - Inside a package, modules import one another one way: no cycles.
-- No closeguard import hides in a function body (that is how cycles used to hide).
+- No closeguard import hides in a function body (that is how cycles used to hide), except
+  in ``cli``: its command modules import what a command needs inside the command, so each
+  command starts with only what it uses (issue 23), and nothing imports ``cli``, so such an
+  import cannot hide a cycle with another package (cycles inside ``cli`` are still found).
 
 Every spelling counts: ``import closeguard.x``, ``from closeguard.x import y``,
 ``from closeguard import x`` and relative imports (``from . import x``, ``from .x import y``).
@@ -169,7 +172,7 @@ def test_nothing_imports_cli() -> None:
 
 
 def test_no_closeguard_import_inside_a_function() -> None:
-    wrong = [i.where for i in all_imports() if i.in_function]
+    wrong = [i.where for i in all_imports() if i.in_function and package_of(i.source) != "cli"]
     assert not wrong, "move these to the top of the module:\n" + "\n".join(wrong)
 
 

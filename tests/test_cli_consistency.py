@@ -12,6 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from closeguard.cli import app
+from closeguard.cli._app import load
 from closeguard.guardrails import Approvals, AuditLog
 from closeguard.store import Store
 from closeguard.tools.catalog import classify
@@ -20,9 +21,10 @@ runner = CliRunner()
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every command under ``command``; the root's load on first use, so they are loaded."""
     yield path, command
     for name, sub in getattr(command, "commands", {}).items():
-        yield from _commands(sub, (*path, name))
+        yield from _commands(sub if path else load(name), (*path, name))
 
 
 COMMANDS = list(_commands(typer.main.get_command(app)))

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-from closeguard.store import Store, default_store
-from closeguard.telemetry import tracing
-from closeguard.telemetry.logs import FORMATS, LogFormat, configure_logging
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from closeguard.store import Store
 
 __all__ = [
     "JsonOpt",
@@ -63,6 +63,9 @@ LogFormatOpt = Annotated[
 def start_serving(log_format: str) -> None:
     """What every serving command does first: log lines in ``log_format`` and tracing as
     the ``OTEL_*`` variables ask (a wrong setting is a one-line error here, not a gap later)."""
+    from closeguard.telemetry import tracing
+    from closeguard.telemetry.logs import FORMATS, LogFormat, configure_logging
+
     if log_format not in FORMATS:
         raise fail(f"--log-format takes text or json, not {log_format!r}", 2)
     fmt: LogFormat = "json" if log_format == "json" else "text"
@@ -75,6 +78,8 @@ def start_serving(log_format: str) -> None:
 
 def existing_store() -> Store:
     """The configured store, only if it exists: reading must not create a database."""
+    from closeguard.store import default_store
+
     return default_store(create=False)
 
 
@@ -93,6 +98,8 @@ def shown(value: Any) -> str:
 
 def console(width: int | None = None) -> Console:
     """A Rich console for tables: the terminal's width, or ``width`` when piped."""
+    from rich.console import Console
+
     out = Console()
     if width is not None and not out.is_terminal:
         out.width = max(out.width, width)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import getpass
 import os
 from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.table import Table
 
 from closeguard.cli._common import (
     JsonOpt,
@@ -25,8 +24,9 @@ from closeguard.cli._common import (
     print_json,
     shown,
 )
-from closeguard.guardrails import Accounts, Approval, Approvals
-from closeguard.guardrails.approvals import Status
+
+if TYPE_CHECKING:
+    from closeguard.guardrails.approvals import Approval, Approvals, Status
 
 app = typer.Typer(help="Human approvals for guarded calls.", no_args_is_help=True)
 
@@ -54,6 +54,8 @@ NoteOpt = Annotated[
 
 
 def _approvals() -> Approvals:
+    from closeguard.guardrails.approvals import Approvals
+
     return Approvals(existing_store())
 
 
@@ -97,13 +99,15 @@ def list_(
         raise fail(f"--status must be one of {', '.join(STATUSES)}, not {status!r}", 2)
     approvals = _approvals()
     approvals.expire()
-    found = approvals.list(None if all_ else cast(Status, status), limit=limit)
+    found = approvals.list(None if all_ else cast("Status", status), limit=limit)
     if as_json:
         print_json([_payload(a) for a in found])
         return
     if not found:
         typer.echo("no approvals" if all_ else f"no {status} approvals")
         return
+    from rich.table import Table
+
     table = Table(title=f"Approvals ({len(found)})")
     for col in (
         "id",
@@ -139,6 +143,8 @@ def show(approval_id: IdArg, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(_payload(a))
         return
+    from rich.table import Table
+
     table = Table(show_header=False, title=f"Approval {a.id}")
     table.add_column("field", style="bold")
     table.add_column("value")
@@ -163,6 +169,8 @@ def _os_user() -> str:
 
 def _decide(action: str, approval_id: str, name: str, note: str | None) -> Approval:
     """Decide as the account ``name``, which must exist, be enabled and hold a role."""
+    from closeguard.guardrails.accounts import Accounts
+
     approvals = _approvals()
     account = Accounts(approvals.store).get(name)
     if account is None:

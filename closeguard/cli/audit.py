@@ -6,10 +6,9 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from closeguard.cli._common import (
     JsonOpt,
@@ -21,10 +20,9 @@ from closeguard.cli._common import (
     print_json,
     shown,
 )
-from closeguard.guardrails import AuditLog
-from closeguard.guardrails.archive import verify_archive
-from closeguard.store import store_problem
-from closeguard.tools.settings import Settings
+
+if TYPE_CHECKING:
+    from closeguard.guardrails.audit import AuditLog
 
 app = typer.Typer(help="The hash-chained audit log of every guarded call.", no_args_is_help=True)
 
@@ -53,6 +51,8 @@ COLUMNS = (
 
 
 def _log() -> AuditLog:
+    from closeguard.guardrails.audit import AuditLog
+
     return AuditLog(existing_store())
 
 
@@ -91,6 +91,8 @@ def tail(limit: LimitOpt = 20, as_json: JsonOpt = False) -> None:
     if not rows:
         typer.echo("no audit rows yet: guarded calls write them")
         return
+    from rich.table import Table
+
     table = Table(title=f"Audit log (last {len(rows)})")
     for col in COLUMNS:
         table.add_column(col, no_wrap=col in ("endpoint", "path", "rule"))
@@ -112,6 +114,8 @@ def show(
     if as_json:
         print_json(data)
         return
+    from rich.table import Table
+
     table = Table(show_header=False, title=f"Audit row {seq}")
     table.add_column("field", style="bold")
     table.add_column("value")
@@ -190,10 +194,14 @@ def verify(
 
 
 def _verify_archive(files: list[Path], as_json: bool) -> None:
+    from closeguard.guardrails.archive import verify_archive
+    from closeguard.store import store_problem
+    from closeguard.tools.settings import store_url
+
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise fail(f"no archive file {', '.join(missing)}", 2)
-    log = None if store_problem(Settings().store_url) else _log()
+    log = None if store_problem(store_url()) else _log()
     try:
         report = verify_archive(files, log)
     except OSError as exc:

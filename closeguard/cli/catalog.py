@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from closeguard.cli._common import JsonOpt, console, fail, print_json
 from closeguard.tools.catalog import ENDPOINTS, RESOURCES
@@ -54,6 +53,8 @@ def catalog(
             ]
         )
         return
+    from rich.table import Table
+
     table = Table(title=f"Close endpoints ({len(rows)}), paths under /api/v1")
     for col in ("name", "method", "path", "resource", "access", "event"):
         table.add_column(col, no_wrap=col != "event", min_width=22 if col == "event" else None)

@@ -3,19 +3,17 @@ calls the audit log recorded (``replay``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from closeguard.cli._common import JsonOpt, console, existing_store, fail, print_json, shown
-from closeguard.guardrails import Guard, Policy, shipped_policies
-from closeguard.guardrails.conditions import describe
-from closeguard.guardrails.replay import Replay, replay
-from closeguard.guardrails.static import entry_matches, possible_access
-from closeguard.tools.catalog import ENDPOINTS, Endpoint
-from closeguard.tools.models import Access
+
+if TYPE_CHECKING:
+    from closeguard.guardrails import Policy
+    from closeguard.guardrails.replay import Replay
+    from closeguard.tools.catalog import Endpoint
+    from closeguard.tools.models import Access
 
 app = typer.Typer(help="Check and explain guard policies.", no_args_is_help=True)
 
@@ -27,6 +25,8 @@ PolicyArg = Annotated[
 
 def _load(source: str) -> Policy:
     """Load a policy; warn on stderr when it grants nothing (it then denies every call)."""
+    from closeguard.guardrails.policy import Policy
+
     policy = Policy.load(source)
     if not policy.grants:
         typer.echo(
@@ -48,6 +48,10 @@ def check(source: PolicyArg) -> None:
 @app.command("list")
 def list_shipped(as_json: JsonOpt = False) -> None:
     """The policies shipped with closeguard (use a name wherever a policy file goes)."""
+    from rich.table import Table
+
+    from closeguard.guardrails.policy import shipped_policies
+
     shipped = shipped_policies()
     if as_json:
         print_json([{"name": name, "description": desc} for name, desc in shipped.items()])
@@ -62,6 +66,9 @@ def list_shipped(as_json: JsonOpt = False) -> None:
 
 def _conditional(policy: Policy, ep: Endpoint, access: Access) -> list[str]:
     """The ``when`` entries covering the endpoint at this level, as written, with roles."""
+    from closeguard.guardrails.conditions import describe
+    from closeguard.guardrails.static import entry_matches
+
     out = []
     for entry in (*policy.deny_rules, *policy.approve_rules):
         if entry.when is not None and entry_matches(entry.match, ep, access):
@@ -73,6 +80,10 @@ def _conditional(policy: Policy, ep: Endpoint, access: Access) -> list[str]:
 def explain_rows(policy: Policy) -> list[dict[str, Any]]:
     """One row per endpoint and reachable access level: outcome (without ``when`` entries),
     rule, reason, approvers, the ``when`` entries that may change it, constraints."""
+    from closeguard.guardrails.decision import Guard
+    from closeguard.guardrails.static import possible_access
+    from closeguard.tools.catalog import ENDPOINTS
+
     guard = Guard(policy)
     rows = []
     for ep in ENDPOINTS:
@@ -115,6 +126,9 @@ def _limits_for(policy: Policy, endpoint: str, access: str) -> list[str]:
 @app.command("explain")
 def explain(source: PolicyArg, as_json: JsonOpt = False) -> None:
     """For every catalog endpoint: allowed, denied (and why) or needs approval."""
+    from rich.markup import escape
+    from rich.table import Table
+
     policy = _load(source)
     rows = explain_rows(policy)
     if as_json:
@@ -202,6 +216,9 @@ def replay_cmd(
     with the guard's own code, quotas replayed in order; a call the audit row cannot
     re-decide (a when rule on status_label/status_type, a redacted argument) is counted as
     undecidable, not guessed."""
+    from closeguard.guardrails.policy import Policy
+    from closeguard.guardrails.replay import replay
+
     policy = Policy.load(source)
     after = since_ts(since) if since is not None else None
     report = replay(existing_store(), policy, actor=actor, since=after)
@@ -213,6 +230,9 @@ def replay_cmd(
 
 def _print_replay(report: Replay, source: str, examples: int) -> None:
     """The replay as sentences and two tables (changes by endpoint, undecidable calls)."""
+    from rich.markup import escape
+    from rich.table import Table
+
     chosen = report.selected
     what = f"by {chosen['actor']}" if chosen["actor"] else f"under policy {report.policy!r}"
     since = f" since {chosen['since']}" if chosen["since"] else ""

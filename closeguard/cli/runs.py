@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from sqlalchemy import select
 
 from closeguard.cli._common import JsonOpt, LimitOpt, console, existing_store, fail, print_json
-from closeguard.store import Store
-from closeguard.store.effects import EffectRows
-from closeguard.store.runs import RunRow, RunRows
-from closeguard.workflows.queue_pg import queue_for
+
+if TYPE_CHECKING:
+    from closeguard.store import Store
+    from closeguard.store.runs import RunRow, RunRows
 
 __all__ = ["app", "audit_rows_for"]
 
@@ -68,6 +66,8 @@ def _payload(run: RunRow) -> dict[str, Any]:
 
 def audit_rows_for(store: Store, run_id: str) -> list[dict[str, Any]]:
     """The audit rows of one run, in order (a query on ``run_id``, not a scan)."""
+    from sqlalchemy import select
+
     table = store.tables.audit
     query = select(table).where(table.c.run_id == run_id).order_by(table.c.seq)
     with store.engine.connect() as conn:
@@ -101,6 +101,10 @@ def list_(
     """Recent runs, newest first."""
     if status is not None and status not in STATUSES:
         raise fail(f"--status takes one of {', '.join(STATUSES)}", 2)
+    from rich.table import Table
+
+    from closeguard.store.runs import RunRows
+
     runs = RunRows(existing_store()).list(status=status, workflow=workflow, limit=limit)
     if as_json:
         print_json([_payload(r) for r in runs])
@@ -124,6 +128,9 @@ def list_(
 @app.command("show")
 def show(run_id: IdArg, as_json: JsonOpt = False) -> None:
     """One run: its trigger, status, error, effects journal and audited calls."""
+    from closeguard.store.effects import EffectRows
+    from closeguard.store.runs import RunRows
+
     store = existing_store()
     run = _find(RunRows(store), run_id)
     data = _payload(run)
@@ -167,6 +174,9 @@ def show(run_id: IdArg, as_json: JsonOpt = False) -> None:
 @app.command("retry")
 def retry(run_id: IdArg) -> None:
     """Put a dead or failed run back in its lead's order (a running worker takes it)."""
+    from closeguard.store.runs import RunRows
+    from closeguard.workflows.queue_pg import queue_for
+
     store = existing_store()
     run = _find(RunRows(store), run_id)
     if not asyncio.run(queue_for(store).retry(run.id)):

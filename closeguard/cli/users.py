@@ -7,14 +7,14 @@ anyone; guard the store as you guard the audit log.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from closeguard.cli._common import JsonOpt, console, existing_store, print_json
-from closeguard.guardrails import Account, Accounts
-from closeguard.store import default_store
+
+if TYPE_CHECKING:
+    from closeguard.guardrails.accounts import Account, Accounts
 
 app = typer.Typer(
     help="People who answer approvals: accounts, roles and personal tokens.",
@@ -25,6 +25,9 @@ NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The account's name
 
 
 def _accounts() -> Accounts:
+    from closeguard.guardrails.accounts import Accounts
+    from closeguard.store import default_store
+
     return Accounts(default_store())
 
 
@@ -70,6 +73,10 @@ def add(
 @app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
     """Every account: name, roles, email and whether it is disabled."""
+    from rich.table import Table
+
+    from closeguard.guardrails.accounts import Accounts
+
     found = Accounts(existing_store()).list()
     if as_json:
         print_json([_payload(a) for a in found])

@@ -11,21 +11,14 @@ import textwrap
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 import yaml
-from rich.table import Table
 
-from closeguard.agent.runtime import open_store_checkpointer
 from closeguard.cli._common import JsonOpt, console, fail, print_json
-from closeguard.cli._notify import notifying
 from closeguard.cli.runs import audit_rows_for
 from closeguard.guardrails.conditions import describe as describe_condition
-from closeguard.simulator import Simulator
-from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
-from closeguard.store import Store, default_store
-from closeguard.tools import Settings
 from closeguard.tools.errors import ConfigError
 from closeguard.workflows.definition import (
     EventTrigger,
@@ -34,12 +27,12 @@ from closeguard.workflows.definition import (
     Trigger,
     Workflow,
 )
-from closeguard.workflows.executor import Executor, RunSpec
-from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.loader import load_workflows, packaged_workflows
-from closeguard.workflows.queue_pg import queue_for
 from closeguard.workflows.rules import RULE_SCHEMA, RuleWorkflow, policy_data, step_kinds
-from closeguard.workflows.worker import Worker
+
+if TYPE_CHECKING:
+    from closeguard.simulator import Simulator
+    from closeguard.store import Store
 
 __all__ = ["PathOpt", "WorkflowsOpt", "app", "enabled_workflows", "trigger_text"]
 
@@ -127,6 +120,8 @@ def list_(path: PathOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json([_describe(w) for w in found.values()])
         return
+    from rich.table import Table
+
     table = Table("name", "trigger", "policy", "what it does")
     for workflow in found.values():
         policy = workflow.policy if isinstance(workflow.policy, str) else workflow.policy.name
@@ -213,6 +208,11 @@ class _Close:
 
 
 def _target() -> _Close:
+    from closeguard.simulator import Simulator
+    from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
+    from closeguard.store import Store, default_store
+    from closeguard.tools import Settings
+
     settings = Settings()
     if settings.close_api_key is not None:
         store = default_store()
@@ -237,6 +237,13 @@ async def _run_once(
     params: Mapping[str, Any],
     dry_run: bool,
 ) -> dict[str, Any]:
+    from closeguard.agent.runtime import open_store_checkpointer
+    from closeguard.cli._notify import notifying
+    from closeguard.workflows.executor import Executor, RunSpec
+    from closeguard.workflows.inbox import Inbox
+    from closeguard.workflows.queue_pg import queue_for
+    from closeguard.workflows.worker import Worker
+
     async with (
         open_store_checkpointer(target.store, target.checkpoints) as saver,
         notifying(
@@ -451,6 +458,11 @@ def test_(
     machine); with --dry-run on the configured Close, where reads are made and writes are
     decided but never sent.
     """
+    from closeguard.simulator import Simulator
+    from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
+    from closeguard.store import Store
+    from closeguard.tools import Settings
+
     workflow = enabled_workflows(name, path)[name]
     if event is not None and sample is not None:
         raise fail("give --event FILE or --sample EVENT, not both", 2)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from closeguard.guardrails.roles import ROLE
 from closeguard.store import Store
 from closeguard.store.users import UserRows
 from closeguard.tools.errors import AccountError
@@ -33,7 +34,6 @@ from closeguard.tools.errors import AccountError
 __all__ = ["Account", "Accounts", "check_role", "hash_token", "verify_token"]
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
-ROLE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 TOKEN = re.compile(r"cg_([0-9a-f]{16})_([A-Za-z0-9_-]{20,100})")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1

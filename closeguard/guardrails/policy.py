@@ -79,8 +79,8 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from closeguard.guardrails._yaml import Lines, load_yaml, shown
-from closeguard.guardrails.accounts import ROLE
 from closeguard.guardrails.conditions import Condition, describe, parse_condition
+from closeguard.guardrails.roles import ROLE
 from closeguard.guardrails.static import possible_access, static_decisions
 from closeguard.tools.catalog import (
     ACCESS_RANK,

@@ -28,7 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 from closeguard.store.migrations import upgrade as migrate
 from closeguard.tools.errors import StoreError
-from closeguard.tools.settings import Settings
+from closeguard.tools.settings import store_url
 
 __all__ = [
     "Prepared",
@@ -228,7 +228,7 @@ class Store:
         self, url: str | URL | None = None, *, schema: str | None = None, create: bool = True
     ) -> None:
         if url is None:
-            url = Settings().store_url
+            url = store_url()
         self._prepared: dict[Hashable, Prepared] = {}
         try:
             self.url = normalize_url(url, create_dir=create)
@@ -305,7 +305,7 @@ _default_lock = threading.Lock()
 def default_store(*, create: bool = True) -> Store:
     """The process-wide store for ``CLOSEGUARD_STORE_URL`` (one per URL); with
     ``create=False``, only one that already exists (else ``StoreError``)."""
-    url = Settings().store_url
+    url = store_url()
     with _default_lock:
         if url not in _default:
             _default[url] = Store(url, create=create)

@@ -1,27 +1,15 @@
 """Typed Close tools: the endpoint catalog, resource models, the async client, errors.
 
-This package is the bottom layer: it imports nothing else of closeguard.
+This package is the bottom layer: it imports nothing else of closeguard. Its exports load
+on first use (module ``__getattr__``), so importing the error tree or the catalog does not
+import the client, httpx or the settings: the command line starts in a fraction of a second.
 """
 
-from closeguard.tools._accessors import PageOf
-from closeguard.tools.calls import Caller
-from closeguard.tools.catalog import (
-    BY_NAME,
-    ENDPOINTS,
-    RESOURCES,
-    Call,
-    Endpoint,
-    classify,
-    endpoint,
-    find_endpoint,
-)
-from closeguard.tools.client import (
-    CloseClient,
-    OAuthCredentials,
-    RetrySettings,
-    TransportGuard,
-)
-from closeguard.tools.clock import Clock, FakeClock, SystemClock
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from closeguard.tools.errors import (
     AccountError,
     ApprovalError,
@@ -50,7 +38,66 @@ from closeguard.tools.errors import (
     UnsupportedMediaType,
     UsageError,
 )
-from closeguard.tools.settings import Settings
+
+if TYPE_CHECKING:
+    from closeguard.tools._accessors import PageOf
+    from closeguard.tools.calls import Caller
+    from closeguard.tools.catalog import (
+        BY_NAME,
+        ENDPOINTS,
+        RESOURCES,
+        Call,
+        Endpoint,
+        classify,
+        endpoint,
+        find_endpoint,
+    )
+    from closeguard.tools.client import (
+        CloseClient,
+        OAuthCredentials,
+        RetrySettings,
+        TransportGuard,
+    )
+    from closeguard.tools.clock import Clock, FakeClock, SystemClock
+    from closeguard.tools.settings import Settings
+
+_LAZY = {
+    "PageOf": "_accessors",
+    "Caller": "calls",
+    **dict.fromkeys(
+        (
+            "BY_NAME",
+            "ENDPOINTS",
+            "RESOURCES",
+            "Call",
+            "Endpoint",
+            "classify",
+            "endpoint",
+            "find_endpoint",
+        ),
+        "catalog",
+    ),
+    **dict.fromkeys(
+        ("CloseClient", "OAuthCredentials", "RetrySettings", "TransportGuard"), "client"
+    ),
+    **dict.fromkeys(("Clock", "FakeClock", "SystemClock"), "clock"),
+    "Settings": "settings",
+}
+"""Export -> the module of this package that defines it, imported on first access."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "BY_NAME",

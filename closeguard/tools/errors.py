@@ -38,9 +38,10 @@ Messages name the request method and path, never a credential.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 
 class CloseguardError(Exception):

@@ -2,61 +2,41 @@
 
 ``CLOSE_API_KEY`` and ``CLOSE_BASE_URL`` keep Close's own names; everything else of
 closeguard's is ``CLOSEGUARD_…``. Secrets are ``SecretStr`` so they never print.
+
+``Settings`` (pydantic-settings) is built on first use; ``store_url()`` reads the one
+setting the store needs the same way without it, so a command that only reads the store
+starts without pydantic-settings.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import platformdirs
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from closeguard.tools._env import (
+    CLOSE_BASE_URL,
+    STORE_URL_NAMES,
+    default_data_dir,
+    default_store_url,
+    store_url,
+)
 
-CLOSE_BASE_URL = "https://api.close.com/api/v1"
+if TYPE_CHECKING:
+    from closeguard.tools._settings import Settings
+
+__all__ = [
+    "CLOSE_BASE_URL",
+    "STORE_URL_NAMES",
+    "Settings",
+    "default_data_dir",
+    "default_store_url",
+    "store_url",
+]
 
 
-def default_data_dir() -> Path:
-    return Path(platformdirs.user_data_dir("closeguard", appauthor=False))
-
-
-def default_store_url() -> str:
-    return f"sqlite:///{default_data_dir() / 'closeguard.db'}"
-
-
-class Settings(BaseSettings):
-    """closeguard's configuration; every field can be set by its environment variable."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
-
-    close_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("CLOSE_API_KEY", "close_api_key")
-    )
-    close_base_url: str = Field(
-        default=CLOSE_BASE_URL, validation_alias=AliasChoices("CLOSE_BASE_URL", "close_base_url")
-    )
-    close_oauth_access_token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("CLOSE_OAUTH_ACCESS_TOKEN")
-    )
-    close_oauth_refresh_token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("CLOSE_OAUTH_REFRESH_TOKEN")
-    )
-    close_oauth_client_id: str | None = Field(
-        default=None, validation_alias=AliasChoices("CLOSE_OAUTH_CLIENT_ID")
-    )
-    close_oauth_client_secret: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("CLOSE_OAUTH_CLIENT_SECRET")
-    )
-    store_url: str = Field(
-        default_factory=default_store_url,
-        validation_alias=AliasChoices("CLOSEGUARD_STORE_URL", "store_url"),
-    )
-    model: str | None = Field(
-        default=None, validation_alias=AliasChoices("CLOSEGUARD_MODEL", "model")
-    )
-    redis_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("CLOSEGUARD_REDIS_URL", "redis_url")
-    )
-    notify: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("CLOSEGUARD_NOTIFY", "notify")
-    )
-    """Apprise URLs (space or comma separated) told of every approval request."""
+def __getattr__(name: str) -> Any:
+    if name != "Settings":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = importlib.import_module("closeguard.tools._settings").Settings
+    globals()[name] = value
+    return value

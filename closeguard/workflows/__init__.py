@@ -6,24 +6,69 @@ file) and the loader for a user's own modules and rules (``loader``), their trig
 (Close webhooks, Event Log catch-up, APScheduler schedules), and the runtime: webhook
 receiver, durable inbox, run queue, effect journal and workers, so nothing is lost when a
 process dies or a webhook is missed. Depends on ``tools``, ``guardrails``, ``agent`` and
-``store``.
+``store``. Exports load on first use (module ``__getattr__``): listing the workflows does
+not import the runtime.
 """
 
-from closeguard.workflows.definition import (
-    Context,
-    EventTrigger,
-    ManualTrigger,
-    ScheduleTrigger,
-    Step,
-    Trigger,
-    Workflow,
-)
-from closeguard.workflows.inbox import Inbox
-from closeguard.workflows.loader import load_workflows, packaged_workflows
-from closeguard.workflows.queue import RunQueue, SqlRunQueue
-from closeguard.workflows.rules import RuleWorkflow, derive_policy, rule_workflows
-from closeguard.workflows.runtime import Runtime, RuntimeConfig
-from closeguard.workflows.testing import RunResult, resume_workflow, run_workflow
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from closeguard.workflows.definition import (
+        Context,
+        EventTrigger,
+        ManualTrigger,
+        ScheduleTrigger,
+        Step,
+        Trigger,
+        Workflow,
+    )
+    from closeguard.workflows.inbox import Inbox
+    from closeguard.workflows.loader import load_workflows, packaged_workflows
+    from closeguard.workflows.queue import RunQueue, SqlRunQueue
+    from closeguard.workflows.rules import RuleWorkflow, derive_policy, rule_workflows
+    from closeguard.workflows.runtime import Runtime, RuntimeConfig
+    from closeguard.workflows.testing import RunResult, resume_workflow, run_workflow
+
+_LAZY = {
+    "Context": "definition",
+    "EventTrigger": "definition",
+    "ManualTrigger": "definition",
+    "ScheduleTrigger": "definition",
+    "Step": "definition",
+    "Trigger": "definition",
+    "Workflow": "definition",
+    "Inbox": "inbox",
+    "load_workflows": "loader",
+    "packaged_workflows": "loader",
+    "RunQueue": "queue",
+    "SqlRunQueue": "queue",
+    "RuleWorkflow": "rules",
+    "derive_policy": "rules",
+    "rule_workflows": "rules",
+    "Runtime": "runtime",
+    "RuntimeConfig": "runtime",
+    "RunResult": "testing",
+    "resume_workflow": "testing",
+    "run_workflow": "testing",
+}
+"""Export -> the module of this package that defines it, imported on first access."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Context",

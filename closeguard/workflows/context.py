@@ -6,18 +6,20 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.language_models import BaseChatModel
-from langgraph.checkpoint.base import BaseCheckpointSaver
-
-from closeguard.guardrails import Guarded, Policy
 from closeguard.store.rotation import Rotation
-from closeguard.tools import CloseClient
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.workflows.definition import Workflow
 from closeguard.workflows.effects import EffectJournal
 from closeguard.workflows.facts import RunFacts
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    from closeguard.guardrails import Guarded, Policy
+    from closeguard.tools.client import CloseClient
 
 __all__ = ["RUN_LOGGER", "StepContext", "run_logger"]
 

@@ -1,8 +1,11 @@
-"""Running one workflow run: its steps as a LangGraph graph, checkpointed per step.
+"""Running one workflow run: its steps as a LangGraph graph, checkpointed where it stops.
 
 Each step is a node (``START -> 1_step -> 2_step -> ... -> END``) and the graph runs with a
-checkpointer whose thread id is the run id, so a run cut off by a crash resumes after its
-last completed step, and a run stopped by an approval resumes in the step that asked.
+checkpointer whose thread id is the run id, held while the run executes
+(``workflows.checkpoints``): a run stopped by an approval, a failure or a limit keeps one
+checkpoint and resumes in the step that stopped; a run that completes keeps none; a run cut
+off by a crash starts again from its last kept checkpoint (or its first step), the effect
+journal replaying the writes it had made.
 
 A step whose call needs approval (the guard raises ``ApprovalRequired``) stops the run with
 an ``interrupt()`` carrying the approval id; ``resume`` with that id and ``approved`` runs
@@ -24,7 +27,9 @@ its deletion event in the log yet is a transient failure, retried later.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -59,6 +64,7 @@ from closeguard.tools.errors import (
     ServerError,
 )
 from closeguard.workflows.activity import Activity, Feed
+from closeguard.workflows.checkpoints import Held, RunCheckpoints
 from closeguard.workflows.context import StepContext
 from closeguard.workflows.definition import Step, Workflow
 from closeguard.workflows.effects import EffectJournal
@@ -70,6 +76,7 @@ OutcomeStatus = Literal[
     "completed", "failed", "waiting_approval", "rejected", "deferred", "skipped"
 ]
 _HANDLE = "closeguard_run"
+log = logging.getLogger("closeguard.workflows.executor")
 FATES_POLICY = "lead-fates"
 FATES_ACTOR = "closeguard-fates"
 MAX_FOLLOWS = 5
@@ -256,6 +263,8 @@ class Executor:
         self.feed = feed
         self.budget = budget
         self.checkpointer = checkpointer
+        self.checkpoints = RunCheckpoints(checkpointer)
+        """The graphs' view of ``checkpointer``: a run's saves are held while it executes."""
         self.api_key = api_key
         self.transport = _Unclosed(transport or httpx.AsyncHTTPTransport())
         self.base_url = base_url
@@ -274,9 +283,10 @@ class Executor:
         self.audits: dict[str, AuditLog] = {}
 
     def graph(self, workflow: Workflow) -> CompiledStateGraph[Any, Any, Any, Any]:
+        """The workflow's graph, compiled once per executor."""
         key = id(workflow)
         if key not in self._graphs:
-            self._graphs[key] = build_graph(workflow, self.checkpointer)
+            self._graphs[key] = build_graph(workflow, self.checkpoints)
         return self._graphs[key]
 
     def guard(self, workflow: Workflow) -> Guard:
@@ -357,10 +367,12 @@ class Executor:
         """Delete a completed run's checkpoints (its LangGraph thread).
 
         A finished run never resumes, and its outcome and state are in the run's record, so
-        its checkpoints would only pile up (five or so per run, forever). Only for runs
-        recorded ``completed``: a failed or dead run keeps its own, for ``runs retry``.
+        the checkpoint it stopped at before (an approval's, a failure's) would only pile up.
+        Only for runs recorded ``completed``: a failed or dead run keeps its own, for ``runs
+        retry``. A run whose execution here saved nothing and found nothing costs no call.
         """
-        await self.checkpointer.adelete_thread(run_id)
+        if not self.checkpoints.unsaved(run_id):
+            await self.checkpoints.adelete_thread(run_id)
 
     async def execute(
         self, workflow: Workflow, spec: RunSpec, *, resume: Mapping[str, Any] | None = None
@@ -469,6 +481,37 @@ class Executor:
     async def _execute(
         self, workflow: Workflow, spec: RunSpec, resume: Mapping[str, Any] | None, made: int
     ) -> Outcome:
+        held = await self.checkpoints.hold(spec.run_id, durable=workflow.uses_llm)
+        try:
+            outcome = await self._invoke(workflow, spec, resume, made, held)
+        except BaseException:
+            await asyncio.shield(self._release(held, keep=True))
+            raise
+        await self._release(held, keep=outcome.status != "completed")
+        return outcome
+
+    async def _release(self, held: Held, *, keep: bool) -> None:
+        """End the run's hold on its checkpoints, keeping them unless it completed. A save
+        that fails is logged, not raised: the outcome stands, and the run's next execution
+        starts from its last saved checkpoint (or its first step), as after a crash."""
+        try:
+            await self.checkpoints.release(held, keep=keep)
+        except Exception:
+            log.warning(
+                "run %s: its checkpoint could not be saved; a later execution starts again "
+                "from the one before (the effect journal replays its writes)",
+                held.thread_id,
+                exc_info=True,
+            )
+
+    async def _invoke(
+        self,
+        workflow: Workflow,
+        spec: RunSpec,
+        resume: Mapping[str, Any] | None,
+        made: int,
+        held: Held,
+    ) -> Outcome:
         graph = self.graph(workflow)
         async with self.client(workflow, spec) as client:
             decisions = self.guard(workflow)
@@ -493,19 +536,19 @@ class Executor:
                 "configurable": {"thread_id": spec.run_id, _HANDLE: ctx},
                 "recursion_limit": len(workflow.steps) + 10,
             }
-            snapshot = await graph.aget_state(config)
-            started = bool(snapshot.values)
-            if started and not snapshot.tasks:
-                return Outcome("completed", dict(snapshot.values.get("state") or {}))
-            payload: Any
-            if resume is not None and snapshot.interrupts:
-                payload = Command(resume=dict(resume))
-            elif started:
-                payload = None
-            else:
-                payload = {"state": {}}
+            payload: Any = {"state": {}}
+            if held.loaded is not None:
+                snapshot = await graph.aget_state(config)
+                if snapshot.values and not snapshot.tasks:
+                    return Outcome("completed", dict(snapshot.values.get("state") or {}))
+                if resume is not None and snapshot.interrupts:
+                    payload = Command(resume=dict(resume))
+                elif snapshot.values:
+                    payload = None
             try:
-                result = await graph.ainvoke(payload, config)
+                result = await graph.ainvoke(
+                    payload, config, durability="sync" if held.durable else "exit"
+                )
             except RunRejected as exc:
                 return Outcome("rejected", dict(ctx.state), error=describe(exc))
             except QuotaExhausted as exc:

@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from closeguard.tools import CloseClient
-from closeguard.tools import models as m
 from closeguard.tools.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from closeguard.tools import models as m
+    from closeguard.tools.client import CloseClient
 
 __all__ = ["CHANGING_TYPES", "DEFAULT_TTL", "OrgFacts", "RunFacts"]
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from closeguard.tools import CloseClient, NotFound
+from closeguard.tools import NotFound
 from closeguard.tools import models as m
 from closeguard.workflows.definition import Context
+
+if TYPE_CHECKING:
+    from closeguard.tools.client import CloseClient
 
 T = TypeVar("T")
 

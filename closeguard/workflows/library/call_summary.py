@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import HumanMessage, SystemMessage
-
 from closeguard.workflows.definition import Context, EventTrigger, Workflow
 from closeguard.workflows.library._common import (
     business_days_after,
@@ -89,6 +87,8 @@ async def summarize(ctx: Context) -> None:
         ctx.log.info("call %s is summarized already", call.get("id"))
         ctx.state["skipped"] = True
         return
+    from langchain_core.messages import HumanMessage, SystemMessage
+
     reply = await ctx.llm.ainvoke([SystemMessage(PROMPT), HumanMessage(call_text(call))])
     content = reply.content if isinstance(reply.content, str) else str(reply.content)
     summary, next_step = _parse(content)

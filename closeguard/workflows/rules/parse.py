@@ -24,6 +24,7 @@ from closeguard.guardrails.conditions import Condition, parse_condition
 from closeguard.guardrails.policy import endpoint_fields
 from closeguard.tools.catalog import BY_NAME, ENDPOINTS, Endpoint
 from closeguard.tools.errors import ConfigError
+from closeguard.workflows.cron import aps_trigger
 from closeguard.workflows.definition import EventTrigger, ManualTrigger, ScheduleTrigger, Trigger
 from closeguard.workflows.rules.derive import wider_than
 from closeguard.workflows.rules.model import (
@@ -37,7 +38,6 @@ from closeguard.workflows.rules.model import (
     WriteStep,
 )
 from closeguard.workflows.rules.template import Template, compile_value, names_in
-from closeguard.workflows.schedules import aps_trigger
 
 __all__ = [
     "CONTEXT_NAMES",

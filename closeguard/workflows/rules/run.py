@@ -1,9 +1,10 @@
 """A rule as a ``Workflow``: its steps as step functions on the ordinary runtime.
 
-Each top-level step is one step of the workflow (one LangGraph node, checkpointed after
-it); a ``for_each`` runs its steps for each item inside its node. Steps share
-``ctx.state``: ``results`` (each step's result by its ``as:`` name), ``context`` (the
-event's lead, deal and user, fetched once when a template reads them) and ``notes``.
+Each top-level step is one step of the workflow (one LangGraph node; checkpointed after
+it when the rule asks a model); a ``for_each`` runs its steps for each item inside its
+node. Steps share ``ctx.state``: ``results`` (each step's result by its ``as:`` name),
+``context`` (the event's lead, deal and user, fetched once when a template reads them) and
+``notes``.
 
 Every write goes through the effect journal under a key naming its step (and item), with
 a read-back: before writing, and when a retry finds only the intent, Close is read for
@@ -22,13 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-from langchain_core.runnables.config import var_child_runnable_config
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.types import Command
 from pydantic import BaseModel, ValidationError, create_model
 
-from closeguard.agent import SYSTEM_NAME, Limits, build_agent
+from closeguard import agent as agents
 from closeguard.guardrails import Policy
 from closeguard.guardrails.conditions import Condition
 from closeguard.tools import NotFound
@@ -375,6 +372,8 @@ async def _llm(ctx: Context, rule: Rule, step: LlmStep, context: Mapping[str, An
     if step.output:
         wanted = ", ".join(f'"{k}": <{t}>' for k, t in step.output.items())
         system += f" Reply with one JSON object and nothing else: {{{wanted}}}."
+    from langchain_core.messages import HumanMessage, SystemMessage
+
     reply = await ctx.llm.ainvoke([SystemMessage(system), HumanMessage(prompt)])
     text = reply.content if isinstance(reply.content, str) else str(reply.content)
     if not step.output:
@@ -413,17 +412,20 @@ async def _agent(
         return None
     if not isinstance(ctx, StepContext) or ctx.open_client is None:
         raise _fail(rule, step, "agent steps need the workflow runtime's context")
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+
     instruction = str(_render(rule, step, step.instruction, context))
     guarded, client = ctx.open_client(step.policy, f"{rule.name}/{step.name}")
     saver = ctx.checkpointer or InMemorySaver()
     when = event_time(ctx).date()
     async with client:
-        agent = build_agent(
+        agent = agents.build_agent(
             ctx.llm,
             guarded,
             client,
             checkpointer=saver,
-            limits=Limits(max_turns=step.max_turns),
+            limits=agents.Limits(max_turns=step.max_turns),
             store=guarded.store,
             approver=f"{rule.name}/{step.name}",
             today=lambda: when,
@@ -461,8 +463,14 @@ def _thread(ctx: Context, rule: Rule, key: str) -> str:
 
 
 def _answer(result: Mapping[str, Any]) -> str:
+    from langchain_core.messages import AIMessage
+
     for message in reversed(result.get("messages") or []):
-        if isinstance(message, AIMessage) and message.name != SYSTEM_NAME and message.content:
+        if (
+            isinstance(message, AIMessage)
+            and message.name != agents.SYSTEM_NAME
+            and message.content
+        ):
             return str(message.content)
     return ""
 
@@ -470,6 +478,8 @@ def _answer(result: Mapping[str, Any]) -> str:
 async def _isolated(call: Any) -> Any:
     """Await ``call`` outside the workflow's graph, so LangGraph does not take the agent
     for a subgraph of it (its interrupts are the agent's own)."""
+    from langchain_core.runnables.config import var_child_runnable_config
+
     fresh = contextvars.copy_context()
     fresh.run(var_child_runnable_config.set, None)
     return await asyncio.create_task(call, context=fresh)

@@ -1,0 +1,248 @@
+"""The command line starts with only what a command uses (issue 23).
+
+Each check runs in a fresh interpreter (the test process has imported everything already)
+and reads ``sys.modules`` after the command: ``closeguard --help`` and the import of
+``closeguard.cli`` load no agent, MCP, drills, evals, LangGraph, LangChain or
+OpenTelemetry; a command that reads the store loads neither Alembic nor LangGraph. The lazy
+registry lists every command with the help its module gives it, and the migration head read
+from the files is Alembic's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from closeguard.cli._app import COMMANDS, load
+
+HEAVY = (
+    "closeguard.agent",
+    "closeguard.mcp",
+    "closeguard.drills",
+    "closeguard.evals",
+    "closeguard.console",
+    "langgraph",
+    "langchain_core",
+    "langchain",
+    "mcp",
+    "opentelemetry",
+    "starlette",
+    "uvicorn",
+)
+"""Top-level names no light command may import (a submodule counts as its package)."""
+
+PROBE = """
+import json, sys
+from closeguard.cli import main
+argv = json.loads(sys.argv[1])
+if argv is not None:
+    sys.argv = ["closeguard", *argv]
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    sys.stdout.flush()
+    print("\\n@@" + json.dumps({"code": code, "modules": sorted(sys.modules)}))
+else:
+    print("\\n@@" + json.dumps({"code": 0, "modules": sorted(sys.modules)}))
+"""
+
+
+def loaded(
+    argv: list[str] | None, tmp_path: Path, store: str | None = None
+) -> tuple[int, set[str]]:
+    """Exit code and the modules imported by ``closeguard *argv`` (None: only the import)."""
+    env = dict(os.environ, COLUMNS="120")
+    env["CLOSEGUARD_STORE_URL"] = store or f"sqlite:///{tmp_path / 'none.db'}"
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(argv)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert "@@" in out.stdout, out.stderr
+    report = json.loads(out.stdout.rsplit("@@", 1)[1])
+    return report["code"], set(report["modules"])
+
+
+def heavy_in(modules: set[str]) -> list[str]:
+    return sorted(
+        m
+        for m in modules
+        if m in HEAVY or m.split(".")[0] in HEAVY or any(m.startswith(h + ".") for h in HEAVY)
+    )
+
+
+@pytest.mark.parametrize("argv", [None, ["--help"], ["policy", "--help"]], ids=str)
+def test_the_cli_and_its_help_import_nothing_heavy(argv: list[str] | None, tmp_path: Path) -> None:
+    code, modules = loaded(argv, tmp_path)
+    assert code == 0
+    assert heavy_in(modules) == []
+    assert "closeguard.cli.chat" not in modules and "closeguard.cli.run" not in modules
+
+
+def test_the_probe_sees_a_heavy_command(tmp_path: Path) -> None:
+    """The check above can fail: ``chat --help`` does import the agent and LangGraph."""
+    code, modules = loaded(["chat", "--help"], tmp_path)
+    assert code == 0
+    assert {"closeguard.agent", "langgraph"} <= {m for m in modules if m in HEAVY}
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from closeguard.store import Store
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'closeguard.db'}"
+    Store(url).dispose()
+    return url
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["runs", "list"], ["audit", "verify"], ["approvals", "list"], ["info"], ["policy", "list"]],
+    ids=" ".join,
+)
+def test_a_store_command_skips_alembic_and_langgraph(
+    argv: list[str], store_url: str, tmp_path: Path
+) -> None:
+    code, modules = loaded(argv, tmp_path, store_url)
+    assert code == 0
+    assert "alembic" not in modules
+    assert heavy_in(modules) == []
+
+
+def test_listing_workflows_builds_no_graph(tmp_path: Path) -> None:
+    """The packaged workflows and rules load without LangGraph, LangChain or the agent's
+    graph (an LLM or agent step imports them when it runs)."""
+    code, modules = loaded(["workflows", "list"], tmp_path)
+    assert code == 0
+    unwanted = ("langgraph", "langchain_core", "langsmith", "closeguard.agent.graph")
+    assert sorted(m for m in modules if m.startswith(unwanted)) == []
+    assert "closeguard.cli.run" not in modules and "closeguard.simulator" not in modules
+
+
+def test_a_store_that_needs_migrating_still_is(tmp_path: Path) -> None:
+    """Alembic is skipped only when the version row says the store is at the head."""
+    from sqlalchemy import create_engine, text
+
+    from closeguard.store import Store
+    from closeguard.store.migrations import current, head
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url).dispose()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+    engine.dispose()
+    code, modules = loaded(["runs", "list"], tmp_path, url)
+    assert code == 0 and "alembic" in modules
+    store = Store(url, create=False)
+    with store.engine.connect() as conn:
+        assert current(conn) == head()
+    store.dispose()
+
+
+def test_the_head_read_from_the_files_is_alembics() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from closeguard.store import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations.LOCATION))
+    assert migrations.head() == ScriptDirectory.from_config(config).get_current_head()
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_the_registry_help_is_the_modules_help(name: str) -> None:
+    """``closeguard --help`` shows the registry's line; it must be what the module says."""
+    command = load(name)
+    assert command.name == name
+    first = (command.help or "").split("\n\n")[0].replace("\n", " ").strip()
+    assert COMMANDS[name].help == first
+
+
+def test_a_subcommand_added_to_a_group_module_needs_no_registry_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from closeguard.cli import app
+    from closeguard.cli import policy as policy_cmd
+
+    fresh = typer.Typer(help=policy_cmd.app.info.help)
+    for info in policy_cmd.app.registered_commands:
+        fresh.registered_commands.append(info)
+
+    @fresh.command("hello")
+    def hello() -> None:
+        """Say hello."""
+        typer.echo("hello from a new subcommand")
+
+    monkeypatch.setattr(policy_cmd, "app", fresh)
+    result = CliRunner().invoke(app, ["policy", "hello"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "hello from a new subcommand\n"
+
+
+def test_store_url_reads_what_settings_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The light reader of the store's URL agrees with pydantic-settings: environment
+    first (any case), then ``.env``, then the default."""
+    from closeguard.tools.settings import Settings, store_url
+
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.lower() in ("closeguard_store_url", "store_url"):
+            monkeypatch.delenv(key)
+    cases = [
+        ({}, None),
+        ({}, "CLOSEGUARD_STORE_URL=sqlite:///from-dotenv.db\n"),
+        ({"CLOSEGUARD_STORE_URL": "sqlite:///from-env.db"}, "STORE_URL=sqlite:///dot.db\n"),
+        ({"closeguard_store_url": "sqlite:///lower.db"}, None),
+        ({"STORE_URL": "sqlite:///alias.db"}, None),
+        ({}, "closeguard_store_url='postgresql://u@h/db'  # a comment\n"),
+    ]
+    for env, dotenv in cases:
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                m.setenv(key, value)
+            env_file = tmp_path / ".env"
+            if dotenv is None:
+                env_file.unlink(missing_ok=True)
+            else:
+                env_file.write_text(dotenv)
+            assert store_url() == Settings().store_url, (env, dotenv)
+
+
+@pytest.mark.parametrize(
+    "package",
+    ["closeguard.tools", "closeguard.guardrails", "closeguard.workflows", "closeguard.agent"],
+)
+def test_every_lazy_export_is_the_object_its_module_defines(package: str) -> None:
+    """A lazy export resolves to its module's object, even once every submodule is imported
+    (the import system sets a package attribute to a submodule of the same name)."""
+    import importlib
+    import pkgutil
+
+    module = importlib.import_module(package)
+    for info in pkgutil.iter_modules(module.__path__):
+        importlib.import_module(f"{package}.{info.name}")
+    for name in module.__all__:
+        value = getattr(module, name)
+        assert not isinstance(value, type(module)), f"{package}.{name} is a module"
+        home = getattr(value, "__module__", None)
+        if home is not None and home.startswith(package):
+            assert getattr(importlib.import_module(home), name, value) is value
