@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Connection
 
 from closeguard.agent.runtime import LoopSqliteSaver, open_checkpointer
 from closeguard.guardrails import Approvals, Policy
@@ -25,7 +26,7 @@ from closeguard.tools.clock import FakeClock
 from closeguard.workflows.definition import Context, EventTrigger, Workflow
 from closeguard.workflows.executor import Executor
 from closeguard.workflows.inbox import Inbox
-from closeguard.workflows.queue import Backoff, SqlRunQueue
+from closeguard.workflows.queue import Backoff, Completed, SqlRunQueue
 from closeguard.workflows.worker import Worker
 
 POLICY = Policy.from_dict(
@@ -81,8 +82,16 @@ async def unreachable(ctx: Context) -> None:
 class LostLease(SqlRunQueue):
     """A queue on which this worker's ``complete`` no longer lands (its lease was taken)."""
 
-    async def complete(self, run_id: str, worker: str, state: Mapping[str, Any]) -> None:
-        return None
+    async def complete(
+        self,
+        run_id: str,
+        worker: str,
+        state: Mapping[str, Any],
+        *,
+        before: Callable[[Connection], None] | None = None,
+        claim: Collection[str] | None = None,
+    ) -> Completed:
+        return Completed(recorded=False)
 
 
 def counted(saver: LoopSqliteSaver) -> Counter[str]:

@@ -67,6 +67,8 @@ class Guarded:
         approval_ttl: float | None = None,
         guard: Guard | None = None,
         clock: Clock | None = None,
+        audit: AuditLog | None = None,
+        flush_on_close: bool = True,
     ) -> None:
         self.policy = policy
         self.store = store
@@ -74,6 +76,10 @@ class Guarded:
         self.approval_ttl = approval_ttl
         self.guard = guard or Guard(policy)
         self.clock = clock
+        self.audit = audit
+        self.flush_on_close = flush_on_close
+        """False: whoever passed ``audit`` writes its last rows (the workflow worker, in
+        the transaction that records the run's outcome)."""
 
     def wrap(
         self, transport: httpx.AsyncBaseTransport, *, actor: str | None, run_id: str | None
@@ -87,6 +93,8 @@ class Guarded:
             triggered_leads=self.triggered_leads,
             approval_ttl=self.approval_ttl,
             clock=self.clock,
+            audit=self.audit,
+            flush_on_close=self.flush_on_close,
         )
 
 
@@ -191,8 +199,10 @@ class GuardTransport(httpx.AsyncBaseTransport):
         audit: AuditLog | None = None,
         approvals: Approvals | None = None,
         clock: Clock | None = None,
+        flush_on_close: bool = True,
     ) -> None:
         self.inner = inner
+        self.flush_on_close = flush_on_close
         self.guard = guard if isinstance(guard, Guard) else Guard(guard)
         self.policy = self.guard.policy
         self.store = store or default_store()
@@ -521,6 +531,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         try:
-            await self.audit.aflush()
+            if self.flush_on_close:
+                await self.audit.aflush()
         finally:
             await self.inner.aclose()

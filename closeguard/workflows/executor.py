@@ -44,9 +44,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, interrupt
 
-from closeguard.guardrails import Guard, Guarded, Policy
+from closeguard.guardrails import AuditLog, Guard, Guarded, Policy
 from closeguard.store import Store
-from closeguard.store.fates import GONE_TYPES, LeadFates, merge_of
+from closeguard.store.fates import GONE_TYPES, Fate, LeadFates, merge_of
 from closeguard.telemetry import span
 from closeguard.tools import CloseClient
 from closeguard.tools import models as m
@@ -101,6 +101,8 @@ class RunSpec:
     tick: datetime | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     lead_id: str | None = None
+    fate: Fate | None = None
+    """What became of ``lead_id``, read when the run was claimed (None: ask the store)."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,8 @@ def _node(step: Step) -> Any:
                     "workflow.step", step=called, workflow=ctx.workflow.name, run_id=ctx.run_id
                 ):
                     await step(ctx)
+                # the step's checkpoint follows: its writes' results are committed first
+                await ctx.journal.flush(ctx.run_id)
             except ApprovalRequired as exc:
                 answer = _answer_for(exc)
                 if answer.get("status") != "approved":
@@ -273,6 +277,10 @@ class Executor:
         self._fates_policy: Policy | None = None
         self._graphs: dict[int, CompiledStateGraph[Any, Any, Any, Any]] = {}
         self._guards: dict[int, Guard] = {}
+        self.defer_audit = False
+        """Leave the last audit rows of each run's client for ``take_audit`` (the worker
+        writes them in the transaction that records the run's outcome)."""
+        self.audits: dict[str, AuditLog] = {}
 
     def graph(self, workflow: Workflow) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The workflow's graph, compiled once per executor."""
@@ -307,19 +315,38 @@ class Executor:
     def client(self, workflow: Workflow, spec: RunSpec) -> CloseClient:
         """The run's client: guarded by the workflow's policy, audited as its name and run."""
         decisions = self.guard(workflow)
-        return self.guarded_client(decisions.policy, workflow.name, spec, guard=decisions)[1]
+        audit = None
+        if self.defer_audit:
+            audit = self.audits[spec.run_id] = AuditLog(self.store)
+        return self.guarded_client(
+            decisions.policy, workflow.name, spec, guard=decisions, audit=audit
+        )[1]
+
+    def take_audit(self, run_id: str) -> AuditLog | None:
+        """The audit log of the run's client whose last rows are not written yet (with
+        ``defer_audit``): now the caller's to write (``AuditLog.write_in``) or flush."""
+        return self.audits.pop(run_id, None)
 
     def guarded_client(
-        self, policy: Policy, actor: str, spec: RunSpec, *, guard: Guard | None = None
+        self,
+        policy: Policy,
+        actor: str,
+        spec: RunSpec,
+        *,
+        guard: Guard | None = None,
+        audit: AuditLog | None = None,
     ) -> tuple[Guarded, CloseClient]:
         """A client for ``spec``'s run under ``policy`` (its lead in scope), audited as
-        ``actor``, with the guard it is bound to."""
+        ``actor``, with the guard it is bound to; ``audit``: its audit log, whose last rows
+        the caller writes (``take_audit``)."""
         guarded = Guarded(
             policy,
             guard=guard,
             store=self.store,
             triggered_leads=None if spec.lead_id is None else {spec.lead_id},
             clock=self.clock,
+            audit=audit,
+            flush_on_close=audit is None,
         )
         transport: httpx.AsyncBaseTransport = self.transport
         if self.feed is not None:
@@ -387,8 +414,13 @@ class Executor:
         event = spec.event or {}
         if event.get("action") == "deleted":
             return spec  # a rule about deletions runs on what is gone
+        known, spec = spec.fate, replace(spec, fate=None)
         if spec.lead_id is not None:
-            fate = await self.store.run(self.fates.resolve, spec.lead_id)
+            fate = (
+                known
+                if known is not None
+                else await self.store.run(self.fates.resolve, spec.lead_id)
+            )
             if fate.merged_from:
                 if not workflow.follow_merges:
                     return self._skipped(f"lead {spec.lead_id} was merged into {fate.lead}")
