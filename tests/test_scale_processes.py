@@ -68,6 +68,22 @@ def _event(lead: int, n: int) -> dict[str, Any]:
     }
 
 
+async def _post(http: httpx.AsyncClient, url: str, body: str) -> httpx.Response:
+    """POST as Close does: a delivery whose connection broke is sent again (the receiver
+    deduplicates by event id); on a busy machine a kept-alive connection can be closed by
+    the receiver just as a delivery goes out on it."""
+    for attempt in range(3):
+        stamp = str(int(time.time()))
+        sig = compute_signature(KEY, stamp, body.encode())
+        headers = {"close-sig-timestamp": stamp, "close-sig-hash": sig}
+        try:
+            return await http.post(url, content=body, headers=headers)
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def _deliver(url: str, leads: range) -> None:
     """Each lead's events one after another (so the receiver gets them in order)."""
     async with httpx.AsyncClient(timeout=30) as http:
@@ -75,10 +91,7 @@ async def _deliver(url: str, leads: range) -> None:
         async def lane(lead: int) -> None:
             for n in range(PER_LEAD):
                 body = json.dumps({"subscription_id": "whsub_s", "event": _event(lead, n)})
-                stamp = str(int(time.time()))
-                sig = compute_signature(KEY, stamp, body.encode())
-                headers = {"close-sig-timestamp": stamp, "close-sig-hash": sig}
-                response = await http.post(url, content=body, headers=headers)
+                response = await _post(http, url, body)
                 assert response.status_code == 200, response.text
 
         await asyncio.gather(*(lane(lead) for lead in leads))
