@@ -159,9 +159,15 @@ async def check_denied_and_bad_arguments(
 
 
 async def check_elicited_delete(
-    session: ClientSession, sim: Simulator, user: User, store: Store, out: Outputs
+    session: ClientSession,
+    sim: Simulator,
+    user: User,
+    store: Store,
+    out: Outputs,
+    via: str = "elicitation",
 ) -> None:
-    """Accepted: the lead is deleted once; declined: nothing is deleted."""
+    """Accepted: the lead is deleted once; declined: nothing is deleted; the decision rows
+    say the answer came ``via`` (stdio: elicitation; HTTP: the token that authenticated)."""
     keep, gone = leads(sim, 2)
     deletes = sim.request_count["lead.delete"]
     user.answers[:] = ["decline"]
@@ -179,7 +185,7 @@ async def check_elicited_delete(
         for r in AuditLog(store).rows()
         if r["method"] == "DECIDE" and r["approval_id"] == rejected
     ]
-    assert decided["decision"] == "rejected" and '"via":"elicitation"' in decided["args"]
+    assert decided["decision"] == "rejected" and f'"via":"{via}"' in decided["args"]
 
     user.answers[:] = ["accept"]
     accepted = out.call(await session.call_tool("lead_delete", {"id": gone}))

@@ -131,7 +131,8 @@ def reachable(package: str) -> set[str]:
 
 def test_the_table_is_read_and_matches_the_packages() -> None:
     layers = documented_layers()
-    assert layers["tools"] == {}
+    assert layers["telemetry"] == {}
+    assert layers["tools"] == {"telemetry": None}
     assert layers["store"] == {"tools": frozenset({"settings", "errors"})}
     assert layers["simulator"] == {"tools": None}
     assert "cli" not in {dep for deps in layers.values() for dep in deps}

@@ -1,7 +1,8 @@
 """The MCP gateway over streamable HTTP on 127.0.0.1, with the MCP SDK's own client.
 
 The gateway runs in this process on uvicorn, wired to an in-process simulator, so every
-check of what reached Close is made on the simulator itself.
+check of what reached Close is made on the simulator itself. Every request carries a
+Bearer token: the shared one (``SHARED``) unless a test is about a person's.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from contextlib import asynccontextmanager
 import mcp_types as types
 from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from closeguard.guardrails import Approvals, Guarded, Policy
-from closeguard.mcp import HTTP_PATH, Gateway, http_app
+from closeguard.mcp import HTTP_PATH, Gateway, TokenAuth, http_app
 from closeguard.simulator import Simulator
 from closeguard.store import Store
 from tests._mcp import (
@@ -37,18 +39,30 @@ from tests._mcp import (
 )
 from tests._serve import served
 
+SHARED = "shared-mcp-token-for-tests-0123456789"
+
 
 def _gateway(store: Store, sim: Simulator, policy: str = POLICY_YAML) -> Gateway:
     guarded = Guarded(Policy.from_yaml(policy), store=store)
     return Gateway(guarded, lambda actor: sim.client(policy=guarded, actor=actor))
 
 
+def _app(gateway: Gateway, store: Store) -> object:
+    return http_app(gateway, TokenAuth(store, SHARED))
+
+
+def _transport(url: str, token: str | None = SHARED):  # type: ignore[no-untyped-def]
+    """The SDK's streamable HTTP client transport, sending ``token`` as a Bearer token."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else None
+    return streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
+
+
 @asynccontextmanager
 async def _session(
-    url: str, name: str, user: Callable[..., object] | None = None
+    url: str, name: str, user: Callable[..., object] | None = None, token: str | None = SHARED
 ) -> AsyncIterator[ClientSession]:
     async with (
-        streamable_http_client(url) as (read, write),
+        _transport(url, token) as (read, write),
         ClientSession(
             read,
             write,
@@ -64,12 +78,12 @@ async def test_gateway_over_streamable_http(store: Store) -> None:
     sim = Simulator(seed=3, leads=8)
     gateway = _gateway(store, sim)
     out, user = Outputs(), User()
-    async with served(http_app(gateway), lifespan="on") as base:
+    async with served(_app(gateway, store), lifespan="on") as base:
         url = base + HTTP_PATH
         async with _session(url, CLIENT_NAME, user) as session:
             await check_tools_and_reads(session, sim, out)
             await check_denied_and_bad_arguments(session, sim, out)
-            await check_elicited_delete(session, sim, user, store, out)
+            await check_elicited_delete(session, sim, user, store, out, via="mcp-token")
         async with _session(url, "no-elicitation-client") as session:
             await check_approval_by_id(session, sim, store, out)
     await gateway.aclose()
@@ -86,8 +100,8 @@ async def test_modern_protocol_asks_with_input_required(store: Store) -> None:
     user = User(answers=["decline", "accept"])
     keep, gone = leads(sim, 2)
     async with (
-        served(http_app(gateway), lifespan="on") as base,
-        Client(base + HTTP_PATH, elicitation_callback=user) as client,
+        served(_app(gateway, store), lifespan="on") as base,
+        Client(_transport(base + HTTP_PATH), elicitation_callback=user) as client,
     ):
         assert client.session.protocol_version == "2026-07-28"
         declined = await client.call_tool("lead_delete", {"id": keep})
@@ -106,7 +120,7 @@ async def test_actor_option_overrides_the_client_name(store: Store) -> None:
         guarded, lambda actor: sim.client(policy=guarded, actor=actor), actor="desk-bot"
     )
     async with (
-        served(http_app(gateway), lifespan="on") as base,
+        served(_app(gateway, store), lifespan="on") as base,
         _session(base + HTTP_PATH, CLIENT_NAME) as session,
     ):
         listed = await session.call_tool("lead_list", {"limit": 1})
@@ -116,7 +130,8 @@ async def test_actor_option_overrides_the_client_name(store: Store) -> None:
 
 
 async def test_an_elicited_approval_is_decided_by_the_client(store: Store) -> None:
-    """With --actor, calls are audited as the actor; the approval names the answering client."""
+    """With --actor and the shared token, calls are audited as the actor; the approval names
+    the answering client, authenticated by the shared token."""
     sim = Simulator(seed=6, leads=3)
     guarded = Guarded(Policy.from_yaml(POLICY_YAML), store=store)
     gateway = Gateway(
@@ -124,7 +139,7 @@ async def test_an_elicited_approval_is_decided_by_the_client(store: Store) -> No
     )
     lead_id = leads(sim, 1)[0]
     async with (
-        served(http_app(gateway), lifespan="on") as base,
+        served(_app(gateway, store), lifespan="on") as base,
         _session(base + HTTP_PATH, CLIENT_NAME, User(answers=["accept"])) as session,
     ):
         deleted = await session.call_tool("lead_delete", {"id": lead_id})
@@ -133,4 +148,4 @@ async def test_an_elicited_approval_is_decided_by_the_client(store: Store) -> No
     (approval,) = Approvals(store).list()
     assert approval.status == "consumed" and approval.decided_by == CLIENT_NAME
     assert approval.actor == "desk-bot" and audited_actors(store) == {"desk-bot"}
-    assert deciders(store) == {(CLIENT_NAME, "elicitation")}
+    assert deciders(store) == {(CLIENT_NAME, "mcp-token")}

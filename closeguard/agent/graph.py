@@ -69,6 +69,7 @@ from closeguard.agent.state import AgentState, Limits, Review
 from closeguard.guardrails import Approvals, AuditLog, Guard, Guarded, Policy, RunContext, redact
 from closeguard.guardrails.audit import EMPTY_ROW
 from closeguard.store import Store, default_store
+from closeguard.telemetry.tracing import traced
 from closeguard.tools import BY_NAME, CloseClient, CloseguardError, Endpoint
 from closeguard.tools.langchain import make_tools
 
@@ -140,6 +141,7 @@ async def _start(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
 
 
 def _model_node(deps: _Deps) -> Callable[..., Any]:
+    @traced("agent.turn", lambda state, config: _turn_attributes(deps, state))
     async def model(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         turns = state.get("turns", 0)
         if turns >= deps.limits.max_turns:
@@ -179,6 +181,15 @@ def _model_node(deps: _Deps) -> Callable[..., Any]:
         return update
 
     return model
+
+
+def _turn_attributes(deps: _Deps, state: AgentState) -> dict[str, str | int | None]:
+    return {
+        "actor": deps.actor,
+        "policy": deps.policy.name,
+        "run_id": state.get("run_id"),
+        "turn": state.get("turns", 0) + 1,
+    }
 
 
 async def _route_model(state: AgentState) -> str:
@@ -495,6 +506,14 @@ def _error(call_id: str, tool: str, text: str) -> ToolMessage:
     )
 
 
+@traced(
+    "agent.tool_call",
+    lambda deps, call_id, review: {
+        "tool": review["tool"],
+        "actor": deps.actor,
+        "policy": deps.policy.name,
+    },
+)
 async def _execute(deps: _Deps, call_id: str, review: Review) -> ToolMessage:
     """Run one reviewed call; errors become an error message for the model."""
     name = review["tool"]

@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 
 from closeguard.store import Store, default_store
+from closeguard.telemetry import tracing
+from closeguard.telemetry.logs import FORMATS, LogFormat, configure_logging
 
 __all__ = [
     "JsonOpt",
@@ -45,6 +47,30 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print the error line and return the ``Exit`` to raise (1: failed, 2: bad usage)."""
     error_line(message)
     return typer.Exit(code)
+
+
+LogFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        metavar="text|json",
+        help="Log lines on stderr: text (default) or json (one JSON object a line, for a "
+        "log collector).",
+    ),
+]
+
+
+def start_serving(log_format: str) -> None:
+    """What every serving command does first: log lines in ``log_format`` and tracing as
+    the ``OTEL_*`` variables ask (a wrong setting is a one-line error here, not a gap later)."""
+    if log_format not in FORMATS:
+        raise fail(f"--log-format takes text or json, not {log_format!r}", 2)
+    fmt: LogFormat = "json" if log_format == "json" else "text"
+    configure_logging(fmt)
+    try:
+        tracing.configure()
+    except tracing.TracingConfigError as exc:
+        raise fail(str(exc)) from None
 
 
 def existing_store() -> Store:

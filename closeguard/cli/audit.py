@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +22,9 @@ from closeguard.cli._common import (
     shown,
 )
 from closeguard.guardrails import AuditLog
+from closeguard.guardrails.archive import verify_archive
+from closeguard.store import store_problem
+from closeguard.tools.settings import Settings
 
 app = typer.Typer(help="The hash-chained audit log of every guarded call.", no_args_is_help=True)
 
@@ -30,6 +34,7 @@ DECISION_STYLE = {
     "dry_run": "cyan",
     "deny": "red",
     "approval_required": "yellow",
+    "anchor": "magenta",
 }
 COLUMNS = (
     "seq",
@@ -125,9 +130,24 @@ def verify(
             help="A checkpoint kept elsewhere (printed by: closeguard audit head).",
         ),
     ] = None,
+    archive: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--archive",
+            metavar="FILE",
+            help="Prove archive files written by closeguard store prune instead (repeat "
+            "for several, oldest first): their chain and their link to the store's anchor.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check the hash chain; exit 1 and say where if any row was changed, removed or added."""
+    """Check the hash chain; exit 1 and say where if any row was changed, removed or added.
+
+    After a prune the chain starts after an anchor row that records the last
+    archived row; --archive FILE proves the archived rows themselves."""
+    if archive:
+        _verify_archive(archive, as_json)
+        return
     checkpoint = None
     if expect_head:
         seq_text, _, digest = expect_head.partition(":")
@@ -143,16 +163,66 @@ def verify(
                 "head_seq": report.head_seq,
                 "head_hash": report.head_hash,
                 "problems": [p.__dict__ for p in report.problems],
+                "first_seq": report.first_seq,
+                "anchor": report.anchor,
+                "notes": list(report.notes),
             }
         )
     elif report.ok:
-        typer.echo(
-            f"ok: {report.rows} rows, chain intact, head {report.head_seq}:{report.head_hash}"
+        after = (
+            f" from seq {report.first_seq} (earlier rows archived, anchor row {report.anchor})"
+            if report.first_seq > 1
+            else ""
         )
+        typer.echo(
+            f"ok: {report.rows} rows{after}, chain intact, "
+            f"head {report.head_seq}:{report.head_hash}"
+        )
+        for note in report.notes:
+            typer.echo(f"  note: {note}")
     else:
         typer.echo(f"FAILED: {len(report.problems)} problem(s) in {report.rows} rows")
         for p in report.problems:
             where = f"seq {p.seq}" if p.seq is not None else "tail"
+            typer.echo(f"  {where}: [{p.kind}] {p.message}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _verify_archive(files: list[Path], as_json: bool) -> None:
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise fail(f"no archive file {', '.join(missing)}", 2)
+    log = None if store_problem(Settings().store_url) else _log()
+    try:
+        report = verify_archive(files, log)
+    except OSError as exc:
+        raise fail(f"cannot read the archive: {exc.strerror or exc}") from None
+    if as_json:
+        print_json(
+            {
+                "ok": report.ok,
+                "rows": report.rows,
+                "first_seq": report.first,
+                "last_seq": report.last,
+                "last_hash": report.last_hash,
+                "linked": report.linked,
+                "problems": [p.__dict__ for p in report.problems],
+                "notes": list(report.notes),
+            }
+        )
+    elif report.ok:
+        link = f", linked to the store by {report.linked}" if report.linked else ""
+        typer.echo(
+            f"ok: archive of {report.rows} rows (seq {report.first}-{report.last}), "
+            f"chain intact{link}"
+        )
+        for note in report.notes:
+            typer.echo(f"  note: {note}")
+    else:
+        typer.echo(f"FAILED: {len(report.problems)} problem(s) in the archive")
+        for p in report.problems[:20]:
+            where = f"seq {p.seq}" if p.seq is not None else "file"
             typer.echo(f"  {where}: [{p.kind}] {p.message}")
     if not report.ok:
         raise typer.Exit(1)

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from closeguard.cli._common import existing_store, fail
+from closeguard.cli._common import LogFormatOpt, existing_store, fail, start_serving
 from closeguard.cli.workflows import PathOpt, all_workflows
 from closeguard.console import (
     ConsoleConfig,
@@ -27,6 +27,7 @@ from closeguard.console import (
 )
 from closeguard.console import serve as serve_console
 from closeguard.store import Store
+from closeguard.telemetry import Probes
 from closeguard.tools import Settings
 from closeguard.tools.errors import ConfigError
 from closeguard.workflows.definition import Workflow
@@ -60,13 +61,16 @@ async def open_console(
     reader: Reader | None,
     workflows: Mapping[str, Workflow],
     say: Callable[[str], None] = typer.echo,
+    probes: Probes | None = None,
 ) -> AsyncIterator[str]:
     """Serve the console until the block ends; prints where, and the token if generated.
     Single sign-on is on when ``CLOSEGUARD_OIDC_*`` are set (``ConfigError`` if only some)."""
     token, chosen = console_token()
     check_listen(host, chosen)
     oidc = OIDCSettings.from_env()
-    config = ConsoleConfig(store=store, token=token, reader=reader, workflows=workflows, oidc=oidc)
+    config = ConsoleConfig(
+        store=store, token=token, reader=reader, workflows=workflows, oidc=oidc, probes=probes
+    )
     app = build_console(config)
     async with serve_console(app, host, port) as url:
         how = f"token from {TOKEN_ENV}" if chosen else f"login token {token}"
@@ -94,6 +98,7 @@ def console(
         ),
     ] = DEFAULT_CONSOLE,
     path: PathOpt = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Serve the web console: approvals, workflow runs and the audit log (Ctrl-C stops).
 
@@ -106,6 +111,7 @@ def console(
     Scripts: /api/approvals with Authorization: Bearer <personal token>.
     """
     host, port = parse_console(listen)
+    start_serving(log_format)
     check_listen(host, bool(os.environ.get(TOKEN_ENV, "").strip()))
     settings = Settings()
     store = existing_store()

@@ -4,11 +4,18 @@ Wires the gateway (``closeguard.mcp``) to Close when a key is set, else to an em
 simulated organization (kept beside the store between runs, as ``chat`` does), and serves
 it over stdio (the default: what Claude Desktop and Cursor start) or streamable HTTP.
 Everything this command says goes to stderr: on stdio, stdout is the protocol channel.
+
+Over HTTP every request needs ``Authorization: Bearer <token>``: a person's token or
+``CLOSEGUARD_MCP_TOKEN``. A non-loopback ``--host`` with neither an enabled account nor that
+variable is refused (exit 2); on loopback with neither, a token is made for this run and
+printed, as the console does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import signal
 from collections.abc import Coroutine
 from enum import StrEnum
@@ -17,19 +24,29 @@ from typing import Annotated, Any
 import typer
 
 from closeguard.agent import data_dir
+from closeguard.cli._common import LogFormatOpt, fail, start_serving
 from closeguard.cli._notify import notified, notify_urls
 from closeguard.cli.sim import bind
-from closeguard.guardrails import Guarded, Policy
-from closeguard.mcp import HTTP_PATH, ClientFactory, Gateway, serve_http, serve_stdio
+from closeguard.guardrails import Accounts, Guarded, Policy
+from closeguard.mcp import (
+    HTTP_PATH,
+    TOKEN_ENV,
+    ClientFactory,
+    Gateway,
+    TokenAuth,
+    check_listen,
+    serve_http,
+    serve_stdio,
+)
 from closeguard.simulator import Simulator
 from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
 from closeguard.store import default_store
 from closeguard.tools import CloseClient, Settings
+from closeguard.tools.errors import ConfigError
 
 app = typer.Typer(help="Serve Close's tools over MCP, behind a policy.", no_args_is_help=True)
 
 WORLD_FILE = "mcp-world.json"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class Transport(StrEnum):
@@ -62,6 +79,24 @@ def _wire(guarded: Guarded, settings: Settings) -> tuple[ClientFactory, str, Sim
     return for_sim, f"the embedded simulator (no CLOSE_API_KEY set; world kept in {world})", sim
 
 
+def _verifier(host: str) -> TokenAuth:
+    """The Bearer-token check for HTTP; refuses an address it would leave open (exit 2)."""
+    store = default_store()
+    shared = os.environ.get(TOKEN_ENV, "").strip() or None
+    people = any(not a.disabled for a in Accounts(store).list())
+    try:
+        check_listen(host, shared=shared is not None, people=people)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+    if shared is None and not people:
+        shared = secrets.token_urlsafe(24)
+        _say(
+            f"no {TOKEN_ENV} and no account: requests need "
+            f"'Authorization: Bearer {shared}' (made for this run)"
+        )
+    return TokenAuth(store, shared)
+
+
 @app.command("serve")
 def serve(
     policy: Annotated[
@@ -84,11 +119,18 @@ def serve(
         typer.Option(
             "--actor",
             metavar="NAME",
-            help="Audit calls as NAME (default: the MCP client's name from its initialize).",
+            help="Audit calls as NAME (default: the MCP client's name from its initialize); "
+            "over HTTP, a person's token audits as that person instead.",
         ),
     ] = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
-    """Serve the tools POLICY can ever allow; every call is checked, approved and audited."""
+    """Serve the tools POLICY can ever allow; every call is checked, approved and audited.
+
+    Over HTTP every request needs Authorization: Bearer TOKEN, a person's token (closeguard
+    users add) or CLOSEGUARD_MCP_TOKEN; a non-loopback --host needs one of them to exist."""
+    start_serving(log_format)
+    verifier = _verifier(host) if transport is Transport.http else None
     loaded = Policy.load(policy)
     settings = Settings()
     notify_urls(settings)
@@ -118,17 +160,13 @@ def serve(
             _say("serving MCP on stdio")
             asyncio.run(told(serve_stdio(gateway)))
         else:
+            assert verifier is not None
             sock = bind(host, port)
             _say(
                 f"serving MCP (streamable HTTP) at http://{host}:{sock.getsockname()[1]}{HTTP_PATH}"
             )
-            if host not in LOOPBACK:
-                _say(
-                    f"warning: {host} is not loopback and the endpoint has no authentication: "
-                    "anyone who reaches it acts on Close under this policy"
-                )
             try:
-                asyncio.run(told(serve_http(gateway, sock, host=host)))
+                asyncio.run(told(serve_http(gateway, verifier, sock, host=host)))
             finally:
                 sock.close()
     except KeyboardInterrupt:

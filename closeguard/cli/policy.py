@@ -1,4 +1,5 @@
-"""``closeguard policy``: validate a policy file and explain what it allows."""
+"""``closeguard policy``: validate a policy file, explain what it allows, and try it on the
+calls the audit log recorded (``replay``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from closeguard.cli._common import JsonOpt, console, print_json, shown
+from closeguard.cli._common import JsonOpt, console, existing_store, fail, print_json, shown
 from closeguard.guardrails import Guard, Policy, shipped_policies
 from closeguard.guardrails.conditions import describe
+from closeguard.guardrails.replay import Replay, replay
 from closeguard.guardrails.static import entry_matches, possible_access
 from closeguard.tools.catalog import ENDPOINTS, Endpoint
 from closeguard.tools.models import Access
@@ -138,3 +140,118 @@ def explain(source: PolicyArg, as_json: JsonOpt = False) -> None:
             escape(shown(notes)),
         )
     console(160).print(table)
+
+
+_SINCE_HELP = (
+    "Only calls from DATE on: an ISO date or time (2026-01-31, 2026-01-31T09:00, UTC unless "
+    "it says otherwise) or an age (7d, 12h, 30m, 2w)."
+)
+_AGE_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def since_ts(value: str, now: float | None = None) -> str:
+    """``value`` (an ISO date/time or an age like ``7d``) as the audit log writes ``ts``."""
+    import time
+    from datetime import UTC, datetime
+
+    text = value.strip()
+    unit = _AGE_UNITS.get(text[-1:].lower())
+    if unit is not None and text[:-1].isdigit():
+        when = datetime.fromtimestamp((now or time.time()) - int(text[:-1]) * unit, UTC)
+    else:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise fail(
+                f"--since {value!r} is neither an ISO date or time (2026-01-31) nor an age "
+                "(7d, 12h)",
+                2,
+            ) from None
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.isoformat(timespec="microseconds")
+
+
+_ARROW = {"allow": "green", "approve": "yellow", "deny": "red"}
+
+
+@app.command("replay")
+def replay_cmd(
+    source: Annotated[
+        str,
+        typer.Argument(metavar="NEW", help="The new policy: a YAML file or a shipped policy name."),
+    ],
+    since: Annotated[str | None, typer.Option("--since", metavar="DATE", help=_SINCE_HELP)] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--actor",
+            metavar="NAME",
+            help="Replay the calls NAME made, under whatever policy, instead of the calls "
+            "recorded under NEW's policy name.",
+        ),
+    ] = None,
+    examples: Annotated[
+        int, typer.Option("--examples", min=1, metavar="N", help="Example calls per change.")
+    ] = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    """What NEW would have done to the calls in the audit log: newly denied, newly allowed,
+    newly asking approval, quota outcomes, by endpoint. Reads only: no call, no row written.
+
+    Calls recorded under the policy of NEW's name (or by --actor) are re-decided one by one
+    with the guard's own code, quotas replayed in order; a call the audit row cannot
+    re-decide (a when rule on status_label/status_type, a redacted argument) is counted as
+    undecidable, not guessed."""
+    policy = Policy.load(source)
+    after = since_ts(since) if since is not None else None
+    report = replay(existing_store(), policy, actor=actor, since=after)
+    if as_json:
+        print_json(report.as_json(examples))
+        return
+    _print_replay(report, source, examples)
+
+
+def _print_replay(report: Replay, source: str, examples: int) -> None:
+    """The replay as sentences and two tables (changes by endpoint, undecidable calls)."""
+    chosen = report.selected
+    what = f"by {chosen['actor']}" if chosen["actor"] else f"under policy {report.policy!r}"
+    since = f" since {chosen['since']}" if chosen["since"] else ""
+    typer.echo(
+        f"Replayed {report.calls} calls recorded {what}{since} with the new policy {source}."
+    )
+    if not report.calls:
+        return
+    s = report.summary()
+    typer.echo(
+        f"newly denied {s['newly_denied']}, newly allowed {s['newly_allowed']}, "
+        f"newly asking approval {s['newly_approval']}, undecidable {s['undecidable']}, "
+        f"unchanged {s['unchanged']}"
+    )
+    quota = s["quota"]
+    rules = {**quota["newly_limited_by_rule"], **quota["no_longer_limited_by_rule"]}
+    named = f" ({', '.join(sorted(rules))})" if rules else ""
+    typer.echo(
+        f"quotas: {quota['newly_limited']} newly refused by a limit, "
+        f"{quota['no_longer_limited']} no longer refused{named}"
+    )
+    out = console(160)
+    groups = report.by_endpoint(examples)
+    if groups:
+        table = Table(title="What would change, by endpoint")
+        for col in ("endpoint", "before -> after", "calls", "rule now", "why", "examples (seq)"):
+            table.add_column(col, no_wrap=col in ("endpoint", "before -> after"))
+        for g in groups:
+            arrow = f"{g['before']} -> [{_ARROW[g['after']]}]{g['after']}[/]"
+            seqs = ", ".join(f"#{n}" for n in g["examples"])
+            rules_now = escape(", ".join(g["rules_after"]))
+            table.add_row(
+                g["endpoint"], arrow, str(g["calls"]), rules_now, escape(g["reason"]), seqs
+            )
+        out.print(table)
+    if report.undecidable:
+        table = Table(title="Undecidable: the audit row lacks what the decision needs")
+        for col in ("seq", "endpoint", "why"):
+            table.add_column(col)
+        for u in report.undecidable[: examples * 5]:
+            table.add_row(f"#{u.seq}", shown(u.endpoint), escape(u.why))
+        out.print(table)

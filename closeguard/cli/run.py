@@ -28,7 +28,7 @@ from rich.console import Console
 
 from closeguard.agent import resolve_model
 from closeguard.agent.runtime import open_store_checkpointer
-from closeguard.cli._common import fail
+from closeguard.cli._common import LogFormatOpt, fail, start_serving
 from closeguard.cli._demo import DemoDriver
 from closeguard.cli._live import LiveView, PlainView
 from closeguard.cli._notify import notify_urls
@@ -39,11 +39,14 @@ from closeguard.notify import Notifier
 from closeguard.simulator import Simulator
 from closeguard.simulator.core import BASE_URL as SIM_BASE_URL
 from closeguard.store import Store, default_store
+from closeguard.telemetry import Probes
 from closeguard.tools import Settings
+from closeguard.tools.errors import ConfigError
 from closeguard.tools.settings import default_data_dir
 from closeguard.workflows.activity import Activity, Feed
 from closeguard.workflows.context import RUN_LOGGER
 from closeguard.workflows.definition import Workflow
+from closeguard.workflows.retention import parse_age
 from closeguard.workflows.runtime import ROLES, Role, Runtime, RuntimeConfig
 
 __all__ = ["run"]
@@ -68,6 +71,16 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise fail(f"--listen takes HOST:PORT, not {value!r}", 2)
     return host, int(port)
+
+
+def _retention(value: str | None) -> float | None:
+    """``--retain``'s age in seconds."""
+    if value is None:
+        return None
+    try:
+        return parse_age(value).total_seconds()
+    except ConfigError as exc:
+        raise fail(f"--retain: {exc}", 2) from None
 
 
 def parse_roles(value: str) -> frozenset[Role]:
@@ -118,6 +131,7 @@ async def _serve(
     console: Console,
     plain: bool,
     approve_after: float | None = 3.0,
+    probes: Probes | None = None,
 ) -> Counter[str]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -140,6 +154,7 @@ async def _serve(
             base_url=target.base_url,
             llm=llm,
             config=config,
+            probes=probes,
         )
         mode = "embedded simulator (no CLOSE_API_KEY)" if target.sim else "Close"
         title = f"closeguard run: {len(workflows)} workflows on {mode}"
@@ -217,6 +232,7 @@ async def _with_console(
     *,
     notify: tuple[str, ...] = (),
     console_url: str | None = None,
+    probes: Probes | None = None,
 ) -> Counter[str]:
     """Run ``main`` with the web console served beside it (``at`` None: no console) and
     the notifier telling people of each approval request it makes."""
@@ -244,7 +260,9 @@ async def _with_console(
             async with notifier(None):
                 return await main
         async with (
-            open_console(target.store, *at, reader=reader, workflows=workflows, say=say) as url,
+            open_console(
+                target.store, *at, reader=reader, workflows=workflows, say=say, probes=probes
+            ) as url,
             notifier(url),
         ):
             return await main
@@ -358,12 +376,27 @@ def run(
             "third of it); a dead worker's runs are taken over after it.",
         ),
     ] = RuntimeConfig.lease,
+    retain: Annotated[
+        str | None,
+        typer.Option(
+            "--retain",
+            metavar="AGE",
+            help="Prune daily (and at start) what finished more than AGE ago (90d, 12h, 2w), "
+            "as closeguard store prune --older-than AGE does; with the scheduler role.",
+        ),
+    ] = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Run the workflows: webhooks, catch-up, schedules and workers, with a live view.
 
     Each approval request is announced to the people who can answer it: CLOSEGUARD_NOTIFY
     (Apprise URLs, space or comma separated) and each account's own URLs; with none, here.
+
+    The receiver's address (and the console's) also serves /healthz, /readyz and /metrics
+    (Prometheus); OTEL_TRACES_EXPORTER=console|otlp turns on OpenTelemetry spans
+    (docs/operations.md).
     """
+    start_serving(log_format)
     enabled = enabled_workflows(workflows, path)
     settings = Settings()
     notify = notify_urls(settings)
@@ -373,7 +406,10 @@ def run(
     host, port = parse_listen(listen or DEFAULT_LISTEN)
     if target.sim is not None and listen is None:
         port = 0
+    retain_for = _retention(retain)
     config = RuntimeConfig(
+        retain=retain_for,
+        checkpoints=target.checkpoints,
         roles=parse_roles(role),
         listen=(host, port),
         public_url=public_url,
@@ -413,6 +449,7 @@ def run(
             highlight=False,
             soft_wrap=True,
         )
+    probes = Probes()
     counts = asyncio.run(
         _with_console(
             at,
@@ -426,11 +463,13 @@ def run(
                 duration=duration,
                 llm=llm,
                 console=console,
-                plain=plain or not console.is_terminal,
+                plain=plain or log_format == "json" or not console.is_terminal,
                 approve_after=None if at is not None else 3.0,
+                probes=probes,
             ),
             notify=notify,
             console_url=console_url,
+            probes=probes,
         )
     )
     elapsed = counts.pop("_elapsed", 0)

@@ -7,6 +7,7 @@ script polls a small JSON digest and re-renders a page's list when it changes.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -40,7 +41,10 @@ from closeguard.console.security import (
 from closeguard.guardrails import Accounts, Approval, Approvals, AuditLog, VerifyReport
 from closeguard.store import Store
 from closeguard.store.effects import EffectRows
+from closeguard.store.health import readiness, sample
 from closeguard.store.runs import RunRows
+from closeguard.telemetry import Probes, metrics
+from closeguard.telemetry.health import PATHS
 from closeguard.tools.errors import ApprovalError, ApprovalForbidden
 from closeguard.workflows.definition import Workflow
 from closeguard.workflows.queue import SqlRunQueue
@@ -88,6 +92,9 @@ class ConsoleConfig:
     poll: float = 1.5
     oidc: OIDCSettings | None = None
     oidc_transport: Any = None
+    probes: Probes | None = None
+    """The ``/readyz`` checks (``closeguard run`` shares its runtime's); the store's own are
+    added either way."""
 
 
 class _Headers:
@@ -574,7 +581,11 @@ def build_console(config: ConsoleConfig) -> Starlette:
     """The console as an ASGI app."""
     c = Console(config)
     g = c.guarded
+    probes = config.probes or Probes()
+    probes.add("store", functools.partial(readiness, config.store))
+    metrics.set_sampler(repr(config.store), functools.partial(sample, config.store))
     routes = [
+        *(Route(path, probes) for path in sorted(PATHS)),
         Route("/", c.home),
         Route("/login", c.login_form, methods=["GET"]),
         Route("/login", c.login, methods=["POST"]),

@@ -10,6 +10,12 @@ so editing, deleting, reordering or inserting a row breaks the chain at that row
 ``seq`` and hash are also kept in ``audit_head``, updated in the same transaction as the
 rows, so deleting rows from the tail is caught too.
 
+Retention (``closeguard store prune``) removes a prefix of the chain: the rows are first
+exported to an archive file, then an *anchor* row (``decision`` ``anchor``, itself chained
+after the head) records the last pruned ``seq`` and its hash, then the rows are deleted.
+``verify`` accepts a chain that starts after seq 1 only when an anchor in it vouches for
+the missing prefix; ``closeguard.guardrails.archive`` proves the archive files.
+
 Limits: whoever can write the database can recompute the whole chain and the head. To
 catch that, keep a checkpoint elsewhere (``AuditLog.head()`` / ``closeguard audit verify
 --expect-head SEQ:HASH``): a rewritten history no longer matches it.
@@ -44,15 +50,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from closeguard.guardrails.redact import canonical_json
 from closeguard.store import Store
 from closeguard.store.audit import COLUMNS, GENESIS, AuditRows
+from closeguard.telemetry import metrics, tracing
 from closeguard.tools.errors import StoreError
 
 __all__ = [
+    "ANCHOR",
     "EMPTY_ROW",
     "GENESIS",
     "RECORDED",
     "AuditLog",
     "AuditProblem",
     "VerifyReport",
+    "anchor_target",
     "row_hash",
 ]
 
@@ -66,7 +75,16 @@ _pick = operator.itemgetter(*RECORDED)
 EMPTY_ROW: dict[str, Any] = dict.fromkeys(_SUPPLIED)
 """Every column ``append`` takes, unset; rows built from it take the fast path."""
 _ARGS = RECORDED.index("args")
+_SEEN = operator.itemgetter(
+    *(RECORDED.index(c) for c in ("method", "policy", "decision", "status_code"))
+)
+_TRACED = operator.itemgetter(
+    *(RECORDED.index(c) for c in ("endpoint", "decision", "rule", "approval_id", "status_code"))
+)
 _live: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+ANCHOR = "anchor"
+"""The ``decision`` of an anchor row: the rows up to ``args.through_seq`` were archived."""
+ANCHOR_ACTOR = "closeguard-retention"
 _dumps = orjson.dumps
 _SORTED = orjson.OPT_SORT_KEYS
 _sha256 = hashlib.sha256
@@ -121,11 +139,34 @@ class AuditProblem:
 
 @dataclass(frozen=True)
 class VerifyReport:
+    """``first_seq``: the oldest row in the store (above 1 after a prune); ``anchor``: the
+    anchor row that vouches for the rows before it; ``notes``: what was not checked."""
+
     ok: bool
     rows: int
     head_seq: int
     head_hash: str
     problems: tuple[AuditProblem, ...]
+    first_seq: int = 1
+    anchor: int | None = None
+    notes: tuple[str, ...] = ()
+
+
+def anchor_target(row: Mapping[str, Any]) -> tuple[int, str] | None:
+    """``(through_seq, through_hash)`` an anchor row records; None for any other row.
+
+    Raises ``ValueError`` for an anchor row whose ``args`` do not say both.
+    """
+    if row.get("decision") != ANCHOR:
+        return None
+    try:
+        args = orjson.loads(row["args"])
+        through, digest = int(args["through_seq"]), str(args["through_hash"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"anchor row {row.get('seq')} does not name the rows it archived") from exc
+    if len(digest) != 64:
+        raise ValueError(f"anchor row {row.get('seq')} records a malformed hash")
+    return through, digest
 
 
 def _recorded(entry: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -163,6 +204,18 @@ def _chain(seq: int, prev: str, queued: list[Any]) -> tuple[list[Any], int, str]
         row.append(prev)
         extend(row)
     return out, seq, prev
+
+
+def _observe(values: Sequence[Any]) -> None:
+    """Count the row's decision (and Close's status) and put them on the span in progress:
+    every guard decision and approval decision passes here, whoever made it."""
+    if metrics.enabled():
+        metrics.record_audit(*_SEEN(values))
+    if tracing.active():
+        endpoint, decision, rule, approval_id, status = _TRACED(values)
+        tracing.current(
+            endpoint=endpoint, decision=decision, rule=rule, approval_id=approval_id, status=status
+        )
 
 
 def _storable(value: Any) -> Any:
@@ -211,6 +264,7 @@ class AuditLog:
         """``queue`` for a row already in ``RECORDED`` order with ``args`` as JSON text (the
         guard's hot path builds it so); ``ts`` defaults to now. True when the batch is due.
         """
+        _observe(values)
         now = time.time_ns()
         with self._lock:
             buffer = self._buffer
@@ -255,6 +309,7 @@ class AuditLog:
             except UnicodeError:
                 queued = [_storable(v) for v in queued]
                 self._rows.append(queued, _chain)
+            metrics.record_audit_written(len(queued) // _WIDTH)
         except Exception as exc:
             with self._lock:
                 self._buffer[:0] = queued
@@ -271,6 +326,33 @@ class AuditLog:
         self.flush()
         _live.discard(self)
 
+    def anchor(self, through_seq: int, through_hash: str, details: Mapping[str, Any]) -> int:
+        """Append an anchor row saying the rows up to ``through_seq`` (whose hash is
+        ``through_hash``) are archived, chained after the current head in one transaction
+        with every other writer; its ``seq``. ``details`` (the archive's name, digest, row
+        count) go into its ``args`` as well."""
+        args = {**details, "through_seq": through_seq, "through_hash": through_hash}
+        entry = {
+            **EMPTY_ROW,
+            "actor": ANCHOR_ACTOR,
+            "method": "PRUNE",
+            "path": "audit",
+            "decision": ANCHOR,
+            "reason": f"rows up to seq {through_seq} archived, then removed from the store",
+            "args": args,
+        }
+        written: list[int] = []
+
+        def chain(seq: int, prev: str, queued: list[Any]) -> tuple[list[Any], int, str]:
+            out = _chain(seq, prev, queued)
+            written.append(out[1])
+            return out
+
+        self.flush()
+        with self._writing:
+            self._rows.append([_iso(time.time_ns()), *_recorded(entry)], chain)
+        return written[-1]
+
     # -- reading ---------------------------------------------------------------------------
 
     def head(self) -> tuple[int, str]:
@@ -284,17 +366,42 @@ class AuditLog:
     def get(self, seq: int) -> dict[str, Any] | None:
         return self._rows.get(seq)
 
-    def rows(self, *, chunk: int = 1000) -> Iterator[dict[str, Any]]:
-        """Every row in ``seq`` order, read in chunks."""
-        return self._rows.rows(chunk=chunk)
+    def rows(
+        self, *, chunk: int = 1000, start: int | None = None, stop: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every row in ``seq`` order (from ``start`` to ``stop`` when given), in chunks."""
+        return self._rows.rows(chunk=chunk, start=start, stop=stop)
+
+    def anchors(self) -> list[dict[str, Any]]:
+        """The anchor rows still in the store, oldest first."""
+        return self._rows.with_decision(ANCHOR)
 
     def verify(self, *, expect_head: tuple[int, str] | None = None) -> VerifyReport:
-        """Walk the chain; every problem names the ``seq`` where it shows."""
+        """Walk the chain; every problem names the ``seq`` where it shows.
+
+        A chain that starts after seq 1 (pruned) must hold an anchor row recording the
+        hash of the row just before its first one; the archived rows themselves are proven
+        by ``closeguard.guardrails.archive.verify_archive``.
+        """
         problems: list[AuditProblem] = []
+        anchors: list[tuple[int, tuple[int, str]]] = []
+        first: dict[str, Any] | None = None
         prev_hash, expected_seq, count = GENESIS, 1, 0
         for row in self.rows():
             count += 1
             seq = int(row["seq"])
+            if first is None:
+                first = row
+                if seq > 1:
+                    prev_hash, expected_seq = str(row["prev_hash"]), seq
+            if row["decision"] == ANCHOR:
+                try:
+                    target = anchor_target(row)
+                except ValueError as exc:
+                    problems.append(AuditProblem(seq, "anchor", str(exc)))
+                else:
+                    if target is not None:
+                        anchors.append((seq, target))
             if seq != expected_seq:
                 kind = "gap" if seq > expected_seq else "order"
                 problems.append(
@@ -330,7 +437,17 @@ class AuditLog:
                     f"at seq {last_seq} ({prev_hash[:12]}…)",
                 )
             )
-        if expect_head is not None:
+        first_seq = 1 if first is None else int(first["seq"])
+        anchor: int | None = None
+        notes: list[str] = []
+        if first is not None and first_seq > 1:
+            anchor = self._check_start(first, anchors, problems, notes)
+        if expect_head is not None and expect_head[0] < first_seq:
+            notes.append(
+                f"checkpoint seq {expect_head[0]} was archived by a prune: verify the archive "
+                "file that holds it (closeguard audit verify --archive FILE)"
+            )
+        elif expect_head is not None:
             seq, digest = expect_head
             found = self.get(seq)
             if found is None or found["hash"] != digest:
@@ -342,7 +459,66 @@ class AuditLog:
                         "was rewritten",
                     )
                 )
-        return VerifyReport(not problems, count, head_seq, head_hash, tuple(problems))
+        return VerifyReport(
+            not problems,
+            count,
+            head_seq,
+            head_hash,
+            tuple(problems),
+            first_seq,
+            anchor,
+            tuple(notes),
+        )
+
+    def _check_start(
+        self,
+        first: Mapping[str, Any],
+        anchors: list[tuple[int, tuple[int, str]]],
+        problems: list[AuditProblem],
+        notes: list[str],
+    ) -> int | None:
+        """The anchor that vouches for the rows missing before ``first``, else a problem.
+
+        An anchor recording the row just before ``first`` with ``first``'s ``prev_hash``
+        proves the prefix was pruned on purpose. An anchor recording a later row still in
+        the store (a prune stopped mid-way) vouches too if that row's hash is the one it
+        recorded; every anchor whose row is still here is checked against it.
+        """
+        start = int(first["seq"])
+        found = None
+        for seq, (through, digest) in anchors:
+            if through >= seq:
+                problems.append(AuditProblem(seq, "anchor", f"anchor row {seq} names a later row"))
+                continue
+            if through == start - 1 and digest == first["prev_hash"]:
+                found = found or seq
+            elif through >= start:
+                row = self.get(through)
+                if row is None or row["hash"] != digest:
+                    problems.append(
+                        AuditProblem(
+                            seq,
+                            "anchor",
+                            f"anchor row {seq} records a hash for row {through} that the "
+                            "row does not have",
+                        )
+                    )
+                elif found is None:
+                    found = seq
+                    notes.append(
+                        f"rows {start}-{through} were archived but not yet removed "
+                        "(a prune was interrupted: the next one removes them)"
+                    )
+        if found is None:
+            problems.append(
+                AuditProblem(
+                    start,
+                    "gap",
+                    f"rows 1-{start - 1} are missing and no anchor row accounts for them "
+                    "(deleted without a prune)",
+                )
+            )
+        return found
 
 
 @atexit.register

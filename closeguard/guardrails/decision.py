@@ -278,6 +278,23 @@ class Guard:
         self._routes[(method, path)] = decision
         return decision
 
+    def fields_read(self, call: Call) -> frozenset[str]:
+        """The argument names ``check`` may read for this call (constraints and ``when``
+        entries, dotted paths by their first part): a re-decision from a record needs them."""
+        when = self._when.get((call.endpoint.name, call.access))
+        names = {r.field for r in self._rules.get(call.endpoint.name, ())}
+        if when is not None:
+            for entry in (*when.deny, *when.approve):
+                if entry.when is not None:
+                    names.update(f.split(".", 1)[0] for f in entry.when.fields())
+        return frozenset(names)
+
+    def reads_statuses(self, call: Call) -> bool:
+        """Whether deciding this call needs the organization's statuses: a ``when`` entry
+        covering it names ``status_label``/``status_type`` and the call sets a status id."""
+        when = self._when.get((call.endpoint.name, call.access))
+        return when is not None and when.statuses and "status_id" in call_arguments(call)
+
     def static(self, endpoint: str, access: Access) -> Decision:
         """The decision before arguments, as ``policy explain`` shows it."""
         return self._table[(endpoint, access)]

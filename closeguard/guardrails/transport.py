@@ -10,7 +10,10 @@ the call with the catalog (arguments included), decides, and then:
   ``dry_run`` mode a write is not sent: a fake response marked ``x-closeguard-dry-run``
   comes back instead. Reads are sent in dry runs (they change nothing).
 
-Every attempt is audited (a 429 retry is a second row with the same ``call_id``).
+Every attempt is audited (a 429 retry is a second row with the same ``call_id``). Each
+row's ``args`` also keep what a re-decision of the call needs beyond its arguments
+(``policy replay``): ``scope.triggered``, the run's triggered leads (null: none), and, for a
+transport outside any run, ``scope.session``, the key its per-run limits counted under.
 ``Guarded(policy, ...)`` is the ``TransportGuard`` hook ``CloseClient(policy=...)`` calls:
 a ``Policy`` is only data, and building its enforcement lives here.
 """
@@ -35,8 +38,9 @@ from closeguard.guardrails.decision import Decision, Guard, RunContext
 from closeguard.guardrails.dryrun import DRY_RUN_HEADER, fake_result
 from closeguard.guardrails.policy import Policy
 from closeguard.guardrails.quotas import Quotas, Reserved
-from closeguard.guardrails.redact import redacted_json
+from closeguard.guardrails.redact import canonical_json, redacted_json
 from closeguard.store import Store, default_store
+from closeguard.telemetry.tracing import traced
 from closeguard.tools.catalog import API_PREFIX, Call, classify, relative_path
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.tools.errors import ApprovalRequired, PolicyViolation, QuotaExhausted
@@ -162,6 +166,16 @@ def _relative(url_path: str) -> str:
     return path
 
 
+def _scope_suffix(context: RunContext, quota_run: str) -> str:
+    """What ends every ``args`` of a transport: ``,"scope":{...}}``, the call's scope
+    (``scope`` sorts after ``body`` and ``params``, so the JSON stays canonical)."""
+    leads = None if context.triggered_leads is None else sorted(context.triggered_leads)
+    scope: dict[str, Any] = {"triggered": leads}
+    if context.run_id is None:
+        scope["session"] = quota_run
+    return f',"scope":{canonical_json(scope)}}}'
+
+
 async def _names_missing(response: httpx.Response) -> bool:
     """Close refused a write because its object is not there (404, or a 400 saying "does
     not exist"): nothing was written, so the write is not counted against the run."""
@@ -202,9 +216,11 @@ class GuardTransport(httpx.AsyncBaseTransport):
         self.approval_ttl = approval_ttl
         self.quotas = Quotas(self.policy, self.store, (clock or SystemClock()).now)
         self._quota_run = run_id or f"transport-{uuid.uuid4().hex}"
+        self._scope = _scope_suffix(self.context, self._quota_run)
         self._approved: OrderedDict[str, str] = OrderedDict()
         self.dry_run = self.policy.mode == "dry_run"
 
+    @traced("close.request", lambda self, request: self.span_attributes(request))
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         started = perf_counter()
         meta = request.extensions.get(EXTENSION)
@@ -229,6 +245,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
         if content:
             raw_body = _decode_body(content)
             args = redacted_json({"body": raw_body, "params": params})
+        args = args[:-1] + self._scope
         body = raw_body if type(raw_body) is dict else None
         if self.guard.wants_statuses and self.guard.statuses_stale(body, started):
             await self._learn_statuses(request, call_id, attempt, started)
@@ -316,6 +333,16 @@ class GuardTransport(httpx.AsyncBaseTransport):
         if due:
             await self.audit.aflush()
         return response
+
+    def span_attributes(self, request: httpx.Request) -> dict[str, str | None]:
+        """Who asks, under which policy (the audit row adds the decision and the status)."""
+        context = self.context
+        return {
+            "actor": context.actor,
+            "run_id": context.run_id,
+            "policy": self.policy.name,
+            "method": request.method,
+        }
 
     async def _learn_statuses(
         self, request: httpx.Request, call_id: str, attempt: int, started: float

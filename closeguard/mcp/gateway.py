@@ -1,10 +1,12 @@
 """The MCP gateway: the catalog's tools over MCP, every call through the guarded client.
 
 ``Gateway`` holds the policy (a ``Guarded``), the approval store and one guarded
-``CloseClient`` per actor (the ``--actor`` given, else the name the MCP client sent in its
-initialize request), made by a factory the caller passes in: a client for Close, or one
-wired to a simulator (this package never imports the simulator). ``Gateway.server()`` is
-the MCP SDK's low-level ``Server`` with list/call tools and list/read resources.
+``CloseClient`` per actor, made by a factory the caller passes in: a client for Close, or
+one wired to a simulator (this package never imports the simulator). The actor is the
+person whose personal token authenticated the HTTP request (``auth.py``), else the
+``--actor`` given, else the name the MCP client sent in its initialize request.
+``Gateway.server()`` is the MCP SDK's low-level ``Server`` with list/call tools and
+list/read resources.
 
 Decisions become what an MCP user expects: a denial is an error result naming the rule and
 the reason; a call that needs approval is asked of the user by elicitation (accept approves
@@ -15,7 +17,6 @@ approves it. Close's own errors and bad arguments are error results too, never a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
 from closeguard import __version__
-from closeguard.guardrails import Approvals, AuditLog, Guarded, redact
+from closeguard.guardrails import Accounts, Approvals, AuditLog, Guarded, redact
 from closeguard.guardrails.audit import EMPTY_ROW
 from closeguard.mcp.approval import (
     INPUT_KEY,
@@ -40,12 +41,15 @@ from closeguard.mcp.approval import (
     modern,
     question_request,
 )
+from closeguard.mcp.auth import Caller, caller_of
 from closeguard.mcp.resources import RESOURCES, read_resource
 from closeguard.mcp.tools import ArgumentsError, McpTool, Split, offered_tools, shown, storable
 from closeguard.store import default_store
+from closeguard.telemetry.tracing import traced
 from closeguard.tools import CloseClient
 from closeguard.tools.errors import (
     ApprovalError,
+    ApprovalForbidden,
     ApprovalRequired,
     CloseAPIError,
     CloseConnectionError,
@@ -75,6 +79,13 @@ def _text(
         content=[types.TextContent(type="text", text=text)],
         structured_content=data,
         is_error=error,
+    )
+
+
+def _posing(name: str) -> str:
+    return (
+        f"refused: the shared token cannot act as {name!r}, who has an account: use their "
+        "personal token, or another --actor or client name"
     )
 
 
@@ -109,6 +120,8 @@ class Gateway:
         self.description = description
         self._client_for = client_for
         self._clients: dict[str, CloseClient] = {}
+        self._accounts = Accounts(self.store)
+        self._people: dict[str, bool] = {}
 
     # -- clients ---------------------------------------------------------------------
 
@@ -118,9 +131,30 @@ class Gateway:
         params = ctx.session.client_params
         return (params.client_info.name or None) if params is not None else None
 
+    @staticmethod
+    def caller(ctx: Ctx) -> Caller | None:
+        """Who the HTTP request's Bearer token names (None on stdio)."""
+        return caller_of(ctx.request)
+
     def actor_of(self, ctx: Ctx) -> str:
-        """``--actor``, else the MCP client's name from its initialize request."""
+        """The person behind the token, else ``--actor``, else the MCP client's name."""
+        caller = self.caller(ctx)
+        if caller is not None and caller.name is not None:
+            return caller.name
         return self.actor or self.client_name(ctx) or DEFAULT_ACTOR
+
+    async def posing_as(self, ctx: Ctx) -> str | None:
+        """The person a shared-token request would be audited as, if its actor name (from
+        ``--actor`` or the client) is an account's: only their own token acts as them."""
+        caller = self.caller(ctx)
+        if caller is None or caller.person:
+            return None
+        name = self.actor_of(ctx)
+        known = self._people.get(name)
+        if known is None:
+            known = await self.store.run(self._accounts.get, name) is not None
+            self._people[name] = known
+        return name if known else None
 
     def client(self, actor: str) -> CloseClient:
         """The guarded client auditing as ``actor`` (made once per actor)."""
@@ -141,9 +175,13 @@ class Gateway:
     ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=[t.definition for t in self.tools.values()])
 
+    @traced("mcp.call_tool", lambda self, ctx, params: self.span_attributes(ctx, params))
     async def call_tool(
         self, ctx: Ctx, params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
+        posing = await self.posing_as(ctx)
+        if posing is not None:
+            return _text(_posing(posing), error=True, data={"denied": True, "rule": "mcp.auth"})
         tool = self.tools.get(params.name)
         args = dict(params.arguments or {})
         if tool is None:
@@ -164,6 +202,10 @@ class Gateway:
             return await self._run(call)
         except ApprovalRequired as exc:
             return await self._approve_and_run(ctx, call, exc, params.input_responses)
+
+    def span_attributes(self, ctx: Ctx, params: types.CallToolRequestParams) -> dict[str, str]:
+        """The tool's name, the caller and the policy: never the arguments."""
+        return {"tool": params.name, "actor": self.actor_of(ctx), "policy": self.policy.name}
 
     async def _run(self, call: _Call) -> types.CallToolResult:
         """One call through the guard; every outcome but a pending approval is a result."""
@@ -212,26 +254,36 @@ class Gateway:
     async def _settle(
         self, ctx: Ctx, call: _Call, approval_id: str, answer: Answer
     ) -> types.CallToolResult:
-        """Record the user's answer on the approval, then run the call once if accepted."""
-        by = self.client_name(ctx) or self.actor_of(ctx)  # whose user answered
+        """Record the user's answer on the approval, then run the call once if accepted.
+
+        A person (personal token) answers under their name and roles, ``via="token"``;
+        otherwise the answer is the MCP client's user's (by the client's name), ``via``
+        ``mcp-token`` over HTTP with the shared token, ``elicitation`` on stdio."""
+        caller = self.caller(ctx)
+        if caller is not None and caller.name is not None:
+            by, via, roles = caller.name, caller.via, caller.roles
+        else:
+            by = self.client_name(ctx) or self.actor_of(ctx)
+            via, roles = (caller.via if caller is not None else "elicitation"), None
+        decide = self.approvals.approve if answer == "accept" else self.approvals.reject
+        note = None if answer == "accept" else f"{answer} in the MCP client"
+        try:
+            await self.store.run(
+                decide, approval_id, by=by, note=note, via=via, channel="mcp", roles=roles
+            )
+        except ApprovalForbidden as exc:
+            return _text(
+                f"not decided: {exc}. The call waits for someone who holds the role.",
+                error=True,
+                data={"approval_id": approval_id, "approvers": list(exc.approvers)},
+            )
+        except ApprovalError:  # decided elsewhere meanwhile: the guard tells which way
+            pass
         if answer != "accept":
-            with contextlib.suppress(ApprovalError):  # decided elsewhere meanwhile
-                await self.store.run(
-                    self.approvals.reject,
-                    approval_id,
-                    by=by,
-                    note=f"{answer} in the MCP client",
-                    via="elicitation",
-                    channel="mcp",
-                )
             return _text(
                 f"not run: the user answered {answer} to approval {approval_id}",
                 error=True,
                 data={"approval_id": approval_id, "answer": answer},
-            )
-        with contextlib.suppress(ApprovalError):  # decided elsewhere: the guard tells which way
-            await self.store.run(
-                self.approvals.approve, approval_id, by=by, via="elicitation", channel="mcp"
             )
         try:
             return await self._run(call)
@@ -284,6 +336,9 @@ class Gateway:
         self, ctx: Ctx, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         uri = str(params.uri)
+        posing = await self.posing_as(ctx)
+        if posing is not None:
+            raise MCPError(types.INVALID_REQUEST, _posing(posing))
         try:
             data = await read_resource(uri, self.policy, self.client(self.actor_of(ctx)))
         except KeyError:

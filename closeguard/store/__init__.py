@@ -5,7 +5,8 @@ One module per table group holds that group's tables and queries (``audit``, ``a
 ``fates`` (the merge map and deletions seen), ``rotation`` (round-robin counters)). A group
 module registers its ``define(metadata)`` with ``@table_group`` and is imported here (one
 line each), so ``Tables`` and ``create_all`` pick it up. ``core`` holds the ``Store``
-(engine, tables, open/create rules, the ``run`` facade for async callers). Depends on
+(engine, tables, open/create rules, the ``run`` facade for async callers); ``retention``
+the counts and batched deletes of ``closeguard store prune``. Depends on
 SQLAlchemy, and on ``tools`` for settings and the error tree only. A store that cannot be
 opened raises ``StoreError``.
 """

@@ -152,6 +152,10 @@ class _Statements:
         )
         self._into = f"INSERT INTO {audit} ({', '.join(c(n) for n in COLUMNS)}) VALUES "
         self._values = f"({', '.join([mark] * len(COLUMNS))})"
+        self.range = (
+            f"SELECT {', '.join(c(n) for n in COLUMNS)} FROM {audit} "
+            f"WHERE {c('seq')} BETWEEN {mark} AND {mark} ORDER BY {c('seq')}"
+        )
         self._sqlite = dialect.name == "sqlite"
         self._many: dict[int, str] = {}
         if self._sqlite:
@@ -229,14 +233,77 @@ class AuditRows:
             row = conn.execute(select(t).where(t.c.seq == seq)).first()
         return dict(row._mapping) if row else None
 
-    def rows(self, *, chunk: int = 1000) -> Iterator[dict[str, Any]]:
-        """Every row in ``seq`` order, read ``chunk`` rows per query."""
+    def rows(
+        self, *, chunk: int = 1000, start: int | None = None, stop: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every row in ``seq`` order (only ``start`` to ``stop``, both included, when
+        given), read ``chunk`` rows per query."""
         t = self.store.tables.audit
-        last = None
+        last = None if start is None else start - 1
         while True:
             query = select(t).order_by(t.c.seq).limit(chunk)
             if last is not None:
                 query = query.where(t.c.seq > last)
+            if stop is not None:
+                query = query.where(t.c.seq <= stop)
+            with self.store.engine.connect() as conn:
+                batch = conn.execute(query).all()
+            if not batch:
+                return
+            for r in batch:
+                yield dict(r._mapping)
+            last = batch[-1].seq
+
+    def with_decision(self, decision: str) -> list[dict[str, Any]]:
+        """The rows whose ``decision`` is ``decision``, oldest first (anchor rows: few)."""
+        t = self.store.tables.audit
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.decision == decision).order_by(t.c.seq))
+            return [dict(r._mapping) for r in rows]
+
+    def batches(
+        self, start: int, stop: int, *, chunk: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows ``start`` to ``stop`` as tuples in ``COLUMNS`` order, a range of ``chunk``
+        seqs a query, on the driver's own cursor (no row objects built): the archive's
+        fast path. Each query is bounded on both sides, so the planner reads just that
+        range even when its statistics are stale (a ``LIMIT`` alone let PostgreSQL sort
+        the whole rest)."""
+        sql = (self._sql or self._statements()).range
+        for low in range(start, stop + 1, chunk):
+            high = min(low + chunk - 1, stop)
+            with self.store.engine.connect() as conn:
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(sql, (low, high))
+                    batch = [tuple(r) for r in cursor.fetchall()]
+                finally:
+                    cursor.close()
+            if batch:
+                yield batch
+
+    def matching(
+        self,
+        *,
+        policy: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        chunk: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """The rows of ``policy`` and/or ``actor`` from ``since`` (an ISO time, compared
+        as the stored text: write it as ``ts`` is written), in ``seq`` order, ``chunk``
+        rows per query."""
+        t = self.store.tables.audit
+        where = []
+        if policy is not None:
+            where.append(t.c.policy == policy)
+        if actor is not None:
+            where.append(t.c.actor == actor)
+        if since is not None:
+            where.append(t.c.ts >= since)
+        last = 0
+        while True:
+            query = select(t).where(t.c.seq > last, *where).order_by(t.c.seq).limit(chunk)
             with self.store.engine.connect() as conn:
                 batch = conn.execute(query).all()
             if not batch:

@@ -34,6 +34,7 @@ from uuid import uuid4
 
 import httpx
 
+from closeguard.telemetry.metrics import record_rate_wait
 from closeguard.tools import _accessors as acc
 from closeguard.tools import models as m
 from closeguard.tools._pacing import (
@@ -367,7 +368,7 @@ class CloseClient:
             attempt += 1
             if self.budget is not None:
                 await self._take_budget(group)
-            await self._pacer.acquire(group)
+            record_rate_wait(await self._pacer.acquire(group))
             token_used = self._oauth.access_token if self._oauth else None
             request = self._build(method, path, params, json, call_id, attempt)
             try:
@@ -421,6 +422,7 @@ class CloseClient:
         """Wait for the shared budget (every process's requests in this window) to grant one."""
         assert self.budget is not None
         while (wait := await self.budget.take(group, self.clock.now())) > 0:
+            record_rate_wait(wait)
             await self.clock.sleep(wait)
 
     def _build(

@@ -42,6 +42,7 @@ from langgraph.types import Command, interrupt
 from closeguard.guardrails import Guard, Guarded, Policy
 from closeguard.store import Store
 from closeguard.store.fates import GONE_TYPES, LeadFates, merge_of
+from closeguard.telemetry import span
 from closeguard.tools import CloseClient
 from closeguard.tools import models as m
 from closeguard.tools.budget import RateBudget
@@ -186,13 +187,18 @@ def _answer_for(exc: ApprovalRequired) -> Mapping[str, Any]:
 
 
 def _node(step: Step) -> Any:
+    called = getattr(step, "__name__", "step")
+
     async def node(state: RunState, config: RunnableConfig) -> RunState:
         ctx: StepContext = config["configurable"][_HANDLE]
         start = dict(state.get("state") or {})
         while True:
             ctx.state = dict(start)
             try:
-                await step(ctx)
+                with span(
+                    "workflow.step", step=called, workflow=ctx.workflow.name, run_id=ctx.run_id
+                ):
+                    await step(ctx)
             except ApprovalRequired as exc:
                 answer = _answer_for(exc)
                 if answer.get("status") != "approved":

@@ -16,8 +16,10 @@ Group commit: deliveries that arrive while the inbox is committing wait for the 
 and are stored together, in one ``add_many`` (one transaction), so a burst costs one commit
 per batch instead of one per delivery, and a lone delivery is committed at once.
 
-``GET /healthz`` answers 200 for load balancers. Nothing a sender puts in a request leads to
-a 500 or a traceback: every refusal is a short JSON ``{"error": ...}``.
+``GET /healthz``, ``/readyz`` and ``/metrics`` are ``telemetry.Probes`` (``probes``: the
+runtime adds its readiness checks; the receiver's own part is ready while it serves).
+Nothing a sender puts in a request leads to a 500 or a traceback: every refusal is a short
+JSON ``{"error": ...}``.
 
 Keys come from ``keys``: a callable returning the current hex keys (for example the stored
 subscription keys) or a fixed list. They are read at startup and re-read, at most every
@@ -36,6 +38,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from closeguard.telemetry import Probes, tracing
+from closeguard.telemetry.metrics import record_delivery
 from closeguard.tools import Clock, SystemClock
 from closeguard.tools.serving import serve_on_socket
 from closeguard.tools.webhooks import (
@@ -60,7 +64,6 @@ __all__ = [
 log = logging.getLogger("closeguard.workflows.receiver")
 
 DEFAULT_PATH = "/webhooks/close"
-HEALTH_PATH = "/healthz"
 DEFAULT_MAX_BODY = 1024 * 1024
 SOURCE = "webhook"
 
@@ -140,6 +143,7 @@ class WebhookReceiver:
         tolerance: float = DEFAULT_TOLERANCE,
         store_timeout: float = 10.0,
         reload_interval: float = 2.0,
+        probes: Probes | None = None,
     ) -> None:
         self.inbox = inbox
         self.group = GroupCommit(inbox, SOURCE)
@@ -153,6 +157,9 @@ class WebhookReceiver:
         self._keys = keys
         self._loaded_at: float | None = None
         self._reload_lock = asyncio.Lock()
+        self.accepting = False
+        self.probes = probes or Probes()
+        self.probes.part("receiver", lambda: None if self.accepting else "not accepting deliveries")
 
     # -- keys ------------------------------------------------------------------------
 
@@ -199,9 +206,9 @@ class WebhookReceiver:
         if scope["type"] != "http":
             return
         method, path = scope["method"], scope["path"]
-        if path == HEALTH_PATH and method in ("GET", "HEAD"):
-            await _answer(send, 200, {"status": "ok"})
-        elif path != self.path:
+        if await self.probes.handle(scope, send):
+            return
+        if path != self.path:
             await self._refuse(send, 404, "not_found", "not found")
         elif method != "POST":
             await self._refuse(send, 405, "method", "use POST", allow="POST")
@@ -217,12 +224,16 @@ class WebhookReceiver:
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                     return
+                self.accepting = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.accepting = False
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    @tracing.traced("webhook.delivery")
     async def _delivery(self, scope: Scope, receive: Receive, send: Send) -> None:
+        record_delivery("received")
         headers = _headers(scope)
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
@@ -236,6 +247,7 @@ class WebhookReceiver:
             return
         except _Disconnected:
             self.stats["disconnected"] += 1
+            record_delivery("disconnected")
             return
         verdict = await self._verify(headers.get(SIG_TIMESTAMP), headers.get(SIG_HASH), body)
         if verdict is None:
@@ -273,12 +285,16 @@ class WebhookReceiver:
             await self._refuse(send, 503, "store_failed", "could not store the event; retry")
             return
         self.stats["stored"] += 1
+        record_delivery("stored")
+        tracing.current(outcome="stored", event=f"{event.get('object_type')}.{event.get('action')}")
         await _answer(send, 200, {"status": "stored"})
 
     async def _refuse(
         self, send: Send, status: int, reason: str, message: str, *, allow: str | None = None
     ) -> None:
         self.stats[reason] += 1
+        record_delivery(reason)
+        tracing.current(outcome=reason, status=status)
         if status in (400, 401, 413):
             log.warning("refused a delivery (%d): %s", status, message)
         extra = [(b"allow", allow.encode())] if allow else []
@@ -322,9 +338,10 @@ def build_receiver_app(
     clock: Clock | None = None,
     path: str = DEFAULT_PATH,
     max_body: int = DEFAULT_MAX_BODY,
+    probes: Probes | None = None,
 ) -> WebhookReceiver:
     """The receiver app for ``inbox`` checking signatures with ``keys`` (see the module doc)."""
-    return WebhookReceiver(inbox, keys, clock=clock, path=path, max_body=max_body)
+    return WebhookReceiver(inbox, keys, clock=clock, path=path, max_body=max_body, probes=probes)
 
 
 @contextlib.asynccontextmanager

@@ -5,14 +5,16 @@ The job APScheduler runs does nothing itself; a listener on job submission takes
 Every process may run schedules: they compute the same tick times (intervals are anchored
 at a fixed epoch, not at each process's start), and the inbox keeps one run per tick, so
 each tick runs once with no leader election. A tick missed while no process was running is
-not made up.
+not made up. Upkeep jobs (``upkeep``: the daily prune of ``closeguard run --retain``) run
+in the same scheduler, first at start, then every ``every`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +27,7 @@ from closeguard.workflows.activity import Activity, Feed
 from closeguard.workflows.definition import ScheduleTrigger, Workflow
 from closeguard.workflows.inbox import Inbox
 
-__all__ = ["ANCHOR", "Schedules", "aps_trigger"]
+__all__ = ["ANCHOR", "Schedules", "Upkeep", "aps_trigger"]
 
 log = logging.getLogger("closeguard.workflows.schedules")
 
@@ -93,20 +95,39 @@ async def _noop() -> None:
     return None
 
 
+@dataclass(frozen=True)
+class Upkeep:
+    """A job of the runtime's own (not a workflow): ``run`` at start, then every ``every``
+    seconds, one at a time."""
+
+    name: str
+    run: Callable[[], Awaitable[object]]
+    every: float
+
+
 class Schedules:
-    """One APScheduler job per scheduled workflow, feeding ticks to ``inbox``."""
+    """One APScheduler job per scheduled workflow, feeding ticks to ``inbox``, and the
+    ``upkeep`` jobs."""
 
     def __init__(
-        self, inbox: Inbox, workflows: Iterable[Workflow], *, feed: Feed | None = None
+        self,
+        inbox: Inbox,
+        workflows: Iterable[Workflow],
+        *,
+        feed: Feed | None = None,
+        upkeep: Iterable[Upkeep] = (),
     ) -> None:
         self.inbox = inbox
         self.workflows = [w for w in workflows if isinstance(w.trigger, ScheduleTrigger)]
         self.feed = feed or Feed()
+        self.upkeep = {f"upkeep:{u.name}": u for u in upkeep}
         self.scheduler: AsyncIOScheduler | None = None
         self._pending: set[asyncio.Task[str | None]] = set()
 
     def on_submitted(self, event: JobSubmissionEvent) -> None:
         """APScheduler's listener: one ``add_tick`` per scheduled time of the job."""
+        if event.job_id in self.upkeep:
+            return
         for when in event.scheduled_run_times:
             task = asyncio.get_running_loop().create_task(self.tick(event.job_id, when))
             self._pending.add(task)
@@ -135,6 +156,16 @@ class Schedules:
                 coalesce=True,
                 misfire_grace_time=60,
                 max_instances=1000,
+            )
+        for job_id, upkeep in self.upkeep.items():
+            scheduler.add_job(
+                upkeep.run,
+                IntervalTrigger(seconds=upkeep.every, timezone=UTC),
+                id=job_id,
+                next_run_time=datetime.now(UTC),
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
             )
         scheduler.add_listener(self.on_submitted, EVENT_JOB_SUBMITTED)
         scheduler.start()

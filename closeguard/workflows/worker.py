@@ -28,6 +28,7 @@ from datetime import datetime
 from closeguard.guardrails import Approvals
 from closeguard.store import Store
 from closeguard.store.runs import RunRow
+from closeguard.telemetry.observe import observe_run
 from closeguard.workflows.activity import Activity, Feed
 from closeguard.workflows.definition import Workflow
 from closeguard.workflows.executor import Executor, Outcome, RunSpec, describe, is_transient
@@ -132,7 +133,9 @@ class Worker:
             self._report(run, "resumed", f"{run.approval_id} approved")
         else:
             self._report(run, "started" if run.attempts == 1 else f"attempt {run.attempts}")
-        outcome = await self.executor.execute(workflow, spec_of(run), resume=resume)
+        with observe_run(run.workflow, run.id, run.attempts) as seen:
+            outcome = await self.executor.execute(workflow, spec_of(run), resume=resume)
+            seen.outcome = outcome.status
         await self._settle(run, outcome)
 
     async def _settle(self, run: RunRow, outcome: Outcome) -> None:
