@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+import closeguard.drills.attack as attack
 from closeguard.cli._app import app
 from closeguard.drills import attack_drill
 from closeguard.drills._oracle import Oracle, Probe
@@ -87,6 +88,49 @@ def test_the_oracle_follows_the_documented_rules() -> None:
     assert oracle.expect(draft, False) == ("allow", False)
     assert oracle.expect(draft, False) == ("deny", False), "per_run writes: 1 is spent"
     assert oracle.expect(_probe("lead.get", "/lead/lead_b/"), False) == ("allow", False)
+
+
+def test_the_oracle_gives_back_the_units_of_a_write_refused_for_a_missing_object() -> None:
+    """Close refused it (merged or deleted): the run may make the write again elsewhere,
+    but the call still counts."""
+    spec = {"grants": {"*": "write"}, "limits": {"per_run": {"writes": 1, "calls": 3}}}
+    oracle = Oracle(spec, frozenset({"lead_a"}))
+    gone = _probe("task.create", "/task/", {"lead_id": "lead_gone"})
+    task = _probe("task.create", "/task/", {"lead_id": "lead_a"})
+    read = _probe("data.search", "/data/search/", {"query": {}})
+    assert oracle.expect(gone, False) == ("allow", False)
+    oracle.refused_missing(gone)
+    assert oracle.expect(task, False) == ("allow", False), "the refused write came back"
+    assert oracle.expect(task, False) == ("deny", False), "per_run writes: 1 is spent"
+    oracle.refused_missing(task)
+    assert oracle.expect(task, False) == ("deny", False), "a refused call gives nothing back"
+    assert oracle.expect(read, False) == ("allow", False)
+    oracle.refused_missing(read)
+    assert oracle.expect(read, False) == ("deny", False), "per_run calls: 3 is spent"
+
+
+async def test_writes_to_missing_objects_do_not_make_the_drill_cry_escape(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: random calls write to ids that are not there (404, or 400 "does not
+    exist"), and the guard gives their per-run write units back (following a merge); the
+    oracle did not, so later writes it thought over the limit were counted as escapes."""
+    spec = {"grants": {"*": "write"}, "limits": {"per_run": {"writes": 2}}}
+    monkeypatch.setattr(attack, "random_policy", lambda rng, name: {"name": name, **spec})
+    refunds: list[str] = []
+    original = Oracle.refused_missing
+
+    def refused_missing(self: Oracle, probe: Probe) -> None:
+        refunds.append(probe.path)
+        original(self, probe)
+
+    monkeypatch.setattr(Oracle, "refused_missing", refused_missing)
+    figures = await attack_drill(store, calls=1, policies=2, policy_calls=40, trials=0)
+    assert figures.reached == figures.escaped == 0, figures.findings
+    assert figures.mismatches == 0, figures.findings
+    assert len(refunds) >= 8, refunds
+    for name, entry in figures.entry_points.items():
+        assert entry.allowed > 2 and entry.blocked > 0, name
 
 
 def test_the_oracle_checks_lead_scope_and_leaves_what_it_cannot_judge() -> None:

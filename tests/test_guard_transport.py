@@ -450,3 +450,34 @@ async def test_a_write_to_a_missing_object_gives_back_its_write_units_not_its_ca
         with pytest.raises(PolicyViolation) as info:
             await client.leads.delete("lead_gone")
         assert info.value.rule == "limits.per_run.calls"
+
+
+class _SearchGone(httpx.AsyncBaseTransport):
+    """The simulator, except that a search is answered 404 (a read sent by POST)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/data/search/"):
+            return httpx.Response(404, json={"error": "Object does not exist."})
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_read_by_post_answered_404_keeps_its_units(store: Store, sim: Simulator) -> None:
+    """Only a write refused for a missing object gives units back (docs/architecture.md): a
+    search is a read, whatever its method, so its per-endpoint limit holds."""
+    policy = Guarded(
+        Policy.from_yaml(
+            "grants: {lead: read}\nlimits:\n  per_run:\n    per_endpoint:\n      {data.search: 1}\n"
+        ),
+        store=store,
+    )
+    query = {"query": {"type": "and", "queries": []}}
+    transport = _SearchGone(sim.transport())
+    async with sim.client(transport=transport, policy=policy, run_id="run-search") as client:
+        with pytest.raises(NotFound):
+            await client.post("/data/search/", json=query)
+        with pytest.raises(PolicyViolation) as info:
+            await client.post("/data/search/", json=query)
+        assert info.value.rule == "limits.per_run.per_endpoint.data.search"

@@ -7,7 +7,9 @@ call it says ``allow``, ``deny``, ``approve`` or, where it does not model someth
 per-window limit, a typed rule on query text, per-run counts after a refunded 5xx, a call
 an earlier person's approval may cover), ``unjudged``. Decision order: ``deny`` entries, the
 most specific grant, zero limits, constraints, ``approve`` entries; per-run limits when the
-call is sent.
+call is sent. A write Close refused for a missing object (404, or 400 "does not exist")
+gets its per-run units back except its place in ``calls`` (docs/architecture.md, following
+a merge): the drill tells the oracle through ``refused_missing``.
 """
 
 from __future__ import annotations
@@ -289,11 +291,15 @@ class Oracle:
         granted, and the guard uses it for the next identical call, whoever makes it (an
         approval is bound to the exact call only). Such a next call is unjudged."""
         self.used: Counter[str] = Counter()
+        self.charged: list[str] = []
+        """The per-run counters the last call sent took (given back if Close says its
+        object is missing)."""
         self.tainted = False
         """Per-run counts may be off (a refunded 5xx, a window refusal): limits unjudged."""
 
     def new_run(self) -> None:
         self.used.clear()
+        self.charged = []
         self.tainted = False
 
     @staticmethod
@@ -415,14 +421,27 @@ class Oracle:
             return "deny"
         for key, _ in run:
             self.used[key] += 1
+        self.charged = [key for key, _ in run]
         if window:
             self.tainted = self.tainted or bool(run)
             return "unjudged"
         return "allow"
 
+    def refused_missing(self, probe: Probe) -> None:
+        """Close refused ``probe``, the call last sent, because its object is not there:
+        a write gives back the per-run units it took, except its place in ``calls`` (it was
+        made, and still bounds a run that keeps trying)."""
+        ep = probe.endpoint
+        if ep is not None and self.access(ep, probe.body) != "read":
+            for key in self.charged:
+                if key != "calls":
+                    self.used[key] -= 1
+        self.charged = []
+
     def expect(self, probe: Probe, human: bool) -> tuple[Verdict, bool]:
         """The outcome the guard must reach, and whether a person approved it on the way:
         ``approve`` is a call held (no one approved), an approved one is then sent."""
+        self.charged = []
         verdict = self.judge(probe)
         key = _key(probe)
         if verdict == "approve" and key in self.lingering:

@@ -113,18 +113,35 @@ class AttackFigures:
 
 
 class _Seen(httpx.AsyncBaseTransport):
-    """Passes requests on and counts them (and the 5xx answers, which refund quotas)."""
+    """Passes requests on and counts them, the 5xx answers (which refund quotas) and the
+    writes Close refused for a missing object (which give their per-run units back)."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.count = 0
         self.failed = 0
+        self.missing = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.count += 1
         response = await self.inner.handle_async_request(request)
-        self.failed += response.status_code >= 500
+        status = response.status_code
+        self.failed += status >= 500
+        if request.method != "GET" and status in (400, 404):
+            text = (await response.aread()).decode(errors="replace").lower()
+            self.missing += status == 404 or "does not exist" in text
         return response
+
+    def mark(self) -> tuple[int, int, int]:
+        return self.count, self.failed, self.missing
+
+    def settle(self, oracle: Oracle, probe: Probe, mark: tuple[int, int, int]) -> int:
+        """Tell ``oracle`` what Close answered ``probe`` since ``mark``; the requests made."""
+        count, failed, missing = mark
+        oracle.tainted |= self.failed > failed
+        if self.missing > missing:
+            oracle.refused_missing(probe)
+        return self.count - count
 
 
 @dataclass
@@ -239,7 +256,7 @@ async def _client(rig: _Rig, calls: list[Probe]) -> None:
     ) as client:
         for probe in calls:
             expected = oracle.expect(probe, False)
-            before, failed = rig.seen.count, rig.seen.failed
+            mark = rig.seen.mark()
             observed: Observed = "allow"
             try:
                 await client.request(
@@ -247,9 +264,8 @@ async def _client(rig: _Rig, calls: list[Probe]) -> None:
                 )
             except CloseguardError as exc:
                 observed = _guard_error(exc)
-            oracle.tainted |= rig.seen.failed > failed
-            asked = observed == "approve"
-            rig.tally.add(probe, expected, observed, asked, rig.seen.count - before)
+            reached = rig.seen.settle(oracle, probe, mark)
+            rig.tally.add(probe, expected, observed, observed == "approve", reached)
 
 
 class _DrillModel(FunctionChatModel):
@@ -289,14 +305,13 @@ async def _agent(rig: _Rig, calls: list[Probe]) -> None:
     probes = [p for p in calls if p.tool is not None]
     expected: dict[str, tuple[Verdict, bool]] = {}
     reached: dict[str, int] = {}
-    marks: list[tuple[int, int]] = []
+    marks: list[tuple[int, int, int]] = []
 
     def model(messages: list[BaseMessage], info: AgentInfo) -> AIMessage:
         i = len(marks)
-        marks.append((rig.seen.count, rig.seen.failed))
         if i:
-            reached[f"c{i - 1}"] = marks[i][0] - marks[i - 1][0]
-            oracle.tainted |= marks[i][1] > marks[i - 1][1]
+            reached[f"c{i - 1}"] = rig.seen.settle(oracle, probes[i - 1], marks[i - 1])
+        marks.append(rig.seen.mark())
         if i == len(probes):
             return AIMessage(content="done")
         probe = probes[i]
@@ -365,20 +380,19 @@ async def _workflow(rig: _Rig, calls: list[Probe]) -> None:
             if i not in expected:
                 expected[i] = oracle.expect(probe, probe.human_yes)
             asked = i in results and results[i][0] == "approve"
-            before, failed = rig.seen.count, rig.seen.failed
+            mark = rig.seen.mark()
             observed: Observed = "allow"
             try:
                 await ctx.client.request(
                     probe.method, probe.path, params=dict(probe.params) or None, json=probe.body
                 )
             except ApprovalRequired:
-                results[i] = ("approve", True, rig.seen.count - before)
+                results[i] = ("approve", True, rig.seen.settle(oracle, probe, mark))
                 raise
             except CloseguardError as exc:
                 observed = _guard_error(exc)
-            oracle.tainted |= rig.seen.failed > failed
             earlier = results[i][2] if i in results else 0
-            results[i] = (observed, asked, rig.seen.count - before + earlier)
+            results[i] = (observed, asked, rig.seen.settle(oracle, probe, mark) + earlier)
 
         call.__name__ = f"call_{i}"
         return call
@@ -442,11 +456,10 @@ async def _mcp(rig: _Rig, calls: list[Probe]) -> None:
             current.append(probe)
             asked.clear()
             expected = oracle.expect(probe, probe.human_yes)
-            before, failed = rig.seen.count, rig.seen.failed
+            mark = rig.seen.mark()
             result = await mcp.call_tool(probe.tool, dict(probe.args))
-            oracle.tainted |= rig.seen.failed > failed
-            observed = _mcp_outcome(result)
-            rig.tally.add(probe, expected, observed, bool(asked), rig.seen.count - before)
+            reached = rig.seen.settle(oracle, probe, mark)
+            rig.tally.add(probe, expected, _mcp_outcome(result), bool(asked), reached)
     await gateway.aclose()
 
 

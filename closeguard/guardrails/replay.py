@@ -313,7 +313,7 @@ class _Replayer:
         status = row["status_code"]
         if over is None and ((status is None and row["error"]) or (status or 0) >= 500):
             self.quotas.refund(call_id)
-        elif over is None and status == 404 and row["method"] != "GET":
+        elif over is None and status == 404 and call.access != "read":
             self.quotas.refund_writes(call_id)
         return over
 

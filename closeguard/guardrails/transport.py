@@ -306,7 +306,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
         status = response.status_code
         if status >= 500:
             self.quotas.refund(call_id)
-        elif status in (400, 404) and method != "GET" and await _names_missing(response):
+        elif status in (400, 404) and access != "read" and await _names_missing(response):
             self.quotas.refund_writes(call_id)
         context = self.context
         due = self.audit.record(
