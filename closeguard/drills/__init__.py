@@ -9,8 +9,9 @@ attack drill pulls in the agent, the evals and the MCP SDK) would cost it 3 s a 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from closeguard.tools._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from closeguard.drills.attack import AttackFigures, attack_drill
@@ -38,8 +39,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"closeguard.drills.{home}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _HOME)

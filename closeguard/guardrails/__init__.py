@@ -22,12 +22,12 @@ import the transport, httpx or the store.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # Eager: the export shares its name with its module, which would shadow a lazy export once
 # the module is imported (the import system sets the package's attribute to the module).
 from closeguard.guardrails.redact import redact
+from closeguard.tools._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from closeguard.guardrails.accounts import Account, Accounts
@@ -83,17 +83,7 @@ _LAZY = {
 """Export -> the module of this package that defines it, imported on first access."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

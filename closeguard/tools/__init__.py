@@ -7,9 +7,9 @@ import the client, httpx or the settings: the command line starts in a fraction 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from closeguard.tools._lazy import lazy_exports
 from closeguard.tools.errors import (
     AccountError,
     ApprovalError,
@@ -86,17 +86,7 @@ _LAZY = {
 """Export -> the module of this package that defines it, imported on first access."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
