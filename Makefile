@@ -31,11 +31,15 @@ browser:
 	  >/dev/null || echo "could not install chromium: run 'apt-get install chromium' as root; \
 	the console's browser tests need /usr/bin/chromium"; }
 
+# The suite on two pytest-xdist workers (the machine's two cores; tests are isolation-safe:
+# port 0, tmp dirs, a fresh PostgreSQL database or schema each); `.venv/bin/pytest -q` alone
+# runs it in one process. Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set: else
+# each worker re-rewrites every test module's asserts and each `closeguard` child recompiles.
 test: $(STAMP) browser
 	$(BIN)/ruff check closeguard tests bench
 	$(BIN)/ruff format --check closeguard tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n 2
 
 # `make drills`: every reliability and security drill of docs/reliability.md, full size:
 # `closeguard drill all` (faults, crash on SQLite and on PostgreSQL in a scratch database,

@@ -1,7 +1,12 @@
 """Soak: the served runtime at a steady delivery rate for minutes, with the guard, the
 audit log and the workers on; latency, throughput and memory at the start and at the end.
 
-    .venv/bin/python bench/soak.py [--rate 50] [--minutes 10] [--window 60]
+    .venv/bin/python bench/soak.py [--rate 50] [--minutes 10] [--window 60] [--hog]
+
+A yardstick (bench/webhooks.py's fixed pure-Python workload) is timed first, so figures
+from different machines or loads can be compared. ``--hog`` starts a CPU hog beside the
+soak: a process spinning pure Python on one core at normal priority from before the first
+delivery to the end, as another busy program on a shared machine would.
 
 The rig is bench/webhooks.py's latency part (receiver on 127.0.0.1, signed ``lead.created``
 deliveries from a paced child process, ``new-lead-triage`` writing to the in-process
@@ -12,10 +17,11 @@ whole path (receiver, inbox, queue, worker, guard, audit, Close calls) is inside
 hand (not in CI). Each figure is printed beside its target:
 
 - every delivery answered 200, every lead exactly one intro task, every run ``completed``;
-- latency p99 <= 100 ms in the first and in the last ``--window`` seconds;
+- latency p99 <= 500 ms in every ``--window`` seconds (issue 23's target, with or without
+  ``--hog``);
 - runs processed per second, first delivery to last task: >= 95% of the delivery rate;
 - backlog when the last delivery went out (runs delivered, task not yet landed): at most
-  the runs of one p99 target's worth of deliveries (5 at 50/s); a growing queue shows here;
+  the runs of one p99 target's worth of deliveries (25 at 50/s); a growing queue shows here;
 - memory: resident size (VmRSS) in the first and last windows, and its growth from the first
   delivery to the last task, split into the simulator's part (the objects it gained: tasks,
   Event Log entries, its indexes, measured by walking them) and the rest, the product's.
@@ -37,18 +43,19 @@ import argparse
 import asyncio
 import contextlib
 import math
+import multiprocessing as mp
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
-from webhooks import P99_TARGET_MS, deliver_paced, percentile, verdict
+from webhooks import deliver_paced, percentile, print_yardstick, verdict
 
 from closeguard.guardrails import AuditLog, Policy
 from closeguard.simulator import Simulator
@@ -59,6 +66,34 @@ from closeguard.workflows.loader import packaged_workflows
 RATE_TARGET = 0.95
 """Runs processed per second, as a share of the delivery rate."""
 PRODUCT_GROWTH_TARGET_MB = 50.0
+P99_TARGET_MS = 500.0
+"""Delivery to task, in every window, also with ``--hog``."""
+
+
+def _spin(stop: Any) -> None:
+    """The hog: pure-Python work on one core until ``stop`` is set."""
+    x = 0
+    while not stop.is_set():
+        for i in range(100_000):
+            x = (x * 31 + i) % 1_000_003
+
+
+@contextlib.contextmanager
+def hog(enabled: bool) -> Iterator[None]:
+    """A CPU hog process beside the block (when ``enabled``)."""
+    if not enabled:
+        yield
+        return
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    child = ctx.Process(target=_spin, args=(stop,), daemon=True)
+    child.start()
+    print(f"CPU hog started (pid {child.pid}): one core busy with pure Python")
+    try:
+        yield
+    finally:
+        stop.set()
+        child.join(10)
 
 
 def soak_triage() -> Workflow:
@@ -201,29 +236,36 @@ async def soak(rate: float, seconds: float, window: float, folder: Path) -> bool
             backlog <= allowed,
         )
     )
-    for name, lo, hi in (("start", first, first + window), ("end", last - window, last)):
-        waits = [(landed[k] - s) * 1000 for k, s in sent.items() if lo <= s <= hi and k in landed]
-        late = sum(1 for k, s in sent.items() if lo <= s <= hi and k not in landed)
+    windows = max(1, round((last - first) / window))
+    worst = 0.0
+    for index in range(windows):
+        lo = first + index * window
+        hi = min(last, lo + window) if index < windows - 1 else last + 1e-6
+        name = f"window {index + 1}/{windows}"
+        waits = [(landed[k] - s) * 1000 for k, s in sent.items() if lo <= s < hi and k in landed]
+        late = sum(1 for k, s in sent.items() if lo <= s < hi and k not in landed)
         p99 = percentile(waits, 99) if waits and not late else math.inf
+        worst = max(worst, p99)
         points = samples.within(lo, hi + 1) or [samples.at(hi)]
         rss = [p[1] for p in points]
         cpu = (samples.at(hi)[2] - samples.at(lo)[2]) * 1000
-        delivered = sum(1 for s in sent.values() if lo <= s <= hi)
-        done = sum(1 for t in landed.values() if lo <= t <= hi)
+        delivered = sum(1 for s in sent.values() if lo <= s < hi)
+        done = sum(1 for t in landed.values() if lo <= t < hi)
         print(
-            f"  {name} ({window:g} s, {delivered} deliveries): latency p50 "
-            f"{percentile(waits or [math.nan], 50):.1f} ms, max {max(waits, default=0):.1f} ms; "
-            f"{done / window:.1f} runs/s; CPU {cpu / max(1, done):.1f} ms per run finished; "
+            f"  {name} ({hi - lo:.0f} s, {delivered} deliveries): latency p50 "
+            f"{percentile(waits or [math.nan], 50):.1f} ms, p99 {p99:.1f} ms, "
+            f"max {max(waits, default=0):.1f} ms; {done / max(1e-9, hi - lo):.1f} runs/s; "
+            f"CPU {cpu / max(1, done):.1f} ms per run finished; "
             f"RSS {min(rss):.0f}-{max(rss):.0f} MB"
         )
-        checks.append(
-            _show(
-                f"{name} latency p99",
-                f"{p99:.1f} ms",
-                f"<= {P99_TARGET_MS:g} ms",
-                p99 <= P99_TARGET_MS,
-            )
+    checks.append(
+        _show(
+            "latency p99, worst window",
+            f"{worst:.1f} ms",
+            f"<= {P99_TARGET_MS:g} ms in every window",
+            worst <= P99_TARGET_MS,
         )
+    )
     grew = samples.points[-1][1] - samples.at(first)[1]
     sim_mb = (simulator_bytes(sim) - seeded_bytes[0]) / 2**20
     print(
@@ -247,8 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--hog", action="store_true", help="run a CPU hog process beside the soak")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
+    print_yardstick()
+    with tempfile.TemporaryDirectory() as tmp, hog(args.hog):
         ok = asyncio.run(soak(args.rate, args.minutes * 60, args.window, Path(tmp)))
     print(f"soak {verdict(ok)}")
     return 0 if ok else 1

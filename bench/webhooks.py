@@ -20,6 +20,16 @@
    runs in this process, so its world is frozen out of the garbage collector's full
    passes (``gc.freeze()`` after setup): a real Close's objects are not in our heap.
    Figures swing with other load on the machine: run it on a quiet one, a few times.
+3. Cost per run against a floor. First a yardstick (a fixed pure-Python workload: a loop
+   and SHA-256 hashing) says how fast this machine is right now. Then the latency rig runs
+   ``--ratio-seconds`` of paced deliveries twice in this process, on the same receiver
+   socket code, sender and simulator: once through the runtime (``new-lead-triage``), once
+   through a hand-written floor handler doing only the essential work (verify the
+   signature, one dedup insert, one policy-checked task create, one hash-chained audit
+   insert). CPU of this process per delivery, run / floor: target <= 3.5x. Counted per run
+   for the runtime: SQLite commits (every ``COMMIT`` the store's and the checkpointer's
+   connections execute, by SQLite's trace hook), target <= 4, and hand-offs to the store's
+   thread (``Store.handoffs``), target <= 3.
 """
 
 from __future__ import annotations
@@ -28,8 +38,11 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import hashlib
 import json
 import multiprocessing as mp
+import socket
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -40,20 +53,35 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event as sqlalchemy_event
+
 from closeguard.agent.runtime import open_checkpointer
+from closeguard.guardrails import Guard, Policy
+from closeguard.guardrails.decision import RunContext
 from closeguard.simulator import BASE_URL, Simulator
 from closeguard.store import Store
 from closeguard.store.cursors import Cursors, StoredSubscription
-from closeguard.tools.webhooks import compute_signature
+from closeguard.tools.serving import serve_on_socket
+from closeguard.tools.webhooks import SignatureVerifier, compute_signature
 from closeguard.workflows.definition import Workflow
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.loader import packaged_workflows
-from closeguard.workflows.receiver import DEFAULT_PATH, WebhookReceiver, serve
+from closeguard.workflows.receiver import (
+    DEFAULT_PATH,
+    Receive,
+    Scope,
+    Send,
+    WebhookReceiver,
+    serve,
+)
 from closeguard.workflows.runtime import Runtime, RuntimeConfig
 
 KEY = "a1b2c3d4" * 8
 THROUGHPUT_TARGET = 1500.0
 P99_TARGET_MS = 100.0
+RATIO_TARGET = 3.5
+COMMITS_TARGET = 4.0
+HANDOFFS_TARGET = 3.0
 
 
 def verdict(ok: bool) -> str:
@@ -216,7 +244,8 @@ def percentile(values: list[float], q: float) -> float:
 
 @dataclass
 class Paced:
-    """What ``deliver_paced`` measured: the sender's report, when each lead's task landed."""
+    """What ``deliver_paced`` measured: the sender's report, when each lead's task landed,
+    and per delivery: CPU, SQLite commits and hand-offs to the store's thread."""
 
     sim: Simulator
     store: Store
@@ -224,27 +253,22 @@ class Paced:
     landed: dict[str, float]
     cpu_ms: float
     seed_seconds: float
+    commits: float = 0.0
+    handoffs: float = 0.0
 
 
-async def deliver_paced(
-    workflow: Workflow,
-    rate: float,
-    seconds: float,
-    folder: Path,
-    *,
-    wait: float = 30.0,
-    during: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None,
-    seeded: Callable[[Simulator], None] | None = None,
-) -> Paced:
-    """``lead.created`` deliveries at a steady ``rate`` through a served runtime (receiver and
-    workers running ``workflow`` against the in-process simulator); the store is left open.
+@dataclass
+class _Seeded:
+    sim: Simulator
+    events: list[dict[str, Any]]
+    landed: dict[str, float]
+    all_landed: asyncio.Event
+    seconds: float
 
-    The leads are created first, straight on the simulator's state (``Simulator.call``:
-    30,000 in seconds), outside the clock; ``seeded`` is then given the simulator. ``during``
-    runs from the first delivery until every task landed (or ``wait`` ran out), told to stop
-    by the event it is given.
-    """
-    count = int(rate * seconds)
+
+def _seed(count: int, seeded: Callable[[Simulator], None] | None) -> _Seeded:
+    """A simulator with ``count`` leads created straight on its state, outside the clock,
+    and a watch on its Event Log for the task each lead gets."""
     landed: dict[str, float] = {}
     all_landed = asyncio.Event()
 
@@ -261,16 +285,86 @@ async def deliver_paced(
     events = [
         e for e in sim.events[before:] if (e["object_type"], e["action"]) == ("lead", "created")
     ]
-    seed_seconds = time.perf_counter() - began
+    seconds = time.perf_counter() - began
     if seeded is not None:
         seeded(sim)
+    return _Seeded(sim, events, landed, all_landed, seconds)
+
+
+class CommitCounter:
+    """Counts the ``COMMIT`` statements SQLite runs on the connections it watches (SQLite's
+    trace hook: a commit SQLAlchemy or LangGraph skips because nothing was written is not
+    one)."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+
+    def _trace(self, statement: str) -> None:
+        if statement.startswith("COMMIT"):
+            self.commits += 1
+
+    def watch(self, dbapi_conn: Any, _record: Any = None) -> None:
+        dbapi_conn.set_trace_callback(self._trace)
+
+    def watch_store(self, store: Store) -> None:
+        """Every connection of ``store``'s engine from now on (pooled ones are dropped)."""
+        store.engine.dispose()
+        sqlalchemy_event.listen(store.engine, "connect", self.watch)
+
+
+async def _paced_send(
+    port: int, seeded: _Seeded, rate: float, wait: float
+) -> tuple[dict[str, Any], float]:
+    """The paced child sender against ``port``, until every task landed (or ``wait`` ran
+    out); the sender's report and this process's CPU (ms) over it."""
+    deliveries = [(str(e["object_id"]), e) for e in seeded.events]
+    ctx = mp.get_context("spawn")
+    mine, theirs = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_paced_sender, args=(port, deliveries, rate, theirs))
+    cpu = time.process_time()
+    child.start()
+    result = await asyncio.to_thread(mine.recv)
+    await asyncio.to_thread(child.join)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(seeded.all_landed.wait(), wait)
+    return result, (time.process_time() - cpu) * 1000
+
+
+async def deliver_paced(
+    workflow: Workflow,
+    rate: float,
+    seconds: float,
+    folder: Path,
+    *,
+    wait: float = 30.0,
+    during: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None,
+    seeded: Callable[[Simulator], None] | None = None,
+    count_commits: bool = False,
+) -> Paced:
+    """``lead.created`` deliveries at a steady ``rate`` through a served runtime (receiver and
+    workers running ``workflow`` against the in-process simulator); the store is left open.
+
+    The leads are created first, straight on the simulator's state (``Simulator.call``:
+    30,000 in seconds), outside the clock; ``seeded`` is then given the simulator. ``during``
+    runs from the first delivery until every task landed (or ``wait`` ran out), told to stop
+    by the event it is given. ``count_commits``: count SQLite commits (a trace hook on every
+    statement, so off where only latency matters).
+    """
+    count = int(rate * seconds)
+    seed = _seed(count, seeded)
+    sim = seed.sim
     store = Store(f"sqlite:///{folder / 'paced.db'}")
     pairs = (("lead", "created"),)
     Cursors(store).save_subscription(StoredSubscription("whsub_bench", "-", pairs, KEY))
+    counter = CommitCounter()
+    if count_commits:
+        counter.watch_store(store)
     config = RuntimeConfig(
         roles=frozenset({"receiver", "worker"}), listen=("127.0.0.1", 0), catchup=False
     )
     async with open_checkpointer(folder / "checkpoints.db") as saver:
+        if count_commits:
+            counter.watch(saver.conn)
         runtime = Runtime(
             [workflow],
             store=store,
@@ -291,17 +385,9 @@ async def deliver_paced(
         watcher = asyncio.create_task(during(watched)) if during is not None else None
         assert runtime.receiver_url is not None
         port = int(runtime.receiver_url.split(":")[2].split("/")[0])
-        deliveries = [(str(e["object_id"]), e) for e in events]
-        ctx = mp.get_context("spawn")
-        mine, theirs = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_paced_sender, args=(port, deliveries, rate, theirs))
-        cpu = time.process_time()
-        child.start()
-        result = await asyncio.to_thread(mine.recv)
-        await asyncio.to_thread(child.join)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_landed.wait(), wait)
-        cpu_ms = (time.process_time() - cpu) * 1000 / count
+        commits, handoffs = counter.commits, store.handoffs
+        result, cpu = await _paced_send(port, seed, rate, wait)
+        commits, handoffs = counter.commits - commits, store.handoffs - handoffs
         watched.set()
         if watcher is not None:
             await watcher
@@ -309,7 +395,16 @@ async def deliver_paced(
         with contextlib.suppress(Exception):
             await running
     gc.unfreeze()
-    return Paced(sim, store, result, landed, cpu_ms, seed_seconds)
+    return Paced(
+        sim,
+        store,
+        result,
+        seed.landed,
+        cpu / count,
+        seed.seconds,
+        commits / count,
+        handoffs / count,
+    )
 
 
 async def latency(rate: float, seconds: float, folder: Path) -> bool:
@@ -342,18 +437,176 @@ async def latency(rate: float, seconds: float, folder: Path) -> bool:
     return ok and p99 <= P99_TARGET_MS
 
 
+# -- 3. cost per run against a hand-written floor ----------------------------------------
+
+
+YARDSTICK_ROUNDS = 200_000
+
+
+def yardstick() -> float:
+    """Milliseconds of CPU for a fixed pure-Python workload (a loop of arithmetic, a dict and
+    SHA-256 over short strings): how fast this machine is right now, printed before any
+    figure so figures from different machines or loads can be compared."""
+    began = time.process_time()
+    digest = b""
+    table: dict[int, int] = {}
+    for i in range(YARDSTICK_ROUNDS):
+        table[i & 1023] = table.get(i & 1023, 0) + i * 3 % 7
+        if i % 4 == 0:
+            digest = hashlib.sha256(digest + str(i).encode()).digest()
+    return (time.process_time() - began) * 1000
+
+
+def print_yardstick() -> float:
+    best = min(yardstick() for _ in range(3))
+    print(
+        f"yardstick: {YARDSTICK_ROUNDS:,} rounds of fixed pure-Python work in {best:.0f} ms of CPU "
+        f"(best of 3; a quiet 2-core development VM took 50 ms: larger means a slower "
+        f"or busier machine, and every figure below scales with it)"
+    )
+    return best
+
+
+class FloorHandler:
+    """The least a webhook-to-task handler must do, written by hand: verify the signature,
+    one dedup insert (committed before anything else), one policy-checked task create, one
+    hash-chained audit insert (committed), then answer. SQLite through the standard
+    library's driver in the event loop, no queue, no journal, no framework."""
+
+    def __init__(self, sim: Simulator, folder: Path) -> None:
+        self.verifier = SignatureVerifier([KEY])
+        self.db = sqlite3.connect(str(folder / "floor.db"), check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE seen (event_id TEXT PRIMARY KEY)")
+        self.db.execute("CREATE TABLE audit (seq INTEGER PRIMARY KEY, row TEXT, hash TEXT)")
+        self.db.commit()
+        self.head = "0" * 64
+        self.guard = Guard(Policy.load("new-lead-triage"))
+        self.client = sim.http_client()
+        self.owner = sim.state.api_keys[sim.api_key].user_id
+        self.counter = CommitCounter()
+        self.counter.watch(self.db)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        headers = dict(scope["headers"])
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        verdict = self.verifier.check(
+            headers[b"close-sig-timestamp"].decode(), headers[b"close-sig-hash"].decode(), body
+        )
+        if verdict.ok:
+            await self._handle(json.loads(body)["event"])
+        answer = b'{"status": "ok"}'
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"16")]
+        status = 200 if verdict.ok else 401
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        new = self.db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (event["id"],)).rowcount
+        self.db.commit()
+        if not new:
+            return
+        lead = event["lead_id"]
+        task = {"lead_id": lead, "assigned_to": self.owner, "text": f"Intro call: {lead}"}
+        decision, _ = self.guard.check_request(
+            "POST", "/api/v1/task/", task, context=RunContext("floor", None, frozenset({lead}))
+        )
+        assert decision.outcome == "allow", decision
+        response = await self.client.post("/task/", json=task)
+        row = json.dumps(["POST", "/task/", lead, response.status_code])
+        self.head = hashlib.sha256((self.head + row).encode()).hexdigest()
+        self.db.execute("INSERT INTO audit (row, hash) VALUES (?, ?)", (row, self.head))
+        self.db.commit()
+
+
+async def deliver_floor(rate: float, seconds: float, folder: Path, wait: float = 30.0) -> Paced:
+    """The paced deliveries of ``deliver_paced``, answered by ``FloorHandler``."""
+    count = int(rate * seconds)
+    seed = _seed(count, None)
+    floor = FloorHandler(seed.sim, folder)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    async with serve_on_socket(floor, sock, lifespan="on", not_started=RuntimeError("floor")):
+        gc.collect()
+        gc.freeze()
+        commits = floor.counter.commits
+        result, cpu = await _paced_send(port, seed, rate, wait)
+        commits = floor.counter.commits - commits
+    gc.unfreeze()
+    await floor.client.aclose()
+    floor.db.close()
+    return Paced(seed.sim, None, result, seed.landed, cpu / count, seed.seconds, commits / count)  # type: ignore[arg-type]
+
+
+async def cost_ratio(rate: float, seconds: float, folder: Path) -> bool:
+    """The runtime's CPU per run against the floor's, in this process, same rig."""
+    count = int(rate * seconds)
+    (folder / "floor").mkdir()
+    floor = await deliver_floor(rate, seconds, folder / "floor")
+    run = await deliver_paced(
+        packaged_workflows()["new-lead-triage"], rate, seconds, folder, count_commits=True
+    )
+    run.store.dispose()
+    landed_all = len(run.landed) == count and len(floor.landed) == count
+    ratio = run.cpu_ms / floor.cpu_ms
+    print(
+        f"cost: {count} deliveries at {rate:g}/s; CPU of this process per delivery: "
+        f"new-lead-triage {run.cpu_ms:.2f} ms, hand-written floor {floor.cpu_ms:.2f} ms "
+        f"(tasks landed {len(run.landed)}/{count} and {len(floor.landed)}/{count})"
+    )
+    ok_ratio = landed_all and ratio <= RATIO_TARGET
+    print(f"  run / floor = {ratio:.2f}x (target <= {RATIO_TARGET:g}x) {verdict(ok_ratio)}")
+    ok_commits = run.commits <= COMMITS_TARGET
+    print(
+        f"  SQLite commits per run {run.commits:.2f} (target <= {COMMITS_TARGET:g}; "
+        f"floor {floor.commits:.2f}) {verdict(ok_commits)}"
+    )
+    ok_handoffs = run.handoffs <= HANDOFFS_TARGET
+    print(
+        f"  hand-offs to the store's thread per run {run.handoffs:.2f} "
+        f"(target <= {HANDOFFS_TARGET:g}) {verdict(ok_handoffs)}"
+    )
+    return ok_ratio and ok_commits and ok_handoffs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=6000)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--ratio-seconds", type=float, default=20.0, help="seconds of paced runs for part 3"
+    )
+    parser.add_argument(
+        "--only", choices=("throughput", "latency", "cost"), help="run one part only"
+    )
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        rate, ok = asyncio.run(throughput(args.deliveries, args.connections, Path(tmp)))
-    with tempfile.TemporaryDirectory() as tmp:
-        fast = asyncio.run(latency(args.rate, args.seconds, Path(tmp)))
-    passed = ok and rate >= THROUGHPUT_TARGET and fast
+    print_yardstick()
+    rate, ok, fast, lean = THROUGHPUT_TARGET, True, True, True
+    if args.only in (None, "throughput"):
+        with tempfile.TemporaryDirectory() as tmp:
+            rate, ok = asyncio.run(throughput(args.deliveries, args.connections, Path(tmp)))
+    if args.only in (None, "latency"):
+        with tempfile.TemporaryDirectory() as tmp:
+            fast = asyncio.run(latency(args.rate, args.seconds, Path(tmp)))
+    if args.only in (None, "cost"):
+        with tempfile.TemporaryDirectory() as tmp:
+            lean = asyncio.run(cost_ratio(args.rate, args.ratio_seconds, Path(tmp)))
+    passed = ok and rate >= THROUGHPUT_TARGET and fast and lean
     return 0 if passed else 1
 
 

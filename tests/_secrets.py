@@ -58,6 +58,7 @@ import logging
 import os
 import re
 import sqlite3
+import sys
 import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
@@ -524,6 +525,10 @@ _STATE = pytest.StashKey[tuple[Scanner, pytest.MonkeyPatch, int]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: not a child to log
+        site = sys.modules.get("sitecustomize")
+        if site is not None and hasattr(site, "uninstall"):
+            site.uninstall()
     scanner = Scanner()
     mp = pytest.MonkeyPatch()
     _patch_keys(mp)
@@ -593,11 +598,28 @@ def pytest_runtest_makereport(
 _SECTIONS = pytest.StashKey[int]()
 
 
+_WORKER_OUTPUT = "closeguard_secrets"
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Scan the files under basetemp and fail the session on any leak outside a test.
+
+    Under pytest-xdist a worker scans no files (its basetemp is a folder of the
+    controller's, which scans them all once) and hands its counts and leaks to the
+    controller (``pytest_testnodedown``), which alone reports and sets the exit status."""
     config = session.config
     scanner = config.stash[_STATE][0]
     scanner.session_leaks.extend(scanner.take())
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[_WORKER_OUTPUT] = {
+            "counts": scanner.counts,
+            "bytes_read": scanner.bytes_read,
+            "test_leaks": scanner.test_leaks,
+            "session_leaks": [vars(leak) for leak in scanner.session_leaks],
+        }
+        return
     factory = config._tmp_path_factory  # type: ignore[attr-defined]
     basetemp = factory._basetemp
     if basetemp is not None and Path(basetemp).exists():
@@ -605,6 +627,21 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         scanner.session_leaks.extend(scanner.take())
     if scanner.session_leaks and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist's controller: add a finished worker's counts and leaks to its own."""
+    output = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT)
+    config = node.config
+    if output is None or _STATE not in config.stash:
+        return
+    scanner = config.stash[_STATE][0]
+    for surface, n in output["counts"].items():
+        scanner.counts[surface] = scanner.counts.get(surface, 0) + n
+    scanner.bytes_read += output["bytes_read"]
+    scanner.test_leaks += output["test_leaks"]
+    scanner.session_leaks.extend(Leak(**leak) for leak in output["session_leaks"])
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -20,11 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx2 as httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import update
 from starlette.testclient import TestClient
@@ -263,6 +263,8 @@ def test_fuzzed_filters_and_ids_in_get_pages(world: World) -> None:
             page = f"/api/digest/{quote(the_id, safe='')}"
         elif page == "/runs" and the_id:
             page = f"/runs/{quote(the_id, safe='')}"
+        # No client sends a query past 64 KiB (httpx refuses to build it): not a case here.
+        assume(len(urlencode(query)) < 60_000)
         before = w.state()
         answer = w.client.get(page, params=tuple(query), follow_redirects=False)
         shown = f"GET {page[:80]} {[(k, v[:40]) for k, v in query]}"

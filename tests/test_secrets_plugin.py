@@ -111,14 +111,20 @@ def test_known_keys_and_allowlisted_places(tmp_path):
 """
 
 
-@pytest.fixture
-def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.RunResult:
+@pytest.fixture(params=[(), ("-n", "2")], ids=["one-process", "xdist"])
+def inner(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> pytest.RunResult:
+    """The leaking tests in one process, and under pytest-xdist as ``make test`` runs them
+    (the workers' counts and leaks reach the controller, which scans the files once)."""
     monkeypatch.setenv("CLOSEGUARD_TEST_API_KEY", INNER_API_KEY)
     monkeypatch.setenv("CLOSEGUARD_TEST_SIGNATURE_KEY", INNER_SIGNATURE_KEY)
     path = os.environ.get("PYTHONPATH", "")
     monkeypatch.setenv("PYTHONPATH", str(REPO) + (os.pathsep + path if path else ""))
     pytester.makepyfile(test_inner=INNER_TESTS)
-    return pytester.runpytest_subprocess("-p", "tests._secrets", "-p", "no:cacheprovider", "-rA")
+    return pytester.runpytest_subprocess(
+        "-p", "tests._secrets", "-p", "no:cacheprovider", "-rA", *request.param
+    )
 
 
 def test_a_leak_on_each_surface_fails_its_test_and_the_allowlisted_places_pass(

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from closeguard.guardrails.redact import canonical_json
@@ -238,6 +239,7 @@ class AuditLog:
         garbage collector to track (a full buffer would set off collections of the heap)."""
         self._rows = AuditRows(store)
         self._oldest = 0
+        self._taken: list[Any] = []
         self._lock = threading.Lock()
         self._writing = threading.Lock()
         _live.add(self)
@@ -321,6 +323,29 @@ class AuditLog:
                 ) from exc
             raise
         return len(queued) // _WIDTH
+
+    def write_in(self, conn: Connection) -> int:
+        """Write the buffered rows in ``conn``'s transaction (with other store work: one
+        commit for all); how many. Once it committed, call ``committed``; if it failed,
+        ``restore``."""
+        with self._lock:
+            queued, self._buffer = self._buffer, []
+        if queued:
+            self._taken = queued
+            self._rows.append_in(conn, [_storable(v) for v in queued], _chain)
+        return len(queued) // _WIDTH
+
+    def committed(self) -> None:
+        """The transaction of ``write_in`` committed: its rows count as written."""
+        taken, self._taken = self._taken, []
+        if taken:
+            metrics.record_audit_written(len(taken) // _WIDTH)
+
+    def restore(self) -> None:
+        """Put back the rows of a ``write_in`` whose transaction failed."""
+        taken, self._taken = self._taken, []
+        with self._lock:
+            self._buffer[:0] = taken
 
     def close(self) -> None:
         self.flush()

@@ -21,7 +21,6 @@ a ``Policy`` is only data, and building its enforcement lives here.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -41,6 +40,7 @@ from closeguard.guardrails.quotas import Quotas, Reserved
 from closeguard.guardrails.redact import canonical_json, redacted_json
 from closeguard.store import Store, default_store
 from closeguard.telemetry.tracing import traced
+from closeguard.tools._json import may_hold_long_number
 from closeguard.tools.catalog import API_PREFIX, Call, classify, relative_path
 from closeguard.tools.clock import Clock, SystemClock
 from closeguard.tools.errors import ApprovalRequired, PolicyViolation, QuotaExhausted
@@ -67,6 +67,8 @@ class Guarded:
         approval_ttl: float | None = None,
         guard: Guard | None = None,
         clock: Clock | None = None,
+        audit: AuditLog | None = None,
+        flush_on_close: bool = True,
     ) -> None:
         self.policy = policy
         self.store = store
@@ -74,6 +76,10 @@ class Guarded:
         self.approval_ttl = approval_ttl
         self.guard = guard or Guard(policy)
         self.clock = clock
+        self.audit = audit
+        self.flush_on_close = flush_on_close
+        """False: whoever passed ``audit`` writes its last rows (the workflow worker, in
+        the transaction that records the run's outcome)."""
 
     def wrap(
         self, transport: httpx.AsyncBaseTransport, *, actor: str | None, run_id: str | None
@@ -87,6 +93,8 @@ class Guarded:
             triggered_leads=self.triggered_leads,
             approval_ttl=self.approval_ttl,
             clock=self.clock,
+            audit=self.audit,
+            flush_on_close=self.flush_on_close,
         )
 
 
@@ -96,22 +104,12 @@ STATUS_READS = (
 )
 """What the guard reads, once, for ``when`` conditions on ``status_label``/``status_type``."""
 _STATUS_RULE = "when.statuses"
-_LONG_NUMBER = re.compile(rb"\d{19}")
-_DIGITS = b"0123456789"
 _WINDOW = "limits.per_window."
 
 
 def _utc(epoch: float) -> str:
     """``epoch`` as an ISO time in UTC, to the second."""
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _may_hold_long_number(content: bytes) -> bool:
-    """Whether ``content`` has 19 digits in a row: counted first (a C pass, several times
-    cheaper than the search), since most bodies have fewer than 19 digits in all."""
-    return len(content) - len(content.translate(None, _DIGITS)) >= 19 and (
-        _LONG_NUMBER.search(content) is not None
-    )
 
 
 def _decode_body(content: bytes) -> Any:
@@ -122,7 +120,7 @@ def _decode_body(content: bytes) -> Any:
     """
     if not content:
         return {}
-    if not _may_hold_long_number(content):
+    if not may_hold_long_number(content):
         try:
             return orjson.loads(content)
         except orjson.JSONDecodeError:
@@ -201,8 +199,10 @@ class GuardTransport(httpx.AsyncBaseTransport):
         audit: AuditLog | None = None,
         approvals: Approvals | None = None,
         clock: Clock | None = None,
+        flush_on_close: bool = True,
     ) -> None:
         self.inner = inner
+        self.flush_on_close = flush_on_close
         self.guard = guard if isinstance(guard, Guard) else Guard(guard)
         self.policy = self.guard.policy
         self.store = store or default_store()
@@ -531,6 +531,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         try:
-            await self.audit.aflush()
+            if self.flush_on_close:
+                await self.audit.aflush()
         finally:
             await self.inner.aclose()

@@ -13,7 +13,17 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+)
 
 from closeguard.store.core import Store, table_group
 from closeguard.tools.errors import StoreError
@@ -192,22 +202,26 @@ class AuditRows:
         lock (on PostgreSQL an advisory lock first, so even the very first batches of several
         processes, before the head row exists, wait in turn; SQLite's RESERVED lock), so the
         chain never forks."""
-        sql = self._sql or self._statements()
         with self.store.engine.begin() as conn:
-            cursor = conn.connection.cursor()
-            try:
-                if sql.serialize is not None:
-                    cursor.execute(sql.serialize)
-                cursor.execute(sql.lock)
-                if not cursor.rowcount:
-                    cursor.execute(sql.init, (_now(),))
-                cursor.execute(sql.head)
-                seq, prev = cursor.fetchone() or (0, GENESIS)
-                flat, last_seq, last_hash = chain(int(seq), str(prev), queued)
-                sql.insert(cursor, flat)
-                cursor.execute(sql.advance, (last_seq, last_hash, _now()))
-            finally:
-                cursor.close()
+            self.append_in(conn, queued, chain)
+
+    def append_in(self, conn: Connection, queued: list[Any], chain: Chain) -> None:
+        """``append`` in ``conn``'s transaction."""
+        sql = self._sql or self._statements()
+        cursor = conn.connection.cursor()
+        try:
+            if sql.serialize is not None:
+                cursor.execute(sql.serialize)
+            cursor.execute(sql.lock)
+            if not cursor.rowcount:
+                cursor.execute(sql.init, (_now(),))
+            cursor.execute(sql.head)
+            seq, prev = cursor.fetchone() or (0, GENESIS)
+            flat, last_seq, last_hash = chain(int(seq), str(prev), queued)
+            sql.insert(cursor, flat)
+            cursor.execute(sql.advance, (last_seq, last_hash, _now()))
+        finally:
+            cursor.close()
 
     def _statements(self) -> _Statements:
         self._sql = _Statements(self.store)

@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, and_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from closeguard.store.core import Store, table_group
+from closeguard.store.core import Prepared, Store, table_group
 
 __all__ = ["EffectRow", "EffectRows", "define"]
 
@@ -54,43 +68,81 @@ class EffectRows:
         self.table = store.tables["effects"]
 
     def get(self, run_id: str, key: str) -> EffectRow | None:
-        t = self.table
         with self.store.engine.connect() as conn:
-            row = conn.execute(select(t).where(and_(t.c.run_id == run_id, t.c.key == key))).first()
+            return self._get(conn, run_id, key)
+
+    def _sql(self, conn: Connection, which: str) -> Prepared:
+        """The journal's statements, compiled once per store."""
+        return self.store.prepared(conn, ("effects", which), lambda: self._statement(which))
+
+    def _statement(self, which: str) -> Any:
+        t = self.table
+        this = and_(t.c.run_id == bindparam("run_id", ""), t.c.key == bindparam("key", ""))
+        now: Any = bindparam("now", 0.0)
+        if which == "get":
+            return select(t).where(this)
+        if which == "intent":
+            insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
+            return (
+                insert(t)
+                .values(
+                    run_id=bindparam("run_id", ""),
+                    key=bindparam("key", ""),
+                    status="intent",
+                    created=now,
+                    updated=now,
+                )
+                .on_conflict_do_nothing(index_elements=["run_id", "key"])
+            )
+        return (
+            update(t).where(this).values(status="done", result=bindparam("result", ""), updated=now)
+        )
+
+    def _get(self, conn: Connection, run_id: str, key: str) -> EffectRow | None:
+        row = self._sql(conn, "get").execute(conn, {"run_id": run_id, "key": key}).first()
         if row is None:
             return None
         data = dict(row._mapping)
         data["result"] = None if data["result"] is None else json.loads(data["result"])
         return EffectRow(**data)
 
-    def begin(self, run_id: str, key: str) -> EffectRow | None:
-        """The row already journaled for this write, or None after recording its intent."""
-        found = self.get(run_id, key)
-        if found is None:
-            self.intent(run_id, key)
+    def begin(
+        self, run_id: str, key: str, done: Sequence[tuple[str, str, Any]] = ()
+    ) -> EffectRow | None:
+        """The row already journaled for this write, or None after recording its intent;
+        ``done``: results of earlier writes, ``(run_id, key, result)``, recorded in the same
+        transaction (one commit for both)."""
+        with self.store.engine.begin() as conn:
+            self.done_in(conn, done)
+            found = self._get(conn, run_id, key)
+            if found is None:
+                self._intent(conn, run_id, key)
         return found
 
     def intent(self, run_id: str, key: str) -> None:
         """Record that the write is about to be sent (kept if it is already there)."""
-        now = time.time()
-        try:
-            with self.store.engine.begin() as conn:
-                conn.execute(
-                    self.table.insert().values(
-                        run_id=run_id, key=key, status="intent", created=now, updated=now
-                    )
-                )
-        except IntegrityError:
-            pass
+        with self.store.engine.begin() as conn:
+            self._intent(conn, run_id, key)
+
+    def _intent(self, conn: Connection, run_id: str, key: str) -> None:
+        values = {"run_id": run_id, "key": key, "now": time.time()}
+        self._sql(conn, "intent").execute(conn, values)
 
     def done(self, run_id: str, key: str, result: Any) -> None:
-        t = self.table
         with self.store.engine.begin() as conn:
-            conn.execute(
-                update(t)
-                .where(and_(t.c.run_id == run_id, t.c.key == key))
-                .values(status="done", result=json.dumps(result, default=str), updated=time.time())
-            )
+            self.done_in(conn, [(run_id, key, result)])
+
+    def done_in_own(self, done: Sequence[tuple[str, str, Any]]) -> None:
+        """``done_in`` in a transaction of its own."""
+        with self.store.engine.begin() as conn:
+            self.done_in(conn, done)
+
+    def done_in(self, conn: Connection, done: Sequence[tuple[str, str, Any]]) -> None:
+        """Record writes' results, ``(run_id, key, result)``, in ``conn``'s transaction."""
+        for run_id, key, result in done:
+            text = json.dumps(result, default=str)
+            values = {"run_id": run_id, "key": key, "result": text, "now": time.time()}
+            self._sql(conn, "done").execute(conn, values)
 
     def for_run(self, run_id: str) -> list[EffectRow]:
         t = self.table

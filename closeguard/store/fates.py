@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Connection, Float, MetaData, String, Table, select
+from sqlalchemy import Column, Connection, Float, MetaData, String, Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -177,12 +177,15 @@ class LeadFates:
     def resolve_in(self, conn: Connection, lead_id: str) -> Fate:
         """``resolve`` in ``conn``'s transaction."""
         m = self.merges
+        step = self.store.prepared(
+            conn,
+            "fates.destination",
+            lambda: select(m.c.destination).where(m.c.source == bindparam("source", "")),
+        )
         chain: list[str] = []
         current = lead_id
         while len(chain) < MAX_CHAIN:
-            destination = conn.execute(
-                select(m.c.destination).where(m.c.source == current)
-            ).scalar()
+            destination = step.execute(conn, {"source": current}).scalar()
             if destination is None or destination in chain or destination == lead_id:
                 break
             chain.append(current)
@@ -195,10 +198,12 @@ class LeadFates:
 
     def _is_gone(self, conn: Connection, object_id: str) -> bool:
         g = self.gone
-        return (
-            conn.execute(select(g.c.object_id).where(g.c.object_id == object_id)).first()
-            is not None
+        found = self.store.prepared(
+            conn,
+            "fates.gone",
+            lambda: select(g.c.object_id).where(g.c.object_id == bindparam("object_id", "")),
         )
+        return found.execute(conn, {"object_id": object_id}).first() is not None
 
     def merged_into(self, destination: str) -> list[str]:
         """The leads merged straight into ``destination``."""

@@ -78,8 +78,9 @@ class JobRows(RunRows):
             )
         return new
 
-    def claim(
+    def claim_in(
         self,
+        conn: Connection,
         worker: str,
         lease: float,
         *,
@@ -88,34 +89,33 @@ class JobRows(RunRows):
     ) -> RunRow | None:
         now = self.now()
         queues = None if workflows is None else list(workflows)
-        with self.store.engine.begin() as conn:
-            self._recover(conn, now)
-            if self.follow_clock:
-                self._bring_forward(conn, now)
-            if only is not None:
-                run = self.get(only)
-                if run is None:
+        self._recover(conn, now)
+        if self.follow_clock:
+            self._bring_forward(conn, now)
+        if only is not None:
+            run = self.get(only)
+            if run is None:
+                return None
+            queues = [run.workflow]
+        for _ in range(10):
+            with conn.begin_nested() as attempt:
+                fetched = conn.execute(
+                    text(
+                        "SELECT id, args->>'run_id' FROM "
+                        "procrastinate_fetch_job_v2(CAST(:queues AS varchar[]), NULL)"
+                    ),
+                    {"queues": queues},
+                ).one()
+                job_id, run_id = fetched
+                if job_id is None:
                     return None
-                queues = [run.workflow]
-            for _ in range(10):
-                with conn.begin_nested() as attempt:
-                    fetched = conn.execute(
-                        text(
-                            "SELECT id, args->>'run_id' FROM "
-                            "procrastinate_fetch_job_v2(CAST(:queues AS varchar[]), NULL)"
-                        ),
-                        {"queues": queues},
-                    ).one()
-                    job_id, run_id = fetched
-                    if job_id is None:
-                        return None
-                    if only is not None and run_id != only:
-                        attempt.rollback()
-                        return None
-                    claimed = self._start(conn, str(run_id), worker, now + lease, now)
-                    if claimed is not None:
-                        return claimed
-                    self._finish(conn, int(job_id), "failed")
+                if only is not None and run_id != only:
+                    attempt.rollback()
+                    return None
+                claimed = self._start(conn, str(run_id), worker, now + lease, now)
+                if claimed is not None:
+                    return claimed
+                self._finish(conn, int(job_id), "failed")
         return None
 
     def _start(

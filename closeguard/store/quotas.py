@@ -8,8 +8,10 @@ take the last unit of a window.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
@@ -47,7 +49,11 @@ class QuotaCounters:
         try:
             with self.store.engine.begin() as conn:
                 for key, limit in limits:
-                    if conn.execute(self._upsert(key, start, limit)).first() is None:
+                    upsert = self.store.prepared(
+                        conn, ("quotas.charge", limit > 0), partial(self._upsert, limit)
+                    )
+                    values = {"key": key, "start": start, "limit": limit}
+                    if upsert.execute(conn, values).first() is None:
                         raise _Exceeded(key)
         except _Exceeded as exc:
             return exc.key
@@ -61,8 +67,11 @@ class QuotaCounters:
             ).first()
         return int(row._mapping["count"]) if row else 0
 
-    def _upsert(self, key: str, start: int, limit: int) -> Executable:
+    def _upsert(self, limit: int) -> Executable:
         t = self.t
+        key: Any = bindparam("key", "")
+        start: Any = bindparam("start", 0)
+        ceiling: Any = bindparam("limit", 0)
         if limit <= 0:
             # An insert of a first row would pass; a zero limit never does.
             return t.update().where(t.c.key == "\x00never").returning(t.c.key)
@@ -71,9 +80,9 @@ class QuotaCounters:
         if self.store.dialect == "postgresql":
             pg = postgresql.insert(t).values(key=key, window_start=start, count=1)
             return pg.on_conflict_do_update(
-                index_elements=index, set_=bump, where=t.c["count"] < limit
+                index_elements=index, set_=bump, where=t.c["count"] < ceiling
             ).returning(t.c["count"])
         lite = sqlite.insert(t).values(key=key, window_start=start, count=1)
         return lite.on_conflict_do_update(
-            index_elements=index, set_=bump, where=t.c["count"] < limit
+            index_elements=index, set_=bump, where=t.c["count"] < ceiling
         ).returning(t.c["count"])

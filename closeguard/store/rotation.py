@@ -21,12 +21,25 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, and_, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from closeguard.store.core import Store, table_group
+from closeguard.store.core import Prepared, Store, table_group
 
 __all__ = ["Rotation", "Turn", "define", "rotation_key"]
 
@@ -79,6 +92,35 @@ class Rotation:
             postgresql_insert(table) if self.store.dialect == "postgresql" else sqlite_insert(table)
         )
 
+    def _sql(self, conn: Connection, which: str) -> Prepared:
+        """``take``'s statements, compiled once per store."""
+        return self.store.prepared(conn, ("rotation", which), lambda: self._statement(which))
+
+    def _statement(self, which: str) -> Any:
+        t, c = self.turns, self.counters
+        full: Any = bindparam("subject", "")
+        key: Any = bindparam("key", "")
+        now: Any = bindparam("now", 0.0)
+        if which == "claim":
+            return (
+                self._insert(t)  # type: ignore[attr-defined]
+                .values(subject=full, key=key, turn=-1, user_id="", recorded=now)
+                .on_conflict_do_nothing(index_elements=["subject"])
+                .returning(t.c.subject)
+            )
+        if which == "taken":
+            return select(t.c.key, t.c.turn, t.c.user_id).where(t.c.subject == full)
+        if which == "step":
+            step = self._insert(c).values(key=key, next=1, updated=now)  # type: ignore[attr-defined]
+            return step.on_conflict_do_update(
+                index_elements=["key"], set_={"next": c.c.next + 1, "updated": now}
+            ).returning(c.c.next)
+        return (
+            update(t)
+            .where(and_(t.c.subject == full, t.c.turn == -1))
+            .values(turn=bindparam("turn", 0), user_id=bindparam("user_id", ""))
+        )
+
     def take(self, name: str, subject: str, users: Sequence[str]) -> Turn:
         """``subject``'s turn in the rotation ``name`` over ``users`` (sorted, distinct):
         the next one, or the one it already took."""
@@ -87,33 +129,17 @@ class Rotation:
             raise ValueError(f"rotation {name!r}: no users to take turns")
         key = rotation_key(name, ordered)
         full = f"{name}:{subject}"
-        t, c = self.turns, self.counters
         now = time.time()
         with self.store.engine.begin() as conn:
-            claimed = conn.execute(
-                self._insert(t)  # type: ignore[attr-defined]
-                .values(subject=full, key=key, turn=-1, user_id="", recorded=now)
-                .on_conflict_do_nothing(index_elements=["subject"])
-                .returning(t.c.subject)
-            ).first()
+            values = {"subject": full, "key": key, "now": now}
+            claimed = self._sql(conn, "claim").execute(conn, values).first()
             if claimed is None:
-                row = conn.execute(
-                    select(t.c.key, t.c.turn, t.c.user_id).where(t.c.subject == full)
-                ).one()
+                row = self._sql(conn, "taken").execute(conn, values).one()
                 return Turn(subject, str(row.key), int(row.turn), str(row.user_id))
-            step = self._insert(c).values(key=key, next=1, updated=now)  # type: ignore[attr-defined]
-            taken = conn.execute(
-                step.on_conflict_do_update(
-                    index_elements=["key"], set_={"next": c.c.next + 1, "updated": now}
-                ).returning(c.c.next)
-            ).scalar_one()
+            taken = self._sql(conn, "step").execute(conn, values).scalar_one()
             turn = int(taken) - 1
             user = ordered[turn % len(ordered)]
-            conn.execute(
-                update(t)
-                .where(and_(t.c.subject == full, t.c.turn == -1))
-                .values(turn=turn, user_id=user)
-            )
+            self._sql(conn, "record").execute(conn, {**values, "turn": turn, "user_id": user})
         return Turn(subject, key, turn, user)
 
     def counts(self, name: str) -> dict[str, int]:

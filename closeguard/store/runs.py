@@ -28,7 +28,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     exists,
+    false,
     func,
     not_,
     or_,
@@ -39,7 +41,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 
-from closeguard.store.core import Store, table_group
+from closeguard.store.core import Prepared, Store, prepare, table_group
+from closeguard.store.fates import Fate
 
 __all__ = ["ACTIVE", "FINAL", "RunRow", "RunRows", "define"]
 
@@ -101,6 +104,8 @@ class RunRow:
     state: dict[str, Any] | None
     created: float
     updated: float
+    fate: Fate | None = None
+    """What became of its lead, read in the claim's transaction (None: not read)."""
 
 
 def _row(row: Row[Any]) -> RunRow:
@@ -110,6 +115,12 @@ def _row(row: Row[Any]) -> RunRow:
     return RunRow(**data)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    first: Prepared
+    take: Prepared
+
+
 class RunRows:
     """Synchronous queries on ``runs``; ``now`` is the queue's clock (epoch seconds)."""
 
@@ -117,6 +128,7 @@ class RunRows:
         self.store = store
         self.table = store.tables["runs"]
         self.now = now
+        self._prepared: dict[tuple[bool, int | None], _Prepared] = {}
 
     def insert(self, conn: Connection, requests: Sequence[Mapping[str, Any]]) -> list[str]:
         """Queue the runs not already there (by workflow and trigger key); their ids.
@@ -155,7 +167,7 @@ class RunRows:
         with self.store.engine.begin() as conn:
             return self.insert(conn, requests)
 
-    def _claimable(self, now: float) -> Any:
+    def _claimable(self, now: Any) -> Any:
         t = self.table
         other = t.alias("other")
         ready = or_(
@@ -177,6 +189,40 @@ class RunRows:
         # search by status instead of scanning every run of a workflow ever made.
         return and_(t.c.status.in_(ACTIVE), ready, or_(t.c.lead_id.is_(None), not_(blocked)))
 
+    def _claim_sql(self, conn: Connection, only: bool, workflows: int | None) -> _Prepared:
+        """The claim's two statements for this shape of claim, compiled once per queue and
+        shape: the statement is built and compiled on the first claim only, and every later
+        claim hands the driver its SQL string and the values (no SQLAlchemy construct, no
+        cache key, on the hot path)."""
+        key = (only, workflows)
+        found = self._prepared.get(key)
+        if found is None:
+            found = self._prepared[key] = self._prepare(conn, only, workflows)
+        return found
+
+    def _prepare(self, conn: Connection, only: bool, workflows: int | None) -> _Prepared:
+        t = self.table
+        now: Any = bindparam("now", 0.0)
+        first = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(1)
+        if only:
+            first = first.where(t.c.id == bindparam("only", ""))
+        if workflows is not None:
+            names: list[Any] = [bindparam(f"workflow_{i}", "") for i in range(workflows)]
+            first = first.where(t.c.workflow.in_(names) if names else false())
+        take = (
+            update(t)
+            .where(and_(t.c.seq == bindparam("seq", 0), self._claimable(now)))
+            .values(
+                status="running",
+                worker=bindparam("worker", ""),
+                lease_until=bindparam("until", 0.0),
+                attempts=t.c.attempts + 1,
+                updated=now,
+            )
+            .returning(*t.c)
+        )
+        return _Prepared(prepare(conn, first), prepare(conn, take))
+
     def claim(
         self,
         worker: str,
@@ -187,27 +233,38 @@ class RunRows:
     ) -> RunRow | None:
         """Take the first claimable run for ``lease`` seconds (attempts counted): ``only``
         that run, or only runs of ``workflows`` (those this worker can execute)."""
-        t = self.table
-        now = self.now()
-        first = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(1)
-        if only is not None:
-            first = first.where(t.c.id == only)
-        if workflows is not None:
-            first = first.where(t.c.workflow.in_(list(workflows)))
         with self.store.engine.begin() as conn:
-            row = conn.execute(
-                update(t)
-                .where(and_(t.c.seq == first.scalar_subquery(), self._claimable(now)))
-                .values(
-                    status="running",
-                    worker=worker,
-                    lease_until=now + lease,
-                    attempts=t.c.attempts + 1,
-                    updated=now,
-                )
-                .returning(*t.c)
-            ).first()
-        return None if row is None else _row(row)
+            return self.claim_in(conn, worker, lease, only=only, workflows=workflows)
+
+    def claim_in(
+        self,
+        conn: Connection,
+        worker: str,
+        lease: float,
+        *,
+        only: str | None = None,
+        workflows: Collection[str] | None = None,
+    ) -> RunRow | None:
+        """``claim`` in ``conn``'s transaction (merged with the store work around it).
+
+        First a read finds the first claimable run; a claim that finds none ends there,
+        without taking SQLite's write lock. The update then re-checks the run is claimable
+        (another process may have taken it in between) and takes it.
+        """
+        names = None if workflows is None else list(workflows)
+        prepared = self._claim_sql(conn, only is not None, None if names is None else len(names))
+        now = self.now()
+        values: dict[str, Any] = {"now": now, "only": only, "worker": worker, "until": now + lease}
+        for i, name in enumerate(names or ()):
+            values[f"workflow_{i}"] = name
+        for _ in range(3):
+            seq = prepared.first.execute(conn, values).scalar()
+            if seq is None:
+                return None
+            row = prepared.take.execute(conn, {**values, "seq": seq}).first()
+            if row is not None:
+                return _row(row)
+        return None
 
     def heartbeat(self, run_id: str, worker: str, lease: float) -> bool:
         t = self.table
@@ -222,16 +279,23 @@ class RunRows:
 
     def settle(self, run_id: str, holder: str | None, **values: Any) -> bool:
         """Set a run's outcome; with ``holder``, only while that worker still holds it."""
+        with self.store.engine.begin() as conn:
+            return self.settle_in(conn, run_id, holder, values)
+
+    def settle_in(
+        self, conn: Connection, run_id: str, holder: str | None, values: Mapping[str, Any]
+    ) -> bool:
+        """``settle`` in ``conn``'s transaction."""
         t = self.table
+        values = dict(values)
         if "state" in values and values["state"] is not None:
             values["state"] = json.dumps(values["state"], default=str)
         where = t.c.id == run_id
         if holder is not None:
             where = and_(where, t.c.worker == holder, t.c.status == "running")
-        with self.store.engine.begin() as conn:
-            changed = conn.execute(update(t).where(where).values(updated=self.now(), **values))
-            if changed.rowcount:
-                self._settled(conn, run_id, values)
+        changed = conn.execute(update(t).where(where).values(updated=self.now(), **values))
+        if changed.rowcount:
+            self._settled(conn, run_id, values)
         return bool(changed.rowcount)
 
     def requeue(self, run_id: str, from_statuses: Sequence[str], **values: Any) -> bool:

@@ -26,17 +26,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
+import json as jsonlib
+import os
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cache, cached_property
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
-from uuid import uuid4
 
 import httpx
 
 from closeguard.telemetry.metrics import record_rate_wait
 from closeguard.tools import _accessors as acc
 from closeguard.tools import models as m
+from closeguard.tools._json import loads
 from closeguard.tools._pacing import (
     DEFAULT_GROUP,
     Pacer,
@@ -227,42 +231,93 @@ class CloseClient:
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._inner = transport if transport is not None else httpx.AsyncHTTPTransport()
         outer = policy.wrap(self._inner, actor=actor, run_id=run_id) if policy else self._inner
-        self._http = httpx.AsyncClient(
-            transport=outer,
-            timeout=self._timeout,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            follow_redirects=False,
-        )
+        self._transport: httpx.AsyncBaseTransport = outer
+        self._client: httpx.AsyncClient | None = None
+        self._prefix = _Prefix(self.base_url)
+        self._extensions_timeout = self._timeout.as_dict()
+        self._authorization_value = self._authorization().encode("ascii")
         self._refresh_lock = asyncio.Lock()
 
-        self.leads = acc.Leads(self)
-        self.contacts = acc.CrudResource[m.Contact, m.ContactCreate, m.ContactUpdate](
-            self, "contact"
-        )
-        self.opportunities = acc.CrudResource[
-            m.Opportunity, m.OpportunityCreate, m.OpportunityUpdate
-        ](self, "opportunity")
-        self.activities = acc.ActivityList(self)
-        self.notes = acc.CrudResource[m.NoteActivity, m.NoteCreate, m.NoteUpdate](
-            self, "activity.note"
-        )
-        self.calls = acc.CrudResource[m.CallActivity, m.CallCreate, m.CallUpdate](
-            self, "activity.call"
-        )
-        self.emails = acc.CrudResource[m.EmailActivity, m.EmailCreate, m.EmailUpdate](
-            self, "activity.email"
-        )
-        self.tasks = acc.Tasks(self)
-        self.custom_fields = acc.CustomFields(self)
-        self.users = acc.Users(self)
-        self.organization = acc.OrganizationAccessor(self)
-        self.statuses = acc.Statuses(self)
-        self.pipelines = acc.Pipelines(self)
-        self.webhooks = acc.CrudResource[m.WebhookSubscription, m.WebhookCreate, m.WebhookUpdate](
-            self, "webhook"
-        )
-        self.events = acc.Events(self)
-        self.search = acc.Search(self)
+    # -- typed accessors (made on first use: a run's client uses a few of them) ----------------
+
+    @cached_property
+    def leads(self) -> acc.Leads:
+        return acc.Leads(self)
+
+    @cached_property
+    def contacts(self) -> acc.CrudResource[m.Contact, m.ContactCreate, m.ContactUpdate]:
+        return acc.CrudResource(self, "contact")
+
+    @cached_property
+    def opportunities(
+        self,
+    ) -> acc.CrudResource[m.Opportunity, m.OpportunityCreate, m.OpportunityUpdate]:
+        return acc.CrudResource(self, "opportunity")
+
+    @cached_property
+    def activities(self) -> acc.ActivityList:
+        return acc.ActivityList(self)
+
+    @cached_property
+    def notes(self) -> acc.CrudResource[m.NoteActivity, m.NoteCreate, m.NoteUpdate]:
+        return acc.CrudResource(self, "activity.note")
+
+    @cached_property
+    def calls(self) -> acc.CrudResource[m.CallActivity, m.CallCreate, m.CallUpdate]:
+        return acc.CrudResource(self, "activity.call")
+
+    @cached_property
+    def emails(self) -> acc.CrudResource[m.EmailActivity, m.EmailCreate, m.EmailUpdate]:
+        return acc.CrudResource(self, "activity.email")
+
+    @cached_property
+    def tasks(self) -> acc.Tasks:
+        return acc.Tasks(self)
+
+    @cached_property
+    def custom_fields(self) -> acc.CustomFields:
+        return acc.CustomFields(self)
+
+    @cached_property
+    def users(self) -> acc.Users:
+        return acc.Users(self)
+
+    @cached_property
+    def organization(self) -> acc.OrganizationAccessor:
+        return acc.OrganizationAccessor(self)
+
+    @cached_property
+    def statuses(self) -> acc.Statuses:
+        return acc.Statuses(self)
+
+    @cached_property
+    def pipelines(self) -> acc.Pipelines:
+        return acc.Pipelines(self)
+
+    @cached_property
+    def webhooks(self) -> acc.CrudResource[m.WebhookSubscription, m.WebhookCreate, m.WebhookUpdate]:
+        return acc.CrudResource(self, "webhook")
+
+    @cached_property
+    def events(self) -> acc.Events:
+        return acc.Events(self)
+
+    @cached_property
+    def search(self) -> acc.Search:
+        return acc.Search(self)
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """An httpx client on the same (guarded) transport, for requests outside Close's API
+        shape; the client's own requests do not use it."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=self._transport,
+                timeout=self._timeout,
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                follow_redirects=False,
+            )
+        return self._client
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -273,7 +328,10 @@ class CloseClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()  # closes the transport too
+        else:
+            await self._transport.aclose()
 
     def __repr__(self) -> str:
         extra = f", actor={self.actor!r}" if self.actor else ""
@@ -361,7 +419,7 @@ class CloseClient:
         is_read = method == "GET" or (endpoint is not None and endpoint.paging == "search")
         safe = is_read or _idempotent_update(method, endpoint, params, json)
         group = endpoint.rate_group if endpoint is not None else DEFAULT_GROUP
-        call_id = uuid4().hex
+        call_id = os.urandom(16).hex()
         attempt = failures = rate_hits = 0
         refreshed = False
         while True:
@@ -372,7 +430,7 @@ class CloseClient:
             token_used = self._oauth.access_token if self._oauth else None
             request = self._build(method, path, params, json, call_id, attempt)
             try:
-                response = await self._http.send(request)
+                response = await self._exchange(request)
             except CloseguardError:
                 raise
             except httpx.RequestError as exc:
@@ -386,7 +444,7 @@ class CloseClient:
             finally:
                 self._pacer.release(group)
                 # Sent (or not): the credential must not live on in errors that hold it.
-                request.headers.pop("authorization", None)
+                del request.headers["authorization"]
             self._pacer.observe(group, response.headers)
             if self.budget is not None:
                 info = parse_rate_limit(response.headers)
@@ -434,15 +492,42 @@ class CloseClient:
         call_id: str,
         attempt: int,
     ) -> httpx.Request:
-        request = self._http.build_request(
+        """The request, built from parts parsed once: the base URL's, the fixed headers."""
+        query = _query(params)
+        url = self._prefix.url(path, str(httpx.QueryParams(query)) if query else None)
+        headers = [*self._prefix.headers, (b"Authorization", self._authorization_value)]
+        body = b""
+        if json is not None:
+            body = _dumps(json)
+            headers.append((b"Content-Length", str(len(body)).encode("ascii")))
+            headers.append((b"Content-Type", b"application/json"))
+        elif method in ("POST", "PUT", "PATCH"):
+            headers.append((b"Content-Length", b"0"))
+        request = httpx.Request(
             method,
-            self.base_url + path,
-            params=_query(params),
-            json=json,
-            headers={"Authorization": self._authorization()},
+            url,
+            headers=headers,
+            stream=httpx.ByteStream(body),
+            extensions={
+                "timeout": self._extensions_timeout,
+                EXTENSION_KEY: {"call_id": call_id, "attempt": attempt},
+            },
         )
-        request.extensions[EXTENSION_KEY] = {"call_id": call_id, "attempt": attempt}
+        request.read()
         return request
+
+    async def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the (guarded) transport and read the whole answer; what
+        ``httpx.AsyncClient.send`` does for us without its cookies, auth and redirect
+        machinery, none of which a Close request uses."""
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
 
     def _authorization(self) -> str:
         if self._oauth is not None:
@@ -492,6 +577,7 @@ class CloseClient:
             if not isinstance(renewed, str) or not renewed:
                 renewed = creds.refresh_token
             self._oauth = replace(creds, access_token=token, refresh_token=renewed)
+            self._authorization_value = self._authorization().encode("ascii")
             if self._on_token_refresh is not None:
                 outcome = self._on_token_refresh(self._oauth)
                 if inspect.isawaitable(outcome):
@@ -500,10 +586,11 @@ class CloseClient:
     # -- answers and errors ----------------------------------------------------------------
 
     def _decode(self, response: httpx.Response, method: str, path: str) -> Any:
-        if not response.content.strip():
+        content = response.content
+        if not content.strip():
             return {}
         try:
-            return response.json()
+            return loads(content)
         except ValueError as exc:
             raise ResponseFormatError(
                 f"{method} {path}: Close answered {response.status_code} with a body that is "
@@ -589,6 +676,65 @@ class CloseClient:
         tries = f" after {attempts} attempt(s)" if attempts > 1 else ""
         message = self._scrub(f"{method} {path}: {what} failed ({kind}{tries}); {outcome}")
         return CloseConnectionError(message, method=method, path=path, request_sent=sent)
+
+
+_PLAIN_PATH = re.compile(r"(?:[A-Za-z0-9_.~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*")
+_PLAIN_QUERY = re.compile(r"(?:[A-Za-z0-9_.~!$'()*+,;=:@/?&-]|%[0-9A-Fa-f]{2})*")
+"""Paths and queries httpx would keep exactly as they are (nothing to quote or normalize)."""
+
+
+class _Prefix:
+    """What every request of one client shares, parsed once: the base URL and the fixed
+    headers (``Host`` and httpx's defaults, ``Accept``, ``User-Agent``).
+
+    A request's URL is the base's parsed form with the path and query put in when they are
+    already in httpx's canonical form (a catalog path with quoted ids, an encoded query:
+    every request the client builds), instead of parsing and checking the whole URL again
+    character by character; anything else is parsed by ``httpx.URL``.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        url = httpx.URL(base_url)
+        self.base = str(url).rstrip("/")
+        self.path = url.path.rstrip("/")
+        self.headers = ((b"Host", url.netloc), *_default_headers())
+        reference = getattr(url, "_uri_reference", None)
+        fields = getattr(reference, "_fields", ())
+        self._reference = reference if "path" in fields and "query" in fields else None
+
+    def url(self, path: str, query: str | None) -> httpx.URL:
+        reference = self._reference
+        if (
+            reference is not None
+            and path.startswith("/")
+            and _PLAIN_PATH.fullmatch(path)
+            and (query is None or _PLAIN_QUERY.fullmatch(query))
+            and "/./" not in path
+            and "/../" not in path
+            and not path.endswith(("/.", "/.."))
+        ):
+            url = httpx.URL.__new__(httpx.URL)
+            url._uri_reference = reference._replace(path=self.path + path, query=query)
+            return url
+        return httpx.URL(self.base + path if query is None else f"{self.base}{path}?{query}")
+
+
+@cache
+def _default_headers() -> tuple[tuple[bytes, bytes], ...]:
+    """The headers an ``httpx.AsyncClient`` made with ours sends (its ``Accept-Encoding``
+    names the encodings httpx can decode here), asked of httpx once."""
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda request: httpx.Response(204)),
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+    )
+    return tuple(client.headers.raw)
+
+
+def _dumps(value: Any) -> bytes:
+    """JSON as httpx sends ``json=``: compact, UTF-8, no NaN."""
+    return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )
 
 
 def _credentials_from(settings: Settings) -> tuple[str | None, OAuthCredentials | None]:

@@ -2,8 +2,9 @@
 
 A workflow is written as plain async step functions; the runtime turns the steps into a
 LangGraph graph (one node per step, run with a checkpointer whose thread id is the run
-id), so a run cut off by a crash or waiting for a human approval resumes after its last
-completed step::
+id), so a run waiting for a human approval, or stopped by a failure, resumes in the step
+that stopped, and a run cut off by a crash starts again where it last stopped (or from its
+first step: ``ctx.effect`` writes are not made twice)::
 
     async def add_task(ctx: Context) -> None:
         opp = ctx.event_data
@@ -19,7 +20,8 @@ completed step::
         steps=(add_task,),
     )
 
-Steps share ``ctx.state`` (a JSON-ready dict saved in the checkpoint after each step).
+Steps share ``ctx.state`` (a JSON-ready dict, saved in the run's checkpoint when it stops;
+after each step when the workflow ``uses_llm``, so a crash does not ask the model again).
 Every Close call goes through ``ctx.client``, a ``CloseClient`` guarded by the workflow's
 policy with the workflow's name as the actor and the run id as ``run_id``. A write whose
 repetition would be visible (a created task, a note) goes through ``ctx.effect``, the
@@ -167,7 +169,7 @@ class Context(Protocol):
 
     @property
     def state(self) -> dict[str, Any]:
-        """JSON-ready values the steps share, checkpointed after each step."""
+        """JSON-ready values the steps share, saved with the run's checkpoint."""
         ...
 
     @property
@@ -220,6 +222,9 @@ class Workflow:
     ``follow_merges``: a run whose lead was merged away continues on the destination
     (``ctx.lead_id``); False ends it ``skipped`` instead (a rule about the merged-away lead
     itself, such as merging it, has nothing left to do).
+
+    ``uses_llm``: a step asks a model (``ctx.llm``); such a run also saves a checkpoint
+    after each step, so a crash does not ask the model again.
     """
 
     name: str

@@ -1,6 +1,10 @@
 """The effect journal behind ``Context.effect``: each write at most once per run and key.
 
-Before a write is sent its intent is committed; after it, its JSON result. A run retried
+Before a write is sent its intent is committed; after it, its JSON result. With ``defer``
+(the worker's), the result of a write that has a ``find`` is committed with the run's next
+store work instead, one commit for both: its next journaled write, the end of its step
+(before the step's checkpoint: ``flush``), or the worker recording the run's outcome; a
+crash in between leaves only the intent, which ``find`` resolves. A run retried
 after a crash finds either the result (returned, nothing is called), or only the intent
 (the process died mid-call: ``find`` reads Close back, and only if it finds nothing is the
 write made again), or nothing (the write is made). Store access runs on the store's thread,
@@ -46,6 +50,21 @@ class EffectJournal:
         self.made: Counter[str] = Counter()
         """Writes this process made and journaled, per run: an attempt that made one
         progressed (the executor tells a stuck run from a slow one by it)."""
+        self.defer = False
+        """Keep results of writes that have a ``find`` until the run's next store work
+        (the worker sets it, and commits them with the run's outcome: ``take``)."""
+        self._pending: dict[str, list[tuple[str, str, Any]]] = {}
+
+    def take(self, run_id: str) -> list[tuple[str, str, Any]]:
+        """The run's results not yet committed, ``(run_id, key, result)``, now the
+        caller's to commit (``EffectRows.done_in``)."""
+        return self._pending.pop(run_id, [])
+
+    async def flush(self, run_id: str) -> None:
+        """Commit the run's results not yet committed."""
+        pending = self.take(run_id)
+        if pending:
+            await self.store.run(self.rows.done_in_own, pending)
 
     async def get(self, run_id: str, key: str) -> EffectRow | None:
         return await self.store.run(self.rows.get, run_id, key)
@@ -67,16 +86,22 @@ class EffectJournal:
         same on the first run and on a replay. An intent without a result and without
         ``find`` cannot be checked: the write is made again (at least once).
         """
-        found = await self.store.run(self.rows.begin, run_id, key)
+        found = await self.store.run(self.rows.begin, run_id, key, self.take(run_id))
         if found is not None and found.status == "done":
             return found.result
         if found is not None and find is not None:
             existing = await find()
             if existing is not None:
                 result = to_json(existing)
-                await self.store.run(self.rows.done, run_id, key, result)
+                await self._done(run_id, key, result, find)
                 return result
         result = to_json(await write())
-        await self.store.run(self.rows.done, run_id, key, result)
+        await self._done(run_id, key, result, find)
         self.made[run_id] += 1
         return result
+
+    async def _done(self, run_id: str, key: str, result: Any, find: object) -> None:
+        if self.defer and find is not None:
+            self._pending.setdefault(run_id, []).append((run_id, key, result))
+        else:
+            await self.store.run(self.rows.done, run_id, key, result)

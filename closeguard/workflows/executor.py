@@ -1,8 +1,11 @@
-"""Running one workflow run: its steps as a LangGraph graph, checkpointed per step.
+"""Running one workflow run: its steps as a LangGraph graph, checkpointed where it stops.
 
 Each step is a node (``START -> 1_step -> 2_step -> ... -> END``) and the graph runs with a
-checkpointer whose thread id is the run id, so a run cut off by a crash resumes after its
-last completed step, and a run stopped by an approval resumes in the step that asked.
+checkpointer whose thread id is the run id, held while the run executes
+(``workflows.checkpoints``): a run stopped by an approval, a failure or a limit keeps one
+checkpoint and resumes in the step that stopped; a run that completes keeps none; a run cut
+off by a crash starts again from its last kept checkpoint (or its first step), the effect
+journal replaying the writes it had made.
 
 A step whose call needs approval (the guard raises ``ApprovalRequired``) stops the run with
 an ``interrupt()`` carrying the approval id; ``resume`` with that id and ``approved`` runs
@@ -24,7 +27,9 @@ its deletion event in the log yet is a transient failure, retried later.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -39,9 +44,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, interrupt
 
-from closeguard.guardrails import Guard, Guarded, Policy
+from closeguard.guardrails import AuditLog, Guard, Guarded, Policy
 from closeguard.store import Store
-from closeguard.store.fates import GONE_TYPES, LeadFates, merge_of
+from closeguard.store.fates import GONE_TYPES, Fate, LeadFates, merge_of
 from closeguard.telemetry import span
 from closeguard.tools import CloseClient
 from closeguard.tools import models as m
@@ -59,6 +64,7 @@ from closeguard.tools.errors import (
     ServerError,
 )
 from closeguard.workflows.activity import Activity, Feed
+from closeguard.workflows.checkpoints import Held, RunCheckpoints
 from closeguard.workflows.context import StepContext
 from closeguard.workflows.definition import Step, Workflow
 from closeguard.workflows.effects import EffectJournal
@@ -70,6 +76,7 @@ OutcomeStatus = Literal[
     "completed", "failed", "waiting_approval", "rejected", "deferred", "skipped"
 ]
 _HANDLE = "closeguard_run"
+log = logging.getLogger("closeguard.workflows.executor")
 FATES_POLICY = "lead-fates"
 FATES_ACTOR = "closeguard-fates"
 MAX_FOLLOWS = 5
@@ -94,6 +101,8 @@ class RunSpec:
     tick: datetime | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     lead_id: str | None = None
+    fate: Fate | None = None
+    """What became of ``lead_id``, read when the run was claimed (None: ask the store)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,8 @@ def _node(step: Step) -> Any:
                     "workflow.step", step=called, workflow=ctx.workflow.name, run_id=ctx.run_id
                 ):
                     await step(ctx)
+                # the step's checkpoint follows: its writes' results are committed first
+                await ctx.journal.flush(ctx.run_id)
             except ApprovalRequired as exc:
                 answer = _answer_for(exc)
                 if answer.get("status") != "approved":
@@ -252,6 +263,8 @@ class Executor:
         self.feed = feed
         self.budget = budget
         self.checkpointer = checkpointer
+        self.checkpoints = RunCheckpoints(checkpointer)
+        """The graphs' view of ``checkpointer``: a run's saves are held while it executes."""
         self.api_key = api_key
         self.transport = _Unclosed(transport or httpx.AsyncHTTPTransport())
         self.base_url = base_url
@@ -264,11 +277,16 @@ class Executor:
         self._fates_policy: Policy | None = None
         self._graphs: dict[int, CompiledStateGraph[Any, Any, Any, Any]] = {}
         self._guards: dict[int, Guard] = {}
+        self.defer_audit = False
+        """Leave the last audit rows of each run's client for ``take_audit`` (the worker
+        writes them in the transaction that records the run's outcome)."""
+        self.audits: dict[str, AuditLog] = {}
 
     def graph(self, workflow: Workflow) -> CompiledStateGraph[Any, Any, Any, Any]:
+        """The workflow's graph, compiled once per executor."""
         key = id(workflow)
         if key not in self._graphs:
-            self._graphs[key] = build_graph(workflow, self.checkpointer)
+            self._graphs[key] = build_graph(workflow, self.checkpoints)
         return self._graphs[key]
 
     def guard(self, workflow: Workflow) -> Guard:
@@ -297,19 +315,38 @@ class Executor:
     def client(self, workflow: Workflow, spec: RunSpec) -> CloseClient:
         """The run's client: guarded by the workflow's policy, audited as its name and run."""
         decisions = self.guard(workflow)
-        return self.guarded_client(decisions.policy, workflow.name, spec, guard=decisions)[1]
+        audit = None
+        if self.defer_audit:
+            audit = self.audits[spec.run_id] = AuditLog(self.store)
+        return self.guarded_client(
+            decisions.policy, workflow.name, spec, guard=decisions, audit=audit
+        )[1]
+
+    def take_audit(self, run_id: str) -> AuditLog | None:
+        """The audit log of the run's client whose last rows are not written yet (with
+        ``defer_audit``): now the caller's to write (``AuditLog.write_in``) or flush."""
+        return self.audits.pop(run_id, None)
 
     def guarded_client(
-        self, policy: Policy, actor: str, spec: RunSpec, *, guard: Guard | None = None
+        self,
+        policy: Policy,
+        actor: str,
+        spec: RunSpec,
+        *,
+        guard: Guard | None = None,
+        audit: AuditLog | None = None,
     ) -> tuple[Guarded, CloseClient]:
         """A client for ``spec``'s run under ``policy`` (its lead in scope), audited as
-        ``actor``, with the guard it is bound to."""
+        ``actor``, with the guard it is bound to; ``audit``: its audit log, whose last rows
+        the caller writes (``take_audit``)."""
         guarded = Guarded(
             policy,
             guard=guard,
             store=self.store,
             triggered_leads=None if spec.lead_id is None else {spec.lead_id},
             clock=self.clock,
+            audit=audit,
+            flush_on_close=audit is None,
         )
         transport: httpx.AsyncBaseTransport = self.transport
         if self.feed is not None:
@@ -330,10 +367,12 @@ class Executor:
         """Delete a completed run's checkpoints (its LangGraph thread).
 
         A finished run never resumes, and its outcome and state are in the run's record, so
-        its checkpoints would only pile up (five or so per run, forever). Only for runs
-        recorded ``completed``: a failed or dead run keeps its own, for ``runs retry``.
+        the checkpoint it stopped at before (an approval's, a failure's) would only pile up.
+        Only for runs recorded ``completed``: a failed or dead run keeps its own, for ``runs
+        retry``. A run whose execution here saved nothing and found nothing costs no call.
         """
-        await self.checkpointer.adelete_thread(run_id)
+        if not self.checkpoints.unsaved(run_id):
+            await self.checkpoints.adelete_thread(run_id)
 
     async def execute(
         self, workflow: Workflow, spec: RunSpec, *, resume: Mapping[str, Any] | None = None
@@ -375,8 +414,13 @@ class Executor:
         event = spec.event or {}
         if event.get("action") == "deleted":
             return spec  # a rule about deletions runs on what is gone
+        known, spec = spec.fate, replace(spec, fate=None)
         if spec.lead_id is not None:
-            fate = await self.store.run(self.fates.resolve, spec.lead_id)
+            fate = (
+                known
+                if known is not None
+                else await self.store.run(self.fates.resolve, spec.lead_id)
+            )
             if fate.merged_from:
                 if not workflow.follow_merges:
                     return self._skipped(f"lead {spec.lead_id} was merged into {fate.lead}")
@@ -437,6 +481,37 @@ class Executor:
     async def _execute(
         self, workflow: Workflow, spec: RunSpec, resume: Mapping[str, Any] | None, made: int
     ) -> Outcome:
+        held = await self.checkpoints.hold(spec.run_id, durable=workflow.uses_llm)
+        try:
+            outcome = await self._invoke(workflow, spec, resume, made, held)
+        except BaseException:
+            await asyncio.shield(self._release(held, keep=True))
+            raise
+        await self._release(held, keep=outcome.status != "completed")
+        return outcome
+
+    async def _release(self, held: Held, *, keep: bool) -> None:
+        """End the run's hold on its checkpoints, keeping them unless it completed. A save
+        that fails is logged, not raised: the outcome stands, and the run's next execution
+        starts from its last saved checkpoint (or its first step), as after a crash."""
+        try:
+            await self.checkpoints.release(held, keep=keep)
+        except Exception:
+            log.warning(
+                "run %s: its checkpoint could not be saved; a later execution starts again "
+                "from the one before (the effect journal replays its writes)",
+                held.thread_id,
+                exc_info=True,
+            )
+
+    async def _invoke(
+        self,
+        workflow: Workflow,
+        spec: RunSpec,
+        resume: Mapping[str, Any] | None,
+        made: int,
+        held: Held,
+    ) -> Outcome:
         graph = self.graph(workflow)
         async with self.client(workflow, spec) as client:
             decisions = self.guard(workflow)
@@ -461,19 +536,19 @@ class Executor:
                 "configurable": {"thread_id": spec.run_id, _HANDLE: ctx},
                 "recursion_limit": len(workflow.steps) + 10,
             }
-            snapshot = await graph.aget_state(config)
-            started = bool(snapshot.values)
-            if started and not snapshot.tasks:
-                return Outcome("completed", dict(snapshot.values.get("state") or {}))
-            payload: Any
-            if resume is not None and snapshot.interrupts:
-                payload = Command(resume=dict(resume))
-            elif started:
-                payload = None
-            else:
-                payload = {"state": {}}
+            payload: Any = {"state": {}}
+            if held.loaded is not None:
+                snapshot = await graph.aget_state(config)
+                if snapshot.values and not snapshot.tasks:
+                    return Outcome("completed", dict(snapshot.values.get("state") or {}))
+                if resume is not None and snapshot.interrupts:
+                    payload = Command(resume=dict(resume))
+                elif snapshot.values:
+                    payload = None
             try:
-                result = await graph.ainvoke(payload, config)
+                result = await graph.ainvoke(
+                    payload, config, durability="sync" if held.durable else "exit"
+                )
             except RunRejected as exc:
                 return Outcome("rejected", dict(ctx.state), error=describe(exc))
             except QuotaExhausted as exc:

@@ -22,20 +22,32 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
 from closeguard.store import Store
 from closeguard.store.fates import LeadFates
 from closeguard.store.inbox import EventRow, InboxRows
+from closeguard.store.runs import RunRow
 from closeguard.workflows.definition import EventTrigger, ManualTrigger, Workflow
 from closeguard.workflows.queue import RunQueue, RunRequest, SqlRunQueue
 
-__all__ = ["EventListener", "Inbox"]
+__all__ = ["EventListener", "Inbox", "Lanes"]
 
 EventListener = Callable[[Mapping[str, Any], str, bool], None]
 """Told of each event added: ``(event, source, new)``."""
+
+
+class Lanes(Protocol):
+    """A worker in this process that takes new runs claimed in the inbox's transaction."""
+
+    @property
+    def idle_lanes(self) -> int: ...
+
+    def claim_in(self, conn: Connection, count: int) -> list[RunRow]: ...
+
+    def take(self, runs: Sequence[RunRow], nudges: int) -> None: ...
 
 
 def event_id(event: Mapping[str, Any]) -> str:
@@ -61,6 +73,9 @@ class Inbox:
         self.fates = LeadFates(store)
         self.listeners: list[EventListener] = []
         self._same_store = isinstance(self.queue, SqlRunQueue) and self.queue.store is store
+        self.lanes: Lanes | None = None
+        """With the embedded queue on SQLite: new runs are claimed for this worker's idle
+        lanes in the transaction that queues them (one trip to the store for both)."""
 
     def runs_for(self, event: Mapping[str, Any]) -> list[RunRequest]:
         """One run request per enabled workflow whose event trigger matches."""
@@ -81,7 +96,11 @@ class Inbox:
         for event in events:
             by_id.setdefault(event_id(event), event)
         if self._same_store:
-            new = await self.store.run(self._add_in_one_transaction, list(by_id.values()), source)
+            new, claimed = await self.store.run(
+                self._add_in_one_transaction, list(by_id.values()), source
+            )
+            if self.lanes is not None and claimed:
+                self.lanes.take(claimed, len(claimed))
         else:
             new = await self._add_then_queue(list(by_id.values()), source)
         fresh = set(new)
@@ -92,8 +111,9 @@ class Inbox:
 
     def _add_in_one_transaction(
         self, events: Sequence[Mapping[str, Any]], source: str
-    ) -> list[str]:
+    ) -> tuple[list[str], list[RunRow]]:
         assert isinstance(self.queue, SqlRunQueue)
+        claimed: list[RunRow] = []
         with self.store.engine.begin() as conn:
             new = self.rows.insert(conn, events, source)
             fresh = set(new)
@@ -102,9 +122,12 @@ class Inbox:
                 self.queue.rows.follow_merge(conn, merged, destination)
             requests = [r for e in added for r in self.runs_for(e)]
             rows = [self._followed(conn, r.as_row()) for r in requests]
-            self.queue.rows.insert(conn, rows)
+            queued = self.queue.rows.insert(conn, rows)
             self.rows.mark_dispatched(conn, new)
-        return new
+            lanes = self.lanes
+            if lanes is not None and queued and self.store.dialect == "sqlite":
+                claimed = lanes.claim_in(conn, min(len(queued), lanes.idle_lanes))
+        return new, claimed
 
     def _followed(self, conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
         """A run for a lead merged away goes into its last destination's order."""

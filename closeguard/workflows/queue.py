@@ -11,15 +11,18 @@ same interface, and ``tests/test_wf_queue_contract.py`` runs one suite against e
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from sqlalchemy import Connection
+
 from closeguard.store import Store
+from closeguard.store.fates import LeadFates
 from closeguard.store.runs import RunRow, RunRows
 from closeguard.tools.clock import Clock, SystemClock
 
-__all__ = ["Backoff", "RunQueue", "RunRequest", "RunRow", "SqlRunQueue", "new_run_id"]
+__all__ = ["Backoff", "Completed", "RunQueue", "RunRequest", "RunRow", "SqlRunQueue", "new_run_id"]
 
 
 def new_run_id() -> str:
@@ -78,7 +81,20 @@ class RunQueue(Protocol):
         """Extend the lease; False if the run is no longer this worker's."""
         ...
 
-    async def complete(self, run_id: str, worker: str, state: Mapping[str, Any]) -> None: ...
+    async def complete(
+        self,
+        run_id: str,
+        worker: str,
+        state: Mapping[str, Any],
+        *,
+        before: Callable[[Connection], None] | None = None,
+        claim: Collection[str] | None = None,
+    ) -> Completed:
+        """Record the run completed. ``before``: more store work to commit with it (in the
+        store's thread, in the same transaction: the effect journal's last results).
+        ``claim``: in that transaction, also claim the worker's next run of these
+        workflows (one trip to the store for both)."""
+        ...
 
     async def wait_approval(
         self, run_id: str, worker: str, approval_id: str, state: Mapping[str, Any]
@@ -139,6 +155,16 @@ class RunQueue(Protocol):
     ) -> list[RunRow]: ...
 
 
+@dataclass(frozen=True)
+class Completed:
+    """What ``complete`` did: ``recorded``, the run is recorded completed by this worker
+    (not one whose lease another worker took over meanwhile); ``next``, the run it claimed
+    in the same transaction (None when none was asked for or none is claimable)."""
+
+    recorded: bool
+    next: RunRow | None = None
+
+
 class SqlRunQueue:
     """The embedded ``RunQueue`` on the store's ``runs`` table (store thread, never the loop).
 
@@ -159,12 +185,28 @@ class SqlRunQueue:
         self.backoff = backoff or Backoff()
         self.lease = lease
         self.rows = RunRows(store, self.clock.now)
+        self.fates = LeadFates(store)
+
+    def claim_in(
+        self, conn: Connection, worker: str, workflows: Collection[str] | None = None
+    ) -> RunRow | None:
+        """In ``conn``'s transaction (the store's thread): claim the next run, with what
+        became of its lead read in the same transaction (``RunRow.fate``), so the executor
+        need not ask the store again."""
+        run = self.rows.claim_in(conn, worker, self.lease, workflows=workflows)
+        if run is None or run.lead_id is None:
+            return run
+        return replace(run, fate=self.fates.resolve_in(conn, run.lead_id))
+
+    def _claim(self, worker: str, workflows: Collection[str] | None) -> RunRow | None:
+        with self.store.engine.begin() as conn:
+            return self.claim_in(conn, worker, workflows)
 
     async def enqueue(self, requests: Sequence[RunRequest]) -> list[str]:
         return await self.store.run(self.rows.enqueue, [r.as_row() for r in requests])
 
     async def claim(self, worker: str, workflows: Collection[str] | None = None) -> RunRow | None:
-        return await self.store.run(self.rows.claim, worker, self.lease, workflows=workflows)
+        return await self.store.run(self._claim, worker, workflows)
 
     async def claim_run(self, run_id: str, worker: str) -> RunRow | None:
         """Claim this run if it is claimable now (``workflows run`` executes its own run)."""
@@ -173,16 +215,32 @@ class SqlRunQueue:
     async def heartbeat(self, run_id: str, worker: str) -> bool:
         return await self.store.run(self.rows.heartbeat, run_id, worker, self.lease)
 
-    async def complete(self, run_id: str, worker: str, state: Mapping[str, Any]) -> None:
-        await self.store.run(
-            self.rows.settle,
-            run_id,
-            worker,
-            status="completed",
-            state=dict(state),
-            error=None,
-            lease_until=None,
-        )
+    async def complete(
+        self,
+        run_id: str,
+        worker: str,
+        state: Mapping[str, Any],
+        *,
+        before: Callable[[Connection], None] | None = None,
+        claim: Collection[str] | None = None,
+    ) -> Completed:
+        values = {"status": "completed", "state": dict(state), "error": None, "lease_until": None}
+        return await self.store.run(self._complete, run_id, worker, values, before, claim)
+
+    def _complete(
+        self,
+        run_id: str,
+        worker: str,
+        values: Mapping[str, Any],
+        before: Callable[[Connection], None] | None,
+        claim: Collection[str] | None,
+    ) -> Completed:
+        with self.store.engine.begin() as conn:
+            if before is not None:
+                before(conn)
+            recorded = self.rows.settle_in(conn, run_id, worker, values)
+            following = None if claim is None else self.claim_in(conn, worker, claim)
+        return Completed(recorded, following)
 
     async def wait_approval(
         self, run_id: str, worker: str, approval_id: str, state: Mapping[str, Any]

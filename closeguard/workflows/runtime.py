@@ -181,6 +181,8 @@ class Runtime:
         self.schedules = Schedules(
             self.inbox, self.workflows.values(), feed=self.feed, upkeep=upkeep
         )
+        if "worker" in self.config.roles:
+            self.inbox.lanes = self.worker
         self.inbox.listeners.append(self._on_event)
         self.inbox.listeners.append(self.executor.facts.observe)
         self.parts = _Parts()

@@ -13,6 +13,12 @@ recorded on the destination lead.
 the step that asked), rejected or expired ones end ``rejected`` without that call.
 On stop, runs in progress finish; a run still going after the grace period is cancelled
 and released (its checkpoint and journal keep what it did), to be claimed again.
+
+Trips to the store are few: a lane that completes a run records it and claims its next run
+in one transaction (with the journal's last results), new runs wake one idle lane each, and
+a lane claims again only when something may have changed (a nudge since its last claim, or
+its ``poll`` timer), so an idle worker does not ask the store in vain. The inbox may claim
+a new run for an idle lane in the very transaction that queues it (``take``).
 """
 
 from __future__ import annotations
@@ -22,8 +28,12 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
 
 from closeguard.guardrails import Approvals
 from closeguard.store import Store
@@ -32,7 +42,7 @@ from closeguard.telemetry.observe import observe_run
 from closeguard.workflows.activity import Activity, Feed
 from closeguard.workflows.definition import Workflow
 from closeguard.workflows.executor import Executor, Outcome, RunSpec, describe, is_transient
-from closeguard.workflows.queue import RunQueue
+from closeguard.workflows.queue import RunQueue, SqlRunQueue
 
 __all__ = ["Worker", "spec_of"]
 
@@ -49,6 +59,7 @@ def spec_of(run: RunRow) -> RunSpec:
         tick=datetime.fromisoformat(tick) if tick else None,
         params=run.payload.get("params") or {},
         lead_id=run.lead_id,
+        fate=run.fate,
     )
 
 
@@ -80,13 +91,59 @@ class Worker:
         self.heartbeat = heartbeat
         self.approvals_every = approvals_every
         self.feed = feed or Feed()
-        self._nudges: asyncio.Queue[None] = asyncio.Queue()
         self.executed = 0
+        self.journal = executor.journal
+        self.journal.defer = True
+        executor.defer_audit = True
+        self._generation = 0
+        """Bumped by every nudge: a lane whose claim found nothing claims again only once
+        it moved (or its poll timer ran out)."""
+        self._waiting: list[asyncio.Future[None]] = []
+        self._handed: deque[RunRow] = deque()
+        self._credit = 0
+        self._claimed_at: dict[str, int] = {}
+        """Runs handed to lanes (``take``) whose nudge is still to come: not a wake-up."""
+
+    @property
+    def idle_lanes(self) -> int:
+        """Lanes waiting for work now (read from the store's thread: an estimate)."""
+        return len(self._waiting)
 
     def nudge(self) -> None:
         """New runs were queued: wake one idle lane (not all of them) to claim."""
-        if self._nudges.qsize() < self.concurrency:
-            self._nudges.put_nowait(None)
+        if self._credit:
+            self._credit -= 1
+            return
+        self._generation += 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def claim_in(self, conn: Connection, count: int) -> list[RunRow]:
+        """In the inbox's transaction (store thread): claim up to ``count`` runs for idle
+        lanes (``SqlRunQueue`` only; none otherwise)."""
+        if not isinstance(self.queue, SqlRunQueue):
+            return []
+        runs = []
+        for _ in range(count):
+            run = self.queue.claim_in(conn, self.name, self.workflows.keys())
+            if run is None:
+                break
+            runs.append(run)
+        return runs
+
+    def take(self, runs: Sequence[RunRow], nudges: int) -> None:
+        """Runs the inbox claimed for this worker: one idle lane each. ``nudges``: how many
+        nudges for these runs are about to come (they wake nobody)."""
+        self._credit += nudges
+        for run in runs:
+            self._handed.append(run)
+            self._wake_one()
 
     async def run_one(self) -> bool:
         """Claim and execute one run; False when none is claimable."""
@@ -96,17 +153,20 @@ class Worker:
         await self.execute(run)
         return True
 
-    async def execute(self, run: RunRow) -> None:
-        """Execute a run this worker has claimed and settle it in the queue."""
+    async def execute(self, run: RunRow, *, claim_next: bool = False) -> RunRow | None:
+        """Execute a run this worker has claimed and settle it in the queue; with
+        ``claim_next``, the next run claimed as it settled (or None)."""
         beat = asyncio.create_task(self._beat(run.id))
+        following: RunRow | None = None
         try:
-            await self._execute(run)
+            following = await self._execute(run, claim_next)
         except asyncio.CancelledError:
-            await asyncio.shield(self.queue.release(run.id, self.name))
+            await asyncio.shield(self._release(run.id))
             raise
         except Exception as exc:
             log.exception("run %s: the worker failed around it", run.id)
             error = describe(exc)
+            await self._flush(run.id)
             settled = await self.queue.fail(run.id, self.name, error, transient=is_transient(exc))
             self._report(run, settled.status, error)
         finally:
@@ -114,19 +174,32 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
             self.executed += 1
+        return following
+
+    async def _release(self, run_id: str) -> None:
+        await self._flush(run_id)
+        await self.queue.release(run_id, self.name)
+
+    async def _flush(self, run_id: str) -> None:
+        """Commit what the run left for its outcome's transaction (journal results, audit
+        rows), before an outcome recorded on its own."""
+        await self.journal.flush(run_id)
+        audit = self.executor.take_audit(run_id)
+        if audit is not None:
+            await audit.aflush()
 
     async def _beat(self, run_id: str) -> None:
         while True:
             await asyncio.sleep(self.heartbeat)
             await self.queue.heartbeat(run_id, self.name)
 
-    async def _execute(self, run: RunRow) -> None:
+    async def _execute(self, run: RunRow, claim_next: bool) -> RunRow | None:
         workflow = self.workflows.get(run.workflow)
         if workflow is None:
             error = f"workflow {run.workflow!r} is not enabled in this process"
             await self.queue.fail(run.id, self.name, error, transient=False)
             self._report(run, "failed", error)
-            return
+            return None
         resume = None
         if run.approval_id:
             resume = {"approval_id": run.approval_id, "status": "approved"}
@@ -136,9 +209,12 @@ class Worker:
         with observe_run(run.workflow, run.id, run.attempts) as seen:
             outcome = await self.executor.execute(workflow, spec_of(run), resume=resume)
             seen.outcome = outcome.status
-        await self._settle(run, outcome)
+        return await self._settle(run, outcome, claim_next)
 
-    async def _settle(self, run: RunRow, outcome: Outcome) -> None:
+    async def _settle(self, run: RunRow, outcome: Outcome, claim_next: bool) -> RunRow | None:
+        if outcome.status == "completed" and (outcome.lead_id in (None, run.lead_id)):
+            return await self._complete(run, outcome, claim_next)
+        await self._flush(run.id)
         if outcome.lead_id is not None and outcome.lead_id != run.lead_id:
             await self.queue.retarget(run.id, outcome.lead_id)
             self._report(run, "followed a merge", f"{run.lead_id} -> {outcome.lead_id}")
@@ -148,9 +224,10 @@ class Worker:
             self._report(run, "skipped", reason)
             await self._forget(run.id, "skipped")
         elif outcome.status == "completed":
-            await self.queue.complete(run.id, self.name, outcome.state)
+            done = await self.queue.complete(run.id, self.name, outcome.state)
             self._report(run, "completed")
-            await self._forget(run.id)
+            if done.recorded:
+                await self._forget(run.id)
         elif outcome.status == "waiting_approval":
             assert outcome.approval_id is not None
             await self.queue.wait_approval(run.id, self.name, outcome.approval_id, outcome.state)
@@ -167,13 +244,47 @@ class Worker:
                 run.id, self.name, error, transient=outcome.transient, progressed=outcome.progressed
             )
             self._report(run, settled.status if settled.status != "queued" else "retrying", error)
+        return None
 
-    async def _forget(self, run_id: str, status: str = "completed") -> None:
+    async def _complete(self, run: RunRow, outcome: Outcome, claim_next: bool) -> RunRow | None:
+        """Record the run completed, with the journal's last results and (``claim_next``)
+        the lane's next claim, in one transaction."""
+        pending = self.journal.take(run.id)
+        rows = self.journal.rows
+        audit = self.executor.take_audit(run.id)
+
+        def before(conn: Connection) -> None:
+            rows.done_in(conn, pending)
+            if audit is not None:
+                audit.write_in(conn)
+
+        claim = self.workflows.keys() if claim_next and not self._handed else None
+        if claim is not None:
+            self._claimed_at[run.id] = self._generation
+        try:
+            done = await self.queue.complete(
+                run.id, self.name, outcome.state, before=before, claim=claim
+            )
+        except Exception:
+            if audit is not None:
+                audit.restore()
+                await audit.aflush()
+            raise
+        if audit is not None:
+            audit.committed()
+        self._report(run, "completed")
+        if done.recorded:
+            await self._forget(run.id, check=False)
+        return done.next
+
+    async def _forget(self, run_id: str, status: str = "completed", *, check: bool = True) -> None:
         """Drop the checkpoints of a run now recorded completed (or skipped) by this worker
-        (not one whose lease another worker took over meanwhile: it may still need them)."""
-        settled = await self.queue.get(run_id)
-        if settled is None or settled.status != status or settled.worker != self.name:
-            return
+        (not one whose lease another worker took over meanwhile: it may still need them);
+        ``check=False``: the caller knows it is."""
+        if check:
+            settled = await self.queue.get(run_id)
+            if settled is None or settled.status != status or settled.worker != self.name:
+                return
         try:
             await self.executor.forget(run_id)
         except Exception:
@@ -214,30 +325,46 @@ class Worker:
             for task in (*lanes, watcher):
                 task.cancel()
             await asyncio.gather(*lanes, watcher, return_exceptions=True)
+            while self._handed:
+                await asyncio.shield(self._release(self._handed.popleft().id))
 
     async def _lane(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                busy = await self.run_one()
-            except Exception:
-                log.exception("worker lane failed; carrying on")
-                busy = False
-            if busy or stop.is_set():
-                continue
-            await self._idle(stop)
+        following: RunRow | None = None
+        try:
+            while not stop.is_set():
+                run, following = following, None
+                seen = self._generation
+                try:
+                    if run is None and self._handed:
+                        run = self._handed.popleft()
+                    if run is None:
+                        run = await self.queue.claim(self.name, self.workflows.keys())
+                    if run is not None:
+                        following = await self.execute(run, claim_next=True)
+                        # the settle's claim looked as of this generation
+                        seen = self._claimed_at.pop(run.id, -1)
+                except Exception:
+                    log.exception("worker lane failed; carrying on")
+                idle = seen == self._generation and not self._handed
+                if following is None and idle and not stop.is_set():
+                    await self._idle(stop)
+        finally:
+            if following is not None:
+                await asyncio.shield(self._release(following.id))
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Until a nudge (taken by this lane alone), ``stop``, or ``poll`` seconds."""
-        nudged = asyncio.ensure_future(self._nudges.get())
+        nudged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(nudged)
         stopped = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait(
-                {nudged, stopped}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED
-            )
+            waits: set[asyncio.Future[Any]] = {nudged, stopped}
+            await asyncio.wait(waits, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for waiter in (nudged, stopped):
-                waiter.cancel()
-            await asyncio.gather(nudged, stopped, return_exceptions=True)
+            if nudged in self._waiting:
+                self._waiting.remove(nudged)
+            stopped.cancel()
+            await asyncio.gather(stopped, return_exceptions=True)
 
     async def _watch_approvals(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -46,6 +46,17 @@ def _install(folder: str) -> None:
         hook(kind, value, tb)
 
     sys.excepthook = excepthook
+    _undo.append(lambda: (logging.setLogRecordFactory(make), setattr(sys, "excepthook", hook)))
+
+
+_undo: list[Any] = []
+
+
+def uninstall() -> None:
+    """Stop writing the child log: a pytest-xdist worker is started as a child of the
+    session, but it is a session of its own that scans what it sees."""
+    while _undo:
+        _undo.pop()()
 
 
 if os.environ.get("CLOSEGUARD_SECRETS_CHILD_DIR"):

@@ -1,9 +1,10 @@
 """A rule as a ``Workflow``: its steps as step functions on the ordinary runtime.
 
-Each top-level step is one step of the workflow (one LangGraph node, checkpointed after
-it); a ``for_each`` runs its steps for each item inside its node. Steps share
-``ctx.state``: ``results`` (each step's result by its ``as:`` name), ``context`` (the
-event's lead, deal and user, fetched once when a template reads them) and ``notes``.
+Each top-level step is one step of the workflow (one LangGraph node; checkpointed after
+it when the rule asks a model); a ``for_each`` runs its steps for each item inside its
+node. Steps share ``ctx.state``: ``results`` (each step's result by its ``as:`` name),
+``context`` (the event's lead, deal and user, fetched once when a template reads them) and
+``notes``.
 
 Every write goes through the effect journal under a key naming its step (and item), with
 a read-back: before writing, and when a retry finds only the intent, Close is read for
