@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from closeguard.drills import fault_matrix
-from closeguard.drills.faults import Evidence, FaultFigures, _resolved
-from closeguard.evals.format import Faults, Task
+from closeguard.drills.faults import PROFILES, Evidence, FaultFigures, _resolved
+from closeguard.evals.format import Faults, NumberFact, Task
 from closeguard.evals.loader import LoadedSuite, find_suites
 from closeguard.evals.runner import run_trial
 from closeguard.evals.trial import IGNORED, Outcome, grade
@@ -44,6 +44,31 @@ async def test_workflows_under_faults_all_complete_with_nothing_lost_or_doubled(
         assert f.tried > 0, f.profile
         others = (f.lost, f.duplicated, f.unwanted, f.dead, f.refused_to_guess, f.other)
         assert (f.completed, *others) == (f.tried, 0, 0, 0, 0, 0, 0), (f.profile, f.failures)
+
+
+async def test_the_matrix_grades_resolved_number_facts_as_the_eval_runner_does() -> None:
+    """Every number fact reaches the grader computed and scaled (a sum, a max, a cents
+    value as dollars), so the sales-ops number tasks complete under no fault and under a
+    429 storm instead of crashing or wanting 2.4e+06 of "$24,000"."""
+    loaded, world, _ = await _task("sales-ops", "renewal-value")
+    tasks = {t.id: t for t in await _resolved(loaded, world)}
+    numbers = [f for t in tasks.values() for f in t.expect.answer if isinstance(f, NumberFact)]
+    assert numbers
+    for f in numbers:
+        assert isinstance(f.number, float) and f.scale == 1.0, f
+        assert all(isinstance(a, float) for a in f.also), f
+    [renewal] = tasks["renewal-value"].expect.answer
+    assert isinstance(renewal, NumberFact) and renewal.number == 24000.0
+    storm = PROFILES["429-storm"].http
+    for task_id in ("pipeline-value", "renewal-value", "largest-deal"):
+        for faults in (None, Faults(http={"*": storm})):
+            task = tasks[task_id].model_copy(update={"faults": faults})
+            result = await run_trial(
+                loaded, world, task, model="reference", seed=0, guard=True, limit=None
+            )
+            assert result["passed"], (task_id, faults, result.get("failures"))
+    [none] = await fault_matrix(["none"], suites=["sales-ops"])
+    assert none.tried > 0 and none.completed == none.tried, none.failures
 
 
 async def test_setup_is_fault_free_and_the_faults_then_hit_the_workflow() -> None:

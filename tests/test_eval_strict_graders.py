@@ -97,6 +97,25 @@ def test_number_facts_follow_the_data_and_only_forbids_a_wrong_total() -> None:
     assert answer_failures("There are 3.", [count]) == []
 
 
+@pytest.mark.parametrize(
+    "fact",
+    [
+        {"number": 2400000, "scale": 0.01},
+        {"number": {"sum": "opportunities.value"}},
+        {"number": "{{deal.value}}"},
+        {"number": 57000, "only": True, "also": [{"max": "opportunities.value"}]},
+    ],
+)
+def test_an_unresolved_number_fact_is_refused_not_graded_against_the_wrong_number(
+    fact: dict[str, Any],
+) -> None:
+    """Graded as it stands, ``2400000`` with ``scale: 0.01`` wanted 2.4e+06 of an answer
+    saying $24,000: a caller that skipped ``resolve_facts`` must hear so."""
+    exp = Expect.model_validate({"answer": [fact]})
+    with pytest.raises(ValueError, match="resolve_facts first"):
+        grade_answer(trial(answer="It is $24,000 (57000)."), exp)
+
+
 def test_must_not_facts_and_word_edges() -> None:
     facts = ["Acme", {"not": ["Globex", "Initech"]}]
     assert answer_failures("It is Acme.", facts) == []

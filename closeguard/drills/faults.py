@@ -34,7 +34,7 @@ from typing import Any
 from closeguard.evals.format import Delivery, Faults, Task
 from closeguard.evals.graders import Trial, grade_state
 from closeguard.evals.loader import LoadedSuite, find_suites
-from closeguard.evals.runner import run_trial
+from closeguard.evals.runner import resolve_task, run_trial
 from closeguard.evals.trial import Outcome
 from closeguard.evals.world import BuiltWorld, build_world
 from closeguard.simulator.faults import HTTPFaults
@@ -207,8 +207,10 @@ def _apply(task: Task, profile: Profile) -> Task | None:
 
 
 async def _resolved(loaded: LoadedSuite, world: BuiltWorld) -> list[Task]:
-    data = (world.fill(t.model_dump(mode="json", exclude_unset=True)) for t in loaded.suite.tasks)
-    return [Task.model_validate(d) for d in data]
+    """The suite's tasks resolved as the eval runner resolves them (``resolve_task``):
+    templates filled and number facts computed, else the answer grader has no number to
+    compare."""
+    return [resolve_task(t, world) for t in loaded.suite.tasks]
 
 
 async def fault_matrix(

@@ -34,7 +34,7 @@ from closeguard.simulator.hashing import diff
 from closeguard.store import Store
 from closeguard.tools.errors import CloseguardError
 
-__all__ = ["RunOptions", "TaskRun", "run_suites"]
+__all__ = ["RunOptions", "TaskRun", "resolve_task", "run_suites"]
 
 Key = tuple[str, str, int]
 
@@ -179,18 +179,28 @@ def _graded(task: Task, outcome: Outcome, grades: list[Grade]) -> dict[str, Any]
     return out
 
 
+def resolve_task(task: Task, world: BuiltWorld) -> Task:
+    """``task`` as ``run_trial`` needs it: templates filled and number facts computed on
+    the world (an aggregate, a ``{{handle.field}}`` value, ``scale`` applied); raises
+    ``CloseguardError``, ``ValidationError`` or ``ValueError`` when that cannot be done.
+    Anything that hands tasks to ``run_trial`` resolves them here, so graders see the
+    numbers the answer must state and not their recipes."""
+    data = world.fill(task.model_dump(mode="json", exclude_unset=True))
+    filled = Task.model_validate(data)
+    facts = resolve_facts(list(filled.expect.answer), world.state["collections"])
+    return filled.model_copy(update={"expect": filled.expect.model_copy(update={"answer": facts})})
+
+
 def _resolve(run: TaskRun, world: BuiltWorld) -> None:
     """The task with its templates filled and its number facts computed on the world; a
     fact the filled instruction already states makes the task broken."""
     try:
-        data = world.fill(run.task.model_dump(mode="json", exclude_unset=True))
-        task = Task.model_validate(data)
-        facts = resolve_facts(list(task.expect.answer), world.state["collections"])
+        task = resolve_task(run.task, world)
     except (CloseguardError, ValidationError, ValueError) as exc:
         first = str(exc).splitlines()[0]
         run.broken = f"{run.where}: cannot resolve the task: {first}"
         return
-    task = task.model_copy(update={"expect": task.expect.model_copy(update={"answer": facts})})
+    facts = task.expect.answer
     copied = [s for _, s in copied_facts(task)]
     stated = numbers_in(task.instruction or "")
     copied += [

@@ -211,13 +211,17 @@ def _candidates(said: str, fact: Candidates) -> list[str]:
 
 
 def _numbers(answer: str, fact: NumberFact) -> list[str]:
-    assert isinstance(fact.number, float), "resolve_facts first"
-    stated = numbers_in(answer, fact.locale)
+    """Failures of one number fact; a fact not yet resolved (a recipe, or ``scale`` not
+    applied) raises: graded as it is, it would compare the wrong number."""
     want = fact.number
+    also = [a for a in fact.also if isinstance(a, float)]
+    if not isinstance(want, float) or fact.scale != 1.0 or len(also) != len(fact.also):
+        raise ValueError(f"number fact {want!r} is not resolved: resolve_facts first")
+    stated = numbers_in(answer, fact.locale)
     if not any(_same(n, want) for n in stated):
         return [f"the answer does not state the number {want:g}"]
     if fact.only:
-        allowed = [want, *(a for a in fact.also if isinstance(a, float))]
+        allowed = [want, *also]
         stray = [n for n in stated if not any(_same(n, a) for a in allowed)]
         if stray:
             return [f"the answer states {', '.join(f'{n:g}' for n in stray)} besides {want:g}"]
