@@ -101,6 +101,20 @@ def setup(
     return store, sim, queue, worker, inbox
 
 
+async def quiet(store: Store, still: float = 0.5, within: float = 30.0) -> None:
+    """Wait until no trip to the store has been made for ``still`` seconds: the worker's
+    start-up trips (each lane's first claim, the approvals watcher's first look) are over,
+    however long a busy machine makes them take."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    seen, since = store.handoffs, loop.time()
+    while loop.time() - since < still:
+        assert loop.time() < deadline, "the store never went quiet"
+        await asyncio.sleep(0.05)
+        if store.handoffs != seen:
+            seen, since = store.handoffs, loop.time()
+
+
 async def until(check: Callable[[], bool], within: float = 30.0) -> None:
     """Poll ``check`` (bounded) while the event loop works."""
     loop = asyncio.get_running_loop()
@@ -188,7 +202,7 @@ async def test_the_inbox_hands_a_new_run_to_an_idle_lane(
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     await until(lambda: worker.idle_lanes >= 2)
-    await until(lambda: store.handoffs >= 2)  # the approvals watcher's first look
+    await quiet(store)  # the lanes' first claims and the approvals watcher's first look
     claims = queue.claims
     before = store.handoffs
     await inbox.add(lead_events(sim)[0], source="webhook")
