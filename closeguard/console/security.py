@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from closeguard.store import Store
 from closeguard.store.sessions import SessionRows
 from closeguard.tools.errors import ConfigError
+from closeguard.tools.serving import is_loopback
 
 __all__ = [
     "LOGIN_COOKIE",
@@ -46,15 +46,6 @@ def new_token() -> str:
 def same(given: str | None, expected: str) -> bool:
     """Constant-time comparison of a submitted secret with the expected one."""
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_listen(host: str, token_configured: bool) -> None:

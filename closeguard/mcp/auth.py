@@ -14,7 +14,6 @@ gateway reads only the ``Caller`` that ``caller_of`` builds from the verified to
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ from mcp.server.auth.settings import AuthSettings
 from closeguard.guardrails import Accounts
 from closeguard.store import Store
 from closeguard.tools.errors import ConfigError
+from closeguard.tools.serving import is_loopback
 
 __all__ = [
     "SHARED_CLIENT",
@@ -103,15 +103,6 @@ def auth_settings(url: str) -> AuthSettings:
     clients at yet, and advertising one would send OAuth clients to a login that is not
     there."""
     return AuthSettings(issuer_url=url, resource_server_url=None)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_listen(host: str, *, shared: bool, people: bool) -> None:

@@ -1,19 +1,32 @@
 """Running an ASGI app on uvicorn inside the caller's event loop, on a socket already bound.
 
-Shared by the webhook receiver and the console, which bind their sockets their own way.
+Shared by the webhook receiver, the console and the MCP endpoint, which bind their sockets
+their own way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
 import uvicorn
 
-__all__ = ["serve_on_socket"]
+__all__ = ["is_loopback", "serve_on_socket"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) only reaches this machine: the console and the
+    MCP endpoint refuse other addresses unless every request can be authenticated."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @contextlib.asynccontextmanager
