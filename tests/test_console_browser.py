@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,37 +22,18 @@ from closeguard.guardrails import Approvals, AuditLog
 from closeguard.simulator.core import BASE_URL
 from closeguard.workflows.library.duplicate_lead_merge import WORKFLOW
 from closeguard.workflows.runtime import Runtime, RuntimeConfig
+from tests._browser import expect, launch
 from tests._console import TOKEN, MergeOrg
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 20_000
 NAME = "Dana Manager"
 SHOTS = os.environ.get("CLOSEGUARD_CONSOLE_SCREENSHOTS")
 
-if not Path(CHROMIUM).exists():
-    raise RuntimeError(f"the browser tests need Chromium at {CHROMIUM}: make test installs it")
-
-expect = playwright_api.expect
-
 
 @pytest.fixture
 async def browser() -> AsyncIterator[playwright_api.Browser]:
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launch() as browser:
+        yield browser
 
 
 async def shot(page: playwright_api.Page, name: str) -> None:

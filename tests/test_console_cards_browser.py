@@ -11,7 +11,6 @@ With ``CLOSEGUARD_CONSOLE_SCREENSHOTS=DIR`` the update card is saved as
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,8 @@ from closeguard.simulator.core import BASE_URL
 from closeguard.store import Store
 from closeguard.store.runs import RunRows
 from closeguard.tools.catalog import classify
+from tests._browser import expect, launch
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 TOKEN = "console-token-for-card-tests-0123456789"
 SHOTS = os.environ.get("CLOSEGUARD_CONSOLE_SCREENSHOTS")
 ERROR = (
@@ -37,20 +35,11 @@ ERROR = (
     "another one meanwhile; the run's event is older than the merge"
 )
 
-if not Path(CHROMIUM).exists():
-    raise RuntimeError(f"the browser tests need Chromium at {CHROMIUM}: make test installs it")
-
-expect = playwright_api.expect
-
 
 @pytest.fixture
 async def browser() -> AsyncIterator[playwright_api.Browser]:
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launch() as browser:
+        yield browser
 
 
 class Org:
