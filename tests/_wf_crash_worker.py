@@ -3,7 +3,7 @@ first life signals and blocks at the chosen point so the test can SIGKILL it.
 
 Usage: python _wf_crash_worker.py STORE_URL BASE_URL API_KEY MARKER MODE
 MODE: ``in-write`` (the task is created in Close, its journal entry has only the intent)
-or ``next-step`` (step one is done, its result not yet committed; step two blocks).
+or ``next-step`` (step one is done and journaled, step two blocks).
 """
 
 from __future__ import annotations

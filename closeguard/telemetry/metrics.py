@@ -126,10 +126,6 @@ class _Metrics:
         self.samplers: dict[str, Sampler] = {}
         self.sampled: dict[str, float | Mapping[str, float]] = {}
         self._children: dict[tuple[str, ...], Any] = {}
-        self.audited: dict[tuple[str, str, int | None], tuple[Any, ...]] = {}
-        """Per (policy, decision, status): the children one audit row increments."""
-        self.ran: dict[tuple[str, str], tuple[Any, Any]] = {}
-        """Per (workflow, outcome): a run's counter and duration histogram children."""
         r.register(_Sampled(self))
 
     def child(self, metric: Any, *labels: str) -> Any:
@@ -236,14 +232,8 @@ def record_run(workflow: str, outcome: str, seconds: float) -> None:
     m = _m
     if m is None:
         return
-    children = m.ran.get((workflow, outcome))
-    if children is None:
-        children = m.ran[workflow, outcome] = (
-            m.child(m.runs, workflow, outcome),
-            m.child(m.run_seconds, workflow),
-        )
-    children[0].inc()
-    children[1].observe(seconds)
+    m.child(m.runs, workflow, outcome).inc()
+    m.child(m.run_seconds, workflow).observe(seconds)
 
 
 def record_audit(method: str, policy: str | None, decision: str, status: int | None) -> None:
@@ -254,17 +244,11 @@ def record_audit(method: str, policy: str | None, decision: str, status: int | N
     if method == DECIDE:
         m.child(m.approvals_decided, decision).inc()
         return
-    key = (policy or "-", decision, status)
-    children = m.audited.get(key)
-    if children is None:
-        found = [m.child(m.decisions, key[0], decision)]
-        if status is not None:
-            found.append(m.child(m.close_requests, str(status)))
-            if status == 429:
-                found.append(m.rate_limited)
-        children = m.audited[key] = tuple(found)
-    for child in children:
-        child.inc()
+    m.child(m.decisions, policy or "-", decision).inc()
+    if status is not None:
+        m.child(m.close_requests, str(status)).inc()
+        if status == 429:
+            m.rate_limited.inc()
 
 
 def record_audit_written(rows: int) -> None:

@@ -2,9 +2,9 @@
 
 Before a write is sent its intent is committed; after it, its JSON result. With ``defer``
 (the worker's), the result of a write that has a ``find`` is committed with the run's next
-store work instead, one commit for both: its next journaled write, a checkpoint saved
-(``flush`` first: a durable run's step, or a run that stops), or the worker recording the
-run's outcome; a crash in between leaves only the intent, which ``find`` resolves. A run retried
+store work instead, one commit for both: its next journaled write, the end of its step
+(before the step's checkpoint: ``flush``), or the worker recording the run's outcome; a
+crash in between leaves only the intent, which ``find`` resolves. A run retried
 after a crash finds either the result (returned, nothing is called), or only the intent
 (the process died mid-call: ``find`` reads Close back, and only if it finds nothing is the
 write made again), or nothing (the write is made). Store access runs on the store's thread,

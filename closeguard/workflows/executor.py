@@ -208,9 +208,8 @@ def _node(step: Step) -> Any:
                     "workflow.step", step=called, workflow=ctx.workflow.name, run_id=ctx.run_id
                 ):
                     await step(ctx)
-                if ctx.workflow.uses_llm:
-                    # a durable run's step checkpoint follows: its writes' results go first
-                    await ctx.journal.flush(ctx.run_id)
+                # the step's checkpoint follows: its writes' results are committed first
+                await ctx.journal.flush(ctx.run_id)
             except ApprovalRequired as exc:
                 answer = _answer_for(exc)
                 if answer.get("status") != "approved":
@@ -492,14 +491,10 @@ class Executor:
         return outcome
 
     async def _release(self, held: Held, *, keep: bool) -> None:
-        """End the run's hold on its checkpoints, keeping them unless it completed. A kept
-        checkpoint follows the journal's results of the run's writes (a completed run's ride
-        on its outcome's transaction instead). A save that fails is logged, not raised: the
-        outcome stands, and the run's next execution starts from its last saved checkpoint
-        (or its first step), as after a crash."""
+        """End the run's hold on its checkpoints, keeping them unless it completed. A save
+        that fails is logged, not raised: the outcome stands, and the run's next execution
+        starts from its last saved checkpoint (or its first step), as after a crash."""
         try:
-            if keep:
-                await self.journal.flush(held.thread_id)
             await self.checkpoints.release(held, keep=keep)
         except Exception:
             log.warning(
