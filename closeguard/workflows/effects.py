@@ -20,9 +20,10 @@ from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import Connection
 
 from closeguard.store import Store
-from closeguard.store.effects import EffectRow, EffectRows
+from closeguard.store.effects import PENDING_INTENT, AlreadyJournaled, EffectRow, EffectRows
 
 __all__ = ["EffectJournal", "to_json"]
 
@@ -41,6 +42,37 @@ def to_json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_plain))
 
 
+class _Intent:
+    """A write's intent left for the guard to commit (``PendingIntent``)."""
+
+    def __init__(self, journal: EffectJournal, run_id: str, key: str) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.key = key
+        self.committed = False
+        self.over = False
+        self._results: list[tuple[str, str, Any]] = []
+
+    def open(self) -> bool:
+        if self.committed or self.over:
+            return False
+        self._results = self.journal.take(self.run_id)
+        return True
+
+    def commit_in(self, conn: Connection) -> None:
+        rows = self.journal.rows
+        rows.done_in(conn, self._results)
+        if not rows.new_intent_in(conn, self.run_id, self.key):
+            raise AlreadyJournaled(f"{self.run_id}/{self.key}")
+
+    def settle(self, committed: bool) -> None:
+        results, self._results = self._results, []
+        if committed:
+            self.committed = True
+        elif results:
+            self.journal._pending.setdefault(self.run_id, [])[:0] = results
+
+
 class EffectJournal:
     """Journaled writes for the runs of one store."""
 
@@ -54,6 +86,16 @@ class EffectJournal:
         """Keep results of writes that have a ``find`` until the run's next store work
         (the worker sets it, and commits them with the run's outcome: ``take``)."""
         self._pending: dict[str, list[tuple[str, str, Any]]] = {}
+        self._known: dict[str, dict[str, EffectRow]] = {}
+
+    def know(self, run_id: str, rows: list[EffectRow]) -> None:
+        """The run's rows as its claim read them: writes with none record their intent
+        with the first call they send (see the module doc). Only for a run this process
+        holds the lease of."""
+        self._known[run_id] = {row.key: row for row in rows}
+
+    def forget(self, run_id: str) -> None:
+        self._known.pop(run_id, None)
 
     def take(self, run_id: str) -> list[tuple[str, str, Any]]:
         """The run's results not yet committed, ``(run_id, key, result)``, now the
@@ -86,7 +128,20 @@ class EffectJournal:
         same on the first run and on a replay. An intent without a result and without
         ``find`` cannot be checked: the write is made again (at least once).
         """
-        found = await self.store.run(self.rows.begin, run_id, key, self.take(run_id))
+        known = self._known.get(run_id)
+        if known is None:
+            found = await self.store.run(self.rows.begin, run_id, key, self.take(run_id))
+        elif key in known:
+            found = known[key]
+        else:
+            try:
+                result = await self._first(run_id, key, write)
+            except AlreadyJournaled:
+                found = await self.store.run(self.rows.get, run_id, key)
+            else:
+                await self._done(run_id, key, result, find)
+                self.made[run_id] += 1
+                return result
         if found is not None and found.status == "done":
             return found.result
         if found is not None and find is not None:
@@ -100,7 +155,21 @@ class EffectJournal:
         self.made[run_id] += 1
         return result
 
+    async def _first(self, run_id: str, key: str, write: Callable[[], Awaitable[Any]]) -> Any:
+        """Make a write the journal has no row for, its intent committed by the guard with
+        the first call it sends."""
+        intent = _Intent(self, run_id, key)
+        token = PENDING_INTENT.set(intent)
+        try:
+            return to_json(await write())
+        finally:
+            intent.over = True
+            PENDING_INTENT.reset(token)
+
     async def _done(self, run_id: str, key: str, result: Any, find: object) -> None:
+        known = self._known.get(run_id)
+        if known is not None:
+            known[key] = EffectRow(run_id, key, "done", result, 0.0, 0.0)
         if self.defer and find is not None:
             self._pending.setdefault(run_id, []).append((run_id, key, result))
         else:

@@ -195,7 +195,7 @@ def _answer_for(exc: ApprovalRequired) -> Mapping[str, Any]:
             return answer
 
 
-def _node(step: Step) -> Any:
+def _node(step: Step, *, last: bool = False) -> Any:
     called = getattr(step, "__name__", "step")
 
     async def node(state: RunState, config: RunnableConfig) -> RunState:
@@ -208,8 +208,10 @@ def _node(step: Step) -> Any:
                     "workflow.step", step=called, workflow=ctx.workflow.name, run_id=ctx.run_id
                 ):
                     await step(ctx)
-                # the step's checkpoint follows: its writes' results are committed first
-                await ctx.journal.flush(ctx.run_id)
+                if not last or ctx.workflow.uses_llm:
+                    # the step's checkpoint follows: its writes' results are committed first
+                    # (after the last step of a held run none is kept: they ride its outcome)
+                    await ctx.journal.flush(ctx.run_id)
             except ApprovalRequired as exc:
                 answer = _answer_for(exc)
                 if answer.get("status") != "approved":
@@ -230,7 +232,7 @@ def build_graph(
     previous = START
     for index, step in enumerate(workflow.steps, start=1):
         name = f"{index}_{getattr(step, '__name__', 'step')}"
-        graph.add_node(name, _node(step))
+        graph.add_node(name, _node(step, last=index == len(workflow.steps)))
         graph.add_edge(previous, name)
         previous = name
     graph.add_edge(previous, END)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from closeguard.store import Store
+from closeguard.store.effects import EffectRows
 from closeguard.store.fates import LeadFates
 from closeguard.store.runs import RunRow, RunRows
 from closeguard.tools.clock import Clock, SystemClock
@@ -186,17 +187,21 @@ class SqlRunQueue:
         self.lease = lease
         self.rows = RunRows(store, self.clock.now)
         self.fates = LeadFates(store)
+        self.effects = EffectRows(store)
 
     def claim_in(
         self, conn: Connection, worker: str, workflows: Collection[str] | None = None
     ) -> RunRow | None:
         """In ``conn``'s transaction (the store's thread): claim the next run, with what
         became of its lead read in the same transaction (``RunRow.fate``), so the executor
-        need not ask the store again."""
+        need not ask the store again, and its effect journal's rows (``RunRow.effects``),
+        so its journaled writes need no trip of their own for their intents."""
         run = self.rows.claim_in(conn, worker, self.lease, workflows=workflows)
-        if run is None or run.lead_id is None:
+        if run is None:
             return run
-        return replace(run, fate=self.fates.resolve_in(conn, run.lead_id))
+        effects = tuple(self.effects.for_run_in(conn, run.id))
+        fate = None if run.lead_id is None else self.fates.resolve_in(conn, run.lead_id)
+        return replace(run, fate=fate, effects=effects)
 
     def _claim(self, worker: str, workflows: Collection[str] | None) -> RunRow | None:
         with self.store.engine.begin() as conn:

@@ -158,6 +158,8 @@ class Worker:
         ``claim_next``, the next run claimed as it settled (or None)."""
         beat = asyncio.create_task(self._beat(run.id))
         following: RunRow | None = None
+        if run.effects is not None:
+            self.journal.know(run.id, list(run.effects))
         try:
             following = await self._execute(run, claim_next)
         except asyncio.CancelledError:
@@ -170,6 +172,7 @@ class Worker:
             settled = await self.queue.fail(run.id, self.name, error, transient=is_transient(exc))
             self._report(run, settled.status, error)
         finally:
+            self.journal.forget(run.id)
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
