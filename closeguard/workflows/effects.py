@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 
 from closeguard.store import Store
 from closeguard.store.effects import PENDING_INTENT, AlreadyJournaled, EffectRow, EffectRows
+from closeguard.workflows.turns import RunTurns
 
 __all__ = ["EffectJournal", "to_json"]
 
@@ -87,6 +88,8 @@ class EffectJournal:
         (the worker sets it, and commits them with the run's outcome: ``take``)."""
         self._pending: dict[str, list[tuple[str, str, Any]]] = {}
         self._known: dict[str, dict[str, EffectRow]] = {}
+        self.turns = RunTurns(store)
+        """Rotation turns the worker's claims took ahead for their runs (``ctx.turn``)."""
 
     def know(self, run_id: str, rows: list[EffectRow]) -> None:
         """The run's rows as its claim read them: writes with none record their intent
