@@ -111,6 +111,9 @@ class Worker:
         self._claimed_at: dict[str, int] = {}
         """Runs handed to lanes (``take``) whose nudge is still to come: not a wake-up."""
         self._completing = 0
+        self._unclaimed = 0
+        """Nudges (runs announced, not handed to a lane) less the runs claims found since:
+        when none is left, a lane whose claim came before the last nudge need not claim."""
         self._looked = float("-inf")
         """When a claim last found nothing to claim (the loop's clock): an idle lane's poll
         timer claims only if none did for ``poll`` seconds."""
@@ -132,6 +135,7 @@ class Worker:
             return
         trip = self.store.handoffs if queued_by is None else queued_by
         self._generation = max(self._generation, trip)
+        self._unclaimed += 1
         self._wake_one()
 
     def _wake_one(self) -> None:
@@ -332,6 +336,8 @@ class Worker:
         poll timers a look of their own (one that found a run does not: there may be more)."""
         if run is None:
             self._looked = asyncio.get_running_loop().time()
+        elif self._unclaimed:
+            self._unclaimed -= 1
 
     def _look(self) -> list[tuple[RunRow, str]]:
         """(Store thread.) Expire approvals past their time; the parked runs whose approval
@@ -434,7 +440,8 @@ class Worker:
                         seen = self._claimed_at.pop(run.id, -1)
                 except Exception:
                     log.exception("worker lane failed; carrying on")
-                idle = seen > self._generation and not self._handed
+                seen_all = seen > self._generation or not self._unclaimed
+                idle = seen_all and not self._handed
                 if following is None and idle and not stop.is_set():
                     await self._idle(stop)
         finally:
