@@ -83,4 +83,6 @@ class StepContext:
         *,
         find: Callable[[], Awaitable[Any]] | None = None,
     ) -> Any:
-        return await self.journal.effect(self.run_id, key, write, find=find)
+        return await self.journal.effect(
+            self.run_id, key, write, find=find, scope=self.workflow.name
+        )

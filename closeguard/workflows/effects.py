@@ -9,6 +9,16 @@ after a crash finds either the result (returned, nothing is called), or only the
 (the process died mid-call: ``find`` reads Close back, and only if it finds nothing is the
 write made again), or nothing (the write is made). Store access runs on the store's thread,
 never in the event loop.
+
+When the journal knows a run's rows (read in the transaction that claimed it: ``know``), a
+write it has no row for need not take a trip of its own to record its intent: the intent
+waits (``PENDING_INTENT``) for the first call the write sends that is not a read, and the
+guard's transport commits it, with the results waiting and the call's quota charge, in
+that call's transaction, before the call leaves. Only for a write whose side effects go
+through the guard: one a workflow (``scope``) made under this key before in this process
+and that then sent such a call through the guard (a write that never did, one into another
+database for instance, always has its intent committed first). Such a write that sends
+nothing this time needs no intent.
 """
 
 from __future__ import annotations
@@ -52,10 +62,16 @@ class _Intent:
         self.key = key
         self.committed = False
         self.over = False
+        self.sent = False
+        """A call that is not a read went through the guard while the write ran."""
+        self.pending = True
+        """The intent is the guard's to commit (False: committed already; the write is
+        only watched for a call through the guard)."""
         self._results: list[tuple[str, str, Any]] = []
 
     def open(self) -> bool:
-        if self.committed or self.over:
+        self.sent = True
+        if self.committed or self.over or not self.pending:
             return False
         self._results = self.journal.take(self.run_id)
         return True
@@ -88,6 +104,8 @@ class EffectJournal:
         (the worker sets it, and commits them with the run's outcome: ``take``)."""
         self._pending: dict[str, list[tuple[str, str, Any]]] = {}
         self._known: dict[str, dict[str, EffectRow]] = {}
+        self._guarded: set[tuple[str, str]] = set()
+        """``(scope, key)`` of writes seen sending a call through the guard."""
         self.turns = RunTurns(store)
         """Rotation turns the worker's claims took ahead for their runs (``ctx.turn``)."""
 
@@ -124,21 +142,25 @@ class EffectJournal:
         write: Callable[[], Awaitable[Any]],
         *,
         find: Callable[[], Awaitable[Any]] | None = None,
+        scope: str | None = None,
     ) -> Any:
-        """The write's JSON result, made at most once for ``(run_id, key)``.
+        """The write's JSON result, made at most once for ``(run_id, key)``; ``scope``:
+        the workflow making it (see the module doc).
 
         The result is always the JSON form (a pydantic model comes back as a dict), the
         same on the first run and on a replay. An intent without a result and without
         ``find`` cannot be checked: the write is made again (at least once).
         """
         known = self._known.get(run_id)
-        if known is None:
-            found = await self.store.run(self.rows.begin, run_id, key, self.take(run_id))
-        elif key in known:
+        ahead = known is not None and key not in known and (scope, key) in self._guarded
+        found: EffectRow | None
+        if known is not None and key in known:
             found = known[key]
+        elif not ahead:
+            found = await self.store.run(self.rows.begin, run_id, key, self.take(run_id))
         else:
             try:
-                result = await self._first(run_id, key, write)
+                result = await self._first(run_id, key, write, scope)
             except AlreadyJournaled:
                 found = await self.store.run(self.rows.get, run_id, key)
             else:
@@ -153,21 +175,33 @@ class EffectJournal:
                 result = to_json(existing)
                 await self._done(run_id, key, result, find)
                 return result
-        result = to_json(await write())
+        result = await self._first(run_id, key, write, scope, pending=False)
         await self._done(run_id, key, result, find)
         self.made[run_id] += 1
         return result
 
-    async def _first(self, run_id: str, key: str, write: Callable[[], Awaitable[Any]]) -> Any:
-        """Make a write the journal has no row for, its intent committed by the guard with
-        the first call it sends."""
+    async def _first(
+        self,
+        run_id: str,
+        key: str,
+        write: Callable[[], Awaitable[Any]],
+        scope: str | None,
+        *,
+        pending: bool = True,
+    ) -> Any:
+        """Make the write (its JSON result), watching whether it sends a call through the
+        guard (then its scope and key are ``_guarded``); ``pending``: its intent is not
+        committed yet, the guard commits it with the first call it sends."""
         intent = _Intent(self, run_id, key)
+        intent.pending = pending
         token = PENDING_INTENT.set(intent)
         try:
             return to_json(await write())
         finally:
             intent.over = True
             PENDING_INTENT.reset(token)
+            if intent.sent and scope is not None:
+                self._guarded.add((scope, key))
 
     async def _done(self, run_id: str, key: str, result: Any, find: object) -> None:
         known = self._known.get(run_id)
