@@ -239,7 +239,6 @@ def _claim(worker: Worker, store: Store) -> list[RunRow]:
         return worker.claim_in(conn, 1)
 
 
-
 class Watching(httpx.AsyncBaseTransport):
     """The simulator's transport, noting for each task create what the journal holds for
     its run as the call arrives (the intent must be committed by then)."""
