@@ -80,7 +80,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from closeguard.guardrails._yaml import Lines, load_yaml, shown
 from closeguard.guardrails.conditions import Condition, describe, parse_condition
-from closeguard.guardrails.roles import ROLE
+from closeguard.guardrails.roles import DEFAULT_APPROVERS, ROLE
 from closeguard.guardrails.static import possible_access, static_decisions
 from closeguard.tools.catalog import (
     ACCESS_RANK,
@@ -124,7 +124,6 @@ TOP_KEYS = (
     "limits",
 )
 ENTRY_KINDS = ("endpoint", "resource", "access")
-DEFAULT_APPROVERS: tuple[str, ...] = ("admin",)
 STATUS_FIELDS = ("status_label", "status_type")
 """Fields a ``when`` may name beside an endpoint's own: the status ``status_id`` sets."""
 RULE_KEYS = ("in", "in_list", "min", "max", "immutable", "scope", "required")
