@@ -21,6 +21,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from closeguard import __version__
 from closeguard.cli._common import error_line
+from closeguard.cli._params import plain
 from closeguard.tools.errors import CloseguardError
 
 
@@ -87,9 +88,11 @@ COMMANDS: dict[str, Entry] = {
 
 def _tidy(command: TyperCommand | TyperGroup, ctx: typer.Context) -> None:
     """``--help`` without type tags: no ``<bool>`` on flags, no ``<str>`` on arguments (their
-    metavar says what they are), ``ID`` rather than ``{ID}`` in usage lines; recursive."""
+    metavar says what they are), ``ID`` rather than ``{ID}`` in usage lines; plain values
+    converted without pydantic (``_params``); recursive."""
     help_option = command.get_help_option(ctx)
     for param in [*command.params, *([help_option] if help_option else [])]:
+        plain(param)
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
         if param.param_type_name == "argument" and param.metavar is not None:
