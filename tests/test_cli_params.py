@@ -19,6 +19,9 @@ INPUTS: dict[Any, list[Any]] = {
     bool: ["TRUE", "Yes", "off", "F", "", " on ", "2", "maybe", True, False, 1, 0, 2],
     str: ["lead", "", " x ", "é"],
     Path: ["a/b.txt", "", "."],
+    list[str]: [["a", "b"], ("x",), [], "one"],
+    list[Path]: [["a", "b/c"], ("x",), []],
+    list[int]: [["1", " 2 "], ["1", "x"], ("3",)],
 }
 BOUNDS = [(None, None), (1, None), (0, 65535)]
 
@@ -35,9 +38,9 @@ def option(annotation: Any, info: OptionInfo) -> typer.core.TyperOption:
     return typer.core.TyperOption(param_decls=["--x"], type_descriptor=descriptor)
 
 
-@pytest.mark.parametrize("annotation", list(INPUTS), ids=lambda a: a.__name__)
+@pytest.mark.parametrize("annotation", list(INPUTS), ids=str)
 def test_plain_values_convert_as_typer_converts_them(annotation: Any) -> None:
-    for low, high in BOUNDS if annotation is int else [(None, None)]:
+    for low, high in BOUNDS if annotation in (int, list[int]) else [(None, None)]:
         info = OptionInfo(min=low, max=high)
         param = option(annotation, info)
         plain(param)
@@ -49,7 +52,7 @@ def test_plain_values_convert_as_typer_converts_them(annotation: Any) -> None:
 
 
 def test_other_types_are_left_to_typer() -> None:
-    for annotation, info in [(float, OptionInfo()), (list[str], OptionInfo())]:
+    for annotation, info in [(float, OptionInfo()), (list[float], OptionInfo())]:
         param = option(annotation, info)
         plain(param)
         assert param._runtime_param is None

@@ -122,12 +122,47 @@ def test_a_store_command_skips_alembic_and_langgraph(
     assert heavy_in(modules) == []
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["runs", "list"], ["audit", "tail"], ["audit", "verify"], ["approvals", "list"]],
+    ids=" ".join,
+)
+def test_a_store_command_loads_neither_pydantic_nor_the_catalog(
+    argv: list[str], store_url: str, tmp_path: Path
+) -> None:
+    """Reading the store needs SQLAlchemy only: options are converted without typer's
+    pydantic layer (``cli/_params.py``) and approvals without the policy and the catalog."""
+    code, modules = loaded(argv, tmp_path, store_url)
+    assert code == 0
+    assert "sqlalchemy" in modules
+    assert sorted(m for m in modules if m.startswith(("pydantic", "closeguard.tools.models"))) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["catalog"], ["policy", "list"], ["policy", "explain", "read-only"]],
+    ids=" ".join,
+)
+def test_a_command_without_the_store_loads_no_sqlalchemy(argv: list[str], tmp_path: Path) -> None:
+    code, modules = loaded(argv, tmp_path)
+    assert code == 0
+    assert sorted(m for m in modules if m.startswith("sqlalchemy")) == []
+
+
 def test_listing_workflows_builds_no_graph(tmp_path: Path) -> None:
     """The packaged workflows and rules load without LangGraph, LangChain or the agent's
-    graph (an LLM or agent step imports them when it runs)."""
+    graph (an LLM or agent step imports them when it runs), and without the store and
+    SQLAlchemy (the runtime's context and the effect journal are not loaded)."""
     code, modules = loaded(["workflows", "list"], tmp_path)
     assert code == 0
-    unwanted = ("langgraph", "langchain_core", "langsmith", "closeguard.agent.graph")
+    unwanted = (
+        "langgraph",
+        "langchain_core",
+        "langsmith",
+        "closeguard.agent.graph",
+        "closeguard.store",
+        "sqlalchemy",
+    )
     assert sorted(m for m in modules if m.startswith(unwanted)) == []
     assert "closeguard.cli.run" not in modules and "closeguard.simulator" not in modules
 
@@ -246,3 +281,20 @@ def test_every_lazy_export_is_the_object_its_module_defines(package: str) -> Non
         home = getattr(value, "__module__", None)
         if home is not None and home.startswith(package):
             assert getattr(importlib.import_module(home), name, value) is value
+
+
+@pytest.mark.parametrize("argv", [[], ["policy"]], ids=str)
+def test_a_bare_group_prints_its_help_once(argv: list[str], tmp_path: Path) -> None:
+    """``closeguard`` and ``closeguard policy`` without a command show the help, once."""
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("closeguard")), *argv],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, COLUMNS="120"),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("Usage: closeguard") == 1, out.stdout
+    assert "Commands" in out.stdout

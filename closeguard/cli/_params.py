@@ -4,9 +4,9 @@ Typer 0.29 converts every parameter value it is given through a pydantic ``TypeA
 the first such value imports pydantic (and its plugin loader, ``importlib.metadata``) and
 each parameter builds a validator, 30-40 ms of a light command's start (``--limit 20``'s
 default counts, and so does every ``--help`` option). ``plain`` gives ``str``, ``bool``,
-``int`` (with ``min``/``max``) and ``Path`` parameters the same conversion, with the same
-messages, without pydantic; other parameters, and typer versions without this layer, are
-left to typer.
+``int`` (with ``min``/``max``) and ``Path`` parameters, and lists of them, the same
+conversion with the same messages, without pydantic; other parameters, and typer versions
+without this layer, are left to typer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 try:
     from typer._click.exceptions import BadParameter
@@ -70,17 +70,24 @@ if RuntimeParam is not None:
 
     @dataclass(frozen=True)
     class _Plain(RuntimeParam):
-        """Typer's conversion of a ``str``, ``bool``, ``int`` or ``Path`` value, without
-        pydantic."""
+        """Typer's conversion of a ``str``, ``bool``, ``int`` or ``Path`` value (or a list
+        of one of them), without pydantic."""
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            if get_origin(self.annotation) is list:
+                item = get_args(self.annotation)[0]
+                values = value if isinstance(value, list | tuple) else [value]
+                return [self._one(item, v, param, ctx) for v in values]
+            return self._one(self.annotation, value, param, ctx)
+
+        def _one(self, annotation: Any, value: Any, param: Any, ctx: Any) -> Any:
             info = self.parameter_info
-            if self.annotation is str:
+            if annotation is str:
                 return _str(value)
             try:
-                if self.annotation is bool:
+                if annotation is bool:
                     return _bool(value)
-                if self.annotation is int:
+                if annotation is int:
                     return _int(value, info.min, info.max)
             except ValueError as exc:
                 raise BadParameter(str(exc), ctx=ctx, param=param) from None
@@ -92,13 +99,16 @@ def _is_plain(descriptor: Any) -> bool:
     info = descriptor.parameter_info
     if descriptor.file_annotation is not None or info.parser is not None:
         return False
-    if descriptor.annotation is str:
+    annotation = descriptor.annotation
+    if get_origin(annotation) is list:
+        (annotation,) = get_args(annotation)
+    if annotation is str:
         return not descriptor.is_path
-    if descriptor.annotation is int:
+    if annotation is int:
         return not info.clamp
-    if descriptor.annotation is bool:
+    if annotation is bool:
         return True
-    return descriptor.annotation is Path and info.path_type in (None, Path)
+    return annotation is Path and info.path_type in (None, Path)
 
 
 def plain(param: Any) -> None:
