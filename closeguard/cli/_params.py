@@ -74,11 +74,12 @@ if RuntimeParam is not None:
         of one of them), without pydantic."""
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            if get_origin(self.annotation) is list:
-                item = get_args(self.annotation)[0]
+            annotation: Any = self.annotation
+            if get_origin(annotation) is list:
+                item = get_args(annotation)[0]
                 values = value if isinstance(value, list | tuple) else [value]
                 return [self._one(item, v, param, ctx) for v in values]
-            return self._one(self.annotation, value, param, ctx)
+            return self._one(annotation, value, param, ctx)
 
         def _one(self, annotation: Any, value: Any, param: Any, ctx: Any) -> Any:
             info = self.parameter_info
