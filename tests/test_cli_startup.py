@@ -124,14 +124,15 @@ def test_a_store_command_skips_alembic_and_langgraph(
 
 @pytest.mark.parametrize(
     "argv",
-    [["runs", "list"], ["audit", "tail"], ["audit", "verify"], ["approvals", "list"]],
+    [["runs", "list"], ["audit", "tail"], ["audit", "verify"], ["approvals", "list"], ["info"]],
     ids=" ".join,
 )
 def test_a_store_command_loads_neither_pydantic_nor_the_catalog(
     argv: list[str], store_url: str, tmp_path: Path
 ) -> None:
     """Reading the store needs SQLAlchemy only: options are converted without typer's
-    pydantic layer (``cli/_params.py``) and approvals without the policy and the catalog."""
+    pydantic layer (``cli/_params.py``), approvals without the policy and the catalog, and
+    ``info`` reads the settings without pydantic-settings."""
     code, modules = loaded(argv, tmp_path, store_url)
     assert code == 0
     assert "sqlalchemy" in modules
@@ -260,6 +261,50 @@ def test_store_url_reads_what_settings_read(
             else:
                 env_file.write_text(dotenv)
             assert store_url() == Settings().store_url, (env, dotenv)
+
+
+def test_info_reads_what_settings_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``info`` reads the key, the OAuth token, the base URL and the model without
+    pydantic-settings: each as ``Settings`` reads it (environment first, any case, then
+    ``.env``; empty values kept)."""
+    from closeguard.tools.settings import (
+        API_KEY_NAMES,
+        BASE_URL_NAMES,
+        CLOSE_BASE_URL,
+        MODEL_NAMES,
+        OAUTH_ACCESS_TOKEN_NAMES,
+        Settings,
+        read,
+    )
+
+    monkeypatch.chdir(tmp_path)
+    names = (*API_KEY_NAMES, *BASE_URL_NAMES, *MODEL_NAMES, *OAUTH_ACCESS_TOKEN_NAMES)
+    for key in list(os.environ):
+        if key.lower() in {n.lower() for n in names}:
+            monkeypatch.delenv(key)
+    cases = [
+        ({}, None),
+        ({"CLOSE_API_KEY": "k-env", "closeguard_model": "openai:x"}, "CLOSE_API_KEY=k-dot\n"),
+        ({"close_api_key": ""}, "CLOSE_BASE_URL=http://127.0.0.1:1/api/v1\nMODEL=ollama:y\n"),
+        ({"CLOSE_OAUTH_ACCESS_TOKEN": "tok"}, "close_base_url=''\n"),
+        ({"CLOSE_BASE_URL": "http://127.0.0.1:2/api/v1"}, "close_oauth_access_token=t2\n"),
+    ]
+    for env, dotenv in cases:
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                m.setenv(key, value)
+            env_file = tmp_path / ".env"
+            if dotenv is None:
+                env_file.unlink(missing_ok=True)
+            else:
+                env_file.write_text(dotenv)
+            settings = Settings()
+            secrets = [settings.close_api_key, settings.close_oauth_access_token]
+            expected = [None if s is None else s.get_secret_value() for s in secrets]
+            assert [read(API_KEY_NAMES), read(OAUTH_ACCESS_TOKEN_NAMES)] == expected, env
+            base_url = read(BASE_URL_NAMES)
+            assert (CLOSE_BASE_URL if base_url is None else base_url) == settings.close_base_url
+            assert read(MODEL_NAMES) == settings.model, env
 
 
 @pytest.mark.parametrize(
