@@ -124,6 +124,8 @@ TOP_KEYS = (
     "limits",
 )
 ENTRY_KINDS = ("endpoint", "resource", "access")
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+"""libyaml's emitter where PyYAML has it: rules derive policies through ``from_dict``."""
 STATUS_FIELDS = ("status_label", "status_type")
 """Fields a ``when`` may name beside an endpoint's own: the status ``status_id`` sets."""
 RULE_KEYS = ("in", "in_list", "min", "max", "immutable", "scope", "required")
@@ -277,7 +279,8 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, file: str = "<policy>") -> Policy:
-        return cls.from_yaml(yaml.safe_dump(dict(data), sort_keys=False), file=file)
+        text = yaml.dump(dict(data), Dumper=_DUMPER, sort_keys=False)
+        return cls.from_yaml(text, file=file)
 
 
 def shipped_policies() -> dict[str, str]:
