@@ -1,5 +1,9 @@
 """Running one workflow run: its steps as a LangGraph graph, checkpointed where it stops.
 
+A fresh execution of a workflow that asks no model runs its steps straight, without the
+graph (``Executor._straight``); only a step that stops hands the run to the graph, with the
+checkpoint and the stop the graph would have recorded, so everything below holds for it.
+
 Each step is a node (``START -> 1_step -> 2_step -> ... -> END``) and the graph runs with a
 checkpointer whose thread id is the run id, held while the run executes
 (``workflows.checkpoints``): a run stopped by an approval, a failure or a limit keeps one
