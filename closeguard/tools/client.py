@@ -31,7 +31,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
@@ -233,7 +233,7 @@ class CloseClient:
         outer = policy.wrap(self._inner, actor=actor, run_id=run_id) if policy else self._inner
         self._transport: httpx.AsyncBaseTransport = outer
         self._client: httpx.AsyncClient | None = None
-        self._prefix = _Prefix(self.base_url)
+        self._prefix = _prefix_for(self.base_url)
         self._extensions_timeout = self._timeout.as_dict()
         self._authorization_value = self._authorization().encode("ascii")
         self._refresh_lock = asyncio.Lock()
@@ -717,6 +717,13 @@ class _Prefix:
             url._uri_reference = reference._replace(path=self.path + path, query=query)
             return url
         return httpx.URL(self.base + path if query is None else f"{self.base}{path}?{query}")
+
+
+@lru_cache(maxsize=64)
+def _prefix_for(base_url: str) -> _Prefix:
+    """The parsed prefix of ``base_url``, shared by every client on it (the executor makes
+    one client per workflow run, and parsing the base URL each time showed in its profile)."""
+    return _Prefix(base_url)
 
 
 @cache
