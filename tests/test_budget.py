@@ -16,6 +16,7 @@ from closeguard.store import Store
 from closeguard.tools._pacing import RateLimitInfo
 from closeguard.tools.budget import GUARD, MARGIN, RateBudget, Window, chunk, observe, take
 from closeguard.workflows.budget import RedisBudget, SqlBudget
+from tests._pg import schema_store
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -69,6 +70,13 @@ async def test_the_store_table_grants_a_window_once_across_clients(tmp_path: Pat
         assert await _grants(lambda: SqlBudget(store, "key:t"), 1000.0) == 9
     finally:
         store.dispose()
+
+
+async def test_the_store_table_grants_a_window_once_on_postgresql() -> None:
+    """PostgreSQL's ``INSERT ... ON CONFLICT`` (its dialect imported only there) and
+    ``FOR UPDATE`` count each grant once too."""
+    with schema_store("cg_budget_") as store:
+        assert await _grants(lambda: SqlBudget(store, "key:pg"), 1000.0) == 9
 
 
 async def test_under_a_large_limit_a_trip_takes_a_few_grants(tmp_path: Path) -> None:

@@ -122,12 +122,48 @@ def test_a_store_command_skips_alembic_and_langgraph(
     assert heavy_in(modules) == []
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["runs", "list"], ["audit", "tail"], ["audit", "verify"], ["approvals", "list"], ["info"]],
+    ids=" ".join,
+)
+def test_a_store_command_loads_neither_pydantic_nor_the_catalog(
+    argv: list[str], store_url: str, tmp_path: Path
+) -> None:
+    """Reading the store needs SQLAlchemy only: options are converted without typer's
+    pydantic layer (``cli/_params.py``), approvals without the policy and the catalog, and
+    ``info`` reads the settings without pydantic-settings."""
+    code, modules = loaded(argv, tmp_path, store_url)
+    assert code == 0
+    assert "sqlalchemy" in modules
+    assert sorted(m for m in modules if m.startswith(("pydantic", "closeguard.tools.models"))) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["catalog"], ["policy", "list"], ["policy", "explain", "read-only"]],
+    ids=" ".join,
+)
+def test_a_command_without_the_store_loads_no_sqlalchemy(argv: list[str], tmp_path: Path) -> None:
+    code, modules = loaded(argv, tmp_path)
+    assert code == 0
+    assert sorted(m for m in modules if m.startswith("sqlalchemy")) == []
+
+
 def test_listing_workflows_builds_no_graph(tmp_path: Path) -> None:
     """The packaged workflows and rules load without LangGraph, LangChain or the agent's
-    graph (an LLM or agent step imports them when it runs)."""
+    graph (an LLM or agent step imports them when it runs), and without the store and
+    SQLAlchemy (the runtime's context and the effect journal are not loaded)."""
     code, modules = loaded(["workflows", "list"], tmp_path)
     assert code == 0
-    unwanted = ("langgraph", "langchain_core", "langsmith", "closeguard.agent.graph")
+    unwanted = (
+        "langgraph",
+        "langchain_core",
+        "langsmith",
+        "closeguard.agent.graph",
+        "closeguard.store",
+        "sqlalchemy",
+    )
     assert sorted(m for m in modules if m.startswith(unwanted)) == []
     assert "closeguard.cli.run" not in modules and "closeguard.simulator" not in modules
 
@@ -227,6 +263,50 @@ def test_store_url_reads_what_settings_read(
             assert store_url() == Settings().store_url, (env, dotenv)
 
 
+def test_info_reads_what_settings_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``info`` reads the key, the OAuth token, the base URL and the model without
+    pydantic-settings: each as ``Settings`` reads it (environment first, any case, then
+    ``.env``; empty values kept)."""
+    from closeguard.tools.settings import (
+        API_KEY_NAMES,
+        BASE_URL_NAMES,
+        CLOSE_BASE_URL,
+        MODEL_NAMES,
+        OAUTH_ACCESS_TOKEN_NAMES,
+        Settings,
+        read,
+    )
+
+    monkeypatch.chdir(tmp_path)
+    names = (*API_KEY_NAMES, *BASE_URL_NAMES, *MODEL_NAMES, *OAUTH_ACCESS_TOKEN_NAMES)
+    for key in list(os.environ):
+        if key.lower() in {n.lower() for n in names}:
+            monkeypatch.delenv(key)
+    cases = [
+        ({}, None),
+        ({"CLOSE_API_KEY": "k-env", "closeguard_model": "openai:x"}, "CLOSE_API_KEY=k-dot\n"),
+        ({"close_api_key": ""}, "CLOSE_BASE_URL=http://127.0.0.1:1/api/v1\nMODEL=ollama:y\n"),
+        ({"CLOSE_OAUTH_ACCESS_TOKEN": "tok"}, "close_base_url=''\n"),
+        ({"CLOSE_BASE_URL": "http://127.0.0.1:2/api/v1"}, "close_oauth_access_token=t2\n"),
+    ]
+    for env, dotenv in cases:
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                m.setenv(key, value)
+            env_file = tmp_path / ".env"
+            if dotenv is None:
+                env_file.unlink(missing_ok=True)
+            else:
+                env_file.write_text(dotenv)
+            settings = Settings()
+            secrets = [settings.close_api_key, settings.close_oauth_access_token]
+            expected = [None if s is None else s.get_secret_value() for s in secrets]
+            assert [read(API_KEY_NAMES), read(OAUTH_ACCESS_TOKEN_NAMES)] == expected, env
+            base_url = read(BASE_URL_NAMES)
+            assert (CLOSE_BASE_URL if base_url is None else base_url) == settings.close_base_url
+            assert read(MODEL_NAMES) == settings.model, env
+
+
 @pytest.mark.parametrize(
     "package",
     ["closeguard.tools", "closeguard.guardrails", "closeguard.workflows", "closeguard.agent"],
@@ -246,3 +326,20 @@ def test_every_lazy_export_is_the_object_its_module_defines(package: str) -> Non
         home = getattr(value, "__module__", None)
         if home is not None and home.startswith(package):
             assert getattr(importlib.import_module(home), name, value) is value
+
+
+@pytest.mark.parametrize("argv", [[], ["policy"]], ids=str)
+def test_a_bare_group_prints_its_help_once(argv: list[str], tmp_path: Path) -> None:
+    """``closeguard`` and ``closeguard policy`` without a command show the help, once."""
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("closeguard")), *argv],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, COLUMNS="120"),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("Usage: closeguard") == 1, out.stdout
+    assert "Commands" in out.stdout

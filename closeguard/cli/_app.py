@@ -3,9 +3,11 @@
 ``COMMANDS`` names every command and group with the module that holds it and its one-line
 help; a module is imported only when its command runs (or its own ``--help`` is asked),
 so ``closeguard --help`` and a light command do not pay for the agent, MCP, drills or
-evals. A new command group is one line in ``COMMANDS``; a new subcommand of a group is
-added in the group's module alone. Group modules import heavy packages inside their
-command functions (issue 23).
+evals. A new command group is one line in ``COMMANDS`` (its module's ``typer.Typer`` takes
+its help from there: one source); a new subcommand of a group is added in the group's
+module alone. A command that is a function keeps its help in its docstring, whose first
+paragraph its line here repeats (a test checks they agree). Group modules import heavy
+packages inside their command functions (issue 23).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from closeguard import __version__
 from closeguard.cli._common import error_line
+from closeguard.cli._params import plain
 from closeguard.tools.errors import CloseguardError
 
 
@@ -87,9 +90,11 @@ COMMANDS: dict[str, Entry] = {
 
 def _tidy(command: TyperCommand | TyperGroup, ctx: typer.Context) -> None:
     """``--help`` without type tags: no ``<bool>`` on flags, no ``<str>`` on arguments (their
-    metavar says what they are), ``ID`` rather than ``{ID}`` in usage lines; recursive."""
+    metavar says what they are), ``ID`` rather than ``{ID}`` in usage lines; plain values
+    converted without pydantic (``_params``); recursive."""
     help_option = command.get_help_option(ctx)
     for param in [*command.params, *([help_option] if help_option else [])]:
+        plain(param)
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
         if param.param_type_name == "argument" and param.metavar is not None:
@@ -171,10 +176,12 @@ class _Root(TyperGroup):
 
 
 def _usage_error(exc: typer.TyperException) -> int:
-    """Print a usage error as one line (or the help, when no arguments were given)."""
+    """Print a usage error as one line (or the help, when no arguments were given: rich
+    help is printed as the error is made, plain help is its message)."""
     ctx = getattr(exc, "ctx", None)
     if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
-        typer.echo(ctx.get_help())
+        if help_text := exc.format_message():
+            typer.echo(help_text)
         return 0
     hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
     error_line(exc.format_message() + hint)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import (
     JsonOpt,
     LimitOpt,
@@ -28,7 +29,7 @@ from closeguard.cli._common import (
 if TYPE_CHECKING:
     from closeguard.guardrails.approvals import Approval, Approvals, Status
 
-app = typer.Typer(help="Human approvals for guarded calls.", no_args_is_help=True)
+app = typer.Typer(help=COMMANDS["approvals"].help, no_args_is_help=True)
 
 STATUSES = ("pending", "approved", "rejected", "consumed", "expired")
 STATUS_STYLE = {

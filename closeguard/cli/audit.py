@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import (
     JsonOpt,
     LimitOpt,
@@ -24,7 +25,7 @@ from closeguard.cli._common import (
 if TYPE_CHECKING:
     from closeguard.guardrails.audit import AuditLog
 
-app = typer.Typer(help="The hash-chained audit log of every guarded call.", no_args_is_help=True)
+app = typer.Typer(help=COMMANDS["audit"].help, no_args_is_help=True)
 
 DECISION_STYLE = {
     "allow": "green",

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import JsonOpt, console, fail, print_json
 from closeguard.drills import PROFILES, attack_drill, downtime_drill, fault_matrix
 from closeguard.drills.battery import DrillResult, Sizes, run_battery
@@ -19,7 +20,7 @@ from closeguard.drills.crash import crash_drill
 from closeguard.drills.receiver import receiver_drill
 from closeguard.store import Store
 
-app = typer.Typer(help="Reliability and security drills (figures for docs/reliability.md).")
+app = typer.Typer(help=COMMANDS["drill"].help)
 
 SeedsOpt = Annotated[int, typer.Option("--seeds", min=1, metavar="N", help="Fault seeds per task.")]
 

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from closeguard.agent import resolve_model
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import JsonOpt, console, fail, print_json
 from closeguard.evals import (
     OFFLINE_MODELS,
@@ -33,9 +34,7 @@ from closeguard.evals import (
     write_report,
 )
 
-app = typer.Typer(
-    help="Eval suites: grade agents and workflows against the simulator.", no_args_is_help=True
-)
+app = typer.Typer(help=COMMANDS["eval"].help, no_args_is_help=True)
 
 ReportArg = Annotated[Path, typer.Argument(metavar="REPORT", help="A report written by eval run.")]
 

@@ -9,7 +9,15 @@ import typer
 from closeguard import __version__
 from closeguard.cli._common import JsonOpt, print_json
 from closeguard.store import display_url, store_problem
-from closeguard.tools.settings import Settings
+from closeguard.tools.settings import (
+    API_KEY_NAMES,
+    BASE_URL_NAMES,
+    CLOSE_BASE_URL,
+    MODEL_NAMES,
+    OAUTH_ACCESS_TOKEN_NAMES,
+    read,
+    store_url,
+)
 
 
 def masked(secret: str) -> str:
@@ -22,32 +30,34 @@ def _store(url: str) -> dict[str, Any]:
     return {"url": display_url(url), "exists": problem is None, "state": problem or "exists"}
 
 
-def _credential(settings: Settings) -> dict[str, Any]:
-    if settings.close_api_key is not None:
-        key = settings.close_api_key.get_secret_value()
+def _credential() -> dict[str, Any]:
+    key = read(API_KEY_NAMES)
+    if key is not None:
         return {"kind": "api_key", "shown": f"API key {masked(key)} (CLOSE_API_KEY)"}
-    if settings.close_oauth_access_token is not None:
-        token = settings.close_oauth_access_token.get_secret_value()
+    token = read(OAUTH_ACCESS_TOKEN_NAMES)
+    if token is not None:
         return {"kind": "oauth", "shown": f"OAuth token {masked(token)} (CLOSE_OAUTH_ACCESS_TOKEN)"}
     return {"kind": "simulator", "shown": "none: commands that support it use the simulator"}
 
 
-def info_data(settings: Settings) -> dict[str, Any]:
-    """What ``info`` reports, as plain data (the ``--json`` shape)."""
-    credential = _credential(settings)
+def info_data() -> dict[str, Any]:
+    """What ``info`` reports, as plain data (the ``--json`` shape). Settings are read as
+    ``Settings`` reads them, without pydantic-settings (``tools.settings.read``)."""
+    credential = _credential()
+    base_url = read(BASE_URL_NAMES)
     return {
         "version": __version__,
-        "store": _store(settings.store_url),
-        "close_base_url": settings.close_base_url,
+        "store": _store(store_url()),
+        "close_base_url": CLOSE_BASE_URL if base_url is None else base_url,
         "simulator": credential["kind"] == "simulator",
         "credential": credential,
-        "model": settings.model,
+        "model": read(MODEL_NAMES),
     }
 
 
 def info(as_json: JsonOpt = False) -> None:
     """Show the configuration in use: store, Close base URL, credential (masked), model."""
-    data = info_data(Settings())
+    data = info_data()
     if as_json:
         print_json(data)
         return

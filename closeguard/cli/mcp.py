@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from closeguard.agent import data_dir
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import LogFormatOpt, fail, start_serving
 from closeguard.cli._notify import notified, notify_urls
 from closeguard.cli.sim import bind
@@ -44,7 +45,7 @@ from closeguard.store import default_store
 from closeguard.tools import CloseClient, Settings
 from closeguard.tools.errors import ConfigError
 
-app = typer.Typer(help="Serve Close's tools over MCP, behind a policy.", no_args_is_help=True)
+app = typer.Typer(help=COMMANDS["mcp"].help, no_args_is_help=True)
 
 WORLD_FILE = "mcp-world.json"
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import JsonOpt, console, existing_store, fail, print_json, shown
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from closeguard.tools.catalog import Endpoint
     from closeguard.tools.models import Access
 
-app = typer.Typer(help="Check and explain guard policies.", no_args_is_help=True)
+app = typer.Typer(help=COMMANDS["policy"].help, no_args_is_help=True)
 
 OUTCOME_STYLE = {"allow": "green", "approve": "yellow", "deny": "red"}
 PolicyArg = Annotated[

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import JsonOpt, LimitOpt, console, existing_store, fail, print_json
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "audit_rows_for"]
 
-app = typer.Typer(help="Workflow runs: their status, errors and effects.", no_args_is_help=True)
+app = typer.Typer(help=COMMANDS["runs"].help, no_args_is_help=True)
 
 STATUSES = (
     "queued",

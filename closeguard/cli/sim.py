@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import fail
 from closeguard.simulator import Simulator
 from closeguard.simulator.ratelimit import RateLimits
 from closeguard.simulator.webhooks import with_dispatcher
 
-app = typer.Typer(help="Run the Close simulator or generate worlds for it.", no_args_is_help=True)
+app = typer.Typer(help=COMMANDS["sim"].help, no_args_is_help=True)
 
 SeedOpt = Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the generated world.")]
 LeadsOpt = Annotated[

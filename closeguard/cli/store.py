@@ -26,6 +26,7 @@ import typer
 from sqlalchemy import make_url
 
 from closeguard.agent.runtime import checkpoint_path
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import JsonOpt, existing_store, fail, print_json
 from closeguard.guardrails import AuditLog
 from closeguard.store import Store
@@ -34,10 +35,7 @@ from closeguard.tools.settings import Settings
 from closeguard.workflows.retention import parse_age, parse_before
 from closeguard.workflows.retention import prune as prune_store
 
-app = typer.Typer(
-    help="The store: back it up while in use, prune what finished long ago.",
-    no_args_is_help=True,
-)
+app = typer.Typer(help=COMMANDS["store"].help, no_args_is_help=True)
 
 
 def _copy(source: Path, target: Path) -> dict[str, Any]:

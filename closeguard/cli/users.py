@@ -11,15 +11,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import JsonOpt, console, existing_store, print_json
 
 if TYPE_CHECKING:
     from closeguard.guardrails.accounts import Account, Accounts
 
-app = typer.Typer(
-    help="People who answer approvals: accounts, roles and personal tokens.",
-    no_args_is_help=True,
-)
+app = typer.Typer(help=COMMANDS["users"].help, no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The account's name.")]
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import JsonOpt, print_json
 from closeguard.cli.workflows import PathOpt, WorkflowsOpt, enabled_workflows
 from closeguard.guardrails import Guarded, Policy
@@ -16,7 +17,7 @@ from closeguard.tools import CloseClient, ConfigError
 from closeguard.workflows.definition import Workflow
 from closeguard.workflows.subscriptions import Subscriptions, SyncResult, intake_pairs
 
-app = typer.Typer(help="Keep Close's webhook subscription for the workflows.", no_args_is_help=True)
+app = typer.Typer(help=COMMANDS["webhooks"].help, no_args_is_help=True)
 
 ACTOR = "closeguard-webhooks"
 INTAKE_POLICY = "event-intake"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 import yaml
 
+from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import JsonOpt, console, fail, print_json
 from closeguard.cli.runs import audit_rows_for
 from closeguard.guardrails.conditions import describe as describe_condition
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PathOpt", "WorkflowsOpt", "app", "enabled_workflows", "trigger_text"]
 
-app = typer.Typer(help="The workflows: packaged ones and your own.", no_args_is_help=True)
+app = typer.Typer(help=COMMANDS["workflows"].help, no_args_is_help=True)
 
 PathOpt = Annotated[
     Path | None,

@@ -29,18 +29,20 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import and_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from closeguard.guardrails.audit import AuditLog
-from closeguard.guardrails.policy import DEFAULT_APPROVERS
 from closeguard.guardrails.redact import canonical_json, redact
+from closeguard.guardrails.roles import DEFAULT_APPROVERS
 from closeguard.store import Store
 from closeguard.store.approvals import ApprovalRows
-from closeguard.tools.catalog import Call
 from closeguard.tools.errors import ApprovalError, ApprovalForbidden
+
+if TYPE_CHECKING:
+    from closeguard.tools.catalog import Call
 
 __all__ = [
     "DECIDE",

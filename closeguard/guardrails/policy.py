@@ -80,7 +80,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from closeguard.guardrails._yaml import Lines, load_yaml, shown
 from closeguard.guardrails.conditions import Condition, describe, parse_condition
-from closeguard.guardrails.roles import ROLE
+from closeguard.guardrails.roles import DEFAULT_APPROVERS, ROLE
 from closeguard.guardrails.static import possible_access, static_decisions
 from closeguard.tools.catalog import (
     ACCESS_RANK,
@@ -124,7 +124,8 @@ TOP_KEYS = (
     "limits",
 )
 ENTRY_KINDS = ("endpoint", "resource", "access")
-DEFAULT_APPROVERS: tuple[str, ...] = ("admin",)
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+"""libyaml's emitter where PyYAML has it: rules derive policies through ``from_dict``."""
 STATUS_FIELDS = ("status_label", "status_type")
 """Fields a ``when`` may name beside an endpoint's own: the status ``status_id`` sets."""
 RULE_KEYS = ("in", "in_list", "min", "max", "immutable", "scope", "required")
@@ -278,7 +279,8 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, file: str = "<policy>") -> Policy:
-        return cls.from_yaml(yaml.safe_dump(dict(data), sort_keys=False), file=file)
+        text = yaml.dump(dict(data), Dumper=_DUMPER, sort_keys=False)
+        return cls.from_yaml(text, file=file)
 
 
 def shipped_policies() -> dict[str, str]:

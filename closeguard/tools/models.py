@@ -29,7 +29,7 @@ CustomFieldType = Literal[
 class CloseObject(BaseModel):
     """Base of every object Close returns: keeps unknown fields (``custom.cf_…`` and new ones)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
     @property
     def custom(self) -> dict[str, Any]:
@@ -41,7 +41,7 @@ class CloseObject(BaseModel):
 class Arguments(BaseModel):
     """Base of create/update arguments: unknown fields are refused (a typo must not pass)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body to send: only fields that were set, by Close's names."""
@@ -51,7 +51,7 @@ class Arguments(BaseModel):
 class CustomizableArguments(Arguments):
     """Arguments of objects that carry custom fields: ``custom.cf_…`` keys are allowed too."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
     @model_validator(mode="after")
     def _only_custom_extras(self) -> CustomizableArguments:
@@ -68,25 +68,25 @@ class CustomizableArguments(Arguments):
 
 
 class EmailAddress(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     email: str
     type: str = "office"
 
 
 class Phone(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     phone: str
     type: str = "office"
 
 
 class Url(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     url: str
     type: str = "url"
 
 
 class Address(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     label: str | None = None
     address_1: str | None = None
     address_2: str | None = None
@@ -250,7 +250,7 @@ class Pipeline(CloseObject):
 
 
 class WebhookEventFilter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     object_type: str
     action: str
     extra_filter: dict[str, Any] | None = None
@@ -323,7 +323,7 @@ class Empty(CloseObject):
 
 
 class GetParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
     fields: str | None = Field(
         default=None, alias="_fields", description="Comma-separated fields to return."
     )
@@ -373,7 +373,7 @@ class TaskListParams(ListParams):
 class TaskBulkFilter(BaseModel):
     """Query filters that select the tasks a bulk update touches."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
     id__in: str | None = Field(default=None, description="Comma-separated task ids.")
     lead_id: str | None = None
     assigned_to: str | None = None
@@ -383,7 +383,7 @@ class TaskBulkFilter(BaseModel):
 
 
 class EventListParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
     cursor: str | None = Field(default=None, alias="_cursor")
     limit: int | None = Field(default=None, alias="_limit", ge=1, le=50)
     date_updated__gt: str | None = None

@@ -13,32 +13,15 @@ never in the event loop.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
 from typing import Any
-
-from pydantic import BaseModel
 
 from closeguard.store import Store
 from closeguard.store.effects import EffectRow, EffectRows
+from closeguard.workflows.jsonvalue import to_json
 
 __all__ = ["EffectJournal", "to_json"]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", exclude_none=True)
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def to_json(value: Any) -> Any:
-    """``value`` exactly as the journal gives it back: JSON data (pydantic models dumped,
-    dates in ISO format, tuples as lists, anything else as its string)."""
-    return json.loads(json.dumps(value, default=_plain))
 
 
 class EffectJournal:

@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ValidationError, create_model
 
@@ -31,9 +31,8 @@ from closeguard.guardrails.conditions import Condition
 from closeguard.tools import NotFound
 from closeguard.tools.calls import walk
 from closeguard.tools.errors import ApprovalRequired
-from closeguard.workflows.context import StepContext
 from closeguard.workflows.definition import Context, EventTrigger, Step, Workflow
-from closeguard.workflows.effects import to_json
+from closeguard.workflows.jsonvalue import to_json
 from closeguard.workflows.library._common import business_days_after, day, event_time, parse_time
 from closeguard.workflows.rules.derive import readback_endpoint
 from closeguard.workflows.rules.model import (
@@ -47,6 +46,9 @@ from closeguard.workflows.rules.model import (
     WriteStep,
 )
 from closeguard.workflows.rules.template import Template, render
+
+if TYPE_CHECKING:
+    from closeguard.workflows.context import StepContext
 
 __all__ = ["RuleFailed", "RuleWorkflow", "compile_rule"]
 
@@ -410,14 +412,16 @@ async def _agent(
     if ctx.llm is None:
         _note(ctx, f"{step.name}: skipped, no model configured (set CLOSEGUARD_MODEL)")
         return None
-    if not isinstance(ctx, StepContext) or ctx.open_client is None:
+    runtime = cast("StepContext", ctx)
+    open_client = getattr(runtime, "open_client", None)
+    if open_client is None:
         raise _fail(rule, step, "agent steps need the workflow runtime's context")
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
 
     instruction = str(_render(rule, step, step.instruction, context))
-    guarded, client = ctx.open_client(step.policy, f"{rule.name}/{step.name}")
-    saver = ctx.checkpointer or InMemorySaver()
+    guarded, client = open_client(step.policy, f"{rule.name}/{step.name}")
+    saver = getattr(runtime, "checkpointer", None) or InMemorySaver()
     when = event_time(ctx).date()
     async with client:
         agent = agents.build_agent(
