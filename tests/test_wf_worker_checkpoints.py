@@ -7,6 +7,7 @@ it next runs it again, and the effect journal keeps its writes from doubling."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from langgraph.pregel import Pregel
 from sqlalchemy import Connection
 
 from closeguard.agent.runtime import LoopSqliteSaver, open_checkpointer
@@ -24,7 +26,7 @@ from closeguard.simulator.core import BASE_URL
 from closeguard.store import Store
 from closeguard.tools.clock import FakeClock
 from closeguard.workflows.definition import Context, EventTrigger, Workflow
-from closeguard.workflows.executor import Executor
+from closeguard.workflows.executor import Executor, RunSpec
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.queue import Backoff, Completed, SqlRunQueue
 from closeguard.workflows.worker import Worker
@@ -278,4 +280,92 @@ async def test_a_run_not_recorded_completed_by_this_worker_runs_again_without_do
     assert await other.run_one(), "the lease ran out: another worker claims the run"
     assert await bench.status(run_id) == "completed"
     assert set(bench.sim.state["tasks"]) == tasks, "its task is the journal's, not a new one"
+    bench.store.dispose()
+
+
+def pregel_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the graph executions (``Pregel.astream``, under ``ainvoke``) of every graph."""
+    runs: list[str] = []
+    real = Pregel.astream
+
+    def counting(self: Pregel[Any, Any, Any, Any], *args: Any, **kw: Any) -> Any:
+        runs.append(self.name)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(Pregel, "astream", counting)
+    return runs
+
+
+async def test_a_fresh_run_that_does_not_stop_never_enters_langgraph(
+    tmp_path: Path, saver: LoopSqliteSaver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = pregel_runs(monkeypatch)
+    bench = Bench(tmp_path, saver, (first, task, second))
+    run_id = await bench.queue_one()
+    assert await bench.worker.run_one()
+    done = await bench.queue.get(run_id)
+    assert done is not None and done.status == "completed"
+    assert done.state == {"first": True, "task": done.state["task"], "second": True}
+    assert runs == [], "its steps ran straight, without Pregel"
+    bench.store.dispose()
+
+
+async def test_a_fresh_run_that_stops_is_handed_to_the_graph_once(
+    tmp_path: Path, saver: LoopSqliteSaver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = pregel_runs(monkeypatch)
+    bench = Bench(tmp_path, saver, (first, task, gated, second))
+    run_id = await bench.queue_one()
+    assert await bench.worker.run_one()
+    run = await bench.queue.get(run_id)
+    assert run is not None and run.status == "waiting_approval"
+    assert len(runs) == 1, "the graph ran only to record the approval's interrupt"
+    snapshot = saver.get_tuple({"configurable": {"thread_id": run_id, "checkpoint_ns": ""}})
+    assert snapshot is not None
+    state = snapshot.checkpoint["channel_values"]["state"]
+    assert state == run.state and state["first"] is True and "gated" not in state
+    interrupts = [w for w in snapshot.pending_writes or () if w[1] == "__interrupt__"]
+    assert len(interrupts) == 1, "the gated step's interrupt, as if the graph had run it"
+    asked = Approvals(bench.store).list()
+    assert [a.id for a in asked] == [run.approval_id], "the step asked once, not twice"
+    bench.store.dispose()
+
+
+STARTED: dict[str, asyncio.Event] = {}
+
+
+async def hangs(ctx: Context) -> None:
+    """Waits forever the first time (a process told to stop mid-step), then passes."""
+    FAILURES[ctx.run_id] += 1
+    if FAILURES[ctx.run_id] == 1:
+        STARTED[ctx.run_id].set()
+        await asyncio.Event().wait()
+    ctx.state["second"] = True
+
+
+async def test_a_fresh_run_cancelled_mid_step_keeps_the_checkpoint_before_that_step(
+    tmp_path: Path, saver: LoopSqliteSaver
+) -> None:
+    calls = counted(saver)
+    bench = Bench(tmp_path, saver, (first, task, hangs))
+    run_id = await bench.queue_one()
+    STARTED[run_id] = asyncio.Event()
+    executor = bench.worker.executor
+    spec = RunSpec(run_id, "wf", event={"data": {"id": next(iter(bench.sim.state["leads"]))}})
+    running = asyncio.create_task(executor.execute(bench.workflow, spec))
+    await STARTED[run_id].wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert calls["aput"] == 1, "the checkpoint after the last completed step"
+    snapshot = saver.get_tuple({"configurable": {"thread_id": run_id, "checkpoint_ns": ""}})
+    assert snapshot is not None
+    state = snapshot.checkpoint["channel_values"]["state"]
+    assert state["first"] is True and state["task"] in bench.sim.state["tasks"]
+
+    tasks = set(bench.sim.state["tasks"])
+    outcome = await executor.execute(bench.workflow, spec)
+    assert outcome.status == "completed" and outcome.state == {**state, "second": True}
+    assert FIRSTS[run_id] == 1, "the next execution began in the step cut off"
+    assert set(bench.sim.state["tasks"]) == tasks
     bench.store.dispose()

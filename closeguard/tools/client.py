@@ -28,10 +28,11 @@ import base64
 import inspect
 import json as jsonlib
 import os
+import random
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
@@ -225,15 +226,15 @@ class CloseClient:
         self.run_id = run_id
         self.retry = retry or RetrySettings()
         self.clock: Clock = clock or SystemClock()
-        self._jitter = make_jitter(self.retry.jitter, self.retry.jitter_seconds)
+        self._jitter = make_jitter(self.retry.jitter, self.retry.jitter_seconds, _JITTER_RNG)
         self._pacer = Pacer(clock=self.clock, jitter=self._jitter)
         self.budget = budget
-        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else _timeout_of(timeout)
         self._inner = transport if transport is not None else httpx.AsyncHTTPTransport()
         outer = policy.wrap(self._inner, actor=actor, run_id=run_id) if policy else self._inner
         self._transport: httpx.AsyncBaseTransport = outer
         self._client: httpx.AsyncClient | None = None
-        self._prefix = _Prefix(self.base_url)
+        self._prefix = _prefix_for(self.base_url)
         self._extensions_timeout = self._timeout.as_dict()
         self._authorization_value = self._authorization().encode("ascii")
         self._refresh_lock = asyncio.Lock()
@@ -717,6 +718,24 @@ class _Prefix:
             url._uri_reference = reference._replace(path=self.path + path, query=query)
             return url
         return httpx.URL(self.base + path if query is None else f"{self.base}{path}?{query}")
+
+
+_JITTER_RNG = random.Random()
+"""The jitter's source, shared: seeding a ``Random`` per client (one per workflow run) reads
+the OS's entropy each time, and the waits need no stream of their own."""
+
+
+@lru_cache(maxsize=16)
+def _timeout_of(seconds: float) -> httpx.Timeout:
+    """httpx's (immutable) timeout for ``seconds``, made once per value."""
+    return httpx.Timeout(seconds)
+
+
+@lru_cache(maxsize=64)
+def _prefix_for(base_url: str) -> _Prefix:
+    """The parsed prefix of ``base_url``, shared by every client on it (the executor makes
+    one client per workflow run, and parsing the base URL each time showed in its profile)."""
+    return _Prefix(base_url)
 
 
 @cache

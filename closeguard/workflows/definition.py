@@ -2,9 +2,10 @@
 
 A workflow is written as plain async step functions; the runtime turns the steps into a
 LangGraph graph (one node per step, run with a checkpointer whose thread id is the run
-id), so a run waiting for a human approval, or stopped by a failure, resumes in the step
-that stopped, and a run cut off by a crash starts again where it last stopped (or from its
-first step: ``ctx.effect`` writes are not made twice)::
+id; a fresh run that needs no checkpoint runs its steps straight and enters the graph only
+when a step stops), so a run waiting for a human approval, or stopped by a failure, resumes
+in the step that stopped, and a run cut off by a crash starts again where it last stopped
+(or from its first step: ``ctx.effect`` writes are not made twice)::
 
     async def add_task(ctx: Context) -> None:
         opp = ctx.event_data

@@ -1,5 +1,9 @@
 """Running one workflow run: its steps as a LangGraph graph, checkpointed where it stops.
 
+A fresh execution of a workflow that asks no model runs its steps straight, without the
+graph (``Executor._straight``); only a step that stops hands the run to the graph, with the
+checkpoint and the stop the graph would have recorded, so everything below holds for it.
+
 Each step is a node (``START -> 1_step -> 2_step -> ... -> END``) and the graph runs with a
 checkpointer whose thread id is the run id, held while the run executes
 (``workflows.checkpoints``): a run stopped by an approval, a failure or a limit keeps one
@@ -76,6 +80,8 @@ OutcomeStatus = Literal[
     "completed", "failed", "waiting_approval", "rejected", "deferred", "skipped"
 ]
 _HANDLE = "closeguard_run"
+_STOPPED = "closeguard_stopped"
+"""The exception that stopped a straight run's step, for its node to raise again."""
 log = logging.getLogger("closeguard.workflows.executor")
 FATES_POLICY = "lead-fates"
 FATES_ACTOR = "closeguard-fates"
@@ -195,23 +201,35 @@ def _answer_for(exc: ApprovalRequired) -> Mapping[str, Any]:
             return answer
 
 
-def _node(step: Step, *, last: bool = False) -> Any:
+async def _run_step(step: Step, ctx: StepContext, *, last: bool = False) -> None:
+    """One step on ``ctx`` in its span, then its writes' results committed (the step's
+    checkpoint, if one is made, follows them); after the ``last`` step of a run that asks
+    no model none is kept, so its results ride the run's outcome instead."""
     called = getattr(step, "__name__", "step")
+    with span("workflow.step", step=called, workflow=ctx.workflow.name, run_id=ctx.run_id):
+        await step(ctx)
+    if not last or ctx.workflow.uses_llm:
+        await ctx.journal.flush(ctx.run_id)
 
+
+def _node_names(workflow: Workflow) -> list[str]:
+    return [
+        f"{index}_{getattr(step, '__name__', 'step')}"
+        for index, step in enumerate(workflow.steps, start=1)
+    ]
+
+
+def _node(step: Step, *, last: bool = False) -> Any:
     async def node(state: RunState, config: RunnableConfig) -> RunState:
         ctx: StepContext = config["configurable"][_HANDLE]
+        stopped: list[BaseException] = config["configurable"].get(_STOPPED) or []
         start = dict(state.get("state") or {})
         while True:
-            ctx.state = dict(start)
             try:
-                with span(
-                    "workflow.step", step=called, workflow=ctx.workflow.name, run_id=ctx.run_id
-                ):
-                    await step(ctx)
-                if not last or ctx.workflow.uses_llm:
-                    # the step's checkpoint follows: its writes' results are committed first
-                    # (after the last step of a held run none is kept: they ride its outcome)
-                    await ctx.journal.flush(ctx.run_id)
+                if stopped:
+                    raise stopped.pop()
+                ctx.state = dict(start)
+                await _run_step(step, ctx, last=last)
             except ApprovalRequired as exc:
                 answer = _answer_for(exc)
                 if answer.get("status") != "approved":
@@ -230,9 +248,9 @@ def build_graph(
     """The workflow's steps as a linear LangGraph graph, one node per step."""
     graph: StateGraph[Any, Any, Any, Any] = StateGraph(RunState)
     previous = START
-    for index, step in enumerate(workflow.steps, start=1):
-        name = f"{index}_{getattr(step, '__name__', 'step')}"
-        graph.add_node(name, _node(step, last=index == len(workflow.steps)))
+    names = _node_names(workflow)
+    for name, step in zip(names, workflow.steps, strict=True):
+        graph.add_node(name, _node(step, last=name == names[-1]))
         graph.add_edge(previous, name)
         previous = name
     graph.add_edge(previous, END)
@@ -547,6 +565,12 @@ class Executor:
                     payload = Command(resume=dict(resume))
                 elif snapshot.values:
                     payload = None
+            elif not held.durable:
+                stop = await self._straight(workflow, graph, ctx, config)
+                if stop is None:
+                    return Outcome("completed", dict(ctx.state))
+                if stop:
+                    payload = None
             try:
                 result = await graph.ainvoke(
                     payload, config, durability="sync" if held.durable else "exit"
@@ -573,3 +597,50 @@ class Executor:
                 value = interrupts[0].value
                 return Outcome("waiting_approval", state, approval_id=value.get("approval_id"))
             return Outcome("completed", state)
+
+    async def _straight(
+        self,
+        workflow: Workflow,
+        graph: CompiledStateGraph[Any, Any, Any, Any],
+        ctx: StepContext,
+        config: RunnableConfig,
+    ) -> int | None:
+        """Run a fresh run's steps in order without LangGraph; None when all completed.
+
+        A step that stops (an approval, a failure, a limit) hands the run over to the graph
+        as LangGraph would have left it: the checkpoint after the last completed step
+        (held, as the graph's own would be), and the stop for that step's node to raise
+        again, so the graph records the interrupt or the error and every later path
+        (resume, retry, recovery) runs as for a graph that ran from the start. Returns the
+        index of the stopped step (0: the graph starts from its input). A cancellation
+        keeps the checkpoint after the last completed step and propagates.
+        """
+        state: dict[str, Any] = {}
+        for index, step in enumerate(workflow.steps):
+            ctx.state = dict(state)
+            try:
+                await _run_step(step, ctx, last=index == len(workflow.steps) - 1)
+            except Exception as exc:
+                config["configurable"][_STOPPED] = [exc]
+                if index:
+                    await self._hand_over(workflow, graph, config, index, state)
+                return index
+            except BaseException:
+                if index:
+                    await asyncio.shield(self._hand_over(workflow, graph, config, index, state))
+                raise
+            state = ctx.state
+        return None
+
+    async def _hand_over(
+        self,
+        workflow: Workflow,
+        graph: CompiledStateGraph[Any, Any, Any, Any],
+        config: RunnableConfig,
+        index: int,
+        state: dict[str, Any],
+    ) -> None:
+        """Make the checkpoint the graph makes after step ``index - 1`` (0-based) completes."""
+        await graph.aupdate_state(
+            config, {"state": dict(state)}, as_node=_node_names(workflow)[index - 1]
+        )

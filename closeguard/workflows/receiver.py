@@ -279,7 +279,8 @@ class WebhookReceiver:
 
     async def _store(self, event: Mapping[str, Any], send: Send) -> None:
         try:
-            await asyncio.wait_for(self.group.add(event), timeout=self.store_timeout)
+            async with asyncio.timeout(self.store_timeout):
+                await self.group.add(event)
         except Exception as exc:
             log.error("could not store event %s: %s", event["id"], type(exc).__name__)
             await self._refuse(send, 503, "store_failed", "could not store the event; retry")
@@ -301,8 +302,17 @@ class WebhookReceiver:
         await _answer(send, status, {"error": message}, extra)
 
 
+_READ = frozenset(name.encode("latin-1") for name in (SIG_TIMESTAMP, SIG_HASH, "content-length"))
+
+
 def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    """The request headers the receiver reads (lower-case names), decoded; no others."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        lowered = name.lower()
+        if lowered in _READ:
+            found[lowered.decode("latin-1")] = value.decode("latin-1")
+    return found
 
 
 def _event_of(body: bytes) -> Mapping[str, Any] | None:
