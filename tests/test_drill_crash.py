@@ -19,9 +19,9 @@ from tests._pg import fresh_database
 
 
 async def test_killed_workers_on_sqlite_lose_and_repeat_nothing(tmp_path: Path) -> None:
-    figures = await crash_drill(tmp_path, kills=3, runs=120, seed=1)
+    figures = await crash_drill(tmp_path, kills=3, runs=240, seed=1)
     assert figures.kills == 3 and figures.kills_mid_work >= 1
-    assert (figures.completed, figures.lost, figures.duplicated) == (120, 0, 0)
+    assert (figures.completed, figures.lost, figures.duplicated) == (240, 0, 0)
 
 
 async def test_killed_workers_on_postgresql_lose_and_repeat_nothing(tmp_path: Path) -> None:

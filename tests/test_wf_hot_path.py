@@ -4,10 +4,12 @@ commits per run, a claim that finds nothing writes nothing, one lane woken per n
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import event
 
@@ -235,3 +237,53 @@ async def test_a_run_handed_over_but_not_started_is_released_on_stop(
 def _claim(worker: Worker, store: Store) -> list[RunRow]:
     with store.engine.begin() as conn:
         return worker.claim_in(conn, 1)
+
+
+class Watching(httpx.AsyncBaseTransport):
+    """The simulator's transport, noting for each task create what the journal holds for
+    its run as the call arrives (the intent must be committed by then)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, store: Store) -> None:
+        self.inner = inner
+        self.rows = EffectRows(store)
+        self.runs: dict[str, str] = {}
+        """Lead id -> its run's id."""
+        self.seen: list[str | None] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.rstrip("/").endswith("/task"):
+            run_id = self.runs[json.loads(request.content)["lead_id"]]
+            row = self.rows.get(run_id, "task")
+            self.seen.append(None if row is None else row.status)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_writes_intent_is_committed_with_its_calls_quota_before_the_call_leaves(
+    tmp_path: Path, saver: LoopSqliteSaver
+) -> None:
+    """Once a run showed the write goes through the guard, a journaled write's intent takes
+    no trip of its own: the guard commits it in the call's transaction, before the call
+    reaches Close."""
+    store, sim, queue, worker, inbox = setup(tmp_path, saver)
+    watching = Watching(sim.transport(), store)
+    worker.executor.transport.inner = watching
+    events = lead_events(sim)
+    await inbox.add_many(events, source="webhook")
+    watching.runs = {str(r.lead_id): r.id for r in await queue.list()}
+    before = store.handoffs
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    await until(lambda: worker.executed >= len(events))
+    stop.set()
+    await running
+    assert watching.seen == ["intent"] * len(events), "each intent was in before its call"
+    # the first run: its claim, its intent, the call's charge, its outcome with the next
+    # claim; each other run: the charge with its intent, and its outcome; the approvals
+    # watcher's first look
+    trips = store.handoffs - before
+    assert trips <= 2 * len(events) + 3, f"{trips} trips for {len(events)} runs"
+    runs = await queue.list(status="completed")
+    assert len(runs) == len(events)
+    journal = EffectRows(store)
+    assert all(journal.get(r.id, "task").status == "done" for r in runs)  # type: ignore[union-attr]
+    store.dispose()

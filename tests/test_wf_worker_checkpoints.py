@@ -92,6 +92,7 @@ class LostLease(SqlRunQueue):
         *,
         before: Callable[[Connection], None] | None = None,
         claim: Collection[str] | None = None,
+        after: Callable[[], Any] | None = None,
     ) -> Completed:
         return Completed(recorded=False)
 

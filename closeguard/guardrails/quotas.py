@@ -21,6 +21,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
+from sqlalchemy import Connection
+
 from closeguard.guardrails.policy import Counters, Policy
 from closeguard.store import Store
 from closeguard.store.quotas import QuotaCounters
@@ -96,16 +98,27 @@ class Quotas:
             return step
         return await self.acharge_window(step, call_id=call_id, dry_run=dry_run)
 
-    async def acharge_window(self, step: Reserved, *, call_id: str, dry_run: bool) -> str | None:
-        """The per-window part of ``acharge`` for a call ``reserve`` left pending."""
+    async def acharge_window(
+        self,
+        step: Reserved | None,
+        *,
+        call_id: str,
+        dry_run: bool,
+        before: Callable[[Connection], None] | None = None,
+    ) -> str | None:
+        """The per-window part of ``acharge`` for a call ``reserve`` left pending (None:
+        nothing to charge); ``before``: more store work for the same transaction, done
+        first and committed only with the charge (the effect journal's intent)."""
+        window = [] if step is None else step.window
         try:
             if self.store is None:
                 raise RuntimeError("per_window limits need a store")
-            rule = await self.store.run(self._charge_window, step.window, dry_run)
+            rule = await self.store.run(self._charge_window, window, dry_run, before)
         except BaseException:
-            self._give_back(step)
+            if step is not None:
+                self._give_back(step)
             raise
-        return self._settle(step, call_id, rule)
+        return None if step is None else self._settle(step, call_id, rule)
 
     def reserve(
         self, *, call_id: str, run_id: str, endpoint: str, access: Access
@@ -182,11 +195,17 @@ class Quotas:
         if len(charged) > _MAX_CALL_IDS:
             del charged[next(iter(charged))]
 
-    def _charge_window(self, checks: list[tuple[str, int]], dry_run: bool) -> str | None:
+    def _charge_window(
+        self,
+        checks: list[tuple[str, int]],
+        dry_run: bool,
+        before: Callable[[Connection], None] | None = None,
+    ) -> str | None:
         if self.counters is None:
             raise RuntimeError("per_window limits need a store")
         prefix, start = self._window(dry_run)
-        key = self.counters.charge([(prefix + name, limit) for name, limit in checks], start)
+        limits = [(prefix + name, limit) for name, limit in checks]
+        key = self.counters.charge(limits, start, before=before)
         return None if key is None else f"limits.per_window.{key.removeprefix(prefix)}"
 
     def _window(self, dry_run: bool) -> tuple[str, int]:

@@ -39,6 +39,7 @@ from closeguard.guardrails.policy import Policy
 from closeguard.guardrails.quotas import Quotas, Reserved
 from closeguard.guardrails.redact import canonical_json, redacted_json
 from closeguard.store import Store, default_store
+from closeguard.store.effects import PENDING_INTENT, PendingIntent
 from closeguard.telemetry.tracing import traced
 from closeguard.tools._json import may_hold_long_number
 from closeguard.tools.catalog import API_PREFIX, Call, classify, relative_path
@@ -262,12 +263,18 @@ class GuardTransport(httpx.AsyncBaseTransport):
             call = classify(method, path, body, params)
             approval_id = await self._approval_for(call, decision, row, path, started)
             label = "approved"
-        if self.quotas.active:
-            over = self.quotas.reserve(
-                call_id=call_id, run_id=self._quota_run, endpoint=endpoint, access=access
-            )
-            if isinstance(over, Reserved):
-                over = await self.quotas.acharge_window(over, call_id=call_id, dry_run=self.dry_run)
+        intent = PENDING_INTENT.get() if access != "read" else None
+        if self.quotas.active or intent is not None:
+            over = None
+            if self.quotas.active:
+                over = self.quotas.reserve(
+                    call_id=call_id, run_id=self._quota_run, endpoint=endpoint, access=access
+                )
+            if over is None and intent is not None and intent.open():
+                over = await self._commit_intent(intent, None, call_id)
+            elif isinstance(over, Reserved):
+                ready = intent is not None and intent.open()
+                over = await self._commit_intent(intent if ready else None, over, call_id)
             if over is not None:
                 limited = Decision(
                     "deny", over, f"{over} reached", decision.endpoint, decision.access
@@ -333,6 +340,27 @@ class GuardTransport(httpx.AsyncBaseTransport):
         if due:
             await self.audit.aflush()
         return response
+
+    async def _commit_intent(
+        self, intent: PendingIntent | None, step: Reserved | None, call_id: str
+    ) -> str | None:
+        """Charge the call's per-window limits and commit the effect journal's intent
+        waiting for it, in one transaction (one trip to the store's thread): the limit that
+        ran out (nothing committed), else None."""
+        try:
+            over = await self.quotas.acharge_window(
+                step,
+                call_id=call_id,
+                dry_run=self.dry_run,
+                before=None if intent is None else intent.commit_in,
+            )
+        except BaseException:
+            if intent is not None:
+                intent.settle(False)
+            raise
+        if intent is not None:
+            intent.settle(over is None)
+        return over
 
     def span_attributes(self, request: httpx.Request) -> dict[str, str | None]:
         """Who asks, under which policy (the audit row adds the decision and the status)."""

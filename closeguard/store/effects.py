@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import (
     Column,
@@ -24,14 +25,20 @@ from sqlalchemy import (
     and_,
     bindparam,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from closeguard.store.core import Prepared, Store, table_group
 
-__all__ = ["EffectRow", "EffectRows", "define"]
+__all__ = [
+    "PENDING_INTENT",
+    "AlreadyJournaled",
+    "EffectRow",
+    "EffectRows",
+    "PendingIntent",
+    "define",
+]
 
 EffectStatus = Literal["intent", "done"]
 
@@ -60,6 +67,34 @@ class EffectRow:
     updated: float
 
 
+class AlreadyJournaled(Exception):
+    """The intent a journal left pending met a row already there (another worker took
+    the run over meanwhile): the write is not sent, the journal reads the row instead."""
+
+
+class PendingIntent(Protocol):
+    """A journaled write's intent not committed yet, for the guard to commit in the
+    transaction of the first write the journaled code sends (with its quota charge):
+    one trip to the store's thread for both, and still before the write leaves."""
+
+    def open(self) -> bool:
+        """Still to be committed (False once committed or once the write is over)."""
+        ...
+
+    def commit_in(self, conn: Connection) -> None:
+        """Record the intent (and the journal's results waiting for a commit) in
+        ``conn``'s transaction; ``AlreadyJournaled`` if a row is there."""
+        ...
+
+    def settle(self, committed: bool) -> None:
+        """The transaction of ``commit_in`` committed (or not: everything stays pending)."""
+        ...
+
+
+PENDING_INTENT: ContextVar[PendingIntent | None] = ContextVar("pending_intent", default=None)
+"""Set by the effect journal around a journaled write; read by the guard's transport."""
+
+
 class EffectRows:
     """Synchronous queries on ``effects`` (the journal calls them off the event loop)."""
 
@@ -81,21 +116,26 @@ class EffectRows:
         now: Any = bindparam("now", 0.0)
         if which == "get":
             return select(t).where(this)
-        if which == "intent":
-            insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
-            return (
+        if which == "for_run":
+            return select(t).where(t.c.run_id == bindparam("run_id", "")).order_by(t.c.created)
+        insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
+        values: dict[str, Any] = {"run_id": bindparam("run_id", ""), "key": bindparam("key", "")}
+        if which in ("intent", "new_intent"):
+            statement = (
                 insert(t)
-                .values(
-                    run_id=bindparam("run_id", ""),
-                    key=bindparam("key", ""),
-                    status="intent",
-                    created=now,
-                    updated=now,
-                )
+                .values(**values, status="intent", created=now, updated=now)
                 .on_conflict_do_nothing(index_elements=["run_id", "key"])
             )
+            return statement.returning(t.c.key) if which == "new_intent" else statement
+        result: Any = bindparam("result", "")
+        # an upsert: a write whose intent never needed committing (it sent nothing) too
         return (
-            update(t).where(this).values(status="done", result=bindparam("result", ""), updated=now)
+            insert(t)
+            .values(**values, status="done", result=result, created=now, updated=now)
+            .on_conflict_do_update(
+                index_elements=["run_id", "key"],
+                set_={"status": "done", "result": result, "updated": now},
+            )
         )
 
     def _get(self, conn: Connection, run_id: str, key: str) -> EffectRow | None:
@@ -128,6 +168,12 @@ class EffectRows:
         values = {"run_id": run_id, "key": key, "now": time.time()}
         self._sql(conn, "intent").execute(conn, values)
 
+    def new_intent_in(self, conn: Connection, run_id: str, key: str) -> bool:
+        """Record the intent in ``conn``'s transaction; False (nothing written) when the
+        write already has a row."""
+        values = {"run_id": run_id, "key": key, "now": time.time()}
+        return self._sql(conn, "new_intent").execute(conn, values).first() is not None
+
     def done(self, run_id: str, key: str, result: Any) -> None:
         with self.store.engine.begin() as conn:
             self.done_in(conn, [(run_id, key, result)])
@@ -145,9 +191,12 @@ class EffectRows:
             self._sql(conn, "done").execute(conn, values)
 
     def for_run(self, run_id: str) -> list[EffectRow]:
-        t = self.table
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(t).where(t.c.run_id == run_id).order_by(t.c.created)).all()
+            return self.for_run_in(conn, run_id)
+
+    def for_run_in(self, conn: Connection, run_id: str) -> list[EffectRow]:
+        """The run's rows, oldest first, in ``conn``'s transaction (a claim's)."""
+        rows = self._sql(conn, "for_run").execute(conn, {"run_id": run_id}).all()
         out = []
         for row in rows:
             data = dict(row._mapping)

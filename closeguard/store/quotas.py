@@ -7,11 +7,20 @@ take the last unit of a window.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, bindparam
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
@@ -43,11 +52,20 @@ class QuotaCounters:
         self.store = store
         self.t = store.tables.quota_counters
 
-    def charge(self, limits: Sequence[tuple[str, int]], start: int) -> str | None:
+    def charge(
+        self,
+        limits: Sequence[tuple[str, int]],
+        start: int,
+        *,
+        before: Callable[[Connection], None] | None = None,
+    ) -> str | None:
         """Add one to each ``(key, limit)`` counter of the window starting at ``start``, all
-        or none: the first key already at its limit (nothing counted), else ``None``."""
+        or none: the first key already at its limit (nothing counted), else ``None``.
+        ``before``: more work for the transaction, committed only with the counts."""
         try:
             with self.store.engine.begin() as conn:
+                if before is not None:
+                    before(conn)
                 for key, limit in limits:
                     upsert = self.store.prepared(
                         conn, ("quotas.charge", limit > 0), partial(self._upsert, limit)

@@ -127,19 +127,24 @@ class Rotation:
         ordered = sorted(set(users))
         if not ordered:
             raise ValueError(f"rotation {name!r}: no users to take turns")
-        key = rotation_key(name, ordered)
-        full = f"{name}:{subject}"
-        now = time.time()
         with self.store.engine.begin() as conn:
-            values = {"subject": full, "key": key, "now": now}
-            claimed = self._sql(conn, "claim").execute(conn, values).first()
-            if claimed is None:
-                row = self._sql(conn, "taken").execute(conn, values).one()
-                return Turn(subject, str(row.key), int(row.turn), str(row.user_id))
-            taken = self._sql(conn, "step").execute(conn, values).scalar_one()
-            turn = int(taken) - 1
-            user = ordered[turn % len(ordered)]
-            self._sql(conn, "record").execute(conn, {**values, "turn": turn, "user_id": user})
+            return self.take_in(conn, name, subject, ordered)
+
+    def take_in(self, conn: Connection, name: str, subject: str, users: Sequence[str]) -> Turn:
+        """``take`` in ``conn``'s transaction (a run's claim: one commit for both)."""
+        ordered = sorted(set(users))
+        if not ordered:
+            raise ValueError(f"rotation {name!r}: no users to take turns")
+        key = rotation_key(name, ordered)
+        values = {"subject": f"{name}:{subject}", "key": key, "now": time.time()}
+        claimed = self._sql(conn, "claim").execute(conn, values).first()
+        if claimed is None:
+            row = self._sql(conn, "taken").execute(conn, values).one()
+            return Turn(subject, str(row.key), int(row.turn), str(row.user_id))
+        taken = self._sql(conn, "step").execute(conn, values).scalar_one()
+        turn = int(taken) - 1
+        user = ordered[turn % len(ordered)]
+        self._sql(conn, "record").execute(conn, {**values, "turn": turn, "user_id": user})
         return Turn(subject, key, turn, user)
 
     def counts(self, name: str) -> dict[str, int]:

@@ -106,6 +106,9 @@ class RunRow:
     updated: float
     fate: Fate | None = None
     """What became of its lead, read in the claim's transaction (None: not read)."""
+    effects: tuple[Any, ...] | None = None
+    """Its effect journal's rows (``EffectRow``), read in the claim's transaction (None:
+    not read)."""
 
 
 def _row(row: Row[Any]) -> RunRow:

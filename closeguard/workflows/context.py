@@ -68,8 +68,12 @@ class StepContext:
 
     async def turn(self, rotation: str, users: Sequence[str]) -> str:
         subject = self.workflow.lead_for(self.event) or self.run_id
-        store = self.journal.store
-        taken = await store.run(Rotation(store).take, rotation, subject, users)
+        turns = self.journal.turns
+        taken = turns.taken(self.run_id, rotation, subject, users)
+        if taken is None:
+            store = self.journal.store
+            taken = await store.run(Rotation(store).take, rotation, subject, users)
+        turns.hint(self.workflow.name, self.run_id, rotation, users)
         return taken.user_id
 
     async def effect(
@@ -79,4 +83,6 @@ class StepContext:
         *,
         find: Callable[[], Awaitable[Any]] | None = None,
     ) -> Any:
-        return await self.journal.effect(self.run_id, key, write, find=find)
+        return await self.journal.effect(
+            self.run_id, key, write, find=find, scope=self.workflow.name
+        )

@@ -201,13 +201,15 @@ def _answer_for(exc: ApprovalRequired) -> Mapping[str, Any]:
             return answer
 
 
-async def _run_step(step: Step, ctx: StepContext) -> None:
+async def _run_step(step: Step, ctx: StepContext, *, last: bool = False) -> None:
     """One step on ``ctx`` in its span, then its writes' results committed (the step's
-    checkpoint, if one is made, follows them)."""
+    checkpoint, if one is made, follows them); after the ``last`` step of a run that asks
+    no model none is kept, so its results ride the run's outcome instead."""
     called = getattr(step, "__name__", "step")
     with span("workflow.step", step=called, workflow=ctx.workflow.name, run_id=ctx.run_id):
         await step(ctx)
-    await ctx.journal.flush(ctx.run_id)
+    if not last or ctx.workflow.uses_llm:
+        await ctx.journal.flush(ctx.run_id)
 
 
 def _node_names(workflow: Workflow) -> list[str]:
@@ -217,7 +219,7 @@ def _node_names(workflow: Workflow) -> list[str]:
     ]
 
 
-def _node(step: Step) -> Any:
+def _node(step: Step, *, last: bool = False) -> Any:
     async def node(state: RunState, config: RunnableConfig) -> RunState:
         ctx: StepContext = config["configurable"][_HANDLE]
         stopped: list[BaseException] = config["configurable"].get(_STOPPED) or []
@@ -227,7 +229,7 @@ def _node(step: Step) -> Any:
                 if stopped:
                     raise stopped.pop()
                 ctx.state = dict(start)
-                await _run_step(step, ctx)
+                await _run_step(step, ctx, last=last)
             except ApprovalRequired as exc:
                 answer = _answer_for(exc)
                 if answer.get("status") != "approved":
@@ -246,8 +248,9 @@ def build_graph(
     """The workflow's steps as a linear LangGraph graph, one node per step."""
     graph: StateGraph[Any, Any, Any, Any] = StateGraph(RunState)
     previous = START
-    for name, step in zip(_node_names(workflow), workflow.steps, strict=True):
-        graph.add_node(name, _node(step))
+    names = _node_names(workflow)
+    for name, step in zip(names, workflow.steps, strict=True):
+        graph.add_node(name, _node(step, last=name == names[-1]))
         graph.add_edge(previous, name)
         previous = name
     graph.add_edge(previous, END)
@@ -616,7 +619,7 @@ class Executor:
         for index, step in enumerate(workflow.steps):
             ctx.state = dict(state)
             try:
-                await _run_step(step, ctx)
+                await _run_step(step, ctx, last=index == len(workflow.steps) - 1)
             except Exception as exc:
                 config["configurable"][_STOPPED] = [exc]
                 if index:

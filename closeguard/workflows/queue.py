@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from closeguard.store import Store
+from closeguard.store.effects import EffectRows
 from closeguard.store.fates import LeadFates
 from closeguard.store.runs import RunRow, RunRows
 from closeguard.tools.clock import Clock, SystemClock
@@ -89,11 +90,13 @@ class RunQueue(Protocol):
         *,
         before: Callable[[Connection], None] | None = None,
         claim: Collection[str] | None = None,
+        after: Callable[[], Any] | None = None,
     ) -> Completed:
         """Record the run completed. ``before``: more store work to commit with it (in the
         store's thread, in the same transaction: the effect journal's last results).
         ``claim``: in that transaction, also claim the worker's next run of these
-        workflows (one trip to the store for both)."""
+        workflows (one trip to the store for both). ``after``: store work of its own to do
+        on the same trip once that transaction committed (its value: ``Completed.after``)."""
         ...
 
     async def wait_approval(
@@ -163,6 +166,7 @@ class Completed:
 
     recorded: bool
     next: RunRow | None = None
+    after: Any = None
 
 
 class SqlRunQueue:
@@ -186,17 +190,28 @@ class SqlRunQueue:
         self.lease = lease
         self.rows = RunRows(store, self.clock.now)
         self.fates = LeadFates(store)
+        self.effects = EffectRows(store)
+        self.prepare: dict[str, Callable[[Connection, RunRow], None]] = {}
+        """Per worker name: more work for the transaction that claims a run for it (the
+        rotation turn its run will take: ``workflows.turns``)."""
 
     def claim_in(
         self, conn: Connection, worker: str, workflows: Collection[str] | None = None
     ) -> RunRow | None:
         """In ``conn``'s transaction (the store's thread): claim the next run, with what
         became of its lead read in the same transaction (``RunRow.fate``), so the executor
-        need not ask the store again."""
+        need not ask the store again, and its effect journal's rows (``RunRow.effects``),
+        so its journaled writes need no trip of their own for their intents."""
         run = self.rows.claim_in(conn, worker, self.lease, workflows=workflows)
-        if run is None or run.lead_id is None:
+        if run is None:
             return run
-        return replace(run, fate=self.fates.resolve_in(conn, run.lead_id))
+        effects = tuple(self.effects.for_run_in(conn, run.id))
+        fate = None if run.lead_id is None else self.fates.resolve_in(conn, run.lead_id)
+        run = replace(run, fate=fate, effects=effects)
+        prepare = self.prepare.get(worker)
+        if prepare is not None:
+            prepare(conn, run)
+        return run
 
     def _claim(self, worker: str, workflows: Collection[str] | None) -> RunRow | None:
         with self.store.engine.begin() as conn:
@@ -223,9 +238,10 @@ class SqlRunQueue:
         *,
         before: Callable[[Connection], None] | None = None,
         claim: Collection[str] | None = None,
+        after: Callable[[], Any] | None = None,
     ) -> Completed:
         values = {"status": "completed", "state": dict(state), "error": None, "lease_until": None}
-        return await self.store.run(self._complete, run_id, worker, values, before, claim)
+        return await self.store.run(self._complete, run_id, worker, values, before, claim, after)
 
     def _complete(
         self,
@@ -234,13 +250,14 @@ class SqlRunQueue:
         values: Mapping[str, Any],
         before: Callable[[Connection], None] | None,
         claim: Collection[str] | None,
+        after: Callable[[], Any] | None,
     ) -> Completed:
         with self.store.engine.begin() as conn:
             if before is not None:
                 before(conn)
             recorded = self.rows.settle_in(conn, run_id, worker, values)
             following = None if claim is None else self.claim_in(conn, worker, claim)
-        return Completed(recorded, following)
+        return Completed(recorded, following, None if after is None else after())
 
     async def wait_approval(
         self, run_id: str, worker: str, approval_id: str, state: Mapping[str, Any]

@@ -229,7 +229,7 @@ class Runtime:
         if new:
             for workflow in self.workflows.values():
                 if isinstance(workflow.trigger, EventTrigger) and workflow.trigger.matches(event):
-                    self.worker.nudge()
+                    self.worker.nudge(self.inbox.queued_by)
         text = f"{event.get('object_type')}.{event.get('action')} {event.get('id')} ({source})"
         self.feed.emit(Activity("event", text, status="new" if new else "duplicate"))
 

@@ -31,6 +31,7 @@ import socket
 from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
@@ -47,6 +48,8 @@ from closeguard.workflows.queue import RunQueue, SqlRunQueue
 __all__ = ["Worker", "spec_of"]
 
 log = logging.getLogger("closeguard.workflows.worker")
+RIDE = 0.2
+"""Seconds the approvals watcher's look waits to ride an outcome's trip."""
 
 
 def spec_of(run: RunRow) -> RunSpec:
@@ -95,26 +98,44 @@ class Worker:
         self.journal = executor.journal
         self.journal.defer = True
         executor.defer_audit = True
+        self.turns = self.journal.turns
+        if isinstance(queue, SqlRunQueue):
+            queue.prepare[self.name] = partial(self.turns.take_in, workflows=self.workflows)
         self._generation = 0
-        """Bumped by every nudge: a lane whose claim found nothing claims again only once
+        """The store trip (its number in ``Store.handoffs``) that queued the runs of the
+        latest nudge: a lane whose claim (a later trip) found nothing claims again only once
         it moved (or its poll timer ran out)."""
         self._waiting: list[asyncio.Future[None]] = []
         self._handed: deque[RunRow] = deque()
         self._credit = 0
         self._claimed_at: dict[str, int] = {}
         """Runs handed to lanes (``take``) whose nudge is still to come: not a wake-up."""
+        self._completing = 0
+        self._unclaimed = 0
+        """Nudges (runs announced, not handed to a lane) less the runs claims found since:
+        when none is left, a lane whose claim came before the last nudge need not claim."""
+        self._looked = float("-inf")
+        """When a claim last found nothing to claim (the loop's clock): an idle lane's poll
+        timer claims only if none did for ``poll`` seconds."""
+        self._look_wanted: asyncio.Future[list[tuple[RunRow, str]] | None] | None = None
+        """The approvals watcher's look, waiting to ride the next outcome's trip."""
 
     @property
     def idle_lanes(self) -> int:
-        """Lanes waiting for work now (read from the store's thread: an estimate)."""
-        return len(self._waiting)
+        """Lanes waiting for work now, or about to (their outcome's trip claims with it, so
+        a run handed to them meanwhile is theirs next): read from the store's thread, an
+        estimate."""
+        return len(self._waiting) + self._completing
 
-    def nudge(self) -> None:
-        """New runs were queued: wake one idle lane (not all of them) to claim."""
+    def nudge(self, queued_by: int | None = None) -> None:
+        """New runs were queued (by the store trip numbered ``queued_by``, else by one
+        already made): wake one idle lane (not all of them) to claim."""
         if self._credit:
             self._credit -= 1
             return
-        self._generation += 1
+        trip = self.store.handoffs if queued_by is None else queued_by
+        self._generation = max(self._generation, trip)
+        self._unclaimed += 1
         self._wake_one()
 
     def _wake_one(self) -> None:
@@ -158,6 +179,8 @@ class Worker:
         ``claim_next``, the next run claimed as it settled (or None)."""
         beat = asyncio.create_task(self._beat(run.id))
         following: RunRow | None = None
+        if run.effects is not None:
+            self.journal.know(run.id, list(run.effects))
         try:
             following = await self._execute(run, claim_next)
         except asyncio.CancelledError:
@@ -170,6 +193,8 @@ class Worker:
             settled = await self.queue.fail(run.id, self.name, error, transient=is_transient(exc))
             self._report(run, settled.status, error)
         finally:
+            self.journal.forget(run.id)
+            self.turns.settled(run, completed=False)
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
@@ -209,6 +234,7 @@ class Worker:
         with observe_run(run.workflow, run.id, run.attempts) as seen:
             outcome = await self.executor.execute(workflow, spec_of(run), resume=resume)
             seen.outcome = outcome.status
+        self.turns.settled(run, outcome.status == "completed")
         return await self._settle(run, outcome, claim_next)
 
     async def _settle(self, run: RunRow, outcome: Outcome, claim_next: bool) -> RunRow | None:
@@ -260,16 +286,27 @@ class Worker:
 
         claim = self.workflows.keys() if claim_next and not self._handed else None
         if claim is not None:
-            self._claimed_at[run.id] = self._generation
+            self._claimed_at[run.id] = self.store.handoffs + 1  # the trip below
+        look, self._look_wanted = self._look_wanted, None
+        extra = {} if look is None else {"after": self._look_quietly}
+        self._completing += claim is not None
         try:
             done = await self.queue.complete(
-                run.id, self.name, outcome.state, before=before, claim=claim
+                run.id, self.name, outcome.state, before=before, claim=claim, **extra
             )
         except Exception:
+            if look is not None and not look.done():
+                look.set_result(None)
             if audit is not None:
                 audit.restore()
                 await audit.aflush()
             raise
+        finally:
+            self._completing -= claim is not None
+        if look is not None and not look.done():
+            look.set_result(done.after)
+        if claim is not None:
+            self._claimed(done.next)
         if audit is not None:
             audit.committed()
         self._report(run, "completed")
@@ -294,17 +331,73 @@ class Worker:
         text = f"{run.workflow} {status}" + (f": {detail}" if detail else "")
         self.feed.emit(Activity("run", text, run.workflow, run.id, status))
 
-    async def check_approvals(self) -> int:
-        """Move parked runs whose approval was decided; how many moved."""
-        moved = 0
+    def _claimed(self, run: RunRow | None) -> None:
+        """A claim looked at the queue now: one that found nothing spares the idle lanes'
+        poll timers a look of their own (one that found a run does not: there may be more)."""
+        if run is None:
+            self._looked = asyncio.get_running_loop().time()
+        elif self._unclaimed:
+            self._unclaimed -= 1
+
+    def _look(self) -> list[tuple[RunRow, str]]:
+        """(Store thread.) Expire approvals past their time; the parked runs whose approval
+        was decided, with its status (``missing``: gone)."""
+        assert isinstance(self.queue, SqlRunQueue)
+        self.approvals.expire()
+        decided: list[tuple[RunRow, str]] = []
+        for run in self.queue.rows.list(status="waiting_approval", limit=500):
+            if run.approval_id is None:
+                continue
+            approval = self.approvals.get(run.approval_id)
+            status = "missing" if approval is None else approval.status
+            if status != "pending":
+                decided.append((run, status))
+        return decided
+
+    def _look_quietly(self) -> list[tuple[RunRow, str]] | None:
+        """``_look`` riding an outcome's trip after its commit: None if it failed (the
+        watcher then looks on a trip of its own)."""
+        try:
+            return self._look()
+        except Exception:
+            log.exception("looking at parked runs failed; will look again")
+            return None
+
+    async def _decided(self) -> list[tuple[RunRow, str]]:
+        """The parked runs whose approval was decided (see ``check_approvals``)."""
+        if isinstance(self.queue, SqlRunQueue):
+            return await self.store.run(self._look)
         await self.store.run(self.approvals.expire)
+        decided: list[tuple[RunRow, str]] = []
         for run in await self.queue.list(status="waiting_approval", limit=500):
             if run.approval_id is None:
                 continue
             approval = await self.store.run(self.approvals.get, run.approval_id)
             status = "missing" if approval is None else approval.status
-            if status == "pending":
-                continue
+            if status != "pending":
+                decided.append((run, status))
+        return decided
+
+    async def _ridden(self) -> list[tuple[RunRow, str]]:
+        """``_decided``, on the next outcome's trip if one comes within ``RIDE`` seconds
+        (runs flowing: no trip of its own), else on a trip of its own."""
+        if not isinstance(self.queue, SqlRunQueue):
+            return await self._decided()
+        wanted = self._look_wanted = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(wanted), RIDE)
+        except TimeoutError:
+            if self._look_wanted is wanted:
+                self._look_wanted = None
+                return await self._decided()
+        found = await wanted
+        return found if found is not None else await self._decided()
+
+    async def check_approvals(self, decided: list[tuple[RunRow, str]] | None = None) -> int:
+        """Move parked runs whose approval was decided (``decided``: as looked up already);
+        how many moved."""
+        moved = 0
+        for run, status in await self._decided() if decided is None else decided:
             if status == "approved":
                 moved += await self.queue.resume(run.id)
                 self.nudge()
@@ -333,19 +426,22 @@ class Worker:
         try:
             while not stop.is_set():
                 run, following = following, None
-                seen = self._generation
+                seen = -1
                 try:
                     if run is None and self._handed:
                         run = self._handed.popleft()
                     if run is None:
+                        seen = self.store.handoffs + 1  # the claim's trip
                         run = await self.queue.claim(self.name, self.workflows.keys())
+                        self._claimed(run)
                     if run is not None:
                         following = await self.execute(run, claim_next=True)
                         # the settle's claim looked as of this generation
                         seen = self._claimed_at.pop(run.id, -1)
                 except Exception:
                     log.exception("worker lane failed; carrying on")
-                idle = seen == self._generation and not self._handed
+                seen_all = seen > self._generation or not self._unclaimed
+                idle = seen_all and not self._handed
                 if following is None and idle and not stop.is_set():
                     await self._idle(stop)
         finally:
@@ -353,7 +449,15 @@ class Worker:
                 await asyncio.shield(self._release(following.id))
 
     async def _idle(self, stop: asyncio.Event) -> None:
-        """Until a nudge (taken by this lane alone), ``stop``, or ``poll`` seconds."""
+        """Until a nudge (taken by this lane alone), ``stop``, or ``poll`` seconds in which
+        no claim looked at the queue (another lane's claims look for this one too)."""
+        loop = asyncio.get_running_loop()
+        while not await self._wait(stop) and not self._handed:
+            if loop.time() - self._looked >= self.poll:
+                return
+
+    async def _wait(self, stop: asyncio.Event) -> bool:
+        """Until a nudge, ``stop`` or ``poll`` seconds; False when the time ran out."""
         nudged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(nudged)
         stopped = asyncio.ensure_future(stop.wait())
@@ -365,11 +469,12 @@ class Worker:
                 self._waiting.remove(nudged)
             stopped.cancel()
             await asyncio.gather(stopped, return_exceptions=True)
+        return nudged.done() or stop.is_set()
 
     async def _watch_approvals(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self.check_approvals()
+                await self.check_approvals(await self._ridden())
             except Exception:
                 log.exception("checking approvals failed; will try again")
             await _first(stop, within=self.approvals_every)
