@@ -15,10 +15,8 @@ from typing import Any
 
 from sqlalchemy import Boolean, Column, Connection, Float, MetaData, String, Table, Text, select
 from sqlalchemy import update as sql_update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from closeguard.store.core import Store, table_group
+from closeguard.store.core import Store, dialect_insert, table_group
 
 __all__ = ["EventRow", "InboxRows", "define"]
 
@@ -78,9 +76,8 @@ class InboxRows:
             }
             for e in events
         ]
-        insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
         statement = (
-            insert(self.table)
+            dialect_insert(self.store.dialect, self.table)
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(self.table.c.event_id, sort_by_parameter_order=True)
         )

@@ -37,11 +37,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 
-from closeguard.store.core import Prepared, Store, prepare, table_group
+from closeguard.store.core import Prepared, Store, dialect_insert, prepare, table_group
 from closeguard.store.fates import Fate
 
 __all__ = ["ACTIVE", "FINAL", "RunRow", "RunRows", "define"]
@@ -158,9 +156,8 @@ class RunRows:
             }
             for r in requests
         ]
-        insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
         statement = (
-            insert(self.table)
+            dialect_insert(self.store.dialect, self.table)
             .on_conflict_do_nothing(index_elements=["workflow", "trigger_key"])
             .returning(self.table.c.id, sort_by_parameter_order=True)
         )
