@@ -17,13 +17,13 @@ import contextvars
 import queue
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, MetaData, Table, create_engine, event, inspect
+from sqlalchemy import Connection, MetaData, Table, bindparam, create_engine, event, inspect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +41,7 @@ __all__ = [
     "default_store",
     "dialect_insert",
     "display_url",
+    "insert_new",
     "normalize_url",
     "prepare",
     "store_problem",
@@ -180,6 +181,20 @@ def dialect_insert(dialect: str, table: Table) -> Any:
 
         return insert(table)
     return sqlite_insert(table)
+
+
+def insert_new(
+    dialect: str, table: Table, columns: Sequence[str], conflict: Sequence[str], returning: str
+) -> Any:
+    """One row's ``INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING returning``, its
+    ``columns`` bound by name: for ``Store.prepared``, the hot path's single-row inserts."""
+    values = {c: bindparam(c, None, type_=table.c[c].type) for c in columns}
+    return (
+        dialect_insert(dialect, table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=list(conflict))
+        .returning(table.c[returning])
+    )
 
 
 _worker_lock = threading.Lock()
