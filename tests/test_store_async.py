@@ -267,7 +267,7 @@ async def test_a_failed_window_charge_gives_the_per_run_units_back(
     )
     quotas = Quotas(policy, store)
 
-    def broken(*_: Any) -> str | None:
+    def broken(*_: Any, **__: Any) -> str | None:
         raise StoreError("database is locked")
 
     monkeypatch.setattr(QuotaCounters, "charge", broken)
