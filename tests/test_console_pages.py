@@ -14,7 +14,7 @@ from markupsafe import escape as html_escape
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
-from closeguard.console import build_console
+from closeguard.console import build_console, queries
 from closeguard.guardrails import Approval, Approvals, AuditLog
 from closeguard.store.runs import RunRows
 from tests._console import TOKEN, MergeOrg
@@ -281,6 +281,46 @@ def test_the_live_digest_changes_when_approvals_arrive_or_are_answered_elsewhere
     partial = client.get("/approvals?partial=1").text
     assert partial.startswith('<section id="approvals"') and "someone at the CLI" in partial
     assert client.get("/api/digest/nothing").status_code == 404
+
+
+def test_a_change_while_a_page_reads_its_rows_is_fetched_by_the_poller(
+    org: MergeOrg, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run or approval that changes between the page's reads must leave the page's digest
+    older than the store's, or the poller (which fetches only on a new digest) would keep
+    the stale rows forever: how an approved run once stayed 'running' in the browser."""
+    run = asyncio.run(org.waiting())
+    assert run.approval_id is not None
+    table = org.store.tables.runs
+    login(client)
+
+    def digest_in(html: str) -> str:
+        found = re.search(r'data-digest="([0-9a-f]+)"', html)
+        assert found is not None
+        return found.group(1)
+
+    real_overview, real_recent = queries.runs_overview, queries.recent
+
+    def overview_then_completed(rows: RunRows) -> object:
+        seen = real_overview(rows)
+        with org.store.engine.begin() as conn:
+            conn.execute(update(table).where(table.c.id == run.id).values(status="completed"))
+        return seen
+
+    monkeypatch.setattr(queries, "runs_overview", overview_then_completed)
+    page = client.get("/runs").text
+    now = client.get("/api/digest/runs").json()["digest"]
+    assert digest_in(page) != now, "the page claims rows newer than it shows"
+    assert "completed" in client.get("/runs?partial=1").text
+
+    def recent_then_rejected(approvals: Approvals) -> object:
+        seen = real_recent(approvals)
+        approvals.reject(str(run.approval_id), by="someone at the CLI")
+        return seen
+
+    monkeypatch.setattr(queries, "recent", recent_then_rejected)
+    page = client.get("/approvals").text
+    assert digest_in(page) != client.get("/api/digest/approvals").json()["digest"]
 
 
 def test_the_verification_is_redone_once_the_head_moves(org: MergeOrg, client: TestClient) -> None:

@@ -14,6 +14,7 @@ from closeguard.drills._crash_worker import WORKFLOW
 from closeguard.drills.crash import crash_drill
 from closeguard.simulator import BASE_URL, Simulator
 from closeguard.store import Store
+from closeguard.tools.errors import ConfigError
 from closeguard.workflows.executor import Executor, RunSpec, build_graph
 from tests._pg import fresh_database
 
@@ -29,6 +30,15 @@ async def test_killed_workers_on_postgresql_lose_and_repeat_nothing(tmp_path: Pa
         figures = await crash_drill(tmp_path, kills=2, runs=80, seed=2, store_url=url)
     assert figures.kills == 2
     assert (figures.completed, figures.lost, figures.duplicated) == (80, 0, 0)
+
+
+async def test_a_database_holding_runs_is_refused_not_counted_as_lost(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'used.db'}"
+    (tmp_path / "first").mkdir()
+    await crash_drill(tmp_path / "first", kills=1, runs=5, seed=3, store_url=url)
+    (tmp_path / "second").mkdir()
+    with pytest.raises(ConfigError, match="needs an empty database"):
+        await crash_drill(tmp_path / "second", kills=1, runs=5, seed=3, store_url=url)
 
 
 class DiesAfterFirstCheckpoint(InMemorySaver):

@@ -319,8 +319,8 @@ class Console:
         self, request: Request, session: Session, status: int = 200, error: str | None = None
     ) -> Response:
         await self.store.run(self.approvals.expire)
+        digest = await self.store.run(queries.approvals_digest, self.approvals)  # as runs_page
         pending, decided = await self.store.run(queries.recent, self.approvals)
-        digest = await self.store.run(queries.approvals_digest, self.approvals)
         touched: dict[str, list[Touched]] = {}
         sentences: dict[str, str] = {}
         if self.config.reader is not None:
@@ -394,8 +394,10 @@ class Console:
     # -- runs ------------------------------------------------------------------------------
 
     async def runs_page(self, request: Request, session: Session) -> Response:
-        recent, dead, skipped = await self.store.run(queries.runs_overview, self.runs)
+        # the digest first: read after the rows, it could already count a change the rows
+        # missed, and the page's poller would then never see a difference to fetch
         digest = await self.store.run(queries.runs_digest, self.runs)
+        recent, dead, skipped = await self.store.run(queries.runs_overview, self.runs)
         partial = request.query_params.get("partial") == "1"
         names = await self._names(r.lead_id for r in [*dead, *recent])
         return self.page(

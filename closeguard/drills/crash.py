@@ -24,6 +24,7 @@ from closeguard.drills._crash_worker import WORKFLOW
 from closeguard.simulator import Simulator
 from closeguard.store import Store
 from closeguard.store.effects import EffectRows
+from closeguard.tools.errors import ConfigError
 from closeguard.tools.serving import serve_on_socket
 from closeguard.workflows.inbox import Inbox
 from closeguard.workflows.queue_pg import queue_for
@@ -61,6 +62,13 @@ async def crash_drill(
     store_url = store_url or f"sqlite:///{folder / 'store.db'}"
     store = Store(store_url)
     inbox = Inbox(store, [WORKFLOW], queue_for(store))
+    if await inbox.queue.list(limit=1):
+        await asyncio.to_thread(store.dispose)
+        raise ConfigError(
+            "the crash drill needs an empty database: this one holds runs already, which it "
+            "would count as lost or doubled (`closeguard drill all --pg SERVER` makes a "
+            "scratch database)"
+        )
     for i, lead_id in enumerate(sim.state["leads"]):
         event = {"id": f"ev_drill_{i}", "object_type": "lead", "action": "created"}
         await inbox.add({**event, "lead_id": lead_id, "data": {"id": lead_id}}, source="drill")
