@@ -120,6 +120,23 @@ def test_a_store_command_skips_alembic_and_langgraph(
     assert code == 0
     assert "alembic" not in modules
     assert heavy_in(modules) == []
+    assert sorted(m for m in modules if m.startswith("sqlalchemy.dialects.postgresql")) == []
+
+
+def test_postgresqls_insert_is_imported_when_a_postgresql_store_asks() -> None:
+    """The check above can fail: the store's upserts load PostgreSQL's dialect on demand."""
+    probe = (
+        "import sys; from closeguard.store import Store; from closeguard.store.core import "
+        "dialect_insert; before = 'sqlalchemy.dialects.postgresql' in sys.modules; "
+        "from sqlalchemy import Column, MetaData, String, Table; "
+        "t = Table('t', MetaData(), Column('k', String, primary_key=True)); "
+        "dialect_insert('postgresql', t).on_conflict_do_nothing(); "
+        "print(before, 'sqlalchemy.dialects.postgresql' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.split() == ["False", "True"]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ pre-rendered SQL on the DBAPI driver's own cursor: a flush costs no SQLAlchemy c
 from __future__ import annotations
 
 import sqlite3
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -189,6 +190,9 @@ class _Statements:
             cursor.execute(sql, part)
 
 
+_rendered: weakref.WeakKeyDictionary[Store, _Statements] = weakref.WeakKeyDictionary()
+
+
 class AuditRows:
     """Appends and reads ``audit`` rows in ``store``."""
 
@@ -224,8 +228,12 @@ class AuditRows:
             cursor.close()
 
     def _statements(self) -> _Statements:
-        self._sql = _Statements(self.store)
-        return self._sql
+        """The store's append SQL, rendered once per store (a run's log makes its own rows)."""
+        found = _rendered.get(self.store)
+        if found is None:
+            found = _rendered[self.store] = _Statements(self.store)
+        self._sql = found
+        return found
 
     def head(self) -> tuple[int, str]:
         """``(seq, hash)`` of the last row written, ``(0, GENESIS)`` before the first."""

@@ -14,9 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Column, Float, MetaData, String, Table, and_, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from closeguard.store.core import Store, table_group
+from closeguard.store.core import Store, dialect_insert, table_group
 
 __all__ = ["BudgetRows", "WindowChange", "define"]
 
@@ -51,7 +50,7 @@ class BudgetRows:
         key = and_(t.c.scope == self.scope, t.c.grp == group)
         with self.store.engine.begin() as conn:
             conn.execute(
-                _insert(self.store.dialect, t)
+                dialect_insert(self.store.dialect, t)
                 .values(scope=self.scope, grp=group, span=1.0, used=0.0)
                 .on_conflict_do_nothing(index_elements=["scope", "grp"])
             )
@@ -67,12 +66,3 @@ class BudgetRows:
                     )
                 )
         return result
-
-
-def _insert(dialect: str, table: Table) -> Any:
-    """The dialect's ``INSERT`` (with ``ON CONFLICT``), PostgreSQL's imported when used."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-
-        return insert(table)
-    return sqlite_insert(table)

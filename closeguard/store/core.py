@@ -12,16 +12,19 @@ tables of a group added since the store was created are added to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import queue
 import threading
-from collections.abc import Callable, Hashable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, MetaData, Table, create_engine, event, inspect
+from sqlalchemy import Connection, MetaData, Table, bindparam, create_engine, event, inspect
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -36,7 +39,9 @@ __all__ = [
     "TableGroup",
     "Tables",
     "default_store",
+    "dialect_insert",
     "display_url",
+    "insert_new",
     "normalize_url",
     "prepare",
     "store_problem",
@@ -168,7 +173,111 @@ def store_problem(url: str | URL, *, schema: str | None = None) -> str | None:
         return f"cannot be opened: {_reason(exc)}"
 
 
+def dialect_insert(dialect: str, table: Table) -> Any:
+    """The dialect's ``INSERT`` (it has ``ON CONFLICT``). PostgreSQL's is imported only
+    when used: a SQLite store's commands do not pay its ~15 ms import."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert(table)
+    return sqlite_insert(table)
+
+
+def insert_new(
+    dialect: str, table: Table, columns: Sequence[str], conflict: Sequence[str], returning: str
+) -> Any:
+    """One row's ``INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING returning``, its
+    ``columns`` bound by name: for ``Store.prepared``, the hot path's single-row inserts."""
+    values = {c: bindparam(c, None, type_=table.c[c].type) for c in columns}
+    return (
+        dialect_insert(dialect, table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=list(conflict))
+        .returning(table.c[returning])
+    )
+
+
 _worker_lock = threading.Lock()
+
+_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+
+
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+def _serve(calls: queue.SimpleQueue[_Call | None]) -> None:
+    """The store thread's loop: each call in turn, its outcome handed to its caller's loop.
+
+    A call whose caller stopped waiting before it started is skipped; one whose loop has
+    closed since is run all the same (its writes may matter), its outcome dropped.
+    """
+    while (item := calls.get()) is not None:
+        loop, future, call = item
+        if future.cancelled():
+            continue
+        settle: Callable[[asyncio.Future[Any], Any], None] = _settle
+        try:
+            outcome = call()
+        except BaseException as exc:
+            outcome, settle = exc, _fail
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, future, outcome)
+        del item, future, call, outcome
+
+
+_live: weakref.WeakKeyDictionary[threading.Thread, queue.SimpleQueue[_Call | None]] = (
+    weakref.WeakKeyDictionary()
+)
+_exiting = False
+
+
+def _stop_all() -> None:
+    """At interpreter exit: let every store thread finish its queued calls, then end."""
+    global _exiting
+    with _worker_lock:
+        _exiting = True
+        items = list(_live.items())
+    for _, calls in items:
+        calls.put(None)
+    for thread, _ in items:
+        thread.join()
+
+
+threading._register_atexit(_stop_all)  # type: ignore[attr-defined]
+
+
+class _Worker:
+    """The store's one thread and its queue of calls.
+
+    Cheaper per call than ``run_in_executor`` on a one-thread pool (no concurrent future,
+    no chaining, no pool bookkeeping): the caller's loop gets a plain future, settled by one
+    ``call_soon_threadsafe``. The thread ends when the store is disposed or collected, and
+    at interpreter exit after its queued calls (as a pool's thread would).
+    """
+
+    def __init__(self) -> None:
+        self.calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(
+            target=_serve, args=(self.calls,), name="closeguard-store", daemon=True
+        )
+        if _exiting:
+            raise RuntimeError("cannot start a store thread after interpreter shutdown")
+        _live[self.thread] = self.calls
+        self.thread.start()
+        weakref.finalize(self, self.calls.put, None)
+
+    def shutdown(self) -> None:
+        """Finish the queued calls and end the thread."""
+        self.calls.put(None)
+        if self.thread is not threading.current_thread():
+            self.thread.join()
 
 
 def _engine_options(url: URL) -> dict[str, Any]:
@@ -218,7 +327,7 @@ class Store:
     store.run(fn, *args)`` on the store's own worker thread, never on the event loop.
     """
 
-    _executor: ThreadPoolExecutor | None = None
+    _worker: _Worker | None = None
     handoffs = 0
     """Calls handed to the store's thread so far (``run``): the benches count them per run."""
     revision_before: str | None = None
@@ -275,23 +384,25 @@ class Store:
         cancelled caller stops waiting; a call already started still runs to its end. As
         with ``asyncio.to_thread``, ``fn`` sees the caller's context variables.
         """
-        executor = self._executor or self._start()
+        worker = self._worker or self._start()
         self.handoffs += 1
-        context = contextvars.copy_context()
-        call = partial(context.run, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(executor, call)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        call = partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        worker.calls.put((loop, future, call))
+        return await future  # type: ignore[no-any-return]
 
-    def _start(self) -> ThreadPoolExecutor:
+    def _start(self) -> _Worker:
         with _worker_lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="closeguard-store")
-            return self._executor
+            if self._worker is None:
+                self._worker = _Worker()
+            return self._worker
 
     def dispose(self) -> None:
         """Finish queued ``run`` calls, stop the worker thread, close the connections."""
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown()
         self.engine.dispose()
 
     def __repr__(self) -> str:

@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Column, Float, MetaData, String, Table, Text, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
-from closeguard.store.core import Store, table_group
+from closeguard.store.core import Store, dialect_insert, table_group
 
 __all__ = ["CATCHUP_POSITION", "Cursors", "StoredSubscription", "define"]
 
@@ -142,8 +141,7 @@ class Cursors:
     def _upsert(self, table: Table, key: str, **values: str) -> Executable:
         row = {**values, "updated": time.time()}
         changed = {k: v for k, v in row.items() if k != key}
-        if self.store.dialect == "postgresql":
-            pg = postgresql.insert(table).values(**row)
-            return pg.on_conflict_do_update(index_elements=[table.c[key]], set_=changed)
-        lite = sqlite.insert(table).values(**row)
-        return lite.on_conflict_do_update(index_elements=[table.c[key]], set_=changed)
+        insert = dialect_insert(self.store.dialect, table).values(**row)
+        return insert.on_conflict_do_update(  # type: ignore[no-any-return]
+            index_elements=[table.c[key]], set_=changed
+        )

@@ -26,10 +26,8 @@ from sqlalchemy import (
     bindparam,
     select,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from closeguard.store.core import Prepared, Store, table_group
+from closeguard.store.core import Prepared, Store, dialect_insert, table_group
 
 __all__ = [
     "PENDING_INTENT",
@@ -118,11 +116,10 @@ class EffectRows:
             return select(t).where(this)
         if which == "for_run":
             return select(t).where(t.c.run_id == bindparam("run_id", "")).order_by(t.c.created)
-        insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
         values: dict[str, Any] = {"run_id": bindparam("run_id", ""), "key": bindparam("key", "")}
         if which in ("intent", "new_intent"):
             statement = (
-                insert(t)
+                dialect_insert(self.store.dialect, t)
                 .values(**values, status="intent", created=now, updated=now)
                 .on_conflict_do_nothing(index_elements=["run_id", "key"])
             )
@@ -130,7 +127,7 @@ class EffectRows:
         result: Any = bindparam("result", "")
         # an upsert: a write whose intent never needed committing (it sent nothing) too
         return (
-            insert(t)
+            dialect_insert(self.store.dialect, t)
             .values(**values, status="done", result=result, created=now, updated=now)
             .on_conflict_do_update(
                 index_elements=["run_id", "key"],

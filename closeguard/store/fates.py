@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, Connection, Float, MetaData, String, Table, bindparam, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from closeguard.store.core import Store, table_group
+from closeguard.store.core import Store, dialect_insert, table_group
 
 __all__ = ["GONE_TYPES", "Fate", "LeadFates", "define", "is_fate_event", "merge_of"]
 
@@ -101,8 +99,8 @@ class LeadFates:
         self.gone = store.tables["gone_objects"]
 
     def _insert(self, table: Table, rows: list[dict[str, Any]], key: str) -> Any:
-        insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
-        return insert(table).values(rows).on_conflict_do_nothing(index_elements=[key])
+        insert = dialect_insert(self.store.dialect, table).values(rows)
+        return insert.on_conflict_do_nothing(index_elements=[key])
 
     def note_events(
         self, conn: Connection, events: list[Mapping[str, Any]]

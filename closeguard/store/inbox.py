@@ -13,12 +13,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Connection, Float, MetaData, String, Table, Text, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    select,
+)
 from sqlalchemy import update as sql_update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from closeguard.store.core import Store, table_group
+from closeguard.store.core import Store, dialect_insert, insert_new, table_group
 
 __all__ = ["EventRow", "InboxRows", "define"]
 
@@ -78,16 +87,37 @@ class InboxRows:
             }
             for e in events
         ]
-        insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
+        if len(rows) == 1:
+            [row] = rows
+            one = self.store.prepared(
+                conn,
+                ("inbox.insert", tuple(row)),
+                lambda: insert_new(
+                    self.store.dialect, self.table, tuple(row), ("event_id",), "event_id"
+                ),
+            )
+            return [str(r[0]) for r in one.execute(conn, row)]
         statement = (
-            insert(self.table)
+            dialect_insert(self.store.dialect, self.table)
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(self.table.c.event_id, sort_by_parameter_order=True)
         )
         return [str(r[0]) for r in conn.execute(statement, rows)]
 
     def mark_dispatched(self, conn: Connection, event_ids: Sequence[str]) -> None:
-        if event_ids:
+        if len(event_ids) == 1:
+            t = self.table
+            one = self.store.prepared(
+                conn,
+                "inbox.dispatched",
+                lambda: (
+                    sql_update(t)
+                    .where(t.c.event_id == bindparam("event_id", ""))
+                    .values(dispatched=True)
+                ),
+            )
+            one.execute(conn, {"event_id": event_ids[0]})
+        elif event_ids:
             t = self.table
             conn.execute(
                 sql_update(t).where(t.c.event_id.in_(list(event_ids))).values(dispatched=True)

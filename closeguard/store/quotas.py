@@ -21,10 +21,9 @@ from sqlalchemy import (
     Table,
     bindparam,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
-from closeguard.store.core import Store, table_group
+from closeguard.store.core import Store, dialect_insert, table_group
 
 __all__ = ["QuotaCounters", "define"]
 
@@ -95,12 +94,7 @@ class QuotaCounters:
             return t.update().where(t.c.key == "\x00never").returning(t.c.key)
         index = [t.c.key, t.c.window_start]
         bump = {"count": t.c["count"] + 1}
-        if self.store.dialect == "postgresql":
-            pg = postgresql.insert(t).values(key=key, window_start=start, count=1)
-            return pg.on_conflict_do_update(
-                index_elements=index, set_=bump, where=t.c["count"] < ceiling
-            ).returning(t.c["count"])
-        lite = sqlite.insert(t).values(key=key, window_start=start, count=1)
-        return lite.on_conflict_do_update(
+        first = dialect_insert(self.store.dialect, t).values(key=key, window_start=start, count=1)
+        return first.on_conflict_do_update(  # type: ignore[no-any-return]
             index_elements=index, set_=bump, where=t.c["count"] < ceiling
         ).returning(t.c["count"])

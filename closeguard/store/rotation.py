@@ -36,10 +36,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from closeguard.store.core import Prepared, Store, table_group
+from closeguard.store.core import Prepared, Store, dialect_insert, table_group
 
 __all__ = ["Rotation", "Turn", "define", "rotation_key"]
 
@@ -87,10 +85,8 @@ class Rotation:
         self.counters = store.tables["rotation_counters"]
         self.turns = store.tables["rotation_turns"]
 
-    def _insert(self, table: Table) -> object:
-        return (
-            postgresql_insert(table) if self.store.dialect == "postgresql" else sqlite_insert(table)
-        )
+    def _insert(self, table: Table) -> Any:
+        return dialect_insert(self.store.dialect, table)
 
     def _sql(self, conn: Connection, which: str) -> Prepared:
         """``take``'s statements, compiled once per store."""
@@ -103,7 +99,7 @@ class Rotation:
         now: Any = bindparam("now", 0.0)
         if which == "claim":
             return (
-                self._insert(t)  # type: ignore[attr-defined]
+                self._insert(t)
                 .values(subject=full, key=key, turn=-1, user_id="", recorded=now)
                 .on_conflict_do_nothing(index_elements=["subject"])
                 .returning(t.c.subject)
@@ -111,7 +107,7 @@ class Rotation:
         if which == "taken":
             return select(t.c.key, t.c.turn, t.c.user_id).where(t.c.subject == full)
         if which == "step":
-            step = self._insert(c).values(key=key, next=1, updated=now)  # type: ignore[attr-defined]
+            step = self._insert(c).values(key=key, next=1, updated=now)
             return step.on_conflict_do_update(
                 index_elements=["key"], set_={"next": c.c.next + 1, "updated": now}
             ).returning(c.c.next)

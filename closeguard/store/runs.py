@@ -37,11 +37,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
+from sqlalchemy.sql.elements import ClauseElement
 
-from closeguard.store.core import Prepared, Store, prepare, table_group
+from closeguard.store.core import Prepared, Store, dialect_insert, insert_new, prepare, table_group
 from closeguard.store.fates import Fate
 
 __all__ = ["ACTIVE", "FINAL", "RunRow", "RunRows", "define"]
@@ -158,9 +157,18 @@ class RunRows:
             }
             for r in requests
         ]
-        insert = postgresql_insert if self.store.dialect == "postgresql" else sqlite_insert
+        if len(rows) == 1:
+            [row] = rows
+            one = self.store.prepared(
+                conn,
+                ("runs.insert", tuple(row)),
+                lambda: insert_new(
+                    self.store.dialect, self.table, tuple(row), ("workflow", "trigger_key"), "id"
+                ),
+            )
+            return [str(r[0]) for r in one.execute(conn, row)]
         statement = (
-            insert(self.table)
+            dialect_insert(self.store.dialect, self.table)
             .on_conflict_do_nothing(index_elements=["workflow", "trigger_key"])
             .returning(self.table.c.id, sort_by_parameter_order=True)
         )
@@ -289,17 +297,43 @@ class RunRows:
         self, conn: Connection, run_id: str, holder: str | None, values: Mapping[str, Any]
     ) -> bool:
         """``settle`` in ``conn``'s transaction."""
-        t = self.table
         values = dict(values)
         if "state" in values and values["state"] is not None:
             values["state"] = json.dumps(values["state"], default=str)
-        where = t.c.id == run_id
-        if holder is not None:
-            where = and_(where, t.c.worker == holder, t.c.status == "running")
-        changed = conn.execute(update(t).where(where).values(updated=self.now(), **values))
+        if any(isinstance(v, ClauseElement) for v in values.values()):
+            t = self.table
+            where = t.c.id == run_id
+            if holder is not None:
+                where = and_(where, t.c.worker == holder, t.c.status == "running")
+            changed = conn.execute(update(t).where(where).values(updated=self.now(), **values))
+        else:
+            changed = self._settle_prepared(conn, run_id, holder, values)
         if changed.rowcount:
             self._settled(conn, run_id, values)
         return bool(changed.rowcount)
+
+    def _settle_prepared(
+        self, conn: Connection, run_id: str, holder: str | None, values: Mapping[str, Any]
+    ) -> Any:
+        """``settle_in``'s plain values as one prepared ``UPDATE`` (the hot path's)."""
+        names = tuple(sorted(values))
+        sql = self.store.prepared(
+            conn, ("runs.settle", holder is None, names), lambda: self._settle(holder, names)
+        )
+        given = {f"v_{k}": v for k, v in values.items()}
+        given.update(run_id=run_id, now=self.now())
+        if holder is not None:
+            given["holder"] = holder
+        return sql.execute(conn, given)
+
+    def _settle(self, holder: str | None, names: tuple[str, ...]) -> Any:
+        """``settle_in``'s ``UPDATE`` of the columns ``names`` (bound as ``v_<name>``)."""
+        t = self.table
+        where = t.c.id == bindparam("run_id", "")
+        if holder is not None:
+            where = and_(where, t.c.worker == bindparam("holder", ""), t.c.status == "running")
+        sets: dict[str, Any] = {n: bindparam(f"v_{n}", None, type_=t.c[n].type) for n in names}
+        return update(t).where(where).values(updated=bindparam("now", 0.0), **sets)
 
     def requeue(self, run_id: str, from_statuses: Sequence[str], **values: Any) -> bool:
         """Back to ``queued`` now, keeping its place (seq) in its lead's order."""

@@ -32,7 +32,6 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 from sqlalchemy import Connection
 
@@ -105,7 +104,7 @@ class Worker:
         """The store trip (its number in ``Store.handoffs``) that queued the runs of the
         latest nudge: a lane whose claim (a later trip) found nothing claims again only once
         it moved (or its poll timer ran out)."""
-        self._waiting: list[asyncio.Future[None]] = []
+        self._waiting: list[asyncio.Future[bool]] = []
         self._handed: deque[RunRow] = deque()
         self._credit = 0
         self._claimed_at: dict[str, int] = {}
@@ -142,7 +141,7 @@ class Worker:
         while self._waiting:
             waiter = self._waiting.pop(0)
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(True)
                 return
 
     def claim_in(self, conn: Connection, count: int) -> list[RunRow]:
@@ -412,12 +411,13 @@ class Worker:
         """Execute runs until ``stop`` is set; the runs in progress then finish."""
         lanes = [asyncio.create_task(self._lane(stop)) for _ in range(self.concurrency)]
         watcher = asyncio.create_task(self._watch_approvals(stop))
+        waker = asyncio.create_task(self._wake_all_on(stop))
         try:
             await asyncio.gather(*lanes, watcher)
         finally:
-            for task in (*lanes, watcher):
+            for task in (*lanes, watcher, waker):
                 task.cancel()
-            await asyncio.gather(*lanes, watcher, return_exceptions=True)
+            await asyncio.gather(*lanes, watcher, waker, return_exceptions=True)
             while self._handed:
                 await asyncio.shield(self._release(self._handed.popleft().id))
 
@@ -457,19 +457,30 @@ class Worker:
                 return
 
     async def _wait(self, stop: asyncio.Event) -> bool:
-        """Until a nudge, ``stop`` or ``poll`` seconds; False when the time ran out."""
-        nudged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Until a nudge, ``stop`` or ``poll`` seconds; False when the time ran out.
+
+        One future, settled by a nudge (True), ``stop`` (True, by ``_wake_all_on``) or a
+        timer (False): no task, ``asyncio.wait`` or gather per wait (one a run).
+        """
+        if stop.is_set():
+            return True
+        loop = asyncio.get_running_loop()
+        nudged: asyncio.Future[bool] = loop.create_future()
         self._waiting.append(nudged)
-        stopped = asyncio.ensure_future(stop.wait())
+        timer = loop.call_later(self.poll, _settle, nudged, False)
         try:
-            waits: set[asyncio.Future[Any]] = {nudged, stopped}
-            await asyncio.wait(waits, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
+            woken = await nudged
         finally:
+            timer.cancel()
             if nudged in self._waiting:
                 self._waiting.remove(nudged)
-            stopped.cancel()
-            await asyncio.gather(stopped, return_exceptions=True)
-        return nudged.done() or stop.is_set()
+        return woken or stop.is_set()
+
+    async def _wake_all_on(self, stop: asyncio.Event) -> None:
+        """When ``stop`` is set, wake every waiting lane."""
+        await stop.wait()
+        for waiter in self._waiting:
+            _settle(waiter, True)
 
     async def _watch_approvals(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -478,6 +489,11 @@ class Worker:
             except Exception:
                 log.exception("checking approvals failed; will try again")
             await _first(stop, within=self.approvals_every)
+
+
+def _settle(waiter: asyncio.Future[bool], woken: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(woken)
 
 
 async def _first(*events: asyncio.Event, within: float) -> None:
