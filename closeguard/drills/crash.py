@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from closeguard.drills._crash_worker import WORKFLOW
-from closeguard.simulator import Simulator
+from closeguard.simulator import FaultConfig, Simulator
 from closeguard.store import Store
 from closeguard.store.effects import EffectRows
 from closeguard.tools.errors import ConfigError
@@ -58,7 +58,10 @@ async def crash_drill(
     """Run the drill in ``folder`` (a fresh directory) on ``store_url`` (an empty
     PostgreSQL database, whose queue is then procrastinate's; default: a SQLite file)."""
     rng = random.Random(seed)
-    sim = Simulator(seed=seed, leads=runs)
+    # Close's latency, as a worker meets it: with none, a worker drained the queue before
+    # most kills landed (9 of 36 kills mid-work on SQLite; with it, 47 of 49)
+    latency = FaultConfig.everywhere(latency_ms=20, jitter_ms=10)
+    sim = Simulator(seed=seed, leads=runs, faults=latency)
     store_url = store_url or f"sqlite:///{folder / 'store.db'}"
     store = Store(store_url)
     inbox = Inbox(store, [WORKFLOW], queue_for(store))
@@ -87,8 +90,12 @@ async def crash_drill(
             await _until(ready, process)
             await asyncio.sleep(rng.uniform(0.0, 0.4))
             if process.returncode is None:
-                os.kill(process.pid, signal.SIGKILL)
-                figures.kills += 1
+                try:
+                    os.kill(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # it drained the queue and ended just before the kill
+                else:
+                    figures.kills += 1
             await process.wait()
             left = await inbox.queue.list(status=("queued", "running"), limit=1)
             figures.kills_mid_work += bool(left)
