@@ -344,12 +344,12 @@ async def _paced_send(
     seeded: _Seeded,
     rate: float,
     wait: float,
-    on_start: Callable[[], None],
+    counts: Callable[[], tuple[int, ...]],
     warmup: int = 0,
-) -> tuple[dict[str, Any], float]:
+) -> tuple[dict[str, Any], float, tuple[int, ...]]:
     """The paced child sender against ``port``, until every task landed (or ``wait`` ran
-    out); the sender's report and this process's CPU (ms) from its first counted delivery
-    on (after ``warmup`` ones). ``on_start`` is called then too: the child's start-up
+    out); the sender's report, and this process's CPU (ms) and how much each of ``counts``
+    grew from its first counted delivery on (after ``warmup`` ones): the child's start-up
     (spawning, imports) and a process's first runs are not the steady cost of a run."""
     deliveries = [(str(e["object_id"]), e) for e in seeded.events]
     ctx = mp.get_context("spawn")
@@ -357,13 +357,13 @@ async def _paced_send(
     child = ctx.Process(target=_paced_sender, args=(port, deliveries, rate, warmup, theirs))
     child.start()
     assert await asyncio.to_thread(mine.recv) == "counting"
-    cpu = time.process_time()
-    on_start()
+    cpu, began = time.process_time(), counts()
     result = await asyncio.to_thread(mine.recv)
     await asyncio.to_thread(child.join)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(seeded.all_landed.wait(), wait)
-    return result, (time.process_time() - cpu) * 1000
+    grown = tuple(now - then for now, then in zip(counts(), began, strict=True))
+    return result, (time.process_time() - cpu) * 1000, grown
 
 
 async def deliver_paced(
@@ -423,14 +423,9 @@ async def deliver_paced(
         watcher = asyncio.create_task(during(watched)) if during is not None else None
         assert runtime.receiver_url is not None
         port = int(runtime.receiver_url.split(":")[2].split("/")[0])
-        began = {"commits": counter.commits, "handoffs": store.handoffs}
-
-        def start() -> None:
-            began.update(commits=counter.commits, handoffs=store.handoffs)
-
-        result, cpu = await _paced_send(port, seed, rate, wait, start, warmup)
-        commits = counter.commits - began["commits"]
-        handoffs = store.handoffs - began["handoffs"]
+        result, cpu, (commits, handoffs) = await _paced_send(
+            port, seed, rate, wait, lambda: (counter.commits, store.handoffs), warmup
+        )
         watched.set()
         if watcher is not None:
             await watcher
@@ -587,13 +582,9 @@ async def deliver_floor(
     async with serve_on_socket(floor, sock, lifespan="on", not_started=RuntimeError("floor")):
         gc.collect()
         gc.freeze()
-        began = {"commits": floor.counter.commits}
-
-        def start() -> None:
-            began.update(commits=floor.counter.commits)
-
-        result, cpu = await _paced_send(port, seed, rate, wait, start, warmup)
-        commits = floor.counter.commits - began["commits"]
+        result, cpu, (commits,) = await _paced_send(
+            port, seed, rate, wait, lambda: (floor.counter.commits,), warmup
+        )
     gc.unfreeze()
     await floor.client.aclose()
     floor.db.close()
