@@ -126,6 +126,15 @@ async def until(check: Callable[[], bool], within: float = 30.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def drain(worker: Worker, runs: int) -> None:
+    """Run ``worker`` until it has executed ``runs`` runs, then stop it."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    await until(lambda: worker.executed >= runs)
+    stop.set()
+    await running
+
+
 def lead_events(sim: Simulator) -> list[dict[str, Any]]:
     return [
         {"id": f"ev_{lead}", "object_type": "lead", "action": "created", "lead_id": lead}
@@ -155,11 +164,7 @@ async def test_completing_a_run_claims_the_next_in_the_same_trip(
     await inbox.add_many(events, source="webhook")
     commits = Commits(store)
     before = store.handoffs
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    await until(lambda: worker.executed >= len(events))
-    stop.set()
-    await running
+    await drain(worker, len(events))
     runs = await queue.list(status="completed")
     assert len(runs) == len(events)
     assert queue.claims == 1, "only the first run was claimed on its own"
@@ -271,11 +276,7 @@ async def test_a_writes_intent_is_committed_with_its_calls_quota_before_the_call
     await inbox.add_many(events, source="webhook")
     watching.runs = {str(r.lead_id): r.id for r in await queue.list()}
     before = store.handoffs
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    await until(lambda: worker.executed >= len(events))
-    stop.set()
-    await running
+    await drain(worker, len(events))
     assert watching.seen == ["intent"] * len(events), "each intent was in before its call"
     # the first run: its claim, its intent, the call's charge, its outcome with the next
     # claim; each other run: the charge with its intent, and its outcome; the approvals
