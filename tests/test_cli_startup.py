@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -249,6 +250,31 @@ def test_a_subcommand_added_to_a_group_module_needs_no_registry_change(
     assert result.output == "hello from a new subcommand\n"
 
 
+def settings_cases(
+    monkeypatch: pytest.MonkeyPatch,
+    folder: Path,
+    names: Iterable[str],
+    cases: list[tuple[dict[str, str], str | None]],
+) -> Iterator[tuple[dict[str, str], str | None]]:
+    """Each ``(environment, .env text)`` case set up in turn in ``folder`` (made the working
+    directory), every variable of ``names`` (in any case) cleared first."""
+    monkeypatch.chdir(folder)
+    wanted = {n.lower() for n in names}
+    for key in list(os.environ):
+        if key.lower() in wanted:
+            monkeypatch.delenv(key)
+    for env, dotenv in cases:
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                m.setenv(key, value)
+            env_file = folder / ".env"
+            if dotenv is None:
+                env_file.unlink(missing_ok=True)
+            else:
+                env_file.write_text(dotenv)
+            yield env, dotenv
+
+
 def test_store_url_reads_what_settings_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,10 +282,6 @@ def test_store_url_reads_what_settings_read(
     first (any case), then ``.env``, then the default."""
     from closeguard.tools.settings import Settings, store_url
 
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.lower() in ("closeguard_store_url", "store_url"):
-            monkeypatch.delenv(key)
     cases = [
         ({}, None),
         ({}, "CLOSEGUARD_STORE_URL=sqlite:///from-dotenv.db\n"),
@@ -268,16 +290,9 @@ def test_store_url_reads_what_settings_read(
         ({"STORE_URL": "sqlite:///alias.db"}, None),
         ({}, "closeguard_store_url='postgresql://u@h/db'  # a comment\n"),
     ]
-    for env, dotenv in cases:
-        with monkeypatch.context() as m:
-            for key, value in env.items():
-                m.setenv(key, value)
-            env_file = tmp_path / ".env"
-            if dotenv is None:
-                env_file.unlink(missing_ok=True)
-            else:
-                env_file.write_text(dotenv)
-            assert store_url() == Settings().store_url, (env, dotenv)
+    names = ("closeguard_store_url", "store_url")
+    for env, dotenv in settings_cases(monkeypatch, tmp_path, names, cases):
+        assert store_url() == Settings().store_url, (env, dotenv)
 
 
 def test_info_reads_what_settings_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -294,11 +309,7 @@ def test_info_reads_what_settings_read(tmp_path: Path, monkeypatch: pytest.Monke
         read,
     )
 
-    monkeypatch.chdir(tmp_path)
     names = (*API_KEY_NAMES, *BASE_URL_NAMES, *MODEL_NAMES, *OAUTH_ACCESS_TOKEN_NAMES)
-    for key in list(os.environ):
-        if key.lower() in {n.lower() for n in names}:
-            monkeypatch.delenv(key)
     cases = [
         ({}, None),
         ({"CLOSE_API_KEY": "k-env", "closeguard_model": "openai:x"}, "CLOSE_API_KEY=k-dot\n"),
@@ -306,22 +317,14 @@ def test_info_reads_what_settings_read(tmp_path: Path, monkeypatch: pytest.Monke
         ({"CLOSE_OAUTH_ACCESS_TOKEN": "tok"}, "close_base_url=''\n"),
         ({"CLOSE_BASE_URL": "http://127.0.0.1:2/api/v1"}, "close_oauth_access_token=t2\n"),
     ]
-    for env, dotenv in cases:
-        with monkeypatch.context() as m:
-            for key, value in env.items():
-                m.setenv(key, value)
-            env_file = tmp_path / ".env"
-            if dotenv is None:
-                env_file.unlink(missing_ok=True)
-            else:
-                env_file.write_text(dotenv)
-            settings = Settings()
-            secrets = [settings.close_api_key, settings.close_oauth_access_token]
-            expected = [None if s is None else s.get_secret_value() for s in secrets]
-            assert [read(API_KEY_NAMES), read(OAUTH_ACCESS_TOKEN_NAMES)] == expected, env
-            base_url = read(BASE_URL_NAMES)
-            assert (CLOSE_BASE_URL if base_url is None else base_url) == settings.close_base_url
-            assert read(MODEL_NAMES) == settings.model, env
+    for env, _ in settings_cases(monkeypatch, tmp_path, names, cases):
+        settings = Settings()
+        secrets = [settings.close_api_key, settings.close_oauth_access_token]
+        expected = [None if s is None else s.get_secret_value() for s in secrets]
+        assert [read(API_KEY_NAMES), read(OAUTH_ACCESS_TOKEN_NAMES)] == expected, env
+        base_url = read(BASE_URL_NAMES)
+        assert (CLOSE_BASE_URL if base_url is None else base_url) == settings.close_base_url
+        assert read(MODEL_NAMES) == settings.model, env
 
 
 @pytest.mark.parametrize(
