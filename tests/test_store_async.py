@@ -1,4 +1,6 @@
-"""``Store.run``: store work from async code happens on the store's thread, not the loop's."""
+"""``Store.run``: store work from async code happens on the store's thread, not the loop's;
+``Store.trip`` (a run's short hot-path writes) runs in the loop's thread on a SQLite file only
+when it cannot wait on a lock there."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import asyncio
 import contextlib
 import contextvars
 import itertools
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -133,7 +136,6 @@ PATHS: dict[str, tuple[type, str, str, str, dict[str, Any] | None]] = {
     "approval request": (ApprovalRows, "open_or_insert", "PUT", "/lead/lead_1/", {"a": 1}),
     "approval lookup": (ApprovalRows, "granted", "PUT", "/lead/lead_1/", {"a": 2}),
     "approval consume": (ApprovalRows, "consume", "PUT", "/lead/lead_1/", {"name": "n"}),
-    "window quota upsert": (QuotaCounters, "charge", "POST", "/task/", {"lead_id": "lead_1"}),
 }
 
 
@@ -288,3 +290,138 @@ async def test_run_passes_the_callers_context_variables() -> None:
         assert await store.run(var.get) == "caller"
     finally:
         store.dispose()
+
+
+# -- Store.trip: inline on SQLite when it cannot wait, else the thread -------------------
+
+
+def _charge_transport(store: Store) -> GuardTransport:
+    return GuardTransport(_Ok(), Policy.from_yaml(POLICY), store=store, run_id="r")
+
+
+def _window_count(store: Store) -> int:
+    with store.engine.connect() as conn:
+        rows = conn.execute(store.tables.quota_counters.select()).all()
+    return sum(row.count for row in rows)
+
+
+async def test_a_window_charge_runs_inline_when_the_store_is_free(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[threading.Thread] = []
+    original = QuotaCounters.charge
+
+    def charge(self: QuotaCounters, *args: Any, **kwargs: Any) -> str | None:
+        threads.append(threading.current_thread())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(QuotaCounters, "charge", charge)
+    transport = _charge_transport(store)
+    trips, handoffs = store.trips, store.handoffs
+    await transport.handle_async_request(_request("POST", "/task/", {"lead_id": "lead_1"}))
+    assert threads == [threading.current_thread()]
+    assert (store.trips - trips, store.handoffs - handoffs, store.contended) == (1, 0, 0)
+    assert _window_count(store) == 1
+    await transport.aclose()
+
+
+async def test_a_window_charge_waits_on_the_thread_while_another_process_writes(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection holds SQLite's write lock: the trip gives up at once (nothing of
+    it written), goes to the store's thread and waits there, the loop free meanwhile; it is
+    charged once, after the lock is let go."""
+    threads: list[threading.Thread] = []
+    original = QuotaCounters.charge
+
+    def charge(self: QuotaCounters, *args: Any, **kwargs: Any) -> str | None:
+        threads.append(threading.current_thread())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(QuotaCounters, "charge", charge)
+    transport = _charge_transport(store)
+    other = sqlite3.connect(str(tmp_path / "store.db"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.01)
+
+    ticking = asyncio.ensure_future(ticker())
+    call = asyncio.ensure_future(
+        transport.handle_async_request(_request("POST", "/task/", {"lead_id": "lead_1"}))
+    )
+    await asyncio.sleep(0.3)
+    assert not call.done(), "the charge did not wait for the write lock"
+    other.execute("COMMIT")
+    other.close()
+    await call
+    ticking.cancel()
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert max(gaps) < 0.1, "the event loop waited on SQLite's lock"
+    assert store.contended == 1
+    assert threads[0] is threading.current_thread()
+    assert threads[1] is not threading.current_thread() and len(threads) == 2
+    assert _window_count(store) == 1
+    await transport.aclose()
+
+
+async def test_a_trip_runs_after_the_calls_already_on_the_thread(store: Store) -> None:
+    """Trips run in the order they were made (``Store.trips`` numbers them so): while the
+    thread has a call to finish, a trip queues behind it instead of running first."""
+    order: list[str] = []
+    gate = threading.Event()
+
+    def slow() -> None:
+        gate.wait(5)
+        order.append("run")
+
+    def quick() -> threading.Thread:
+        with store.engine.begin():
+            order.append("trip")
+        return threading.current_thread()
+
+    first = asyncio.ensure_future(store.run(slow))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(store.trip(quick))
+    await asyncio.sleep(0.05)
+    assert order == []
+    gate.set()
+    await first
+    assert await second is not threading.current_thread()
+    assert order == ["run", "trip"]
+    assert await store.trip(quick) is threading.current_thread()
+    assert order == ["run", "trip", "trip"]
+
+
+async def test_a_trip_on_an_in_memory_store_goes_to_the_thread() -> None:
+    memory = Store("sqlite://")
+    try:
+        assert not memory.inline
+        assert await memory.trip(threading.current_thread) is not threading.current_thread()
+        assert memory.handoffs == memory.trips == 1
+    finally:
+        memory.dispose()
+
+
+async def test_a_trips_failure_is_the_callers_and_rolls_back(store: Store) -> None:
+    table = store.tables.quota_counters
+
+    def failing() -> None:
+        with store.engine.begin() as conn:
+            conn.execute(table.insert().values(key="k", window_start=0, count=1))
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        await store.trip(failing)
+    assert _window_count(store) == 0 and store.handoffs == 0 and store.contended == 0
+
+    def writing() -> int:
+        with store.engine.begin() as conn:
+            conn.execute(table.insert().values(key="k", window_start=0, count=2))
+        return 7
+
+    assert await store.trip(writing) == 7
+    assert _window_count(store) == 2

@@ -109,12 +109,12 @@ async def quiet(store: Store, still: float = 0.5, within: float = 30.0) -> None:
     however long a busy machine makes them take."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    seen, since = store.handoffs, loop.time()
+    seen, since = store.trips, loop.time()
     while loop.time() - since < still:
         assert loop.time() < deadline, "the store never went quiet"
         await asyncio.sleep(0.05)
-        if store.handoffs != seen:
-            seen, since = store.handoffs, loop.time()
+        if store.trips != seen:
+            seen, since = store.trips, loop.time()
 
 
 async def until(check: Callable[[], bool], within: float = 30.0) -> None:
@@ -163,14 +163,14 @@ async def test_completing_a_run_claims_the_next_in_the_same_trip(
     events = lead_events(sim)
     await inbox.add_many(events, source="webhook")
     commits = Commits(store)
-    before = store.handoffs
+    before = store.trips
     await drain(worker, len(events))
     runs = await queue.list(status="completed")
     assert len(runs) == len(events)
     assert queue.claims == 1, "only the first run was claimed on its own"
     # per run: the journal's intent and result, then the outcome with the next claim;
     # besides them the first claim and the approvals watcher's first look (expire, list)
-    trips = store.handoffs - before
+    trips = store.trips - before
     assert trips <= 3 * len(events) + 4, f"{trips} trips to the store for {len(events)} runs"
     assert commits.count <= 3 * len(events) + 2, f"{commits.count} commits"
     journal = EffectRows(store)
@@ -212,14 +212,15 @@ async def test_the_inbox_hands_a_new_run_to_an_idle_lane(
     await until(lambda: worker.idle_lanes >= 2)
     await quiet(store)  # the lanes' first claims and the approvals watcher's first look
     claims = queue.claims
-    before = store.handoffs
+    before, handoffs = store.trips, store.handoffs
     await inbox.add(lead_events(sim)[0], source="webhook")
     worker.nudge()
     await until(lambda: worker.executed >= 1)
     stop.set()
     await running
     assert queue.claims == claims, "the run came with the inbox's transaction"
-    assert store.handoffs - before <= 4, "intake with the claim, intent, result, outcome"
+    assert store.trips - before <= 4, "intake with the claim, intent, result, outcome"
+    assert store.handoffs == handoffs, "a run's trips ran in the loop's thread, none handed off"
     assert [r.status for r in await queue.list()] == ["completed"]
     store.dispose()
 
@@ -275,13 +276,13 @@ async def test_a_writes_intent_is_committed_with_its_calls_quota_before_the_call
     events = lead_events(sim)
     await inbox.add_many(events, source="webhook")
     watching.runs = {str(r.lead_id): r.id for r in await queue.list()}
-    before = store.handoffs
+    before = store.trips
     await drain(worker, len(events))
     assert watching.seen == ["intent"] * len(events), "each intent was in before its call"
     # the first run: its claim, its intent, the call's charge, its outcome with the next
     # claim; each other run: the charge with its intent, and its outcome; the approvals
     # watcher's first look
-    trips = store.handoffs - before
+    trips = store.trips - before
     assert trips <= 2 * len(events) + 3, f"{trips} trips for {len(events)} runs"
     runs = await queue.list(status="completed")
     assert len(runs) == len(events)

@@ -92,7 +92,8 @@ class Quotas:
     async def acharge(
         self, *, call_id: str, run_id: str, endpoint: str, access: Access, dry_run: bool = False
     ) -> str | None:
-        """``charge`` for async callers: a per-window upsert runs on the store's thread."""
+        """``charge`` for async callers: a per-window upsert is a store trip
+        (``Store.trip``: never a wait on a lock in the event loop)."""
         step = self.reserve(call_id=call_id, run_id=run_id, endpoint=endpoint, access=access)
         if not isinstance(step, Reserved):
             return step
@@ -113,7 +114,7 @@ class Quotas:
         try:
             if self.store is None:
                 raise RuntimeError("per_window limits need a store")
-            rule = await self.store.run(self._charge_window, window, dry_run, before)
+            rule = await self.store.trip(self._charge_window, window, dry_run, before)
         except BaseException:
             if step is not None:
                 self._give_back(step)

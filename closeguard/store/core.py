@@ -108,12 +108,53 @@ class Tables:
             raise AttributeError(f"no table {name!r} in the store") from None
 
 
+_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite statement waits for another connection's write lock (the thread's)."""
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     cursor.close()
+
+
+_IMMEDIATE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "closeguard_store_immediate", default=False
+)
+"""Set while an inline trip runs (``Store.trip``): its transaction takes SQLite's write lock
+as it begins, or gives up at once."""
+
+
+class _Contended(BaseException):
+    """An inline trip found SQLite's write lock taken as its transaction began (nothing of
+    it has run in the database): the trip goes to the store's thread, which may wait.
+
+    A ``BaseException``, so that no ``except Exception`` in the trip's function takes it
+    for a failure of its own."""
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """``ConnectionEvents.begin`` on a SQLite file store: in an inline trip, ``BEGIN
+    IMMEDIATE`` without waiting, so the trip either holds the write lock from its first
+    statement (none of them can then wait on another writer) or does not start at all."""
+    if not _IMMEDIATE.get():
+        return
+    dbapi_conn = conn.connection.dbapi_connection
+    assert dbapi_conn is not None
+    dbapi_conn.execute("PRAGMA busy_timeout=0")
+    try:
+        dbapi_conn.execute("BEGIN IMMEDIATE")
+    except conn.dialect.loaded_dbapi.OperationalError as exc:
+        raise _Contended from exc
+    finally:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+
+
+def _immediately(fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    _IMMEDIATE.set(True)
+    return fn(*args, **kwargs)
 
 
 def _search_path(schema: str, dbapi_conn: Any, _record: Any) -> None:
@@ -212,7 +253,20 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
-def _serve(calls: queue.SimpleQueue[_Call | None]) -> None:
+class _Traffic:
+    """What the store's thread has been given and has done, and the lock it holds while it
+    runs a call: an inline trip (``Store.trip``) runs only when the thread is idle with
+    nothing queued, so trips run in the order they were made, one at a time."""
+
+    def __init__(self) -> None:
+        self.busy = threading.Lock()
+        self.sent = 0
+        """Calls handed to the thread (counted in the callers' threads)."""
+        self.done = 0
+        """Calls the thread is finished with, skipped ones included (its own count)."""
+
+
+def _serve(calls: queue.SimpleQueue[_Call | None], traffic: _Traffic) -> None:
     """The store thread's loop: each call in turn, its outcome handed to its caller's loop.
 
     A call whose caller stopped waiting before it started is skipped; one whose loop has
@@ -220,16 +274,19 @@ def _serve(calls: queue.SimpleQueue[_Call | None]) -> None:
     """
     while (item := calls.get()) is not None:
         loop, future, call = item
-        if future.cancelled():
-            continue
-        settle: Callable[[asyncio.Future[Any], Any], None] = _settle
-        try:
-            outcome = call()
-        except BaseException as exc:
-            outcome, settle = exc, _fail
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, future, outcome)
-        del item, future, call, outcome
+        del item
+        with traffic.busy:
+            if not future.cancelled():
+                settle: Callable[[asyncio.Future[Any], Any], None] = _settle
+                try:
+                    outcome = call()
+                except BaseException as exc:
+                    outcome, settle = exc, _fail
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle, future, outcome)
+                del outcome
+            traffic.done += 1
+        del future, call
 
 
 _live: weakref.WeakKeyDictionary[threading.Thread, queue.SimpleQueue[_Call | None]] = (
@@ -262,10 +319,10 @@ class _Worker:
     at interpreter exit after its queued calls (as a pool's thread would).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, traffic: _Traffic) -> None:
         self.calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self.thread = threading.Thread(
-            target=_serve, args=(self.calls,), name="closeguard-store", daemon=True
+            target=_serve, args=(self.calls, traffic), name="closeguard-store", daemon=True
         )
         if _exiting:
             raise RuntimeError("cannot start a store thread after interpreter shutdown")
@@ -324,12 +381,20 @@ class Store:
     """An engine plus closeguard's tables, created on first use unless ``create=False``.
 
     The sync methods of the table groups block; async code runs them with ``await
-    store.run(fn, *args)`` on the store's own worker thread, never on the event loop.
+    store.run(fn, *args)`` on the store's own worker thread, never on the event loop, except
+    a run's short hot-path writes (``store.trip``), which on SQLite run in the loop's thread
+    whenever that cannot wait on a lock.
     """
 
     _worker: _Worker | None = None
+    trips = 0
+    """Store trips made so far (``run`` and ``trip``), numbered in the order they were made,
+    which is the order they run in: a trip numbered after another sees what it committed."""
     handoffs = 0
-    """Calls handed to the store's thread so far (``run``): the benches count them per run."""
+    """Calls handed to the store's thread so far (``run``, and ``trip`` when it could not
+    run inline): the benches count them per run."""
+    contended = 0
+    """Inline trips that found SQLite's write lock taken, and went to the thread instead."""
     revision_before: str | None = None
     """The schema version the store was at when opened (None: new, or made before versions)."""
 
@@ -344,8 +409,13 @@ class Store:
             self.schema = schema
             self.engine: Engine = create_engine(self.url, future=True, **_engine_options(self.url))
             self.tables = Tables(schema)
+            self._traffic = _Traffic()
+            self.inline = self.dialect == "sqlite" and _sqlite_file(self.url) is not None
+            """Whether ``trip`` may run its call in the caller's thread (a SQLite file)."""
             if self.dialect == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
+            if self.inline:
+                event.listen(self.engine, "begin", _begin_immediate)
             elif schema is not None:
                 event.listen(self.engine, "connect", partial(_search_path, schema))
             missing = None if create else _missing(self.engine, self.tables)
@@ -384,8 +454,42 @@ class Store:
         cancelled caller stops waiting; a call already started still runs to its end. As
         with ``asyncio.to_thread``, ``fn`` sees the caller's context variables.
         """
+        self.trips += 1
+        return await self._hand_off(fn, *args, **kwargs)
+
+    async def trip(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``run`` for a short write in one transaction (a run's hot path): on a SQLite
+        file, ``fn`` runs right here in the event loop's thread, when the store's thread is
+        idle with nothing queued and SQLite's write lock is free; otherwise on the thread.
+
+        Why: each hand-off to the thread costs the loop's thread a wake-up and both threads
+        a tug of war over the GIL while SQLite works (pysqlite lets it go on every
+        statement): about a quarter of a workflow run's CPU (``bench/webhooks.py``). A
+        trip's transaction begins with ``BEGIN IMMEDIATE`` and gives up at once if another
+        connection (another process, or this store's thread) holds the write lock, so the
+        loop never waits on a lock: ``fn`` then runs on the thread instead, which waits as
+        ``run`` does. ``fn`` must open its transaction before it changes anything else, and
+        open only one at a time (the usual ``with store.engine.begin() as conn:`` first):
+        it is called again on the thread when its first try could not begin. The loop's
+        thread does block for the trip's own statements and commit, as for
+        ``LoopSqliteSaver``'s checkpoints: well under a millisecond.
+        """
+        traffic = self._traffic
+        if self.inline and traffic.done >= traffic.sent and traffic.busy.acquire(blocking=False):
+            self.trips += 1
+            try:
+                return contextvars.copy_context().run(_immediately, fn, args, kwargs)
+            except _Contended:
+                self.contended += 1
+            finally:
+                traffic.busy.release()
+            return await self._hand_off(fn, *args, **kwargs)
+        return await self.run(fn, *args, **kwargs)
+
+    async def _hand_off(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         worker = self._worker or self._start()
         self.handoffs += 1
+        self._traffic.sent += 1
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         call = partial(contextvars.copy_context().run, fn, *args, **kwargs)
@@ -395,7 +499,7 @@ class Store:
     def _start(self) -> _Worker:
         with _worker_lock:
             if self._worker is None:
-                self._worker = _Worker()
+                self._worker = _Worker(self._traffic)
             return self._worker
 
     def dispose(self) -> None:

@@ -111,7 +111,7 @@ class EffectJournal:
         """Commit the run's results not yet committed."""
         pending = self.take(run_id)
         if pending:
-            await self.store.run(self.rows.done_in_own, pending)
+            await self.store.trip(self.rows.done_in_own, pending)
 
     async def get(self, run_id: str, key: str) -> EffectRow | None:
         return await self.store.run(self.rows.get, run_id, key)
@@ -141,7 +141,7 @@ class EffectJournal:
         if known is not None and key in known:
             found = known[key]
         elif not ahead:
-            found = await self.store.run(self.rows.begin, run_id, key, self.take(run_id))
+            found = await self.store.trip(self.rows.begin, run_id, key, self.take(run_id))
         else:
             try:
                 result = await self._first(run_id, key, write, scope)
@@ -194,4 +194,4 @@ class EffectJournal:
         if self.defer and find is not None:
             self._pending.setdefault(run_id, []).append((run_id, key, result))
         else:
-            await self.store.run(self.rows.done, run_id, key, result)
+            await self.store.trip(self.rows.done, run_id, key, result)

@@ -75,7 +75,7 @@ class Inbox:
         self._same_store = isinstance(self.queue, SqlRunQueue) and self.queue.store is store
         self.lanes: Lanes | None = None
         self.queued_by: int | None = None
-        """The store trip (``Store.handoffs``) that queued the last ``add``'s runs, when
+        """The store trip (``Store.trips``) that queued the last ``add``'s runs, when
         known: what its nudge says (``Worker.nudge``)."""
         """With the embedded queue on SQLite: new runs are claimed for this worker's idle
         lanes in the transaction that queues them (one trip to the store for both)."""
@@ -100,8 +100,8 @@ class Inbox:
             by_id.setdefault(event_id(event), event)
         self.queued_by = None
         if self._same_store:
-            self.queued_by = self.store.handoffs + 1  # the trip below
-            new, claimed = await self.store.run(
+            self.queued_by = self.store.trips + 1  # the trip below
+            new, claimed = await self.store.trip(
                 self._add_in_one_transaction, list(by_id.values()), source
             )
             if self.lanes is not None and claimed:

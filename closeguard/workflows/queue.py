@@ -93,7 +93,7 @@ class RunQueue(Protocol):
         after: Callable[[], Any] | None = None,
     ) -> Completed:
         """Record the run completed. ``before``: more store work to commit with it (in the
-        store's thread, in the same transaction: the effect journal's last results).
+        same transaction: the effect journal's last results).
         ``claim``: in that transaction, also claim the worker's next run of these
         workflows (one trip to the store for both). ``after``: store work of its own to do
         on the same trip once that transaction committed (its value: ``Completed.after``)."""
@@ -170,7 +170,8 @@ class Completed:
 
 
 class SqlRunQueue:
-    """The embedded ``RunQueue`` on the store's ``runs`` table (store thread, never the loop).
+    """The embedded ``RunQueue`` on the store's ``runs`` table (store trips: ``Store.run``,
+    and ``Store.trip`` for a run's outcome).
 
     ``lease``: seconds a claim lasts without a heartbeat (workers renew it every third of
     it); a run whose worker died is claimed again once it runs out.
@@ -198,7 +199,7 @@ class SqlRunQueue:
     def claim_in(
         self, conn: Connection, worker: str, workflows: Collection[str] | None = None
     ) -> RunRow | None:
-        """In ``conn``'s transaction (the store's thread): claim the next run, with what
+        """In ``conn``'s transaction (a store trip's): claim the next run, with what
         became of its lead read in the same transaction (``RunRow.fate``), so the executor
         need not ask the store again, and its effect journal's rows (``RunRow.effects``),
         so its journaled writes need no trip of their own for their intents."""
@@ -241,7 +242,7 @@ class SqlRunQueue:
         after: Callable[[], Any] | None = None,
     ) -> Completed:
         values = {"status": "completed", "state": dict(state), "error": None, "lease_until": None}
-        return await self.store.run(self._complete, run_id, worker, values, before, claim, after)
+        return await self.store.trip(self._complete, run_id, worker, values, before, claim, after)
 
     def _complete(
         self,

@@ -101,7 +101,7 @@ class Worker:
         if isinstance(queue, SqlRunQueue):
             queue.prepare[self.name] = partial(self.turns.take_in, workflows=self.workflows)
         self._generation = 0
-        """The store trip (its number in ``Store.handoffs``) that queued the runs of the
+        """The store trip (its number in ``Store.trips``) that queued the runs of the
         latest nudge: a lane whose claim (a later trip) found nothing claims again only once
         it moved (or its poll timer ran out)."""
         self._waiting: list[asyncio.Future[bool]] = []
@@ -122,7 +122,7 @@ class Worker:
     @property
     def idle_lanes(self) -> int:
         """Lanes waiting for work now, or about to (their outcome's trip claims with it, so
-        a run handed to them meanwhile is theirs next): read from the store's thread, an
+        a run handed to them meanwhile is theirs next): read during the inbox's trip, an
         estimate."""
         return len(self._waiting) + self._completing
 
@@ -132,7 +132,7 @@ class Worker:
         if self._credit:
             self._credit -= 1
             return
-        trip = self.store.handoffs if queued_by is None else queued_by
+        trip = self.store.trips if queued_by is None else queued_by
         self._generation = max(self._generation, trip)
         self._unclaimed += 1
         self._wake_one()
@@ -145,7 +145,7 @@ class Worker:
                 return
 
     def claim_in(self, conn: Connection, count: int) -> list[RunRow]:
-        """In the inbox's transaction (store thread): claim up to ``count`` runs for idle
+        """In the inbox's transaction (its store trip): claim up to ``count`` runs for idle
         lanes (``SqlRunQueue`` only; none otherwise)."""
         if not isinstance(self.queue, SqlRunQueue):
             return []
@@ -285,7 +285,7 @@ class Worker:
 
         claim = self.workflows.keys() if claim_next and not self._handed else None
         if claim is not None:
-            self._claimed_at[run.id] = self.store.handoffs + 1  # the trip below
+            self._claimed_at[run.id] = self.store.trips + 1  # the trip below
         look, self._look_wanted = self._look_wanted, None
         extra = {} if look is None else {"after": self._look_quietly}
         self._completing += claim is not None
@@ -431,7 +431,7 @@ class Worker:
                     if run is None and self._handed:
                         run = self._handed.popleft()
                     if run is None:
-                        seen = self.store.handoffs + 1  # the claim's trip
+                        seen = self.store.trips + 1  # the claim's trip
                         run = await self.queue.claim(self.name, self.workflows.keys())
                         self._claimed(run)
                     if run is not None:
