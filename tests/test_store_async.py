@@ -425,3 +425,23 @@ async def test_a_trips_failure_is_the_callers_and_rolls_back(store: Store) -> No
 
     assert await store.trip(writing) == 7
     assert _window_count(store) == 2
+
+
+def test_a_long_lived_guards_call_ids_are_forgotten_oldest_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A retry is free only while its call id is remembered: the newest ``_MAX_CALL_IDS``
+    are, in a queue that drops its oldest in constant time (a long-lived client, an MCP
+    gateway's, makes millions of calls)."""
+    from closeguard.guardrails import quotas as module
+
+    monkeypatch.setattr(module, "_MAX_CALL_IDS", 3)
+    policy = Policy.from_yaml("name: q5\ngrants: {task: write}\nlimits: {per_run: {writes: 9}}\n")
+    quotas = Quotas(policy, None)
+    take = {"run_id": "r", "endpoint": "task.create", "access": "write"}
+    for call_id in "abcd":
+        assert quotas.reserve(call_id=call_id, **take) is None
+    assert list(quotas._charged) == ["b", "c", "d"]
+    counts = quotas._runs[("q5", "r")]
+    assert quotas.reserve(call_id="d", **take) is None and counts["writes"] == 4
+    assert quotas.reserve(call_id="a", **take) is None and counts["writes"] == 5

@@ -69,7 +69,7 @@ class Quotas:
         self.store = store
         self.counters = None if store is None else QuotaCounters(store)
         self.clock = clock
-        self._charged: dict[str, Reserved | None] = {}
+        self._charged: OrderedDict[str, Reserved | None] = OrderedDict()
         self._checks: dict[
             tuple[str, str], tuple[list[tuple[str, int]], list[tuple[str, int]]]
         ] = {}
@@ -194,7 +194,7 @@ class Quotas:
         charged = self._charged
         charged[call_id] = step
         if len(charged) > _MAX_CALL_IDS:
-            del charged[next(iter(charged))]
+            charged.popitem(last=False)
 
     def _charge_window(
         self,
