@@ -23,6 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from _yardstick import print_yardstick
+
 from closeguard.agent import Limits, build_agent, open_checkpointer, thread_config
 from closeguard.agent.testing import call, scripted, turn
 from closeguard.guardrails import Guarded, Policy
@@ -94,6 +96,7 @@ async def measure(calls: int, rounds: int, batched: bool) -> list[float]:
 def main() -> int:
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 9
+    print_yardstick()
     print(f"load average (1 min): {os.getloadavg()[0]:.2f}; {calls} calls x {rounds} rounds")
     ok = True
     for shape, batched in (("sequential", False), ("batched", True)):

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _yardstick import print_yardstick
 
 from closeguard.guardrails import AuditLog, Guard, Guarded, Policy, RunContext
 from closeguard.guardrails.audit import EMPTY_ROW
@@ -268,6 +269,7 @@ def spread(values: list[float]) -> str:
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 400
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 9
+    print_yardstick()
     line(
         "machine",
         f"load average, 1 min ({os.cpu_count()} cores)",

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _yardstick import print_yardstick
+
 # Run as a script, this file's folder is first on sys.path and this file would shadow the
 # MCP SDK (``import mcp``): take the folder off before importing it.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
@@ -96,6 +98,7 @@ async def _bench(calls: int, tmp: Path) -> tuple[list[float], list[float]]:
 
 def main() -> int:
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    print_yardstick()
     print(f"load average (1 min): {os.getloadavg()[0]:.2f}; {calls} calls each way")
     with tempfile.TemporaryDirectory(prefix="bench-mcp-") as tmp:
         direct, over_mcp = asyncio.run(_bench(calls, Path(tmp)))

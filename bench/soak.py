@@ -55,7 +55,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from webhooks import deliver_paced, percentile, print_yardstick, verdict
+from _yardstick import print_yardstick
+from webhooks import deliver_paced, percentile, verdict
 
 from closeguard.guardrails import AuditLog, Policy
 from closeguard.simulator import Simulator
