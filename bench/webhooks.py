@@ -352,12 +352,15 @@ async def _paced_send(
     wait: float,
     counts: Callable[[], tuple[int, ...]],
     warmup: int = 0,
+    finished: Callable[[], bool] = lambda: True,
 ) -> tuple[dict[str, Any], tuple[float, ...], tuple[float, ...]]:
-    """The paced child sender against ``port``, until every task landed (or ``wait`` ran
-    out). Returns the sender's report, then this process's CPU (ms) followed by how much
-    each of ``counts`` grew: first from the first counted delivery on (after ``warmup``
-    ones: the child's start-up and a process's first runs are not the steady cost of a
-    run), then over everything from the child's start."""
+    """The paced child sender against ``port``, until every task landed and ``finished()``
+    (the server's work for them is over), or ``wait`` ran out. Returns the sender's report,
+    then this process's CPU (ms) followed by how much each of ``counts`` grew: first from
+    the first counted delivery on (after ``warmup`` ones: the child's start-up and a
+    process's first runs are not the steady cost of a run), then over everything from the
+    child's start. The count ends before the child's exit: an idle server's poll in that
+    time is not a run's cost."""
 
     def now() -> tuple[float, ...]:
         return (time.process_time() * 1000, *counts())
@@ -374,10 +377,16 @@ async def _paced_send(
     assert await asyncio.to_thread(mine.recv) == "counting"
     began = now()
     result = await asyncio.to_thread(mine.recv)
-    await asyncio.to_thread(child.join)
+
+    async def over() -> None:
+        await seeded.all_landed.wait()
+        while not finished():  # noqa: ASYNC110 (the worker counts runs; it sets no event)
+            await asyncio.sleep(0.001)
+
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(seeded.all_landed.wait(), wait)
+        await asyncio.wait_for(over(), wait)
     end = now()
+    await asyncio.to_thread(child.join)
     return result, since(began, end), since(first, end)
 
 
@@ -438,8 +447,16 @@ async def deliver_paced(
         watcher = asyncio.create_task(during(watched)) if during is not None else None
         assert runtime.receiver_url is not None
         port = int(runtime.receiver_url.split(":")[2].split("/")[0])
+        worker = runtime.worker
+        assert worker is not None
         result, counted, overall = await _paced_send(
-            port, seed, rate, wait, lambda: (counter.commits, store.trips, store.handoffs), warmup
+            port,
+            seed,
+            rate,
+            wait,
+            lambda: (counter.commits, store.trips, store.handoffs),
+            warmup,
+            lambda: worker.executed >= count,
         )
         watched.set()
         if watcher is not None:
