@@ -174,6 +174,13 @@ async def test_batch_and_close_flushes_run_off_the_event_loop(
     assert len(gate.threads) == 2 and threading.current_thread() not in gate.threads
 
 
+async def _tick(ticks: list[float]) -> None:
+    """Note the time every 10 ms, for ever: a gap says the event loop was blocked."""
+    while True:
+        ticks.append(time.perf_counter())
+        await asyncio.sleep(0.01)
+
+
 async def test_a_ticker_keeps_its_pace_while_the_store_is_slow(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -187,13 +194,7 @@ async def test_a_ticker_keeps_its_pace_while_the_store_is_slow(
     monkeypatch.setattr(AuditRows, "append", slow)
     transport = GuardTransport(_Ok(), Policy.from_yaml(POLICY), store=store)
     ticks: list[float] = []
-
-    async def ticker() -> None:
-        while True:
-            ticks.append(time.perf_counter())
-            await asyncio.sleep(0.01)
-
-    task = asyncio.ensure_future(ticker())
+    task = asyncio.ensure_future(_tick(ticks))
     await asyncio.sleep(0.02)
     with pytest.raises(PolicyViolation):
         await transport.handle_async_request(_request("DELETE", "/lead/lead_1/"))
@@ -299,6 +300,19 @@ def _charge_transport(store: Store) -> GuardTransport:
     return GuardTransport(_Ok(), Policy.from_yaml(POLICY), store=store, run_id="r")
 
 
+def _charging_threads(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]:
+    """The thread of each window charge from now on, in order."""
+    threads: list[threading.Thread] = []
+    original = QuotaCounters.charge
+
+    def charge(self: QuotaCounters, *args: Any, **kwargs: Any) -> str | None:
+        threads.append(threading.current_thread())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(QuotaCounters, "charge", charge)
+    return threads
+
+
 def _window_count(store: Store) -> int:
     with store.engine.connect() as conn:
         rows = conn.execute(store.tables.quota_counters.select()).all()
@@ -308,14 +322,7 @@ def _window_count(store: Store) -> int:
 async def test_a_window_charge_runs_inline_when_the_store_is_free(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    threads: list[threading.Thread] = []
-    original = QuotaCounters.charge
-
-    def charge(self: QuotaCounters, *args: Any, **kwargs: Any) -> str | None:
-        threads.append(threading.current_thread())
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(QuotaCounters, "charge", charge)
+    threads = _charging_threads(monkeypatch)
     transport = _charge_transport(store)
     trips, handoffs = store.trips, store.handoffs
     await transport.handle_async_request(_request("POST", "/task/", {"lead_id": "lead_1"}))
@@ -331,25 +338,12 @@ async def test_a_window_charge_waits_on_the_thread_while_another_process_writes(
     """Another connection holds SQLite's write lock: the trip gives up at once (nothing of
     it written), goes to the store's thread and waits there, the loop free meanwhile; it is
     charged once, after the lock is let go."""
-    threads: list[threading.Thread] = []
-    original = QuotaCounters.charge
-
-    def charge(self: QuotaCounters, *args: Any, **kwargs: Any) -> str | None:
-        threads.append(threading.current_thread())
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(QuotaCounters, "charge", charge)
+    threads = _charging_threads(monkeypatch)
     transport = _charge_transport(store)
     other = sqlite3.connect(str(tmp_path / "store.db"), isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     ticks: list[float] = []
-
-    async def ticker() -> None:
-        while True:
-            ticks.append(time.perf_counter())
-            await asyncio.sleep(0.01)
-
-    ticking = asyncio.ensure_future(ticker())
+    ticking = asyncio.ensure_future(_tick(ticks))
     call = asyncio.ensure_future(
         transport.handle_async_request(_request("POST", "/task/", {"lead_id": "lead_1"}))
     )
