@@ -400,6 +400,28 @@ async def test_a_trip_on_an_in_memory_store_goes_to_the_thread() -> None:
         memory.dispose()
 
 
+async def test_a_trip_that_opens_a_second_transaction_is_refused(store: Store) -> None:
+    """A trip's function is called again on the thread when its transaction could not
+    begin: one whose first transaction committed must not be, so a second one in an
+    inline trip is refused before it runs anything."""
+    table = store.tables.quota_counters
+    calls = 0
+
+    def twice() -> None:
+        nonlocal calls
+        calls += 1
+        for window in (0, 1):
+            with store.engine.begin() as conn:
+                row = {"key": f"k{calls}", "window_start": window, "count": 1}
+                conn.execute(table.insert().values(row))
+
+    with pytest.raises(RuntimeError, match="one transaction"):
+        await store.trip(twice)
+    assert calls == 1 and _window_count(store) == 1 and store.contended == 0
+    await store.run(twice)
+    assert _window_count(store) == 3, "Store.run may open as many as it needs"
+
+
 async def test_a_trips_failure_is_the_callers_and_rolls_back(store: Store) -> None:
     table = store.tables.quota_counters
 

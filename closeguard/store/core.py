@@ -120,11 +120,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-_IMMEDIATE: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "closeguard_store_immediate", default=False
+_IMMEDIATE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "closeguard_store_immediate", default=None
 )
-"""Set while an inline trip runs (``Store.trip``): its transaction takes SQLite's write lock
-as it begins, or gives up at once."""
+"""While an inline trip runs (``Store.trip``): ``"ready"`` until its transaction begins
+(taking SQLite's write lock, or giving up at once), then ``"begun"``."""
 
 
 class _Contended(BaseException):
@@ -139,8 +139,14 @@ def _begin_immediate(conn: Connection) -> None:
     """``ConnectionEvents.begin`` on a SQLite file store: in an inline trip, ``BEGIN
     IMMEDIATE`` without waiting, so the trip either holds the write lock from its first
     statement (none of them can then wait on another writer) or does not start at all."""
-    if not _IMMEDIATE.get():
+    state = _IMMEDIATE.get()
+    if state is None:
         return
+    if state == "begun":
+        # Its first transaction may have committed: calling it again on the thread would
+        # do that work twice.
+        raise RuntimeError("a store trip opens one transaction; use Store.run for more")
+    _IMMEDIATE.set("begun")
     dbapi_conn = conn.connection.dbapi_connection
     assert dbapi_conn is not None
     dbapi_conn.execute("PRAGMA busy_timeout=0")
@@ -153,7 +159,7 @@ def _begin_immediate(conn: Connection) -> None:
 
 
 def _immediately(fn: Callable[..., T], args: Any, kwargs: Any) -> T:
-    _IMMEDIATE.set(True)
+    _IMMEDIATE.set("ready")
     return fn(*args, **kwargs)
 
 
@@ -414,8 +420,8 @@ class Store:
             """Whether ``trip`` may run its call in the caller's thread (a SQLite file)."""
             if self.dialect == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            if self.inline:
-                event.listen(self.engine, "begin", _begin_immediate)
+                if self.inline:
+                    event.listen(self.engine, "begin", _begin_immediate)
             elif schema is not None:
                 event.listen(self.engine, "connect", partial(_search_path, schema))
             missing = None if create else _missing(self.engine, self.tables)
@@ -469,8 +475,9 @@ class Store:
         connection (another process, or this store's thread) holds the write lock, so the
         loop never waits on a lock: ``fn`` then runs on the thread instead, which waits as
         ``run`` does. ``fn`` must open its transaction before it changes anything else, and
-        open only one at a time (the usual ``with store.engine.begin() as conn:`` first):
-        it is called again on the thread when its first try could not begin. The loop's
+        open only one (the usual ``with store.engine.begin() as conn:`` first): it is
+        called again on the thread when its first try could not begin, and a second
+        transaction in an inline trip is refused (``RuntimeError``). The loop's
         thread does block for the trip's own statements and commit, as for
         ``LoopSqliteSaver``'s checkpoints: well under a millisecond.
         """

@@ -242,7 +242,9 @@ class SqlRunQueue:
         after: Callable[[], Any] | None = None,
     ) -> Completed:
         values = {"status": "completed", "state": dict(state), "error": None, "lease_until": None}
-        return await self.store.trip(self._complete, run_id, worker, values, before, claim, after)
+        # ``after`` opens transactions of its own, which a trip may not (``Store.trip``)
+        go = self.store.run if after is not None else self.store.trip
+        return await go(self._complete, run_id, worker, values, before, claim, after)
 
     def _complete(
         self,
