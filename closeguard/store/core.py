@@ -41,7 +41,6 @@ __all__ = [
     "default_store",
     "dialect_insert",
     "display_url",
-    "insert_new",
     "normalize_url",
     "prepare",
     "store_problem",
@@ -230,11 +229,11 @@ def dialect_insert(dialect: str, table: Table) -> Any:
     return sqlite_insert(table)
 
 
-def insert_new(
+def _insert_new(
     dialect: str, table: Table, columns: Sequence[str], conflict: Sequence[str], returning: str
 ) -> Any:
     """One row's ``INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING returning``, its
-    ``columns`` bound by name: for ``Store.prepared``, the hot path's single-row inserts."""
+    ``columns`` bound by name (``Store.insert_new``)."""
     values = {c: bindparam(c, None, type_=table.c[c].type) for c in columns}
     return (
         dialect_insert(dialect, table)
@@ -446,6 +445,25 @@ class Store:
         if found is None:
             found = self._prepared[key] = prepare(conn, build())
         return found
+
+    def insert_new(
+        self,
+        conn: Connection,
+        table: Table,
+        row: Mapping[str, Any],
+        conflict: Sequence[str],
+        returning: str,
+    ) -> list[str]:
+        """Insert ``row`` into ``table`` unless a row with the same ``conflict`` columns is
+        there, in ``conn``'s transaction: the new row's ``returning`` column (none if it was
+        there). Compiled once per store, table and set of columns: the hot path's
+        single-row inserts."""
+        sql = self.prepared(
+            conn,
+            ("insert_new", table.name, tuple(row)),
+            lambda: _insert_new(self.dialect, table, tuple(row), conflict, returning),
+        )
+        return [str(r[0]) for r in sql.execute(conn, row)]
 
     def drop_all(self) -> None:
         """Drop closeguard's tables (tests, ``reset``)."""

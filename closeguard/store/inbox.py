@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import update as sql_update
 
-from closeguard.store.core import Store, dialect_insert, insert_new, table_group
+from closeguard.store.core import Store, dialect_insert, table_group
 
 __all__ = ["EventRow", "InboxRows", "define"]
 
@@ -88,15 +88,7 @@ class InboxRows:
             for e in events
         ]
         if len(rows) == 1:
-            [row] = rows
-            one = self.store.prepared(
-                conn,
-                ("inbox.insert", tuple(row)),
-                lambda: insert_new(
-                    self.store.dialect, self.table, tuple(row), ("event_id",), "event_id"
-                ),
-            )
-            return [str(r[0]) for r in one.execute(conn, row)]
+            return self.store.insert_new(conn, self.table, rows[0], ("event_id",), "event_id")
         statement = (
             dialect_insert(self.store.dialect, self.table)
             .on_conflict_do_nothing(index_elements=["event_id"])

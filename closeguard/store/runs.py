@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ClauseElement
 
-from closeguard.store.core import Prepared, Store, dialect_insert, insert_new, prepare, table_group
+from closeguard.store.core import Prepared, Store, dialect_insert, prepare, table_group
 from closeguard.store.fates import Fate
 
 __all__ = ["ACTIVE", "FINAL", "RunRow", "RunRows", "define"]
@@ -158,15 +158,8 @@ class RunRows:
             for r in requests
         ]
         if len(rows) == 1:
-            [row] = rows
-            one = self.store.prepared(
-                conn,
-                ("runs.insert", tuple(row)),
-                lambda: insert_new(
-                    self.store.dialect, self.table, tuple(row), ("workflow", "trigger_key"), "id"
-                ),
-            )
-            return [str(r[0]) for r in one.execute(conn, row)]
+            conflict = ("workflow", "trigger_key")
+            return self.store.insert_new(conn, self.table, rows[0], conflict, "id")
         statement = (
             dialect_insert(self.store.dialect, self.table)
             .on_conflict_do_nothing(index_elements=["workflow", "trigger_key"])
