@@ -339,12 +339,17 @@ class Worker:
             self._unclaimed -= 1
 
     def _look(self) -> list[tuple[RunRow, str]]:
-        """(Store thread.) Expire approvals past their time; the parked runs whose approval
+        """(A store trip.) Expire approvals past their time; the parked runs whose approval
         was decided, with its status (``missing``: gone)."""
         assert isinstance(self.queue, SqlRunQueue)
         self.approvals.expire()
+        return self._decided_among(self.queue.rows.list(status="waiting_approval", limit=500))
+
+    def _decided_among(self, parked: Sequence[RunRow]) -> list[tuple[RunRow, str]]:
+        """(A store trip.) Those of the ``parked`` runs whose approval was decided, with its
+        status (``missing``: gone)."""
         decided: list[tuple[RunRow, str]] = []
-        for run in self.queue.rows.list(status="waiting_approval", limit=500):
+        for run in parked:
             if run.approval_id is None:
                 continue
             approval = self.approvals.get(run.approval_id)
@@ -367,15 +372,8 @@ class Worker:
         if isinstance(self.queue, SqlRunQueue):
             return await self.store.run(self._look)
         await self.store.run(self.approvals.expire)
-        decided: list[tuple[RunRow, str]] = []
-        for run in await self.queue.list(status="waiting_approval", limit=500):
-            if run.approval_id is None:
-                continue
-            approval = await self.store.run(self.approvals.get, run.approval_id)
-            status = "missing" if approval is None else approval.status
-            if status != "pending":
-                decided.append((run, status))
-        return decided
+        parked = await self.queue.list(status="waiting_approval", limit=500)
+        return await self.store.run(self._decided_among, parked)
 
     async def _ridden(self) -> list[tuple[RunRow, str]]:
         """``_decided``, on the next outcome's trip if one comes within ``RIDE`` seconds
