@@ -7,8 +7,8 @@ store work instead, one commit for both: its next journaled write, the end of it
 crash in between leaves only the intent, which ``find`` resolves. A run retried
 after a crash finds either the result (returned, nothing is called), or only the intent
 (the process died mid-call: ``find`` reads Close back, and only if it finds nothing is the
-write made again), or nothing (the write is made). Store access runs on the store's thread,
-never in the event loop.
+write made again), or nothing (the write is made). Store access never waits in the event
+loop: the journal's own writes are store trips (``Store.trip``).
 
 When the journal knows a run's rows (read in the transaction that claimed it: ``know``), a
 write it has no row for need not take a trip of its own to record its intent: the intent
@@ -148,9 +148,7 @@ class EffectJournal:
             except AlreadyJournaled:
                 found = await self.store.run(self.rows.get, run_id, key)
             else:
-                await self._done(run_id, key, result, find)
-                self.made[run_id] += 1
-                return result
+                return await self._made(run_id, key, result, find)
         if found is not None and found.status == "done":
             return found.result
         if found is not None and find is not None:
@@ -160,6 +158,10 @@ class EffectJournal:
                 await self._done(run_id, key, result, find)
                 return result
         result = await self._first(run_id, key, write, scope, pending=False)
+        return await self._made(run_id, key, result, find)
+
+    async def _made(self, run_id: str, key: str, result: Any, find: object) -> Any:
+        """A write just made: its result recorded and counted; returns the result."""
         await self._done(run_id, key, result, find)
         self.made[run_id] += 1
         return result
