@@ -345,7 +345,7 @@ class GuardTransport(httpx.AsyncBaseTransport):
         self, intent: PendingIntent | None, step: Reserved | None, call_id: str
     ) -> str | None:
         """Charge the call's per-window limits and commit the effect journal's intent
-        waiting for it, in one transaction (one trip to the store's thread): the limit that
+        waiting for it, in one transaction (one store trip): the limit that
         ran out (nothing committed), else None."""
         try:
             over = await self.quotas.acharge_window(

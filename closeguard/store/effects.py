@@ -73,7 +73,7 @@ class AlreadyJournaled(Exception):
 class PendingIntent(Protocol):
     """A journaled write's intent not committed yet, for the guard to commit in the
     transaction of the first write the journaled code sends (with its quota charge):
-    one trip to the store's thread for both, and still before the write leaves."""
+    one store trip for both, and still before the write leaves."""
 
     def open(self) -> bool:
         """Still to be committed (False once committed or once the write is over)."""
@@ -94,7 +94,7 @@ PENDING_INTENT: ContextVar[PendingIntent | None] = ContextVar("pending_intent", 
 
 
 class EffectRows:
-    """Synchronous queries on ``effects`` (the journal calls them off the event loop)."""
+    """Synchronous queries on ``effects`` (the journal calls them as store trips)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store

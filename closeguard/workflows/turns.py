@@ -1,7 +1,7 @@
 """Rotation turns taken in the transaction that claims a run: one trip less per run.
 
 A workflow whose runs each take a turn (``ctx.turn``: new-lead-triage's owner) would spend a
-trip to the store's thread on it. Once a run of a workflow took a turn in this process, the
+store trip of its own on it. Once a run of a workflow took a turn in this process, the
 rotation and users it turned on are known (``hint``); the worker's claims of that workflow's
 first executions then take the run's subject's turn in the claim's own transaction
 (``take_in``), and ``ctx.turn`` finds it there (``taken``) when it asks for the same
@@ -48,7 +48,7 @@ class RunTurns:
             self._hints[workflow] = (rotation, tuple(sorted(set(users))))
 
     def take_in(self, conn: Connection, run: RunRow, workflows: Mapping[str, Workflow]) -> None:
-        """In the claim's transaction (store thread): take ``run``'s turn if its workflow
+        """In the claim's transaction (its store trip): take ``run``'s turn if its workflow
         has a hint and this is its first execution on a lead that is still there."""
         hint = self._hints.get(run.workflow)
         workflow = workflows.get(run.workflow)
