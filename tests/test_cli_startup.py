@@ -93,6 +93,17 @@ def test_the_cli_and_its_help_import_nothing_heavy(argv: list[str] | None, tmp_p
     assert "closeguard.cli.chat" not in modules and "closeguard.cli.run" not in modules
 
 
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["approvals", "--help"], ["policy", "list", "--help"]]
+)
+def test_help_is_printed_without_rich(argv: list[str], tmp_path: Path) -> None:
+    """Typer's rich help imports rich's markdown, syntax and traceback modules (about half
+    of ``closeguard --help``'s time); the help is click's plain text instead."""
+    code, modules = loaded(argv, tmp_path)
+    assert code == 0
+    assert sorted(m for m in modules if m == "rich" or m.startswith(("rich.", "typer.rich"))) == []
+
+
 def test_the_probe_sees_a_heavy_command(tmp_path: Path) -> None:
     """The check above can fail: ``chat --help`` does import the agent and LangGraph."""
     code, modules = loaded(["chat", "--help"], tmp_path)

@@ -114,7 +114,7 @@ def load(name: str) -> TyperCommand | TyperGroup:
     """Import the command ``name`` of ``COMMANDS`` and build it as Typer would have at start."""
     module, _, attr = COMMANDS[name].target.partition(":")
     found = getattr(importlib.import_module(module), attr)
-    holder = typer.Typer()
+    holder = typer.Typer(rich_markup_mode=None)
     if isinstance(found, typer.Typer):
         holder.add_typer(found, name=name)
     else:
@@ -189,6 +189,7 @@ def _usage_error(exc: typer.TyperException) -> int:
 
 
 app = typer.Typer(
+    rich_markup_mode=None,
     cls=_Root,
     name="closeguard",
     help=(

@@ -29,7 +29,7 @@ from closeguard.cli._common import (
 if TYPE_CHECKING:
     from closeguard.guardrails.approvals import Approval, Approvals, Status
 
-app = typer.Typer(help=COMMANDS["approvals"].help, no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["approvals"].help, no_args_is_help=True)
 
 STATUSES = ("pending", "approved", "rejected", "consumed", "expired")
 STATUS_STYLE = {

@@ -25,7 +25,7 @@ from closeguard.cli._common import (
 if TYPE_CHECKING:
     from closeguard.guardrails.audit import AuditLog
 
-app = typer.Typer(help=COMMANDS["audit"].help, no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["audit"].help, no_args_is_help=True)
 
 DECISION_STYLE = {
     "allow": "green",

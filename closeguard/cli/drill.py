@@ -20,7 +20,7 @@ from closeguard.drills.crash import crash_drill
 from closeguard.drills.receiver import receiver_drill
 from closeguard.store import Store
 
-app = typer.Typer(help=COMMANDS["drill"].help)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["drill"].help)
 
 SeedsOpt = Annotated[int, typer.Option("--seeds", min=1, metavar="N", help="Fault seeds per task.")]
 

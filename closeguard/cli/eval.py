@@ -34,7 +34,7 @@ from closeguard.evals import (
     write_report,
 )
 
-app = typer.Typer(help=COMMANDS["eval"].help, no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["eval"].help, no_args_is_help=True)
 
 ReportArg = Annotated[Path, typer.Argument(metavar="REPORT", help="A report written by eval run.")]
 

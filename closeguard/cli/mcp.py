@@ -45,7 +45,7 @@ from closeguard.store import default_store
 from closeguard.tools import CloseClient, Settings
 from closeguard.tools.errors import ConfigError
 
-app = typer.Typer(help=COMMANDS["mcp"].help, no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["mcp"].help, no_args_is_help=True)
 
 WORLD_FILE = "mcp-world.json"
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from closeguard.tools.catalog import Endpoint
     from closeguard.tools.models import Access
 
-app = typer.Typer(help=COMMANDS["policy"].help, no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["policy"].help, no_args_is_help=True)
 
 OUTCOME_STYLE = {"allow": "green", "approve": "yellow", "deny": "red"}
 PolicyArg = Annotated[

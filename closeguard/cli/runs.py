@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "audit_rows_for"]
 
-app = typer.Typer(help=COMMANDS["runs"].help, no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["runs"].help, no_args_is_help=True)
 
 STATUSES = (
     "queued",

@@ -14,7 +14,7 @@ from closeguard.simulator import Simulator
 from closeguard.simulator.ratelimit import RateLimits
 from closeguard.simulator.webhooks import with_dispatcher
 
-app = typer.Typer(help=COMMANDS["sim"].help, no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["sim"].help, no_args_is_help=True)
 
 SeedOpt = Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the generated world.")]
 LeadsOpt = Annotated[

@@ -35,7 +35,7 @@ from closeguard.tools.settings import Settings
 from closeguard.workflows.retention import parse_age, parse_before
 from closeguard.workflows.retention import prune as prune_store
 
-app = typer.Typer(help=COMMANDS["store"].help, no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["store"].help, no_args_is_help=True)
 
 
 def _copy(source: Path, target: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from closeguard.cli._common import JsonOpt, console, existing_store, print_json
 if TYPE_CHECKING:
     from closeguard.guardrails.accounts import Account, Accounts
 
-app = typer.Typer(help=COMMANDS["users"].help, no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["users"].help, no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The account's name.")]
 

@@ -17,7 +17,7 @@ from closeguard.tools import CloseClient, ConfigError
 from closeguard.workflows.definition import Workflow
 from closeguard.workflows.subscriptions import Subscriptions, SyncResult, intake_pairs
 
-app = typer.Typer(help=COMMANDS["webhooks"].help, no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["webhooks"].help, no_args_is_help=True)
 
 ACTOR = "closeguard-webhooks"
 INTAKE_POLICY = "event-intake"

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PathOpt", "WorkflowsOpt", "app", "enabled_workflows", "trigger_text"]
 
-app = typer.Typer(help=COMMANDS["workflows"].help, no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help=COMMANDS["workflows"].help, no_args_is_help=True)
 
 PathOpt = Annotated[
     Path | None,
