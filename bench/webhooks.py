@@ -534,6 +534,8 @@ class FloorHandler:
         self.owner = sim.state.api_keys[sim.api_key].user_id
         self.counter = CommitCounter()
         self.counter.watch(self.db)
+        self.handled = 0
+        """Deliveries whose task and audit row are committed."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -576,6 +578,7 @@ class FloorHandler:
         self.head = hashlib.sha256((self.head + row).encode()).hexdigest()
         self.db.execute("INSERT INTO audit (row, hash) VALUES (?, ?)", (row, self.head))
         self.db.commit()
+        self.handled += 1
 
 
 async def deliver_floor(
@@ -592,7 +595,13 @@ async def deliver_floor(
         gc.collect()
         gc.freeze()
         result, counted, overall = await _paced_send(
-            port, seed, rate, wait, lambda: (floor.counter.commits,), warmup
+            port,
+            seed,
+            rate,
+            wait,
+            lambda: (floor.counter.commits,),
+            warmup,
+            lambda: floor.handled >= count,
         )
     gc.unfreeze()
     await floor.client.aclose()
