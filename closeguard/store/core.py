@@ -280,18 +280,21 @@ def _serve(calls: queue.SimpleQueue[_Call | None], traffic: _Traffic) -> None:
     while (item := calls.get()) is not None:
         loop, future, call = item
         del item
+        settle: Callable[[asyncio.Future[Any], Any], None] | None = None
+        outcome: Any = None
         with traffic.busy:
             if not future.cancelled():
-                settle: Callable[[asyncio.Future[Any], Any], None] = _settle
+                settle = _settle
                 try:
                     outcome = call()
                 except BaseException as exc:
                     outcome, settle = exc, _fail
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(settle, future, outcome)
-                del outcome
             traffic.done += 1
-        del future, call
+        # Settled once the thread is idle again: a trip its caller makes next finds it so.
+        if settle is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, future, outcome)
+        del future, call, outcome
 
 
 _live: weakref.WeakKeyDictionary[threading.Thread, queue.SimpleQueue[_Call | None]] = (
