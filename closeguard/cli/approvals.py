@@ -19,7 +19,6 @@ from closeguard.cli._app import COMMANDS
 from closeguard.cli._common import (
     JsonOpt,
     LimitOpt,
-    console,
     existing_store,
     fail,
     print_json,
@@ -107,7 +106,7 @@ def list_(
     if not found:
         typer.echo("no approvals" if all_ else f"no {status} approvals")
         return
-    from rich.table import Table
+    from closeguard.cli._table import Table, styled
 
     table = Table(title=f"Approvals ({len(found)})")
     for col in (
@@ -121,11 +120,11 @@ def list_(
         "created",
         "expires",
     ):
-        table.add_column(col, no_wrap=col in ("id", "endpoint"))
+        table.add_column(col, wrap=col not in ("id", "endpoint"))
     for a in found:
         table.add_row(
             a.id,
-            f"[{STATUS_STYLE[a.status]}]{a.status}[/]",
+            styled(a.status, STATUS_STYLE[a.status]),
             a.endpoint,
             a.path,
             shown(a.actor),
@@ -134,7 +133,7 @@ def list_(
             _when(a.created),
             _when(a.expires),
         )
-    console(160).print(table)
+    table.print()
 
 
 @app.command("show")
@@ -144,14 +143,14 @@ def show(approval_id: IdArg, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(_payload(a))
         return
-    from rich.table import Table
+    from closeguard.cli._table import Table
 
     table = Table(show_header=False, title=f"Approval {a.id}")
-    table.add_column("field", style="bold")
+    table.add_column("field", bold=True)
     table.add_column("value")
     for key, value in _payload(a).items():
         table.add_row(key, shown(value))
-    console(160).print(table)
+    table.print()
 
 
 def _os_user() -> str:

@@ -15,7 +15,6 @@ from closeguard.cli._common import (
     JsonOpt,
     LimitOpt,
     OutOpt,
-    console,
     existing_store,
     fail,
     print_json,
@@ -65,7 +64,8 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cells(r: dict[str, Any]) -> list[str]:
-    style = DECISION_STYLE.get(r["decision"], "white")
+    from closeguard.cli._table import styled
+
     return [
         str(r["seq"]),
         r["ts"][11:23],
@@ -75,7 +75,7 @@ def _cells(r: dict[str, Any]) -> list[str]:
         r["method"],
         r["path"],
         shown(r["access"]),
-        f"[{style}]{r['decision']}[/]",
+        styled(r["decision"], DECISION_STYLE.get(r["decision"])),
         shown(r["rule"]),
         shown(r["status_code"] or r["error"]),
         f"{(r['latency_us'] or 0) / 1000:.1f}",
@@ -92,14 +92,14 @@ def tail(limit: LimitOpt = 20, as_json: JsonOpt = False) -> None:
     if not rows:
         typer.echo("no audit rows yet: guarded calls write them")
         return
-    from rich.table import Table
+    from closeguard.cli._table import Table
 
     table = Table(title=f"Audit log (last {len(rows)})")
     for col in COLUMNS:
-        table.add_column(col, no_wrap=col in ("endpoint", "path", "rule"))
+        table.add_column(col, wrap=col not in ("endpoint", "path", "rule"))
     for r in rows:
         table.add_row(*_cells(r))
-    console(200).print(table)
+    table.print()
 
 
 @app.command("show")
@@ -115,14 +115,14 @@ def show(
     if as_json:
         print_json(data)
         return
-    from rich.table import Table
+    from closeguard.cli._table import Table
 
     table = Table(show_header=False, title=f"Audit row {seq}")
-    table.add_column("field", style="bold")
+    table.add_column("field", bold=True)
     table.add_column("value")
     for key, value in data.items():
         table.add_row(key, shown(value))
-    console(160).print(table)
+    table.print()
 
 
 @app.command("verify")

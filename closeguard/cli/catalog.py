@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from closeguard.cli._common import JsonOpt, console, fail, print_json
+from closeguard.cli._common import JsonOpt, fail, print_json
 from closeguard.tools.catalog import ENDPOINTS, RESOURCES
 
 ACCESS_STYLE = {"read": "green", "write": "yellow", "destructive": "bold red"}
@@ -53,19 +53,18 @@ def catalog(
             ]
         )
         return
-    from rich.table import Table
+    from closeguard.cli._table import Table, styled
 
     table = Table(title=f"Close endpoints ({len(rows)}), paths under /api/v1")
     for col in ("name", "method", "path", "resource", "access", "event"):
-        table.add_column(col, no_wrap=col != "event", min_width=22 if col == "event" else None)
+        table.add_column(col, wrap=col == "event")
     for ep in rows:
-        style = ACCESS_STYLE[ep.access]
         table.add_row(
             ep.name,
             ep.method,
             ep.path,
             ep.resource,
-            f"[{style}]{ep.access}[/]",
+            styled(ep.access, ACCESS_STYLE[ep.access]),
             "\n".join(ep.events) or "-",
         )
-    console(150).print(table)
+    table.print()

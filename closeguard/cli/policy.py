@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from closeguard.cli._app import COMMANDS
-from closeguard.cli._common import JsonOpt, console, existing_store, fail, print_json, shown
+from closeguard.cli._common import JsonOpt, existing_store, fail, print_json, shown
 
 if TYPE_CHECKING:
     from closeguard.guardrails import Policy
@@ -49,8 +49,7 @@ def check(source: PolicyArg) -> None:
 @app.command("list")
 def list_shipped(as_json: JsonOpt = False) -> None:
     """The policies shipped with closeguard (use a name wherever a policy file goes)."""
-    from rich.table import Table
-
+    from closeguard.cli._table import Table
     from closeguard.guardrails.policy import shipped_policies
 
     shipped = shipped_policies()
@@ -58,11 +57,11 @@ def list_shipped(as_json: JsonOpt = False) -> None:
         print_json([{"name": name, "description": desc} for name, desc in shipped.items()])
         return
     table = Table(title="Shipped policies")
-    table.add_column("name", no_wrap=True)
+    table.add_column("name", wrap=False)
     table.add_column("description")
     for name, desc in shipped.items():
         table.add_row(name, desc)
-    console().print(table)
+    table.print()
 
 
 def _conditional(policy: Policy, ep: Endpoint, access: Access) -> list[str]:
@@ -127,8 +126,7 @@ def _limits_for(policy: Policy, endpoint: str, access: str) -> list[str]:
 @app.command("explain")
 def explain(source: PolicyArg, as_json: JsonOpt = False) -> None:
     """For every catalog endpoint: allowed, denied (and why) or needs approval."""
-    from rich.markup import escape
-    from rich.table import Table
+    from closeguard.cli._table import Table, styled
 
     policy = _load(source)
     rows = explain_rows(policy)
@@ -137,7 +135,7 @@ def explain(source: PolicyArg, as_json: JsonOpt = False) -> None:
         return
     table = Table(title=f"Policy {policy.name} ({policy.mode})")
     for col in ("endpoint", "access", "decision", "rule", "why / constraints"):
-        table.add_column(col, no_wrap=col in ("endpoint", "rule"))
+        table.add_column(col, wrap=col not in ("endpoint", "rule"))
     for r in rows:
         style = OUTCOME_STYLE[r["outcome"]]
         access = r["access"] + (" (by args)" if r["escalated"] else "")
@@ -148,13 +146,9 @@ def explain(source: PolicyArg, as_json: JsonOpt = False) -> None:
             else "; ".join(roles + r["when"] + r["constraints"] + r["limits"]) or r["reason"]
         )
         table.add_row(
-            r["endpoint"],
-            access,
-            f"[{style}]{r['outcome']}[/]",
-            escape(shown(r["rule"])),
-            escape(shown(notes)),
+            r["endpoint"], access, styled(r["outcome"], style), shown(r["rule"]), shown(notes)
         )
-    console(160).print(table)
+    table.print()
 
 
 _SINCE_HELP = (
@@ -231,8 +225,7 @@ def replay_cmd(
 
 def _print_replay(report: Replay, source: str, examples: int) -> None:
     """The replay as sentences and two tables (changes by endpoint, undecidable calls)."""
-    from rich.markup import escape
-    from rich.table import Table
+    from closeguard.cli._table import Table, styled
 
     chosen = report.selected
     what = f"by {chosen['actor']}" if chosen["actor"] else f"under policy {report.policy!r}"
@@ -255,24 +248,21 @@ def _print_replay(report: Replay, source: str, examples: int) -> None:
         f"quotas: {quota['newly_limited']} newly refused by a limit, "
         f"{quota['no_longer_limited']} no longer refused{named}"
     )
-    out = console(160)
     groups = report.by_endpoint(examples)
     if groups:
         table = Table(title="What would change, by endpoint")
         for col in ("endpoint", "before -> after", "calls", "rule now", "why", "examples (seq)"):
-            table.add_column(col, no_wrap=col in ("endpoint", "before -> after"))
+            table.add_column(col, wrap=col not in ("endpoint", "before -> after"))
         for g in groups:
-            arrow = f"{g['before']} -> [{_ARROW[g['after']]}]{g['after']}[/]"
+            arrow = styled(f"{g['before']} -> {g['after']}", _ARROW[g["after"]])
             seqs = ", ".join(f"#{n}" for n in g["examples"])
-            rules_now = escape(", ".join(g["rules_after"]))
-            table.add_row(
-                g["endpoint"], arrow, str(g["calls"]), rules_now, escape(g["reason"]), seqs
-            )
-        out.print(table)
+            rules_now = ", ".join(g["rules_after"])
+            table.add_row(g["endpoint"], arrow, str(g["calls"]), rules_now, g["reason"], seqs)
+        table.print()
     if report.undecidable:
         table = Table(title="Undecidable: the audit row lacks what the decision needs")
         for col in ("seq", "endpoint", "why"):
             table.add_column(col)
         for u in report.undecidable[: examples * 5]:
-            table.add_row(f"#{u.seq}", shown(u.endpoint), escape(u.why))
-        out.print(table)
+            table.add_row(f"#{u.seq}", shown(u.endpoint), u.why)
+        table.print()

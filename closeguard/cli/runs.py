@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from closeguard.cli._app import COMMANDS
-from closeguard.cli._common import JsonOpt, LimitOpt, console, existing_store, fail, print_json
+from closeguard.cli._common import JsonOpt, LimitOpt, existing_store, fail, print_json
 
 if TYPE_CHECKING:
     from closeguard.store import Store
@@ -102,8 +102,7 @@ def list_(
     """Recent runs, newest first."""
     if status is not None and status not in STATUSES:
         raise fail(f"--status takes one of {', '.join(STATUSES)}", 2)
-    from rich.table import Table
-
+    from closeguard.cli._table import Table, styled
     from closeguard.store.runs import RunRows
 
     runs = RunRows(existing_store()).list(status=status, workflow=workflow, limit=limit)
@@ -112,18 +111,17 @@ def list_(
         return
     table = Table("id", "workflow", "status", "lead", "trigger", "attempts", "updated", "error")
     for run in runs:
-        style = STATUS_STYLE.get(run.status, "")
         table.add_row(
             run.id,
             run.workflow,
-            f"[{style}]{run.status}[/]" if style else run.status,
+            styled(run.status, STATUS_STYLE.get(run.status)),
             run.lead_id or "-",
             run.trigger_key,
             str(run.attempts),
             _when(run.updated),
             (run.error or "-")[:80],
         )
-    console(160).print(table)
+    table.print()
 
 
 @app.command("show")

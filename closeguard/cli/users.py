@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from closeguard.cli._app import COMMANDS
-from closeguard.cli._common import JsonOpt, console, existing_store, print_json
+from closeguard.cli._common import JsonOpt, existing_store, print_json
 
 if TYPE_CHECKING:
     from closeguard.guardrails.accounts import Account, Accounts
@@ -71,8 +71,7 @@ def add(
 @app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
     """Every account: name, roles, email and whether it is disabled."""
-    from rich.table import Table
-
+    from closeguard.cli._table import Table, styled
     from closeguard.guardrails.accounts import Accounts
 
     found = Accounts(existing_store()).list()
@@ -86,9 +85,9 @@ def list_(as_json: JsonOpt = False) -> None:
     for col in ("name", "roles", "email", "status"):
         table.add_column(col)
     for a in found:
-        status = "[red]disabled[/]" if a.disabled else "[green]enabled[/]"
+        status = styled("disabled", "red") if a.disabled else styled("enabled", "green")
         table.add_row(a.name, ", ".join(a.roles), a.email or "-", status)
-    console(120).print(table)
+    table.print()
 
 
 @app.command("disable")

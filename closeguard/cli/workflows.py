@@ -17,7 +17,7 @@ import typer
 import yaml
 
 from closeguard.cli._app import COMMANDS
-from closeguard.cli._common import JsonOpt, console, fail, print_json
+from closeguard.cli._common import JsonOpt, fail, print_json
 from closeguard.cli.runs import audit_rows_for
 from closeguard.guardrails.conditions import describe as describe_condition
 from closeguard.tools.errors import ConfigError
@@ -121,13 +121,13 @@ def list_(path: PathOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json([_describe(w) for w in found.values()])
         return
-    from rich.table import Table
+    from closeguard.cli._table import Table
 
     table = Table("name", "trigger", "policy", "what it does")
     for workflow in found.values():
         policy = workflow.policy if isinstance(workflow.policy, str) else workflow.policy.name
         table.add_row(workflow.name, trigger_text(workflow.trigger), policy, workflow.description)
-    console(140).print(table)
+    table.print()
 
 
 @app.command("show")
