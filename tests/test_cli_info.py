@@ -56,3 +56,33 @@ def test_info_masks_the_key_and_the_store_password(
     text = runner.invoke(app, ["info"]).stdout
     assert "postgresql://me:***@127.0.0.1:1/x (cannot be opened:" in text
     assert "hunter2" not in text
+
+
+def test_a_sqlite_file_that_is_not_a_store_is_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The standard-library look says "exists" only for a file with closeguard's ``audit``
+    table; any other SQLite file gets the store's own verdict."""
+    import sqlite3
+    from contextlib import closing
+
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as conn:
+        conn.execute("CREATE TABLE notes (x)")
+    monkeypatch.setenv("CLOSEGUARD_STORE_URL", f"sqlite:///{other}")
+    data = json.loads(runner.invoke(app, ["info", "--json"]).stdout)
+    assert data["store"] == {
+        "url": f"sqlite:///{other}",
+        "exists": False,
+        "state": "the database has no closeguard tables",
+    }
+    Store(f"sqlite:///{tmp_path / 'real.db'}").dispose()
+    monkeypatch.setenv("CLOSEGUARD_STORE_URL", "sqlite:///real.db")
+    data = json.loads(runner.invoke(app, ["info", "--json"]).stdout)
+    assert data["store"] == {"url": "sqlite:///real.db", "exists": True, "state": "exists"}
+
+
+def test_every_store_has_the_table_info_looks_for() -> None:
+    from closeguard.store import Tables
+
+    assert "audit" in {t.name for t in Tables().metadata.sorted_tables}

@@ -120,6 +120,23 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
+@pytest.fixture(scope="module")
+def filled_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store with audit rows, so ``audit tail`` prints a table."""
+    from closeguard.guardrails.audit import AuditLog
+    from closeguard.store import Store
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('filled') / 'closeguard.db'}"
+    store = Store(url)
+    log = AuditLog(store)
+    for n in range(3):
+        row = {"actor": "t", "endpoint": "lead.get", "method": "GET", "access": "read"}
+        log.append({**row, "path": f"/lead/lead_{n}/", "decision": "allow", "args": {}})
+    log.flush()
+    store.dispose()
+    return url
+
+
 @pytest.mark.parametrize(
     "argv",
     [["runs", "list"], ["audit", "verify"], ["approvals", "list"], ["info"], ["policy", "list"]],
@@ -153,7 +170,7 @@ def test_postgresqls_insert_is_imported_when_a_postgresql_store_asks() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["runs", "list"], ["audit", "tail"], ["audit", "verify"], ["approvals", "list"], ["info"]],
+    [["runs", "list"], ["audit", "tail"], ["audit", "verify"], ["approvals", "list"]],
     ids=" ".join,
 )
 def test_a_store_command_loads_neither_pydantic_nor_the_catalog(
@@ -166,6 +183,36 @@ def test_a_store_command_loads_neither_pydantic_nor_the_catalog(
     assert code == 0
     assert "sqlalchemy" in modules
     assert sorted(m for m in modules if m.startswith(("pydantic", "closeguard.tools.models"))) == []
+
+
+def test_info_on_a_sqlite_store_loads_no_sqlalchemy(store_url: str, tmp_path: Path) -> None:
+    """``info`` looks at a SQLite file with the standard library: SQLAlchemy's import was
+    most of its time. It still says the store exists (``test_cli_info`` checks the rest)."""
+    code, modules = loaded(["info"], tmp_path, store_url)
+    assert code == 0
+    assert sorted(m for m in modules if m.startswith(("sqlalchemy", "pydantic"))) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["catalog"],
+        ["policy", "list"],
+        ["policy", "explain", "read-only"],
+        ["audit", "tail"],
+        ["runs", "list"],
+        ["workflows", "list"],
+    ],
+    ids=" ".join,
+)
+def test_a_listing_prints_its_table_without_rich(
+    argv: list[str], filled_url: str, tmp_path: Path
+) -> None:
+    """Listings print plain columns (``cli/_table.py``): Rich's table layout and import
+    cost more than the query behind a listing."""
+    code, modules = loaded(argv, tmp_path, filled_url)
+    assert code == 0
+    assert sorted(m for m in modules if m.split(".")[0] == "rich") == []
 
 
 @pytest.mark.parametrize(

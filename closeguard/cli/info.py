@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from closeguard import __version__
 from closeguard.cli._common import JsonOpt, print_json
-from closeguard.store import display_url, store_problem
 from closeguard.tools.settings import (
     API_KEY_NAMES,
     BASE_URL_NAMES,
@@ -25,7 +28,34 @@ def masked(secret: str) -> str:
     return f"…{secret[-4:]}" if len(secret) >= 12 else "****"
 
 
+_SQLITE_FILE = re.compile(r"sqlite:///(?P<path>[^?#]+)")
+_AUDIT_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
+
+
+def _sqlite_state(path: Path) -> str | None:
+    """A SQLite file's state read with the standard library alone: missing, or a store
+    (it holds the ``audit`` table, as every closeguard store does); None when only the
+    store's own check can tell (any other file)."""
+    if not path.is_file():
+        return "the file does not exist"
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            found = conn.execute(_AUDIT_TABLE).fetchone()
+    except sqlite3.Error:
+        return None
+    return "exists" if found else None
+
+
 def _store(url: str) -> dict[str, Any]:
+    """Where the store is and whether it exists. A plain SQLite file URL (the default) is
+    looked at without SQLAlchemy, whose import is most of this command's time; any other
+    URL, or a file that is not plainly a store, goes through ``store_problem``."""
+    found = _SQLITE_FILE.fullmatch(url)
+    state = None if found is None else _sqlite_state(Path(found["path"]).expanduser())
+    if state is not None:
+        return {"url": url, "exists": state == "exists", "state": state}
+    from closeguard.store import display_url, store_problem
+
     problem = store_problem(url)
     return {"url": display_url(url), "exists": problem is None, "state": problem or "exists"}
 
