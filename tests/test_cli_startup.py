@@ -185,6 +185,16 @@ def test_a_store_command_loads_neither_pydantic_nor_the_catalog(
     assert sorted(m for m in modules if m.startswith(("pydantic", "closeguard.tools.models"))) == []
 
 
+def test_listing_the_shipped_policies_loads_neither_pydantic_nor_the_catalog(
+    tmp_path: Path,
+) -> None:
+    """``policy list`` reads the YAML files' descriptions (``guardrails/_shipped.py``)."""
+    code, modules = loaded(["policy", "list"], tmp_path)
+    assert code == 0
+    unwanted = ("pydantic", "closeguard.tools.catalog", "closeguard.guardrails.policy")
+    assert sorted(m for m in modules if m.startswith(unwanted)) == []
+
+
 def test_info_on_a_sqlite_store_loads_no_sqlalchemy(store_url: str, tmp_path: Path) -> None:
     """``info`` looks at a SQLite file with the standard library: SQLAlchemy's import was
     most of its time. It still says the store exists (``test_cli_info`` checks the rest)."""

@@ -50,7 +50,7 @@ def check(source: PolicyArg) -> None:
 def list_shipped(as_json: JsonOpt = False) -> None:
     """The policies shipped with closeguard (use a name wherever a policy file goes)."""
     from closeguard.cli._table import Table
-    from closeguard.guardrails.policy import shipped_policies
+    from closeguard.guardrails._shipped import shipped_policies
 
     shipped = shipped_policies()
     if as_json:

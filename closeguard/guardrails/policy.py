@@ -71,13 +71,13 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from closeguard.guardrails._shipped import shipped_file, shipped_policies
 from closeguard.guardrails._yaml import Lines, load_yaml, shown
 from closeguard.guardrails.conditions import Condition, describe, parse_condition
 from closeguard.guardrails.roles import DEFAULT_APPROVERS, ROLE
@@ -283,21 +283,6 @@ class Policy:
         return cls.from_yaml(text, file=file)
 
 
-def shipped_policies() -> dict[str, str]:
-    """Shipped policy names and their one-line descriptions."""
-    out = {}
-    root = importlib_resources.files("closeguard.guardrails") / "policies"
-    for item in sorted(root.iterdir(), key=lambda p: p.name):
-        if item.name.endswith(".yaml"):
-            try:
-                data = yaml.safe_load(item.read_text(encoding="utf-8"))
-            except yaml.YAMLError:
-                data = None
-            desc = data.get("description") if isinstance(data, dict) else None
-            out[item.name.removesuffix(".yaml")] = " ".join(str(desc or "").split())
-    return out
-
-
 def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, str, Path | None]:
     """Text, label and the folder relative ``extends`` resolve against."""
     raw = str(source)
@@ -316,7 +301,7 @@ def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, str, P
         if "/" in raw or shipped_name not in shipped_policies():
             raise ConfigError(f"policy file {raw!r} not found")
         raw = shipped_name
-    item = importlib_resources.files("closeguard.guardrails") / "policies" / f"{raw}.yaml"
+    item = shipped_file(raw)
     if not _NAME_OK.match(raw) or not item.is_file():
         names = ", ".join(shipped_policies())
         raise ConfigError(f"no policy file or shipped policy named {raw!r} (shipped: {names})")
