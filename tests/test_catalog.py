@@ -231,3 +231,32 @@ def test_a_remembered_lookup_hands_out_its_own_parameters() -> None:
     assert find_endpoint("GET", "https://api.close.com/api/v1/lead/lead_cache")[1] == {
         "id": "lead_cache"
     }
+
+
+@pytest.mark.parametrize("ep", ENDPOINTS, ids=lambda e: e.name)
+def test_every_model_an_endpoint_names_is_a_model(ep: object) -> None:
+    """The catalog names its models (so that classifying imports no pydantic); each name
+    must be a pydantic model of ``tools.models``."""
+    from pydantic import BaseModel
+
+    from closeguard.tools import models
+    from closeguard.tools.catalog import Endpoint
+
+    assert isinstance(ep, Endpoint)
+    for name, model in (
+        (ep.result, ep.result_model),
+        (ep.query, ep.query_model),
+        (ep.body, ep.body_model),
+        (ep.item, ep.item_model),
+    ):
+        if name is None:
+            assert model is None
+        else:
+            assert isinstance(model, type) and issubclass(model, BaseModel)
+            assert model is getattr(models, name)
+
+
+def test_access_is_one_type_wherever_it_is_imported() -> None:
+    from closeguard.tools import access, models
+
+    assert models.Access is access.Access

@@ -195,6 +195,22 @@ def test_listing_the_shipped_policies_loads_neither_pydantic_nor_the_catalog(
     assert sorted(m for m in modules if m.startswith(unwanted)) == []
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["catalog"], ["policy", "check", "read-only"], ["policy", "explain", "read-only"]],
+    ids=" ".join,
+)
+def test_the_catalog_and_a_policy_without_constraints_load_no_pydantic(
+    argv: list[str], tmp_path: Path
+) -> None:
+    """The catalog names its models and imports them on first use; a policy imports
+    pydantic only to check a constraint's values (``read-only`` has none)."""
+    code, modules = loaded(argv, tmp_path)
+    assert code == 0
+    unwanted = ("pydantic", "closeguard.tools.models")
+    assert sorted(m for m in modules if m.startswith(unwanted)) == []
+
+
 def test_info_on_a_sqlite_store_loads_no_sqlalchemy(store_url: str, tmp_path: Path) -> None:
     """``info`` looks at a SQLite file with the standard library: SQLAlchemy's import was
     most of its time. It still says the store exists (``test_cli_info`` checks the rest)."""

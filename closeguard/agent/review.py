@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from closeguard.guardrails import Decision, Guard, RunContext
 from closeguard.tools import ENDPOINTS, Call, Endpoint, classify
+from closeguard.tools.access import Access
 from closeguard.tools.langchain import split_arguments, tool_name
-from closeguard.tools.models import Access
 
 __all__ = [
     "ANSWERS",

@@ -13,8 +13,8 @@ from closeguard.cli._common import JsonOpt, existing_store, fail, print_json, sh
 if TYPE_CHECKING:
     from closeguard.guardrails import Policy
     from closeguard.guardrails.replay import Replay
+    from closeguard.tools.access import Access
     from closeguard.tools.catalog import Endpoint
-    from closeguard.tools.models import Access
 
 app = typer.Typer(rich_markup_mode=None, help=COMMANDS["policy"].help, no_args_is_help=True)
 

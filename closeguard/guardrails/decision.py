@@ -27,9 +27,9 @@ from closeguard.guardrails.static import (
     possible_access,
     static_decisions,
 )
+from closeguard.tools.access import Access
 from closeguard.tools.catalog import ENDPOINTS, Call, classify
 from closeguard.tools.errors import UnknownEndpoint
-from closeguard.tools.models import Access
 
 __all__ = [
     "STATUS_REFRESH",

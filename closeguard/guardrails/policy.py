@@ -72,16 +72,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import yaml
-from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from closeguard.guardrails._shipped import shipped_file, shipped_policies
 from closeguard.guardrails._yaml import Lines, load_yaml, shown
 from closeguard.guardrails.conditions import Condition, describe, parse_condition
 from closeguard.guardrails.roles import DEFAULT_APPROVERS, ROLE
 from closeguard.guardrails.static import possible_access, static_decisions
+from closeguard.tools.access import Access
 from closeguard.tools.catalog import (
     ACCESS_RANK,
     BY_NAME,
@@ -90,7 +90,9 @@ from closeguard.tools.catalog import (
     resource_ancestors,
 )
 from closeguard.tools.errors import ConfigError
-from closeguard.tools.models import Access
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "DEFAULT_APPROVERS",
@@ -524,6 +526,10 @@ def endpoint_fields(ep: Endpoint) -> dict[str, list[tuple[Location, Any]]]:
 
 
 def _accepts(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` fits the argument's type; pydantic is imported here, by the first
+    constraint with a value to check, not by every policy load."""
+    from pydantic import TypeAdapter, ValidationError
+
     try:
         TypeAdapter(annotation).validate_python(value, strict=True)
     except ValidationError:

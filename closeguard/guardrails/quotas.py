@@ -26,7 +26,7 @@ from sqlalchemy import Connection
 from closeguard.guardrails.policy import Counters, Policy
 from closeguard.store import Store
 from closeguard.store.quotas import QuotaCounters
-from closeguard.tools.models import Access
+from closeguard.tools.access import Access
 
 __all__ = ["Quotas", "Reserved"]
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
+from closeguard.tools.access import Access
 from closeguard.tools.catalog import (
     ACCESS_RANK,
     ENDPOINTS,
@@ -24,7 +25,6 @@ from closeguard.tools.catalog import (
     access_allows,
     resource_ancestors,
 )
-from closeguard.tools.models import Access
 
 __all__ = [
     "Decision",

@@ -2,9 +2,10 @@
 
 Each ``Endpoint`` says what a method is (name, HTTP method, path template under
 ``/api/v1``), what it acts on (``resource``), how dangerous it is (``access``), what it takes
-and returns (pydantic models), how it pages and which webhook events it fires. The typed
-client, the LangChain tools, the guard's classification, the simulator's routes and the
-docs are all generated from ``ENDPOINTS``; adding a method is one entry here.
+and returns (pydantic models of ``tools.models``, named here and imported when first asked
+for), how it pages and which webhook events it fires. The typed client, the LangChain
+tools, the guard's classification, the simulator's routes and the docs are all generated
+from ``ENDPOINTS``; adding a method is one entry here.
 
 ``classify(method, path, body, params)`` maps any concrete request to its endpoint and
 access level, looking at arguments where they change the risk (an email with
@@ -17,14 +18,14 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel
-
-from closeguard.tools import models as m
+from closeguard.tools.access import Access
 from closeguard.tools.errors import UnknownEndpoint
-from closeguard.tools.models import Access
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 HTTPMethod = Literal["GET", "POST", "PUT", "DELETE"]
 Paging = Literal["offset", "cursor", "search"]
@@ -34,6 +35,16 @@ API_PREFIX = "/api/v1"
 _API_DIR = API_PREFIX + "/"
 ACCESS_RANK: dict[str, int] = {"read": 0, "write": 1, "destructive": 2}
 _PARAM = re.compile(r"\{(\w+)\}")
+
+
+def _model(name: str) -> type[BaseModel]:
+    """The model ``name`` of ``tools.models``. The catalog names its models rather than
+    holding them, so that classifying calls and listing endpoints import no pydantic
+    (about half of ``closeguard catalog``'s start); a test checks every name resolves."""
+    from closeguard.tools import models
+
+    found: type[BaseModel] = getattr(models, name)
+    return found
 
 
 @dataclass(frozen=True)
@@ -46,16 +57,34 @@ class Endpoint:
     resource: str
     access: Access
     summary: str
-    result_model: type[BaseModel]
-    query_model: type[BaseModel] | None = None
-    body_model: type[BaseModel] | None = None
-    item_model: type[BaseModel] | None = None
+    result: str
+    """The result's model, by its name in ``tools.models`` (``result_model``)."""
+    query: str | None = None
+    body: str | None = None
+    item: str | None = None
     events: tuple[str, ...] = ()
     paging: Paging | None = None
     max_limit: int | None = None
     max_skip: int | None = None
     escalate: Escalation | None = field(default=None, compare=False, repr=False)
     in_guide: bool = False
+
+    @property
+    def result_model(self) -> type[BaseModel]:
+        """The pydantic model of the result (imported on first use: see ``_model``)."""
+        return _model(self.result)
+
+    @property
+    def query_model(self) -> type[BaseModel] | None:
+        return None if self.query is None else _model(self.query)
+
+    @property
+    def body_model(self) -> type[BaseModel] | None:
+        return None if self.body is None else _model(self.body)
+
+    @property
+    def item_model(self) -> type[BaseModel] | None:
+        return None if self.item is None else _model(self.item)
 
     @property
     def event(self) -> str | None:
@@ -145,10 +174,10 @@ def _crud(
     root: str,
     *,
     label: str,
-    model: type[BaseModel],
-    create: type[BaseModel] | None,
-    update: type[BaseModel] | None,
-    list_params: type[BaseModel] = m.ListParams,
+    model: str,
+    create: str | None,
+    update: str | None,
+    list_params: str = "ListParams",
     events_prefix: str | None = None,
     max_limit: int = 100,
     max_skip: int = 250_000,
@@ -168,9 +197,9 @@ def _crud(
             resource=resource,
             access="read",
             summary=f"List {label}s, a page at a time.",
-            result_model=m.Page,
-            query_model=list_params,
-            item_model=model,
+            result="Page",
+            query=list_params,
+            item=model,
             paging="offset",
             max_limit=max_limit,
             max_skip=max_skip,
@@ -183,8 +212,8 @@ def _crud(
             resource=resource,
             access="read",
             summary=f"Get one {label} by id.",
-            result_model=model,
-            query_model=m.GetParams,
+            result=model,
+            query="GetParams",
             in_guide="get" in guide_set,
         ),
     ]
@@ -197,8 +226,8 @@ def _crud(
                 resource=resource,
                 access=write_access,
                 summary=f"Create {_a(label)}.",
-                result_model=model,
-                body_model=create,
+                result=model,
+                body=create,
                 events=(f"{ev}.created",) if events_prefix != "" else (),
                 escalate=escalate,
                 in_guide="create" in guide_set,
@@ -213,8 +242,8 @@ def _crud(
                 resource=resource,
                 access=write_access,
                 summary=f"Update {_a(label)}; only the fields sent change.",
-                result_model=model,
-                body_model=update,
+                result=model,
+                body=update,
                 events=(f"{ev}.updated",) if events_prefix != "" else (),
                 escalate=escalate,
                 in_guide="update" in guide_set,
@@ -228,7 +257,7 @@ def _crud(
             resource=resource,
             access=delete_access,
             summary=f"Delete {_a(label)}. Irreversible.",
-            result_model=m.Empty,
+            result="Empty",
             events=(f"{ev}.deleted",) if events_prefix != "" else (),
             in_guide="delete" in guide_set,
         )
@@ -244,10 +273,10 @@ def _build() -> tuple[Endpoint, ...]:
         "lead",
         "lead",
         label="lead",
-        model=m.Lead,
-        create=m.LeadCreate,
-        update=m.LeadUpdate,
-        list_params=m.LeadListParams,
+        model="Lead",
+        create="LeadCreate",
+        update="LeadUpdate",
+        list_params="LeadListParams",
         max_limit=200,
         guide=all5,
     )
@@ -259,8 +288,8 @@ def _build() -> tuple[Endpoint, ...]:
             resource="lead",
             access="destructive",
             summary="Merge the source lead into the destination; the source disappears.",
-            result_model=m.Lead,
-            body_model=m.LeadMerge,
+            result="Lead",
+            body="LeadMerge",
             events=("lead.merged",),
             in_guide=True,
         )
@@ -269,20 +298,20 @@ def _build() -> tuple[Endpoint, ...]:
         "contact",
         "contact",
         label="contact",
-        model=m.Contact,
-        create=m.ContactCreate,
-        update=m.ContactUpdate,
-        list_params=m.ContactListParams,
+        model="Contact",
+        create="ContactCreate",
+        update="ContactUpdate",
+        list_params="ContactListParams",
         guide=all5,
     )
     eps += _crud(
         "opportunity",
         "opportunity",
         label="opportunity",
-        model=m.Opportunity,
-        create=m.OpportunityCreate,
-        update=m.OpportunityUpdate,
-        list_params=m.OpportunityListParams,
+        model="Opportunity",
+        create="OpportunityCreate",
+        update="OpportunityUpdate",
+        list_params="OpportunityListParams",
         guide=all5,
     )
     eps.append(
@@ -293,20 +322,20 @@ def _build() -> tuple[Endpoint, ...]:
             resource="activity",
             access="read",
             summary="List activities of every type (notes, calls, emails, status changes…).",
-            result_model=m.Page,
-            query_model=m.ActivityListParams,
-            item_model=m.Activity,
+            result="Page",
+            query="ActivityListParams",
+            item="Activity",
             paging="offset",
             max_limit=100,
             max_skip=250_000,
             in_guide=True,
         )
     )
-    typed_activities: tuple[tuple[str, str, type[BaseModel], type[BaseModel], type[BaseModel]], ...]
+    typed_activities: tuple[tuple[str, str, str, str, str], ...]
     typed_activities = (
-        ("note", "note", m.NoteActivity, m.NoteCreate, m.NoteUpdate),
-        ("call", "call", m.CallActivity, m.CallCreate, m.CallUpdate),
-        ("email", "email", m.EmailActivity, m.EmailCreate, m.EmailUpdate),
+        ("note", "note", "NoteActivity", "NoteCreate", "NoteUpdate"),
+        ("call", "call", "CallActivity", "CallCreate", "CallUpdate"),
+        ("email", "email", "EmailActivity", "EmailCreate", "EmailUpdate"),
     )
     for kind, label, model, create, update in typed_activities:
         group = _crud(
@@ -316,7 +345,7 @@ def _build() -> tuple[Endpoint, ...]:
             model=model,
             create=create,
             update=update,
-            list_params=m.ActivityListParams,
+            list_params="ActivityListParams",
             guide=("create",),
             escalate=_email_sends if kind == "email" else None,
         )
@@ -335,10 +364,10 @@ def _build() -> tuple[Endpoint, ...]:
         "task",
         "task",
         label="task",
-        model=m.Task,
-        create=m.TaskCreate,
-        update=m.TaskUpdate,
-        list_params=m.TaskListParams,
+        model="Task",
+        create="TaskCreate",
+        update="TaskUpdate",
+        list_params="TaskListParams",
         guide=("list", "create", "update", "delete"),
     )
     eps += [
@@ -353,9 +382,9 @@ def _build() -> tuple[Endpoint, ...]:
             resource="task",
             access="destructive",
             summary="Apply the same change to every task matching the filter (query params).",
-            result_model=m.Page,
-            query_model=m.TaskBulkFilter,
-            body_model=m.TaskUpdate,
+            result="Page",
+            query="TaskBulkFilter",
+            body="TaskUpdate",
             events=("task.updated", "task.completed"),
             in_guide=True,
         )
@@ -366,9 +395,9 @@ def _build() -> tuple[Endpoint, ...]:
             f"custom_field.{obj}",
             f"custom_field/{obj}",
             label=f"{obj} custom field",
-            model=m.CustomField,
-            create=m.CustomFieldCreate,
-            update=m.CustomFieldUpdate,
+            model="CustomField",
+            create="CustomFieldCreate",
+            update="CustomFieldUpdate",
             events_prefix="",
             write_access="destructive",
             guide=("list", "create") if obj == "lead" else (),
@@ -382,8 +411,8 @@ def _build() -> tuple[Endpoint, ...]:
             resource="status",
             access="read",
             summary="List the organization's lead statuses.",
-            result_model=m.Page,
-            item_model=m.LeadStatus,
+            result="Page",
+            item="LeadStatus",
         ),
         Endpoint(
             name="status.opportunity.list",
@@ -392,8 +421,8 @@ def _build() -> tuple[Endpoint, ...]:
             resource="status",
             access="read",
             summary="List opportunity statuses (each active, won or lost, in a pipeline).",
-            result_model=m.Page,
-            item_model=m.OpportunityStatus,
+            result="Page",
+            item="OpportunityStatus",
         ),
         Endpoint(
             name="pipeline.list",
@@ -402,8 +431,8 @@ def _build() -> tuple[Endpoint, ...]:
             resource="pipeline",
             access="read",
             summary="List pipelines with their opportunity statuses.",
-            result_model=m.Page,
-            item_model=m.Pipeline,
+            result="Page",
+            item="Pipeline",
         ),
         Endpoint(
             name="user.me",
@@ -412,8 +441,8 @@ def _build() -> tuple[Endpoint, ...]:
             resource="user",
             access="read",
             summary="The user the credential belongs to.",
-            result_model=m.User,
-            query_model=m.GetParams,
+            result="User",
+            query="GetParams",
             in_guide=True,
         ),
         Endpoint(
@@ -423,9 +452,9 @@ def _build() -> tuple[Endpoint, ...]:
             resource="user",
             access="read",
             summary="List the users of the organization.",
-            result_model=m.Page,
-            query_model=m.ListParams,
-            item_model=m.User,
+            result="Page",
+            query="ListParams",
+            item="User",
             paging="offset",
             max_limit=100,
             max_skip=250_000,
@@ -438,8 +467,8 @@ def _build() -> tuple[Endpoint, ...]:
             resource="user",
             access="read",
             summary="Get one user by id.",
-            result_model=m.User,
-            query_model=m.GetParams,
+            result="User",
+            query="GetParams",
         ),
         Endpoint(
             name="organization.get",
@@ -448,8 +477,8 @@ def _build() -> tuple[Endpoint, ...]:
             resource="organization",
             access="read",
             summary="Get the organization.",
-            result_model=m.Organization,
-            query_model=m.GetParams,
+            result="Organization",
+            query="GetParams",
         ),
         Endpoint(
             name="organization.update",
@@ -458,8 +487,8 @@ def _build() -> tuple[Endpoint, ...]:
             resource="organization",
             access="destructive",
             summary="Update the organization's settings (affects every member).",
-            result_model=m.Organization,
-            body_model=m.OrganizationUpdate,
+            result="Organization",
+            body="OrganizationUpdate",
             in_guide=True,
         ),
     ]
@@ -468,9 +497,9 @@ def _build() -> tuple[Endpoint, ...]:
         "webhook",
         "webhook",
         label="webhook subscription",
-        model=m.WebhookSubscription,
-        create=m.WebhookCreate,
-        update=m.WebhookUpdate,
+        model="WebhookSubscription",
+        create="WebhookCreate",
+        update="WebhookUpdate",
         events_prefix="",
         write_access="destructive",
         guide=("list", "create", "delete"),
@@ -484,9 +513,9 @@ def _build() -> tuple[Endpoint, ...]:
             resource="event",
             access="read",
             summary="Read the Event Log (30 days), newest first, by cursor.",
-            result_model=m.EventPage,
-            query_model=m.EventListParams,
-            item_model=m.Event,
+            result="EventPage",
+            query="EventListParams",
+            item="Event",
             paging="cursor",
             max_limit=50,
             in_guide=True,
@@ -498,7 +527,7 @@ def _build() -> tuple[Endpoint, ...]:
             resource="event",
             access="read",
             summary="Get one Event Log entry by id.",
-            result_model=m.Event,
+            result="Event",
         ),
         Endpoint(
             name="data.search",
@@ -507,9 +536,9 @@ def _build() -> tuple[Endpoint, ...]:
             resource="lead",
             access="read",
             summary="Advanced Filtering: search leads or contacts with a query object.",
-            result_model=m.SearchPage,
-            body_model=m.SearchBody,
-            item_model=m.Lead,
+            result="SearchPage",
+            body="SearchBody",
+            item="Lead",
             paging="search",
             max_limit=200,
         ),

@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from closeguard.tools.access import Access as Access
+
 CUSTOM_FIELD_KEY = re.compile(r"^custom\.cf_[A-Za-z0-9]+$")
 
-Access = Literal["read", "write", "destructive"]
 EmailStatus = Literal["inbox", "draft", "scheduled", "outbox", "sent"]
 StatusType = Literal["active", "won", "lost"]
 ValuePeriod = Literal["one_time", "monthly", "annual"]

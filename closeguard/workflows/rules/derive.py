@@ -27,9 +27,9 @@ from typing import Any
 from closeguard.guardrails import Policy
 from closeguard.guardrails.policy import FieldRule, endpoint_fields
 from closeguard.guardrails.static import Outcome, possible_access, static_decisions
+from closeguard.tools.access import Access
 from closeguard.tools.catalog import ACCESS_RANK, BY_NAME, ENDPOINTS, Endpoint
 from closeguard.tools.errors import ConfigError
-from closeguard.tools.models import Access
 from closeguard.workflows.definition import EventTrigger
 from closeguard.workflows.rules.model import (
     AgentStep,
