@@ -171,9 +171,21 @@ def test_nothing_imports_cli() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+DEFERRED = {("closeguard.tools.catalog", "closeguard.tools.models")}
+"""The imports outside ``cli`` allowed inside a function, each for a reason
+docs/architecture.md gives: the catalog's pydantic models load on first use, so that
+classifying a call imports no pydantic."""
+
+
 def test_no_closeguard_import_inside_a_function() -> None:
-    wrong = [i.where for i in all_imports() if i.in_function and package_of(i.source) != "cli"]
+    wrong = [
+        i.where
+        for i in all_imports()
+        if i.in_function and package_of(i.source) != "cli" and (i.source, i.target) not in DEFERRED
+    ]
     assert not wrong, "move these to the top of the module:\n" + "\n".join(wrong)
+    deferred = {(i.source, i.target) for i in all_imports() if i.in_function}
+    assert deferred >= DEFERRED, f"no longer deferred: {DEFERRED - deferred}"
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
