@@ -69,20 +69,20 @@ class Endpoint:
     escalate: Escalation | None = field(default=None, compare=False, repr=False)
     in_guide: bool = False
 
-    @property
+    @cached_property
     def result_model(self) -> type[BaseModel]:
         """The pydantic model of the result (imported on first use: see ``_model``)."""
         return _model(self.result)
 
-    @property
+    @cached_property
     def query_model(self) -> type[BaseModel] | None:
         return None if self.query is None else _model(self.query)
 
-    @property
+    @cached_property
     def body_model(self) -> type[BaseModel] | None:
         return None if self.body is None else _model(self.body)
 
-    @property
+    @cached_property
     def item_model(self) -> type[BaseModel] | None:
         return None if self.item is None else _model(self.item)
 
