@@ -45,6 +45,23 @@ def test_only_wrappable_columns_are_wrapped_to_the_width() -> None:
     )
 
 
+def test_a_cells_indentation_is_kept_and_a_wrapped_line_keeps_it_too() -> None:
+    """``audit show`` and ``approvals show`` put indented JSON in a cell."""
+    table = Table(show_header=False)
+    table.add_column("field", wrap=False)
+    table.add_column("value")
+    table.add_row("args", '{\n  "body": {\n    "note": "a b c d e f g h i j k l m n"\n  }\n}')
+    assert [line[6:] for line in table.lines()] == [
+        "{",
+        '  "body": {',
+        '    "note": "a b c d e f g h i j k l m n"',
+        "  }",
+        "}",
+    ]
+    wrapped = [line[6:] for line in table.lines(width=6 + 24)]
+    assert wrapped[2:4] == ['    "note": "a b c d e f', '    g h i j k l m n"']
+
+
 def test_a_table_that_cannot_fit_keeps_its_cells_whole() -> None:
     table = Table()
     table.add_column("name", wrap=False)

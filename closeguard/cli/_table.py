@@ -124,7 +124,11 @@ class Table:
             return lines
         out: list[str] = []
         for line in lines:
-            out.extend(textwrap.wrap(line, width, break_on_hyphens=False) or [""])
+            if len(line) <= width:
+                out.append(line)
+                continue
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False))
         return out
 
     @staticmethod
