@@ -82,6 +82,15 @@ def test_a_sqlite_file_that_is_not_a_store_is_told_apart(
     assert data["store"] == {"url": "sqlite:///real.db", "exists": True, "state": "exists"}
 
 
+def test_a_percent_escaped_path_is_read_as_sqlalchemy_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Store(f"sqlite:///{tmp_path / 'my store.db'}").dispose()
+    monkeypatch.setenv("CLOSEGUARD_STORE_URL", "sqlite:///my%20store.db")
+    data = json.loads(runner.invoke(app, ["info", "--json"]).stdout)
+    assert data["store"]["exists"] is True
+
+
 def test_every_store_has_the_table_info_looks_for() -> None:
     from closeguard.store import Tables
 

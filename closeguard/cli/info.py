@@ -28,7 +28,8 @@ def masked(secret: str) -> str:
     return f"…{secret[-4:]}" if len(secret) >= 12 else "****"
 
 
-_SQLITE_FILE = re.compile(r"sqlite:///(?P<path>[^?#]+)")
+_SQLITE_FILE = re.compile(r"sqlite:///(?P<path>[^?#%]+)")
+"""A SQLite file URL whose path is the file's as written (a ``%`` escape goes to SQLAlchemy)."""
 _AUDIT_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
 
 
