@@ -83,6 +83,16 @@ def test_colours_show_on_a_terminal_only() -> None:
     assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == plain
 
 
+def test_control_characters_in_a_cell_are_shown_not_obeyed() -> None:
+    """A value from Close could carry terminal codes (a lead named with an escape)."""
+    table = Table("name", "state")
+    table.add_row("Acme\x1b[2J\rInc\tLtd", styled("ok\x07", "green"))
+    plain = table.lines()
+    assert plain[-1] == "Acme\\x1b[2J\\x0dInc\\x09Ltd  ok\\x07"
+    coloured = table.lines(color=True)[-1]
+    assert "\x1b[2J" not in coloured and "\x07" not in coloured and "\x1b[32m" in coloured
+
+
 def test_a_row_must_fill_every_column() -> None:
     with pytest.raises(ValueError, match="2 cells for 3 columns"):
         sample().add_row("a", "b")

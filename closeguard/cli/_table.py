@@ -11,6 +11,7 @@ an endpoint's events, continues on the next lines); on a terminal, columns marke
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import textwrap
@@ -42,6 +43,19 @@ def _unpainted(text: str, cell: str, bold: bool) -> str:
     return text
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(text: str) -> str:
+    """``text`` with control characters other than newlines written as ``\\xNN``: a value
+    from Close (a lead's name in an error, a path) must not move the cursor or recolour
+    the terminal."""
+    if not _CONTROL.search(text):
+        return text
+    cleaned = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return styled(cleaned, text.style) if isinstance(text, Cell) else cleaned
+
+
 class Table:
     """Columns of text under an optional title and header; ``print`` writes it."""
 
@@ -64,7 +78,7 @@ class Table:
     def add_row(self, *cells: str) -> None:
         if len(cells) != len(self.columns):
             raise ValueError(f"{len(cells)} cells for {len(self.columns)} columns")
-        self.rows.append(list(cells))
+        self.rows.append([_visible(cell) for cell in cells])
 
     def lines(self, width: int | None = None, *, color: bool = False) -> list[str]:
         """The table as lines, columns wrapped to ``width`` where allowed (None: never);
@@ -76,7 +90,7 @@ class Table:
                 widths[i] = max(widths[i], *(len(part) for part in cell.split("\n")))
         if width is not None:
             widths = self._fit(widths, width)
-        out = [paint(self.title, "", True)] if self.title else []
+        out = [paint(_visible(self.title), "", True)] if self.title else []
         if self.show_header:
             bold = [paint(c, "", True) for c in self.columns]
             out.append(self._line(bold, widths, self.columns))
