@@ -15,7 +15,7 @@ import pytest
 from closeguard.store import Store
 from closeguard.tools._pacing import RateLimitInfo
 from closeguard.tools.budget import GUARD, MARGIN, RateBudget, Window, chunk, observe, take
-from closeguard.workflows.budget import RedisBudget, SqlBudget
+from closeguard.workflows.budget import Change, RedisBudget, SqlBudget
 from tests._pg import schema_store
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -90,6 +90,52 @@ async def test_under_a_large_limit_a_trip_takes_a_few_grants(tmp_path: Path) -> 
         assert window.used == 8, "one trip took eight grants"
         await other.take("lead:read", 50.2)
         assert other._seen["lead:read"].used == 9, "a client that knows no limit yet takes one"
+    finally:
+        store.dispose()
+
+
+class _SlowTrip(SqlBudget):
+    """The store's budget whose trips wait ``delay`` seconds before reaching the row (a
+    busy store thread, another process holding the lock)."""
+
+    delay = 0.0
+
+    async def _change(self, group: str, change: Change) -> float:
+        await asyncio.sleep(self.delay)
+        return await super()._change(group, change)
+
+
+async def test_a_grant_is_decided_when_the_window_is_changed_not_when_asked(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        budget = _SlowTrip(store, "key:slow")
+        await budget.observe("lead:read", RateLimitInfo(limit=20, remaining=20, reset=0.5), 100.0)
+        budget.delay = 0.04
+        asked = 100.5 - GUARD - 0.01
+        wait = await budget.take("lead:read", asked)
+        assert wait > 0, "asked in time, but the trip reached the window inside its last part"
+        assert budget._seen["lead:read"].used == 0, "nothing was granted in that window"
+        budget.delay = 0.0
+        assert await budget.take("lead:read", asked) == 0.0, "a prompt trip is granted"
+    finally:
+        store.dispose()
+
+
+async def test_grants_kept_from_a_trip_are_not_spent_late_in_their_window(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        budget = SqlBudget(store, "key:kept")
+        info = RateLimitInfo(limit=400, remaining=400, reset=0.9)
+        await budget.observe("lead:read", info, 50.0)
+        assert await budget.take("lead:read", 50.1) == 0.0
+        assert budget._seen["lead:read"].used == 8, "one trip took eight grants"
+        late = 50.9 - GUARD + 0.01
+        assert await budget.take("lead:read", late) > 0, "the seven kept are not spent now"
+        assert budget._seen["lead:read"].used == 8
     finally:
         store.dispose()
 

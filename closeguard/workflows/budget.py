@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from time import monotonic
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -20,7 +21,7 @@ from closeguard.store import Store
 from closeguard.store.budget import BudgetRows
 from closeguard.tools._pacing import RateLimitInfo
 from closeguard.tools.budget import (
-    MARGIN,
+    GUARD,
     RateBudget,
     Window,
     chunk,
@@ -49,21 +50,32 @@ class _Shared:
         raise NotImplementedError
 
     async def take(self, group: str, now: float) -> float:
+        """Grant one request now, or the seconds to wait.
+
+        The grant is decided at the time the shared window is changed, not at ``now``: the
+        trip waits behind the store thread's other work and the row lock of every other
+        process, and a grant decided at the time it was asked could be made after its
+        window ended, then counted by Close in the next one. Grants kept from a trip are
+        spent only while no new grant of their window would be refused for lateness.
+        """
         end, left = self._left.get(group, (None, 0.0))
-        if left >= 1 and end is not None and now < end + MARGIN:
+        if left >= 1 and end is not None and now < end:
             self._left[group] = (end, left - 1)
             return 0.0
         want = chunk(self._seen.get(group, Window()))
+        asked = monotonic()
 
         def grant(window: Window) -> tuple[Window, float]:
-            new, result = take(window, now, want)
+            new, result = take(window, now + (monotonic() - asked), want)
             self._seen[group] = new
             return new, result
 
         result = await self._change(group, grant)
         if result < 0:
             return -result
-        self._left[group] = (self._seen[group].end, result - 1)
+        seen = self._seen[group]
+        last = None if seen.end is None else seen.end - GUARD * seen.span
+        self._left[group] = (last, result - 1)
         return 0.0
 
     async def observe(self, group: str, info: RateLimitInfo, now: float) -> None:
