@@ -461,3 +461,31 @@ def test_a_long_lived_guards_call_ids_are_forgotten_oldest_first(
     counts = quotas._runs[("q5", "r")]
     assert quotas.reserve(call_id="d", **take) is None and counts["writes"] == 4
     assert quotas.reserve(call_id="a", **take) is None and counts["writes"] == 5
+
+
+async def test_the_review_of_an_allowed_call_makes_no_store_trip(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips: list[str] = []
+    run = Store.run
+
+    async def counted(self: Store, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        trips.append(getattr(fn, "__qualname__", repr(fn)))
+        return await run(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "run", counted)
+    sim = Simulator(seed=3, leads=4)
+    lead = next(iter(sim.state["leads"]))
+    model = scripted(
+        turn("", call("lead_get", id=lead)),
+        turn("", call("lead_teleport", id=lead)),
+        turn("Done."),
+    )
+    async with rig(store, "read-only", model, sim=sim) as r:
+        result = await r.ask("look that lead up")
+    replies = [m for m in result["messages"] if getattr(m, "type", "") == "tool"]
+    assert lead in str(replies[0].content) and "not available" in str(replies[1].content)
+    assert trips.count("_audit_unavailable") == 1, trips
+    assert all(t in ("_audit_unavailable", "AuditLog.flush") for t in trips), trips
+    refused = [row for row in AuditLog(store).tail(5) if row["path"] == "lead_teleport"]
+    assert [row["decision"] for row in refused] == ["deny"]

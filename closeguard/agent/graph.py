@@ -66,7 +66,16 @@ from closeguard.agent.review import (
     validate_args,
 )
 from closeguard.agent.state import AgentState, Limits, Review
-from closeguard.guardrails import Approvals, AuditLog, Guard, Guarded, Policy, RunContext, redact
+from closeguard.guardrails import (
+    Approvals,
+    AuditLog,
+    Decision,
+    Guard,
+    Guarded,
+    Policy,
+    RunContext,
+    redact,
+)
 from closeguard.guardrails.audit import EMPTY_ROW
 from closeguard.store import Store, default_store
 from closeguard.telemetry.tracing import traced
@@ -227,7 +236,7 @@ def _review_node(deps: _Deps) -> Callable[..., Any]:
             args = dict(call["args"])
             if deps.strict:
                 args = {k: v for k, v in args.items() if v is not None}
-            reviews[call_id] = await deps.store.run(_check, deps, call["name"], args, run_id)
+            reviews[call_id] = await _check(deps, call["name"], args, run_id)
         update: dict[str, Any] = {"reviews": reviews, "calls": used}
         if stopped:
             update["stopped"] = stopped
@@ -236,29 +245,50 @@ def _review_node(deps: _Deps) -> Callable[..., Any]:
     return review
 
 
-def _check(deps: _Deps, name: str, args: dict[str, Any], run_id: str | None) -> Review:
-    """The review of one proposed call: refused, run, or pending a person's approval."""
+async def _check(deps: _Deps, name: str, args: dict[str, Any], run_id: str | None) -> Review:
+    """The review of one proposed call: refused, run, or pending a person's approval.
+
+    The policy's verdict is reached in the loop (it reads nothing); the store is reached,
+    on its thread, only to audit an unknown tool or to ask for an approval, so a call the
+    policy simply allows costs no trip."""
     if name not in deps.tools:
         reason = f"tool {name!r} is not available under policy {deps.policy.name!r}"
-        _audit_unavailable(deps, name, args, run_id, reason)
+        await deps.store.run(_audit_unavailable, deps, name, args, run_id, reason)
         return _refused(name, args, "agent.tools", reason)
     tool, ep = deps.tools[name]
     try:
         prepared = prepare(ep, validate_args(tool, args))
     except AnswerError as exc:
         return _refused(name, args, "schema", str(exc))
-    return _decide(deps, name, prepared, run_id)
+    review, decision = _verdict(deps, name, prepared, run_id)
+    if decision.needs_approval and not decision.denied:
+        return await deps.store.run(_ask_approval, deps, prepared, decision, review, run_id)
+    return review
 
 
 def _decide(deps: _Deps, name: str, prepared: Prepared, run_id: str | None) -> Review:
+    """``_check``'s verdict for a prepared call, its approval asked for if it needs one
+    (on the store's thread: the approval is written)."""
+    review, decision = _verdict(deps, name, prepared, run_id)
+    if decision.needs_approval and not decision.denied:
+        return _ask_approval(deps, prepared, decision, review, run_id)
+    return review
+
+
+def _verdict(
+    deps: _Deps, name: str, prepared: Prepared, run_id: str | None
+) -> tuple[Review, Decision]:
+    """What the policy says of a prepared call, as a review (refused or to run) and the
+    decision behind it; reads and writes nothing."""
     decision = prepared.decide(deps.guard, deps.context(run_id))
     if decision.denied:
-        return _refused(
+        refused = _refused(
             name,
             prepared.args,
             decision.rule,
             f"denied by policy {deps.policy.name!r} ({decision.rule}): {decision.reason}",
         )
+        return refused, decision
     review: Review = {
         "status": "run",
         "tool": name,
@@ -267,21 +297,25 @@ def _decide(deps: _Deps, name: str, prepared: Prepared, run_id: str | None) -> R
         "message": decision.reason,
         "approval_id": None,
     }
-    if decision.needs_approval:
-        approval = deps.approvals.request(
-            prepared.call,
-            method=prepared.endpoint.method,
-            path=prepared.path,
-            rule=decision.rule,
-            reason=decision.reason,
-            policy=deps.policy.name,
-            actor=deps.actor,
-            run_id=run_id,
-            approvers=decision.approvers,
-        )
-        review["status"] = "pending"
-        review["approval_id"] = approval.id
-    return review
+    return review, decision
+
+
+def _ask_approval(
+    deps: _Deps, prepared: Prepared, decision: Decision, review: Review, run_id: str | None
+) -> Review:
+    """``review`` pending the approval requested (or found) for its call."""
+    approval = deps.approvals.request(
+        prepared.call,
+        method=prepared.endpoint.method,
+        path=prepared.path,
+        rule=decision.rule,
+        reason=decision.reason,
+        policy=deps.policy.name,
+        actor=deps.actor,
+        run_id=run_id,
+        approvers=decision.approvers,
+    )
+    return {**review, "status": "pending", "approval_id": approval.id}
 
 
 def _audit_unavailable(
