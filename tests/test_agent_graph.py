@@ -11,6 +11,7 @@ from sqlalchemy import select
 from closeguard.agent import FunctionChatModel, Limits
 from closeguard.agent.models import AgentInfo
 from closeguard.agent.testing import call, scripted, turn
+from closeguard.simulator import Simulator
 from closeguard.store import Store
 from tests._agent import TODAY, rig, tool_messages
 
@@ -211,3 +212,46 @@ async def test_a_hallucinated_tool_is_refused_and_audited(store: Store) -> None:
     with store.engine.connect() as conn:
         rows = conn.execute(select(store.tables.audit)).mappings().all()
     assert any(r["path"] == "lead_nuke_everything" and r["rule"] == "agent.tools" for r in rows)
+
+
+async def test_a_model_step_reviews_its_own_calls(store: Store) -> None:
+    """A call costs two steps (the model with its review, the tools), not three."""
+    sim = Simulator(seed=3, leads=4)
+    first, second = list(sim.state["leads"])[:2]
+    lead_model = scripted(
+        turn("", call("lead_get", id=first)), turn("", call("lead_get", id=second)), turn("Done.")
+    )
+    async with rig(store, "read-only", lead_model, sim=sim) as r:
+        steps = []
+        async for update in r.agent.astream(
+            {"messages": [("user", "list")]}, r.config, stream_mode="updates"
+        ):
+            steps.extend(update)
+        state = (await r.agent.aget_state(r.config)).values
+    assert steps == ["start", "model", "tools", "model", "tools", "model"]
+    assert [v["status"] for v in state["reviews"].values()] == ["run", "run"]
+    assert state["calls"] == 2
+
+
+async def test_a_call_saved_without_its_review_is_reviewed_before_it_runs(store: Store) -> None:
+    """A checkpoint saved between a model turn and its review (before model steps reviewed
+    their own calls) goes through the review node, which can refuse the call."""
+    async with rig(store, "read-only", scripted(turn("Done."))) as r:
+        lead = r.lead_ids()[0]
+        saved = AIMessage(
+            content="",
+            tool_calls=[
+                {"name": "lead_get", "args": {"id": lead}, "id": "old-1", "type": "tool_call"},
+                {"name": "lead_delete", "args": {"id": lead}, "id": "old-2", "type": "tool_call"},
+            ],
+        )
+        await r.agent.aupdate_state(
+            r.config, {"messages": [("user", "look"), saved], "run_id": "run_old"}, as_node="model"
+        )
+        assert (await r.agent.aget_state(r.config)).next == ("review",)
+        result = await r.resume(None)
+    reviews = result["reviews"]
+    assert reviews["old-1"]["status"] == "run" and reviews["old-2"]["status"] == "refused"
+    first, second = tool_messages(result)
+    assert lead in str(first.content) and second.status == "error"
+    assert lead in r.sim.state["leads"]

@@ -187,6 +187,8 @@ def _model_node(deps: _Deps) -> Callable[..., Any]:
             update["usage"] = {
                 k: int(usage.get(k, 0)) for k in ("input_tokens", "output_tokens", "total_tokens")
             }
+        if isinstance(reply, AIMessage) and reply.tool_calls:
+            update |= await _review(deps, state, reply)
         return update
 
     return model
@@ -201,48 +203,62 @@ def _turn_attributes(deps: _Deps, state: AgentState) -> dict[str, str | int | No
     }
 
 
-async def _route_model(state: AgentState) -> str:
+async def _route_model(state: AgentState) -> list[Send] | str:
+    """The end, the review (a call without one), else where the review sends the calls."""
     last = _last_ai(state["messages"])
-    if last is None or not last.tool_calls or state.get("stopped"):
+    stopped = state.get("stopped")
+    if last is None or not last.tool_calls or (stopped and stopped != "calls"):
         return END
-    return "review"
+    reviews = state.get("reviews") or {}
+    if any(str(call["id"]) not in reviews for call in last.tool_calls):
+        return "review"
+    return await _route_review(state)
 
 
 def _review_node(deps: _Deps) -> Callable[..., Any]:
+    """The review on its own: for a checkpoint saved between a model turn and its review
+    (written before the model node reviewed its own calls) and for updates made
+    ``as_node="review"``; a model turn now reviews its calls itself."""
+
     async def review(state: AgentState) -> dict[str, Any]:
         last = _last_ai(state["messages"])
         if last is None:
             return {}
-        done = _answered(state["messages"]) | set(state.get("reviews") or {})
-        run_id = state.get("run_id")
-        used = state.get("calls", 0)
-        reviews: dict[str, Review] = {}
-        stopped = None
-        for call in last.tool_calls:
-            call_id = str(call["id"])
-            if call_id in done:
-                continue
-            used += 1
-            if used > deps.limits.max_tool_calls:
-                stopped = "calls"
-                reviews[call_id] = _refused(
-                    call["name"],
-                    call["args"],
-                    "limits.max_tool_calls",
-                    f"not run: this run reached its limit of {deps.limits.max_tool_calls} "
-                    "tool calls",
-                )
-                continue
-            args = dict(call["args"])
-            if deps.strict:
-                args = {k: v for k, v in args.items() if v is not None}
-            reviews[call_id] = await _check(deps, call["name"], args, run_id)
-        update: dict[str, Any] = {"reviews": reviews, "calls": used}
-        if stopped:
-            update["stopped"] = stopped
-        return update
+        return await _review(deps, state, last)
 
     return review
+
+
+async def _review(deps: _Deps, state: AgentState, last: AIMessage) -> dict[str, Any]:
+    """The reviews of ``last``'s calls not yet reviewed or answered, the calls counted, and
+    ``stopped`` once the run's limit of tool calls is passed."""
+    done = _answered(state["messages"]) | set(state.get("reviews") or {})
+    run_id = state.get("run_id")
+    used = state.get("calls", 0)
+    reviews: dict[str, Review] = {}
+    stopped = None
+    for call in last.tool_calls:
+        call_id = str(call["id"])
+        if call_id in done:
+            continue
+        used += 1
+        if used > deps.limits.max_tool_calls:
+            stopped = "calls"
+            reviews[call_id] = _refused(
+                call["name"],
+                call["args"],
+                "limits.max_tool_calls",
+                f"not run: this run reached its limit of {deps.limits.max_tool_calls} tool calls",
+            )
+            continue
+        args = dict(call["args"])
+        if deps.strict:
+            args = {k: v for k, v in args.items() if v is not None}
+        reviews[call_id] = await _check(deps, call["name"], args, run_id)
+    update: dict[str, Any] = {"reviews": reviews, "calls": used}
+    if stopped:
+        update["stopped"] = stopped
+    return update
 
 
 async def _check(deps: _Deps, name: str, args: dict[str, Any], run_id: str | None) -> Review:
@@ -635,7 +651,7 @@ def build_agent(
     graph.add_node("tools", _tools_node(deps))
     graph.add_edge(START, "start")
     graph.add_edge("start", "model")
-    graph.add_conditional_edges("model", _route_model, ["review", END])
+    graph.add_conditional_edges("model", _route_model, ["review", "ask", "tools", END])
     graph.add_conditional_edges("review", _route_review, ["ask", "tools"])
     graph.add_edge("ask", "tools")
     graph.add_conditional_edges("tools", _route_tools, ["model", END])

@@ -110,6 +110,21 @@ def _short(args: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _show_reviews(out: _Printer, update: dict[str, Any], run: str) -> None:
+    """One line per reviewed call; ``run`` names a call that goes ahead (allowed by the
+    policy in a model turn's review, approved by a person when asked)."""
+    for review in (update.get("reviews") or {}).values():
+        status = review.get("status")
+        label = {
+            "run": run,
+            "pending": f"needs approval ({review.get('approval_id')})",
+            "rejected": "rejected",
+            "refused": "refused",
+        }.get(status, status)
+        detail = f": {review.get('message')}" if status in ("refused", "rejected") else ""
+        out.info(f"  tool {review.get('tool')} {_short(review.get('args'))} -> {label}{detail}")
+
+
 def _show_update(out: _Printer, node: str, update: Any) -> None:
     if not isinstance(update, dict):
         return
@@ -120,17 +135,9 @@ def _show_update(out: _Printer, node: str, update: Any) -> None:
             elif isinstance(msg, AIMessage) and msg.content and not out.streaming:
                 out.token(str(msg.content))
         out.end_stream()
+        _show_reviews(out, update, "allowed")
     elif node in ("review", "ask"):
-        for review in (update.get("reviews") or {}).values():
-            status = review.get("status")
-            label = {
-                "run": "allowed" if node == "review" else "approved",
-                "pending": f"needs approval ({review.get('approval_id')})",
-                "rejected": "rejected",
-                "refused": "refused",
-            }.get(status, status)
-            detail = f": {review.get('message')}" if status in ("refused", "rejected") else ""
-            out.info(f"  tool {review.get('tool')} {_short(review.get('args'))} -> {label}{detail}")
+        _show_reviews(out, update, "allowed" if node == "review" else "approved")
     elif node == "tools":
         for msg in update.get("messages") or []:
             if isinstance(msg, ToolMessage):
