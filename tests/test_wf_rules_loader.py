@@ -4,6 +4,7 @@ never a traceback, including for generated broken rules (hypothesis)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from closeguard.tools import ConfigError
 from closeguard.workflows import ManualTrigger, ScheduleTrigger, load_workflows
 from closeguard.workflows.rules import RuleTrigger, load_rules_text, parse_rules
+from closeguard.workflows.rules.template import Template
 
 GOOD = """\
 name: big-deal-follow-up
@@ -101,6 +103,21 @@ MISTAKES = [
         "name: x\non: lead.created\nsteps:\n  - create: task\n    fields: {text: '{{ 1 + }}'}\n",
         5,
         "template '{{ 1 + }}'",
+    ),
+    (
+        "name: x\non: lead.created\nsteps:\n  - create: task\n    fields: {text: '{{ lead.id | shout }}'}\n",  # noqa: E501
+        5,
+        "No filter named 'shout'",
+    ),
+    (
+        "name: x\non: lead.created\nsteps:\n  - create: task\n    fields: {text: 'a {{ lead.id is odd_ish }}'}\n",  # noqa: E501
+        5,
+        "No test named 'odd_ish'",
+    ),
+    (
+        "name: x\non: lead.created\nsteps:\n  - create: task\n    fields: {text: '{{- lead.id -}}'}\n",  # noqa: E501
+        5,
+        "template '{{- lead.id -}}'",
     ),
     (
         "name: x\non: lead.created\nsteps:\n  - update: lead\n    fields: {name: a}\n",
@@ -267,3 +284,34 @@ def test_generated_broken_rules_never_raise_anything_but_a_config_error(text: st
     except ConfigError as exc:
         assert exc.file is not None and exc.file.startswith(("gen.yaml", "<")), str(exc)
         assert "\n" not in exc.reason and "Traceback" not in str(exc)
+
+
+def test_templates_are_checked_when_rules_load_and_compiled_when_first_rendered() -> None:
+    """Loading (``workflows list``, validation) compiles no template; the first render
+    compiles it once."""
+    [workflow] = load_rules_text(
+        "name: x\non: lead.created\nsteps:\n  - create: task\n"
+        "    fields: {text: 'Call {{ lead.display_name }}', date: '{{ 2 * 3 }}'}\n",
+        "rules.yaml",
+    )
+    templates = [v for v in _values(workflow) if isinstance(v, Template)]
+    assert {t.source for t in templates} == {"Call {{ lead.display_name }}", "{{ 2 * 3 }}"}
+    assert all(not t._compiled for t in templates)
+    text, number = sorted(templates, key=lambda t: t.native)
+    assert text.render({"lead": {"display_name": "Acme"}}) == "Call Acme"
+    assert number.render({}) == 6
+    compiled = text.compiled
+    assert text.render({"lead": {"display_name": "Bo"}}) == "Call Bo" and text.compiled is compiled
+
+
+def _values(value: Any) -> list[Any]:
+    """Every value reachable from ``value`` through dataclass fields, lists and mappings."""
+    if isinstance(value, Template):
+        return [value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [v for f in dataclasses.fields(value) for v in _values(getattr(value, f.name))]
+    if isinstance(value, list | tuple):
+        return [v for item in value for v in _values(item)]
+    if isinstance(value, dict):
+        return [v for item in value.values() for v in _values(item)]
+    return []

@@ -19,6 +19,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta
+from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
 from closeguard.guardrails._yaml import Lines
@@ -45,12 +46,28 @@ ENV.filters["money"] = money
 
 @dataclass(frozen=True)
 class Template:
-    """One compiled template string; ``native`` when it is a single expression."""
+    """One template string; ``native`` when it is a single expression (``expression``).
+
+    It is parsed and checked when the rule loads (syntax, filters and tests, the names it
+    reads), and compiled to Python on its first render: listing or validating rules costs
+    no compilation.
+    """
 
     source: str
     native: bool
-    compiled: Any = field(compare=False, repr=False)
+    expression: str | None = None
     names: frozenset[str] = frozenset()
+    _compiled: list[Any] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def compiled(self) -> Any:
+        """The compiled template (an expression's callable when ``native``)."""
+        if not self._compiled:
+            if self.expression is not None:
+                self._compiled.append(ENV.compile_expression(self.expression))
+            else:
+                self._compiled.append(ENV.from_string(self.source))
+        return self._compiled[0]
 
     def render(self, context: Mapping[str, Any]) -> Any:
         if self.native:
@@ -60,16 +77,33 @@ class Template:
 
 
 def compile_template(source: str, lines: Lines, path: tuple[str | int, ...]) -> Template:
-    """Compile ``source``; a syntax error is a ``ConfigError`` at the value's line."""
+    """Check ``source`` as compiling it would (a syntax error, an unknown filter or test:
+    a ``ConfigError`` at the value's line) and find the names it reads; the compilation
+    itself waits for the first render.
+
+    ``find_undeclared_variables`` walks the template with Jinja's code generator, which
+    raises every error compiling raises after parsing (``TemplateAssertionError``).
+    """
     try:
-        parsed = ENV.parse(source)
-        names = frozenset(meta.find_undeclared_variables(parsed))
+        names = frozenset(meta.find_undeclared_variables(ENV.parse(source)))
         found = _ONE_EXPRESSION.match(source)
         if found is not None and "{{" not in found["expr"] and "{%" not in found["expr"]:
-            return Template(source, True, ENV.compile_expression(found["expr"].strip()), names)
-        return Template(source, False, ENV.from_string(source), names)
+            expression = found["expr"].strip()
+            _parse_expression(expression)
+            return Template(source, True, expression, names)
     except jinja2.TemplateSyntaxError as exc:
         raise lines.error(path, f"template {source!r}: {exc.message}") from None
+    return Template(source, False, None, names)
+
+
+def _parse_expression(expression: str) -> None:
+    """Parse ``expression`` as ``ENV.compile_expression`` does, without compiling it."""
+    parser = Parser(ENV, expression, state="variable")
+    parser.parse_expression()
+    if not parser.stream.eos:
+        raise jinja2.TemplateSyntaxError(
+            "chunk after expression", parser.stream.current.lineno, None, None
+        )
 
 
 def compile_value(
