@@ -105,39 +105,26 @@ class _SlowTrip(SqlBudget):
         return await super()._change(group, change)
 
 
-async def test_a_grant_is_decided_when_the_window_is_changed_not_when_asked(
-    tmp_path: Path,
-) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.db'}")
-    try:
-        budget = _SlowTrip(store, "key:slow")
-        await budget.observe("lead:read", RateLimitInfo(limit=20, remaining=20, reset=0.5), 100.0)
-        budget.delay = 0.04
-        asked = 100.5 - GUARD - 0.01
-        wait = await budget.take("lead:read", asked)
-        assert wait > 0, "asked in time, but the trip reached the window inside its last part"
-        assert budget._seen["lead:read"].used == 0, "nothing was granted in that window"
-        budget.delay = 0.0
-        assert await budget.take("lead:read", asked) == 0.0, "a prompt trip is granted"
-    finally:
-        store.dispose()
+async def test_a_grant_is_decided_when_the_window_is_changed_not_when_asked(store: Store) -> None:
+    budget = _SlowTrip(store, "key:slow")
+    await budget.observe("lead:read", RateLimitInfo(limit=20, remaining=20, reset=0.5), 100.0)
+    budget.delay = 0.04
+    asked = 100.5 - GUARD - 0.01
+    wait = await budget.take("lead:read", asked)
+    assert wait > 0, "asked in time, but the trip reached the window inside its last part"
+    assert budget._seen["lead:read"].used == 0, "nothing was granted in that window"
+    budget.delay = 0.0
+    assert await budget.take("lead:read", asked) == 0.0, "a prompt trip is granted"
 
 
-async def test_grants_kept_from_a_trip_are_not_spent_late_in_their_window(
-    tmp_path: Path,
-) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.db'}")
-    try:
-        budget = SqlBudget(store, "key:kept")
-        info = RateLimitInfo(limit=400, remaining=400, reset=0.9)
-        await budget.observe("lead:read", info, 50.0)
-        assert await budget.take("lead:read", 50.1) == 0.0
-        assert budget._seen["lead:read"].used == 8, "one trip took eight grants"
-        late = 50.9 - GUARD + 0.01
-        assert await budget.take("lead:read", late) > 0, "the seven kept are not spent now"
-        assert budget._seen["lead:read"].used == 8
-    finally:
-        store.dispose()
+async def test_grants_kept_from_a_trip_are_not_spent_late_in_their_window(store: Store) -> None:
+    budget = SqlBudget(store, "key:kept")
+    await budget.observe("lead:read", RateLimitInfo(limit=400, remaining=400, reset=0.9), 50.0)
+    assert await budget.take("lead:read", 50.1) == 0.0
+    assert budget._seen["lead:read"].used == 8, "one trip took eight grants"
+    late = 50.9 - GUARD + 0.01
+    assert await budget.take("lead:read", late) > 0, "the seven kept are not spent now"
+    assert budget._seen["lead:read"].used == 8
 
 
 @pytest.fixture
