@@ -296,7 +296,7 @@ def test_templates_are_checked_when_rules_load_and_compiled_when_first_rendered(
     )
     templates = [v for v in _values(workflow) if isinstance(v, Template)]
     assert {t.source for t in templates} == {"Call {{ lead.display_name }}", "{{ 2 * 3 }}"}
-    assert all(not t._compiled for t in templates)
+    assert all("compiled" not in vars(t) for t in templates)
     text, number = sorted(templates, key=lambda t: t.native)
     assert text.render({"lead": {"display_name": "Acme"}}) == "Call Acme"
     assert number.render({}) == 6

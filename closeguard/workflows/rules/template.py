@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import jinja2
@@ -46,7 +47,7 @@ ENV.filters["money"] = money
 
 @dataclass(frozen=True)
 class Template:
-    """One template string; ``native`` when it is a single expression (``expression``).
+    """One template string, or a single expression (``expression``) whose own value it gives.
 
     It is parsed and checked when the rule loads (syntax, filters and tests, the names it
     reads), and compiled to Python on its first render: listing or validating rules costs
@@ -54,20 +55,20 @@ class Template:
     """
 
     source: str
-    native: bool
     expression: str | None = None
     names: frozenset[str] = frozenset()
-    _compiled: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     @property
+    def native(self) -> bool:
+        """A single expression: rendering gives its value, not text."""
+        return self.expression is not None
+
+    @cached_property
     def compiled(self) -> Any:
         """The compiled template (an expression's callable when ``native``)."""
-        if not self._compiled:
-            if self.expression is not None:
-                self._compiled.append(ENV.compile_expression(self.expression))
-            else:
-                self._compiled.append(ENV.from_string(self.source))
-        return self._compiled[0]
+        if self.expression is not None:
+            return ENV.compile_expression(self.expression)
+        return ENV.from_string(self.source)
 
     def render(self, context: Mapping[str, Any]) -> Any:
         if self.native:
@@ -90,10 +91,10 @@ def compile_template(source: str, lines: Lines, path: tuple[str | int, ...]) -> 
         if found is not None and "{{" not in found["expr"] and "{%" not in found["expr"]:
             expression = found["expr"].strip()
             _parse_expression(expression)
-            return Template(source, True, expression, names)
+            return Template(source, expression, names)
     except jinja2.TemplateSyntaxError as exc:
         raise lines.error(path, f"template {source!r}: {exc.message}") from None
-    return Template(source, False, None, names)
+    return Template(source, None, names)
 
 
 def _parse_expression(expression: str) -> None:
