@@ -168,21 +168,53 @@ def test_postgresqls_insert_is_imported_when_a_postgresql_store_asks() -> None:
     assert out.stdout.split() == ["False", "True"]
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [["runs", "list"], ["audit", "tail"], ["audit", "verify"], ["approvals", "list"]],
-    ids=" ".join,
-)
-def test_a_store_command_loads_neither_pydantic_nor_the_catalog(
-    argv: list[str], store_url: str, tmp_path: Path
+READERS = [
+    ["runs", "list"],
+    ["audit", "tail"],
+    ["audit", "verify"],
+    ["audit", "head"],
+    ["audit", "show", "1"],
+    ["audit", "export"],
+    ["approvals", "list"],
+    ["approvals", "list", "--all"],
+]
+
+
+@pytest.mark.parametrize("argv", READERS, ids=" ".join)
+def test_a_store_command_on_a_current_sqlite_store_loads_no_sqlalchemy(
+    argv: list[str], filled_url: str, tmp_path: Path
 ) -> None:
-    """Reading the store needs SQLAlchemy only: options are converted without typer's
-    pydantic layer (``cli/_params.py``), approvals without the policy and the catalog, and
-    ``info`` reads the settings without pydantic-settings."""
-    code, modules = loaded(argv, tmp_path, store_url)
+    """A SQLite store at the newest revision is read on the standard library
+    (``store/reader.py``): SQLAlchemy's import was over a third of each command; nor
+    pydantic, the catalog or the store's table modules (options are converted without
+    typer's pydantic layer, ``cli/_params.py``)."""
+    code, modules = loaded(argv, tmp_path, filled_url)
+    assert code == 0
+    unwanted = ("sqlalchemy", "pydantic", "closeguard.tools.models", "closeguard.store.core")
+    assert sorted(m for m in modules if m.startswith(unwanted)) == []
+
+
+def test_a_store_the_reader_cannot_read_as_is_takes_the_store(
+    filled_url: str, tmp_path: Path
+) -> None:
+    """The check above can fail: a store with a request past its expiry is listed through
+    the ``Store`` (the expiry is recorded, with its audit row: a write)."""
+    from closeguard.guardrails.approvals import Approvals
+    from closeguard.store import Store
+    from closeguard.tools.catalog import BY_NAME, Call
+
+    url = f"sqlite:///{tmp_path / 'due.db'}"
+    store = Store(url)
+    call = Call(BY_NAME["lead.delete"], "destructive", {"id": "lead_1"}, {}, {})
+    Approvals(store, ttl=-1).request(call, method="DELETE", path="/lead/lead_1/")
+    store.dispose()
+    code, modules = loaded(["approvals", "list", "--all"], tmp_path, url)
     assert code == 0
     assert "sqlalchemy" in modules
-    assert sorted(m for m in modules if m.startswith(("pydantic", "closeguard.tools.models"))) == []
+    store = Store(url, create=False)
+    [approval] = Approvals(store).list()
+    assert approval.status == "expired" and approval.decided_at is not None
+    store.dispose()
 
 
 def test_listing_the_shipped_policies_loads_neither_pydantic_nor_the_catalog(
@@ -413,7 +445,13 @@ def test_info_reads_what_settings_read(tmp_path: Path, monkeypatch: pytest.Monke
 
 @pytest.mark.parametrize(
     "package",
-    ["closeguard.tools", "closeguard.guardrails", "closeguard.workflows", "closeguard.agent"],
+    [
+        "closeguard.tools",
+        "closeguard.guardrails",
+        "closeguard.workflows",
+        "closeguard.agent",
+        "closeguard.store",
+    ],
 )
 def test_every_lazy_export_is_the_object_its_module_defines(package: str) -> None:
     """A lazy export resolves to its module's object, even once every submodule is imported

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from closeguard.store import Store
+    from closeguard.store.reader import Reader
 
 __all__ = [
     "JsonOpt",
@@ -28,6 +29,7 @@ __all__ = [
     "fail",
     "print_json",
     "shown",
+    "store_reader",
 ]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -81,6 +83,17 @@ def existing_store() -> Store:
     from closeguard.store import default_store
 
     return default_store(create=False)
+
+
+def store_reader() -> Reader | None:
+    """The configured store read on the standard library (no SQLAlchemy import: a read
+    command starts ~0.1 s sooner) when it is a SQLite file at the newest schema, else None:
+    the command then takes ``existing_store()``, which migrates an older store or says why
+    there is none."""
+    from closeguard.store.reader import open_reader
+    from closeguard.tools.settings import store_url
+
+    return open_reader(store_url())
 
 
 def print_json(data: Any) -> None:

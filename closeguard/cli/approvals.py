@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -23,10 +24,12 @@ from closeguard.cli._common import (
     fail,
     print_json,
     shown,
+    store_reader,
 )
 
 if TYPE_CHECKING:
-    from closeguard.guardrails.approvals import Approval, Approvals, Status
+    from closeguard.guardrails.approval_record import Approval, Status
+    from closeguard.guardrails.approvals import Approvals
 
 app = typer.Typer(rich_markup_mode=None, help=COMMANDS["approvals"].help, no_args_is_help=True)
 
@@ -75,10 +78,35 @@ def _payload(a: Approval) -> dict[str, Any]:
 
 
 def _get(approval_id: str) -> Approval:
-    found = _approvals().get(approval_id)
+    reader = store_reader()
+    if reader is None:
+        found = _approvals().get(approval_id)
+    else:
+        from closeguard.guardrails.approval_record import from_row
+
+        with reader:
+            row = reader.approval(approval_id)
+        found = None if row is None else from_row(row, time.time())
     if found is None:
         raise fail(f"no approval {approval_id!r}")
     return found
+
+
+def _listed(status: Status | None, limit: int) -> list[Approval]:
+    """``Approvals.list`` after recording the requests nobody answered in time; read on the
+    standard library when there are none (recording one writes, on the ``Store`` path)."""
+    reader = store_reader()
+    if reader is not None:
+        from closeguard.guardrails.approval_record import from_row
+
+        now = time.time()
+        with reader:
+            rows = None if reader.approvals_due(now) else reader.approvals(status, now, limit=limit)
+        if rows is not None:
+            return [from_row(row, now) for row in rows]
+    approvals = _approvals()
+    approvals.expire()
+    return approvals.list(status, limit=limit)
 
 
 @app.command("list")
@@ -97,9 +125,8 @@ def list_(
     status = status.lower()
     if status not in STATUSES:
         raise fail(f"--status must be one of {', '.join(STATUSES)}, not {status!r}", 2)
-    approvals = _approvals()
-    approvals.expire()
-    found = approvals.list(None if all_ else cast("Status", status), limit=limit)
+    wanted = None if all_ else cast("Status", status)
+    found = _listed(wanted, limit)
     if as_json:
         print_json([_payload(a) for a in found])
         return

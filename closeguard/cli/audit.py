@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,10 +20,12 @@ from closeguard.cli._common import (
     fail,
     print_json,
     shown,
+    store_reader,
 )
 
 if TYPE_CHECKING:
     from closeguard.guardrails.audit import AuditLog
+    from closeguard.store.reader import AuditReader
 
 app = typer.Typer(rich_markup_mode=None, help=COMMANDS["audit"].help, no_args_is_help=True)
 
@@ -56,6 +59,18 @@ def _log() -> AuditLog:
     return AuditLog(existing_store())
 
 
+@contextlib.contextmanager
+def _reading() -> Iterator[AuditLog | AuditReader]:
+    """The log to read: the store on the standard library when it can be (a SQLite file at
+    the newest schema: no SQLAlchemy import), every query in one snapshot; else ``_log()``."""
+    reader = store_reader()
+    if reader is None:
+        yield _log()
+        return
+    with reader, reader.snapshot():
+        yield reader.audit
+
+
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     with contextlib.suppress(TypeError, ValueError):
@@ -85,7 +100,8 @@ def _cells(r: dict[str, Any]) -> list[str]:
 @app.command("tail")
 def tail(limit: LimitOpt = 20, as_json: JsonOpt = False) -> None:
     """The last N rows, oldest first."""
-    rows = _log().tail(limit)
+    with _reading() as log:
+        rows = log.tail(limit)
     if as_json:
         print_json([_plain(row) for row in rows])
         return
@@ -108,7 +124,8 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """One row, every column."""
-    row = _log().get(seq)
+    with _reading() as log:
+        row = log.get(seq)
     if row is None:
         raise fail(f"no audit row {seq}")
     data = _plain(row)
@@ -159,7 +176,10 @@ def verify(
         if not seq_text.isdigit() or len(digest) != 64:
             raise fail("--expect-head takes SEQ:HASH (64 hex digits)", 2)
         checkpoint = (int(seq_text), digest)
-    report = _log().verify(expect_head=checkpoint)
+    from closeguard.guardrails.chain import verify as verify_chain
+
+    with _reading() as log:
+        report = verify_chain(log, expect_head=checkpoint)
     if as_json:
         print_json(
             {
@@ -240,7 +260,8 @@ def _verify_archive(files: list[Path], as_json: bool) -> None:
 @app.command("head")
 def head() -> None:
     """Print the checkpoint SEQ:HASH to keep outside the database."""
-    seq, digest = _log().head()
+    with _reading() as log:
+        seq, digest = log.head()
     typer.echo(f"{seq}:{digest}")
 
 
@@ -257,18 +278,18 @@ def export(
     """Every row in seq order, hashes included (re-verifiable offline)."""
     if fmt.lower() != "jsonl":
         raise fail(f"--format must be jsonl, not {fmt!r}", 2)
-    log = _log()
-    try:
-        stream = out.open("w", encoding="utf-8") if out else sys.stdout
-    except OSError as exc:
-        raise fail(f"cannot write {out}: {exc.strerror or exc}") from None
-    count = 0
-    try:
-        for row in log.rows():
-            stream.write(json.dumps(row, sort_keys=True) + "\n")
-            count += 1
-    finally:
-        if out:
-            stream.close()
+    with _reading() as log:
+        try:
+            stream = out.open("w", encoding="utf-8") if out else sys.stdout
+        except OSError as exc:
+            raise fail(f"cannot write {out}: {exc.strerror or exc}") from None
+        count = 0
+        try:
+            for row in log.rows():
+                stream.write(json.dumps(row, sort_keys=True) + "\n")
+                count += 1
+        finally:
+            if out:
+                stream.close()
     if out:
         typer.echo(f"wrote {count} rows to {out}")

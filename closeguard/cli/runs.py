@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from closeguard.cli._app import COMMANDS
-from closeguard.cli._common import JsonOpt, LimitOpt, existing_store, fail, print_json
+from closeguard.cli._common import (
+    JsonOpt,
+    LimitOpt,
+    existing_store,
+    fail,
+    print_json,
+    store_reader,
+)
 
 if TYPE_CHECKING:
     from closeguard.store import Store
-    from closeguard.store.runs import RunRow, RunRows
+    from closeguard.store.records import RunRow
+    from closeguard.store.runs import RunRows
 
 __all__ = ["app", "audit_rows_for"]
 
@@ -87,6 +94,20 @@ def _find(rows: RunRows, run_id: str) -> RunRow:
     raise fail(f"no run {run_id!r}")
 
 
+def _recent(status: str | None, workflow: str | None, limit: int) -> list[RunRow]:
+    """``RunRows.list``, read on the standard library when the store allows it."""
+    reader = store_reader()
+    if reader is None:
+        from closeguard.store.runs import RunRows
+
+        return RunRows(existing_store()).list(status=status, workflow=workflow, limit=limit)
+    from closeguard.store.records import run_row
+
+    with reader:
+        rows = reader.runs(status=status, workflow=workflow, limit=limit)
+    return [run_row(row) for row in rows]
+
+
 @app.command("list")
 def list_(
     status: Annotated[
@@ -103,9 +124,8 @@ def list_(
     if status is not None and status not in STATUSES:
         raise fail(f"--status takes one of {', '.join(STATUSES)}", 2)
     from closeguard.cli._table import Table, styled
-    from closeguard.store.runs import RunRows
 
-    runs = RunRows(existing_store()).list(status=status, workflow=workflow, limit=limit)
+    runs = _recent(status, workflow, limit)
     if as_json:
         print_json([_payload(r) for r in runs])
         return
@@ -178,6 +198,8 @@ def retry(run_id: IdArg) -> None:
 
     store = existing_store()
     run = _find(RunRows(store), run_id)
+    import asyncio
+
     if not asyncio.run(queue_for(store).retry(run.id)):
         raise fail(f"run {run.id} is {run.status}; only dead or failed runs are retried")
     typer.echo(f"run {run.id} ({run.workflow}) is queued again in its lead's order")

@@ -28,12 +28,12 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
+from closeguard.guardrails.approval_record import Approval, Status, from_row
 from closeguard.guardrails.audit import AuditLog
 from closeguard.guardrails.redact import canonical_json, redact
 from closeguard.guardrails.roles import DEFAULT_APPROVERS
@@ -58,7 +58,6 @@ DEFAULT_TTL = 24 * 3600.0
 DECIDE = "DECIDE"
 """The audit ``method`` of a decision's row (a person's, or expiry's): no call to Close."""
 EXPIRY_ACTOR = "closeguard"
-Status = Literal["pending", "approved", "rejected", "consumed", "expired"]
 _LISTENERS: list[Callable[[Approval], None]] = []
 
 
@@ -106,35 +105,6 @@ def hash_call(call: Call, *, actor: str | None = None, policy: str | None = None
     )
 
 
-@dataclass(frozen=True)
-class Approval:
-    id: str
-    call_hash: str
-    status: Status
-    created: float
-    expires: float
-    endpoint: str
-    method: str
-    path: str
-    access: str | None
-    rule: str | None
-    reason: str | None
-    args: dict[str, Any]
-    policy: str | None = None
-    actor: str | None = None
-    run_id: str | None = None
-    decided_by: str | None = None
-    decided_at: float | None = None
-    note: str | None = None
-    consumed_at: float | None = None
-    approvers: tuple[str, ...] = DEFAULT_APPROVERS
-
-    def as_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["approvers"] = list(self.approvers)
-        return data
-
-
 class Approvals:
     """Request, decide, wait for and use approvals stored in ``store``."""
 
@@ -154,15 +124,7 @@ class Approvals:
         self._audit = audit
 
     def _from_row(self, row: Mapping[str, Any]) -> Approval:
-        data = dict(row)
-        status = data["status"]
-        if status in ("pending", "approved") and data["expires"] <= self.clock():
-            status = "expired"
-        data["status"] = status
-        data["args"] = json.loads(data["args"])
-        roles = data.get("approvers")
-        data["approvers"] = tuple(json.loads(roles)) if roles else DEFAULT_APPROVERS
-        return Approval(**data)
+        return from_row(row, self.clock())
 
     def request(
         self,

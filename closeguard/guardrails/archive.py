@@ -20,7 +20,8 @@ from typing import Any
 
 import orjson
 
-from closeguard.guardrails.audit import GENESIS, AuditLog, AuditProblem, _link, anchor_target
+from closeguard.guardrails.audit import GENESIS, AuditLog, AuditProblem, anchor_target
+from closeguard.guardrails.chain import _link
 from closeguard.store.audit import COLUMNS
 from closeguard.tools.errors import StoreError
 

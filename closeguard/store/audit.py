@@ -27,35 +27,12 @@ from sqlalchemy import (
 )
 
 from closeguard.store.core import Store, table_group
+from closeguard.store.records import AUDIT_COLUMNS, GENESIS
 from closeguard.tools.errors import StoreError
 
 __all__ = ["COLUMNS", "GENESIS", "AuditRows", "define"]
 
-GENESIS = "0" * 64
-COLUMNS = (
-    "seq",
-    "ts",
-    "actor",
-    "run_id",
-    "call_id",
-    "attempt",
-    "policy",
-    "endpoint",
-    "method",
-    "path",
-    "access",
-    "decision",
-    "rule",
-    "reason",
-    "args",
-    "status_code",
-    "latency_us",
-    "error",
-    "approval_id",
-    "prev_hash",
-    "hash",
-)
-"""The ``audit`` table's columns, in the order rows are inserted."""
+COLUMNS = AUDIT_COLUMNS
 _WIDTH = len(COLUMNS)
 _CHUNK = 999 // _WIDTH
 """Rows per multi-row insert: within SQLite's oldest limit of 999 bound variables."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
+import importlib
 import queue
 import threading
 import weakref
@@ -34,6 +36,7 @@ from closeguard.tools.errors import StoreError
 from closeguard.tools.settings import store_url
 
 __all__ = [
+    "GROUPS",
     "Prepared",
     "Store",
     "TableGroup",
@@ -79,10 +82,36 @@ def table_group(define: TableGroup) -> TableGroup:
 
     ``Tables`` calls every registered ``define`` (in registration order) on its one shared
     ``MetaData``, so ``create_all``, ``create=False`` checks and ``drop_all`` cover the
-    group; the module only has to be imported, which ``closeguard/store/__init__.py`` does.
+    group; the module only has to be imported, which ``Tables`` does for every module named
+    in ``GROUPS``.
     """
     _GROUPS[define.__module__] = define
     return define
+
+
+GROUPS = (
+    "approvals",
+    "audit",
+    "budget",
+    "cursors",
+    "effects",
+    "fates",
+    "inbox",
+    "quotas",
+    "reminders",
+    "rotation",
+    "runs",
+    "sessions",
+    "users",
+)
+"""The table group modules of ``closeguard.store``: ``Tables`` imports each first (which
+registers its tables), so importing the package or one light module of it imports none."""
+
+
+@functools.cache
+def _load_groups() -> None:
+    for name in GROUPS:
+        importlib.import_module(f"closeguard.store.{name}")
 
 
 class Tables:
@@ -92,6 +121,7 @@ class Tables:
     """
 
     def __init__(self, schema: str | None = None) -> None:
+        _load_groups()
         self.metadata = MetaData(schema=schema)
         for define in _GROUPS.values():
             define(self.metadata)

@@ -41,7 +41,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ClauseElement
 
 from closeguard.store.core import Prepared, Store, dialect_insert, prepare, table_group
-from closeguard.store.fates import Fate
+from closeguard.store.records import RunRow, run_row
 
 __all__ = ["ACTIVE", "FINAL", "RunRow", "RunRows", "define"]
 
@@ -82,39 +82,8 @@ def define(metadata: MetaData) -> None:
     )
 
 
-@dataclass(frozen=True)
-class RunRow:
-    """A run as stored. ``payload``: its trigger (``event``, ``tick``, ``params``)."""
-
-    seq: int
-    id: str
-    workflow: str
-    trigger_key: str
-    kind: str
-    lead_id: str | None
-    payload: dict[str, Any]
-    status: str
-    attempts: int
-    available_at: float
-    lease_until: float | None
-    worker: str | None
-    approval_id: str | None
-    error: str | None
-    state: dict[str, Any] | None
-    created: float
-    updated: float
-    fate: Fate | None = None
-    """What became of its lead, read in the claim's transaction (None: not read)."""
-    effects: tuple[Any, ...] | None = None
-    """Its effect journal's rows (``EffectRow``), read in the claim's transaction (None:
-    not read)."""
-
-
 def _row(row: Row[Any]) -> RunRow:
-    data = dict(row._mapping)
-    data["payload"] = json.loads(data["payload"])
-    data["state"] = None if data["state"] is None else json.loads(data["state"])
-    return RunRow(**data)
+    return run_row(row._mapping)
 
 
 @dataclass(frozen=True)

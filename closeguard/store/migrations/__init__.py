@@ -8,7 +8,8 @@ open the same store at once, so several ``closeguard run`` starting together mig
 A store already at the newest revision only gets the tables of groups added since (as
 before), at the cost of one version read: the newest revision is read from the files of
 ``versions/`` and the store's from its ``alembic_version`` row, so Alembic is imported only
-when there is something to migrate (a command that reads the store starts faster).
+when there is something to migrate (a command that reads the store starts faster), and
+SQLAlchemy only by the functions that use it (``head`` needs neither).
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, MetaData, column, inspect, select, table, text
-
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+    from sqlalchemy import Connection, Engine, MetaData
 
 __all__ = ["current", "head", "upgrade"]
 
@@ -73,6 +73,8 @@ def _opts(schema: str | None) -> dict[str, object]:
 def current(conn: Connection, schema: str | None = None) -> str | None:
     """The revision the store at ``conn`` is at (None: not versioned yet), read from the
     version table as Alembic keeps it."""
+    from sqlalchemy import column, inspect, select, table
+
     if not inspect(conn).has_table(VERSION_TABLE, schema=schema):
         return None
     version = table(VERSION_TABLE, column("version_num"), schema=schema)
@@ -83,6 +85,8 @@ def current(conn: Connection, schema: str | None = None) -> str | None:
 
 def _lock(conn: Connection, schema: str | None) -> None:
     if conn.dialect.name == "postgresql":
+        from sqlalchemy import text
+
         key = zlib.crc32(f"closeguard-migrate:{schema or ''}".encode())
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 

@@ -1,0 +1,211 @@
+"""A read-only view of a SQLite store on the standard library's ``sqlite3``.
+
+The command line's read commands (``approvals list``, ``audit tail``/``verify``, ``runs
+list``, ...) start in a fraction of their time when they do not import SQLAlchemy (~120 ms
+of a start that must stay under 0.3 s). ``open_reader`` gives a ``Reader`` only when that is
+safe: the URL is a plain SQLite file (``sqlite:///PATH``, nothing after it) that exists, is
+at the newest schema revision and holds the tables read. Anything else (PostgreSQL, an
+older store that opening would migrate, a file that is not a store) gets ``None``, and the
+caller takes the ``Store`` path, which migrates or explains. The reader writes nothing and
+runs the same queries as the table groups' read methods (a test compares them row by row).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from closeguard.store.migrations import VERSION_TABLE, head
+from closeguard.store.records import APPROVAL_COLUMNS, AUDIT_COLUMNS, GENESIS, RUN_COLUMNS
+
+__all__ = ["AuditReader", "Reader", "open_reader", "sqlite_path"]
+
+_TABLES = frozenset({"audit", "audit_head", "approvals", "runs", VERSION_TABLE})
+_BUSY_TIMEOUT_S = 10.0
+"""As long as the ``Store`` waits for a writer's lock."""
+_AUDIT = ", ".join(AUDIT_COLUMNS)
+_APPROVALS = ", ".join(APPROVAL_COLUMNS)
+_RUNS = ", ".join(RUN_COLUMNS)
+
+Row = dict[str, Any]
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a plain ``sqlite:///PATH`` URL, else None (another database, a driver
+    or options named, an in-memory database, or escapes this reader does not decode)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    path = url[len(prefix) :]
+    if not path or path == ":memory:" or any(c in path for c in "?#%"):
+        return None
+    return Path(path).expanduser()
+
+
+def open_reader(url: str) -> Reader | None:
+    """A ``Reader`` of the store at ``url`` if it can be read as is (see the module), else
+    None: the caller opens the ``Store`` instead."""
+    path = sqlite_path(url)
+    if path is None or not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(
+            path.resolve().as_uri() + "?mode=rw",
+            uri=True,
+            timeout=_BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except sqlite3.Error:
+        return None
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = (
+            conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
+            if _TABLES <= tables
+            else []
+        )
+    except sqlite3.Error:
+        version = []
+    if [r[0] for r in version] != [head()]:
+        conn.close()
+        return None
+    return Reader(conn)
+
+
+class Reader:
+    """Queries on one read-only ``sqlite3`` connection; ``close`` it when done."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.audit = AuditReader(self)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every query inside reads the store as of one moment (one read transaction), so
+        rows a writer commits meanwhile do not show up half-way."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """The rows of ``sql`` as mappings of their column names."""
+        cursor = self.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+    # -- approvals: as ``ApprovalRows`` and ``Approvals.list`` read them -------------------
+
+    def approval(self, approval_id: str) -> Row | None:
+        found = self.rows(f"SELECT {_APPROVALS} FROM approvals WHERE id = ?", (approval_id,))
+        return found[0] if found else None
+
+    def approvals_due(self, now: float) -> bool:
+        """Whether a pending request is past its expiry at ``now`` (``Approvals.expire``
+        would record it: a write, which this reader leaves to the ``Store`` path)."""
+        sql = "SELECT 1 FROM approvals WHERE status = 'pending' AND expires <= ? LIMIT 1"
+        return self.conn.execute(sql, (now,)).fetchone() is not None
+
+    def approvals(self, status: str | None, now: float, *, limit: int) -> list[Row]:
+        """Newest first; ``status`` is the effective one at ``now`` (``Approvals.list``):
+        a pending or approved request past its expiry is ``expired``."""
+        where = ""
+        params: list[Any] = []
+        if status in ("pending", "approved"):
+            where, params = "WHERE status = ? AND expires > ?", [status, now]
+        elif status == "expired":
+            where = (
+                "WHERE (status IN ('pending', 'approved') AND expires <= ?) OR status = 'expired'"
+            )
+            params = [now]
+        elif status is not None:
+            where, params = "WHERE status = ?", [status]
+        sql = f"SELECT {_APPROVALS} FROM approvals {where} ORDER BY created DESC LIMIT ?"
+        return self.rows(sql, (*params, limit))
+
+    # -- runs: as ``RunRows`` reads them ----------------------------------------------------
+
+    def runs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+    ) -> list[Row]:
+        """Newest first (``RunRows.list``)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if isinstance(status, str):
+            where.append("status = ?")
+            params.append(status)
+        elif status is not None:
+            where.append(f"status IN ({', '.join('?' * len(status))})")
+            params.extend(status)
+        if workflow is not None:
+            where.append("workflow = ?")
+            params.append(workflow)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {_RUNS} FROM runs {clause} ORDER BY seq DESC LIMIT ?"
+        return self.rows(sql, (*params, limit))
+
+
+class AuditReader:
+    """The audit log's reads, as ``AuditRows`` makes them (and ``chain.verify`` walks)."""
+
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+
+    def head(self) -> tuple[int, str]:
+        """``(seq, hash)`` of the last row written, ``(0, GENESIS)`` before the first."""
+        row = self._reader.conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def tail(self, n: int = 20) -> list[Row]:
+        """The last ``n`` rows, oldest first."""
+        rows = self._reader.rows(f"SELECT {_AUDIT} FROM audit ORDER BY seq DESC LIMIT ?", (n,))
+        return rows[::-1]
+
+    def get(self, seq: int) -> Row | None:
+        found = self._reader.rows(f"SELECT {_AUDIT} FROM audit WHERE seq = ?", (seq,))
+        return found[0] if found else None
+
+    def rows(
+        self, *, chunk: int = 1000, start: int | None = None, stop: int | None = None
+    ) -> Iterator[Row]:
+        """Every row in ``seq`` order (only ``start`` to ``stop``, both included, when
+        given), read ``chunk`` rows per query."""
+        last = None if start is None else start - 1
+        while True:
+            where, params = [], []
+            if last is not None:
+                where.append("seq > ?")
+                params.append(last)
+            if stop is not None:
+                where.append("seq <= ?")
+                params.append(stop)
+            clause = f"WHERE {' AND '.join(where)} " if where else ""
+            sql = f"SELECT {_AUDIT} FROM audit {clause}ORDER BY seq LIMIT ?"
+            batch = self._reader.rows(sql, (*params, chunk))
+            if not batch:
+                return
+            yield from batch
+            last = batch[-1]["seq"]
+
+    def with_decision(self, decision: str) -> list[Row]:
+        """The rows whose ``decision`` is ``decision``, oldest first."""
+        sql = f"SELECT {_AUDIT} FROM audit WHERE decision = ? ORDER BY seq"
+        return self._reader.rows(sql, (decision,))
