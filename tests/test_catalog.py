@@ -260,3 +260,76 @@ def test_access_is_one_type_wherever_it_is_imported() -> None:
     from closeguard.tools import access, models
 
     assert models.Access is access.Access
+
+
+def test_the_argument_table_is_the_models() -> None:
+    """``tools.fields`` restates every body and query model's wire names and plain types;
+    on a mismatch, paste the printed table into it."""
+    from closeguard.tools import models
+    from closeguard.tools.fields import ARGUMENTS, kind_of
+
+    names = sorted({n for ep in ENDPOINTS for n in (ep.body, ep.query) if n})
+    expected = {
+        name: {
+            (f.alias or key): kind_of(f.annotation)
+            for key, f in getattr(models, name).model_fields.items()
+        }
+        for name in names
+    }
+    assert ARGUMENTS == expected, "ARGUMENTS = " + repr(expected)
+    assert [list(v) for v in ARGUMENTS.values()] == [list(v) for v in expected.values()]
+
+
+SAMPLES = (
+    None,
+    "",
+    "draft",
+    "inbound",
+    "x|y",
+    0,
+    7,
+    -1,
+    1.5,
+    True,
+    False,
+    [],
+    ["a"],
+    [1],
+    ("a",),
+    {},
+)
+
+
+def test_a_plain_kind_accepts_what_pydantic_strictly_accepts() -> None:
+    """Every plain kind in the table (and a few more) decides each sample as pydantic's
+    strict validation of the field's type does, so a policy's values are checked the same
+    with or without pydantic."""
+    from typing import Literal
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from closeguard.tools import models
+    from closeguard.tools.fields import ARGUMENTS, accepts, kind_of
+
+    annotations = [
+        f.annotation for name in ARGUMENTS for f in getattr(models, name).model_fields.values()
+    ]
+    annotations += [Literal["a", "b"], list[str], bool, int | None, str | int, dict[str, int]]
+    plain = 0
+    for annotation in annotations:
+        kind = kind_of(annotation)
+        adapter = TypeAdapter(annotation)
+        for value in SAMPLES:
+            decided = accepts(kind, value)
+            if not kind:
+                assert decided is None
+                continue
+            try:
+                adapter.validate_python(value, strict=True)
+            except ValidationError:
+                strict = False
+            else:
+                strict = True
+            assert decided is strict, (annotation, kind, value)
+        plain += bool(kind)
+    assert plain > 100

@@ -287,7 +287,10 @@ def test_a_command_without_the_store_loads_no_sqlalchemy(argv: list[str], tmp_pa
 def test_listing_workflows_builds_no_graph(tmp_path: Path) -> None:
     """The packaged workflows and rules load without LangGraph, LangChain or the agent's
     graph (an LLM or agent step imports them when it runs), and without the store and
-    SQLAlchemy (the runtime's context and the effect journal are not loaded)."""
+    SQLAlchemy (the runtime's context and the effect journal are not loaded), and without
+    pydantic and the models (constraints are checked by name and plain type, from
+    ``tools.fields``) or APScheduler and asyncio (the packaged rules' crontab lines are
+    checked by ``test_wf_rules_loader``, not at every start)."""
     code, modules = loaded(["workflows", "list"], tmp_path)
     assert code == 0
     unwanted = (
@@ -297,6 +300,10 @@ def test_listing_workflows_builds_no_graph(tmp_path: Path) -> None:
         "closeguard.agent.graph",
         "closeguard.store",
         "sqlalchemy",
+        "pydantic",
+        "closeguard.tools.models",
+        "apscheduler",
+        "asyncio",
     )
     assert sorted(m for m in modules if m.startswith(unwanted)) == []
     assert "closeguard.cli.run" not in modules and "closeguard.simulator" not in modules

@@ -315,3 +315,28 @@ def _values(value: Any) -> list[Any]:
     if isinstance(value, dict):
         return [v for item in value.values() for v in _values(item)]
     return []
+
+
+def test_the_packaged_rules_pass_the_crontab_check_they_skip_at_load(tmp_path: Path) -> None:
+    """Loading the packaged rules skips only the crontab check (it imports APScheduler);
+    here each file passes it, and the same text outside the package is checked."""
+    from closeguard.workflows.loader import RULES
+    from closeguard.workflows.rules import read_rules
+
+    files = sorted(RULES.glob("*.yaml"))
+    crons = 0
+    for file in files:
+        checked = read_rules(file)
+        assert read_rules(file, packaged=True) == checked
+        crons += sum(
+            isinstance(r.trigger, ScheduleTrigger) and r.trigger.cron is not None
+            for r, _ in checked
+        )
+    assert files and crons
+    broken = tmp_path / "nudge.yaml"
+    text = (RULES / "stale-opportunity-nudge.yaml").read_text()
+    broken.write_text(text.replace("0 8 * * *", "0 25 * * *"))
+    assert "0 25 * * *" in broken.read_text()
+    with pytest.raises(ConfigError, match="not a crontab line"):
+        read_rules(broken)
+    assert read_rules(broken, packaged=True)  # the one check packaged=True leaves out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import secrets
@@ -337,6 +336,8 @@ def run_(
         if missing:
             raise fail(f"{name} needs --param {' --param '.join(m + '=...' for m in missing)}", 2)
     target = _target()
+    import asyncio
+
     result = asyncio.run(_run_once(workflow, target, loaded, params, dry_run))
     calls = [
         {
@@ -493,6 +494,8 @@ def test_(
         missing = [p for p in workflow.trigger.required if p not in params]
         if missing:
             raise fail(f"{name} needs --param {' --param '.join(m + '=...' for m in missing)}", 2)
+    import asyncio
+
     result = asyncio.run(_run_once(workflow, target, loaded, params, dry_run))
     calls = [
         {

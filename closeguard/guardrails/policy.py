@@ -72,7 +72,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
 import yaml
 
@@ -90,9 +90,7 @@ from closeguard.tools.catalog import (
     resource_ancestors,
 )
 from closeguard.tools.errors import ConfigError
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
+from closeguard.tools.fields import ARGUMENTS, accepts
 
 __all__ = [
     "DEFAULT_APPROVERS",
@@ -508,30 +506,47 @@ def _parse_approvers(raw: Any, lines: Lines) -> dict[str, tuple[tuple[str, ...],
     }
 
 
-def _model_fields(model: type[BaseModel] | None) -> dict[str, Any]:
-    if model is None:
-        return {}
-    return {(f.alias or name): f.annotation for name, f in model.model_fields.items()}
+@dataclass(frozen=True)
+class ArgType:
+    """An argument's type: its ``kind`` from ``tools.fields`` (a plain type, checked without
+    pydantic), else read from its model (``resolve``) when a value is checked against it, so
+    loading a policy imports neither pydantic nor the models. ``model`` None: a path
+    parameter, a string."""
+
+    model: str | None
+    name: str
+    kind: str
+
+    def resolve(self) -> Any:
+        if self.model is None:
+            return str
+        from closeguard.tools import models
+
+        fields = getattr(models, self.model).model_fields
+        return next(f.annotation for key, f in fields.items() if (f.alias or key) == self.name)
 
 
-def endpoint_fields(ep: Endpoint) -> dict[str, list[tuple[Location, Any]]]:
+def endpoint_fields(ep: Endpoint) -> dict[str, list[tuple[Location, ArgType]]]:
     """Every argument name of an endpoint (wire names) with where it goes and its type."""
-    out: dict[str, list[tuple[Location, Any]]] = {}
-    for loc, model in (("body", ep.body_model), ("params", ep.query_model)):
-        for name, ann in _model_fields(model).items():
-            out.setdefault(name, []).append((cast(Location, loc), ann))
+    out: dict[str, list[tuple[Location, ArgType]]] = {}
+    for loc, model in (("body", ep.body), ("params", ep.query)):
+        for name, kind in ARGUMENTS[model].items() if model else ():
+            out.setdefault(name, []).append((cast(Location, loc), ArgType(model, name, kind)))
     for name in ep.path_params:
-        out.setdefault(name, []).append(("path", str))
+        out.setdefault(name, []).append(("path", ArgType(None, name, "str")))
     return out
 
 
-def _accepts(annotation: Any, value: Any) -> bool:
-    """Whether ``value`` fits the argument's type; pydantic is imported here, by the first
-    constraint with a value to check, not by every policy load."""
+def _accepts(arg: ArgType, value: Any) -> bool:
+    """Whether ``value`` fits the argument's type, as pydantic's strict validation decides;
+    pydantic and the models are imported only for a type that is not a plain one."""
+    plain = accepts(arg.kind, value)
+    if plain is not None:
+        return plain
     from pydantic import TypeAdapter, ValidationError
 
     try:
-        TypeAdapter(annotation).validate_python(value, strict=True)
+        TypeAdapter(arg.resolve()).validate_python(value, strict=True)
     except ValidationError:
         return False
     return True

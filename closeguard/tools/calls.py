@@ -18,15 +18,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
-
-from pydantic import BaseModel, ValidationError
 
 from closeguard.tools.catalog import Endpoint
 from closeguard.tools.errors import InvalidArguments, PagingLimitExceeded, ResponseFormatError
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
 Json = dict[str, Any]
 
 __all__ = ["Caller", "Json", "Paging", "one_page", "path_of", "read", "walk"]
@@ -74,7 +75,11 @@ def read(
     """``value`` (found at ``at`` inside the answer ``raw``) as ``model``."""
     try:
         return model.model_validate(value)
-    except ValidationError as exc:
+    except Exception as exc:
+        from pydantic import ValidationError  # loaded with ``model``: imported only here
+
+        if not isinstance(exc, ValidationError):
+            raise
         errors = exc.errors(include_url=False)
         first = errors[0]
         field = ".".join(str(p) for p in (*at, *first.get("loc", ()))) or None

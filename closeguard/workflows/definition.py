@@ -38,12 +38,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from closeguard.guardrails.policy import Policy
-from closeguard.workflows.facts import RunFacts
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from closeguard.tools.client import CloseClient
+    from closeguard.workflows.facts import RunFacts
 
 _MISSING = object()
 

@@ -8,19 +8,19 @@ the store (issue 23).
 from __future__ import annotations
 
 import json
+import sys
 from datetime import date, datetime
 from typing import Any
-
-from pydantic import BaseModel
 
 __all__ = ["to_json"]
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", exclude_none=True)
     if isinstance(value, date | datetime):
         return value.isoformat()
+    pydantic = sys.modules.get("pydantic")  # a model implies it: never imported for a date
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
     return str(value)
 
 

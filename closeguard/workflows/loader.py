@@ -61,7 +61,8 @@ def packaged_workflows() -> dict[str, Workflow]:
 def _packaged_rules() -> tuple[Workflow, ...]:
     """The packaged rules, loaded once per process (reading and deriving them takes a few
     hundred milliseconds; a workflow is immutable, like the Python modules' ones)."""
-    return tuple(w for file in sorted(RULES.glob("*.yaml")) for w, _ in rule_workflows(file))
+    files = sorted(RULES.glob("*.yaml"))
+    return tuple(w for file in files for w, _ in rule_workflows(file, packaged=True))
 
 
 def load_workflows(path: str | Path) -> dict[str, Workflow]:

@@ -13,10 +13,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from closeguard.tools import NotFound
-from closeguard.tools import models as m
 from closeguard.workflows.definition import Context
 
 if TYPE_CHECKING:
+    from closeguard.tools import models as m
     from closeguard.tools.client import CloseClient
 
 T = TypeVar("T")

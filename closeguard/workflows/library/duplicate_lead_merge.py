@@ -18,9 +18,13 @@ this run looks at it is not followed: the duplicate is gone, the run ends ``skip
 
 from __future__ import annotations
 
-from closeguard.tools import models as m
+from typing import TYPE_CHECKING
+
 from closeguard.workflows.definition import Context, EventTrigger, Workflow
 from closeguard.workflows.library._common import lead_or_none, lead_tasks
+
+if TYPE_CHECKING:
+    from closeguard.tools import models as m
 
 NAME = "duplicate-lead-merge"
 

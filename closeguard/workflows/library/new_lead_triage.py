@@ -24,9 +24,8 @@ facts, read once per process.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from closeguard.tools import models as m
 from closeguard.workflows.definition import Context, EventTrigger, Workflow
 from closeguard.workflows.library._common import (
     event_time,
@@ -36,6 +35,9 @@ from closeguard.workflows.library._common import (
     owner_field,
     task_head,
 )
+
+if TYPE_CHECKING:
+    from closeguard.tools import models as m
 
 NAME = "new-lead-triage"
 

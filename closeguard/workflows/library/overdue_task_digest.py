@@ -11,11 +11,13 @@ subject carries the date, and a draft with that subject to that user means it is
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from closeguard.tools import models as m
 from closeguard.workflows.definition import Context, ScheduleTrigger, Workflow
 from closeguard.workflows.library._common import day, event_time, once
+
+if TYPE_CHECKING:
+    from closeguard.tools import models as m
 
 NAME = "overdue-task-digest"
 SUBJECT = "Your overdue tasks on {day}"
@@ -45,6 +47,8 @@ async def collect(ctx: Context) -> None:
 
 async def draft_emails(ctx: Context) -> None:
     """One draft per user with overdue tasks."""
+    from closeguard.tools.models import Task
+
     today = ctx.state["today"]
     emails = {u.id: u.email for u in await ctx.facts.users()}
     for user, raw_tasks in ctx.state["digests"].items():
@@ -52,7 +56,7 @@ async def draft_emails(ctx: Context) -> None:
         if not address:
             ctx.log.warning("user %s has no email address: no digest", user)
             continue
-        tasks = [m.Task.model_validate(t) for t in raw_tasks]
+        tasks = [Task.model_validate(t) for t in raw_tasks]
         lead_id = str(ctx.params.get("digest_lead_id") or tasks[0].lead_id)
         subject = SUBJECT.format(day=today)
         body = {

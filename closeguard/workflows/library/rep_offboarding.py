@@ -17,11 +17,13 @@ one decision; a second run asks again (an approval is used up by one call).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from closeguard.tools import models as m
 from closeguard.workflows.definition import Context, ManualTrigger, Workflow
 from closeguard.workflows.library._common import owner_field
+
+if TYPE_CHECKING:
+    from closeguard.tools import models as m
 
 NAME = "rep-offboarding"
 

@@ -50,9 +50,11 @@ __all__ = [
 ]
 
 
-def rule_workflows(file: Path) -> list[tuple[RuleWorkflow, int]]:
-    """The rules of a YAML file as workflows under their derived policies, with lines."""
-    return [(compile_rule(rule, derive_policy(rule)), line) for rule, line in read_rules(file)]
+def rule_workflows(file: Path, *, packaged: bool = False) -> list[tuple[RuleWorkflow, int]]:
+    """The rules of a YAML file as workflows under their derived policies, with lines
+    (``packaged``: closeguard's own file, see ``parse_rules``)."""
+    rules = read_rules(file, packaged=packaged)
+    return [(compile_rule(rule, derive_policy(rule)), line) for rule, line in rules]
 
 
 def load_rules_text(text: str, file: str = "<rule>") -> list[RuleWorkflow]:

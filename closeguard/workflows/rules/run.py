@@ -15,15 +15,12 @@ gone), so a retried or duplicated run writes nothing twice.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
-
-from pydantic import BaseModel, ValidationError, create_model
 
 from closeguard import agent as agents
 from closeguard.guardrails import Policy
@@ -261,6 +258,8 @@ async def _write(
     ep = step.endpoint
     sent = body
     if ep.body_model is not None and step.kind != "delete":
+        from pydantic import ValidationError
+
         try:
             model = ep.body_model.model_validate(body)
         except ValidationError as exc:
@@ -384,6 +383,8 @@ async def _llm(ctx: Context, rule: Rule, step: LlmStep, context: Mapping[str, An
 
 
 def _typed(rule: Rule, step: LlmStep, text: str) -> dict[str, Any]:
+    from pydantic import BaseModel, ValidationError, create_model
+
     assert step.output is not None
     shape: type[BaseModel] = create_model(  # type: ignore[call-overload]
         f"{step.name}_output", **{k: (_TYPES[t], ...) for k, t in step.output.items()}
@@ -482,6 +483,8 @@ def _answer(result: Mapping[str, Any]) -> str:
 async def _isolated(call: Any) -> Any:
     """Await ``call`` outside the workflow's graph, so LangGraph does not take the agent
     for a subgraph of it (its interrupts are the agent's own)."""
+    import asyncio  # loaded by then (a rule runs in a loop); not by loading rules
+
     from langchain_core.runnables.config import var_child_runnable_config
 
     fresh = contextvars.copy_context()
