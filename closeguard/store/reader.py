@@ -33,6 +33,14 @@ _RUNS = ", ".join(RUN_COLUMNS)
 Row = dict[str, Any]
 
 
+def _where(*terms: tuple[str, Sequence[Any]] | None) -> tuple[str, list[Any]]:
+    """``WHERE a AND b `` of the terms given (None: left out, none: ``""``), and their
+    parameters in order."""
+    given = [t for t in terms if t is not None]
+    clause = f"WHERE {' AND '.join(sql for sql, _ in given)} " if given else ""
+    return clause, [p for _, values in given for p in values]
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a plain ``sqlite:///PATH`` URL, else None (another database, a driver
     or options named, an in-memory database, or escapes this reader does not decode)."""
@@ -147,19 +155,13 @@ class Reader:
         limit: int = 50,
     ) -> list[Row]:
         """Newest first (``RunRows.list``)."""
-        where: list[str] = []
-        params: list[Any] = []
-        if isinstance(status, str):
-            where.append("status = ?")
-            params.append(status)
-        elif status is not None:
-            where.append(f"status IN ({', '.join('?' * len(status))})")
-            params.extend(status)
-        if workflow is not None:
-            where.append("workflow = ?")
-            params.append(workflow)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT {_RUNS} FROM runs {clause} ORDER BY seq DESC LIMIT ?"
+        statuses = (status,) if isinstance(status, str) else status
+        marks = "?" * len(statuses or ())
+        clause, params = _where(
+            None if statuses is None else (f"status IN ({', '.join(marks)})", statuses),
+            None if workflow is None else ("workflow = ?", (workflow,)),
+        )
+        sql = f"SELECT {_RUNS} FROM runs {clause}ORDER BY seq DESC LIMIT ?"
         return self.rows(sql, (*params, limit))
 
 
@@ -190,14 +192,10 @@ class AuditReader:
         given), read ``chunk`` rows per query."""
         last = None if start is None else start - 1
         while True:
-            where, params = [], []
-            if last is not None:
-                where.append("seq > ?")
-                params.append(last)
-            if stop is not None:
-                where.append("seq <= ?")
-                params.append(stop)
-            clause = f"WHERE {' AND '.join(where)} " if where else ""
+            clause, params = _where(
+                None if last is None else ("seq > ?", (last,)),
+                None if stop is None else ("seq <= ?", (stop,)),
+            )
             sql = f"SELECT {_AUDIT} FROM audit {clause}ORDER BY seq LIMIT ?"
             batch = self._reader.rows(sql, (*params, chunk))
             if not batch:
