@@ -122,12 +122,16 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def filled_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A store with audit rows, so ``audit tail`` prints a table."""
+    """A store with audit rows, so ``audit tail`` prints a table, and a run to show."""
     from closeguard.guardrails.audit import AuditLog
     from closeguard.store import Store
+    from closeguard.store.runs import RunRows
 
     url = f"sqlite:///{tmp_path_factory.mktemp('filled') / 'closeguard.db'}"
     store = Store(url)
+    with store.engine.begin() as conn:
+        request = {"workflow": "w", "trigger_key": "k", "kind": "event", "payload": {}}
+        RunRows(store).insert(conn, [{"id": "run_cli", **request}])
     log = AuditLog(store)
     for n in range(3):
         row = {"actor": "t", "endpoint": "lead.get", "method": "GET", "access": "read"}
@@ -170,6 +174,7 @@ def test_postgresqls_insert_is_imported_when_a_postgresql_store_asks() -> None:
 
 READERS = [
     ["runs", "list"],
+    ["runs", "show", "run_cli"],
     ["audit", "tail"],
     ["audit", "verify"],
     ["audit", "head"],

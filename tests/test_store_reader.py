@@ -22,7 +22,13 @@ from closeguard.guardrails.audit import AuditLog
 from closeguard.store import Store
 from closeguard.store.audit import AuditRows
 from closeguard.store.reader import Reader, open_reader, sqlite_path
-from closeguard.store.records import APPROVAL_COLUMNS, AUDIT_COLUMNS, RUN_COLUMNS, run_row
+from closeguard.store.records import (
+    APPROVAL_COLUMNS,
+    AUDIT_COLUMNS,
+    EFFECT_COLUMNS,
+    RUN_COLUMNS,
+    run_row,
+)
 from closeguard.store.runs import RunRows
 from closeguard.tools.catalog import BY_NAME, Call
 
@@ -32,6 +38,7 @@ def test_the_column_lists_are_the_tables() -> None:
     assert tuple(tables.audit.c.keys()) == AUDIT_COLUMNS
     assert tuple(tables.approvals.c.keys()) == APPROVAL_COLUMNS
     assert tuple(tables.runs.c.keys()) == RUN_COLUMNS
+    assert tuple(tables.effects.c.keys()) == EFFECT_COLUMNS
 
 
 def _call(lead: str) -> Call:
@@ -81,10 +88,22 @@ def filled(tmp_path: Path) -> tuple[str, Store]:
         )
     claimed = runs.claim("w1", 60)
     assert claimed is not None
+    effects = store.tables.effects
+    with store.engine.begin() as conn:
+        for n, (key, status, result) in enumerate(
+            [("a", "done", '{"id": "task_1"}'), ("b", "intent", None), ("c", "done", '"x"')]
+        ):
+            conn.execute(
+                effects.insert().values(
+                    run_id="run_1", key=key, status=status, result=result, created=n, updated=n
+                )
+            )
     log = AuditLog(store)
     for n in range(11):
         entry = {"actor": "t", "endpoint": "lead.get", "method": "GET", "access": "read"}
-        log.append({**entry, "path": f"/lead/lead_{n}/", "decision": "allow", "args": {"n": n}})
+        run = f"run_{n % 2}"
+        row = {**entry, "path": f"/lead/lead_{n}/", "run_id": run, "decision": "allow"}
+        log.append({**row, "args": {"n": n}})
     log.flush()
     return url, store
 
@@ -137,6 +156,27 @@ def test_runs_are_listed_as_the_store_lists_them(
         mine = [run_row(r) for r in reader.runs(limit=5, **query)]  # type: ignore[arg-type]
     theirs = RunRows(store).list(limit=5, **query)  # type: ignore[arg-type]
     assert mine == theirs and mine
+
+
+def test_one_run_is_read_as_the_store_reads_it(filled: tuple[str, Store]) -> None:
+    from closeguard.cli.runs import audit_rows_for
+    from closeguard.store.effects import EffectRows
+
+    url, store = filled
+    runs = RunRows(store)
+    with _reader(url) as reader:
+        assert run_row(reader.run("run_1") or {}) == runs.get("run_1")
+        assert reader.run("run_9") is None
+        for prefix in ("run_", "run_1", "r", "x"):
+            assert [run_row(r) for r in reader.runs_with_prefix(prefix)] == runs.find(prefix)
+        assert reader.runs_with_prefix("%") == []  # a prefix, not a LIKE pattern
+        journal = reader.effects("run_1")
+        assert [(e["key"], e["status"]) for e in journal] == [
+            (e.key, e.status) for e in EffectRows(store).for_run("run_1")
+        ]
+        assert len(journal) == 3 and reader.effects("run_2") == []
+        assert reader.audit.for_run("run_1") == audit_rows_for(store, "run_1")
+        assert len(reader.audit.for_run("run_0")) == 6
 
 
 def test_audit_rows_are_read_as_the_store_reads_them(filled: tuple[str, Store]) -> None:

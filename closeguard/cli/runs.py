@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,7 +22,6 @@ from closeguard.cli._common import (
 if TYPE_CHECKING:
     from closeguard.store import Store
     from closeguard.store.records import RunRow
-    from closeguard.store.runs import RunRows
 
 __all__ = ["app", "audit_rows_for"]
 
@@ -82,16 +83,55 @@ def audit_rows_for(store: Store, run_id: str) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in conn.execute(query)]
 
 
-def _find(rows: RunRows, run_id: str) -> RunRow:
-    found = rows.get(run_id)
+def _find(
+    get: Callable[[str], RunRow | None], find: Callable[[str], list[RunRow]], run_id: str
+) -> RunRow:
+    """The run ``run_id`` names: its id, or the one run whose id starts so."""
+    found = get(run_id)
     if found is not None:
         return found
-    matches = rows.find(run_id)
+    matches = find(run_id)
     if len(matches) == 1:
         return matches[0]
     if matches:
         raise fail(f"{run_id!r} matches several runs: {', '.join(m.id for m in matches)}")
     raise fail(f"no run {run_id!r}")
+
+
+def _stored(run_id: str) -> RunRow:
+    """``_find`` on the ``Store`` (for the commands that write)."""
+    from closeguard.store.runs import RunRows
+
+    rows = RunRows(existing_store())
+    return _find(rows.get, rows.find, run_id)
+
+
+def _run_details(run_id: str) -> tuple[RunRow, list[tuple[str, str, Any]], list[dict[str, Any]]]:
+    """The run, its journal's ``(key, status, result)`` and its audit rows: read on the
+    standard library when the store allows it, else through the ``Store``."""
+    reader = store_reader()
+    if reader is not None:
+        from closeguard.store.records import run_row
+
+        with reader, reader.snapshot():
+            run = _find(
+                lambda i: None if (row := reader.run(i)) is None else run_row(row),
+                lambda p: [run_row(row) for row in reader.runs_with_prefix(p)],
+                run_id,
+            )
+            effects = [
+                (e["key"], e["status"], None if e["result"] is None else json.loads(e["result"]))
+                for e in reader.effects(run.id)
+            ]
+            return run, effects, reader.audit.for_run(run.id)
+    from closeguard.store.effects import EffectRows
+
+    run = _stored(run_id)
+    store = existing_store()
+    journal: list[tuple[str, str, Any]] = [
+        (e.key, e.status, e.result) for e in EffectRows(store).for_run(run.id)
+    ]
+    return run, journal, audit_rows_for(store, run.id)
 
 
 def _recent(status: str | None, workflow: str | None, limit: int) -> list[RunRow]:
@@ -147,21 +187,17 @@ def list_(
 @app.command("show")
 def show(run_id: IdArg, as_json: JsonOpt = False) -> None:
     """One run: its trigger, status, error, effects journal and audited calls."""
-    from closeguard.store.effects import EffectRows
-    from closeguard.store.runs import RunRows
-
-    store = existing_store()
-    run = _find(RunRows(store), run_id)
+    run, effects, calls = _run_details(run_id)
     data = _payload(run)
     data["effects"] = [
-        {"key": e.key, "status": e.status, "result_id": (e.result or {}).get("id")}
-        if isinstance(e.result, dict | None)
-        else {"key": e.key, "status": e.status}
-        for e in EffectRows(store).for_run(run.id)
+        {"key": key, "status": status, "result_id": (result or {}).get("id")}
+        if isinstance(result, dict | None)
+        else {"key": key, "status": status}
+        for key, status, result in effects
     ]
     data["calls"] = [
         {k: row[k] for k in ("ts", "method", "path", "decision", "rule", "status_code")}
-        for row in audit_rows_for(store, run.id)
+        for row in calls
     ]
     if as_json:
         print_json(data)
@@ -193,13 +229,11 @@ def show(run_id: IdArg, as_json: JsonOpt = False) -> None:
 @app.command("retry")
 def retry(run_id: IdArg) -> None:
     """Put a dead or failed run back in its lead's order (a running worker takes it)."""
-    from closeguard.store.runs import RunRows
-    from closeguard.workflows.queue_pg import queue_for
-
-    store = existing_store()
-    run = _find(RunRows(store), run_id)
     import asyncio
 
-    if not asyncio.run(queue_for(store).retry(run.id)):
+    from closeguard.workflows.queue_pg import queue_for
+
+    run = _stored(run_id)
+    if not asyncio.run(queue_for(existing_store()).retry(run.id)):
         raise fail(f"run {run.id} is {run.status}; only dead or failed runs are retried")
     typer.echo(f"run {run.id} ({run.workflow}) is queued again in its lead's order")

@@ -19,16 +19,23 @@ from pathlib import Path
 from typing import Any
 
 from closeguard.store.migrations import VERSION_TABLE, head
-from closeguard.store.records import APPROVAL_COLUMNS, AUDIT_COLUMNS, GENESIS, RUN_COLUMNS
+from closeguard.store.records import (
+    APPROVAL_COLUMNS,
+    AUDIT_COLUMNS,
+    EFFECT_COLUMNS,
+    GENESIS,
+    RUN_COLUMNS,
+)
 
 __all__ = ["AuditReader", "Reader", "open_reader", "sqlite_path"]
 
-_TABLES = frozenset({"audit", "audit_head", "approvals", "runs", VERSION_TABLE})
+_TABLES = frozenset({"audit", "audit_head", "approvals", "runs", "effects", VERSION_TABLE})
 _BUSY_TIMEOUT_S = 10.0
 """As long as the ``Store`` waits for a writer's lock."""
 _AUDIT = ", ".join(AUDIT_COLUMNS)
 _APPROVALS = ", ".join(APPROVAL_COLUMNS)
 _RUNS = ", ".join(RUN_COLUMNS)
+_EFFECTS = ", ".join(EFFECT_COLUMNS)
 
 Row = dict[str, Any]
 
@@ -145,7 +152,23 @@ class Reader:
         sql = f"SELECT {_APPROVALS} FROM approvals {where} ORDER BY created DESC LIMIT ?"
         return self.rows(sql, (*params, limit))
 
-    # -- runs: as ``RunRows`` reads them ----------------------------------------------------
+    # -- runs: as ``RunRows`` and ``EffectRows`` read them -----------------------------------
+
+    def run(self, run_id: str) -> Row | None:
+        found = self.rows(f"SELECT {_RUNS} FROM runs WHERE id = ?", (run_id,))
+        return found[0] if found else None
+
+    def runs_with_prefix(self, prefix: str, *, limit: int = 5) -> list[Row]:
+        """Runs whose id starts with ``prefix`` (``RunRows.find``, for ids typed by hand)."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        sql = f"SELECT {_RUNS} FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT ?"
+        return self.rows(sql, (pattern, limit))
+
+    def effects(self, run_id: str) -> list[Row]:
+        """A run's effect journal, oldest first (``EffectRows.for_run``; ``result`` as the
+        stored JSON text)."""
+        sql = f"SELECT {_EFFECTS} FROM effects WHERE run_id = ? ORDER BY created"
+        return self.rows(sql, (run_id,))
 
     def runs(
         self,
@@ -202,6 +225,12 @@ class AuditReader:
                 return
             yield from batch
             last = batch[-1]["seq"]
+
+    def for_run(self, run_id: str) -> list[Row]:
+        """The rows of one run, in order."""
+        return self._reader.rows(
+            f"SELECT {_AUDIT} FROM audit WHERE run_id = ? ORDER BY seq", (run_id,)
+        )
 
     def with_decision(self, decision: str) -> list[Row]:
         """The rows whose ``decision`` is ``decision``, oldest first."""

@@ -1,9 +1,9 @@
 """Stored rows as plain Python, on the standard library only.
 
-The column order of the tables the command line reads (``audit``, ``approvals``, ``runs``),
-the audit chain's genesis hash, and ``RunRow`` (a ``runs`` row as read). The SQLAlchemy
-table groups and the standard-library ``reader`` share them, so a command that only reads a
-SQLite store never imports SQLAlchemy; a test holds each tuple to its table's definition.
+The column order of the tables the command line reads (``audit``, ``approvals``, ``runs``,
+``effects``), the audit chain's genesis hash, and ``RunRow`` (a ``runs`` row as read). The
+SQLAlchemy table groups and the standard-library ``reader`` share them, so a command that
+only reads a SQLite store never imports SQLAlchemy; a test holds each tuple to its table.
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from closeguard.store.fates import Fate
 
-__all__ = ["APPROVAL_COLUMNS", "AUDIT_COLUMNS", "GENESIS", "RUN_COLUMNS", "RunRow", "run_row"]
+__all__ = [
+    "APPROVAL_COLUMNS",
+    "AUDIT_COLUMNS",
+    "EFFECT_COLUMNS",
+    "GENESIS",
+    "RUN_COLUMNS",
+    "RunRow",
+    "run_row",
+]
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of the audit log's first row."""
@@ -90,6 +98,9 @@ RUN_COLUMNS = (
     "updated",
 )
 """The ``runs`` table's columns, in table order."""
+
+EFFECT_COLUMNS = ("run_id", "key", "status", "result", "created", "updated")
+"""The ``effects`` table's columns, in table order."""
 
 
 @dataclass(frozen=True)
