@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from closeguard.guardrails.audit import GENESIS, AuditLog, AuditProblem, anchor_target
-from closeguard.guardrails.chain import _link
+from closeguard.guardrails.chain import link
 from closeguard.store.audit import COLUMNS
 from closeguard.tools.errors import StoreError
 
@@ -129,7 +129,7 @@ def _link_problem(row: Sequence[Any], expected: int, prev: str | None) -> str | 
         return "the first row does not start from the genesis hash"
     if prev is not None and prev_hash != prev:
         return "it does not follow the row before it"
-    if _link(prev_hash, row[:-1]) != row[-1]:
+    if link(prev_hash, row[:-1]) != row[-1]:
         return "it was changed after it was written"
     return None
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import operator
 import threading
 import time
@@ -43,7 +42,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -53,6 +51,7 @@ from closeguard.guardrails.chain import (
     AuditProblem,
     VerifyReport,
     anchor_target,
+    link,
     row_hash,
     verify,
 )
@@ -90,9 +89,6 @@ _TRACED = operator.itemgetter(
 )
 _live: weakref.WeakSet[AuditLog] = weakref.WeakSet()
 ANCHOR_ACTOR = "closeguard-retention"
-_dumps = orjson.dumps
-_SORTED = orjson.OPT_SORT_KEYS
-_sha256 = hashlib.sha256
 
 
 _SECONDS: dict[int, str] = {}
@@ -137,11 +133,7 @@ def _chain(seq: int, prev: str, queued: list[Any]) -> tuple[list[Any], int, str]
     for i in range(0, len(queued), _WIDTH):
         seq += 1
         row = [seq, *queued[i : i + _WIDTH], prev]
-        try:
-            data = _dumps(row, option=_SORTED)
-        except TypeError:
-            data = canonical_json(row).encode()
-        prev = _sha256(prev.encode() + data).hexdigest()
+        prev = link(prev, row)
         row.append(prev)
         extend(row)
     return out, seq, prev

@@ -26,6 +26,7 @@ __all__ = [
     "ChainSource",
     "VerifyReport",
     "anchor_target",
+    "link",
     "row_hash",
     "verify",
 ]
@@ -55,10 +56,10 @@ def row_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
     The values are hashed as a JSON array in ``CHAINED`` order, which is canonical because
     ``args`` is stored as canonical JSON text and every other column is a scalar.
     """
-    return _link(prev_hash, [row.get(k) for k in CHAINED])
+    return link(prev_hash, [row.get(k) for k in CHAINED])
 
 
-def _link(prev_hash: str, values: Sequence[Any]) -> str:
+def link(prev_hash: str, values: Sequence[Any]) -> str:
     """``sha256((prev_hash + canonical_json(values)).encode())``, without the detours.
 
     orjson's bytes with sorted keys are ``canonical_json``'s bytes whenever orjson needs no
