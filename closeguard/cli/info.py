@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -28,8 +27,6 @@ def masked(secret: str) -> str:
     return f"…{secret[-4:]}" if len(secret) >= 12 else "****"
 
 
-_SQLITE_FILE = re.compile(r"sqlite:///(?P<path>[^?#%]+)")
-"""A SQLite file URL whose path is the file's as written (a ``%`` escape goes to SQLAlchemy)."""
 _AUDIT_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
 
 
@@ -51,8 +48,10 @@ def _store(url: str) -> dict[str, Any]:
     """Where the store is and whether it exists. A plain SQLite file URL (the default) is
     looked at without SQLAlchemy, whose import is most of this command's time; any other
     URL, or a file that is not plainly a store, goes through ``store_problem``."""
-    found = _SQLITE_FILE.fullmatch(url)
-    state = None if found is None else _sqlite_state(Path(found["path"]).expanduser())
+    from closeguard.store.reader import sqlite_path
+
+    path = sqlite_path(url)
+    state = None if path is None else _sqlite_state(path)
     if state is not None:
         return {"url": url, "exists": state == "exists", "state": state}
     from closeguard.store import display_url, store_problem
