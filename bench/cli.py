@@ -5,9 +5,10 @@
 Runs each command of issue 23's list ``--runs`` times as a child process (the installed
 ``closeguard`` script, as a user types it) on a SQLite store made beforehand in a temp
 folder with a few audit rows, so the store commands read a real store at the current
-schema. Per command: the median wall time (start to exit), the median CPU time (user +
-system: less sensitive to other load than wall time) and the largest max RSS of its runs
-(``os.wait4``'s rusage of that child). Targets: <= 0.3 s wall and <= 80 MiB each.
+schema (``approvals approve``/``reject`` decide a fresh pending request each run, as the
+account ``bench``). Per command: the median wall time (start to exit), the median CPU time
+(user + system: less sensitive to other load than wall time) and the largest max RSS of
+its runs (``os.wait4``'s rusage of that child). Targets: <= 0.3 s wall and <= 80 MiB each.
 ``--source DIR`` runs the closeguard package found in DIR instead (another checkout, e.g.
 ``git archive main`` unpacked), to compare before and after on the same machine and load.
 Printed first: the load average and the yardstick, ``python -c pass`` (the interpreter's
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 WALL_TARGET = 0.3
@@ -35,6 +37,8 @@ COMMANDS: list[list[str]] = [
     ["policy", "check", "read-only"],
     ["policy", "explain", "read-only"],
     ["approvals", "list"],
+    ["approvals", "approve", "{approval}", "--as", "bench"],
+    ["approvals", "reject", "{approval}", "--as", "bench"],
     ["audit", "tail"],
     ["audit", "verify"],
     ["runs", "list"],
@@ -55,10 +59,17 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, in
     return wall, cpu, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
 
 
-def measure(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float, float, int]:
-    """Median wall and CPU seconds, largest max RSS, worst exit code of ``runs`` runs."""
-    timed(argv, env)  # warm the page cache and the bytecode
-    results = [timed(argv, env) for _ in range(runs)]
+def measure(
+    argv: list[str], env: dict[str, str], runs: int, approvals: Iterator[str] | None = None
+) -> tuple[float, float, float, int]:
+    """Median wall and CPU seconds, largest max RSS, worst exit code of ``runs`` runs; an
+    ``{approval}`` in ``argv`` is a pending approval's id, a new one each run."""
+
+    def fresh() -> list[str]:
+        return [next(approvals) if a == "{approval}" and approvals else a for a in argv]
+
+    timed(fresh(), env)  # warm the page cache and the bytecode
+    results = [timed(fresh(), env) for _ in range(runs)]
     return (
         statistics.median(r[0] for r in results),
         statistics.median(r[1] for r in results),
@@ -69,8 +80,11 @@ def measure(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, flo
 
 MAKE_STORE = """
 import sys
+from closeguard.guardrails.accounts import Accounts
+from closeguard.guardrails.approvals import Approvals
 from closeguard.guardrails.audit import AuditLog
 from closeguard.store import Store
+from closeguard.tools.catalog import classify
 
 store = Store(sys.argv[1])
 log = AuditLog(store)
@@ -78,17 +92,27 @@ for seq in range(20):
     entry = {"actor": "bench", "endpoint": "lead.get", "method": "GET", "access": "read"}
     log.append({**entry, "path": f"/lead/lead_{seq}/", "decision": "allow", "args": {}})
 log.flush()
+Accounts(store).add("bench", roles=["admin"])
+for n in range(int(sys.argv[2])):
+    call = classify("DELETE", f"/lead/lead_{n}/", None, {})
+    print(Approvals(store).request(call, method="DELETE", path=f"/lead/lead_{n}/").id)
 store.dispose()
 """
 
 
-def make_store(folder: Path) -> str:
-    """A store at the current schema with a few audit rows (what the commands read), made
-    in a child process: this one stays small, since a child's max RSS counts the memory
-    it was forked with."""
+def make_store(folder: Path, requests: int) -> tuple[str, list[str]]:
+    """A store at the current schema with a few audit rows (what the commands read), an
+    admin account ``bench`` and ``requests`` pending approvals (their ids), made in a
+    child process: this one stays small, since a child's max RSS counts the memory it was
+    forked with."""
     url = f"sqlite:///{folder / 'closeguard.db'}"
-    subprocess.run([sys.executable, "-c", MAKE_STORE, url], check=True)
-    return url
+    made = subprocess.run(
+        [sys.executable, "-c", MAKE_STORE, url, str(requests)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return url, made.stdout.split()
 
 
 def main() -> int:
@@ -101,22 +125,26 @@ def main() -> int:
         boot = f"import sys; sys.path.insert(0, {args.source!r}); from closeguard.cli import main"
         entry = [sys.executable, "-c", boot + "; main()"]
     with tempfile.TemporaryDirectory(prefix="closeguard-bench-cli-") as tmp:
-        env = dict(os.environ, CLOSEGUARD_STORE_URL=make_store(Path(tmp)), COLUMNS="120")
+        deciding = sum("{approval}" in c for c in COMMANDS)
+        url, ids = make_store(Path(tmp), deciding * (args.runs + 1))
+        approvals = iter(ids)
+        env = dict(os.environ, CLOSEGUARD_STORE_URL=url, COLUMNS="120")
         print(f"load average: {Path('/proc/loadavg').read_text().split(' ', 3)[:3]}")
         yard, yard_cpu, yard_rss, _ = measure([sys.executable, "-c", "pass"], env, args.runs)
         print(
             f"yardstick: python -c pass  {yard * 1000:6.0f} ms wall {yard_cpu * 1000:5.0f} ms cpu"
             f"  {yard_rss:5.1f} MiB"
         )
-        print(f"{'command':<38} {'wall':>8} {'x pass':>7} {'cpu':>8} {'max RSS':>9}  target")
+        print(f"{'command':<45} {'wall':>8} {'x pass':>7} {'cpu':>8} {'max RSS':>9}  target")
         failed = False
         for command in COMMANDS:
-            wall, cpu, rss, code = measure([*entry, *command], env, args.runs)
+            wall, cpu, rss, code = measure([*entry, *command], env, args.runs, approvals)
             ok = wall <= WALL_TARGET and rss <= RSS_TARGET_MIB and code == 0
             failed |= not ok
             verdict = "PASS" if ok else "FAIL" + ("" if code == 0 else f" (exit {code})")
+            shown = " ".join(command).replace("{approval}", "ID")
             print(
-                f"closeguard {' '.join(command):<27} {wall * 1000:6.0f} ms {wall / yard:6.1f}x"
+                f"closeguard {shown:<34} {wall * 1000:6.0f} ms {wall / yard:6.1f}x"
                 f" {cpu * 1000:5.0f} ms {rss:5.1f} MiB"
                 f"  <= {WALL_TARGET * 1000:.0f} ms, <= {RSS_TARGET_MIB:.0f} MiB"
                 f"  {verdict}"

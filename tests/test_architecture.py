@@ -176,12 +176,17 @@ DEFERRED = {
     ("closeguard.guardrails.policy", "closeguard.tools.models"),
     ("closeguard.workflows.library.overdue_task_digest", "closeguard.tools.models"),
     ("closeguard.workflows.rules.parse", "closeguard.workflows.cron"),
+    ("closeguard.guardrails.accounts", "closeguard.store.users"),
+    ("closeguard.guardrails.approvals", "closeguard.store.approvals"),
+    ("closeguard.guardrails.audit", "closeguard.store.audit"),
 }
 """The imports outside ``cli`` allowed inside a function, each for a reason
 docs/architecture.md gives ("A fast command line"): the catalog's pydantic models load on
 first use, so that classifying a call, loading a policy (field names and plain types come
 from ``tools.fields``) and listing the workflows import no pydantic; a user's rule file has
-its crontab lines checked with APScheduler, which the packaged rules do not import."""
+its crontab lines checked with APScheduler, which the packaged rules do not import; the
+guard's accounts, approvals and audit log build their SQLAlchemy storage only when given a
+``Store``, so the command line's decisions on a SQLite file (``store.writer``) import none."""
 
 
 def test_no_closeguard_import_inside_a_function() -> None:

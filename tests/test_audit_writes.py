@@ -21,7 +21,7 @@ from closeguard.guardrails import AuditLog, row_hash
 from closeguard.guardrails.audit import CHAINED, RECORDED, _iso
 from closeguard.guardrails.redact import canonical_json
 from closeguard.store import Store
-from closeguard.store.audit import _CHUNK
+from closeguard.store.auditsql import _CHUNK
 from closeguard.tools.errors import StoreError
 
 PREV = "ab" * 32

@@ -199,26 +199,104 @@ def test_a_store_command_on_a_current_sqlite_store_loads_no_sqlalchemy(
     assert sorted(m for m in modules if m.startswith(unwanted)) == []
 
 
-def test_a_store_the_reader_cannot_read_as_is_takes_the_store(
-    filled_url: str, tmp_path: Path
-) -> None:
-    """The check above can fail: a store with a request past its expiry is listed through
-    the ``Store`` (the expiry is recorded, with its audit row: a write)."""
+def _requests(url: str, *, ttl: float, n: int) -> list[str]:
+    """``n`` pending requests (``ttl`` seconds to live) and an account ``boss`` (admin)."""
+    from closeguard.guardrails.accounts import Accounts
     from closeguard.guardrails.approvals import Approvals
     from closeguard.store import Store
     from closeguard.tools.catalog import BY_NAME, Call
 
-    url = f"sqlite:///{tmp_path / 'due.db'}"
     store = Store(url)
-    call = Call(BY_NAME["lead.delete"], "destructive", {"id": "lead_1"}, {}, {})
-    Approvals(store, ttl=-1).request(call, method="DELETE", path="/lead/lead_1/")
+    Accounts(store).add("boss", roles=["admin"])
+    ids = []
+    for i in range(n):
+        call = Call(BY_NAME["lead.delete"], "destructive", {"id": f"lead_{i}"}, {}, {})
+        request = Approvals(store, ttl=ttl).request(call, method="DELETE", path=f"/lead/lead_{i}/")
+        ids.append(request.id)
     store.dispose()
+    return ids
+
+
+def test_recording_an_expiry_while_listing_loads_no_sqlalchemy(tmp_path: Path) -> None:
+    """A request past its expiry is recorded as ``expired`` (and audited: a write) by the
+    standard-library writer (``store/writer.py``) before the list is read."""
+    from closeguard.guardrails.approvals import Approvals
+    from closeguard.guardrails.audit import AuditLog
+    from closeguard.store import Store
+
+    url = f"sqlite:///{tmp_path / 'due.db'}"
+    [approval_id] = _requests(url, ttl=-1, n=1)
     code, modules = loaded(["approvals", "list", "--all"], tmp_path, url)
     assert code == 0
-    assert "sqlalchemy" in modules
+    assert sorted(m for m in modules if m.startswith("sqlalchemy")) == []
     store = Store(url, create=False)
     [approval] = Approvals(store).list()
-    assert approval.status == "expired" and approval.decided_at is not None
+    assert (approval.id, approval.status) == (approval_id, "expired")
+    assert approval.decided_at is not None
+    log = AuditLog(store)
+    assert log.verify().ok
+    [row] = log.tail(1)
+    assert (row["decision"], row["approval_id"], row["actor"]) == (
+        "expired",
+        approval_id,
+        "closeguard",
+    )
+    store.dispose()
+
+
+@pytest.mark.parametrize("action", ["approve", "reject"])
+def test_deciding_on_a_current_sqlite_store_loads_no_sqlalchemy(
+    action: str, tmp_path: Path
+) -> None:
+    """``approvals approve``/``reject`` decide on the standard-library writer: the approval
+    is decided by the account and its decision chained in the audit log, as on the
+    ``Store``; a second decision is refused."""
+    from closeguard.guardrails.approvals import Approvals
+    from closeguard.guardrails.audit import AuditLog
+    from closeguard.store import Store
+
+    url = f"sqlite:///{tmp_path / 'decide.db'}"
+    [approval_id] = _requests(url, ttl=3600, n=1)
+    argv = ["approvals", action, approval_id, "--as", "boss", "--note", "checked"]
+    code, modules = loaded(argv, tmp_path, url)
+    assert code == 0
+    unwanted = ("sqlalchemy", "pydantic", "closeguard.store.core")
+    assert sorted(m for m in modules if m.startswith(unwanted)) == []
+    store = Store(url, create=False)
+    approval = Approvals(store).get(approval_id)
+    assert approval is not None
+    assert approval.status == ("approved" if action == "approve" else "rejected")
+    assert (approval.decided_by, approval.note) == ("boss", "checked")
+    log = AuditLog(store)
+    assert log.verify().ok
+    [row] = log.tail(1)
+    assert (row["method"], row["decision"], row["actor"]) == ("DECIDE", approval.status, "boss")
+    assert json.loads(row["args"])["via"] == "cli"
+    store.dispose()
+    code, _ = loaded(argv, tmp_path, url)
+    assert code == 1
+
+
+def test_a_store_the_writer_cannot_take_as_is_decides_on_the_store(tmp_path: Path) -> None:
+    """The check above can fail: a store at an older revision is opened (and migrated) by
+    the ``Store``, which decides as before."""
+    import sqlite3
+
+    from closeguard.guardrails.approvals import Approvals
+    from closeguard.store import Store
+
+    path = tmp_path / "old.db"
+    [approval_id] = _requests(f"sqlite:///{path}", ttl=3600, n=1)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0003'")
+    code, modules = loaded(
+        ["approvals", "approve", approval_id, "--as", "boss"], tmp_path, f"sqlite:///{path}"
+    )
+    assert code == 0
+    assert "sqlalchemy" in modules
+    store = Store(f"sqlite:///{path}", create=False)
+    approval = Approvals(store).get(approval_id)
+    assert approval is not None and approval.status == "approved"
     store.dispose()
 
 

@@ -27,6 +27,7 @@ from closeguard.store.records import (
     AUDIT_COLUMNS,
     EFFECT_COLUMNS,
     RUN_COLUMNS,
+    USER_COLUMNS,
     run_row,
 )
 from closeguard.store.runs import RunRows
@@ -39,6 +40,7 @@ def test_the_column_lists_are_the_tables() -> None:
     assert tuple(tables.approvals.c.keys()) == APPROVAL_COLUMNS
     assert tuple(tables.runs.c.keys()) == RUN_COLUMNS
     assert tuple(tables.effects.c.keys()) == EFFECT_COLUMNS
+    assert tuple(tables.users.c.keys()) == USER_COLUMNS
 
 
 def _call(lead: str) -> Call:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from closeguard.store import Store
     from closeguard.store.reader import Reader
+    from closeguard.store.writer import Writer
 
 __all__ = [
     "JsonOpt",
@@ -94,6 +95,15 @@ def store_reader() -> Reader | None:
     from closeguard.tools.settings import store_url
 
     return open_reader(store_url())
+
+
+def store_writer() -> Writer | None:
+    """``store_reader`` for the commands that decide (approvals, accounts): a ``Writer`` of
+    the configured SQLite file at the newest schema, else None (take ``existing_store()``)."""
+    from closeguard.store.writer import open_writer
+    from closeguard.tools.settings import store_url
+
+    return open_writer(store_url())
 
 
 def print_json(data: Any) -> None:

@@ -13,7 +13,6 @@ store is the trust boundary, as for the audit log (see ``docs/architecture.md``)
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -24,14 +23,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from closeguard.guardrails.roles import ROLE
-from closeguard.store import Store
-from closeguard.store.users import UserRows
 from closeguard.tools.errors import AccountError
 
-__all__ = ["Account", "Accounts", "check_role", "hash_token", "verify_token"]
+if TYPE_CHECKING:
+    from closeguard.store import Store
+
+__all__ = ["Account", "Accounts", "UserStorage", "check_role", "hash_token", "verify_token"]
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
@@ -129,13 +129,43 @@ def _notify(urls: Iterable[str]) -> tuple[str, ...]:
     return out
 
 
-class Accounts:
-    """Add, find, authenticate, disable and rotate the accounts kept in ``store``."""
+class UserStorage(Protocol):
+    """Where accounts are kept: ``UserRows`` on a ``Store``, or the standard-library
+    ``Writer`` of a plain SQLite file (``closeguard.store.writer``, the command line's)."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+    def insert(self, values: Mapping[str, Any]) -> bool: ...
+
+    def get(self, name: str) -> dict[str, Any] | None: ...
+
+    def by_token_id(self, token_id: str) -> dict[str, Any] | None: ...
+
+    def by_email(self, email: str) -> list[dict[str, Any]]: ...
+
+    def all(self) -> list[dict[str, Any]]: ...
+
+    def set(self, name: str, **values: Any) -> bool: ...
+
+
+class Accounts:
+    """Add, find, authenticate, disable and rotate the accounts kept in ``store`` (or in
+    ``rows``: the command line's standard-library writer)."""
+
+    def __init__(
+        self,
+        store: Store | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        rows: UserStorage | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
-        self._rows = UserRows(store)
+        if rows is None:
+            if store is None:
+                raise TypeError("Accounts needs a store or rows")
+            from closeguard.store.users import UserRows
+
+            rows = UserRows(store)
+        self._rows: UserStorage = rows
         self._verified: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -224,10 +254,13 @@ class Accounts:
         """``authenticate`` for the event loop: the row is read on the store's thread, and a
         first scrypt check (about 0.1 s) on a thread of its own, so the store's other work
         does not wait behind it."""
-        found = await self.store.run(self._find, token)
+        store = self.store
+        found = self._find(token) if store is None else await store.run(self._find, token)
         if found is None:
             return None
         row, secret, key = found
+        import asyncio
+
         if not self._known(key, row) and not await asyncio.to_thread(
             self._verify, secret, key, row
         ):
@@ -261,4 +294,4 @@ class Accounts:
         return True
 
     def __repr__(self) -> str:
-        return f"Accounts({self.store!r})"
+        return f"Accounts({self._rows if self.store is None else self.store!r})"

@@ -21,27 +21,22 @@ the store can decide as anyone: the store is the trust boundary.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import and_, or_
-from sqlalchemy.sql.elements import ColumnElement
+from typing import TYPE_CHECKING, Any, Protocol
 
 from closeguard.guardrails.approval_record import Approval, Status, from_row
 from closeguard.guardrails.audit import AuditLog
 from closeguard.guardrails.redact import canonical_json, redact
 from closeguard.guardrails.roles import DEFAULT_APPROVERS
-from closeguard.store import Store
-from closeguard.store.approvals import ApprovalRows
 from closeguard.tools.errors import ApprovalError, ApprovalForbidden
 
 if TYPE_CHECKING:
+    from closeguard.store import Store
     from closeguard.tools.catalog import Call
 
 __all__ = [
@@ -49,6 +44,7 @@ __all__ = [
     "DEFAULT_TTL",
     "Approval",
     "ApprovalError",
+    "ApprovalStorage",
     "Approvals",
     "Status",
     "call_hash",
@@ -105,22 +101,59 @@ def hash_call(call: Call, *, actor: str | None = None, policy: str | None = None
     )
 
 
+Row = dict[str, Any]
+
+
+class ApprovalStorage(Protocol):
+    """Where approvals are kept: ``ApprovalRows`` on a ``Store``, or the standard-library
+    ``Writer`` of a plain SQLite file (``closeguard.store.writer``, the command line's).
+    Every state change is one conditional statement (see ``ApprovalRows``)."""
+
+    def open_or_insert(self, values: Mapping[str, Any], now: float) -> Row: ...
+
+    def get(self, approval_id: str) -> Row | None: ...
+
+    def by_status(self, status: str | None, now: float, *, limit: int) -> list[Row]: ...
+
+    def decide(
+        self, approval_id: str, status: str, *, by: str, note: str | None, now: float
+    ) -> bool: ...
+
+    def due(self, now: float, *, limit: int = 500) -> tuple[str, ...]: ...
+
+    def expire(self, approval_id: str, now: float) -> bool: ...
+
+    def granted(self, digest: str, now: float) -> Row | None: ...
+
+    def consume(self, approval_id: str, now: float) -> bool: ...
+
+
 class Approvals:
-    """Request, decide, wait for and use approvals stored in ``store``."""
+    """Request, decide, wait for and use approvals stored in ``store``.
+
+    ``rows`` and ``audit`` instead of a store: keep them there (the command line's
+    standard-library writer); such approvals cannot ``wait``.
+    """
 
     def __init__(
         self,
-        store: Store,
+        store: Store | None,
         *,
         ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.time,
         audit: AuditLog | None = None,
+        rows: ApprovalStorage | None = None,
     ) -> None:
         self.store = store
         self.ttl = ttl
         self.clock = clock
-        self._rows = ApprovalRows(store)
-        self._t = self._rows.t
+        if rows is None:
+            if store is None:
+                raise TypeError("Approvals needs a store, or rows and an audit log")
+            from closeguard.store.approvals import ApprovalRows
+
+            rows = ApprovalRows(store)
+        self._rows: ApprovalStorage = rows
         self._audit = audit
 
     def _from_row(self, row: Mapping[str, Any]) -> Approval:
@@ -176,18 +209,7 @@ class Approvals:
 
     def list(self, status: Status | None = None, *, limit: int = 100) -> list[Approval]:
         """Newest first; ``status`` filters on the effective state (expiry included)."""
-        t, now = self._t, self.clock()
-        where: ColumnElement[bool] | None = None
-        if status in ("pending", "approved"):
-            where = and_(t.c.status == status, t.c.expires > now)
-        elif status == "expired":
-            where = or_(
-                and_(t.c.status.in_(("pending", "approved")), t.c.expires <= now),
-                t.c.status == "expired",
-            )
-        elif status is not None:
-            where = t.c.status == status
-        return [self._from_row(r) for r in self._rows.list(where, limit=limit)]
+        return [self._from_row(r) for r in self._rows.by_status(status, self.clock(), limit=limit)]
 
     def _decide(
         self,
@@ -304,6 +326,8 @@ class Approvals:
     ) -> None:
         """The decision's own row in the hash chain (method ``DECIDE``: no call to Close)."""
         if self._audit is None:
+            if self.store is None:
+                raise TypeError("approvals on rows of their own need an audit log")
             self._audit = AuditLog(self.store)
         args = {"call_hash": a.call_hash, "via": via, "channel": channel, **(detail or {})}
         row = {
@@ -338,6 +362,10 @@ class Approvals:
         poll: float = 1.0,
     ) -> Approval:
         """Poll until a person decides (or it expires); ``TimeoutError`` after ``timeout``."""
+        import asyncio
+
+        if self.store is None:
+            raise TypeError("waiting for an approval needs a store")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:

@@ -40,10 +40,7 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, Any, Protocol
 
 from closeguard.guardrails.chain import (
     ANCHOR,
@@ -56,10 +53,16 @@ from closeguard.guardrails.chain import (
     verify,
 )
 from closeguard.guardrails.redact import canonical_json
-from closeguard.store import Store
-from closeguard.store.audit import GENESIS, AuditRows
+from closeguard.store.records import GENESIS
 from closeguard.telemetry import metrics, tracing
 from closeguard.tools.errors import StoreError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from closeguard.store import Store
+    from closeguard.store.audit import AuditRows
+    from closeguard.store.auditsql import Chain
 
 __all__ = [
     "ANCHOR",
@@ -68,6 +71,7 @@ __all__ = [
     "RECORDED",
     "AuditLog",
     "AuditProblem",
+    "AuditStorage",
     "VerifyReport",
     "anchor_target",
     "row_hash",
@@ -159,17 +163,59 @@ def _storable(value: Any) -> Any:
     return value
 
 
-class AuditLog:
-    """Append-only, batched, hash-chained writes to the store's ``audit`` table."""
+class AuditStorage(Protocol):
+    """Where the chain's rows are kept: ``AuditRows`` on a ``Store``, or the standard-library
+    ``Writer`` of a plain SQLite file (``closeguard.store.writer``, the command line's)."""
 
-    def __init__(self, store: Store, *, batch_size: int = 1000, max_delay: float = 0.5) -> None:
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """What the database raises when it fails (a write is then kept for the next)."""
+        ...
+
+    def append(self, queued: list[Any], chain: Chain) -> None: ...
+
+    def head(self) -> tuple[int, str]: ...
+
+    def tail(self, n: int) -> list[dict[str, Any]]: ...
+
+    def get(self, seq: int) -> dict[str, Any] | None: ...
+
+    def rows(
+        self, *, chunk: int = 1000, start: int | None = None, stop: int | None = None
+    ) -> Iterator[dict[str, Any]]: ...
+
+    def with_decision(self, decision: str) -> list[dict[str, Any]]: ...
+
+
+class AuditLog:
+    """Append-only, batched, hash-chained writes to the store's ``audit`` table.
+
+    ``rows`` instead of a ``store``: keep the rows there (the command line's standard-library
+    writer); such a log writes on the caller's thread, ``aflush`` included.
+    """
+
+    def __init__(
+        self,
+        store: Store | None,
+        *,
+        batch_size: int = 1000,
+        max_delay: float = 0.5,
+        rows: AuditStorage | None = None,
+    ) -> None:
         self.store = store
         self.batch_size = batch_size
         self.max_delay = max_delay
         self._buffer: list[Any] = []
         """Queued rows' values, ``_WIDTH`` per row, flat: a row adds no object for the
         garbage collector to track (a full buffer would set off collections of the heap)."""
-        self._rows = AuditRows(store)
+        self._store_rows: AuditRows | None = None
+        if rows is None:
+            if store is None:
+                raise TypeError("AuditLog needs a store or rows")
+            from closeguard.store.audit import AuditRows
+
+            rows = self._store_rows = AuditRows(store)
+        self._rows: AuditStorage = rows
         self._oldest = 0
         self._taken: list[Any] = []
         self._lock = threading.Lock()
@@ -216,6 +262,8 @@ class AuditLog:
 
         Returns once every row queued before the call is committed, whoever wrote it.
         """
+        if self.store is None:
+            return self.flush()
         return await self.store.run(self.flush)
 
     def flush(self) -> int:
@@ -247,10 +295,11 @@ class AuditLog:
         except Exception as exc:
             with self._lock:
                 self._buffer[:0] = queued
-            if isinstance(exc, SQLAlchemyError | self.store.engine.dialect.loaded_dbapi.Error):
+            if isinstance(exc, self._rows.errors):
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                where = self._rows if self.store is None else self.store
                 raise StoreError(
-                    f"cannot write the audit log to {self.store!r}: {reason} "
+                    f"cannot write the audit log to {where!r}: {reason} "
                     f"({len(queued) // _WIDTH} rows kept for the next flush)"
                 ) from exc
             raise
@@ -260,11 +309,14 @@ class AuditLog:
         """Write the buffered rows in ``conn``'s transaction (with other store work: one
         commit for all); how many. Once it committed, call ``committed``; if it failed,
         ``restore``."""
+        rows = self._store_rows
+        if rows is None:
+            raise TypeError("write_in needs a log on a Store")
         with self._lock:
             queued, self._buffer = self._buffer, []
         if queued:
             self._taken = queued
-            self._rows.append_in(conn, [_storable(v) for v in queued], _chain)
+            rows.append_in(conn, [_storable(v) for v in queued], _chain)
         return len(queued) // _WIDTH
 
     def committed(self) -> None:

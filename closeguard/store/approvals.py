@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, and_, select, update
+from sqlalchemy import Column, Float, MetaData, String, Table, Text, and_, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from closeguard.store.core import Store, table_group
@@ -98,9 +98,21 @@ class ApprovalRows:
             row = conn.execute(select(self.t).where(self.t.c.id == approval_id)).first()
         return dict(row._mapping) if row else None
 
-    def list(self, where: ColumnElement[bool] | None, *, limit: int) -> list[Row]:
-        """Newest first, filtered by ``where`` (built on ``self.t``'s columns)."""
-        query = select(self.t).order_by(self.t.c.created.desc())
+    def by_status(self, status: str | None, now: float, *, limit: int) -> list[Row]:
+        """Newest first; ``status`` is the effective one at ``now``: a pending or approved
+        request past its expiry is ``expired`` (None: every row)."""
+        t = self.t
+        where: ColumnElement[bool] | None = None
+        if status in ("pending", "approved"):
+            where = and_(t.c.status == status, t.c.expires > now)
+        elif status == "expired":
+            where = or_(
+                and_(t.c.status.in_(("pending", "approved")), t.c.expires <= now),
+                t.c.status == "expired",
+            )
+        elif status is not None:
+            where = t.c.status == status
+        query = select(t).order_by(t.c.created.desc())
         if where is not None:
             query = query.where(where)
         with self.store.engine.connect() as conn:

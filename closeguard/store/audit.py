@@ -7,11 +7,8 @@ pre-rendered SQL on the DBAPI driver's own cursor: a flush costs no SQLAlchemy c
 
 from __future__ import annotations
 
-import sqlite3
 import weakref
-import zlib
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import (
@@ -25,7 +22,9 @@ from sqlalchemy import (
     Text,
     select,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
+from closeguard.store.auditsql import Chain, Statements, append_rows
 from closeguard.store.core import Store, table_group
 from closeguard.store.records import AUDIT_COLUMNS, GENESIS
 from closeguard.tools.errors import StoreError
@@ -33,13 +32,6 @@ from closeguard.tools.errors import StoreError
 __all__ = ["COLUMNS", "GENESIS", "AuditRows", "define"]
 
 COLUMNS = AUDIT_COLUMNS
-_WIDTH = len(COLUMNS)
-_CHUNK = 999 // _WIDTH
-"""Rows per multi-row insert: within SQLite's oldest limit of 999 bound variables."""
-
-Chain = Callable[[int, str, list[Any]], tuple[list[Any], int, str]]
-"""``chain(seq, prev_hash, queued)``: the rows following the head, every column of each in
-``COLUMNS`` order in one flat list, then the last row's ``seq`` and hash."""
 
 
 @table_group
@@ -84,90 +76,25 @@ def define(metadata: MetaData) -> None:
     )
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _bind_none_as_is() -> None:
-    """Let the stdlib ``sqlite3`` driver bind ``None`` without raising anything.
-
-    It "adapts" every parameter that is not an int, float, str or bytearray: for ``None``
-    it finds no adapter, then looks up ``PrepareProtocol.__adapt__`` and
-    ``None.__conform__``, each an ``AttributeError`` formatted and thrown away: about a
-    sixth of an audit row's insert, for its usual two NULLs. An adapter handing ``None``
-    back (``{}.get``, a C call) is found first and binds NULL, as before. Process-wide,
-    and changes no value for any connection; an adapter someone else registered stays.
-    """
-    key = (type(None), sqlite3.PrepareProtocol)
-    if key not in sqlite3.adapters:
-        none: dict[None, None] = {}
-        sqlite3.register_adapter(type(None), none.get)
-
-
-class _Statements:
-    """The SQL of an append, rendered once for the store's DBAPI driver (positional
-    parameters: SQLite's ``?``, psycopg's ``%s``)."""
-
-    def __init__(self, store: Store) -> None:
-        dialect = store.engine.dialect
-        mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
-        if mark is None:
-            raise StoreError(
-                f"the audit log needs a driver with positional parameters, "
-                f"not {dialect.paramstyle!r}"
-            )
-        prep = dialect.identifier_preparer
-
-        def c(name: str) -> str:
-            return str(prep.quote(name))
-
-        audit = prep.format_table(store.tables.audit)
-        head = prep.format_table(store.tables.audit_head)
-        one = f"WHERE {c('id')} = 1"
-        self.lock = f"UPDATE {head} SET {c('seq')} = {c('seq')} {one}"
-        key = zlib.crc32(f"closeguard-audit:{head}".encode())
-        self.serialize = (
-            f"SELECT pg_advisory_xact_lock({key})" if dialect.name == "postgresql" else None
+def _statements(store: Store) -> Statements:
+    """The append SQL rendered for the store's DBAPI driver (positional parameters)."""
+    dialect = store.engine.dialect
+    mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+    if mark is None:
+        raise StoreError(
+            f"the audit log needs a driver with positional parameters, not {dialect.paramstyle!r}"
         )
-        self.head = f"SELECT {c('seq')}, {c('hash')} FROM {head} {one}"
-        self.init = (
-            f"INSERT INTO {head} ({c('id')}, {c('seq')}, {c('hash')}, {c('updated')}) "
-            f"VALUES (1, 0, '{GENESIS}', {mark})"
-        )
-        self.advance = (
-            f"UPDATE {head} SET {c('seq')} = {mark}, {c('hash')} = {mark}, "
-            f"{c('updated')} = {mark} {one}"
-        )
-        self._into = f"INSERT INTO {audit} ({', '.join(c(n) for n in COLUMNS)}) VALUES "
-        self._values = f"({', '.join([mark] * len(COLUMNS))})"
-        self.range = (
-            f"SELECT {', '.join(c(n) for n in COLUMNS)} FROM {audit} "
-            f"WHERE {c('seq')} BETWEEN {mark} AND {mark} ORDER BY {c('seq')}"
-        )
-        self._sqlite = dialect.name == "sqlite"
-        self._many: dict[int, str] = {}
-        if self._sqlite:
-            _bind_none_as_is()
-
-    def insert(self, cursor: Any, flat: list[Any]) -> None:
-        """Insert the rows whose columns ``flat`` lists one after another: one prepared
-        ``executemany``; on SQLite, multi-row ``VALUES`` of up to ``_CHUNK`` rows, about
-        10 % faster (one statement step per chunk)."""
-        if not self._sqlite:
-            rows = [flat[i : i + _WIDTH] for i in range(0, len(flat), _WIDTH)]
-            cursor.executemany(self._into + self._values, rows)
-            return
-        step = _CHUNK * _WIDTH
-        for start in range(0, len(flat), step):
-            part = flat[start : start + step]
-            n = len(part) // _WIDTH
-            sql = self._many.get(n)
-            if sql is None:
-                sql = self._many[n] = self._into + ", ".join([self._values] * n)
-            cursor.execute(sql, part)
+    prep = dialect.identifier_preparer
+    return Statements(
+        mark=mark,
+        audit=prep.format_table(store.tables.audit),
+        head=prep.format_table(store.tables.audit_head),
+        dialect=dialect.name,
+        quote=lambda name: str(prep.quote(name)),
+    )
 
 
-_rendered: weakref.WeakKeyDictionary[Store, _Statements] = weakref.WeakKeyDictionary()
+_rendered: weakref.WeakKeyDictionary[Store, Statements] = weakref.WeakKeyDictionary()
 
 
 class AuditRows:
@@ -175,14 +102,16 @@ class AuditRows:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._sql: _Statements | None = None
+        self._sql: Statements | None = None
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """SQLAlchemy's errors and the driver's own (raised from its cursor, unwrapped)."""
+        return (SQLAlchemyError, self.store.engine.dialect.loaded_dbapi.Error)
 
     def append(self, queued: list[Any], chain: Chain) -> None:
-        """In one transaction: lock the head, let ``chain`` link the ``queued`` values after
-        it, insert the rows and advance the head. Concurrent writers queue on the head's
-        lock (on PostgreSQL an advisory lock first, so even the very first batches of several
-        processes, before the head row exists, wait in turn; SQLite's RESERVED lock), so the
-        chain never forks."""
+        """``auditsql.append_rows`` in a transaction of its own: ``chain`` links the
+        ``queued`` values after the head, locked, so the chain never forks."""
         with self.store.engine.begin() as conn:
             self.append_in(conn, queued, chain)
 
@@ -191,24 +120,15 @@ class AuditRows:
         sql = self._sql or self._statements()
         cursor = conn.connection.cursor()
         try:
-            if sql.serialize is not None:
-                cursor.execute(sql.serialize)
-            cursor.execute(sql.lock)
-            if not cursor.rowcount:
-                cursor.execute(sql.init, (_now(),))
-            cursor.execute(sql.head)
-            seq, prev = cursor.fetchone() or (0, GENESIS)
-            flat, last_seq, last_hash = chain(int(seq), str(prev), queued)
-            sql.insert(cursor, flat)
-            cursor.execute(sql.advance, (last_seq, last_hash, _now()))
+            append_rows(cursor, sql, queued, chain)
         finally:
             cursor.close()
 
-    def _statements(self) -> _Statements:
+    def _statements(self) -> Statements:
         """The store's append SQL, rendered once per store (a run's log makes its own rows)."""
         found = _rendered.get(self.store)
         if found is None:
-            found = _rendered[self.store] = _Statements(self.store)
+            found = _rendered[self.store] = _statements(self.store)
         self._sql = found
         return found
 

@@ -27,7 +27,7 @@ from closeguard.store.records import (
     RUN_COLUMNS,
 )
 
-__all__ = ["AuditReader", "Reader", "open_reader", "sqlite_path"]
+__all__ = ["AuditReader", "Reader", "connect", "open_reader", "sqlite_path"]
 
 _TABLES = frozenset({"audit", "audit_head", "approvals", "runs", "effects", VERSION_TABLE})
 _BUSY_TIMEOUT_S = 10.0
@@ -63,6 +63,13 @@ def sqlite_path(url: str) -> Path | None:
 def open_reader(url: str) -> Reader | None:
     """A ``Reader`` of the store at ``url`` if it can be read as is (see the module), else
     None: the caller opens the ``Store`` instead."""
+    conn = connect(url)
+    return None if conn is None else Reader(conn)
+
+
+def connect(url: str, tables: frozenset[str] = _TABLES) -> sqlite3.Connection | None:
+    """A ``sqlite3`` connection (autocommit: transactions are begun explicitly) to the
+    plain SQLite file of ``url`` if it holds ``tables`` at the newest revision, else None."""
     path = sqlite_path(url)
     if path is None or not path.is_file():
         return None
@@ -77,10 +84,10 @@ def open_reader(url: str) -> Reader | None:
     except sqlite3.Error:
         return None
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         version = (
             conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
-            if _TABLES <= tables
+            if tables | {VERSION_TABLE} <= found
             else []
         )
     except sqlite3.Error:
@@ -88,7 +95,7 @@ def open_reader(url: str) -> Reader | None:
     if [r[0] for r in version] != [head()]:
         conn.close()
         return None
-    return Reader(conn)
+    return conn
 
 
 class Reader:

@@ -1,9 +1,10 @@
 """Stored rows as plain Python, on the standard library only.
 
-The column order of the tables the command line reads (``audit``, ``approvals``, ``runs``,
-``effects``), the audit chain's genesis hash, and ``RunRow`` (a ``runs`` row as read). The
-SQLAlchemy table groups and the standard-library ``reader`` share them, so a command that
-only reads a SQLite store never imports SQLAlchemy; a test holds each tuple to its table.
+The column order of the tables the command line reads and decides on (``audit``,
+``approvals``, ``runs``, ``effects``, ``users``), the audit chain's genesis hash, and
+``RunRow`` (a ``runs`` row as read). The SQLAlchemy table groups and the standard-library
+``reader`` and ``writer`` share them, so a command on a SQLite store need not import
+SQLAlchemy; a test holds each tuple to its table.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "EFFECT_COLUMNS",
     "GENESIS",
     "RUN_COLUMNS",
+    "USER_COLUMNS",
     "RunRow",
     "run_row",
 ]
@@ -101,6 +103,19 @@ RUN_COLUMNS = (
 
 EFFECT_COLUMNS = ("run_id", "key", "status", "result", "created", "updated")
 """The ``effects`` table's columns, in table order."""
+
+USER_COLUMNS = (
+    "name",
+    "roles",
+    "email",
+    "disabled",
+    "notify",
+    "token_id",
+    "token_hash",
+    "created",
+    "updated",
+)
+"""The ``users`` table's columns, in table order."""
 
 
 @dataclass(frozen=True)
