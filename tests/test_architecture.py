@@ -179,14 +179,18 @@ DEFERRED = {
     ("closeguard.guardrails.accounts", "closeguard.store.users"),
     ("closeguard.guardrails.approvals", "closeguard.store.approvals"),
     ("closeguard.guardrails.audit", "closeguard.store.audit"),
+    ("closeguard.guardrails.quotas", "closeguard.store.quotas"),
+    ("closeguard.guardrails.replay", "closeguard.store"),
+    ("closeguard.guardrails.replay", "closeguard.store.audit"),
 }
 """The imports outside ``cli`` allowed inside a function, each for a reason
 docs/architecture.md gives ("A fast command line"): the catalog's pydantic models load on
 first use, so that classifying a call, loading a policy (field names and plain types come
 from ``tools.fields``) and listing the workflows import no pydantic; a user's rule file has
 its crontab lines checked with APScheduler, which the packaged rules do not import; the
-guard's accounts, approvals and audit log build their SQLAlchemy storage only when given a
-``Store``, so the command line's decisions on a SQLite file (``store.writer``) import none."""
+guard's accounts, approvals, audit log and quotas build their SQLAlchemy storage only when
+given a ``Store`` (a replay only for a policy with per-window limits), so the command line's
+decisions and replays on a SQLite file (``store.writer``, ``store.reader``) import none."""
 
 
 def test_no_closeguard_import_inside_a_function() -> None:

@@ -182,6 +182,7 @@ READERS = [
     ["audit", "export"],
     ["approvals", "list"],
     ["approvals", "list", "--all"],
+    ["policy", "replay", "read-only", "--actor", "t"],
 ]
 
 
@@ -275,6 +276,39 @@ def test_deciding_on_a_current_sqlite_store_loads_no_sqlalchemy(
     store.dispose()
     code, _ = loaded(argv, tmp_path, url)
     assert code == 1
+
+
+def test_retrying_a_run_on_a_current_sqlite_store_loads_no_sqlalchemy(tmp_path: Path) -> None:
+    """``runs retry`` puts a dead run back in its queue on the standard-library writer; a
+    run that is not dead or failed is refused, and left as it was."""
+    from closeguard.store import Store
+    from closeguard.store.runs import RunRows
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    store = Store(url)
+    with store.engine.begin() as conn:
+        RunRows(store).insert(
+            conn,
+            [
+                {"id": i, "workflow": "w", "trigger_key": i, "kind": "event", "payload": {}}
+                for i in ("run_dead", "run_done")
+            ],
+        )
+        runs = store.tables.runs
+        conn.execute(runs.update().where(runs.c.id == "run_dead").values(status="dead", attempts=5))
+        conn.execute(runs.update().where(runs.c.id == "run_done").values(status="completed"))
+    store.dispose()
+    code, modules = loaded(["runs", "retry", "run_de"], tmp_path, url)
+    assert code == 0
+    assert sorted(m for m in modules if m.startswith(("sqlalchemy", "pydantic"))) == []
+    code, _ = loaded(["runs", "retry", "run_done"], tmp_path, url)
+    assert code == 1
+    store = Store(url, create=False)
+    rows = RunRows(store)
+    dead, done = rows.get("run_dead"), rows.get("run_done")
+    assert dead is not None and (dead.status, dead.attempts, dead.worker) == ("queued", 0, None)
+    assert done is not None and done.status == "completed"
+    store.dispose()
 
 
 def test_a_store_the_writer_cannot_take_as_is_decides_on_the_store(tmp_path: Path) -> None:

@@ -322,3 +322,23 @@ def test_what_a_row_lacks_is_undecidable_not_guessed(any_store: Store) -> None:
     assert replay(store, matching, actor="someone-else").calls == 0
     assert replay(store, matching, since="2999-01-01T00:00:00+00:00").calls == 0
     assert log.head() == head and log.verify().ok
+
+
+@pytest.mark.parametrize("text", [STRICT, LOOSE, QUOTA, ON_STATUS], ids=range(4))
+def test_the_standard_library_reader_replays_as_the_store_does(demo: Path, text: str) -> None:
+    """``policy replay`` reads a current SQLite store on ``store/reader.py`` (no SQLAlchemy
+    import); the report is the one ``replay`` makes from the ``Store``'s audit rows."""
+    from closeguard.store.reader import open_reader
+
+    policy = Policy.from_yaml(text)
+    store = Store(f"sqlite:///{demo}", create=False)
+    reader = open_reader(f"sqlite:///{demo}")
+    assert reader is not None
+    try:
+        with reader:
+            report = replay(reader.audit, policy)
+        theirs = replay(store, policy)
+    finally:
+        store.dispose()
+    assert report.calls == theirs.calls > 0
+    assert report.as_json(5) == theirs.as_json(5)

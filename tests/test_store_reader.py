@@ -193,6 +193,18 @@ def test_audit_rows_are_read_as_the_store_reads_them(filled: tuple[str, Store]) 
         assert list(audit.rows(chunk=2, start=4, stop=8)) == list(rows.rows(start=4, stop=8))
         assert audit.with_decision("allow") == rows.with_decision("allow")
         assert chain.verify(audit) == AuditLog(store).verify()
+        since = str(rows.get(8)["ts"])  # type: ignore[index]
+        for kwargs in [
+            {},
+            {"actor": "t", "chunk": 4},
+            {"actor": "ana"},
+            {"since": since},
+            {"actor": "t", "since": since, "chunk": 1},
+            {"policy": "nope"},
+        ]:
+            mine = list(audit.matching(**kwargs))  # type: ignore[arg-type]
+            assert mine == list(rows.matching(**kwargs)), kwargs  # type: ignore[arg-type]
+        assert next(r["seq"] for r in audit.matching(actor="t", since=since)) == 8
 
 
 def test_a_tampered_chain_reads_the_same_broken_way(filled: tuple[str, Store]) -> None:

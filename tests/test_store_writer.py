@@ -259,3 +259,43 @@ def test_the_guard_needs_a_store_or_a_storage() -> None:
         AuditLog(None)
     with pytest.raises(TypeError):
         Accounts(None)
+
+
+def test_a_run_is_requeued_as_the_store_requeues_it(pair: tuple[Store, Writer, Path, Path]) -> None:
+    """``runs retry`` on the writer: the same rows as ``RunRows.requeue`` (SQLite has no job
+    engine whose hook would have more to do)."""
+    from closeguard.store.runs import RunRows
+
+    store, writer, a, b = pair
+    other = Store(f"sqlite:///{b}", create=False)
+    states = {"run_0": "dead", "run_1": "failed", "run_2": "completed", "run_3": "running"}
+    for s in (store, other):
+        rows = RunRows(s, now=lambda: NOW)
+        with s.engine.begin() as conn:
+            rows.insert(
+                conn,
+                [
+                    {"id": i, "workflow": "w", "trigger_key": i, "kind": "event", "payload": {}}
+                    for i in states
+                ],
+            )
+            for run_id, status in states.items():
+                conn.execute(
+                    s.tables.runs.update()
+                    .where(s.tables.runs.c.id == run_id)
+                    .values(status=status, attempts=3, worker="w1", lease_until=NOW + 5)
+                )
+    other.dispose()
+    rows = RunRows(store, now=lambda: NOW + 1)
+    for run_id in [*states, "run_none"]:
+        expected = rows.requeue(run_id, ("dead", "failed"), attempts=0)
+        assert writer.requeue(run_id, ("dead", "failed"), NOW + 1, attempts=0) == expected
+    with sqlite3.connect(a) as left, sqlite3.connect(b) as right:
+        query = "SELECT * FROM runs ORDER BY seq"
+        assert left.execute(query).fetchall() == right.execute(query).fetchall()
+        assert [r[0] for r in left.execute("SELECT status FROM runs ORDER BY seq")] == [
+            "queued",
+            "queued",
+            "completed",
+            "running",
+        ]

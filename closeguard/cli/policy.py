@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from closeguard.cli._app import COMMANDS
-from closeguard.cli._common import JsonOpt, existing_store, fail, print_json, shown
+from closeguard.cli._common import (
+    JsonOpt,
+    existing_store,
+    fail,
+    print_json,
+    shown,
+    store_reader,
+)
 
 if TYPE_CHECKING:
     from closeguard.guardrails import Policy
@@ -216,7 +223,12 @@ def replay_cmd(
 
     policy = Policy.load(source)
     after = since_ts(since) if since is not None else None
-    report = replay(existing_store(), policy, actor=actor, since=after)
+    reader = store_reader()
+    if reader is None:
+        report = replay(existing_store(), policy, actor=actor, since=after)
+    else:
+        with reader:
+            report = replay(reader.audit, policy, actor=actor, since=after)
     if as_json:
         print_json(report.as_json(examples))
         return

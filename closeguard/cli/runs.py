@@ -17,10 +17,12 @@ from closeguard.cli._common import (
     fail,
     print_json,
     store_reader,
+    store_writer,
 )
 
 if TYPE_CHECKING:
     from closeguard.store import Store
+    from closeguard.store.reader import Reader
     from closeguard.store.records import RunRow
 
 __all__ = ["app", "audit_rows_for"]
@@ -98,6 +100,17 @@ def _find(
     raise fail(f"no run {run_id!r}")
 
 
+def _read(reader: Reader, run_id: str) -> RunRow:
+    """``_find`` on the standard-library reader (or writer)."""
+    from closeguard.store.records import run_row
+
+    return _find(
+        lambda i: None if (row := reader.run(i)) is None else run_row(row),
+        lambda p: [run_row(row) for row in reader.runs_with_prefix(p)],
+        run_id,
+    )
+
+
 def _stored(run_id: str) -> RunRow:
     """``_find`` on the ``Store`` (for the commands that write)."""
     from closeguard.store.runs import RunRows
@@ -111,14 +124,8 @@ def _run_details(run_id: str) -> tuple[RunRow, list[tuple[str, str, Any]], list[
     standard library when the store allows it, else through the ``Store``."""
     reader = store_reader()
     if reader is not None:
-        from closeguard.store.records import run_row
-
         with reader, reader.snapshot():
-            run = _find(
-                lambda i: None if (row := reader.run(i)) is None else run_row(row),
-                lambda p: [run_row(row) for row in reader.runs_with_prefix(p)],
-                run_id,
-            )
+            run = _read(reader, run_id)
             effects = [
                 (e["key"], e["status"], None if e["result"] is None else json.loads(e["result"]))
                 for e in reader.effects(run.id)
@@ -229,11 +236,20 @@ def show(run_id: IdArg, as_json: JsonOpt = False) -> None:
 @app.command("retry")
 def retry(run_id: IdArg) -> None:
     """Put a dead or failed run back in its lead's order (a running worker takes it)."""
-    import asyncio
+    writer = store_writer()
+    if writer is not None:
+        import time
 
-    from closeguard.workflows.queue_pg import queue_for
+        with writer:
+            run = _read(writer, run_id)
+            retried = writer.requeue(run.id, ("dead", "failed"), time.time(), attempts=0)
+    else:
+        import asyncio
 
-    run = _stored(run_id)
-    if not asyncio.run(queue_for(existing_store()).retry(run.id)):
+        from closeguard.workflows.queue_pg import queue_for
+
+        run = _stored(run_id)
+        retried = asyncio.run(queue_for(existing_store()).retry(run.id))
+    if not retried:
         raise fail(f"run {run.id} is {run.status}; only dead or failed runs are retried")
     typer.echo(f"run {run.id} ({run.workflow}) is queued again in its lead's order")

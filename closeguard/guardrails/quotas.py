@@ -19,14 +19,16 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from typing import NamedTuple
-
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING, NamedTuple
 
 from closeguard.guardrails.policy import Counters, Policy
-from closeguard.store import Store
-from closeguard.store.quotas import QuotaCounters
 from closeguard.tools.access import Access
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from closeguard.store import Store
+    from closeguard.store.quotas import QuotaCounters
 
 __all__ = ["Quotas", "Reserved"]
 
@@ -67,7 +69,11 @@ class Quotas:
     ) -> None:
         self.policy = policy
         self.store = store
-        self.counters = None if store is None else QuotaCounters(store)
+        self.counters: QuotaCounters | None = None
+        if store is not None:
+            from closeguard.store.quotas import QuotaCounters
+
+            self.counters = QuotaCounters(store)
         self.clock = clock
         self._charged: OrderedDict[str, Reserved | None] = OrderedDict()
         self._checks: dict[

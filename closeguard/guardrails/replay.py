@@ -28,16 +28,17 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from closeguard.guardrails.decision import Guard, RunContext
 from closeguard.guardrails.policy import Policy
 from closeguard.guardrails.quotas import Quotas, _applicable
 from closeguard.guardrails.redact import REDACTED
-from closeguard.store import Store
-from closeguard.store.audit import AuditRows
 from closeguard.tools.catalog import Call, classify
 from closeguard.tools.errors import UnknownEndpoint
+
+if TYPE_CHECKING:
+    from closeguard.store import Store
 
 __all__ = ["Change", "Outcome", "Replay", "Undecidable", "outcome_of", "replay"]
 
@@ -196,8 +197,11 @@ class _Replayer:
         self.guard = Guard(policy)
         self.report = report
         self.now = 0.0
-        window = not policy.limits.per_window.empty
-        self._counters = Store("sqlite://") if window else None
+        self._counters: Store | None = None
+        if not policy.limits.per_window.empty:
+            from closeguard.store import Store
+
+            self._counters = Store("sqlite://")
         self.quotas = Quotas(policy, self._counters, lambda: self.now)
         self._tag = f"replay-{uuid.uuid4().hex[:8]}"
         self._runs: set[str] = set()
@@ -370,8 +374,18 @@ def _calls(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield row
 
 
+@runtime_checkable
+class AuditSource(Protocol):
+    """What a replay reads: ``AuditRows`` on a ``Store``, or the standard-library reader's
+    ``AuditReader`` (the command line's, on a current SQLite file)."""
+
+    def matching(
+        self, *, policy: str | None = None, actor: str | None = None, since: str | None = None
+    ) -> Iterator[dict[str, Any]]: ...
+
+
 def replay(
-    store: Store,
+    store: Store | AuditSource,
     policy: Policy,
     *,
     actor: str | None = None,
@@ -380,10 +394,17 @@ def replay(
 ) -> Replay:
     """What ``policy`` would have decided for the calls recorded under its name (or, with
     ``actor``, by that actor under any policy) from ``since`` (an ISO time as the audit log
-    writes it); reads only. ``limit``: at most that many calls, the oldest first."""
+    writes it), read from ``store``'s audit log (or any ``AuditSource``); reads only.
+    ``limit``: at most that many calls, the oldest first."""
     selected = {"policy": None if actor else policy.name, "actor": actor, "since": since}
     report = Replay(policy.name, selected)
-    rows = AuditRows(store).matching(policy=selected["policy"], actor=actor, since=since)
+    if isinstance(store, AuditSource):
+        source = store
+    else:
+        from closeguard.store.audit import AuditRows
+
+        source = AuditRows(store)
+    rows = source.matching(policy=selected["policy"], actor=actor, since=since)
     replayer = _Replayer(policy, report)
     try:
         for row in itertools.islice(_calls(rows), limit):

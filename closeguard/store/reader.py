@@ -233,6 +233,31 @@ class AuditReader:
             yield from batch
             last = batch[-1]["seq"]
 
+    def matching(
+        self,
+        *,
+        policy: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        chunk: int = 1000,
+    ) -> Iterator[Row]:
+        """The rows of ``policy`` and/or ``actor`` from ``since`` (compared as the stored
+        text), in ``seq`` order, ``chunk`` rows per query."""
+        last = 0
+        while True:
+            clause, params = _where(
+                ("seq > ?", (last,)),
+                None if policy is None else ("policy = ?", (policy,)),
+                None if actor is None else ("actor = ?", (actor,)),
+                None if since is None else ("ts >= ?", (since,)),
+            )
+            sql = f"SELECT {_AUDIT} FROM audit {clause}ORDER BY seq LIMIT ?"
+            batch = self._reader.rows(sql, (*params, chunk))
+            if not batch:
+                return
+            yield from batch
+            last = batch[-1]["seq"]
+
     def for_run(self, run_id: str) -> list[Row]:
         """The rows of one run, in order."""
         return self._reader.rows(

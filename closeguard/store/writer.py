@@ -1,21 +1,22 @@
 """Decisions on a current SQLite store through the standard library's ``sqlite3``.
 
-``closeguard approvals approve``/``reject`` and ``users ...`` change a few rows (an approval,
-an account, one audit row chained after the head); importing SQLAlchemy for that would be
-most of their time. ``open_writer`` gives a ``Writer`` on the same terms as ``open_reader``
-(a plain SQLite file at the newest revision, else None: the caller opens the ``Store``).
-Its three storages, ``approvals``, ``users`` and ``audit``, run the statements of the table
-groups ``ApprovalRows``, ``UserRows`` and ``AuditRows`` as SQL text (the audit append is the
-very same code, ``auditsql.append_rows``), each change in one transaction begun
-``IMMEDIATE`` (it waits for another writer, up to the ``Store``'s busy timeout). A test runs
-every method on both and compares the stored rows.
+``closeguard approvals approve``/``reject`` and ``runs retry`` change a few rows (an
+approval and one audit row chained after the head, a run put back in its queue); importing
+SQLAlchemy for that would be most of their time. ``open_writer`` gives a ``Writer`` on the
+same terms as ``open_reader`` (a plain SQLite file at the newest revision, else None: the
+caller opens the ``Store``). Its three storages, ``approval_rows``, ``users`` and ``audit``,
+and ``requeue`` run the statements of the table groups ``ApprovalRows``, ``UserRows``,
+``AuditRows`` and ``RunRows`` as SQL text (the audit append is the very same code,
+``auditsql.append_rows``), each change in one transaction begun ``IMMEDIATE`` (it waits
+for another writer, up to the ``Store``'s busy timeout). A test runs every method on both
+and compares the stored rows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from closeguard.store.auditsql import Chain, Statements, append_rows
@@ -24,7 +25,7 @@ from closeguard.store.records import APPROVAL_COLUMNS, USER_COLUMNS
 
 __all__ = ["ApprovalWriter", "AuditWriter", "UserWriter", "Writer", "open_writer"]
 
-_WRITTEN = frozenset({"audit", "audit_head", "approvals", "users"})
+_WRITTEN = frozenset({"audit", "audit_head", "approvals", "users", "runs", "effects"})
 _APPROVALS = ", ".join(APPROVAL_COLUMNS)
 _USERS = ", ".join(USER_COLUMNS)
 
@@ -70,6 +71,27 @@ class Writer(Reader):
     def one(self, sql: str, params: tuple[Any, ...]) -> Row | None:
         found = self.rows(sql, params)
         return found[0] if found else None
+
+    def requeue(self, run_id: str, from_statuses: Sequence[str], now: float, **values: Any) -> bool:
+        """``RunRows.requeue``: the run back to ``queued`` now, keeping its place (``seq``) in
+        its lead's order, if its status is one of ``from_statuses``. A SQLite store has no
+        job engine, so its hook (``_requeued``) has nothing to do."""
+        sets = {
+            "status": "queued",
+            "available_at": now,
+            "lease_until": None,
+            "worker": None,
+            "updated": now,
+            **values,
+        }
+        marks = ", ".join("?" * len(from_statuses))
+        with self.transaction() as cursor:
+            cursor.execute(
+                f"UPDATE runs SET {', '.join(f'{n} = ?' for n in sets)} "
+                f"WHERE id = ? AND status IN ({marks})",
+                (*sets.values(), run_id, *from_statuses),
+            )
+            return bool(cursor.rowcount)
 
 
 class AuditWriter(AuditReader):
