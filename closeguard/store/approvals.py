@@ -16,6 +16,7 @@ from sqlalchemy import Column, Float, MetaData, String, Table, Text, and_, or_, 
 from sqlalchemy.sql.elements import ColumnElement
 
 from closeguard.store.core import Store, table_group
+from closeguard.store.records import ApprovalMoves
 
 __all__ = ["ApprovalRows", "define"]
 
@@ -50,7 +51,7 @@ def define(metadata: MetaData) -> None:
     )
 
 
-class ApprovalRows:
+class ApprovalRows(ApprovalMoves):
     """Reads and conditional updates of ``approvals`` rows in ``store``."""
 
     def __init__(self, store: Store) -> None:
@@ -118,14 +119,6 @@ class ApprovalRows:
         with self.store.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.limit(limit)).all()]
 
-    def decide(
-        self, approval_id: str, status: str, *, by: str, note: str | None, now: float
-    ) -> bool:
-        """Set a pending, unexpired approval's decision; False if it was not one."""
-        return self._move(
-            approval_id, "pending", now, status=status, decided_by=by, decided_at=now, note=note
-        )
-
     def due(self, now: float, *, limit: int = 500) -> tuple[str, ...]:
         """Ids of pending rows past their expiry at ``now``, oldest first."""
         t = self.t
@@ -151,17 +144,7 @@ class ApprovalRows:
                 ).rowcount
             )
 
-    def granted(self, digest: str, now: float) -> Row | None:
-        """An approved, unexpired, unused row for ``digest``."""
-        return self._live(digest, "approved", now)
-
-    def consume(self, approval_id: str, now: float) -> bool:
-        """Mark an approved, unexpired approval used; False if it was not one."""
-        return self._move(approval_id, "approved", now, status="consumed", consumed_at=now)
-
     def _move(self, approval_id: str, current: str, now: float, /, **values: Any) -> bool:
-        """Set ``values`` on the approval if it is unexpired and still ``current`` (one atomic
-        conditional update, so two deciders cannot both win); False if it was not."""
         t = self.t
         with self.store.engine.begin() as conn:
             return bool(

@@ -220,18 +220,8 @@ class AuditReader:
     ) -> Iterator[Row]:
         """Every row in ``seq`` order (only ``start`` to ``stop``, both included, when
         given), read ``chunk`` rows per query."""
-        last = None if start is None else start - 1
-        while True:
-            clause, params = _where(
-                None if last is None else ("seq > ?", (last,)),
-                None if stop is None else ("seq <= ?", (stop,)),
-            )
-            sql = f"SELECT {_AUDIT} FROM audit {clause}ORDER BY seq LIMIT ?"
-            batch = self._reader.rows(sql, (*params, chunk))
-            if not batch:
-                return
-            yield from batch
-            last = batch[-1]["seq"]
+        after = None if start is None else start - 1
+        return self._pages(chunk, after, None if stop is None else ("seq <= ?", (stop,)))
 
     def matching(
         self,
@@ -243,14 +233,22 @@ class AuditReader:
     ) -> Iterator[Row]:
         """The rows of ``policy`` and/or ``actor`` from ``since`` (compared as the stored
         text), in ``seq`` order, ``chunk`` rows per query."""
-        last = 0
+        return self._pages(
+            chunk,
+            0,
+            None if policy is None else ("policy = ?", (policy,)),
+            None if actor is None else ("actor = ?", (actor,)),
+            None if since is None else ("ts >= ?", (since,)),
+        )
+
+    def _pages(
+        self, chunk: int, after: int | None, *terms: tuple[str, Sequence[Any]] | None
+    ) -> Iterator[Row]:
+        """The rows after ``seq`` ``after`` (None: from the first) that match ``terms``, in
+        ``seq`` order, ``chunk`` rows per query."""
+        last = after
         while True:
-            clause, params = _where(
-                ("seq > ?", (last,)),
-                None if policy is None else ("policy = ?", (policy,)),
-                None if actor is None else ("actor = ?", (actor,)),
-                None if since is None else ("ts >= ?", (since,)),
-            )
+            clause, params = _where(None if last is None else ("seq > ?", (last,)), *terms)
             sql = f"SELECT {_AUDIT} FROM audit {clause}ORDER BY seq LIMIT ?"
             batch = self._reader.rows(sql, (*params, chunk))
             if not batch:

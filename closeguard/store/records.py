@@ -24,6 +24,7 @@ __all__ = [
     "GENESIS",
     "RUN_COLUMNS",
     "USER_COLUMNS",
+    "ApprovalMoves",
     "RunRow",
     "run_row",
 ]
@@ -116,6 +117,37 @@ USER_COLUMNS = (
     "updated",
 )
 """The ``users`` table's columns, in table order."""
+
+
+class ApprovalMoves:
+    """The approval states' moves, on the two statements each storage writes (``ApprovalRows``
+    in SQLAlchemy, the standard-library ``writer``'s ``ApprovalWriter``): ``_move``, one
+    atomic conditional update, and ``_live``, the oldest unexpired row of a call in a
+    status."""
+
+    def _live(self, digest: str, status: str, now: float) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def _move(self, approval_id: str, current: str, now: float, /, **values: Any) -> bool:
+        """Set ``values`` on the approval if it is unexpired and still ``current`` (one atomic
+        conditional update, so two deciders cannot both win); False if it was not."""
+        raise NotImplementedError
+
+    def decide(
+        self, approval_id: str, status: str, *, by: str, note: str | None, now: float
+    ) -> bool:
+        """Set a pending, unexpired approval's decision; False if it was not one."""
+        return self._move(
+            approval_id, "pending", now, status=status, decided_by=by, decided_at=now, note=note
+        )
+
+    def granted(self, digest: str, now: float) -> dict[str, Any] | None:
+        """An approved, unexpired, unused row for ``digest``."""
+        return self._live(digest, "approved", now)
+
+    def consume(self, approval_id: str, now: float) -> bool:
+        """Mark an approved, unexpired approval used; False if it was not one."""
+        return self._move(approval_id, "approved", now, status="consumed", consumed_at=now)
 
 
 @dataclass(frozen=True)

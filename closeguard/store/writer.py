@@ -21,7 +21,7 @@ from typing import Any
 
 from closeguard.store.auditsql import Chain, Statements, append_rows
 from closeguard.store.reader import AuditReader, Reader, Row, connect
-from closeguard.store.records import APPROVAL_COLUMNS, USER_COLUMNS
+from closeguard.store.records import APPROVAL_COLUMNS, USER_COLUMNS, ApprovalMoves
 
 __all__ = ["ApprovalWriter", "AuditWriter", "UserWriter", "Writer", "open_writer"]
 
@@ -112,7 +112,7 @@ class AuditWriter(AuditReader):
             append_rows(cursor, self._sql, queued, chain)
 
 
-class ApprovalWriter:
+class ApprovalWriter(ApprovalMoves):
     """``ApprovalRows``'s statements on the writer (see there for what each one means)."""
 
     def __init__(self, writer: Writer) -> None:
@@ -151,13 +151,6 @@ class ApprovalWriter:
     def by_status(self, status: str | None, now: float, *, limit: int) -> list[Row]:
         return self._w.approvals(status, now, limit=limit)
 
-    def decide(
-        self, approval_id: str, status: str, *, by: str, note: str | None, now: float
-    ) -> bool:
-        return self._move(
-            approval_id, "pending", now, status=status, decided_by=by, decided_at=now, note=note
-        )
-
     def due(self, now: float, *, limit: int = 500) -> tuple[str, ...]:
         sql = (
             "SELECT id FROM approvals WHERE status = 'pending' AND expires <= ? "
@@ -173,12 +166,6 @@ class ApprovalWriter:
                 (now, approval_id, now),
             )
             return bool(cursor.rowcount)
-
-    def granted(self, digest: str, now: float) -> Row | None:
-        return self._live(digest, "approved", now)
-
-    def consume(self, approval_id: str, now: float) -> bool:
-        return self._move(approval_id, "approved", now, status="consumed", consumed_at=now)
 
     def _move(self, approval_id: str, current: str, now: float, /, **values: Any) -> bool:
         sets = ", ".join(f"{name} = ?" for name in values)
