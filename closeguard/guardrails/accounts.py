@@ -254,13 +254,13 @@ class Accounts:
         """``authenticate`` for the event loop: the row is read on the store's thread, and a
         first scrypt check (about 0.1 s) on a thread of its own, so the store's other work
         does not wait behind it."""
+        import asyncio
+
         store = self.store
         found = self._find(token) if store is None else await store.run(self._find, token)
         if found is None:
             return None
         row, secret, key = found
-        import asyncio
-
         if not self._known(key, row) and not await asyncio.to_thread(
             self._verify, secret, key, row
         ):
