@@ -154,7 +154,7 @@ def main() -> int:
             f"yardstick: python -c pass  {yard * 1000:6.0f} ms wall {yard_cpu * 1000:5.0f} ms cpu"
             f"  {yard_rss:5.1f} MiB"
         )
-        print(f"{'command':<45} {'wall':>8} {'x pass':>7} {'cpu':>8} {'max RSS':>9}  target")
+        print(f"{'command':<51} {'wall':>8} {'x pass':>7} {'cpu':>8} {'max RSS':>9}  target")
         failed = False
         for command in COMMANDS:
             wall, cpu, rss, code = measure([*entry, *command], env, args.runs, ids)
@@ -163,7 +163,7 @@ def main() -> int:
             verdict = "PASS" if ok else "FAIL" + ("" if code == 0 else f" (exit {code})")
             shown = " ".join(command).replace("{approval}", "ID").replace("{run}", "ID")
             print(
-                f"closeguard {shown:<34} {wall * 1000:6.0f} ms {wall / yard:6.1f}x"
+                f"closeguard {shown:<40} {wall * 1000:6.0f} ms {wall / yard:6.1f}x"
                 f" {cpu * 1000:5.0f} ms {rss:5.1f} MiB"
                 f"  <= {WALL_TARGET * 1000:.0f} ms, <= {RSS_TARGET_MIB:.0f} MiB"
                 f"  {verdict}"

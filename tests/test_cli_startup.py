@@ -311,6 +311,42 @@ def test_retrying_a_run_on_a_current_sqlite_store_loads_no_sqlalchemy(tmp_path: 
     store.dispose()
 
 
+def test_accounts_are_kept_on_the_writer_of_a_current_sqlite_store(tmp_path: Path) -> None:
+    """``users add/list/disable/rotate`` on a current SQLite store load no SQLAlchemy; the
+    token the writer's ``users add`` printed authenticates through the ``Store`` until it is
+    rotated. On a store that does not exist yet, ``users add`` creates it (the ``Store``)."""
+    from closeguard.guardrails.accounts import Accounts
+    from closeguard.store import Store
+
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    code, modules = loaded(["users", "add", "ann", "--role", "admin"], tmp_path, url)
+    assert code == 0 and "sqlalchemy" in modules
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(["users", "add", "bob", "--role", "sales-rep"])],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, CLOSEGUARD_STORE_URL=url),
+        cwd=tmp_path,
+        timeout=120,
+        check=True,
+    )
+    token = out.stdout.split("token: ", 1)[1].split()[0]
+    assert "sqlalchemy" not in json.loads(out.stdout.rsplit("@@", 1)[1])["modules"]
+    store = Store(url, create=False)
+    bob = Accounts(store).authenticate(token)
+    assert bob is not None and bob.roles == ("sales-rep",)
+    store.dispose()
+    for argv in (["users", "list"], ["users", "rotate", "bob"], ["users", "disable", "ann"]):
+        code, modules = loaded(argv, tmp_path, url)
+        assert code == 0, argv
+        assert sorted(m for m in modules if m.startswith("sqlalchemy")) == [], argv
+    store = Store(url, create=False)
+    accounts = Accounts(store)
+    assert accounts.authenticate(token) is None
+    assert [(a.name, a.disabled) for a in accounts.list()] == [("ann", True), ("bob", False)]
+    store.dispose()
+
+
 def test_a_store_the_writer_cannot_take_as_is_decides_on_the_store(tmp_path: Path) -> None:
     """The check above can fail: a store at an older revision is opened (and migrated) by
     the ``Store``, which decides as before."""

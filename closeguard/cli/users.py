@@ -7,12 +7,14 @@ anyone; guard the store as you guard the audit log.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from closeguard.cli._app import COMMANDS
-from closeguard.cli._common import JsonOpt, existing_store, print_json
+from closeguard.cli._common import JsonOpt, existing_store, print_json, store_writer
 
 if TYPE_CHECKING:
     from closeguard.guardrails.accounts import Account, Accounts
@@ -22,11 +24,25 @@ app = typer.Typer(rich_markup_mode=None, help=COMMANDS["users"].help, no_args_is
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The account's name.")]
 
 
-def _accounts() -> Accounts:
+@contextlib.contextmanager
+def _accounts(*, create: bool = False) -> Iterator[Accounts]:
+    """The accounts of the configured store: on the standard-library writer when it is a
+    SQLite file at the newest schema (no SQLAlchemy import), else on the ``Store``, made
+    first when ``create`` (as the commands that change accounts always have; ``list`` only
+    reads, and must not create a database)."""
     from closeguard.guardrails.accounts import Accounts
-    from closeguard.store import default_store
 
-    return Accounts(default_store())
+    writer = store_writer()
+    if writer is not None:
+        with writer:
+            yield Accounts(None, rows=writer.users)
+        return
+    if create:
+        from closeguard.store import default_store
+
+        yield Accounts(default_store())
+    else:
+        yield Accounts(existing_store())
 
 
 def _payload(a: Account) -> dict[str, Any]:
@@ -61,7 +77,8 @@ def add(
     ] = None,
 ) -> None:
     """Add a person; prints their personal token once, as the last line."""
-    account, token = _accounts().add(name, roles=role, email=email, notify=notify or ())
+    with _accounts(create=True) as accounts:
+        account, token = accounts.add(name, roles=role, email=email, notify=notify or ())
     roles = ", ".join(account.roles)
     typer.echo(f"added {account.name} ({roles}){f' <{account.email}>' if account.email else ''}")
     typer.echo("the token is shown only now: the store keeps a hash of it")
@@ -72,9 +89,9 @@ def add(
 def list_(as_json: JsonOpt = False) -> None:
     """Every account: name, roles, email and whether it is disabled."""
     from closeguard.cli._table import Table, styled
-    from closeguard.guardrails.accounts import Accounts
 
-    found = Accounts(existing_store()).list()
+    with _accounts() as accounts:
+        found = accounts.list()
     if as_json:
         print_json([_payload(a) for a in found])
         return
@@ -93,13 +110,15 @@ def list_(as_json: JsonOpt = False) -> None:
 @app.command("disable")
 def disable(name: NameArg) -> None:
     """Refuse the person's token and console sessions from now on (the account stays)."""
-    _accounts().disable(name)
+    with _accounts(create=True) as accounts:
+        accounts.disable(name)
     typer.echo(f"disabled {name}")
 
 
 @app.command("rotate")
 def rotate(name: NameArg) -> None:
     """A new personal token; the old one stops working at once. Printed as the last line."""
-    token = _accounts().rotate(name)
+    with _accounts(create=True) as accounts:
+        token = accounts.rotate(name)
     typer.echo(f"rotated the token of {name}; the old one no longer works")
     typer.echo(f"token: {token}")
