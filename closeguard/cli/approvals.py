@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from closeguard.guardrails.accounts import Accounts
     from closeguard.guardrails.approval_record import Approval, Status
     from closeguard.guardrails.approvals import Approvals
+    from closeguard.store.writer import Writer
 
 app = typer.Typer(rich_markup_mode=None, help=COMMANDS["approvals"].help, no_args_is_help=True)
 
@@ -61,15 +62,14 @@ NoteOpt = Annotated[
 
 
 @contextlib.contextmanager
-def _approvals() -> Iterator[tuple[Approvals, Accounts]]:
-    """The approvals and accounts of the configured store: on the standard-library writer
-    when it is a SQLite file at the newest schema (no SQLAlchemy import: ~0.1 s sooner),
-    else on the ``Store``, which migrates an older store or says why there is none."""
+def _approvals(writer: Writer | None) -> Iterator[tuple[Approvals, Accounts]]:
+    """The approvals and accounts of the configured store: on ``writer`` (``store_writer()``,
+    given when it could open the store: no SQLAlchemy import, ~0.1 s sooner), else on the
+    ``Store``, which migrates an older store or says why there is none."""
     from closeguard.guardrails.accounts import Accounts
     from closeguard.guardrails.approvals import Approvals
     from closeguard.guardrails.audit import AuditLog
 
-    writer = store_writer()
     if writer is None:
         store = existing_store()
         yield Approvals(store), Accounts(store)
@@ -98,7 +98,7 @@ def _payload(a: Approval) -> dict[str, Any]:
 def _get(approval_id: str) -> Approval:
     reader = store_reader()
     if reader is None:
-        with _approvals() as (approvals, _):
+        with _approvals(None) as (approvals, _):
             found = approvals.get(approval_id)
     else:
         from closeguard.guardrails.approval_record import from_row
@@ -123,7 +123,7 @@ def _listed(status: Status | None, limit: int) -> list[Approval]:
             rows = None if reader.approvals_due(now) else reader.approvals(status, now, limit=limit)
         if rows is not None:
             return [from_row(row, now) for row in rows]
-    with _approvals() as (approvals, _):
+    with _approvals(None if reader is None else store_writer()) as (approvals, _):
         approvals.expire()
         return approvals.list(status, limit=limit)
 
@@ -215,7 +215,7 @@ def _os_user() -> str:
 
 def _decide(action: str, approval_id: str, name: str, note: str | None) -> Approval:
     """Decide as the account ``name``, which must exist, be enabled and hold a role."""
-    with _approvals() as (approvals, accounts):
+    with _approvals(store_writer()) as (approvals, accounts):
         account = accounts.get(name)
         if account is None:
             raise fail(f"no account named {name!r} (closeguard users list)")

@@ -130,11 +130,15 @@ class Reader:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
 
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """The first row of ``sql``, if any."""
+        found = self.rows(sql, params)
+        return found[0] if found else None
+
     # -- approvals: as ``ApprovalRows`` and ``Approvals.list`` read them -------------------
 
     def approval(self, approval_id: str) -> Row | None:
-        found = self.rows(f"SELECT {_APPROVALS} FROM approvals WHERE id = ?", (approval_id,))
-        return found[0] if found else None
+        return self.one(f"SELECT {_APPROVALS} FROM approvals WHERE id = ?", (approval_id,))
 
     def approvals_due(self, now: float) -> bool:
         """Whether a pending request is past its expiry at ``now`` (``Approvals.expire``
@@ -162,8 +166,7 @@ class Reader:
     # -- runs: as ``RunRows`` and ``EffectRows`` read them -----------------------------------
 
     def run(self, run_id: str) -> Row | None:
-        found = self.rows(f"SELECT {_RUNS} FROM runs WHERE id = ?", (run_id,))
-        return found[0] if found else None
+        return self.one(f"SELECT {_RUNS} FROM runs WHERE id = ?", (run_id,))
 
     def runs_with_prefix(self, prefix: str, *, limit: int = 5) -> list[Row]:
         """Runs whose id starts with ``prefix`` (``RunRows.find``, for ids typed by hand)."""
@@ -212,8 +215,7 @@ class AuditReader:
         return rows[::-1]
 
     def get(self, seq: int) -> Row | None:
-        found = self._reader.rows(f"SELECT {_AUDIT} FROM audit WHERE seq = ?", (seq,))
-        return found[0] if found else None
+        return self._reader.one(f"SELECT {_AUDIT} FROM audit WHERE seq = ?", (seq,))
 
     def rows(
         self, *, chunk: int = 1000, start: int | None = None, stop: int | None = None

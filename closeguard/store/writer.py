@@ -28,6 +28,24 @@ __all__ = ["ApprovalWriter", "AuditWriter", "UserWriter", "Writer", "open_writer
 _WRITTEN = frozenset({"audit", "audit_head", "approvals", "users", "runs", "effects"})
 _APPROVALS = ", ".join(APPROVAL_COLUMNS)
 _USERS = ", ".join(USER_COLUMNS)
+_LIVE = (
+    f"SELECT {_APPROVALS} FROM approvals WHERE call_hash = ? AND status = ? "
+    "AND expires > ? ORDER BY created LIMIT 1"
+)
+"""The oldest unexpired approval of a call in a status (``ApprovalRows._live``)."""
+
+
+def _insert(cursor: sqlite3.Cursor, table: str, values: Mapping[str, Any]) -> None:
+    names = list(values)
+    marks = ", ".join("?" * len(names))
+    cursor.execute(
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", [values[n] for n in names]
+    )
+
+
+def _assign(values: Mapping[str, Any]) -> str:
+    """``a = ?, b = ?`` for an ``UPDATE`` of ``values`` (bound in their order)."""
+    return ", ".join(f"{name} = ?" for name in values)
 
 
 def open_writer(url: str) -> Writer | None:
@@ -68,10 +86,6 @@ class Writer(Reader):
         finally:
             cursor.close()
 
-    def one(self, sql: str, params: tuple[Any, ...]) -> Row | None:
-        found = self.rows(sql, params)
-        return found[0] if found else None
-
     def requeue(self, run_id: str, from_statuses: Sequence[str], now: float, **values: Any) -> bool:
         """``RunRows.requeue``: the run back to ``queued`` now, keeping its place (``seq``) in
         its lead's order, if its status is one of ``from_statuses``. A SQLite store has no
@@ -87,8 +101,7 @@ class Writer(Reader):
         marks = ", ".join("?" * len(from_statuses))
         with self.transaction() as cursor:
             cursor.execute(
-                f"UPDATE runs SET {', '.join(f'{n} = ?' for n in sets)} "
-                f"WHERE id = ? AND status IN ({marks})",
+                f"UPDATE runs SET {_assign(sets)} WHERE id = ? AND status IN ({marks})",
                 (*sets.values(), run_id, *from_statuses),
             )
             return bool(cursor.rowcount)
@@ -119,28 +132,14 @@ class ApprovalWriter(ApprovalMoves):
         self._w = writer
 
     def _live(self, digest: str, status: str, now: float) -> Row | None:
-        sql = (
-            f"SELECT {_APPROVALS} FROM approvals WHERE call_hash = ? AND status = ? "
-            "AND expires > ? ORDER BY created LIMIT 1"
-        )
-        return self._w.one(sql, (digest, status, now))
+        return self._w.one(_LIVE, (digest, status, now))
 
     def open_or_insert(self, values: Mapping[str, Any], now: float) -> Row:
         with self._w.transaction() as cursor:
-            cursor.execute(
-                f"SELECT {_APPROVALS} FROM approvals WHERE call_hash = ? AND status = 'pending' "
-                "AND expires > ? ORDER BY created LIMIT 1",
-                (values["call_hash"], now),
-            )
-            found = cursor.fetchone()
+            found = cursor.execute(_LIVE, (values["call_hash"], "pending", now)).fetchone()
             if found is not None:
                 return dict(zip(APPROVAL_COLUMNS, found, strict=True))
-            names = list(values)
-            cursor.execute(
-                f"INSERT INTO approvals ({', '.join(names)}) "
-                f"VALUES ({', '.join('?' * len(names))})",
-                [values[n] for n in names],
-            )
+            _insert(cursor, "approvals", values)
         row = self.get(str(values["id"]))
         assert row is not None
         return row
@@ -168,10 +167,10 @@ class ApprovalWriter(ApprovalMoves):
             return bool(cursor.rowcount)
 
     def _move(self, approval_id: str, current: str, now: float, /, **values: Any) -> bool:
-        sets = ", ".join(f"{name} = ?" for name in values)
         with self._w.transaction() as cursor:
             cursor.execute(
-                f"UPDATE approvals SET {sets} WHERE id = ? AND status = ? AND expires > ?",
+                f"UPDATE approvals SET {_assign(values)} "
+                "WHERE id = ? AND status = ? AND expires > ?",
                 (*values.values(), approval_id, current, now),
             )
             return bool(cursor.rowcount)
@@ -190,25 +189,18 @@ class UserWriter:
         return rows
 
     def insert(self, values: Mapping[str, Any]) -> bool:
-        names = list(values)
         try:
             with self._w.transaction() as cursor:
-                cursor.execute(
-                    f"INSERT INTO users ({', '.join(names)}) "
-                    f"VALUES ({', '.join('?' * len(names))})",
-                    [values[n] for n in names],
-                )
+                _insert(cursor, "users", values)
         except sqlite3.IntegrityError:
             return False
         return True
 
     def get(self, name: str) -> Row | None:
-        found = self._rows("WHERE name = ?", (name,))
-        return found[0] if found else None
+        return next(iter(self._rows("WHERE name = ?", (name,))), None)
 
     def by_token_id(self, token_id: str) -> Row | None:
-        found = self._rows("WHERE token_id = ?", (token_id,))
-        return found[0] if found else None
+        return next(iter(self._rows("WHERE token_id = ?", (token_id,))), None)
 
     def by_email(self, email: str) -> list[Row]:
         return self._rows("WHERE email = ? ORDER BY name", (email,))
@@ -217,7 +209,8 @@ class UserWriter:
         return self._rows("ORDER BY name", ())
 
     def set(self, name: str, **values: Any) -> bool:
-        sets = ", ".join(f"{n} = ?" for n in values)
         with self._w.transaction() as cursor:
-            cursor.execute(f"UPDATE users SET {sets} WHERE name = ?", (*values.values(), name))
+            cursor.execute(
+                f"UPDATE users SET {_assign(values)} WHERE name = ?", (*values.values(), name)
+            )
             return bool(cursor.rowcount)
