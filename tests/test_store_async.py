@@ -358,7 +358,9 @@ async def test_a_window_charge_waits_on_the_thread_while_another_process_writes(
     await call
     ticking.cancel()
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
-    assert max(gaps) < 0.1, "the event loop waited on SQLite's lock"
+    # Blocked on the lock, the loop would miss ticks for the whole 0.3 s; gaps near 0.1 s
+    # happen on a busy 2-core machine under the full suite whatever the store does.
+    assert max(gaps) < 0.2, "the event loop waited on SQLite's lock"
     assert store.contended == 1
     assert threads[0] is threading.current_thread()
     assert threads[1] is not threading.current_thread() and len(threads) == 2
