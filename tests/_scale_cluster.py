@@ -37,9 +37,11 @@ class Cluster:
         self.env = {**os.environ, "CLOSEGUARD_STORE_URL": store_url, **env}
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, roles: str, workflows: str, *, count: int = 1) -> list[tuple[int, str]]:
-        """Start ``count`` processes at once, wait until each is ready; their indexes and
-        what each wrote once ready (the receiver's URL)."""
+    def start(
+        self, roles: str, workflows: str, *, count: int = 1, **env: str
+    ) -> list[tuple[int, str]]:
+        """Start ``count`` processes at once (``env`` added to theirs), wait until each is
+        ready; their indexes and what each wrote once ready (the receiver's URL)."""
         started = []
         for _ in range(count):
             index = len(self.procs)
@@ -47,7 +49,7 @@ class Cluster:
                 self.procs.append(
                     subprocess.Popen(
                         [sys.executable, str(PROC), roles, workflows, str(self._ready(index))],
-                        env=self.env,
+                        env={**self.env, **env},
                         stdout=out,
                         stderr=subprocess.STDOUT,
                     )
@@ -66,6 +68,9 @@ class Cluster:
                 raise AssertionError(f"process {index} did not start: {self.output(index)}")
             time.sleep(0.05)
         return ready.read_text()
+
+    def pid(self, index: int) -> int:
+        return self.procs[index].pid
 
     def output(self, index: int) -> str:
         return (self.folder / f"proc-{index}.log").read_text(errors="replace")[-3000:]

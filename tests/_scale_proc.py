@@ -67,6 +67,9 @@ async def _log_once(ctx: Context, kind: str, lead: Any, n: Any, tick: str | None
 
 
 async def log_event(ctx: Context) -> None:
+    # CG_HOLD: seconds a run holds its claim before logging, so that a test's SIGKILL
+    # finds one in flight.
+    await asyncio.sleep(float(os.environ.get("CG_HOLD", "0")))
     await _log_once(ctx, "event", ctx.event_data["lead_id"], ctx.event_data["n"], None)
 
 
