@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 
 from closeguard.agent.review import AnswerError
 from closeguard.store import Store
+from closeguard.store.walcheck import WalCheckpoints
 from closeguard.tools import Settings
 from closeguard.tools.settings import default_data_dir
 
@@ -116,14 +117,21 @@ class LoopSqliteSaver(SqliteSaver):
 
 @asynccontextmanager
 async def open_checkpointer(path: Path | None = None) -> AsyncIterator[LoopSqliteSaver]:
-    """LangGraph's SQLite checkpointer on ``path`` (default: beside the store), WAL mode."""
+    """LangGraph's SQLite checkpointer on ``path`` (default: beside the store), WAL mode,
+    its log copied back into the file on a thread of its own (``WalCheckpoints``: a commit
+    on the event loop never runs the checkpoint and its fsync)."""
     target = path or checkpoint_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     with closing(sqlite3.connect(str(target), check_same_thread=False)) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
-        yield LoopSqliteSaver(conn)
+        WalCheckpoints.hand_over(conn)
+        checkpoints = WalCheckpoints(target)
+        try:
+            yield LoopSqliteSaver(conn)
+        finally:
+            checkpoints.close()
 
 
 _TRY_LOCK = "SELECT pg_try_advisory_lock(%s) AS ok"
