@@ -67,6 +67,17 @@ def pair(tmp_path: Path) -> tuple[Store, Writer, Path, Path]:
     store.dispose()
 
 
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+"""A storage method's name, positional and keyword arguments."""
+
+
+def _answer_alike(calls: list[Call], groups: Any, ours: Any) -> None:
+    """Each call made on the table group, then on the writer's storage: same answers."""
+    for name, args, kwargs in calls:
+        expected = getattr(groups, name)(*args, **kwargs)
+        assert getattr(ours, name)(*args, **kwargs) == expected, (name, args)
+
+
 def test_the_append_sql_is_the_sqlite_dialects(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 's.db'}")
     mine, theirs = Statements.sqlite(), _statements(store)
@@ -77,7 +88,7 @@ def test_the_append_sql_is_the_sqlite_dialects(tmp_path: Path) -> None:
 
 def test_approval_statements_match(pair: tuple[Store, Writer, Path, Path]) -> None:
     store, writer, a, b = pair
-    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    calls: list[Call] = [
         ("open_or_insert", (_approval(1, call_hash="h1", created=NOW, expires=NOW + 60), NOW), {}),
         ("open_or_insert", (_approval(2, call_hash="h1", created=NOW, expires=NOW + 60), NOW), {}),
         (
@@ -120,10 +131,7 @@ def test_approval_statements_match(pair: tuple[Store, Writer, Path, Path]) -> No
     for status in (None, "pending", "approved", "rejected", "consumed", "expired"):
         calls.append(("by_status", (status, NOW + 4), {"limit": 10}))
     calls.append(("by_status", (None, NOW), {"limit": 2}))
-    groups = ApprovalRows(store)
-    for name, args, kwargs in calls:
-        expected = getattr(groups, name)(*args, **kwargs)
-        assert getattr(writer.approval_rows, name)(*args, **kwargs) == expected, (name, args)
+    _answer_alike(calls, ApprovalRows(store), writer.approval_rows)
     assert _dump(a)["approvals"] == _dump(b)["approvals"]
 
 
@@ -140,7 +148,7 @@ def test_user_statements_match(pair: tuple[Store, Writer, Path, Path]) -> None:
         "created": NOW,
         "updated": NOW,
     }
-    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    calls: list[Call] = [
         ("insert", (row,), {}),
         ("insert", ({**row, "token_id": "t2"},), {}),
         ("insert", ({**row, "name": "bob", "email": None, "token_id": "t3"},), {}),
@@ -153,10 +161,7 @@ def test_user_statements_match(pair: tuple[Store, Writer, Path, Path]) -> None:
         ("set", ("nobody",), {"disabled": True}),
         ("all", (), {}),
     ]
-    groups = UserRows(store)
-    for name, args, kwargs in calls:
-        expected = getattr(groups, name)(*args, **kwargs)
-        assert getattr(writer.users, name)(*args, **kwargs) == expected, (name, args)
+    _answer_alike(calls, UserRows(store), writer.users)
     assert _dump(a)["users"] == _dump(b)["users"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from closeguard.agent.runtime import open_checkpointer
@@ -27,9 +28,9 @@ def _fill(conn: sqlite3.Connection, transactions: int) -> None:
         conn.execute("COMMIT")
 
 
-def _until(check: object, within: float = 5.0) -> bool:
+def _until(check: Callable[[], bool], within: float = 5.0) -> bool:
     deadline = time.monotonic() + within
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.01)
