@@ -30,7 +30,8 @@ falls far behind (80 MB of log at 4 KiB pages)."""
 
 class WalCheckpoints:
     """Checkpoint ``path``'s WAL from a daemon thread every ``interval`` seconds once the log
-    holds more than ``pages`` pages; ``close`` stops it. Give the committing connection
+    holds more than ``pages`` pages (counted as 4 KiB, SQLite's default page size, from the
+    log file's length); ``close`` stops it. Give the committing connection
     ``PRAGMA wal_autocheckpoint`` = ``SAFETY_NET_PAGES`` (``hand_over``)."""
 
     def __init__(self, path: Path, *, pages: int = 1000, interval: float = 0.25) -> None:
