@@ -1,16 +1,21 @@
 """``store.walcheck``: a SQLite file's WAL is copied back by a thread of its own, so the
-connection that commits (LangGraph's checkpointer, on the event loop) never does it."""
+connections that commit (LangGraph's checkpointer and the store, on the event loop or the
+store's thread) never do it."""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from closeguard.agent.runtime import open_checkpointer
-from closeguard.store.walcheck import SAFETY_NET_PAGES, WalCheckpoints
+from closeguard.guardrails.audit import EMPTY_ROW, AuditLog
+from closeguard.store import Store
+from closeguard.store.walcheck import SAFETY_NET_PAGES, WalCheckpoints, watched
 
 
 def _writer(path: Path) -> sqlite3.Connection:
@@ -53,7 +58,7 @@ def test_the_committing_connection_leaves_checkpoints_to_the_thread(tmp_path: Pa
         assert _until(lambda: path.stat().st_size > 120 * 40_000)  # copied into the file
     finally:
         checkpoints.close()
-    assert not any(t.name.startswith("wal-checkpoints") for t in threading.enumerate())
+    assert path not in watched()
     conn.close()
     reopened = sqlite3.connect(str(path))
     assert reopened.execute("SELECT count(*) FROM blobs").fetchone()[0] == 120
@@ -76,5 +81,91 @@ def test_a_small_log_is_left_alone_and_a_missing_file_is_no_error(tmp_path: Path
 async def test_the_agents_checkpointer_hands_its_checkpoints_over(tmp_path: Path) -> None:
     async with open_checkpointer(tmp_path / "checkpoints.db") as saver:
         assert saver.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == SAFETY_NET_PAGES
-        assert any(t.name == "wal-checkpoints:checkpoints.db" for t in threading.enumerate())
-    assert not any(t.name.startswith("wal-checkpoints") for t in threading.enumerate())
+        assert tmp_path / "checkpoints.db" in watched()
+    assert tmp_path / "checkpoints.db" not in watched()
+
+
+def test_an_idle_log_is_not_checkpointed_again(tmp_path: Path) -> None:
+    """After a full checkpoint SQLite reuses the log from its start without shrinking the
+    file: a long log nobody wrote since the last checkpoint is left alone."""
+    path = tmp_path / "c.db"
+    conn = _writer(path)
+    WalCheckpoints.hand_over(conn)
+    _fill(conn, 30)
+    checkpoints = WalCheckpoints(path, pages=50, interval=0.01)
+    try:
+        assert _until(lambda: checkpoints.checkpoints >= 1)
+        time.sleep(0.2)  # twenty turns
+        assert checkpoints.checkpoints == 1
+        _fill(conn, 1)  # written again: the file is long, so due again
+        assert _until(lambda: checkpoints.checkpoints == 2)
+    finally:
+        checkpoints.close()
+        conn.close()
+
+
+def test_one_thread_serves_every_file_and_ends_with_the_last(tmp_path: Path) -> None:
+    """In a fresh interpreter (this one's stores keep the thread alive)."""
+    script = textwrap.dedent(
+        f"""
+        import threading
+        from pathlib import Path
+        from closeguard.store.walcheck import THREAD_NAME, WalCheckpoints, watched
+
+        def threads():
+            return [t for t in threading.enumerate() if t.name == THREAD_NAME]
+
+        handles = [WalCheckpoints(Path({str(tmp_path)!r}) / f"{{i}}.db") for i in range(5)]
+        assert len(threads()) == 1, threads()
+        assert len(watched()) == 5
+        for h in handles[:4]:
+            h.close()
+        assert len(threads()) == 1 and len(watched()) == 1
+        handles[4].close()
+        handles[4].close()
+        assert threads() == [] and watched() == ()
+        again = WalCheckpoints(Path({str(tmp_path)!r}) / "again.db")
+        assert len(threads()) == 1
+        again.close()
+        assert threads() == []
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_a_stores_commits_leave_checkpoints_to_the_thread(tmp_path: Path) -> None:
+    """A store on a SQLite file hands its connections' checkpoints over, the thread copies
+    its audit log's rows back, and ``dispose`` stops it."""
+    path = tmp_path / "store.db"
+    store = Store(f"sqlite:///{path}")
+    assert store.checkpoints is not None and path in watched()
+    store.checkpoints.interval = 0.01
+    with store.engine.connect() as conn:
+        pragma = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+    assert pragma == SAFETY_NET_PAGES
+    store.checkpoints.threshold = 10**12  # nothing due while the rows go in
+    log = AuditLog(store)
+    row = {**EMPTY_ROW, "actor": "t", "method": "GET", "path": "/lead/", "decision": "allow"}
+    for i in range(2_000):
+        log.append({**row, "args": {"n": i, "pad": "x" * 2_000}})
+    log.flush()
+    before = path.stat().st_size
+    wal = Path(f"{path}-wal").stat().st_size
+    assert wal > 1_000 * 4096  # past SQLite's own threshold: its commits would have copied
+    store.checkpoints.threshold = 0
+    assert _until(lambda: store.checkpoints is not None and store.checkpoints.checkpoints >= 1)
+    assert _until(lambda: path.stat().st_size > before + 2_000 * 2_000)
+    assert log.verify().ok and log.verify().rows == 2_000
+    store.dispose()
+    assert path not in watched()
+
+
+def test_stores_in_memory_have_no_checkpoints() -> None:
+    store = Store("sqlite://")
+    assert store.checkpoints is None
+    store.dispose()

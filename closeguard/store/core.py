@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound, SQLA
 from sqlalchemy.pool import StaticPool
 
 from closeguard.store.migrations import upgrade as migrate
+from closeguard.store.walcheck import WalCheckpoints
 from closeguard.tools.errors import StoreError
 from closeguard.tools.settings import store_url
 
@@ -148,6 +149,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     cursor.close()
+
+
+def _hand_over(checkpoints: WalCheckpoints, dbapi_conn: Any, _record: Any) -> None:
+    """A new connection to a store's SQLite file leaves checkpoints to the store's thread
+    for them, while it runs (a store used again after ``dispose`` checkpoints as SQLite
+    does by default)."""
+    if not checkpoints.closed:
+        WalCheckpoints.hand_over(dbapi_conn)
 
 
 _IMMEDIATE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -537,6 +546,10 @@ class Store:
     """Inline trips that found SQLite's write lock taken, and went to the thread instead."""
     revision_before: str | None = None
     """The schema version the store was at when opened (None: new, or made before versions)."""
+    checkpoints: WalCheckpoints | None = None
+    """A SQLite file's WAL checkpoints, run on their own thread (``store.walcheck``): a
+    commit of the store (an audit flush, an inline trip on the loop) never copies the log
+    back nor waits for its fsync."""
 
     def __init__(
         self, url: str | URL | None = None, *, schema: str | None = None, create: bool = True
@@ -569,6 +582,12 @@ class Store:
                 f"no closeguard store at {display_url(url)} (CLOSEGUARD_STORE_URL): {missing}; "
                 "guarded calls create it"
             )
+        path = _sqlite_file(self.url)
+        if path is not None:
+            self.checkpoints = checkpoints = WalCheckpoints(path)
+            event.listen(self.engine, "connect", partial(_hand_over, checkpoints))
+            self.engine.dispose()  # the connections made so far did not hand over
+            weakref.finalize(self, checkpoints.close)
 
     @property
     def dialect(self) -> str:
@@ -667,6 +686,8 @@ class Store:
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.shutdown()
+        if self.checkpoints is not None:
+            self.checkpoints.close()
         self.engine.dispose()
 
     def __repr__(self) -> str:
