@@ -11,8 +11,15 @@
    The timer stops when the client is closed, i.e. after the guard's last audit batch is
    committed, and the bench checks that every call's row is in the store by then, and that
    no batch was written on the event loop's thread (the guard writes on the store's).
-   ``rounds`` pairs (guarded, unguarded, back to back, alternating order) give one ratio
-   each; the median is the figure, and the spread is printed beside it.
+   ``rounds`` rounds (unguarded, guarded and the reference of 4., back to back, each in
+   turn first) give one ratio each; the median is the figure, and the spread is printed
+   beside it.
+4. The audit log alone, as a reference measured in the same rounds (not judged): a
+   transport that only writes each call's row to the same chain (``AuditLog.record``, the
+   flush at close) and decides nothing. It is the part of the guard no policy can drop
+   (every call, allowed or not, is audited), so ``audit log alone / unguarded`` is the
+   most the guarded ratio could reach with a decision that cost nothing, and ``guarded /
+   audit log alone`` is what classifying, deciding and counting cost on top of it.
 
 The machine must be quiet: on 2 cores, another busy process moves the ratio by several
 points either way. The 1-minute load average is printed first; rerun when it is high.
@@ -157,14 +164,71 @@ async def workload(client: CloseClient, lead: str, n: int) -> None:
             await client.get("/activity/", params={"lead_id": lead, "_limit": 5})
 
 
+class _AuditOnly(httpx.AsyncBaseTransport):
+    """Sends every request unchecked and writes its audit row, as the guard's hot path
+    does (``AuditLog.record``, the batch committed on the store's thread at close)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, audit: AuditLog, run_id: str) -> None:
+        self.inner, self.audit, self.run_id = inner, audit, run_id
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        meta = request.extensions["closeguard"]
+        response = await self.inner.handle_async_request(request)
+        status = response.status_code
+        self.audit.record(
+            (
+                "bench",
+                self.run_id,
+                meta["call_id"],
+                meta["attempt"],
+                "audit-only",
+                None,
+                request.method,
+                request.url.path,
+                None,
+                "allow",
+                None,
+                None,
+                request.content.decode() or "{}",
+                status,
+                int((time.perf_counter() - started) * 1e6),
+                None,
+                None,
+            )
+        )
+        return response
+
+    async def aclose(self) -> None:
+        await self.audit.aflush()
+        await self.inner.aclose()
+
+
+@dataclass
+class AuditOnly:
+    """The ``TransportGuard`` of the reference: ``_AuditOnly`` on a log of ``store``."""
+
+    store: Store
+
+    def wrap(
+        self, transport: httpx.AsyncBaseTransport, *, actor: str | None, run_id: str | None
+    ) -> httpx.AsyncBaseTransport:
+        return _AuditOnly(transport, AuditLog(self.store), run_id or "")
+
+
 @dataclass
 class Throughput:
-    """Per pair: calls/s unguarded and guarded, their ratio, and the same ratio by CPU time."""
+    """Per round: calls/s unguarded and guarded, their ratio, the same ratio by CPU time,
+    and the audit-only reference's ratios."""
 
     plain: list[float] = field(default_factory=list)
     guarded: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
     cpu_ratios: list[float] = field(default_factory=list)
+    audit_only: list[float] = field(default_factory=list)
+    """Audit log alone / unguarded, per round."""
+    over_audit: list[float] = field(default_factory=list)
+    """Guarded / audit log alone, per round."""
     unwritten: int = 0
     rows: int = 0
     chain_ok: bool = False
@@ -182,9 +246,17 @@ async def timed_run(sim: Simulator, lead: str, n: int, **kwargs: Any) -> tuple[f
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+_ORDERS = (
+    ("plain", "guarded", "audit"),
+    ("guarded", "audit", "plain"),
+    ("audit", "plain", "guarded"),
+)
+"""Each round runs the three back to back, in turn first, second and last."""
+
+
 async def bench_throughput(n: int, rounds: int) -> Throughput:
-    """Paired runs on fresh, identical organizations, after one warm-up pair; one ratio per
-    pair, so load that drifts between pairs mostly cancels."""
+    """Rounds of runs on fresh, identical organizations, after one warm-up round; one ratio
+    per round, so load that drifts between rounds mostly cancels."""
     store = Store(f"sqlite:///{Path(tempfile.mkdtemp(prefix='cg-bench-')) / 'bench.db'}")
     audit = AuditLog(store)
     policy = Guarded(Policy.from_yaml(POLICY), store=store)
@@ -199,25 +271,31 @@ async def bench_throughput(n: int, rounds: int) -> Throughput:
         append(self, *args)
 
     AuditRows.append = watched  # type: ignore[method-assign,assignment]
+    reference = AuditOnly(store)
     for r in range(rounds + 1):
-        wall: dict[bool, float] = {}
-        cpu: dict[bool, float] = {}
-        for guarded in (False, True) if r % 2 == 0 else (True, False):
+        wall: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+        for kind in _ORDERS[r % len(_ORDERS)]:
             # No rate limits: this times the guard, not the pacing.
             sim = Simulator(seed=1, leads=20, rate_limits=None)
             async with sim.client() as c:
                 lead = (await c.get("/lead/"))["data"][0]["id"]
             before = audit.head()[0]
-            kwargs = {"policy": policy, "actor": "bench", "run_id": f"r{r}"} if guarded else {}
-            wall[guarded], cpu[guarded] = await timed_run(sim, lead, n, **kwargs)
-            if guarded:
+            kwargs: dict[str, Any] = {}
+            if kind != "plain":
+                kwargs = {"policy": policy if kind == "guarded" else reference}
+                kwargs.update(actor="bench", run_id=f"r{r}")
+            wall[kind], cpu[kind] = await timed_run(sim, lead, n, **kwargs)
+            if kind == "guarded":
                 result.unwritten += calls - (audit.head()[0] - before)
         if r == 0:
             continue
-        result.plain.append(calls / wall[False])
-        result.guarded.append(calls / wall[True])
-        result.ratios.append(wall[False] / wall[True])
-        result.cpu_ratios.append(cpu[False] / cpu[True])
+        result.plain.append(calls / wall["plain"])
+        result.guarded.append(calls / wall["guarded"])
+        result.ratios.append(wall["plain"] / wall["guarded"])
+        result.cpu_ratios.append(cpu["plain"] / cpu["guarded"])
+        result.audit_only.append(wall["plain"] / wall["audit"])
+        result.over_audit.append(wall["audit"] / wall["guarded"])
     AuditRows.append = append  # type: ignore[method-assign]
     report = audit.verify()
     result.rows, result.chain_ok = report.rows, report.ok
@@ -293,17 +371,29 @@ def main() -> int:
     line("e2e", "guarded (audit committed), median", f"{statistics.median(t.guarded):.0f} calls/s")
     line(
         "e2e",
-        f"guarded/unguarded, median of {len(t.ratios)} pairs",
+        f"guarded/unguarded, median of {len(t.ratios)} rounds",
         f"{ratio:.1%}",
         ">= 90 %",
         ratio >= 0.9,
     )
-    line("e2e", "  pairs ranged", spread(t.ratios))
+    line("e2e", "  rounds ranged", spread(t.ratios))
     line(
         "e2e",
         "  same by CPU time (median, range)",
         f"{statistics.median(t.cpu_ratios):.1%}",
         spread(t.cpu_ratios),
+    )
+    line(
+        "e2e",
+        "  audit log alone / unguarded (ref.)",
+        f"{statistics.median(t.audit_only):.1%}",
+        spread(t.audit_only),
+    )
+    line(
+        "e2e",
+        "  guarded / audit log alone (ref.)",
+        f"{statistics.median(t.over_audit):.1%}",
+        spread(t.over_audit),
     )
     line(
         "audit", "rows not committed when the timer stops", str(t.unwritten), "0", t.unwritten == 0
