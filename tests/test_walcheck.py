@@ -4,6 +4,7 @@ store's thread) never do it."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -169,3 +170,50 @@ def test_stores_in_memory_have_no_checkpoints() -> None:
     store = Store("sqlite://")
     assert store.checkpoints is None
     store.dispose()
+
+
+def test_a_forked_child_serves_only_the_files_it_opens(tmp_path: Path) -> None:
+    parent = WalCheckpoints(tmp_path / "parent.db")
+    path = tmp_path / "child.db"
+    pid = os.fork()
+    if pid == 0:  # the child: no assertion may raise past os._exit
+        code = 1
+        try:
+            inherited = watched() == ()
+            conn = _writer(path)
+            WalCheckpoints.hand_over(conn)
+            _fill(conn, 30)
+            mine = WalCheckpoints(path, pages=50, interval=0.01)
+            served = _until(lambda: mine.checkpoints >= 1)
+            mine.close()
+            parent.close()
+            code = 0 if inherited and served and watched() == () else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    try:
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert tmp_path / "parent.db" in watched()
+    finally:
+        parent.close()
+
+
+def test_a_replaced_file_is_checkpointed_anew(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    conn = _writer(path)
+    WalCheckpoints.hand_over(conn)
+    _fill(conn, 30)
+    checkpoints = WalCheckpoints(path, pages=50, interval=0.01)
+    try:
+        assert _until(lambda: checkpoints.checkpoints >= 1)
+        conn.close()
+        for leftover in tmp_path.glob("c.db*"):
+            leftover.unlink()
+        conn = _writer(path)
+        WalCheckpoints.hand_over(conn)
+        _fill(conn, 30)
+        assert _until(lambda: checkpoints.checkpoints >= 2)
+        assert _until(lambda: path.stat().st_size > 30 * 40_000)  # the new file got its rows
+    finally:
+        checkpoints.close()
+        conn.close()

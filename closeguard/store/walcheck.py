@@ -53,6 +53,7 @@ class WalCheckpoints:
         self.due_at = time.monotonic() + interval
         self._seen = -1
         self._conn: sqlite3.Connection | None = None
+        self._inode = -1
         self.closed = False
         self._lock = threading.RLock()
         _thread.add(self)
@@ -80,9 +81,15 @@ class WalCheckpoints:
             if self.closed or not self._due():
                 return
             with contextlib.suppress(sqlite3.Error, OSError):
+                inode = os.stat(self.path).st_ino
+                if self._conn is not None and inode != self._inode:
+                    # The file was replaced (a reset, a restore): checkpoint the new one.
+                    self._conn.close()
+                    self._conn = None
                 if self._conn is None:
                     self._conn = sqlite3.connect(str(self.path), check_same_thread=False)
                     self._conn.execute("PRAGMA busy_timeout=1000")
+                    self._inode = inode
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 self._seen = os.stat(self.wal).st_mtime_ns
                 self.checkpoints += 1
@@ -148,6 +155,19 @@ class _Thread:
 
 
 _thread = _Thread()
+
+
+def _forked() -> None:
+    """In a forked child the thread is gone and the parent's files are not its own (SQLite
+    connections do not cross a fork): serve only the handles the child opens."""
+    global _thread
+    inherited, _thread = _thread, _Thread()
+    for handle in inherited.files:
+        handle.closed = True
+        handle._conn = None  # not closed: its locks and file are the parent's
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def watched() -> tuple[Path, ...]:
