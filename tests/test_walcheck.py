@@ -34,6 +34,15 @@ def _fill(conn: sqlite3.Connection, transactions: int) -> None:
         conn.execute("COMMIT")
 
 
+def _handed_over(path: Path, transactions: int) -> sqlite3.Connection:
+    """A committing connection that leaves checkpoints to the thread, after
+    ``transactions`` commits of 40 KB (10 pages each)."""
+    conn = _writer(path)
+    WalCheckpoints.hand_over(conn)
+    _fill(conn, transactions)
+    return conn
+
+
 def _until(check: Callable[[], bool], within: float = 5.0) -> bool:
     deadline = time.monotonic() + within
     while not check():
@@ -90,9 +99,7 @@ def test_an_idle_log_is_not_checkpointed_again(tmp_path: Path) -> None:
     """After a full checkpoint SQLite reuses the log from its start without shrinking the
     file: a long log nobody wrote since the last checkpoint is left alone."""
     path = tmp_path / "c.db"
-    conn = _writer(path)
-    WalCheckpoints.hand_over(conn)
-    _fill(conn, 30)
+    conn = _handed_over(path, 30)
     checkpoints = WalCheckpoints(path, pages=50, interval=0.01)
     try:
         assert _until(lambda: checkpoints.checkpoints >= 1)
@@ -180,12 +187,11 @@ def test_a_forked_child_serves_only_the_files_it_opens(tmp_path: Path) -> None:
         code = 1
         try:
             inherited = watched() == ()
-            conn = _writer(path)
-            WalCheckpoints.hand_over(conn)
-            _fill(conn, 30)
+            conn = _handed_over(path, 30)
             mine = WalCheckpoints(path, pages=50, interval=0.01)
             served = _until(lambda: mine.checkpoints >= 1)
             mine.close()
+            conn.close()
             parent.close()
             code = 0 if inherited and served and watched() == () else 2
         finally:
@@ -200,18 +206,14 @@ def test_a_forked_child_serves_only_the_files_it_opens(tmp_path: Path) -> None:
 
 def test_a_replaced_file_is_checkpointed_anew(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
-    conn = _writer(path)
-    WalCheckpoints.hand_over(conn)
-    _fill(conn, 30)
+    conn = _handed_over(path, 30)
     checkpoints = WalCheckpoints(path, pages=50, interval=0.01)
     try:
         assert _until(lambda: checkpoints.checkpoints >= 1)
         conn.close()
         for leftover in tmp_path.glob("c.db*"):
             leftover.unlink()
-        conn = _writer(path)
-        WalCheckpoints.hand_over(conn)
-        _fill(conn, 30)
+        conn = _handed_over(path, 30)
         assert _until(lambda: checkpoints.checkpoints >= 2)
         assert _until(lambda: path.stat().st_size > 30 * 40_000)  # the new file got its rows
     finally:
