@@ -233,7 +233,7 @@ def test_per_run_limits_are_charged_without_the_store(store: Store) -> None:
     per-window limit leaves a reservation for the store to charge."""
     policy = Policy.from_yaml("name: q3\ngrants: {task: write}\nlimits: {per_run: {writes: 1}}\n")
     quotas = Quotas(policy, None)
-    take = {"run_id": "r", "endpoint": "task.create", "access": "write"}
+    take: dict[str, Any] = {"run_id": "r", "endpoint": "task.create", "access": "write"}
     assert quotas.reserve(call_id="a", **take) is None
     assert quotas.reserve(call_id="a", **take) is None
     assert quotas.reserve(call_id="b", **take) == "limits.per_run.writes"
@@ -261,7 +261,8 @@ async def test_the_agents_review_asks_the_store_off_the_event_loop(
         asked = asyncio.ensure_future(r.ask("merge those two"))
         await gate.open_from_the_loop()
         [pending] = (await asked)["__interrupt__"]
-    assert Approvals(store).get(pending.value["approval_id"]).status == "pending"
+    approval = Approvals(store).get(pending.value["approval_id"])
+    assert approval is not None and approval.status == "pending"
     assert gate.threads and threading.current_thread() not in gate.threads
 
 
@@ -320,7 +321,7 @@ def _charging_threads(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]
 def _window_count(store: Store) -> int:
     with store.engine.connect() as conn:
         rows = conn.execute(store.tables.quota_counters.select()).all()
-    return sum(row.count for row in rows)
+    return sum(int(row._mapping["count"]) for row in rows)
 
 
 async def test_a_window_charge_runs_inline_when_the_store_is_free(
@@ -460,7 +461,7 @@ def test_a_long_lived_guards_call_ids_are_forgotten_oldest_first(
     monkeypatch.setattr(module, "_MAX_CALL_IDS", 3)
     policy = Policy.from_yaml("name: q5\ngrants: {task: write}\nlimits: {per_run: {writes: 9}}\n")
     quotas = Quotas(policy, None)
-    take = {"run_id": "r", "endpoint": "task.create", "access": "write"}
+    take: dict[str, Any] = {"run_id": "r", "endpoint": "task.create", "access": "write"}
     for call_id in "abcd":
         assert quotas.reserve(call_id=call_id, **take) is None
     assert list(quotas._charged) == ["b", "c", "d"]
