@@ -13,10 +13,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from closeguard.agent.runtime import open_checkpointer
 from closeguard.guardrails.audit import EMPTY_ROW, AuditLog
 from closeguard.store import Store
 from closeguard.store.walcheck import SAFETY_NET_PAGES, WalCheckpoints, watched
+from closeguard.tools.errors import StoreError
 
 
 def _writer(path: Path) -> sqlite3.Connection:
@@ -177,6 +180,15 @@ def test_stores_in_memory_have_no_checkpoints() -> None:
     store = Store("sqlite://")
     assert store.checkpoints is None
     store.dispose()
+
+
+def test_a_store_that_cannot_open_leaves_no_file_watched(tmp_path: Path) -> None:
+    """Not even while its error (and so the half-made store) is still held."""
+    path = tmp_path / "none.db"
+    with pytest.raises(StoreError) as failed:
+        Store(f"sqlite:///{path}", create=False)
+    assert path not in watched()
+    assert "does not exist" in str(failed.value)
 
 
 def test_a_forked_child_serves_only_the_files_it_opens(tmp_path: Path) -> None:

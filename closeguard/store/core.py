@@ -563,31 +563,41 @@ class Store:
             self.engine: Engine = create_engine(self.url, future=True, **_engine_options(self.url))
             self.tables = Tables(schema)
             self._traffic = _Traffic()
-            self.inline = self.dialect == "sqlite" and _sqlite_file(self.url) is not None
+            path = _sqlite_file(self.url)
+            self.inline = path is not None
             """Whether ``trip`` may run its call in the caller's thread (a SQLite file)."""
             if self.dialect == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-                if self.inline:
+                if path is not None:
                     event.listen(self.engine, "begin", _begin_immediate)
+                    self._watch(path)
             elif schema is not None:
                 event.listen(self.engine, "connect", partial(_search_path, schema))
             missing = None if create else _missing(self.engine, self.tables)
             if missing is None:
                 self.revision_before = migrate(self.engine, self.tables.metadata)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
+            self._unwatch()
             raise _cannot_open(url, exc) from exc
         if missing is not None:
+            self._unwatch()
             self.engine.dispose()
             raise StoreError(
                 f"no closeguard store at {display_url(url)} (CLOSEGUARD_STORE_URL): {missing}; "
                 "guarded calls create it"
             )
-        path = _sqlite_file(self.url)
-        if path is not None:
-            self.checkpoints = checkpoints = WalCheckpoints(path)
-            event.listen(self.engine, "connect", partial(_hand_over, checkpoints))
-            self.engine.dispose()  # the connections made so far did not hand over
-            weakref.finalize(self, checkpoints.close)
+
+    def _watch(self, path: Path) -> None:
+        """Checkpoint the file on the checkpoint thread, every connection handing over from
+        its first (so before the schema is read or migrated); until ``dispose``, or until
+        the store is collected (a constructor that failed included)."""
+        self.checkpoints = checkpoints = WalCheckpoints(path)
+        event.listen(self.engine, "connect", partial(_hand_over, checkpoints))
+        weakref.finalize(self, checkpoints.close)
+
+    def _unwatch(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.close()
 
     @property
     def dialect(self) -> str:
@@ -686,8 +696,7 @@ class Store:
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.shutdown()
-        if self.checkpoints is not None:
-            self.checkpoints.close()
+        self._unwatch()
         self.engine.dispose()
 
     def __repr__(self) -> str:
